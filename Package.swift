@@ -1,0 +1,59 @@
+// swift-tools-version: 6.2
+// Replica: sandboxing primitives and tools for running services partially containerized under systemd.
+// Layers (see ../shared/DESIGN.md): C targets → ReplicaKit → ReplicaStore | ReplicaNet → Tools.
+import PackageDescription
+
+/// Every target of ours builds in Swift 6 mode with warnings as errors; dependencies are not affected.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+/// A system library found with pkg-config, with the Debian package that provides it.
+func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
+    .systemLibrary(name: name, pkgConfig: pkgConfig, providers: [.apt([apt])])
+}
+
+let package = Package(
+    name: "Replica",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ReplicaKit", targets: ["ReplicaKit"]),
+        .library(name: "ReplicaStore", targets: ["ReplicaStore"]),
+        .library(name: "ReplicaNet", targets: ["ReplicaNet"]),
+        .executable(name: "replica-demo", targets: ["replica-demo"]),
+        .executable(name: "replica-bench", targets: ["ReplicaBench"]),
+    ],
+    targets: [
+        // C: system libraries (each wrapped once, by the module that owns it) and one shim.
+        systemLibrary("CSystemd", pkgConfig: "libsystemd", apt: "libsystemd-dev"),
+        systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: "libseccomp-dev"),
+        systemLibrary("CCap", pkgConfig: "libcap", apt: "libcap-dev"),
+        systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: "libbtrfsutil-dev"),
+        systemLibrary("CMnl", pkgConfig: "libmnl", apt: "libmnl-dev"),
+        .target(name: "CReplicaShim", cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]),
+
+        // Libraries.
+        .target(name: "ReplicaKit", dependencies: ["CReplicaShim", "CSystemd", "CSeccomp", "CCap"],
+                swiftSettings: strict),
+        .target(name: "ReplicaStore", dependencies: ["ReplicaKit", "CReplicaShim", "CBtrfsUtil"],
+                swiftSettings: strict),
+        .target(name: "ReplicaNet", dependencies: ["ReplicaKit", "CReplicaShim", "CMnl"],
+                swiftSettings: strict),
+
+        // Tools: parse, call one entry point, print.
+        .executableTarget(name: "replica-demo", dependencies: ["ReplicaKit", "ReplicaStore"],
+                          path: "Sources/Tools/replica-demo", swiftSettings: strict),
+
+        // Benchmarks: in-process loops against the command a user would run, same run.
+        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+                          path: "Benchmarks/ReplicaBench", swiftSettings: strict),
+
+        // Tests: a support library (traits, fixtures) and one test target per module.
+        .target(name: "ReplicaTestSupport", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+                path: "Tests/ReplicaTestSupport", swiftSettings: strict),
+        .testTarget(name: "ReplicaKitTests", dependencies: ["ReplicaKit", "ReplicaTestSupport", "CReplicaShim"],
+                    swiftSettings: strict),
+        .testTarget(name: "ReplicaStoreTests", dependencies: ["ReplicaStore", "ReplicaTestSupport"],
+                    swiftSettings: strict),
+        .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaNet", "ReplicaTestSupport"],
+                    swiftSettings: strict),
+    ]
+)

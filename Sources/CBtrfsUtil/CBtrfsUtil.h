@@ -1,0 +1,2 @@
+// libbtrfsutil: subvolumes and snapshots. Wrapped by ReplicaStore.
+#include <btrfsutil.h>

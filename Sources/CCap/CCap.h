@@ -1,0 +1,2 @@
+// libcap: capability sets. Wrapped by ReplicaKit.
+#include <sys/capability.h>

@@ -1,0 +1,86 @@
+// CReplicaShim: the few things Swift's Glibc module does not give Replica.
+//
+// Swift imports glibc without _GNU_SOURCE, so Linux-only calls and constants (unshare, setns,
+// O_PATH, pipe2, renameat2 ...) are missing, raw syscalls (openat2, open_tree, move_mount,
+// mount_setattr, fsopen ...) have no glibc wrapper usable from Swift (syscall(2) is variadic),
+// ioctl(2) is variadic, and some kernel structs are easier to fill in C. Every function here is a
+// thin, prefixed pass-through: it returns what the call returns and leaves errno as the call set it
+// (-1 + errno). Constants are exported as `extern const` values compiled with the real headers, so
+// no value is copied by hand.
+#ifndef REPLICA_SHIM_H
+#define REPLICA_SHIM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+// MARK: namespaces (sched.h under _GNU_SOURCE)
+extern const int replica_CLONE_NEWNS, replica_CLONE_NEWNET, replica_CLONE_NEWPID, replica_CLONE_NEWUTS,
+    replica_CLONE_NEWIPC, replica_CLONE_NEWUSER, replica_CLONE_NEWCGROUP;
+/// unshare(2): move the calling thread into new namespaces.
+int replica_unshare(int flags);
+/// setns(2): join the namespace referred to by fd.
+int replica_setns(int fd, int nstype);
+
+// MARK: files (fcntl.h / stdio.h under _GNU_SOURCE)
+extern const int replica_O_PATH, replica_O_TMPFILE, replica_AT_EMPTY_PATH, replica_AT_RECURSIVE;
+extern const unsigned int replica_RENAME_EXCHANGE, replica_RENAME_NOREPLACE;
+/// pipe2(2) with O_CLOEXEC.
+int replica_pipe_cloexec(int fds[2]);
+/// renameat2(2): RENAME_EXCHANGE swaps two paths atomically, RENAME_NOREPLACE refuses to overwrite.
+int replica_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+/// Filesystem magic numbers from linux/magic.h, for fstatfs f_type checks.
+extern const int64_t replica_BTRFS_SUPER_MAGIC, replica_PROC_SUPER_MAGIC, replica_TMPFS_MAGIC, replica_OVERLAYFS_SUPER_MAGIC;
+/// fstatfs(2), returning only f_type (the filesystem magic) in *type. struct statfs clashes with
+/// the statfs function name in Swift's importer.
+int replica_fstatfs_type(int fd, int64_t *type);
+/// fstatfs(2): free and total bytes available to unprivileged users (f_bavail, f_blocks scaled by f_bsize).
+int replica_fstatfs_space(int fd, uint64_t *avail_bytes, uint64_t *total_bytes, uint64_t *mount_flags);
+
+// MARK: openat2(2) (Linux 5.6); no glibc wrapper
+extern const uint64_t replica_RESOLVE_NO_XDEV, replica_RESOLVE_NO_MAGICLINKS, replica_RESOLVE_NO_SYMLINKS,
+    replica_RESOLVE_BENEATH, replica_RESOLVE_IN_ROOT;
+/// openat2(2) with a struct open_how built from its three fields.
+int replica_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+
+// MARK: new mount API (Linux 5.2, mount_setattr 5.12); no usable glibc wrappers from Swift
+extern const unsigned int replica_OPEN_TREE_CLONE, replica_OPEN_TREE_CLOEXEC, replica_MOVE_MOUNT_F_EMPTY_PATH, replica_MOVE_MOUNT_T_EMPTY_PATH,
+    replica_FSOPEN_CLOEXEC, replica_FSMOUNT_CLOEXEC;
+extern const uint64_t replica_MOUNT_ATTR_RDONLY, replica_MOUNT_ATTR_NOSUID, replica_MOUNT_ATTR_NODEV,
+    replica_MOUNT_ATTR_NOEXEC, replica_MOUNT_ATTR_NOATIME, replica_MOUNT_ATTR_NODIRATIME;
+extern const unsigned int replica_FSCONFIG_SET_FLAG, replica_FSCONFIG_SET_STRING, replica_FSCONFIG_CMD_CREATE;
+/// open_tree(2): an fd for a mount tree, detached copy with OPEN_TREE_CLONE.
+int replica_open_tree(int dirfd, const char *path, unsigned int flags);
+/// move_mount(2): attach a detached tree (or move a mount).
+int replica_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path, unsigned int flags);
+/// mount_setattr(2) with a struct mount_attr built from its fields; AT_RECURSIVE covers submounts.
+int replica_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
+                          uint64_t propagation);
+/// fsopen(2): a filesystem context for fs_name ("btrfs", "tmpfs", "overlay" ...).
+int replica_fsopen(const char *fs_name, unsigned int flags);
+/// fsconfig(2): set one parameter of a filesystem context.
+int replica_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux);
+/// fsmount(2): turn a configured context into a detached mount.
+int replica_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+
+// MARK: loop devices (ioctl(2) is variadic)
+/// ioctl(LOOP_CTL_GET_FREE) on /dev/loop-control: the number of a free loop device.
+int replica_loop_get_free(int control_fd);
+/// ioctl(LOOP_CONFIGURE) (Linux 5.8): bind backing_fd to the loop device in one call, with
+/// LO_FLAGS_AUTOCLEAR when autoclear != 0 (the device detaches itself when its last user goes).
+int replica_loop_configure(int loop_fd, int backing_fd, int autoclear, int read_only);
+/// ioctl(LOOP_GET_STATUS64): the backing file name (truncated by the kernel to 63 bytes) and flags.
+int replica_loop_status(int loop_fd, char name[64], uint32_t *flags);
+/// ioctl(LOOP_CLR_FD): detach a loop device.
+int replica_loop_clear(int loop_fd);
+/// ioctl(FICLONE): reflink src into dst (btrfs, xfs).
+int replica_ficlone(int dst_fd, int src_fd);
+
+// MARK: processes
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): close every fd >= from in the child.
+int replica_spawn_addclosefrom(void *file_actions, int from);
+/// The calling thread's id, gettid(2).
+pid_t replica_gettid(void);
+/// prctl(PR_SET_PDEATHSIG): signal this process when its parent dies.
+int replica_set_parent_death_signal(int signal);
+
+#endif

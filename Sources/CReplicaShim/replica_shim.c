@@ -1,0 +1,119 @@
+// See include/replica_shim.h for why each of these exists.
+#define _GNU_SOURCE
+#include "replica_shim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+const int replica_CLONE_NEWNS = CLONE_NEWNS, replica_CLONE_NEWNET = CLONE_NEWNET, replica_CLONE_NEWPID = CLONE_NEWPID,
+          replica_CLONE_NEWUTS = CLONE_NEWUTS, replica_CLONE_NEWIPC = CLONE_NEWIPC,
+          replica_CLONE_NEWUSER = CLONE_NEWUSER, replica_CLONE_NEWCGROUP = CLONE_NEWCGROUP;
+const int replica_O_PATH = O_PATH, replica_O_TMPFILE = O_TMPFILE, replica_AT_EMPTY_PATH = AT_EMPTY_PATH,
+          replica_AT_RECURSIVE = AT_RECURSIVE;
+const unsigned int replica_RENAME_EXCHANGE = RENAME_EXCHANGE, replica_RENAME_NOREPLACE = RENAME_NOREPLACE;
+const int64_t replica_BTRFS_SUPER_MAGIC = BTRFS_SUPER_MAGIC, replica_PROC_SUPER_MAGIC = PROC_SUPER_MAGIC,
+              replica_TMPFS_MAGIC = TMPFS_MAGIC, replica_OVERLAYFS_SUPER_MAGIC = OVERLAYFS_SUPER_MAGIC;
+const uint64_t replica_RESOLVE_NO_XDEV = RESOLVE_NO_XDEV, replica_RESOLVE_NO_MAGICLINKS = RESOLVE_NO_MAGICLINKS,
+               replica_RESOLVE_NO_SYMLINKS = RESOLVE_NO_SYMLINKS, replica_RESOLVE_BENEATH = RESOLVE_BENEATH,
+               replica_RESOLVE_IN_ROOT = RESOLVE_IN_ROOT;
+const unsigned int replica_OPEN_TREE_CLONE = OPEN_TREE_CLONE, replica_OPEN_TREE_CLOEXEC = OPEN_TREE_CLOEXEC,
+                   replica_MOVE_MOUNT_F_EMPTY_PATH = MOVE_MOUNT_F_EMPTY_PATH,
+                   replica_MOVE_MOUNT_T_EMPTY_PATH = MOVE_MOUNT_T_EMPTY_PATH, replica_FSOPEN_CLOEXEC = FSOPEN_CLOEXEC,
+                   replica_FSMOUNT_CLOEXEC = FSMOUNT_CLOEXEC;
+const uint64_t replica_MOUNT_ATTR_RDONLY = MOUNT_ATTR_RDONLY, replica_MOUNT_ATTR_NOSUID = MOUNT_ATTR_NOSUID,
+               replica_MOUNT_ATTR_NODEV = MOUNT_ATTR_NODEV, replica_MOUNT_ATTR_NOEXEC = MOUNT_ATTR_NOEXEC,
+               replica_MOUNT_ATTR_NOATIME = MOUNT_ATTR_NOATIME, replica_MOUNT_ATTR_NODIRATIME = MOUNT_ATTR_NODIRATIME;
+const unsigned int replica_FSCONFIG_SET_FLAG = FSCONFIG_SET_FLAG, replica_FSCONFIG_SET_STRING = FSCONFIG_SET_STRING,
+                   replica_FSCONFIG_CMD_CREATE = FSCONFIG_CMD_CREATE;
+
+int replica_unshare(int flags) { return unshare(flags); }
+int replica_setns(int fd, int nstype) { return setns(fd, nstype); }
+
+int replica_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+int replica_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+int replica_fstatfs_type(int fd, int64_t *type) {
+    struct statfs s;
+    int r = fstatfs(fd, &s);
+    if (r == 0) *type = (int64_t)s.f_type;
+    return r;
+}
+int replica_fstatfs_space(int fd, uint64_t *avail_bytes, uint64_t *total_bytes, uint64_t *mount_flags) {
+    struct statfs s;
+    int r = fstatfs(fd, &s);
+    if (r == 0) {
+        *avail_bytes = (uint64_t)s.f_bavail * (uint64_t)s.f_bsize;
+        *total_bytes = (uint64_t)s.f_blocks * (uint64_t)s.f_bsize;
+        *mount_flags = (uint64_t)s.f_flags;
+    }
+    return r;
+}
+
+int replica_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct open_how how = {.flags = flags, .mode = mode, .resolve = resolve};
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int replica_open_tree(int dirfd, const char *path, unsigned int flags) {
+    return (int)syscall(SYS_open_tree, dirfd, path, flags);
+}
+int replica_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path, unsigned int flags) {
+    return (int)syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
+}
+int replica_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set, uint64_t attr_clr,
+                          uint64_t propagation) {
+    struct mount_attr attr = {.attr_set = attr_set, .attr_clr = attr_clr, .propagation = propagation};
+    return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+}
+int replica_fsopen(const char *fs_name, unsigned int flags) { return (int)syscall(SYS_fsopen, fs_name, flags); }
+int replica_fsconfig(int fd, unsigned int cmd, const char *key, const char *value, int aux) {
+    return (int)syscall(SYS_fsconfig, fd, cmd, key, value, aux);
+}
+int replica_fsmount(int fd, unsigned int flags, unsigned int attr_flags) {
+    return (int)syscall(SYS_fsmount, fd, flags, attr_flags);
+}
+
+int replica_loop_get_free(int control_fd) { return ioctl(control_fd, LOOP_CTL_GET_FREE); }
+int replica_loop_configure(int loop_fd, int backing_fd, int autoclear, int read_only) {
+    struct loop_config config;
+    memset(&config, 0, sizeof config);
+    config.fd = (uint32_t)backing_fd;
+    config.info.lo_flags = (autoclear ? LO_FLAGS_AUTOCLEAR : 0) | (read_only ? LO_FLAGS_READ_ONLY : 0);
+    return ioctl(loop_fd, LOOP_CONFIGURE, &config);
+}
+int replica_loop_status(int loop_fd, char name[64], uint32_t *flags) {
+    struct loop_info64 info;
+    memset(&info, 0, sizeof info);
+    int r = ioctl(loop_fd, LOOP_GET_STATUS64, &info);
+    if (r == 0) {
+        _Static_assert(sizeof info.lo_file_name == 64, "lo_file_name is LO_NAME_SIZE bytes");
+        memcpy(name, info.lo_file_name, 64);
+        name[63] = 0;
+        *flags = info.lo_flags;
+    }
+    return r;
+}
+int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
+int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+
+// Returns an error number (0 on success), as the posix_spawn family does.
+int replica_spawn_addclosefrom(void *file_actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)file_actions, from);
+}
+pid_t replica_gettid(void) { return gettid(); }
+int replica_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }

@@ -1,0 +1,2 @@
+// libseccomp: syscall filters. Wrapped by ReplicaKit.
+#include <seccomp.h>

@@ -1,0 +1,61 @@
+import Glibc
+
+/// A C `errno` value with its symbolic name (`EPERM`) and its message (`Operation not permitted`).
+public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// The calling thread's current `errno`.
+    public static var current: Errno { Errno(rawValue: Glibc.errno) }
+
+    /// The symbolic name, e.g. `ELOOP`; `E<number>` for values outside the table.
+    public var name: String { Errno.names[rawValue] ?? "E\(rawValue)" }
+    /// The C library's message for this value, `strerror(3)`.
+    public var message: String { String(cString: strerror(rawValue)) }
+    /// `Too many levels of symbolic links (ELOOP)`.
+    public var description: String { "\(message) (\(name))" }
+
+    public static let EPERM = Errno(rawValue: Glibc.EPERM)
+    public static let ENOENT = Errno(rawValue: Glibc.ENOENT)
+    public static let EINTR = Errno(rawValue: Glibc.EINTR)
+    public static let EIO = Errno(rawValue: Glibc.EIO)
+    public static let EBADF = Errno(rawValue: Glibc.EBADF)
+    public static let ECHILD = Errno(rawValue: Glibc.ECHILD)
+    public static let EAGAIN = Errno(rawValue: Glibc.EAGAIN)
+    public static let EACCES = Errno(rawValue: Glibc.EACCES)
+    public static let EBUSY = Errno(rawValue: Glibc.EBUSY)
+    public static let EEXIST = Errno(rawValue: Glibc.EEXIST)
+    public static let EXDEV = Errno(rawValue: Glibc.EXDEV)
+    public static let ENOTDIR = Errno(rawValue: Glibc.ENOTDIR)
+    public static let EISDIR = Errno(rawValue: Glibc.EISDIR)
+    public static let EINVAL = Errno(rawValue: Glibc.EINVAL)
+    public static let ENOSPC = Errno(rawValue: Glibc.ENOSPC)
+    public static let EROFS = Errno(rawValue: Glibc.EROFS)
+    public static let ENAMETOOLONG = Errno(rawValue: Glibc.ENAMETOOLONG)
+    public static let ENOSYS = Errno(rawValue: Glibc.ENOSYS)
+    public static let ELOOP = Errno(rawValue: Glibc.ELOOP)
+    public static let E2BIG = Errno(rawValue: Glibc.E2BIG)
+    public static let ENXIO = Errno(rawValue: Glibc.ENXIO)
+    public static let ETIMEDOUT = Errno(rawValue: Glibc.ETIMEDOUT)
+    public static let ENOTSUP = Errno(rawValue: Glibc.EOPNOTSUPP)
+    public static let EMLINK = Errno(rawValue: Glibc.EMLINK)
+    public static let EWOULDBLOCK = Errno(rawValue: Glibc.EWOULDBLOCK)
+
+    private static let names: [Int32: String] = [
+        Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",
+        Glibc.EIO: "EIO", Glibc.ENXIO: "ENXIO", Glibc.E2BIG: "E2BIG", Glibc.ENOEXEC: "ENOEXEC",
+        Glibc.EBADF: "EBADF", Glibc.ECHILD: "ECHILD", Glibc.EAGAIN: "EAGAIN", Glibc.ENOMEM: "ENOMEM",
+        Glibc.EACCES: "EACCES", Glibc.EFAULT: "EFAULT", Glibc.EBUSY: "EBUSY", Glibc.EEXIST: "EEXIST",
+        Glibc.EXDEV: "EXDEV", Glibc.ENODEV: "ENODEV", Glibc.ENOTDIR: "ENOTDIR", Glibc.EISDIR: "EISDIR",
+        Glibc.EINVAL: "EINVAL", Glibc.ENFILE: "ENFILE", Glibc.EMFILE: "EMFILE", Glibc.ENOTTY: "ENOTTY",
+        Glibc.ETXTBSY: "ETXTBSY", Glibc.EFBIG: "EFBIG", Glibc.ENOSPC: "ENOSPC", Glibc.ESPIPE: "ESPIPE",
+        Glibc.EROFS: "EROFS", Glibc.EMLINK: "EMLINK", Glibc.EPIPE: "EPIPE", Glibc.ERANGE: "ERANGE",
+        Glibc.EDEADLK: "EDEADLK", Glibc.ENAMETOOLONG: "ENAMETOOLONG", Glibc.ENOLCK: "ENOLCK",
+        Glibc.ENOSYS: "ENOSYS", Glibc.ENOTEMPTY: "ENOTEMPTY", Glibc.ELOOP: "ELOOP",
+        Glibc.ENODATA: "ENODATA", Glibc.EOVERFLOW: "EOVERFLOW", Glibc.EOPNOTSUPP: "EOPNOTSUPP",
+        Glibc.EADDRINUSE: "EADDRINUSE", Glibc.EADDRNOTAVAIL: "EADDRNOTAVAIL", Glibc.ENETUNREACH: "ENETUNREACH",
+        Glibc.ECONNREFUSED: "ECONNREFUSED", Glibc.ETIMEDOUT: "ETIMEDOUT", Glibc.EALREADY: "EALREADY",
+        Glibc.EPROTONOSUPPORT: "EPROTONOSUPPORT", Glibc.ENOBUFS: "ENOBUFS", Glibc.EMSGSIZE: "EMSGSIZE",
+        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE",
+    ]
+}

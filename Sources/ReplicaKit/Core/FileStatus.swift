@@ -1,0 +1,56 @@
+import Glibc
+
+/// The parts of `struct stat` Replica checks: type, identity (device + inode), links, owner, size.
+public struct FileStatus: Equatable, Sendable {
+    /// The file type bits of `st_mode`.
+    public enum Kind: Sendable, Equatable, CustomStringConvertible {
+        case regular, directory, symlink, fifo, socket, characterDevice, blockDevice, unknown
+
+        public var description: String {
+            switch self {
+            case .regular: "a regular file"
+            case .directory: "a directory"
+            case .symlink: "a symlink"
+            case .fifo: "a FIFO"
+            case .socket: "a socket"
+            case .characterDevice: "a character device"
+            case .blockDevice: "a block device"
+            case .unknown: "a file of unknown type"
+            }
+        }
+    }
+
+    public var kind: Kind
+    public var device: UInt64
+    public var inode: UInt64
+    public var mode: UInt32
+    public var linkCount: UInt64
+    public var owner: UInt32
+    public var size: Int64
+
+    public init(_ st: stat) {
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symlink
+        case S_IFIFO: kind = .fifo
+        case S_IFSOCK: kind = .socket
+        case S_IFCHR: kind = .characterDevice
+        case S_IFBLK: kind = .blockDevice
+        default: kind = .unknown
+        }
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        mode = UInt32(st.st_mode)
+        linkCount = UInt64(st.st_nlink)
+        owner = UInt32(st.st_uid)
+        size = Int64(st.st_size)
+    }
+
+    /// `lstat(2)` of a trusted path.
+    public static func of(_ path: String) throws(SystemError) -> FileStatus {
+        var st = stat()
+        _ = try syscall("lstat", path) { lstat(path, &st) }
+        return FileStatus(st)
+    }
+}

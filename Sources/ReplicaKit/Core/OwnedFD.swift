@@ -1,0 +1,119 @@
+import CReplicaShim
+import Glibc
+
+/// A file descriptor owned by exactly one value: closed exactly once, when the owner goes away,
+/// unless ownership is given up with `release()`.
+public struct OwnedFD: ~Copyable, Sendable {
+    /// The raw descriptor number, valid while this value lives.
+    public let rawValue: Int32
+
+    /// Takes ownership of `rawValue`; it will be closed with this value.
+    public init(adopting rawValue: Int32) { self.rawValue = rawValue }
+
+    deinit { _ = Glibc.close(rawValue) }  // close(2) is never retried: Linux frees the fd even on EINTR.
+
+    /// Gives up ownership and returns the raw descriptor without closing it.
+    public consuming func release() -> Int32 {
+        let raw = rawValue
+        discard self
+        return raw
+    }
+
+    /// `open(2)` with `O_CLOEXEC` added; for trusted paths only (see `RootDirectory` for the rest).
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(SystemError) -> OwnedFD {
+        OwnedFD(adopting: try syscall("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) })
+    }
+
+    /// `openat(2)` relative to this directory, with `O_CLOEXEC` added.
+    public borrowing func openat(_ name: String, _ flags: Int32, mode: mode_t = 0) throws(SystemError) -> OwnedFD {
+        let fd = rawValue
+        return OwnedFD(adopting: try syscall("openat", name) { Glibc.openat(fd, name, flags | O_CLOEXEC, mode) })
+    }
+
+    /// `fcntl(F_DUPFD_CLOEXEC)`: a second owner for the same open file.
+    public borrowing func duplicate() throws(SystemError) -> OwnedFD {
+        let fd = rawValue
+        return OwnedFD(adopting: try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, 3) })
+    }
+
+    /// `fstat(2)`.
+    public borrowing func status() throws(SystemError) -> FileStatus {
+        var st = stat()
+        let fd = rawValue
+        _ = try syscall("fstat") { fstat(fd, &st) }
+        return FileStatus(st)
+    }
+
+    /// `fstatfs(2)` `f_type`: the filesystem magic (compare with `FilesystemMagic`).
+    public borrowing func filesystemType() throws(SystemError) -> Int64 {
+        var type: Int64 = 0
+        let fd = rawValue
+        _ = try syscall("fstatfs") { replica_fstatfs_type(fd, &type) }
+        return type
+    }
+
+    /// What `/proc/self/fd/N` names: the path the kernel has for this descriptor, for messages and checks.
+    public borrowing func kernelPath() -> String? {
+        readLink("/proc/self/fd/\(rawValue)")
+    }
+
+    /// Opens the same file again with new flags through `/proc/self/fd/N`, then checks that the new
+    /// descriptor is the same inode. Turns an `O_PATH` descriptor into one that can be read or used
+    /// for ioctls, without resolving any path again.
+    public borrowing func reopen(_ flags: Int32) throws(SystemError) -> OwnedFD {
+        let before = try status()
+        let proc = "/proc/self/fd/\(rawValue)"
+        let fd = OwnedFD(adopting: try syscall("open", kernelPath() ?? proc) { Glibc.open(proc, flags | O_CLOEXEC) })
+        let after = try fd.status()
+        guard after.device == before.device, after.inode == before.inode else {
+            throw SystemError("reopen", [proc], errno: .EXDEV, hint: "the file changed while it was reopened")
+        }
+        return fd
+    }
+
+    /// Reads until end of file, refusing more than `limit` bytes.
+    public borrowing func readAll(limit: Int = 64 << 20, name: String = "") throws(SystemError) -> [UInt8] {
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let fd = rawValue
+        while true {
+            let n = try syscall("read", name) {
+                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            }
+            if n == 0 { return data }
+            data.append(contentsOf: chunk[0..<n])
+            if data.count > limit {
+                throw SystemError("read", [name], errno: .E2BIG, hint: "more than \(limit) bytes")
+            }
+        }
+    }
+
+    /// Writes every byte, retrying short writes.
+    public borrowing func writeAll(_ bytes: some Collection<UInt8>, name: String = "") throws(SystemError) {
+        let fd = rawValue
+        let array = Array(bytes)
+        var offset = 0
+        while offset < array.count {
+            let n = try syscall("write", name) {
+                array.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            }
+            offset += n
+        }
+    }
+}
+
+/// `readlink(2)` of a path, nil when it is not a link or cannot be read.
+func readLink(_ path: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink(path, &buffer, buffer.count - 1)
+    guard n >= 0 else { return nil }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Filesystem magic numbers (`linux/magic.h`) for `OwnedFD.filesystemType()`.
+public enum FilesystemMagic {
+    public static let btrfs = replica_BTRFS_SUPER_MAGIC
+    public static let proc = replica_PROC_SUPER_MAGIC
+    public static let tmpfs = replica_TMPFS_MAGIC
+    public static let overlayfs = replica_OVERLAYFS_SUPER_MAGIC
+}

@@ -1,0 +1,69 @@
+import CReplicaShim
+import Glibc
+
+/// The end of an external command: how it exited and what it printed (stdout and stderr together).
+public struct CommandResult: Sendable {
+    public var status: ExitStatus
+    public var output: String
+}
+
+/// Runs external programs with `posix_spawnp(3)`: stdin from `/dev/null`, stdout and stderr captured
+/// (or discarded), every other descriptor closed in the child. Used where a library step is a
+/// program (`mkfs.btrfs`) and by benchmarks to time the command a user would run instead.
+public enum Command {
+    /// Runs `arguments` (the first is looked up in `PATH`) and waits.
+    public static func run(_ arguments: [String], captureOutput: Bool = true) throws(SystemError) -> CommandResult {
+        guard captureOutput else {
+            return CommandResult(status: try ExitStatus.wait(for: try spawn(arguments, output: nil)), output: "")
+        }
+        var pipe: [Int32] = [-1, -1]
+        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
+        let reader = OwnedFD(adopting: pipe[0])
+        let pid: pid_t
+        do {
+            let writer = OwnedFD(adopting: pipe[1])  // closed at the end of this scope, so EOF arrives
+            pid = try spawn(arguments, output: writer.rawValue)
+        }
+        let bytes = (try? reader.readAll(limit: 16 << 20, name: arguments[0])) ?? []
+        let status = try ExitStatus.wait(for: pid)
+        return CommandResult(status: status, output: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Runs and requires exit status 0; otherwise the error names the command and quotes its output.
+    @discardableResult
+    public static func check(_ arguments: [String]) throws(SystemError) -> String {
+        let result = try run(arguments)
+        guard result.status.isSuccess else {
+            let tail = result.output.split(separator: "\n").suffix(5).joined(separator: "; ")
+            throw SystemError(arguments[0], Array(arguments.dropFirst()), errno: .EIO,
+                              hint: "\(result.status)" + (tail.isEmpty ? "" : ": \(tail)"))
+        }
+        return result.output
+    }
+
+    /// Starts the program and returns its pid; `output` receives stdout and stderr (nil: `/dev/null`).
+    public static func spawn(_ arguments: [String], output: Int32? = nil) throws(SystemError) -> pid_t {
+        precondition(!arguments.isEmpty, "a command needs a program name")
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let output {
+            posix_spawn_file_actions_adddup2(&actions, output, 1)
+            posix_spawn_file_actions_adddup2(&actions, output, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        }
+        _ = withUnsafeMutablePointer(to: &actions) { replica_spawn_addclosefrom($0, 3) }
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
+        guard result == 0 else {
+            throw SystemError("posix_spawnp", [arguments[0]], errno: Errno(rawValue: result),
+                              hint: result == ENOENT ? "install it or add it to PATH" : nil)
+        }
+        return pid
+    }
+}

@@ -1,0 +1,98 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// A network namespace pinned by name under `/run/netns`, compatible with `ip netns`.
+public enum NetworkNamespace {
+    /// Where named namespaces are pinned (`ip netns` uses the same directory).
+    public static let directory = "/run/netns"
+
+    /// Refuses names `ip netns` would refuse, and any that could leave the directory.
+    public static func validate(name: String) throws(NetError) {
+        let why: String? =
+            name.isEmpty ? "a namespace name cannot be empty"
+            : (name == "." || name == "..") ? "\"\(name)\" is not a name"
+            : name.contains("/") ? "a namespace name cannot contain \"/\""
+            : name.utf8.count > 255 ? "\(name.utf8.count) bytes; the limit is 255"
+            : nil
+        if let why { throw NetError("validate netns name", [name], errno: .EINVAL, hint: why) }
+    }
+
+    /// `ip netns add NAME`: a new namespace, pinned by bind-mounting its nsfs file onto
+    /// `/run/netns/NAME`. The namespace is made on a dedicated thread, so the caller's stays put.
+    /// On failure nothing is left behind.
+    public static func create(_ name: String) throws(NetError) {
+        try validate(name: name)
+        try prepareDirectory()
+        let path = "\(directory)/\(name)"
+        let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
+        if fd < 0 {
+            let errno = Errno.current
+            throw NetError("create netns", [path], errno: errno,
+                           hint: errno == .EEXIST ? "a namespace of that name exists; delete it or pick another" : nil)
+        }
+        Glibc.close(fd)
+        do throws(SystemError) {
+            try DedicatedThread.run { () throws(SystemError) in
+                _ = try syscall("unshare(CLONE_NEWNET)") { replica_unshare(replica_CLONE_NEWNET) }
+                let tree = OwnedFD(adopting: try syscall("open_tree", "/proc/thread-self/ns/net") {
+                    replica_open_tree(AT_FDCWD, "/proc/thread-self/ns/net", replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC)
+                })
+                _ = try syscall("move_mount", "/proc/thread-self/ns/net", path) {
+                    replica_move_mount(tree.rawValue, "", AT_FDCWD, path, replica_MOVE_MOUNT_F_EMPTY_PATH)
+                }
+            }
+        } catch {
+            unlink(path)
+            throw NetError(error)
+        }
+    }
+
+    /// `ip netns del NAME`: unpins the namespace (it ends when its last process leaves). Deleting a
+    /// namespace that does not exist is not an error.
+    public static func delete(_ name: String) throws(NetError) {
+        try validate(name: name)
+        let path = "\(directory)/\(name)"
+        if umount2(path, Int32(MNT_DETACH)) != 0 && ![.EINVAL, .ENOENT].contains(Errno.current) {
+            throw NetError("umount2", [path], errno: .current)
+        }
+        if unlink(path) != 0 && Errno.current != .ENOENT { throw NetError("unlink", [path], errno: .current) }
+    }
+
+    /// The names pinned under `/run/netns`, like `ip netns list`.
+    public static func list() -> [String] {
+        guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
+        return ((try? DirectoryEntries.names(in: fd)) ?? []).sorted()
+    }
+
+    /// Runs `body` in a child process that has joined the namespace (`ip netns exec NAME`).
+    public static func run<Result: ChildTransferable>(
+        in name: String, _ body: () throws(SystemError) -> Result
+    ) throws(NetError) -> Result {
+        try validate(name: name)
+        let path = "\(directory)/\(name)"
+        let namespace = try kit { () throws(SystemError) in try OwnedFD.open(path, O_RDONLY) }
+        return try kit { () throws(SystemError) in
+            try ChildProcess.run { () throws(SystemError) in
+                _ = try syscall("setns", path) { replica_setns(namespace.rawValue, replica_CLONE_NEWNET) }
+                return try body()
+            }
+        }
+    }
+
+    /// Makes `/run/netns` exist and be a shared mount point, as `ip netns add` does, so pins made
+    /// later propagate into mount namespaces created earlier.
+    static func prepareDirectory() throws(NetError) {
+        if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST {
+            throw NetError("mkdir", [directory], errno: .current)
+        }
+        if Glibc.mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0 { return }
+        guard Errno.current == .EINVAL else { throw NetError("mount(MS_SHARED)", [directory], errno: .current) }
+        guard Glibc.mount(directory, directory, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
+            throw NetError("mount(MS_BIND)", [directory], errno: .current)
+        }
+        guard Glibc.mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0 else {
+            throw NetError("mount(MS_SHARED)", [directory], errno: .current)
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import CBtrfsUtil
+import Glibc
+import ReplicaKit
+
+/// A point in time as btrfs records it (`struct timespec`, UTC).
+public struct BtrfsTime: Equatable, Comparable, Sendable {
+    public var seconds: Int64
+    public var nanoseconds: Int64
+    public static func < (a: BtrfsTime, b: BtrfsTime) -> Bool {
+        (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
+    }
+}
+
+/// What `btrfs subvolume show` prints about a subvolume, from `btrfs_util_subvolume_info_fd`.
+public struct SubvolumeInfo: Equatable, Sendable {
+    public var id: UInt64
+    /// The subvolume containing this one (its tree parent), 0 for the top level.
+    public var parentID: UInt64
+    public var uuid: String
+    /// The uuid of the subvolume this one is a snapshot of; nil when it is not a snapshot.
+    public var parentUUID: String?
+    /// Set when it was made by `btrfs receive`.
+    public var receivedUUID: String?
+    public var isReadOnly: Bool
+    public var generation: UInt64
+    public var createdAt: BtrfsTime
+
+    init(_ info: btrfs_util_subvolume_info) {
+        id = info.id
+        parentID = info.parent_id
+        uuid = SubvolumeInfo.format(info.uuid)
+        parentUUID = SubvolumeInfo.formatOptional(info.parent_uuid)
+        receivedUUID = SubvolumeInfo.formatOptional(info.received_uuid)
+        isReadOnly = info.flags & 1 != 0  // BTRFS_ROOT_SUBVOL_RDONLY
+        generation = info.generation
+        createdAt = BtrfsTime(seconds: Int64(info.otime.tv_sec), nanoseconds: Int64(info.otime.tv_nsec))
+    }
+
+    private typealias Raw = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                             UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+
+    private static func bytes(_ raw: Raw) -> [UInt8] { withUnsafeBytes(of: raw) { Array($0) } }
+
+    private static func format(_ raw: Raw) -> String {
+        let hex = bytes(raw).map { String($0, radix: 16).leftPadded(2) }
+        return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { hex[$0].joined() }.joined(separator: "-")
+    }
+
+    private static func formatOptional(_ raw: Raw) -> String? {
+        bytes(raw).allSatisfy { $0 == 0 } ? nil : format(raw)
+    }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+/// Subvolume operations on open descriptors (libbtrfsutil's `_fd` calls), so each acts on the
+/// directory that was checked. Names are single path components.
+public enum Btrfs {
+    /// Longest subvolume name btrfs accepts (`BTRFS_VOL_NAME_MAX`).
+    public static let maxNameLength = 255
+
+    /// Refuses names that are empty, `.`/`..`, contain `/` or NUL, or exceed 255 bytes.
+    public static func validate(name: String, in parent: String) throws(StoreError) {
+        let why: String? =
+            name.isEmpty ? "a subvolume name cannot be empty"
+            : (name == "." || name == "..") ? "\"\(name)\" is not a name"
+            : name.contains("/") ? "a name is one path component and cannot contain \"/\""
+            : name.utf8.contains(0) ? "a name cannot contain NUL"
+            : name.utf8.count > maxNameLength ? "\(name.utf8.count) bytes; btrfs allows \(maxNameLength)"
+            : nil
+        if let why { throw StoreError("validate name", [parent, name], errno: .EINVAL, hint: why) }
+    }
+
+    /// `btrfs subvolume create PARENT/NAME`.
+    public static func createSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(StoreError) {
+        try validate(name: name, in: parentPath)
+        let fd = parent.rawValue
+        try btrfs("create subvolume", parentPath, name) { btrfs_util_create_subvolume_fd(fd, name, 0, nil, nil) }
+    }
+
+    /// `btrfs subvolume snapshot [-r] SOURCE PARENT/NAME`. Not recursive: subvolumes nested inside
+    /// the source appear as empty directories in the snapshot (callers check `nestedSubvolumes`).
+    public static func snapshot(
+        _ source: borrowing OwnedFD, into parent: borrowing OwnedFD, named name: String, readOnly: Bool,
+        sourcePath: String, parentPath: String
+    ) throws(StoreError) {
+        try validate(name: name, in: parentPath)
+        let (sourceFD, parentFD) = (source.rawValue, parent.rawValue)
+        let flags = readOnly ? BTRFS_UTIL_CREATE_SNAPSHOT_READ_ONLY : 0
+        try btrfs("snapshot", sourcePath, "\(parentPath)/\(name)") {
+            btrfs_util_create_snapshot_fd2(sourceFD, parentFD, name, Int32(flags), nil, nil)
+        }
+    }
+
+    /// `btrfs subvolume delete PARENT/NAME` (not recursive).
+    public static func deleteSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(StoreError) {
+        try validate(name: name, in: parentPath)
+        let fd = parent.rawValue
+        try btrfs("delete subvolume", parentPath, name) { btrfs_util_delete_subvolume_fd(fd, name, 0) }
+    }
+
+    /// `btrfs subvolume show PATH` for the subvolume the descriptor is the root of.
+    public static func info(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> SubvolumeInfo {
+        var raw = btrfs_util_subvolume_info()
+        let fd = subvolume.rawValue
+        try btrfs("subvolume info", path) { btrfs_util_subvolume_info_fd(fd, 0, &raw) }
+        return SubvolumeInfo(raw)
+    }
+
+    /// Whether the descriptor is the root of a subvolume (`btrfs subvolume show` succeeds).
+    public static func isSubvolume(_ fd: borrowing OwnedFD) -> Bool {
+        btrfs_util_is_subvolume_fd(fd.rawValue) == BTRFS_UTIL_OK
+    }
+
+    /// `btrfs property set PATH ro true|false`.
+    public static func setReadOnly(_ subvolume: borrowing OwnedFD, _ readOnly: Bool, path: String) throws(StoreError) {
+        let fd = subvolume.rawValue
+        try btrfs("set read-only", path) { btrfs_util_set_subvolume_read_only_fd(fd, readOnly) }
+    }
+}

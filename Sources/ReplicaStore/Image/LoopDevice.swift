@@ -1,0 +1,43 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// A loop device bound to an image file, attached with `LOOP_CONFIGURE` (`losetup -f --show IMAGE`).
+/// With `autoclear` the kernel detaches it when its last user (a mount) goes away, so a crashed
+/// process cannot leave it attached once the filesystem on it is unmounted.
+public struct LoopDevice: ~Copyable {
+    /// `/dev/loopN`.
+    public let path: String
+    /// An open descriptor of the device; closing it alone does not detach an autoclear device
+    /// that is mounted.
+    public let fd: OwnedFD
+
+    /// Attaches `image` (an open read-write descriptor) to a free loop device.
+    public static func attach(_ image: borrowing OwnedFD, imagePath: String, autoclear: Bool = true) throws(StoreError) -> LoopDevice {
+        let control = try kit { () throws(SystemError) in try OwnedFD.open("/dev/loop-control", O_RDWR) }
+        // LOOP_CTL_GET_FREE then LOOP_CONFIGURE can race with another attacher: EBUSY means retry.
+        for _ in 0..<32 {
+            let number = try kit { () throws(SystemError) in
+                try syscall("ioctl(LOOP_CTL_GET_FREE)") { replica_loop_get_free(control.rawValue) }
+            }
+            let path = "/dev/loop\(number)"
+            let device = try kit { () throws(SystemError) in try OwnedFD.open(path, O_RDWR) }
+            if replica_loop_configure(device.rawValue, image.rawValue, autoclear ? 1 : 0, 0) == 0 {
+                return LoopDevice(path: path, fd: device)
+            }
+            let errno = Errno.current
+            if errno != .EBUSY { throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath, path], errno: errno) }
+        }
+        throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath], errno: .EBUSY, hint: "no free loop device after 32 tries")
+    }
+
+    /// The backing file the kernel records for `/dev/loopN` (truncated to 63 bytes), or nil when the
+    /// device is not attached.
+    public static func backingFile(of path: String) -> String? {
+        guard let fd = try? OwnedFD.open(path, O_RDONLY) else { return nil }
+        var name = [CChar](repeating: 0, count: 64)
+        var flags: UInt32 = 0
+        guard replica_loop_status(fd.rawValue, &name, &flags) == 0 else { return nil }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,67 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// The embedded default store: a btrfs filesystem in a sparse image file, loop-mounted. No spare
+/// disk needed; the same code path as a real btrfs once mounted.
+public enum LoopImage {
+    /// Smallest image `mkfs.btrfs` accepts with its default profiles, rounded up.
+    public static let minimumSize: Int64 = 128 << 20
+
+    /// Creates a sparse image of `size` bytes and formats it (`truncate -s SIZE IMAGE && mkfs.btrfs IMAGE`).
+    /// Refuses to touch an existing file. On failure the half-made image is removed.
+    public static func create(at image: String, size: Int64, label: String = "replica") throws(StoreError) {
+        guard size >= minimumSize else {
+            throw StoreError("create image", [image], errno: .EINVAL,
+                             hint: "\(size) bytes is too small; btrfs needs at least \(minimumSize)")
+        }
+        let fd = try kit { () throws(SystemError) in
+            try OwnedFD.open(image, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        }
+        do throws(SystemError) {
+            _ = try syscall("ftruncate", image) { ftruncate(fd.rawValue, off_t(size)) }
+            try Command.check(["mkfs.btrfs", "-q", "-L", label, image])
+        } catch {
+            unlink(image)
+            throw StoreError(error)
+        }
+    }
+
+    /// Attaches the image to an autoclear loop device and mounts it on `mountPoint` (`mount -o loop`).
+    /// The loop device goes away with the mount.
+    public static func mount(_ image: String, at mountPoint: String) throws(StoreError) -> MountedImage {
+        let imageFD = try kit { () throws(SystemError) in try OwnedFD.open(image, O_RDWR | O_NOFOLLOW) }
+        let target = try kit { () throws(SystemError) in
+            try OwnedFD.open(mountPoint, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
+        }
+        let loop = try LoopDevice.attach(imageFD, imagePath: image)
+        try kit { () throws(SystemError) in
+            try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
+        }
+        return MountedImage(image: image, mountPoint: mountPoint, device: loop.path)
+    }
+}
+
+/// A mounted image; unmounting it (explicitly, or when the last reference goes away) also frees its
+/// autoclear loop device.
+public final class MountedImage {
+    public let image: String
+    public let mountPoint: String
+    public let device: String
+    private var isMounted = true
+
+    init(image: String, mountPoint: String, device: String) {
+        self.image = image
+        self.mountPoint = mountPoint
+        self.device = device
+    }
+
+    /// `umount MOUNTPOINT`; the loop device detaches itself. Unmounting twice is not an error.
+    public func unmount() throws(StoreError) {
+        guard isMounted else { return }
+        try kit { () throws(SystemError) in try FilesystemMount.unmount(mountPoint) }
+        isMounted = false
+    }
+
+    deinit { if isMounted { try? FilesystemMount.unmount(mountPoint, detach: true) } }
+}

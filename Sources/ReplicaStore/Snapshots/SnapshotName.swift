@@ -1,0 +1,92 @@
+import Glibc
+
+/// A moment in UTC at one-second resolution, as snapshot names carry it.
+public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// Seconds since the Unix epoch.
+    public var secondsSinceEpoch: Int64
+    public init(secondsSinceEpoch: Int64) { self.secondsSinceEpoch = secondsSinceEpoch }
+
+    /// The wall clock now, `clock_gettime(CLOCK_REALTIME)`.
+    public static var now: UTCTimestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UTCTimestamp(secondsSinceEpoch: Int64(ts.tv_sec))
+    }
+
+    public static func < (a: UTCTimestamp, b: UTCTimestamp) -> Bool { a.secondsSinceEpoch < b.secondsSinceEpoch }
+
+    /// Broken-down UTC fields, `gmtime_r(3)`.
+    public var fields: (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+        var t = time_t(secondsSinceEpoch)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return (Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+                Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+    }
+
+    /// From UTC fields (`timegm(3)`); nil when a field is out of range (Feb 30, hour 24 …).
+    public init?(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
+        guard (1...12).contains(month), (1...31).contains(day), (0...23).contains(hour),
+              (0...59).contains(minute), (0...59).contains(second) else { return nil }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        self.init(secondsSinceEpoch: Int64(timegm(&parts)))
+        let check = fields  // timegm normalizes Feb 30 to Mar 2; such input is not a real date
+        guard check.year == year, check.month == month, check.day == day else { return nil }
+    }
+
+    /// ISO 8601 with `Z`, e.g. `2026-11-22T02:30:00Z`.
+    public var description: String {
+        let f = fields
+        return "\(f.year)-\(pad(f.month))-\(pad(f.day))T\(pad(f.hour)):\(pad(f.minute)):\(pad(f.second))Z"
+    }
+}
+
+func pad(_ value: Int, _ width: Int = 2) -> String {
+    let digits = String(value)
+    return String(repeating: "0", count: max(0, width - digits.count)) + digits
+}
+
+/// A snapshot name, `NAME.YYYYMMDDTHHMMSSZ` in UTC: unambiguous across DST and sortable as text.
+public struct SnapshotName: Hashable, Sendable, CustomStringConvertible {
+    public var subvolume: String
+    public var time: UTCTimestamp
+
+    public init(subvolume: String, time: UTCTimestamp) {
+        self.subvolume = subvolume
+        self.time = time
+    }
+
+    /// Parses a full name; nil unless every character matches the format (`svc.20261122T023000Z`).
+    public init?(parsing name: String) {
+        let utf8 = Array(name.utf8)
+        guard utf8.count > 17, utf8[utf8.count - 17] == UInt8(ascii: ".") else { return nil }
+        let stamp = utf8.suffix(16)
+        let digits = Array(stamp)
+        guard digits[8] == UInt8(ascii: "T"), digits[15] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            var value = 0
+            for byte in digits[range] {
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
+              let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15),
+              let time = UTCTimestamp(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
+        else { return nil }
+        self.subvolume = String(decoding: utf8.prefix(utf8.count - 17), as: UTF8.self)
+        self.time = time
+    }
+
+    public var description: String {
+        let f = time.fields
+        return "\(subvolume).\(pad(f.year, 4))\(pad(f.month))\(pad(f.day))T\(pad(f.hour))\(pad(f.minute))\(pad(f.second))Z"
+    }
+}

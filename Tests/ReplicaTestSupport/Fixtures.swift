@@ -1,0 +1,55 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaStore
+
+/// Makes a fresh directory `/tmp/replica-test-XXXXXX`, runs `body` with its path, then removes it
+/// (never crossing into a filesystem still mounted below it).
+public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    var template = Array("/tmp/replica-test-XXXXXX".utf8CString)
+    guard let made = mkdtemp(&template) else { throw SystemError.current("mkdtemp", ["/tmp/replica-test-XXXXXX"]) }
+    let path = String(cString: made)
+    defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", path]) }
+    return try body(path)
+}
+
+/// A loop-mounted btrfs image for one test: made in a temporary directory, formatted, mounted on
+/// `DIR/mnt`, handed to `body`, then unmounted (which detaches its autoclear loop device) and removed,
+/// whether `body` returns or throws.
+public func withBtrfsImage<T>(size: Int64 = 256 << 20, _ body: (MountedImage) throws -> T) throws -> T {
+    try withTemporaryDirectory { directory in
+        let image = "\(directory)/store.img"
+        let mountPoint = "\(directory)/mnt"
+        guard mkdir(mountPoint, 0o700) == 0 else { throw SystemError.current("mkdir", [mountPoint]) }
+        try LoopImage.create(at: image, size: size)
+        let mounted = try LoopImage.mount(image, at: mountPoint)
+        defer { try? mounted.unmount() }
+        return try body(mounted)
+    }
+}
+
+/// A network namespace pinned as `/run/netns/replica-test-PID-N` for one test, deleted afterwards.
+public func withThrowawayNetworkNamespace<T>(_ body: (String) throws -> T) throws -> T {
+    let name = "replica-test-\(getpid())-\(NamespaceCounter.next())"
+    try NetworkNamespace.create(name)
+    defer { try? NetworkNamespace.delete(name) }
+    return try body(name)
+}
+
+/// Unique suffixes for fixture names within one test process.
+enum NamespaceCounter {
+    private static let value = Counter()
+    static func next() -> Int { value.next() }
+
+    private final class Counter: @unchecked Sendable {  // guarded by `lock`
+        private var lock = pthread_mutex_t()
+        private var count = 0
+        init() { pthread_mutex_init(&lock, nil) }
+        func next() -> Int {
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            count += 1
+            return count
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+
+/// What a test must leave as it found: mount points, attached loop devices, links and pinned
+/// network namespaces of the host. Compare a capture before and after.
+public struct HostState: Equatable, Sendable, CustomStringConvertible {
+    public var mountPoints: [String]
+    public var loopDevices: [String]
+    public var links: [String]
+    public var namespaces: [String]
+
+    /// Reads `/proc/self/mountinfo`, `/sys/block/loop*/loop/backing_file`, an RTM_GETLINK dump and
+    /// `/run/netns`.
+    public static func capture() throws -> HostState {
+        let mounts = try MountInfo.read().map(\.mountPoint).sorted()
+        var loops: [String] = []
+        if let sys = try? OwnedFD.open("/sys/block", O_RDONLY | O_DIRECTORY) {
+            for name in try DirectoryEntries.names(in: sys) where name.hasPrefix("loop") {
+                if let file = try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY),
+                   let backing = try? file.readAll() {
+                    loops.append("\(name): \(String(decoding: backing, as: UTF8.self).trimmingNewline)")
+                }
+            }
+        }
+        var socket = try NetlinkSocket()
+        return HostState(mountPoints: mounts, loopDevices: loops.sorted(), links: try socket.linkNames().sorted(),
+                         namespaces: NetworkNamespace.list())
+    }
+
+    /// Lines present in `after` but not in `self`: what was left behind.
+    public func leftovers(in after: HostState) -> [String] {
+        func added(_ kind: String, _ a: [String], _ b: [String]) -> [String] {
+            b.filter { !a.contains($0) }.map { "\(kind) \($0)" }
+        }
+        return added("mount", mountPoints, after.mountPoints) + added("loop", loopDevices, after.loopDevices)
+            + added("link", links, after.links) + added("netns", namespaces, after.namespaces)
+    }
+
+    public var description: String {
+        "\(mountPoints.count) mounts, \(loopDevices.count) loop devices, \(links.count) links, \(namespaces.count) netns"
+    }
+}
+
+private extension String {
+    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
+}
