@@ -89,24 +89,13 @@ int replica_fsmount(int fd, unsigned int flags, unsigned int attr_flags) {
 }
 
 int replica_loop_get_free(int control_fd) { return ioctl(control_fd, LOOP_CTL_GET_FREE); }
-int replica_loop_configure(int loop_fd, int backing_fd, int autoclear, int read_only) {
+int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int autoclear, int read_only) {
     struct loop_config config;
     memset(&config, 0, sizeof config);
     config.fd = (uint32_t)backing_fd;
+    strncpy((char *)config.info.lo_file_name, name, LO_NAME_SIZE - 1);
     config.info.lo_flags = (autoclear ? LO_FLAGS_AUTOCLEAR : 0) | (read_only ? LO_FLAGS_READ_ONLY : 0);
     return ioctl(loop_fd, LOOP_CONFIGURE, &config);
-}
-int replica_loop_status(int loop_fd, char name[64], uint32_t *flags) {
-    struct loop_info64 info;
-    memset(&info, 0, sizeof info);
-    int r = ioctl(loop_fd, LOOP_GET_STATUS64, &info);
-    if (r == 0) {
-        _Static_assert(sizeof info.lo_file_name == 64, "lo_file_name is LO_NAME_SIZE bytes");
-        memcpy(name, info.lo_file_name, 64);
-        name[63] = 0;
-        *flags = info.lo_flags;
-    }
-    return r;
 }
 int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
 int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }

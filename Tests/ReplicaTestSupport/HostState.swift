@@ -28,10 +28,12 @@ public struct HostState: Equatable, Sendable, CustomStringConvertible {
                          namespaces: NetworkNamespace.list())
     }
 
-    /// Lines present in `after` but not in `self`: what was left behind.
-    public func leftovers(in after: HostState) -> [String] {
+    /// Lines present in `after` but not in `self`: what was left behind. Tests run in parallel, so a
+    /// test passes `concerning` to look only at objects it could have made; the test script compares
+    /// the whole host once the suite is over.
+    public func leftovers(in after: HostState, concerning: (String) -> Bool = { _ in true }) -> [String] {
         func added(_ kind: String, _ a: [String], _ b: [String]) -> [String] {
-            b.filter { !a.contains($0) }.map { "\(kind) \($0)" }
+            b.filter { !a.contains($0) && concerning($0) }.map { "\(kind) \($0)" }
         }
         return added("mount", mountPoints, after.mountPoints) + added("loop", loopDevices, after.loopDevices)
             + added("link", links, after.links) + added("netns", namespaces, after.namespaces)

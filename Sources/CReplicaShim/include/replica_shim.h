@@ -67,9 +67,8 @@ int replica_fsmount(int fd, unsigned int flags, unsigned int attr_flags);
 int replica_loop_get_free(int control_fd);
 /// ioctl(LOOP_CONFIGURE) (Linux 5.8): bind backing_fd to the loop device in one call, with
 /// LO_FLAGS_AUTOCLEAR when autoclear != 0 (the device detaches itself when its last user goes).
-int replica_loop_configure(int loop_fd, int backing_fd, int autoclear, int read_only);
-/// ioctl(LOOP_GET_STATUS64): the backing file name (truncated by the kernel to 63 bytes) and flags.
-int replica_loop_status(int loop_fd, char name[64], uint32_t *flags);
+/// name is recorded as lo_file_name (truncated to 63 bytes), as losetup does.
+int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int autoclear, int read_only);
 /// ioctl(LOOP_CLR_FD): detach a loop device.
 int replica_loop_clear(int loop_fd);
 /// ioctl(FICLONE): reflink src into dst (btrfs, xfs).

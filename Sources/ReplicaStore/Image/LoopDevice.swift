@@ -22,7 +22,7 @@ public struct LoopDevice: ~Copyable {
             }
             let path = "/dev/loop\(number)"
             let device = try kit { () throws(SystemError) in try OwnedFD.open(path, O_RDWR) }
-            if replica_loop_configure(device.rawValue, image.rawValue, autoclear ? 1 : 0, 0) == 0 {
+            if replica_loop_configure(device.rawValue, image.rawValue, imagePath, autoclear ? 1 : 0, 0) == 0 {
                 return LoopDevice(path: path, fd: device)
             }
             let errno = Errno.current
@@ -31,13 +31,13 @@ public struct LoopDevice: ~Copyable {
         throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath], errno: .EBUSY, hint: "no free loop device after 32 tries")
     }
 
-    /// The backing file the kernel records for `/dev/loopN` (truncated to 63 bytes), or nil when the
-    /// device is not attached.
+    /// The backing file of `/dev/loopN` as `losetup` shows it (`/sys/block/loopN/loop/backing_file`),
+    /// or nil when the device is not attached.
     public static func backingFile(of path: String) -> String? {
-        guard let fd = try? OwnedFD.open(path, O_RDONLY) else { return nil }
-        var name = [CChar](repeating: 0, count: 64)
-        var flags: UInt32 = 0
-        guard replica_loop_status(fd.rawValue, &name, &flags) == 0 else { return nil }
-        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        guard let fd = try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY),
+              let bytes = try? fd.readAll(limit: 8192) else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.hasSuffix("\n") ? String(text.dropLast()) : text
     }
 }

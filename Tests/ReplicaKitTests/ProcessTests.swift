@@ -1,0 +1,127 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+import ReplicaTestSupport
+import Testing
+
+@Suite struct ChildProcessTests {
+    @Test func returnsTheChildsResult() throws {
+        let parent = getpid()
+        let childPID = try ChildProcess.run { () throws(SystemError) -> Int in Int(getpid()) }
+        #expect(childPID != Int(parent) && childPID > 0)
+        #expect(try ChildProcess.run { () throws(SystemError) in "hello from the child" } == "hello from the child")
+    }
+
+    @Test func carriesTheChildsErrorBack() {
+        let error = #expect(throws: SystemError.self) {
+            _ = try ChildProcess.run { () throws(SystemError) -> Bool in
+                throw SystemError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint")
+            }
+        }
+        #expect(error == SystemError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint"))
+    }
+
+    @Test func aChildThatDiesWithoutAResultIsReported() {
+        let error = #expect(throws: SystemError.self) {
+            _ = try ChildProcess.run { () throws(SystemError) -> Bool in
+                kill(getpid(), SIGKILL)
+                return true
+            }
+        }
+        #expect(error?.errno == .ECHILD)
+        #expect(error?.hint?.contains("killed by signal 9") == true)
+    }
+
+    @Test func aChildPastItsDeadlineIsKilled() {
+        let start = ContinuousClock.now
+        let error = #expect(throws: SystemError.self) {
+            _ = try ChildProcess.run(timeout: .milliseconds(200)) { () throws(SystemError) -> Bool in
+                sleep(30)
+                return true
+            }
+        }
+        #expect(error?.errno == .ETIMEDOUT)
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test(.requiresRoot)
+    func namespaceWorkInTheChildDoesNotReachTheParent() throws {
+        let before = try MountInfo.read()
+        let seen = try ChildProcess.run { () throws(SystemError) -> Bool in
+            _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
+            _ = try syscall("mount(MS_SLAVE)", "/") { mount("", "/", nil, UInt(MS_SLAVE | MS_REC), nil) }
+            _ = try syscall("mount", "/mnt") { mount("replica-child", "/mnt", "tmpfs", 0, nil) }
+            return try MountInfo.read().contains { $0.source == "replica-child" }
+        }
+        #expect(seen, "the child should see its own mount")
+        #expect(try MountInfo.read() == before, "the parent's mount table changed")
+    }
+}
+
+@Suite struct DedicatedThreadTests {
+    static func netNamespaceInode() throws -> UInt64 { try FileStatus.of("/proc/thread-self/ns/net").inode }
+
+    @Test func returnsTheValueAndTheError() throws {
+        #expect(try DedicatedThread.run { () throws(SystemError) in 42 } == 42)
+        #expect(throws: SystemError("x", errno: .EIO)) {
+            try DedicatedThread.run { () throws(SystemError) -> Int in throw SystemError("x", errno: .EIO) }
+        }
+    }
+
+    @Test(.requiresRoot)
+    func aNamespaceEnteredOnTheThreadStaysThere() throws {
+        let mine = try Self.netNamespaceInode()
+        let theirs = try DedicatedThread.run { () throws(SystemError) -> UInt64 in
+            _ = try syscall("unshare(CLONE_NEWNET)") { replica_unshare(replica_CLONE_NEWNET) }
+            return try FileStatus.of("/proc/thread-self/ns/net").inode
+        }
+        #expect(theirs != mine)
+        #expect(try Self.netNamespaceInode() == mine)
+    }
+}
+
+@Suite struct CommandTests {
+    @Test func reportsStatusAndOutput() throws {
+        #expect(try Command.run(["true"]).status == .exited(0))
+        #expect(try Command.run(["false"]).status == .exited(1))
+        #expect(try Command.run(["sh", "-c", "echo out; echo err >&2"]).output == "out\nerr\n")
+        #expect(try Command.run(["sh", "-c", "kill -9 $$"]).status == .signaled(9))
+    }
+
+    @Test func aMissingProgramSaysHowToFixIt() {
+        let error = #expect(throws: SystemError.self) { _ = try Command.run(["replica-no-such-program"]) }
+        #expect(error?.errno == .ENOENT)
+        #expect(error?.hint == "install it or add it to PATH")
+    }
+
+    @Test func checkQuotesTheOutputOfAFailure() {
+        let error = #expect(throws: SystemError.self) { try Command.check(["sh", "-c", "echo broken; exit 3"]) }
+        #expect(error?.hint == "exited with status 3: broken")
+    }
+
+    @Test func theChildGetsNoneOfOurDescriptors() throws {
+        // A descriptor without close-on-exec, at a number `ls` will not use for itself.
+        let null = try OwnedFD.open("/dev/null", O_RDONLY)
+        let leaky = fcntl(null.rawValue, F_DUPFD, 300)
+        defer { close(leaky) }
+        #expect(leaky >= 300)
+        let listing = try Command.check(["ls", "/proc/self/fd"]).split(separator: "\n")
+        #expect(!listing.contains(Substring(String(leaky))), "fds in the child: \(listing)")
+    }
+}
+
+@Suite struct SystemLibraryTests {
+    @Test func libcapSeesCapSysAdminExactlyWhenRoot() throws {
+        #expect(try Capabilities.current().has(.sysAdmin) == (geteuid() == 0))
+    }
+
+    @Test func libseccompReportsItsVersionAndTheKernelAPI() {
+        #expect(Seccomp.libraryVersion.hasPrefix("2."))
+        #expect(Seccomp.apiLevel >= 1)
+    }
+
+    @Test func libsystemdAnswers() {
+        // Under CI the host may or may not be booted with systemd; either answer must be consistent.
+        #expect(Systemd.isBooted == (access("/run/systemd/system", F_OK) == 0))
+    }
+}

@@ -1,0 +1,68 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaTestSupport
+import Testing
+
+@Suite struct NetworkNamespaceTests {
+    @Test(.requiresRoot)
+    func aNewNamespaceHasOnlyLoopbackAndIsVisibleToIP() throws {
+        try withThrowawayNetworkNamespace { name in
+            #expect(NetworkNamespace.list().contains(name))
+            let ipList = try Command.check(["ip", "netns", "list"])
+            #expect(ipList.contains(name))
+            let links = try NetworkNamespace.run(in: name) { () throws(SystemError) -> String in
+                do throws(NetError) {
+                    var socket = try NetlinkSocket()
+                    return try socket.linkNames().joined(separator: ",")
+                } catch { throw SystemError(error.operation, errno: error.errno) }
+            }
+            #expect(links == "lo")
+        }
+    }
+
+    @Test(.requiresRoot)
+    func creatingAnExistingNameFailsAndLeavesItIntact() throws {
+        try withThrowawayNetworkNamespace { name in
+            let before = try FileStatus.of("\(NetworkNamespace.directory)/\(name)")
+            let error = #expect(throws: NetError.self) { try NetworkNamespace.create(name) }
+            #expect(error?.errno == .EEXIST)
+            #expect(error?.hint?.contains("delete it or pick another") == true)
+            #expect(try FileStatus.of("\(NetworkNamespace.directory)/\(name)") == before)
+        }
+    }
+
+    @Test(.requiresRoot)
+    func deletingIsIdempotent() throws {
+        let name = "replica-test-del-\(getpid())"
+        try NetworkNamespace.create(name)
+        try NetworkNamespace.delete(name)
+        try NetworkNamespace.delete(name)
+        #expect(!NetworkNamespace.list().contains(name))
+    }
+
+    @Test(arguments: ["", ".", "..", "a/b", String(repeating: "n", count: 256)])
+    func badNamesAreRefusedBeforeAnythingIsMade(name: String) throws {
+        let before = try HostState.capture()
+        let error = #expect(throws: NetError.self) { try NetworkNamespace.create(name) }
+        #expect(error?.errno == .EINVAL)
+        #expect(error?.operation == "validate netns name")
+        // Other tests' fixtures (replica-test-*) may come and go meanwhile; nothing else may appear.
+        #expect(before.leftovers(in: try HostState.capture()) { !$0.contains("replica-test-") } == [])
+    }
+
+    @Test func theHostHasALoopbackLink() throws {
+        var socket = try NetlinkSocket()
+        #expect(try socket.linkNames().contains("lo"))
+    }
+
+    @Test(.requiresRoot)
+    func theNamespaceFixtureLeavesNothingBehind() throws {
+        let before = try HostState.capture()
+        var made = ""
+        try withThrowawayNetworkNamespace { name in made = name }
+        #expect(!made.isEmpty)
+        #expect(before.leftovers(in: try HostState.capture()) { $0.contains(made) } == [])
+        #expect(access("\(NetworkNamespace.directory)/\(made)", F_OK) == -1)
+    }
+}

@@ -1,0 +1,116 @@
+import Glibc
+import ReplicaKit
+import ReplicaStore
+import ReplicaTestSupport
+import Testing
+
+@Suite(.requiresBtrfs) struct StoreTests {
+    @Test func snapshotsASubvolumeReadOnlyAndRecognizesItAsOurs() throws {
+        try withBtrfsImage { image in
+            let store = try Store(path: image.mountPoint)
+            try store.ensureSubvolume("svc")
+            try store.ensureSubvolume("svc")  // idempotent
+            let time = UTCTimestamp(year: 2026, month: 11, day: 22, hour: 2, minute: 30, second: 0)!
+            let name = try store.snapshot("svc", at: time)
+            #expect(name == "svc.20261122T023000Z")
+
+            let snapshots = try store.snapshots(of: "svc")
+            #expect(snapshots.map(\.name.description) == ["svc.20261122T023000Z"])
+            let source = try Btrfs.info(try store.directory("svc"), path: "svc")
+            #expect(snapshots[0].info.isReadOnly)
+            #expect(snapshots[0].info.parentUUID == source.uuid)
+            // The kernel agrees it is read-only.
+            let snapshotDir = "\(image.mountPoint)/snapshots/svc/\(name)"
+            #expect(mkdir("\(snapshotDir)/x", 0o700) == -1 && errno == EROFS)
+        }
+    }
+
+    @Test func onlyOurSnapshotsAreListed() throws {
+        try withBtrfsImage { image in
+            let store = try Store(path: image.mountPoint)
+            try store.ensureSubvolume("svc")
+            try store.ensureSubvolume("other")
+            let t = UTCTimestamp(secondsSinceEpoch: 1_790_000_000)
+            try store.snapshot("svc", at: t)
+            let dir = "\(image.mountPoint)/snapshots/svc"
+            // Foreign objects that look like snapshots: a writable snapshot, one of another
+            // subvolume, a plain directory and a name that does not parse.
+            try Command.check(["btrfs", "subvolume", "snapshot", "\(image.mountPoint)/svc", "\(dir)/svc.20260101T000000Z"])
+            try Command.check(["btrfs", "subvolume", "snapshot", "-r", "\(image.mountPoint)/other", "\(dir)/svc.20260102T000000Z"])
+            mkdir("\(dir)/svc.20260103T000000Z", 0o700)
+            try Command.check(["btrfs", "subvolume", "snapshot", "-r", "\(image.mountPoint)/svc", "\(dir)/svc.2026-01-04"])
+            #expect(try store.snapshots(of: "svc").map(\.name.time) == [t])
+        }
+    }
+
+    @Test func aDirectoryThatIsNotBtrfsIsRefusedAndNothingIsCreated() throws {
+        try withTemporaryDirectory { dir in
+            let error = #expect(throws: StoreError.self) { _ = try Store(path: dir) }
+            #expect(error?.description.contains("not a btrfs filesystem") == true, "\(String(describing: error))")
+            #expect(error?.description.contains("embedded loop image") == true)
+            let fd = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
+            #expect(try DirectoryEntries.names(in: fd).isEmpty)
+        }
+    }
+
+    @Test(arguments: ["", ".", "..", "a/b", String(repeating: "n", count: 256)])
+    func badSubvolumeNamesAreRefusedBeforeAnythingIsMade(name: String) throws {
+        try withBtrfsImage { image in
+            let store = try Store(path: image.mountPoint)
+            let error = #expect(throws: StoreError.self) { try store.ensureSubvolume(name) }
+            #expect(error?.errno == .EINVAL)
+            let top = try OwnedFD.open(image.mountPoint, O_RDONLY | O_DIRECTORY)
+            #expect(try DirectoryEntries.names(in: top).isEmpty)
+        }
+    }
+
+    @Test func aSymlinkedSubvolumePathIsRefused() throws {
+        try withBtrfsImage { image in
+            let store = try Store(path: image.mountPoint)
+            symlink("/etc", "\(image.mountPoint)/svc")
+            let error = #expect(throws: StoreError.self) { try store.snapshot("svc", at: .now) }
+            #expect(error?.errno == .ELOOP)
+        }
+    }
+
+    @Test func theImageFixtureLeavesNothingMountedOrAttached() throws {
+        let before = try HostState.capture()
+        var device = "", directory = ""
+        try withBtrfsImage { image in
+            device = image.device
+            directory = String(image.mountPoint.dropLast("/mnt".count))
+            #expect(LoopDevice.backingFile(of: image.device)?.hasSuffix("store.img") == true)
+            let mounts = try MountInfo.read()
+            #expect(mounts.contains { $0.mountPoint == image.mountPoint && $0.fsType == "btrfs" })
+        }
+        // An autoclear loop device detaches when its mount goes; give the kernel a moment.
+        for _ in 0..<50 where LoopDevice.backingFile(of: device) != nil { usleep(20_000) }
+        #expect(LoopDevice.backingFile(of: device) == nil)
+        #expect(before.leftovers(in: try HostState.capture()) { $0.contains(directory) } == [])
+        #expect(!directory.isEmpty && access(directory, F_OK) == -1)
+    }
+
+    @Test func tooSmallAnImageIsRefusedAndNoFileIsLeft() throws {
+        try withTemporaryDirectory { dir in
+            let error = #expect(throws: StoreError.self) { try LoopImage.create(at: "\(dir)/x.img", size: 1 << 20) }
+            #expect(error?.hint?.contains("too small") == true)
+            #expect(access("\(dir)/x.img", F_OK) == -1)
+        }
+    }
+}
+
+@Suite struct SnapshotNameTests {
+    @Test func formatsAndParsesUTCNames() throws {
+        let time = UTCTimestamp(year: 2026, month: 3, day: 29, hour: 1, minute: 30, second: 5)!
+        let name = SnapshotName(subvolume: "web.data", time: time)
+        #expect(name.description == "web.data.20260329T013005Z")
+        #expect(SnapshotName(parsing: name.description) == name)
+        #expect(time.description == "2026-03-29T01:30:05Z")
+    }
+
+    @Test(arguments: ["svc", "svc.20261122T023000", "svc.20261122 023000Z", "svc.20260230T000000Z",
+                      "svc.20261122T246000Z", ".20261122T023000Z", "svc.2026112xT023000Z", "svc-20261122T023000Z"])
+    func rejectsAnythingThatDoesNotParseFully(text: String) {
+        #expect(SnapshotName(parsing: text) == nil)
+    }
+}
