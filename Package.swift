@@ -21,6 +21,9 @@ let package = Package(
         .executable(name: "replica-demo", targets: ["replica-demo"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
     targets: [
         // C: system libraries (each wrapped once, by the module that owns it) and one shim.
         systemLibrary("CSystemd", pkgConfig: "libsystemd", apt: "libsystemd-dev"),
@@ -39,7 +42,9 @@ let package = Package(
                 swiftSettings: strict),
 
         // Tools: parse, call one entry point, print.
-        .executableTarget(name: "replica-demo", dependencies: ["ReplicaKit", "ReplicaStore"],
+        .executableTarget(name: "replica-demo",
+                          dependencies: ["ReplicaKit", "ReplicaStore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/replica-demo", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.

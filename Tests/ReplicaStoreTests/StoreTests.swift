@@ -114,3 +114,34 @@ import Testing
         #expect(SnapshotName(parsing: text) == nil)
     }
 }
+
+@Suite(.requiresBtrfs) struct EmbeddedStoreTests {
+    @Test func makesTheImageOnFirstUseAndReusesItAfter() throws {
+        try withTemporaryDirectory { dir in
+            let image = "\(dir)/var/store.img", mountPoint = "\(dir)/run/store"
+            let first = try EmbeddedStore.mount(image: image, at: mountPoint, size: 256 << 20)
+            #expect(first.createdImage)
+            try Store(path: mountPoint).ensureSubvolume("svc")
+            try first.mounted.unmount()
+            let second = try EmbeddedStore.mount(image: image, at: mountPoint, size: 256 << 20)
+            #expect(!second.createdImage)
+            #expect(try Btrfs.isSubvolume(Store(path: mountPoint).directory("svc")))
+            try second.mounted.unmount()
+        }
+    }
+
+    @Test func aBusyMountPointIsRefusedAndLeftAlone() throws {
+        try withBtrfsImage { busy in
+            try withTemporaryDirectory { dir in
+                let error = #expect(throws: StoreError.self) {
+                    _ = try EmbeddedStore.mount(image: "\(dir)/store.img", at: busy.mountPoint, size: 256 << 20)
+                }
+                #expect(error?.errno == .EBUSY)
+                #expect(error?.hint?.contains("umount \(busy.mountPoint)") == true)
+                #expect(access("\(dir)/store.img", F_OK) == -1, "no image may be made when refusing")
+                let mounts = try MountInfo.read().filter { $0.mountPoint == busy.mountPoint }
+                #expect(mounts.count == 1)
+            }
+        }
+    }
+}

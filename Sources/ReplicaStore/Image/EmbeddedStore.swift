@@ -1,0 +1,51 @@
+import Glibc
+import ReplicaKit
+
+/// The embedded default store: one sparse btrfs image file, loop-mounted where Replica expects its
+/// store. Nothing but a file is needed, so a demo or a small host runs without a spare disk.
+public enum EmbeddedStore {
+    public static let defaultImage = "/var/lib/replica/store.img"
+    public static let defaultMountPoint = "/run/replica/store"
+    /// Sparse: only what is written takes space on the host.
+    public static let defaultSize: Int64 = 2 << 30
+
+    /// What `mount(image:at:size:)` did.
+    public struct Opened {
+        public let mounted: MountedImage
+        /// True when the image did not exist and was made and formatted now.
+        public let createdImage: Bool
+    }
+
+    /// Creates the image (and its directory) when missing, makes the mount point, and mounts it.
+    /// Refuses a mount point that already has something mounted on it.
+    public static func mount(
+        image: String = defaultImage, at mountPoint: String = defaultMountPoint, size: Int64 = defaultSize
+    ) throws(StoreError) -> Opened {
+        for directory in [parent(of: image), mountPoint] { try makeDirectories(directory) }
+        let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
+        if let existing = mounts.last(where: { $0.mountPoint == mountPoint }) {
+            throw StoreError("mount store", [image, mountPoint], errno: .EBUSY,
+                             hint: "\(existing.fsType) from \(existing.source) is already mounted there; "
+                                 + "unmount it (umount \(mountPoint)) or choose another mount point")
+        }
+        let created = access(image, F_OK) != 0
+        if created { try LoopImage.create(at: image, size: size) }
+        return Opened(mounted: try LoopImage.mount(image, at: mountPoint), createdImage: created)
+    }
+
+    private static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// `mkdir -p PATH` with mode 0700 for what it creates.
+    private static func makeDirectories(_ path: String) throws(StoreError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            current += "/\(component)"
+            if mkdir(current, 0o700) != 0 && Errno.current != .EEXIST {
+                throw StoreError("mkdir", [current], errno: .current)
+            }
+        }
+    }
+}
