@@ -19,10 +19,12 @@ let package = Package(
         .library(name: "ReplicaStore", targets: ["ReplicaStore"]),
         .library(name: "ReplicaNet", targets: ["ReplicaNet"]),
         .executable(name: "replica-demo", targets: ["replica-demo"]),
+        .executable(name: "replica-snap", targets: ["replica-snap"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C: system libraries (each wrapped once, by the module that owns it) and one shim.
@@ -34,9 +36,11 @@ let package = Package(
         .target(name: "CReplicaShim", cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]),
 
         // Libraries.
-        .target(name: "ReplicaKit", dependencies: ["CReplicaShim", "CSystemd", "CSeccomp", "CCap"],
+        .target(name: "ReplicaKit",
+                dependencies: ["CReplicaShim", "CSystemd", "CSeccomp", "CCap", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
-        .target(name: "ReplicaStore", dependencies: ["ReplicaKit", "CReplicaShim", "CBtrfsUtil"],
+        .target(name: "ReplicaStore",
+                dependencies: ["ReplicaKit", "CReplicaShim", "CBtrfsUtil", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .target(name: "ReplicaNet", dependencies: ["ReplicaKit", "CReplicaShim", "CMnl"],
                 swiftSettings: strict),
@@ -46,6 +50,12 @@ let package = Package(
                           dependencies: ["ReplicaKit", "ReplicaStore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/Tools/replica-demo", swiftSettings: strict),
+
+        .executableTarget(name: "replica-snap",
+                          dependencies: ["ReplicaKit", "ReplicaStore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log")],
+                          path: "Sources/Tools/replica-snap", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],

@@ -40,6 +40,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ENOTSUP = Errno(rawValue: Glibc.EOPNOTSUPP)
     public static let EMLINK = Errno(rawValue: Glibc.EMLINK)
     public static let EWOULDBLOCK = Errno(rawValue: Glibc.EWOULDBLOCK)
+    public static let ESTALE = Errno(rawValue: Glibc.ESTALE)
+    public static let ENOTEMPTY = Errno(rawValue: Glibc.ENOTEMPTY)
 
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",

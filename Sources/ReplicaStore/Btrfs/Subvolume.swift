@@ -101,6 +101,34 @@ public enum Btrfs {
         try btrfs("delete subvolume", parentPath, name) { btrfs_util_delete_subvolume_fd(fd, name, 0) }
     }
 
+    /// `btrfs subvolume delete --subvolid ID PATH`: deletes exactly the subvolume with that ID on the
+    /// filesystem `anyDirectory` is on, so what was verified is what goes (no name lookup in between).
+    public static func deleteSubvolume(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String) throws(StoreError) {
+        let fd = anyDirectory.rawValue
+        try btrfs("delete subvolume", path) { btrfs_util_delete_subvolume_by_id_fd(fd, id) }
+    }
+
+    /// Paths (relative to the subvolume) of subvolumes nested inside it, at any depth: what a
+    /// snapshot of it would not contain (`btrfs subvolume list -o`).
+    public static func nestedSubvolumes(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> [String] {
+        var iterator: OpaquePointer?
+        let fd = subvolume.rawValue
+        try btrfs("list nested subvolumes", path) { btrfs_util_create_subvolume_iterator_fd(fd, 0, 0, &iterator) }
+        defer { btrfs_util_destroy_subvolume_iterator(iterator) }
+        var paths: [String] = []
+        while true {
+            var name: UnsafeMutablePointer<CChar>?
+            var id: UInt64 = 0
+            let result = btrfs_util_subvolume_iterator_next(iterator, &name, &id)
+            if result == BTRFS_UTIL_ERROR_STOP_ITERATION { return paths }
+            try btrfs("list nested subvolumes", path) { result }
+            if let name {
+                paths.append(String(cString: name))
+                free(name)
+            }
+        }
+    }
+
     /// `btrfs subvolume show PATH` for the subvolume the descriptor is the root of.
     public static func info(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> SubvolumeInfo {
         var raw = btrfs_util_subvolume_info()
@@ -112,6 +140,12 @@ public enum Btrfs {
     /// Whether the descriptor is the root of a subvolume (`btrfs subvolume show` succeeds).
     public static func isSubvolume(_ fd: borrowing OwnedFD) -> Bool {
         btrfs_util_is_subvolume_fd(fd.rawValue) == BTRFS_UTIL_OK
+    }
+
+    /// `btrfs filesystem sync PATH`: commits the current transaction, so deletions start freeing space.
+    public static func sync(_ anyDirectory: borrowing OwnedFD, path: String) throws(StoreError) {
+        let fd = anyDirectory.rawValue
+        try btrfs("sync", path) { btrfs_util_sync_fd(fd) }
     }
 
     /// `btrfs property set PATH ro true|false`.

@@ -21,7 +21,9 @@ public enum EmbeddedStore {
     public static func mount(
         image: String = defaultImage, at mountPoint: String = defaultMountPoint, size: Int64 = defaultSize
     ) throws(StoreError) -> Opened {
-        for directory in [parent(of: image), mountPoint] { try makeDirectories(directory) }
+        for directory in [parent(of: image), mountPoint] {
+            try kit { () throws(SystemError) in try createDirectories(directory, mode: 0o700) }
+        }
         let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
         if let existing = mounts.last(where: { $0.mountPoint == mountPoint }) {
             throw StoreError("mount store", [image, mountPoint], errno: .EBUSY,
@@ -36,16 +38,5 @@ public enum EmbeddedStore {
     private static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
-
-    /// `mkdir -p PATH` with mode 0700 for what it creates.
-    private static func makeDirectories(_ path: String) throws(StoreError) {
-        var current = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") {
-            current += "/\(component)"
-            if mkdir(current, 0o700) != 0 && Errno.current != .EEXIST {
-                throw StoreError("mkdir", [current], errno: .current)
-            }
-        }
     }
 }

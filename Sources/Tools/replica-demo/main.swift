@@ -52,17 +52,12 @@ struct ReplicaDemo: ParsableCommand {
         let name = try store.snapshot(subvolume, at: now)
         step("snapshot", "\(Store.snapshotsDirectory)/\(subvolume)/\(name) (read-only)")
 
-        let widths = [26, 23, 4, 0]
-        func row(_ cells: [String]) -> String {
-            "  " + zip(cells, widths).map { $0.0.padding($0.1) }.joined()
-        }
-        print("\nSnapshots of \(subvolume) (ours: name parses, read-only, parent uuid = source uuid):")
-        print(row(["NAME", "TAKEN (UTC)", "RO", "PARENT UUID"]))
+        var table = Table(["NAME", "TAKEN (UTC)", "RO", "PARENT UUID"])
         for snapshot in try store.snapshots(of: subvolume) {
-            print(row([snapshot.name.description, snapshot.name.time.description,
-                       snapshot.info.isReadOnly ? "yes" : "no", snapshot.info.parentUUID ?? "-"]))
+            table.append([snapshot.name.description, snapshot.name.time.description,
+                          snapshot.info.isReadOnly ? "yes" : "no", snapshot.info.parentUUID ?? "-"])
         }
-        print()
+        print("\nSnapshots of \(subvolume) (ours: name parses, read-only, parent uuid = source uuid):\n\(table)\n")
     }
 
     private func step(_ label: String, _ text: String) { print("\(label.padding(11)) \(text)") }

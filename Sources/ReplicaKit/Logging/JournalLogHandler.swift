@@ -1,0 +1,112 @@
+import CSystemd
+import Glibc
+import Logging
+
+/// A swift-log handler writing structured entries to the systemd journal with `sd_journal_sendv(3)`:
+/// `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_*`, a `MESSAGE_ID` when the metadata carries one
+/// (`journalctl MESSAGE_ID=…` then finds every event of that kind), and each other metadata key as
+/// an upper-case `REPLICA_*` field.
+public struct JournalLogHandler: LogHandler {
+    /// The metadata key whose value becomes the entry's `MESSAGE_ID` (32 hex digits).
+    public static let messageIDKey = "message_id"
+
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public let identifier: String
+
+    public init(identifier: String) { self.identifier = identifier }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var fields = [
+            "MESSAGE=\(event.message)",
+            "PRIORITY=\(Self.priority(event.level))",
+            "SYSLOG_IDENTIFIER=\(identifier)",
+            "CODE_FILE=\(event.file)",
+            "CODE_LINE=\(event.line)",
+            "CODE_FUNC=\(event.function)",
+        ]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+            if key == Self.messageIDKey { fields.append("MESSAGE_ID=\(value)"); continue }
+            fields.append("REPLICA_\(Self.fieldName(key))=\(value)")
+        }
+        let buffers = fields.map { strdup($0)! }  // owned copies, freed after the call
+        defer { buffers.forEach { free($0) } }
+        let vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer($0), iov_len: strlen($0)) }
+        _ = sd_journal_sendv(vectors, Int32(vectors.count))
+    }
+
+    /// syslog priorities: 2 critical … 7 debug.
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: 7
+        case .info: 6
+        case .notice: 5
+        case .warning: 4
+        case .error: 3
+        case .critical: 2
+        }
+    }
+
+    /// Journal field names are upper-case letters, digits and underscores.
+    static func fieldName(_ key: String) -> String {
+        String(key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+}
+
+/// A plain handler for a terminal: `level: message key=value …` on standard error.
+public struct StandardErrorLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .info
+    public let identifier: String
+
+    public init(identifier: String) { self.identifier = identifier }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        let extra = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+            .filter { $0.key != JournalLogHandler.messageIDKey }
+            .sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        let line = "\(identifier): \(event.level == .info || event.level == .notice ? "" : "\(event.level): ")\(event.message)\(extra)\n"
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Chooses where logs go, once per process.
+public enum ReplicaLogging {
+    /// Whether standard error is connected to the journal: `$JOURNAL_STREAM` names its device and
+    /// inode (systemd.exec(5)).
+    public static var stderrIsJournal: Bool {
+        guard let value = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
+        let parts = value.split(separator: ":").compactMap { UInt64($0) }
+        var st = stat()
+        guard parts.count == 2, fstat(2, &st) == 0 else { return false }
+        return UInt64(st.st_dev) == parts[0] && UInt64(st.st_ino) == parts[1]
+    }
+
+    /// Journal when run by systemd (every event from `journalLevel` up), standard error otherwise
+    /// (from `terminalLevel` up: a person reads the tool's own output). `LoggingSystem` may be
+    /// bootstrapped once; a tool calls this first thing.
+    public static func bootstrap(identifier: String, journalLevel: Logger.Level = .info, terminalLevel: Logger.Level = .warning) {
+        let journal = stderrIsJournal
+        LoggingSystem.bootstrap { _ in
+            if journal {
+                var handler = JournalLogHandler(identifier: identifier)
+                handler.logLevel = journalLevel
+                return handler
+            }
+            var handler = StandardErrorLogHandler(identifier: identifier)
+            handler.logLevel = terminalLevel
+            return handler
+        }
+    }
+}

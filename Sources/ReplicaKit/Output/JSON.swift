@@ -1,0 +1,70 @@
+/// A JSON value for `--json` output, serialized without Foundation (RFC 8259). Object keys keep
+/// their order, so output is stable and diffable.
+public indirect enum JSON: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([JSON])
+    case object([(String, JSON)])
+
+    public static func == (a: JSON, b: JSON) -> Bool { a.serialized() == b.serialized() }
+
+    /// Compact when `indent` is nil; otherwise pretty-printed with that many spaces.
+    public func serialized(indent: Int? = 2) -> String {
+        var out = ""
+        write(to: &out, indent: indent, depth: 0)
+        return out
+    }
+
+    private func write(to out: inout String, indent: Int?, depth: Int) {
+        let newline = indent == nil ? "" : "\n"
+        let pad = { (d: Int) in indent.map { String(repeating: " ", count: $0 * d) } ?? "" }
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d): out += d.isFinite ? String(d) : "null"
+        case .string(let s): JSON.escape(s, into: &out)
+        case .array(let items):
+            guard !items.isEmpty else { out += "[]"; return }
+            out += "[" + newline
+            for (i, item) in items.enumerated() {
+                out += pad(depth + 1)
+                item.write(to: &out, indent: indent, depth: depth + 1)
+                out += (i < items.count - 1 ? "," : "") + newline
+            }
+            out += pad(depth) + "]"
+        case .object(let members):
+            guard !members.isEmpty else { out += "{}"; return }
+            out += "{" + newline
+            for (i, (key, value)) in members.enumerated() {
+                out += pad(depth + 1)
+                JSON.escape(key, into: &out)
+                out += indent == nil ? ":" : ": "
+                value.write(to: &out, indent: indent, depth: depth + 1)
+                out += (i < members.count - 1 ? "," : "") + newline
+            }
+            out += pad(depth) + "}"
+        }
+    }
+
+    static func escape(_ s: String, into out: inout String) {
+        out += "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}

@@ -1,0 +1,71 @@
+/// One `Key=Value` line of a profile, with where it came from.
+public struct ProfileSetting: Equatable, Sendable {
+    public var section: String
+    public var key: String
+    public var value: String
+    public var file: String
+    public var line: Int
+
+    /// `web.service.conf:12`, for messages.
+    public var location: String { "\(file):\(line)" }
+}
+
+/// A service profile: systemd-style INI, merged from the main file and its drop-ins in the order
+/// systemd merges unit files. Settings keep their order and origin.
+public struct Profile: Equatable, Sendable {
+    /// The unit this profile is for, e.g. `web.service`.
+    public var unit: String
+    /// Every file read, in merge order (main file first, then drop-ins).
+    public var files: [String]
+    /// All settings in merge order.
+    public var settings: [ProfileSetting]
+
+    public init(unit: String, files: [String] = [], settings: [ProfileSetting] = []) {
+        self.unit = unit
+        self.files = files
+        self.settings = settings
+    }
+
+    /// The values of a list key: each assignment appends, an empty assignment resets the list.
+    public func list(_ section: String, _ key: String) -> [ProfileSetting] {
+        var result: [ProfileSetting] = []
+        for setting in settings where setting.section == section && setting.key == key {
+            if setting.value.isEmpty { result.removeAll() } else { result.append(setting) }
+        }
+        return result
+    }
+
+    /// The value of a single-valued key: the last assignment wins; an empty one resets to unset.
+    public func value(_ section: String, _ key: String) -> ProfileSetting? {
+        guard let last = settings.last(where: { $0.section == section && $0.key == key }), !last.value.isEmpty else {
+            return nil
+        }
+        return last
+    }
+
+    /// Settings in `section` whose key is not in `known`: for "unknown key" errors.
+    public func unknownKeys(in section: String, known: Set<String>) -> [ProfileSetting] {
+        settings.filter { $0.section == section && !known.contains($0.key) }
+    }
+}
+
+/// A profile line that cannot be understood or cannot take effect: file, line, key and why.
+public struct ProfileError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var key: String?
+    public var reason: String
+
+    public init(file: String, line: Int, key: String?, reason: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = reason
+    }
+
+    public init(_ setting: ProfileSetting, _ reason: String) {
+        self.init(file: setting.file, line: setting.line, key: setting.key, reason: reason)
+    }
+
+    public var description: String { "\(file):\(line): " + (key.map { "\($0)=: " } ?? "") + reason }
+}

@@ -1,0 +1,149 @@
+import Glibc
+import Logging
+import ReplicaKit
+
+/// What one subvolume's create / prune / run did.
+public struct SnapshotReport: Sendable {
+    public var subvolume: String
+    public var created: String?
+    public var plan: PrunePlan?
+    public var outcome: PruneOutcome?
+    public var error: StoreError?
+
+    public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) }
+    public var lockWasBusy: Bool { error?.errno == .EWOULDBLOCK }
+}
+
+/// The work `replica-snap create|prune|run` does for each subvolume, shared by every caller:
+/// take the subvolume's lock (not for a dry run), snapshot, prune by policy, log each event with its
+/// `MESSAGE_ID`, update the metrics textfile. A failure is reported, not thrown, so one subvolume's
+/// failure does not stop the others.
+public enum SnapshotJob {
+    public enum Action: String, Sendable { case create, prune, run }
+
+    public struct Options: Sendable {
+        public var dryRun = false
+        public var wait: Duration?
+        public var metricsPath: String? = MetricsTextfile.defaultPath
+        public var now = UTCTimestamp.now
+        public init() {}
+    }
+
+    public static func perform(
+        _ action: Action, _ settings: SnapshotSettings, store: borrowing Store, options: Options, logger: Logger
+    ) -> SnapshotReport {
+        let started = monotonicSeconds()
+        var report = SnapshotReport(subvolume: settings.subvolume)
+        var log = logger
+        log[metadataKey: "subvolume"] = "\(settings.subvolume)"
+        func work() throws(StoreError) {
+            if action != .prune && !options.dryRun {
+                let name = try store.snapshot(settings.subvolume, at: options.now, allowNested: settings.allowNested)
+                report.created = name
+                log.info("created snapshot \(name)", metadata: event(.created, ["snapshot": "\(name)"]))
+            }
+            if action != .create {
+                let plan = try store.planPrune(settings.subvolume, policy: settings.policy, now: options.now)
+                report.plan = plan
+                if !options.dryRun {
+                    let outcome = try store.prune(plan) { snapshot, forSpace in
+                        let kind: SnapshotEvent = forSpace ? .deletedForSpace : .deleted
+                        log.info("deleted snapshot \(snapshot.name)\(forSpace ? " to free space" : "")",
+                                 metadata: event(kind, ["snapshot": "\(snapshot.name)"]))
+                    }
+                    report.outcome = outcome
+                    for failure in outcome.failures {
+                        log.error("could not delete \(failure.name): \(failure.error)", metadata: event(.failed, [:]))
+                    }
+                    if let shortfall = outcome.spaceShortfall {
+                        log.warning("free space is \(shortfall) bytes below min_free after deleting every deletable snapshot",
+                                    metadata: event(.spaceShort, ["shortfall_bytes": "\(shortfall)"]))
+                    }
+                    let deletedCount = outcome.deleted.count + outcome.deletedForSpace.count
+                    log.info("pruned: kept \(plan.entries.count - deletedCount), deleted \(deletedCount)",
+                             metadata: event(.pruned, ["deleted": "\(deletedCount)"]))
+                }
+            }
+        }
+        do throws(StoreError) {
+            // A dry run reads only, and read-only work never takes (or waits for) the lock.
+            if options.dryRun {
+                try work()
+            } else {
+                let lock = try SubvolumeLock.acquire(settings.subvolume, in: store, wait: options.wait)
+                try work()
+                _ = lock.subvolume  // held until here
+            }
+        } catch {
+            report.error = error
+            log.error("\(error)", metadata: event(error.errno == .EWOULDBLOCK ? .lockBusy : .failed, [:]))
+        }
+        if !options.dryRun, let path = options.metricsPath, !report.lockWasBusy {
+            let snapshots = (try? store.snapshots(of: settings.subvolume)) ?? []
+            let metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
+                                          runSeconds: monotonicSeconds() - started, snapshots: snapshots)
+            do throws(StoreError) { try MetricsTextfile.update(metrics, at: path) } catch {
+                log.warning("could not update metrics: \(error)")
+            }
+        }
+        return report
+    }
+
+    /// 0 when every subvolume succeeded; 3 when the only failures were held locks and nothing
+    /// succeeded; 10 when some succeeded and some failed; 1 when all failed.
+    public static func exitCode(_ reports: [SnapshotReport]) -> Int32 {
+        let failed = reports.filter { !$0.succeeded }
+        if failed.isEmpty { return ExitCode.ok }
+        if failed.count < reports.count { return ExitCode.partialFailure }
+        return failed.allSatisfy(\.lockWasBusy) ? ExitCode.lockHeld : ExitCode.failure
+    }
+
+    static func event(_ kind: SnapshotEvent, _ metadata: Logger.Metadata) -> Logger.Metadata {
+        metadata.merging([JournalLogHandler.messageIDKey: "\(kind.messageID)", "event": "\(kind.rawValue)"]) { $1 }
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// `replica-snap check`: how old the newest snapshot is, judged like a monitoring plugin.
+public struct FreshnessCheck: Sendable {
+    public enum Status: Int32, Sendable, Comparable {
+        case ok = 0, warning = 1, critical = 2
+        public static func < (a: Status, b: Status) -> Bool { a.rawValue < b.rawValue }
+        public var label: String { ["OK", "WARNING", "CRITICAL"][Int(rawValue)] }
+    }
+
+    public var subvolume: String
+    public var status: Status
+    public var newest: UTCTimestamp?
+    public var ageSeconds: Int64?
+    public var message: String
+
+    public init(subvolume: String, status: Status, newest: UTCTimestamp? = nil, ageSeconds: Int64? = nil, message: String) {
+        self.subvolume = subvolume
+        self.status = status
+        self.newest = newest
+        self.ageSeconds = ageSeconds
+        self.message = message
+    }
+
+    /// Never takes the lock. No snapshot at all, or a store that cannot be read, is critical.
+    public static func check(_ subvolume: String, store: borrowing Store, warning: Int64, critical: Int64,
+                             now: UTCTimestamp) -> FreshnessCheck {
+        let snapshots: [Snapshot]
+        do throws(StoreError) { snapshots = try store.snapshots(of: subvolume) } catch {
+            return FreshnessCheck(subvolume: subvolume, status: .critical, message: "\(subvolume): \(error)")
+        }
+        guard let newest = snapshots.last?.name.time else {
+            return FreshnessCheck(subvolume: subvolume, status: .critical, message: "\(subvolume): no snapshots")
+        }
+        let age = now.secondsSinceEpoch - newest.secondsSinceEpoch
+        let status: Status = age >= critical ? .critical : age >= warning ? .warning : .ok
+        return FreshnessCheck(subvolume: subvolume, status: status, newest: newest, ageSeconds: age,
+                              message: "\(subvolume): newest snapshot \(newest) is \(Retention.describe(seconds: max(0, age))) old")
+    }
+}

@@ -1,0 +1,115 @@
+import Glibc
+import ReplicaKit
+
+/// One subvolume's figures for the Prometheus textfile collector.
+public struct SnapshotMetrics: Sendable {
+    public var subvolume: String
+    public var runAt: UTCTimestamp
+    public var succeeded: Bool
+    public var runSeconds: Double
+    public var count: Int
+    public var oldest: UTCTimestamp?
+    public var newest: UTCTimestamp?
+
+    public init(subvolume: String, runAt: UTCTimestamp, succeeded: Bool, runSeconds: Double, snapshots: [Snapshot]) {
+        self.subvolume = subvolume
+        self.runAt = runAt
+        self.succeeded = succeeded
+        self.runSeconds = runSeconds
+        count = snapshots.count
+        oldest = snapshots.map(\.name.time).min()
+        newest = snapshots.map(\.name.time).max()
+    }
+}
+
+/// `replica.prom`: one file for every subvolume, merged under a lock (each timer instance updates
+/// only its own subvolume's lines) and replaced atomically (temporary file, fsync, rename), so the
+/// collector never reads half a file.
+public enum MetricsTextfile {
+    public static let defaultPath = "/var/lib/replica/metrics/replica.prom"
+
+    static let help: [(String, String)] = [
+        ("replica_snapshot_last_success_timestamp_seconds", "When the last successful snapshot run for the subvolume ended."),
+        ("replica_snapshot_last_run_timestamp_seconds", "When the last snapshot run for the subvolume ended."),
+        ("replica_snapshot_last_run_success", "1 if the last snapshot run for the subvolume succeeded, else 0."),
+        ("replica_snapshot_run_duration_seconds", "How long the last snapshot run took."),
+        ("replica_snapshot_count", "Snapshots of the subvolume that are Replica's."),
+        ("replica_snapshot_oldest_timestamp_seconds", "When the oldest snapshot was taken."),
+        ("replica_snapshot_newest_timestamp_seconds", "When the newest snapshot was taken."),
+    ]
+
+    /// Replaces the subvolume's lines in the file at `path`, keeping every other subvolume's; the
+    /// last success time of a failed run is carried over from the file.
+    public static func update(_ metrics: SnapshotMetrics, at path: String) throws(StoreError) {
+        let (directory, file) = split(path)
+        try kit { () throws(SystemError) in
+            try createDirectories(directory)
+            let root = try RootDirectory(directory)
+            let lock = try root.fd.reopen(O_RDONLY | O_DIRECTORY)
+            _ = try syscall("flock", directory) { flock(lock.rawValue, LOCK_EX) }
+            var samples = (try? root.openForReading(file, [.regularFile, .noSymlinks]).readAll(limit: 16 << 20))
+                .map { parse(String(decoding: $0, as: UTF8.self)) } ?? [:]
+            let label = "subvolume=\"\(escape(metrics.subvolume))\""
+            let previousSuccess = samples["replica_snapshot_last_success_timestamp_seconds"]?[label]
+            var mine: [String: String] = [
+                "replica_snapshot_last_run_timestamp_seconds": String(metrics.runAt.secondsSinceEpoch),
+                "replica_snapshot_last_run_success": metrics.succeeded ? "1" : "0",
+                "replica_snapshot_run_duration_seconds": String(metrics.runSeconds),
+                "replica_snapshot_count": String(metrics.count),
+            ]
+            if metrics.succeeded { mine["replica_snapshot_last_success_timestamp_seconds"] = String(metrics.runAt.secondsSinceEpoch) }
+            else if let previousSuccess { mine["replica_snapshot_last_success_timestamp_seconds"] = previousSuccess }
+            if let oldest = metrics.oldest { mine["replica_snapshot_oldest_timestamp_seconds"] = String(oldest.secondsSinceEpoch) }
+            if let newest = metrics.newest { mine["replica_snapshot_newest_timestamp_seconds"] = String(newest.secondsSinceEpoch) }
+            for (name, _) in help { samples[name, default: [:]][label] = mine[name] }
+            try root.writeFileAtomically(file, contents: Array(render(samples).utf8))
+        }
+    }
+
+    /// `name{labels} value` lines into name → labels → value; comments and anything else dropped.
+    static func parse(_ text: String) -> [String: [String: String]] {
+        var samples: [String: [String: String]] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let open = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}") else { continue }
+            let name = String(line[..<open])
+            let labels = String(line[line.index(after: open)..<close])
+            let value = line[line.index(after: close)...].trimmingSpaces
+            if help.contains(where: { $0.0 == name }) && !value.isEmpty { samples[name, default: [:]][labels] = value }
+        }
+        return samples
+    }
+
+    static func render(_ samples: [String: [String: String]]) -> String {
+        var out = ""
+        for (name, text) in help {
+            guard let series = samples[name], !series.isEmpty else { continue }
+            out += "# HELP \(name) \(text)\n# TYPE \(name) gauge\n"
+            for labels in series.keys.sorted() { out += "\(name){\(labels)} \(series[labels]!)\n" }
+        }
+        return out
+    }
+
+    static func escape(_ value: String) -> String {
+        value.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"").replacingAll("\n", with: "\\n")
+    }
+
+    static func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        return (slash == path.startIndex ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return String(s)
+    }
+
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}

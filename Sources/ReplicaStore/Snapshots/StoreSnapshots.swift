@@ -1,0 +1,139 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// A snapshot of ours: its parsed name and what btrfs says about it.
+public struct Snapshot: Equatable, Sendable {
+    public var name: SnapshotName
+    public var info: SubvolumeInfo
+}
+
+/// Something in a snapshot directory that is not ours, with the reason. Never deleted.
+public struct ForeignEntry: Equatable, Sendable {
+    public var name: String
+    public var reason: String
+}
+
+/// What a subvolume's snapshot directory holds.
+public struct SnapshotInventory: Sendable {
+    public var subvolume: String
+    public var sourceUUID: String
+    /// Ours, oldest first.
+    public var snapshots: [Snapshot]
+    public var foreign: [ForeignEntry]
+}
+
+extension Store {
+    /// `snapshots/`, created when missing, opened for reading.
+    func makeSnapshotsDirectory() throws(StoreError) -> OwnedFD {
+        try makeDirectory(Store.snapshotsDirectory, in: directory("."))
+        return try directory(Store.snapshotsDirectory)
+    }
+
+    /// `snapshots/NAME/`, created when missing, opened for reading.
+    func snapshotDirectory(for name: String) throws(StoreError) -> OwnedFD {
+        try makeDirectory(name, in: makeSnapshotsDirectory())
+        return try directory("\(Store.snapshotsDirectory)/\(name)")
+    }
+
+    /// `mkdir PARENT/NAME` (mode 0700) unless it exists.
+    private func makeDirectory(_ name: String, in parent: borrowing OwnedFD) throws(StoreError) {
+        if mkdirat(parent.rawValue, name, 0o700) != 0 && Errno.current != .EEXIST {
+            throw StoreError("mkdir", [path, name], errno: .current)
+        }
+    }
+
+    /// Takes a read-only snapshot of subvolume `name` as `snapshots/NAME/NAME.YYYYMMDDTHHMMSSZ`
+    /// (`btrfs subvolume snapshot -r`). Snapshots are not recursive: a subvolume with subvolumes
+    /// nested in it is refused unless `allowNested`, because their content would silently be missing.
+    @discardableResult
+    public func snapshot(_ name: String, at time: UTCTimestamp, allowNested: Bool = false) throws(StoreError) -> String {
+        let source = try directory(name)
+        guard Btrfs.isSubvolume(source) else {
+            throw StoreError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+                             hint: "is a plain directory, not a subvolume; only subvolumes can be snapshotted")
+        }
+        if !allowNested {
+            let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(name)")
+            if !nested.isEmpty {
+                throw StoreError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+                                 hint: "contains nested subvolumes (\(nested.joined(separator: ", "))) that a snapshot "
+                                     + "would not include; give each its own snapshot policy, or allow nested "
+                                     + "subvolumes to appear as empty directories")
+            }
+        }
+        let parent = try snapshotDirectory(for: name)
+        let snapshotName = SnapshotName(subvolume: name, time: time).description
+        do throws(StoreError) {
+            try Btrfs.snapshot(source, into: parent, named: snapshotName, readOnly: true,
+                               sourcePath: "\(path)/\(name)", parentPath: "\(path)/\(Store.snapshotsDirectory)/\(name)")
+        } catch where error.errno == .EEXIST {
+            throw StoreError("snapshot", ["\(path)/\(name)", snapshotName], errno: .EEXIST,
+                             hint: "a snapshot of that second exists; names have one-second resolution")
+        }
+        return snapshotName
+    }
+
+    /// Every entry of `snapshots/NAME/`, sorted into ours (the name parses for this subvolume, it
+    /// is a read-only subvolume, and its parent uuid is the source's uuid) and foreign.
+    public func inventory(of name: String) throws(StoreError) -> SnapshotInventory {
+        let sourceInfo = try Btrfs.info(try directory(name), path: "\(path)/\(name)")
+        let parent = try snapshotDirectory(for: name)
+        var ours: [Snapshot] = []
+        var foreign: [ForeignEntry] = []
+        for entry in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: parent) }) {
+            switch classify(entry, of: name, in: parent, sourceUUID: sourceInfo.uuid) {
+            case .success(let snapshot): ours.append(snapshot)
+            case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.reason))
+            }
+        }
+        return SnapshotInventory(subvolume: name, sourceUUID: sourceInfo.uuid,
+                                 snapshots: ours.sorted { $0.name.time < $1.name.time },
+                                 foreign: foreign.sorted { $0.name < $1.name })
+    }
+
+    /// Our snapshots of `name`, oldest first.
+    public func snapshots(of name: String) throws(StoreError) -> [Snapshot] { try inventory(of: name).snapshots }
+
+    struct NotOurs: Error { var reason: String }
+
+    /// One entry, opened by a single name with O_NOFOLLOW from the snapshot directory's descriptor.
+    private func classify(_ entry: String, of name: String, in parent: borrowing OwnedFD, sourceUUID: String) -> Result<Snapshot, NotOurs> {
+        guard let parsed = SnapshotName(parsing: entry), parsed.subvolume == name else {
+            return .failure(NotOurs(reason: "name is not \(name).YYYYMMDDTHHMMSSZ"))
+        }
+        let raw = Glibc.openat(parent.rawValue, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard raw >= 0 else { return .failure(NotOurs(reason: "not a directory (\(Errno.current.name))")) }
+        let fd = OwnedFD(adopting: raw)
+        guard Btrfs.isSubvolume(fd), let info = try? Btrfs.info(fd, path: entry) else {
+            return .failure(NotOurs(reason: "not a subvolume"))
+        }
+        guard info.isReadOnly else { return .failure(NotOurs(reason: "writable, so not a snapshot we took")) }
+        guard info.parentUUID == sourceUUID else {
+            return .failure(NotOurs(reason: "parent uuid \(info.parentUUID ?? "none") is not \(name)'s \(sourceUUID)"))
+        }
+        return .success(Snapshot(name: parsed, info: info))
+    }
+
+    /// Deletes one of our snapshots of `name`, after checking again that the entry still is that
+    /// snapshot (same subvolume ID, still ours), then deleting by ID.
+    public func delete(_ snapshot: Snapshot, of name: String) throws(StoreError) {
+        let parent = try snapshotDirectory(for: name)
+        let sourceUUID = try Btrfs.info(try directory(name), path: "\(path)/\(name)").uuid
+        let entry = snapshot.name.description
+        guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUID: sourceUUID),
+              current.info.id == snapshot.info.id else {
+            throw StoreError("delete snapshot", ["\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"], errno: .ESTALE,
+                             hint: "it changed since it was listed; nothing was deleted, list again")
+        }
+        try Btrfs.deleteSubvolume(id: snapshot.info.id, on: parent, path: "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)")
+    }
+
+    /// Free and total bytes of the store's filesystem (`statfs`).
+    public func space() throws(StoreError) -> (available: UInt64, total: UInt64) {
+        var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
+        let fd = root.fd.rawValue
+        _ = try kit { () throws(SystemError) in try syscall("fstatfs", path) { replica_fstatfs_space(fd, &available, &total, &flags) } }
+        return (available, total)
+    }
+}

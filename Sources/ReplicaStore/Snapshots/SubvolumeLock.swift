@@ -1,0 +1,37 @@
+import Glibc
+import ReplicaKit
+
+/// One writer per subvolume: an exclusive `flock(2)` on `snapshots/NAME.lock` in the store, a file
+/// that is created once and never deleted (deleting a lock file lets two holders lock two different
+/// inodes). The holder writes its pid into it, for the message another contender sees. The lock
+/// goes with the holder's descriptor, so a holder killed with SIGKILL blocks nobody.
+public struct SubvolumeLock: ~Copyable {
+    private let fd: OwnedFD
+    public let subvolume: String
+
+    /// Takes the lock, waiting up to `wait` (nil: not at all). A held lock throws `EWOULDBLOCK`
+    /// naming the holder's pid.
+    public static func acquire(_ subvolume: String, in store: borrowing Store, wait: Duration? = nil) throws(StoreError) -> SubvolumeLock {
+        try Btrfs.validate(name: subvolume, in: store.path)
+        let directory = try store.makeSnapshotsDirectory()
+        let name = "\(subvolume).lock"
+        let path = "\(store.path)/\(Store.snapshotsDirectory)/\(name)"
+        let fd = try kit { () throws(SystemError) in try directory.openat(name, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600) }
+        let deadline = ContinuousClock.now + (wait ?? .zero)
+        while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            let errno = Errno.current
+            if errno == .EINTR { continue }
+            guard errno == .EWOULDBLOCK else { throw StoreError("flock", [path], errno: errno) }
+            if ContinuousClock.now >= deadline {
+                let holder = (try? fd.readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                let who = holder.isEmpty ? "another process" : "process \(holder)"
+                throw StoreError("lock", [path], errno: .EWOULDBLOCK,
+                                 hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS")
+            }
+            usleep(20_000)
+        }
+        _ = ftruncate(fd.rawValue, 0)
+        _ = pwrite(fd.rawValue, "\(getpid())", "\(getpid())".utf8.count, 0)
+        return SubvolumeLock(fd: fd, subvolume: subvolume)
+    }
+}
