@@ -53,3 +53,23 @@ enum NamespaceCounter {
         }
     }
 }
+
+/// A tool built next to the test runner (`swift build --build-tests` builds both into one folder).
+public func builtTool(_ name: String) throws -> String {
+    guard let runner = readLinkPath("/proc/self/exe"), let slash = runner.lastIndex(of: "/") else {
+        throw SystemError("readlink", ["/proc/self/exe"], errno: .ENOENT)
+    }
+    var directory = String(runner[..<slash])
+    if directory.hasSuffix(".xctest/Contents/MacOS") { directory = String(directory.dropLast(".xctest/Contents/MacOS".count)) }
+    let path = "\(directory)/\(name)"
+    guard access(path, X_OK) == 0 else {
+        throw SystemError("access", [path], errno: .ENOENT, hint: "build it first: swift build --build-tests")
+    }
+    return path
+}
+
+func readLinkPath(_ path: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink(path, &buffer, buffer.count - 1)
+    return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+}

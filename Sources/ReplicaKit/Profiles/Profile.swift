@@ -67,5 +67,10 @@ public struct ProfileError: Error, Equatable, Sendable, CustomStringConvertible 
         self.init(file: setting.file, line: setting.line, key: setting.key, reason: reason)
     }
 
-    public var description: String { "\(file):\(line): " + (key.map { "\($0)=: " } ?? "") + reason }
+    /// `web.service.conf:12: Preserve=: reason`; for flags, `command line: --preserve: reason`.
+    public var description: String {
+        let place = line > 0 ? "\(file):\(line)" : file
+        let what = key.map { $0.hasPrefix("-") ? "\($0): " : "\($0)=: " } ?? ""
+        return "\(place): \(what)\(reason)"
+    }
 }

@@ -148,6 +148,23 @@ public enum Btrfs {
         try btrfs("sync", path) { btrfs_util_sync_fd(fd) }
     }
 
+    /// `btrfs subvolume sync PATH ID`: waits (up to `timeout`) until the cleaner has dropped a deleted
+    /// subvolume, so the space it held shows as free. Returns whether it is gone.
+    public static func waitUntilCleaned(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String,
+                                        timeout: Duration = .seconds(30)) throws(StoreError) -> Bool {
+        try sync(anyDirectory, path: path)
+        let deadline = ContinuousClock.now + timeout
+        var raw = btrfs_util_subvolume_info()
+        while ContinuousClock.now < deadline {
+            if btrfs_util_subvolume_info_fd(anyDirectory.rawValue, id, &raw) == BTRFS_UTIL_ERROR_SUBVOLUME_NOT_FOUND {
+                try sync(anyDirectory, path: path)  // commit the freed space
+                return true
+            }
+            usleep(20_000)
+        }
+        return false
+    }
+
     /// `btrfs property set PATH ro true|false`.
     public static func setReadOnly(_ subvolume: borrowing OwnedFD, _ readOnly: Bool, path: String) throws(StoreError) {
         let fd = subvolume.rawValue

@@ -82,25 +82,13 @@ extension Store {
                 try delete(snapshot, of: plan.subvolume)
                 outcome.deletedForSpace.append(snapshot)
                 deleted(snapshot, true)
-                available = try waitForFreedSpace(since: available)
+                _ = try Btrfs.waitUntilCleaned(id: snapshot.info.id, on: directory("."), path: path)
+                available = try space().available
             } catch {
                 outcome.failures.append((snapshot.name.description, error))
             }
         }
         if available < needed { outcome.spaceShortfall = needed - available }
         return outcome
-    }
-
-    /// btrfs frees a deleted subvolume's space in the background after the transaction commits:
-    /// commit, then watch `statfs` for up to two seconds.
-    private func waitForFreedSpace(since before: UInt64) throws(StoreError) -> UInt64 {
-        try Btrfs.sync(try directory("."), path: path)
-        var available = before
-        for _ in 0..<40 {
-            available = try space().available
-            if available > before { break }
-            usleep(50_000)
-        }
-        return available
     }
 }

@@ -1,0 +1,121 @@
+import Foundation
+import Glibc
+import ReplicaKit
+import ReplicaStore
+import ReplicaTestSupport
+import Testing
+
+/// replica-snap as an operator runs it: a separate process, its exit code, its output.
+@Suite(.requiresBtrfs) struct ReplicaSnapToolTests {
+    static func snap(_ arguments: [String]) throws -> CommandResult {
+        try Command.run([try builtTool("replica-snap")] + arguments)
+    }
+
+    /// A store with subvolume `web`, a profile directory, and a metrics path, all throwaway.
+    static func withSetup<T>(_ body: (_ store: String, _ profiles: String, _ metrics: String) throws -> T) throws -> T {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                try Store(path: image.mountPoint).ensureSubvolume("web")
+                return try body(image.mountPoint, dir, "\(dir)/replica.prom")
+            }
+        }
+    }
+
+    @Test func exitCodesFollowTheConvention() throws {
+        try Self.withSetup { store, profiles, metrics in
+            let common = ["--store", store, "--profiles", profiles]
+            #expect(try Self.snap(["create"] + common + ["--metrics-file", metrics, "web"]).status == .exited(0))
+            // Not configured: no profile, no policy flags.
+            let unconfigured = try Self.snap(["prune"] + common + ["web"])
+            #expect(unconfigured.status == .exited(6))
+            #expect(unconfigured.output.contains("\(profiles)/web.service.conf"))
+            // Usage: a policy that cannot take effect, an unknown option.
+            let bad = try Self.snap(["prune"] + common + ["--preserve", "24x", "web"])
+            #expect(bad.status == .exited(2) && bad.output.contains("--preserve: \"24x\" is not N or *"), "\(bad.output)")
+            #expect(try Self.snap(["prune", "--bogus"]).status == .exited(2))
+            // Partial failure: one subvolume fine, one missing.
+            let partial = try Self.snap(["run"] + common + ["--metrics-file", "", "--preserve", "1d", "web", "missing"])
+            #expect(partial.status == .exited(10), "\(partial.output)")
+            // Not btrfs.
+            let notBtrfs = try Self.snap(["list", "--store", profiles, "web"])
+            #expect(notBtrfs.status == .exited(1) && notBtrfs.output.contains("not a btrfs filesystem"))
+        }
+    }
+
+    @Test func aHeldLockExits3AndWaitWaits() throws {
+        try Self.withSetup { store, profiles, _ in
+            let s = try Store(path: store)
+            let lock = try SubvolumeLock.acquire("web", in: s)
+            let result = try Self.snap(["create", "--store", store, "--metrics-file", "", "web"])
+            #expect(result.status == .exited(3))
+            #expect(result.output.contains("process \(getpid()) is writing snapshots of web"))
+            // Read-only commands never wait for or take the lock.
+            #expect(try Self.snap(["list", "--store", store, "web"]).status == .exited(0))
+            #expect(try Self.snap(["prune", "--dry-run", "--preserve", "1d", "--store", store, "web"]).status == .exited(0))
+            _ = lock.subvolume
+        }
+    }
+
+    @Test func profilesDriveThePolicyAndJSONHasASchema() throws {
+        try Self.withSetup { store, profiles, metrics in
+            let fd = try OwnedFD.open("\(profiles)/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644)
+            try fd.writeAll(Array("[Snapshots]\nPreserve=2d\n".utf8))
+            let common = ["--store", store, "--profiles", profiles, "--metrics-file", metrics]
+            for day in 10...14 {
+                let r = try Self.snap(["create"] + common + ["--now", "2026-11-\(day)T10:00:00Z", "web"])
+                #expect(r.status == .exited(0), "\(r.output)")
+            }
+            let dry = try Self.snap(["prune", "--json", "--dry-run"] + common + ["--now", "2026-11-14T12:00:00Z", "web"])
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(dry.output.utf8)) as? [String: Any])
+            #expect(json["schema"] as? String == "replica.snap.v1")
+            let subvolume = try #require((json["subvolumes"] as? [[String: Any]])?.first)
+            let decisions = try #require(subvolume["decisions"] as? [[String: Any]])
+            let wouldDelete = decisions.filter { $0["action"] as? String == "delete" }.compactMap { $0["name"] as? String }
+            #expect(wouldDelete == ["web.20261110T100000Z", "web.20261111T100000Z"])
+            let real = try Self.snap(["prune"] + common + ["--now", "2026-11-14T12:00:00Z", "web"])
+            #expect(real.status == .exited(0))
+            let left = try Store(path: store).snapshots(of: "web").map(\.name.description)
+            #expect(left == ["web.20261112T100000Z", "web.20261113T100000Z", "web.20261114T100000Z"])
+            let prom = String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self)
+            #expect(prom.contains("replica_snapshot_count{subvolume=\"web\"} 3\n"))
+        }
+    }
+
+    @Test func checkJudgesFreshnessLikeAMonitoringPlugin() throws {
+        try Self.withSetup { store, _, _ in
+            let common = ["check", "--store", store, "--warning", "1h", "--critical", "1d"]
+            let none = try Self.snap(common + ["web"])
+            #expect(none.status == .exited(2) && none.output.hasPrefix("CRITICAL: web: no snapshots"))
+            _ = try Self.snap(["create", "--store", store, "--metrics-file", "", "--now", "2026-11-22T00:00:00Z", "web"])
+            #expect(try Self.snap(common + ["--now", "2026-11-22T00:30:00Z", "web"]).status == .exited(0))
+            #expect(try Self.snap(common + ["--now", "2026-11-22T02:00:00Z", "web"]).status == .exited(1))
+            #expect(try Self.snap(common + ["--now", "2026-11-23T02:00:00Z", "web"]).status == .exited(2))
+        }
+    }
+
+    /// Two `replica-snap run` on one subvolume at once, 1,000 times: in each pair exactly one writes.
+    @Test func pairedRunsWriteExactlyOnce() throws {
+        try Self.withSetup { store, _, metrics in
+            let tool = try builtTool("replica-snap")
+            let pairs = 1_000
+            var outcomes: [String: Int] = [:]
+            for pair in 0..<pairs {
+                let now = UTCTimestamp(secondsSinceEpoch: 1_790_000_000 + Int64(pair) * 3600).description
+                let arguments = [tool, "run", "--store", store, "--metrics-file", metrics, "--preserve-min", "all", "--now", now, "web"]
+                let a = try Command.spawn(arguments), b = try Command.spawn(arguments)
+                let codes = [try ExitStatus.wait(for: a), try ExitStatus.wait(for: b)].map { status -> String in
+                    if case .exited(let code) = status { return String(code) }
+                    return "\(status)"
+                }.sorted()
+                outcomes[codes.joined(separator: "+"), default: 0] += 1
+            }
+            // 0+3: they overlapped and the loser saw the lock. 0+1: the second ran after the first
+            // and found that second's snapshot already taken. Never two writers, never none.
+            #expect(Set(outcomes.keys).isSubset(of: ["0+3", "0+1"]), "\(outcomes)")
+            let inventory = try Store(path: store).inventory(of: "web")
+            #expect(inventory.snapshots.count == pairs)
+            #expect(inventory.foreign.isEmpty, "no half-made or writable snapshot: \(inventory.foreign.prefix(3))")
+            #expect(outcomes["0+3", default: 0] > 0, "the runs should overlap at least sometimes: \(outcomes)")
+        }
+    }
+}

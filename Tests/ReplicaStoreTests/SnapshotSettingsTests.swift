@@ -1,0 +1,51 @@
+import ReplicaKit
+import ReplicaStore
+import Testing
+
+@Suite struct SnapshotSettingsTests {
+    static func profile(_ text: String, unit: String = "web.service") throws -> Profile {
+        Profile(unit: unit, files: ["web.conf"], settings: try ProfileParser.parse(text, file: "web.conf"))
+    }
+
+    @Test func readsThePolicyFromSnapshots() throws {
+        let settings = try SnapshotSettings(profile: try Self.profile("""
+            [Snapshots]
+            Preserve=24h 7d
+            PreserveMin=1d
+            Latest=2
+            MinFree=5%
+            """))
+        #expect(settings.subvolume == "web")
+        #expect(settings.policy.preserve == [.hour: .last(24), .day: .last(7)])
+        #expect(settings.policy.minimum == .within(1, .day) && settings.policy.latest == 2)
+        #expect(settings.policy.minimumFree == .percent(5))
+    }
+
+    @Test func aBadValueNamesFileLineAndKey() throws {
+        let error = #expect(throws: ProfileError.self) {
+            _ = try SnapshotSettings(profile: try Self.profile("[Snapshots]\nPreserve=24h\nPreserveHourOfDay=25\n"))
+        }
+        #expect(error?.description == "web.conf:3: PreserveHourOfDay=: takes an hour from 0 to 23")
+    }
+
+    @Test func anUnknownKeyIsRefused() throws {
+        let error = #expect(throws: ProfileError.self) {
+            _ = try SnapshotSettings(profile: try Self.profile("[Snapshots]\nPreserv=24h\n"))
+        }
+        #expect(error?.line == 2 && error?.key == "Preserv")
+    }
+
+    @Test func aSubvolumeNameThatCouldEscapeIsRefused() throws {
+        let error = #expect(throws: ProfileError.self) {
+            _ = try SnapshotSettings(profile: try Self.profile("[Snapshots]\nSubvolume=../etc\n"))
+        }
+        #expect(error?.key == "Subvolume" && error?.line == 2)
+    }
+
+    @Test func flagsOverrideTheProfile() throws {
+        let settings = try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []),
+                                                    overrides: [("preserve", "3d"), ("latest", "1")])
+        #expect(settings?.policy.preserve == [.day: .last(3)] && settings?.policy.latest == 1)
+        #expect(try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []), overrides: []) == nil)
+    }
+}
