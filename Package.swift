@@ -23,7 +23,6 @@ let package = Package(
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
@@ -47,14 +46,11 @@ let package = Package(
 
         // Tools: parse, call one entry point, print.
         .executableTarget(name: "replica-demo",
-                          dependencies: ["ReplicaKit", "ReplicaStore",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-demo", swiftSettings: strict),
 
         .executableTarget(name: "replica-snap",
-                          dependencies: ["ReplicaKit", "ReplicaStore",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                                         .product(name: "Logging", package: "swift-log")],
+                          dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],
                           path: "Sources/Tools/replica-snap", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.

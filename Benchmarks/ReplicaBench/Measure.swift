@@ -58,7 +58,8 @@ struct Comparison {
 
     func printRow() {
         print(pad(operation, 56) + pad(formatDuration(replica), 12)
-              + pad("\(tool) \(formatDuration(toolTime))", 40) + "\(format3(ratio))× faster")
+              + pad("\(tool) \(formatDuration(toolTime))", 40)
+              + (ratio >= 1 ? "\(format3(ratio))× faster" : "\(format3(1 / ratio))× slower"))
     }
 }
 

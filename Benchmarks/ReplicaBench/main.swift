@@ -37,33 +37,119 @@ func benchmarkResolution() throws -> [Comparison] {
     return results
 }
 
-func benchmarkSnapshots() throws -> [Comparison] {
+/// A throwaway loop-mounted btrfs image of `size` bytes for one benchmark.
+func withBenchmarkStore<T>(size: Int64, _ body: (borrowing Store, String) throws -> T) throws -> T {
     var template = Array("/tmp/replica-bench-XXXXXX".utf8CString)
     let dir = String(cString: mkdtemp(&template)!)
     defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", dir]) }
     let mountPoint = "\(dir)/mnt"
     mkdir(mountPoint, 0o700)
-    try LoopImage.create(at: "\(dir)/store.img", size: 1 << 30)
+    try LoopImage.create(at: "\(dir)/store.img", size: size)
     let mounted = try LoopImage.mount("\(dir)/store.img", at: mountPoint)
     defer { try? mounted.unmount() }
-    let store = try Store(path: mountPoint)
-    try store.ensureSubvolume("src")
-    try store.root.writeFileAtomically("src/data", contents: [UInt8](repeating: 7, count: 1 << 20))
-    let source = try store.directory("src")
-    let top = try store.directory(".")
+    return try body(try Store(path: mountPoint), mountPoint)
+}
 
-    let iterations = 40
-    let ours = try nanosecondsPerOperation(iterations: iterations) { i in
-        try Btrfs.snapshot(source, into: top, named: "lib-\(i)", readOnly: true, sourcePath: "src", parentPath: mountPoint)
+/// Snapshot cost against subvolume size: empty vs 1 GiB of data, library vs `btrfs` command.
+func benchmarkSnapshots() throws -> [Comparison] {
+    try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
+        try store.ensureSubvolume("empty")
+        try store.ensureSubvolume("full")
+        let chunk = [UInt8](repeating: 0x5a, count: 1 << 20)
+        let file = try store.root.fd.reopen(O_RDONLY | O_DIRECTORY).openat("full/data", O_WRONLY | O_CREAT, mode: 0o644)
+        for _ in 0..<1024 { try file.writeAll(chunk) }
+        fsync(file.rawValue)
+        sync()  // write the image file back now, so snapshots are timed, not the writeback of fresh data
+        let top = try store.directory(".")
+        // Empty and full alternate within each round, so both see the same machine and filesystem
+        // state (a block of one then a block of the other measures drift as much as size).
+        let empty = try store.directory("empty"), full = try store.directory("full")
+        var ours: [[Double]] = [[], []], command: [[Double]] = [[], []]
+        for round in 0..<60 {
+            for which in 0..<2 {
+                let name = which == 0 ? "empty" : "full"
+                var began = monotonicNanoseconds()
+                if which == 0 {
+                    try Btrfs.snapshot(empty, into: top, named: "\(name)-lib-\(round)", readOnly: true, sourcePath: name, parentPath: mountPoint)
+                } else {
+                    try Btrfs.snapshot(full, into: top, named: "\(name)-lib-\(round)", readOnly: true, sourcePath: name, parentPath: mountPoint)
+                }
+                ours[which].append(Double(monotonicNanoseconds() - began))
+                began = monotonicNanoseconds()
+                try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(mountPoint)/\(name)", "\(mountPoint)/\(name)-cmd-\(round)"])
+                command[which].append(Double(monotonicNanoseconds() - began))
+            }
+        }
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        return (0..<2).map { which in
+            Comparison(operation: "read-only snapshot, \(which == 0 ? "empty" : "1 GiB") subvolume", replica: median(ours[which]),
+                       tool: "btrfs subvolume snapshot -r:", toolTime: median(command[which]))
+        }
     }
-    let command = try nanosecondsPerOperation(iterations: iterations) { i in
-        try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(mountPoint)/src", "\(mountPoint)/cmd-\(i)"])
+}
+
+/// Listing and deleting 1,000 snapshots, and a whole `replica-snap create` process.
+func benchmarkSnapshotSets() throws -> [Comparison] {
+    try withBenchmarkStore(size: 1 << 30) { store, mountPoint in
+        try store.ensureSubvolume("svc")
+        let start: Int64 = 1_700_000_000
+        for i in 0..<1000 { try store.snapshot("svc", at: UTCTimestamp(secondsSinceEpoch: start + Int64(i) * 3600)) }
+        var rows: [Comparison] = []
+        let list = try nanosecondsPerOperation(iterations: 5) { _ in
+            let count = try store.inventory(of: "svc").snapshots.count
+            precondition(count == 1000)
+        }
+        let listCommand = try nanosecondsPerOperation(iterations: 5) { _ in
+            _ = try Command.check(["btrfs", "subvolume", "list", "-s", "-u", "-q", mountPoint])
+        }
+        rows.append(Comparison(operation: "list 1,000 snapshots with info, verified ours", replica: list,
+                               tool: "btrfs subvolume list -s -u -q:", toolTime: listCommand))
+
+        // Deleting: ours by verified ID, then the same count by the btrfs command in one process.
+        let snapshots = try store.snapshots(of: "svc")
+        let began = monotonicNanoseconds()
+        let failures = try store.delete(snapshots, of: "svc")
+        let ours = Double(monotonicNanoseconds() - began)
+        precondition(failures.isEmpty)
+        let parent = "\(mountPoint)/\(Store.snapshotsDirectory)/svc"
+        for i in 0..<1000 {
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(mountPoint)/svc", "\(parent)/c\(i)"])
+        }
+        let commandStart = monotonicNanoseconds()
+        try Command.check(["btrfs", "-q", "subvolume", "delete"] + (0..<1000).map { "\(parent)/c\($0)" })
+        let command = Double(monotonicNanoseconds() - commandStart)
+        rows.append(Comparison(operation: "delete 1,000 snapshots (each re-verified)", replica: ours,
+                               tool: "btrfs subvolume delete (x1000, 1 proc):", toolTime: command))
+
+        // A whole process each, as a timer runs it; the textfile on the host filesystem, where
+        // /var/lib/replica/metrics is in production, and once without it.
+        let tool = executableBeside("replica-snap")
+        let metrics = "\(mountPoint)/../metrics/replica.prom"
+        let process = try nanosecondsPerOperation(iterations: 20) { i in
+            let now = UTCTimestamp(secondsSinceEpoch: start + Int64(i) * 60).description
+            try Command.check([tool, "create", "--store", mountPoint, "--metrics-file", metrics, "--now", now, "svc"])
+        }
+        let bare = try nanosecondsPerOperation(iterations: 20) { i in
+            let now = UTCTimestamp(secondsSinceEpoch: start + 100_000 + Int64(i) * 60).description
+            try Command.check([tool, "create", "--store", mountPoint, "--metrics-file", "", "--now", now, "svc"])
+        }
+        let btrfsProcess = try nanosecondsPerOperation(iterations: 20) { i in
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(mountPoint)/svc", "\(parent)/p\(i)"])
+        }
+        rows.append(Comparison(operation: "replica-snap create (whole process, with metrics)", replica: process,
+                               tool: "btrfs subvolume snapshot -r:", toolTime: btrfsProcess))
+        rows.append(Comparison(operation: "replica-snap create (whole process, no metrics)", replica: bare,
+                               tool: "btrfs subvolume snapshot -r:", toolTime: btrfsProcess))
+        return rows
     }
-    for name in try DirectoryEntries.names(in: top) where name.hasPrefix("lib-") || name.hasPrefix("cmd-") {
-        try Btrfs.deleteSubvolume(in: top, named: name, parentPath: mountPoint)
-    }
-    return [Comparison(operation: "read-only snapshot of a 1 MiB subvolume", replica: ours,
-                       tool: "btrfs subvolume snapshot -r:", toolTime: command)]
+}
+
+/// A tool built into the same folder as this benchmark.
+func executableBeside(_ name: String) -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let me = String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return String(me[..<(me.lastIndex(of: "/") ?? me.startIndex)]) + "/" + name
 }
 
 var uts = utsname()
@@ -76,6 +162,7 @@ do {
     for row in try benchmarkResolution() { row.printRow() }
     if (try? Capabilities.current().has(.sysAdmin)) == true {
         for row in try benchmarkSnapshots() { row.printRow() }
+        for row in try benchmarkSnapshotSets() { row.printRow() }
     } else {
         print("(btrfs figures skipped: they need root for the loop-mounted image)")
     }

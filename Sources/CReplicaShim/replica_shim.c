@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/btrfs.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <linux/magic.h>
@@ -99,6 +100,28 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
 }
 int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
 int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+
+int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
+    struct btrfs_ioctl_get_subvol_info_args args;
+    memset(&args, 0, sizeof args);
+    // Only -1 is failure: the kernel can return 1 (a tree lookup's "not exact" status leaks out)
+    // after filling args, and libbtrfsutil checks for -1 alone for the same reason.
+    if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &args) == -1) return -1;
+    {
+        _Static_assert(sizeof args.uuid == 16 && sizeof args.parent_uuid == 16 && sizeof args.received_uuid == 16,
+                       "btrfs uuids are 16 bytes");
+        info->id = args.treeid;
+        info->parent_id = args.parent_id;
+        info->generation = args.generation;
+        info->flags = args.flags;
+        memcpy(info->uuid, args.uuid, 16);
+        memcpy(info->parent_uuid, args.parent_uuid, 16);
+        memcpy(info->received_uuid, args.received_uuid, 16);
+        info->otime_sec = args.otime.sec;
+        info->otime_nsec = args.otime.nsec;
+    }
+    return 0;
+}
 
 // Returns an error number (0 on success), as the posix_spawn family does.
 int replica_spawn_addclosefrom(void *file_actions, int from) {

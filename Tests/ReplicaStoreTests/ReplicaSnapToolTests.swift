@@ -32,9 +32,15 @@ import Testing
             // Usage: a policy that cannot take effect, an unknown option.
             let bad = try Self.snap(["prune"] + common + ["--preserve", "24x", "web"])
             #expect(bad.status == .exited(2) && bad.output.contains("--preserve: \"24x\" is not N or *"), "\(bad.output)")
-            #expect(try Self.snap(["prune", "--bogus"]).status == .exited(2))
+            let unknown = try Self.snap(["prune", "--bogus", "web"])
+            #expect(unknown.status == .exited(2) && unknown.output.contains("unknown option --bogus"))
+            #expect(try Self.snap(["frobnicate"]).status == .exited(2))
+            #expect(try Self.snap(["prune", "--wait"]).status == .exited(2), "an option without its value")
+            let help = try Self.snap(["prune", "--help"])
+            #expect(help.status == .exited(0) && help.output.contains("--preserve-min <value>"))
             // Partial failure: one subvolume fine, one missing.
-            let partial = try Self.snap(["run"] + common + ["--metrics-file", "", "--preserve", "1d", "web", "missing"])
+            let partial = try Self.snap(["run"] + common + ["--metrics-file", "", "--preserve", "1d",
+                                                            "--now", "2030-01-01T00:00:00Z", "web", "missing"])
             #expect(partial.status == .exited(10), "\(partial.output)")
             // Not btrfs.
             let notBtrfs = try Self.snap(["list", "--store", profiles, "web"])

@@ -74,6 +74,19 @@ int replica_loop_clear(int loop_fd);
 /// ioctl(FICLONE): reflink src into dst (btrfs, xfs).
 int replica_ficlone(int dst_fd, int src_fd);
 
+// MARK: btrfs
+/// What BTRFS_IOC_GET_SUBVOL_INFO reports, in fixed-size fields.
+struct replica_subvolume_info {
+    uint64_t id, parent_id, generation, flags;
+    uint8_t uuid[16], parent_uuid[16], received_uuid[16];
+    uint64_t otime_sec;
+    uint32_t otime_nsec;
+};
+/// ioctl(BTRFS_IOC_GET_SUBVOL_INFO) (Linux 4.18) on a descriptor inside a subvolume: the same facts
+/// btrfs_util_subvolume_info_fd(fd, 0) gives, in one ioctl where libbtrfsutil issues three as root
+/// (an inode lookup and two tree searches). Listing 1,000 snapshots is dominated by this call.
+int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info);
+
 // MARK: processes
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): close every fd >= from in the child.
 int replica_spawn_addclosefrom(void *file_actions, int from);

@@ -63,7 +63,9 @@ public struct OwnedFD: ~Copyable, Sendable {
     public borrowing func reopen(_ flags: Int32) throws(SystemError) -> OwnedFD {
         let before = try status()
         let proc = "/proc/self/fd/\(rawValue)"
-        let fd = OwnedFD(adopting: try syscall("open", kernelPath() ?? proc) { Glibc.open(proc, flags | O_CLOEXEC) })
+        let raw = Glibc.open(proc, flags | O_CLOEXEC)
+        guard raw >= 0 else { throw SystemError.current("open", [kernelPath() ?? proc]) }  // named only on failure
+        let fd = OwnedFD(adopting: raw)
         let after = try fd.status()
         guard after.device == before.device, after.inode == before.inode else {
             throw SystemError("reopen", [proc], errno: .EXDEV, hint: "the file changed while it was reopened")

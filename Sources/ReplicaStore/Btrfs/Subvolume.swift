@@ -1,4 +1,5 @@
 import CBtrfsUtil
+import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -25,7 +26,7 @@ public struct SubvolumeInfo: Equatable, Sendable {
     public var generation: UInt64
     public var createdAt: BtrfsTime
 
-    init(_ info: btrfs_util_subvolume_info) {
+    init(_ info: replica_subvolume_info) {
         id = info.id
         parentID = info.parent_id
         uuid = SubvolumeInfo.format(info.uuid)
@@ -33,26 +34,32 @@ public struct SubvolumeInfo: Equatable, Sendable {
         receivedUUID = SubvolumeInfo.formatOptional(info.received_uuid)
         isReadOnly = info.flags & 1 != 0  // BTRFS_ROOT_SUBVOL_RDONLY
         generation = info.generation
-        createdAt = BtrfsTime(seconds: Int64(info.otime.tv_sec), nanoseconds: Int64(info.otime.tv_nsec))
+        createdAt = BtrfsTime(seconds: Int64(info.otime_sec), nanoseconds: Int64(info.otime_nsec))
     }
 
     private typealias Raw = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                              UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
 
-    private static func bytes(_ raw: Raw) -> [UInt8] { withUnsafeBytes(of: raw) { Array($0) } }
-
+    /// `8-4-4-4-12` lower-case hex, written byte by byte (listing 1,000 snapshots formats 3,000).
     private static func format(_ raw: Raw) -> String {
-        let hex = bytes(raw).map { String($0, radix: 16).leftPadded(2) }
-        return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { hex[$0].joined() }.joined(separator: "-")
+        let digits = Array("0123456789abcdef".utf8)
+        return withUnsafeBytes(of: raw) { bytes in
+            String(unsafeUninitializedCapacity: 36) { out in
+                var i = 0
+                for (index, byte) in bytes.enumerated() {
+                    if index == 4 || index == 6 || index == 8 || index == 10 { out[i] = UInt8(ascii: "-"); i += 1 }
+                    out[i] = digits[Int(byte >> 4)]
+                    out[i + 1] = digits[Int(byte & 0x0f)]
+                    i += 2
+                }
+                return i
+            }
+        }
     }
 
     private static func formatOptional(_ raw: Raw) -> String? {
-        bytes(raw).allSatisfy { $0 == 0 } ? nil : format(raw)
+        withUnsafeBytes(of: raw) { $0.allSatisfy { $0 == 0 } } ? nil : format(raw)
     }
-}
-
-private extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }
 
 /// Subvolume operations on open descriptors (libbtrfsutil's `_fd` calls), so each acts on the
@@ -129,17 +136,24 @@ public enum Btrfs {
         }
     }
 
-    /// `btrfs subvolume show PATH` for the subvolume the descriptor is the root of.
+    /// `btrfs subvolume show PATH`: the subvolume containing the descriptor (its root, for a
+    /// descriptor of a subvolume). One `BTRFS_IOC_GET_SUBVOL_INFO` ioctl.
     public static func info(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> SubvolumeInfo {
-        var raw = btrfs_util_subvolume_info()
+        var raw = replica_subvolume_info()
         let fd = subvolume.rawValue
-        try btrfs("subvolume info", path) { btrfs_util_subvolume_info_fd(fd, 0, &raw) }
+        guard replica_btrfs_subvolume_info(fd, &raw) == 0 else {
+            let errno = Errno.current
+            throw StoreError("subvolume info", [path], errno: errno,
+                             hint: errno == .ENOTSUP || errno.rawValue == ENOTTY ? "not on a btrfs filesystem" : nil)
+        }
         return SubvolumeInfo(raw)
     }
 
-    /// Whether the descriptor is the root of a subvolume (`btrfs subvolume show` succeeds).
+    /// Whether the descriptor is the root of a btrfs subvolume: its inode is 256
+    /// (`BTRFS_FIRST_FREE_OBJECTID`) on a btrfs filesystem, as `btrfs subvolume show` checks.
     public static func isSubvolume(_ fd: borrowing OwnedFD) -> Bool {
-        btrfs_util_is_subvolume_fd(fd.rawValue) == BTRFS_UTIL_OK
+        guard let status = try? fd.status(), status.inode == 256, status.kind == .directory else { return false }
+        return (try? fd.filesystemType()) == FilesystemMagic.btrfs
     }
 
     /// `btrfs filesystem sync PATH`: commits the current transaction, so deletions start freeing space.

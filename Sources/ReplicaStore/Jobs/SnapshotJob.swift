@@ -11,6 +11,14 @@ public struct SnapshotReport: Sendable {
     public var error: StoreError?
 
     public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) }
+
+    /// After a prune, the snapshots left (the plan's inventory less what was deleted), without
+    /// listing the directory again; nil when no prune ran.
+    var remainingSnapshots: [Snapshot]? {
+        guard let plan, let outcome else { return nil }
+        let gone = Set((outcome.deleted + outcome.deletedForSpace).map(\.info.id))
+        return plan.entries.map(\.snapshot).filter { !gone.contains($0.info.id) }
+    }
     public var lockWasBusy: Bool { error?.errno == .EWOULDBLOCK }
 }
 
@@ -79,7 +87,7 @@ public enum SnapshotJob {
             log.error("\(error)", metadata: event(error.errno == .EWOULDBLOCK ? .lockBusy : .failed, [:]))
         }
         if !options.dryRun, let path = options.metricsPath, !report.lockWasBusy {
-            let snapshots = (try? store.snapshots(of: settings.subvolume)) ?? []
+            let snapshots = report.remainingSnapshots ?? (try? store.snapshots(of: settings.subvolume)) ?? []
             let metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
                                           runSeconds: monotonicSeconds() - started, snapshots: snapshots)
             do throws(StoreError) { try MetricsTextfile.update(metrics, at: path) } catch {

@@ -64,14 +64,9 @@ extension Store {
     /// others. `deleted` is told about each deletion as it happens.
     public func prune(_ plan: PrunePlan, deleted: (Snapshot, _ forSpace: Bool) -> Void = { _, _ in }) throws(StoreError) -> PruneOutcome {
         var outcome = PruneOutcome()
-        for snapshot in plan.deletions {
-            do throws(StoreError) {
-                try delete(snapshot, of: plan.subvolume)
-                outcome.deleted.append(snapshot)
-                deleted(snapshot, false)
-            } catch {
-                outcome.failures.append((snapshot.name.description, error))
-            }
+        outcome.failures = try delete(plan.deletions, of: plan.subvolume) { snapshot in
+            outcome.deleted.append(snapshot)
+            deleted(snapshot, false)
         }
         guard let floor = plan.policy.minimumFree else { return outcome }
         var (available, total) = try space()

@@ -105,7 +105,9 @@ extension Store {
         let raw = Glibc.openat(parent.rawValue, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard raw >= 0 else { return .failure(NotOurs(reason: "not a directory (\(Errno.current.name))")) }
         let fd = OwnedFD(adopting: raw)
-        guard Btrfs.isSubvolume(fd), let info = try? Btrfs.info(fd, path: entry) else {
+        // Inode 256 is a subvolume root; the ioctl only answers on btrfs (any other filesystem
+        // mounted here fails it, and another btrfs's subvolume fails the parent uuid check below).
+        guard (try? fd.status().inode) == 256, let info = try? Btrfs.info(fd, path: entry) else {
             return .failure(NotOurs(reason: "not a subvolume"))
         }
         guard info.isReadOnly else { return .failure(NotOurs(reason: "writable, so not a snapshot we took")) }
@@ -118,15 +120,33 @@ extension Store {
     /// Deletes one of our snapshots of `name`, after checking again that the entry still is that
     /// snapshot (same subvolume ID, still ours), then deleting by ID.
     public func delete(_ snapshot: Snapshot, of name: String) throws(StoreError) {
+        if let failure = try delete([snapshot], of: name).first { throw failure.error }
+    }
+
+    /// Deletes several snapshots of `name`, each checked again and deleted by ID as above. A failure
+    /// does not stop the rest; the failures are returned.
+    public func delete(_ snapshots: [Snapshot], of name: String,
+                       deleted: (Snapshot) -> Void = { _ in }) throws(StoreError) -> [(name: String, error: StoreError)] {
         let parent = try snapshotDirectory(for: name)
         let sourceUUID = try Btrfs.info(try directory(name), path: "\(path)/\(name)").uuid
-        let entry = snapshot.name.description
-        guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUID: sourceUUID),
-              current.info.id == snapshot.info.id else {
-            throw StoreError("delete snapshot", ["\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"], errno: .ESTALE,
-                             hint: "it changed since it was listed; nothing was deleted, list again")
+        var failures: [(name: String, error: StoreError)] = []
+        for snapshot in snapshots {
+            let entry = snapshot.name.description
+            let entryPath = "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"
+            guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUID: sourceUUID),
+                  current.info.id == snapshot.info.id else {
+                failures.append((entry, StoreError("delete snapshot", [entryPath], errno: .ESTALE,
+                                                   hint: "it changed since it was listed; nothing was deleted, list again")))
+                continue
+            }
+            do throws(StoreError) {
+                try Btrfs.deleteSubvolume(id: snapshot.info.id, on: parent, path: entryPath)
+                deleted(snapshot)
+            } catch {
+                failures.append((entry, error))
+            }
         }
-        try Btrfs.deleteSubvolume(id: snapshot.info.id, on: parent, path: "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)")
+        return failures
     }
 
     /// Free and total bytes of the store's filesystem (`statfs`).

@@ -1,165 +1,178 @@
-import ArgumentParser
 import Glibc
 import Logging
 import ReplicaKit
 import ReplicaStore
 
-/// Settings for each NAME, or exit 6 naming where profiles were looked for.
-func resolveTargets(_ names: [String], _ options: StoreOptions, overrides: [(key: String, value: String)] = [],
-                    needPolicy: Bool) throws -> [SnapshotSettings] {
-    try names.map { name in
-        let settings: SnapshotSettings?
-        do { settings = try SnapshotSettings.resolve(name, loader: options.loader, overrides: overrides) } catch {
+/// One parsed invocation; `run()` returns the exit code.
+struct SnapCommand {
+    let arguments: ParsedArguments
+    init(_ arguments: ParsedArguments) { self.arguments = arguments }
+
+    var storePath: String { arguments.value("store") ?? EmbeddedStore.defaultMountPoint }
+    var json: Bool { arguments.flag("json") }
+    var loader: ProfileLoader {
+        let directories = arguments.all("profiles")
+        return directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
+    }
+    var overrides: [(key: String, value: String)] {
+        ReplicaSnap.policyFlags.compactMap { flag in arguments.value(flag.flag).map { (flag.key, $0) } }
+    }
+
+    func run() -> Int32 {
+        do {
+            switch arguments.command {
+            case "create": return try perform(.create)
+            case "prune": return try perform(.prune)
+            case "run": return try perform(.run)
+            case "list": return try list()
+            case "delete": return try delete()
+            default: return try check()
+            }
+        } catch let exit as Exit {
+            if !exit.message.isEmpty { printError("replica-snap: \(exit.message)") }
+            return exit.code
+        } catch {
             printError("replica-snap: \(error)")
-            throw ExitCodeError(code: ExitCode.usage)
-        }
-        if let settings { return settings }
-        if !needPolicy { return try SnapshotSettings(profile: Profile(unit: ProfileLoader.unitName(name))) }
-        printError("""
-            replica-snap: \(name) is not configured: no profile at \(options.loader.searchedPaths(name).joined(separator: ", ")).
-            Write one with a [Snapshots] section (Preserve=24h 14d), or pass --preserve.
-            """)
-        throw ExitCodeError(code: ExitCode.notConfigured)
-    }
-}
-
-/// create, prune and run share everything but the action.
-func perform(_ action: SnapshotJob.Action, _ names: [String], _ options: StoreOptions,
-             overrides: [(key: String, value: String)], _ write: WriteOptions, dryRun: Bool, explain: Bool) throws {
-    let targets = try resolveTargets(names, options, overrides: overrides, needPolicy: action != .create)
-    let store = try options.openStore()
-    var jobOptions = SnapshotJob.Options()
-    jobOptions.dryRun = dryRun
-    jobOptions.wait = write.wait.map { .seconds($0) }
-    jobOptions.metricsPath = write.metricsFile.isEmpty ? nil : write.metricsFile
-    jobOptions.now = try options.currentTime()
-    let logger = Logger(label: "replica-snap")
-    let reports = targets.map { SnapshotJob.perform(action, $0, store: store, options: jobOptions, logger: logger) }
-    if options.json {
-        print(Render.reports(reports, action: action, dryRun: dryRun, now: jobOptions.now).serialized())
-    } else {
-        for report in reports { print(Render.report(report, dryRun: dryRun, explain: explain)) }
-    }
-    let code = SnapshotJob.exitCode(reports)
-    if code != ExitCode.ok { throw ExitCodeError(code: code) }
-}
-
-extension ReplicaSnap {
-    struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Take a read-only snapshot of each subvolume now.")
-        @OptionGroup var options: StoreOptions
-        @OptionGroup var write: WriteOptions
-        @Argument(help: "Services or subvolumes.") var names: [String]
-        func run() throws { try perform(.create, names, options, overrides: [], write, dryRun: false, explain: false) }
-    }
-
-    struct Prune: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete the snapshots the policy no longer keeps.")
-        @OptionGroup var options: StoreOptions
-        @OptionGroup var policy: PolicyOptions
-        @OptionGroup var write: WriteOptions
-        @Flag(help: "Show what would be deleted; change nothing, take no lock.") var dryRun = false
-        @Flag(help: "Give the reason for every snapshot.") var explain = false
-        @Argument(help: "Services or subvolumes.") var names: [String]
-        func run() throws { try perform(.prune, names, options, overrides: policy.overrides, write, dryRun: dryRun, explain: explain) }
-    }
-
-    struct Run: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create, then prune (what the timer runs).")
-        @OptionGroup var options: StoreOptions
-        @OptionGroup var policy: PolicyOptions
-        @OptionGroup var write: WriteOptions
-        @Flag(help: "Show what would be done; change nothing, take no lock.") var dryRun = false
-        @Flag(help: "Give the reason for every snapshot.") var explain = false
-        @Argument(help: "Services or subvolumes.") var names: [String]
-        func run() throws { try perform(.run, names, options, overrides: policy.overrides, write, dryRun: dryRun, explain: explain) }
-    }
-
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List snapshots (and what else is in the snapshot directory).")
-        @OptionGroup var options: StoreOptions
-        @Argument(help: "Services or subvolumes.") var names: [String]
-        func run() throws {
-            let store = try options.openStore()
-            let targets = try resolveTargets(names, options, needPolicy: false)
-            var inventories: [SnapshotInventory] = []
-            var failed = false
-            for target in targets {
-                do { inventories.append(try store.inventory(of: target.subvolume)) } catch {
-                    printError("replica-snap: \(error)")
-                    failed = true
-                }
-            }
-            print(options.json ? Render.inventories(inventories).serialized() : inventories.map(Render.inventory).joined(separator: "\n\n"))
-            if failed { throw ExitCodeError(code: inventories.isEmpty ? ExitCode.failure : ExitCode.partialFailure) }
+            return ExitCode.failure
         }
     }
 
-    struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete named snapshots of one subvolume (ours only).")
-        @OptionGroup var options: StoreOptions
-        @OptionGroup var write: WriteOptions
-        @Argument(help: "The service or subvolume.") var name: String
-        @Argument(help: "Snapshot names, e.g. web.20261122T023000Z.") var snapshots: [String]
-        func run() throws {
-            let target = try resolveTargets([name], options, needPolicy: false)[0]
-            let store = try options.openStore()
-            let lock: SubvolumeLock
-            do { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: write.wait.map { .seconds($0) }) } catch {
+    /// Ends a command with a code and a message for standard error.
+    struct Exit: Error {
+        var code: Int32
+        var message: String
+    }
+
+    func now() throws -> UTCTimestamp {
+        guard let text = arguments.value("now") else { return .now }
+        guard let time = UTCTimestamp(iso8601: text) else {
+            throw Exit(code: ExitCode.usage, message: "--now \"\(text)\" is not YYYY-MM-DDTHH:MM:SSZ")
+        }
+        return time
+    }
+
+    func openStore() throws -> Store {
+        do { return try Store(path: storePath) } catch { throw Exit(code: ExitCode.failure, message: error.description) }
+    }
+
+    /// Settings for each name, or exit 6 naming where profiles were looked for.
+    func targets(_ names: [String], needPolicy: Bool) throws -> [SnapshotSettings] {
+        try names.map { name in
+            let settings: SnapshotSettings?
+            do throws(ProfileError) {
+                settings = try SnapshotSettings.resolve(name, loader: loader, overrides: needPolicy ? overrides : [])
+            } catch { throw Exit(code: ExitCode.usage, message: error.description) }
+            if let settings { return settings }
+            if !needPolicy { return try SnapshotSettings(profile: Profile(unit: ProfileLoader.unitName(name))) }
+            throw Exit(code: ExitCode.notConfigured, message: """
+                \(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", ")).
+                Write one with a [Snapshots] section (Preserve=24h 14d), or pass --preserve.
+                """)
+        }
+    }
+
+    func waitDuration() throws -> Duration? {
+        guard let text = arguments.value("wait") else { return nil }
+        guard let seconds = Int(text), seconds >= 0 else { throw Exit(code: ExitCode.usage, message: "--wait takes whole seconds") }
+        return .seconds(seconds)
+    }
+
+    /// create, prune and run differ only in the action.
+    func perform(_ action: SnapshotJob.Action) throws -> Int32 {
+        let targets = try targets(arguments.positionals, needPolicy: action != .create)
+        let store = try openStore()
+        var options = SnapshotJob.Options()
+        options.dryRun = arguments.flag("dry-run")
+        options.wait = try waitDuration()
+        let metrics = arguments.value("metrics-file") ?? ""
+        options.metricsPath = metrics.isEmpty ? nil : metrics
+        options.now = try now()
+        let logger = Logger(label: "replica-snap")
+        let reports = targets.map { SnapshotJob.perform(action, $0, store: store, options: options, logger: logger) }
+        if json {
+            print(Render.reports(reports, action: action, dryRun: options.dryRun, now: options.now).serialized())
+        } else {
+            for report in reports { print(Render.report(report, dryRun: options.dryRun, explain: arguments.flag("explain"))) }
+        }
+        return SnapshotJob.exitCode(reports)
+    }
+
+    func list() throws -> Int32 {
+        let targets = try targets(arguments.positionals, needPolicy: false)
+        let store = try openStore()
+        var inventories: [SnapshotInventory] = []
+        var failures = 0
+        for target in targets {
+            do { inventories.append(try store.inventory(of: target.subvolume)) } catch {
                 printError("replica-snap: \(error)")
-                throw ExitCodeError(code: ExitCode.lockHeld)
+                failures += 1
             }
-            let ours = try store.inventory(of: target.subvolume)
-            var failures = 0
-            for requested in snapshots {
-                guard let snapshot = ours.snapshots.first(where: { $0.name.description == requested }) else {
-                    let foreign = ours.foreign.first { $0.name == requested }
-                    printError("replica-snap: \(requested): not deleted: " + (foreign.map { "not ours (\($0.reason))" } ?? "no such snapshot"))
-                    failures += 1
-                    continue
-                }
-                do {
-                    try store.delete(snapshot, of: target.subvolume)
-                    print("deleted \(requested)")
-                } catch {
-                    printError("replica-snap: \(error)")
-                    failures += 1
-                }
-            }
-            _ = lock.subvolume
-            if failures > 0 { throw ExitCodeError(code: failures == snapshots.count ? ExitCode.failure : ExitCode.partialFailure) }
         }
+        print(json ? Render.inventories(inventories).serialized() : inventories.map(Render.inventory).joined(separator: "\n\n"))
+        return failures == 0 ? ExitCode.ok : inventories.isEmpty ? ExitCode.failure : ExitCode.partialFailure
     }
 
-    struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check the newest snapshot's age: exit 0 OK, 1 WARNING, 2 CRITICAL.")
-        @OptionGroup var options: StoreOptions
-        @Option(help: "Warn when the newest snapshot is at least this old.") var warning = "26h"
-        @Option(help: "Critical when the newest snapshot is at least this old.") var critical = "50h"
-        @Argument(help: "Services or subvolumes.") var names: [String]
-        func run() throws {
-            var probe = RetentionPolicy()
-            let (warn, crit): (Int64, Int64)
-            do {
-                try probe.set("min_age", warning)
-                warn = probe.minimumAge
-                try probe.set("min_age", critical)
-                crit = probe.minimumAge
-            } catch { throw ValidationError("--warning/--critical: \(error.reason)") }
-            let now = try options.currentTime()
-            let targets = try resolveTargets(names, options, needPolicy: false)
-            let results: [FreshnessCheck]
-            do {
-                let store = try Store(path: options.store)
-                results = targets.map { FreshnessCheck.check($0.subvolume, store: store, warning: warn, critical: crit, now: now) }
-            } catch {
-                results = targets.map { FreshnessCheck(subvolume: $0.subvolume, status: .critical, message: "\($0.subvolume): \(error)") }
-            }
-            let worst = results.map(\.status).max() ?? .ok
-            if options.json { print(Render.checks(results, worst: worst).serialized()) } else {
-                print("\(worst.label): " + results.map(\.message).joined(separator: "; "))
-            }
-            if worst != .ok { throw ExitCodeError(code: worst.rawValue) }
+    func delete() throws -> Int32 {
+        let target = try targets([arguments.positionals[0]], needPolicy: false)[0]
+        let requested = Array(arguments.positionals.dropFirst())
+        let store = try openStore()
+        let wait = try waitDuration()
+        let lock: SubvolumeLock
+        do throws(StoreError) { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: wait) } catch {
+            throw Exit(code: ExitCode.lockHeld, message: error.description)
         }
+        let inventory = try store.inventory(of: target.subvolume)
+        var chosen: [Snapshot] = []
+        var failures = 0
+        for name in requested {
+            if let snapshot = inventory.snapshots.first(where: { $0.name.description == name }) {
+                chosen.append(snapshot)
+            } else {
+                let foreign = inventory.foreign.first { $0.name == name }
+                printError("replica-snap: \(name): not deleted: " + (foreign.map { "not ours (\($0.reason))" } ?? "no such snapshot"))
+                failures += 1
+            }
+        }
+        for failure in try store.delete(chosen, of: target.subvolume, deleted: { print("deleted \($0.name)") }) {
+            printError("replica-snap: \(failure.error)")
+            failures += 1
+        }
+        _ = lock.subvolume
+        return failures == 0 ? ExitCode.ok : failures == requested.count ? ExitCode.failure : ExitCode.partialFailure
+    }
+
+    func check() throws -> Int32 {
+        var probe = RetentionPolicy()
+        let warning: Int64, critical: Int64
+        do {
+            try probe.set("min_age", arguments.value("warning") ?? "26h")
+            warning = probe.minimumAge
+            try probe.set("min_age", arguments.value("critical") ?? "50h")
+            critical = probe.minimumAge
+        } catch { throw Exit(code: ExitCode.usage, message: "--warning/--critical: \(error.reason)") }
+        let now = try now()
+        let targets = try targets(arguments.positionals, needPolicy: false)
+        let results: [FreshnessCheck]
+        do {
+            let store = try Store(path: storePath)
+            results = targets.map { FreshnessCheck.check($0.subvolume, store: store, warning: warning, critical: critical, now: now) }
+        } catch {
+            results = targets.map { FreshnessCheck(subvolume: $0.subvolume, status: .critical, message: "\($0.subvolume): \(error)") }
+        }
+        let worst = results.map(\.status).max() ?? .ok
+        print(json ? Render.checks(results, worst: worst).serialized() : "\(worst.label): " + results.map(\.message).joined(separator: "; "))
+        return worst.rawValue
+    }
+}
+
+extension UTCTimestamp {
+    /// `2026-11-22T02:30:00Z`.
+    init?(iso8601 text: String) {
+        let digits = text.filter(\.isNumber)
+        guard text.count == 20, text.hasSuffix("Z"), digits.count == 14 else { return nil }
+        let n = digits.map { Int(String($0))! }
+        func value(_ range: Range<Int>) -> Int { n[range].reduce(0) { $0 * 10 + $1 } }
+        self.init(year: value(0..<4), month: value(4..<6), day: value(6..<8),
+                  hour: value(8..<10), minute: value(10..<12), second: value(12..<14))
     }
 }

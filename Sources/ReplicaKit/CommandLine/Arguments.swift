@@ -1,0 +1,176 @@
+/// A tool's command line, declared as values: subcommands, `--option VALUE` / `--option=VALUE`,
+/// `--flag`, positionals, `--` ending options, and `--help` / `-h` anywhere. Replica's tools parse
+/// with this instead of swift-argument-parser, whose reflection-based setup costs milliseconds at
+/// every start: `replica-snap` runs from timers and `replica-run` in front of every command.
+public struct ToolSpec: Sendable {
+    public var name: String
+    public var abstract: String
+    public var discussion: String
+    public var commands: [CommandSpec]
+
+    public init(name: String, abstract: String, discussion: String = "", commands: [CommandSpec]) {
+        self.name = name
+        self.abstract = abstract
+        self.discussion = discussion
+        self.commands = commands
+    }
+}
+
+/// One subcommand (or, with an empty name, the whole tool).
+public struct CommandSpec: Sendable {
+    public var name: String
+    public var abstract: String
+    public var options: [OptionSpec]
+    public var positionals: [PositionalSpec]
+
+    public init(_ name: String, _ abstract: String, options: [OptionSpec] = [], positionals: [PositionalSpec] = []) {
+        self.name = name
+        self.abstract = abstract
+        self.options = options
+        self.positionals = positionals
+    }
+}
+
+/// `--name VALUE` (or a `--name` flag when `value` is nil).
+public struct OptionSpec: Sendable {
+    public var name: String
+    public var value: String?
+    public var help: String
+    public var defaultValue: String?
+    public var repeatable: Bool
+    public var hidden: Bool
+
+    public static func option(_ name: String, _ value: String, _ help: String, default defaultValue: String? = nil,
+                              repeatable: Bool = false, hidden: Bool = false) -> OptionSpec {
+        OptionSpec(name: name, value: value, help: help, defaultValue: defaultValue, repeatable: repeatable, hidden: hidden)
+    }
+
+    public static func flag(_ name: String, _ help: String) -> OptionSpec {
+        OptionSpec(name: name, value: nil, help: help, defaultValue: nil, repeatable: false, hidden: false)
+    }
+}
+
+/// A positional argument; `many` takes one or more (or zero when `optional`).
+public struct PositionalSpec: Sendable {
+    public var name: String
+    public var help: String
+    public var many: Bool
+    public var optional: Bool
+
+    public init(_ name: String, _ help: String, many: Bool = false, optional: Bool = false) {
+        self.name = name
+        self.help = help
+        self.many = many
+        self.optional = optional
+    }
+}
+
+/// What was given.
+public struct ParsedArguments: Sendable {
+    public var command: String
+    public var values: [String: [String]] = [:]
+    public var flags: Set<String> = []
+    public var positionals: [String] = []
+
+    /// The last value of an option, else its default.
+    public func value(_ name: String) -> String? { values[name]?.last }
+    public func all(_ name: String) -> [String] { values[name] ?? [] }
+    public func flag(_ name: String) -> Bool { flags.contains(name) }
+}
+
+/// Why parsing stopped: a usage error (exit 2) or a request for help (exit 0).
+public enum ArgumentOutcome: Error, Sendable {
+    case usage(String)
+    case help(String)
+}
+
+extension ToolSpec {
+    /// Parses `arguments` (without the program name).
+    public func parse(_ arguments: [String]) throws(ArgumentOutcome) -> ParsedArguments {
+        var rest = arguments[...]
+        let command: CommandSpec
+        if commands.count == 1 && commands[0].name.isEmpty {
+            command = commands[0]
+        } else {
+            guard let first = rest.first else { throw .usage("missing a subcommand\n\n\(help())") }
+            if first == "--help" || first == "-h" || first == "help" { throw .help(help()) }
+            guard let found = commands.first(where: { $0.name == first }) else {
+                throw .usage("unknown subcommand \"\(first)\"; one of: \(commands.map(\.name).joined(separator: ", "))")
+            }
+            command = found
+            rest = rest.dropFirst()
+        }
+        var parsed = ParsedArguments(command: command.name)
+        for option in command.options { if let d = option.defaultValue { parsed.values[option.name] = [d] } }
+        var given: Set<String> = []
+        var onlyPositionals = false
+        while let argument = rest.popFirst() {
+            if onlyPositionals || !argument.hasPrefix("-") || argument == "-" {
+                parsed.positionals.append(argument)
+                continue
+            }
+            if argument == "--" { onlyPositionals = true; continue }
+            if argument == "--help" || argument == "-h" { throw .help(help(for: command)) }
+            let (name, inline) = Self.split(argument)
+            guard let option = command.options.first(where: { "--\($0.name)" == name }) else {
+                throw .usage("unknown option \(name); see \(self.name) \(command.name) --help")
+            }
+            guard option.value != nil else {
+                if inline != nil { throw .usage("--\(option.name) takes no value") }
+                parsed.flags.insert(option.name)
+                continue
+            }
+            guard let value = inline ?? rest.popFirst() else { throw .usage("--\(option.name) needs a value") }
+            if given.contains(option.name) && !option.repeatable { throw .usage("--\(option.name) is given twice") }
+            parsed.values[option.name] = (given.contains(option.name) ? parsed.values[option.name] ?? [] : []) + [value]
+            given.insert(option.name)
+        }
+        try checkPositionals(parsed.positionals, command)
+        return parsed
+    }
+
+    private static func split(_ argument: String) -> (String, String?) {
+        guard let equals = argument.firstIndex(of: "=") else { return (argument, nil) }
+        return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
+    }
+
+    private func checkPositionals(_ values: [String], _ command: CommandSpec) throws(ArgumentOutcome) {
+        let required = command.positionals.filter { !$0.optional }
+        let takesMany = command.positionals.contains { $0.many }
+        if values.count < required.count {
+            throw .usage("missing <\(required[values.count].name)>; see \(name) \(command.name) --help")
+        }
+        if !takesMany && values.count > command.positionals.count {
+            throw .usage("unexpected argument \"\(values[command.positionals.count])\"")
+        }
+    }
+
+    /// The tool's help: abstract, usage, subcommands, discussion.
+    public func help() -> String {
+        var text = "\(abstract)\n\nUSAGE: \(name) <subcommand>\n\nSUBCOMMANDS:\n"
+        let width = (commands.map(\.name.count).max() ?? 0) + 2
+        for command in commands { text += "  \(command.name.padded(width))\(command.abstract)\n" }
+        if !discussion.isEmpty { text += "\n\(discussion)\n" }
+        return text + "\nSee '\(name) <subcommand> --help' for each one's options."
+    }
+
+    /// One subcommand's help: usage line, arguments and options with their defaults.
+    public func help(for command: CommandSpec) -> String {
+        let visible = command.options.filter { !$0.hidden }
+        let positionals = command.positionals.map { p in p.optional ? "[<\(p.name)>\(p.many ? " ..." : "")]" : "<\(p.name)>\(p.many ? " ..." : "")" }
+        var text = "\(command.abstract)\n\nUSAGE: \([name, command.name].filter { !$0.isEmpty }.joined(separator: " ")) [options] "
+            + positionals.joined(separator: " ") + "\n"
+        let rows: [(String, String)] = command.positionals.map { ("<\($0.name)>", $0.help) }
+            + visible.map { o in
+                ("--\(o.name)" + (o.value.map { " <\($0)>" } ?? ""), o.help + (o.defaultValue.map { $0.isEmpty ? "" : " (default: \($0))" } ?? ""))
+            } + [("-h, --help", "Show this help.")]
+        let width = (rows.map(\.0.count).max() ?? 0) + 2
+        text += "\nARGUMENTS AND OPTIONS:\n" + rows.map { "  \($0.0.padded(width))\($0.1)" }.joined(separator: "\n")
+        if !discussion.isEmpty { text += "\n\n\(discussion)" }
+        return text
+    }
+}
+
+extension String {
+    func padded(_ width: Int) -> String { self + String(repeating: " ", count: max(1, width - count)) }
+}
