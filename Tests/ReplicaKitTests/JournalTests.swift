@@ -36,11 +36,11 @@ import Testing
     @Test(.requiresRoot)
     func entriesCarryMessageIDPriorityAndFields() throws {
         let entry = try Self.captureJournalEntry {
-            var handler = JournalLogHandler(identifier: "replica-snap")
+            var handler = ReplicaLogHandler(identifier: "replica-snap", sink: .journal)
             handler[metadataKey: "subvolume"] = "web"
             let logger = Logger(label: "test") { _ in handler }
             logger.warning("created snapshot web.20261122T023000Z",
-                           metadata: [JournalLogHandler.messageIDKey: "5eebad6a1130448b9897db83e533d165", "snapshot-name": "x"])
+                           metadata: [ReplicaLogHandler.messageIDKey: "5eebad6a1130448b9897db83e533d165", "snapshot-name": "x"])
         }
         let fields = entry.split(separator: "\n").map(String.init)
         #expect(fields.contains("MESSAGE=created snapshot web.20261122T023000Z"))

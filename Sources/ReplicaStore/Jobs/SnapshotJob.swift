@@ -107,7 +107,7 @@ public enum SnapshotJob {
     }
 
     static func event(_ kind: SnapshotEvent, _ metadata: Logger.Metadata) -> Logger.Metadata {
-        metadata.merging([JournalLogHandler.messageIDKey: "\(kind.messageID)", "event": "\(kind.rawValue)"]) { $1 }
+        metadata.merging([ReplicaLogHandler.messageIDKey: "\(kind.messageID)", "event": "\(kind.rawValue)"]) { $1 }
     }
 
     static func monotonicSeconds() -> Double {

@@ -2,19 +2,26 @@ import CSystemd
 import Glibc
 import Logging
 
-/// A swift-log handler writing structured entries to the systemd journal with `sd_journal_sendv(3)`:
-/// `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_*`, a `MESSAGE_ID` when the metadata carries one
-/// (`journalctl MESSAGE_ID=…` then finds every event of that kind), and each other metadata key as
-/// an upper-case `REPLICA_*` field.
-public struct JournalLogHandler: LogHandler {
+/// Replica's swift-log handler. To the systemd journal it writes structured entries with
+/// `sd_journal_sendv(3)`: `MESSAGE`, `PRIORITY`, `SYSLOG_IDENTIFIER`, `CODE_*`, a `MESSAGE_ID` when
+/// the metadata carries one (`journalctl MESSAGE_ID=…` then finds every event of that kind), and each
+/// other metadata key as an upper-case `REPLICA_*` field. To a terminal it writes
+/// `identifier: level: message key=value …` on standard error.
+public struct ReplicaLogHandler: LogHandler {
+    public enum Sink: Sendable { case journal, standardError }
+
     /// The metadata key whose value becomes the entry's `MESSAGE_ID` (32 hex digits).
     public static let messageIDKey = "message_id"
 
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     public let identifier: String
+    public let sink: Sink
 
-    public init(identifier: String) { self.identifier = identifier }
+    public init(identifier: String, sink: Sink) {
+        self.identifier = identifier
+        self.sink = sink
+    }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -22,6 +29,18 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
+        switch sink {
+        case .journal: sendToJournal(event, merged)
+        case .standardError:
+            let extra = merged.filter { $0.key != Self.messageIDKey }.sorted { $0.key < $1.key }
+                .map { " \($0.key)=\($0.value)" }.joined()
+            let level = event.level == .info || event.level == .notice ? "" : "\(event.level): "
+            printError("\(identifier): \(level)\(event.message)\(extra)")
+        }
+    }
+
+    private func sendToJournal(_ event: LogEvent, _ metadata: Logger.Metadata) {
         var fields = [
             "MESSAGE=\(event.message)",
             "PRIORITY=\(Self.priority(event.level))",
@@ -30,7 +49,7 @@ public struct JournalLogHandler: LogHandler {
             "CODE_LINE=\(event.line)",
             "CODE_FUNC=\(event.function)",
         ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+        for (key, value) in metadata {
             if key == Self.messageIDKey { fields.append("MESSAGE_ID=\(value)"); continue }
             fields.append("REPLICA_\(Self.fieldName(key))=\(value)")
         }
@@ -58,29 +77,6 @@ public struct JournalLogHandler: LogHandler {
     }
 }
 
-/// A plain handler for a terminal: `level: message key=value …` on standard error.
-public struct StandardErrorLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
-    public let identifier: String
-
-    public init(identifier: String) { self.identifier = identifier }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        let extra = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
-            .filter { $0.key != JournalLogHandler.messageIDKey }
-            .sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
-        let line = "\(identifier): \(event.level == .info || event.level == .notice ? "" : "\(event.level): ")\(event.message)\(extra)\n"
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-    }
-}
-
 /// Chooses where logs go, once per process.
 public enum ReplicaLogging {
     /// Whether standard error is connected to the journal: `$JOURNAL_STREAM` names its device and
@@ -99,13 +95,8 @@ public enum ReplicaLogging {
     public static func bootstrap(identifier: String, journalLevel: Logger.Level = .info, terminalLevel: Logger.Level = .warning) {
         let journal = stderrIsJournal
         LoggingSystem.bootstrap { _ in
-            if journal {
-                var handler = JournalLogHandler(identifier: identifier)
-                handler.logLevel = journalLevel
-                return handler
-            }
-            var handler = StandardErrorLogHandler(identifier: identifier)
-            handler.logLevel = terminalLevel
+            var handler = ReplicaLogHandler(identifier: identifier, sink: journal ? .journal : .standardError)
+            handler.logLevel = journal ? journalLevel : terminalLevel
             return handler
         }
     }
