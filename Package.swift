@@ -27,7 +27,9 @@ let package = Package(
     ],
     targets: [
         // C: system libraries (each wrapped once, by the module that owns it) and one shim.
-        systemLibrary("CSystemd", pkgConfig: "libsystemd", apt: "libsystemd-dev"),
+        // Headers only: ReplicaKit opens libsystemd with dlopen on first use (CSystemd.h says why),
+        // so its pkg-config link flags are deliberately not taken.
+        .systemLibrary(name: "CSystemd", providers: [.apt(["libsystemd-dev"])]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: "libseccomp-dev"),
         systemLibrary("CCap", pkgConfig: "libcap", apt: "libcap-dev"),
         systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: "libbtrfsutil-dev"),

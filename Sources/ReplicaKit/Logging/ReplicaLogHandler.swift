@@ -31,8 +31,8 @@ public struct ReplicaLogHandler: LogHandler {
     public func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 })
         switch sink {
-        case .journal: sendToJournal(event, merged)
-        case .standardError:
+        case .journal where LibSystemd.journalSendv != nil: sendToJournal(event, merged)
+        case .journal, .standardError:  // without libsystemd, standard error still reaches the journal
             let extra = merged.filter { $0.key != Self.messageIDKey }.sorted { $0.key < $1.key }
                 .map { " \($0.key)=\($0.value)" }.joined()
             let level = event.level == .info || event.level == .notice ? "" : "\(event.level): "
@@ -56,7 +56,7 @@ public struct ReplicaLogHandler: LogHandler {
         let buffers = fields.map { strdup($0)! }  // owned copies, freed after the call
         defer { buffers.forEach { free($0) } }
         let vectors = buffers.map { iovec(iov_base: UnsafeMutableRawPointer($0), iov_len: strlen($0)) }
-        _ = sd_journal_sendv(vectors, Int32(vectors.count))
+        _ = LibSystemd.journalSendv?(vectors, Int32(vectors.count))
     }
 
     /// syslog priorities: 2 critical … 7 debug.
