@@ -11,17 +11,25 @@ public enum FilesystemMount {
         type: String, source: String, options: [String: String?] = [:], onto target: borrowing OwnedFD,
         targetName: String
     ) throws(SystemError) {
-        let context = replica_fsopen(type, replica_FSOPEN_CLOEXEC)
-        if context < 0 {
-            if Errno.current == .ENOSYS { return try legacyMount(type, source, options, target, targetName) }
-            throw SystemError.current("fsopen", [type])
+        if !SandboxMounter.hasNewMountAPI { return try legacyMount(type, source, options, target, targetName) }
+        let mountFD = try detached(type: type, source: source, options: options, attributes: 0, name: targetName)
+        let targetFD = target.rawValue
+        _ = try syscall("move_mount", source, targetName) {
+            replica_move_mount(mountFD.rawValue, "", targetFD, "",
+                               replica_MOVE_MOUNT_F_EMPTY_PATH | replica_MOVE_MOUNT_T_EMPTY_PATH)
         }
-        let contextFD = OwnedFD(adopting: context)
+    }
+
+    /// A detached mount of a new filesystem (`fsopen` → `fsconfig` → `fsmount` with `attributes`),
+    /// not attached anywhere yet: attach it with `move_mount`, or use it as scratch space that
+    /// vanishes with its descriptor.
+    public static func detached(type: String, source: String, options: [String: String?], attributes: UInt64,
+                                name: String) throws(SystemError) -> OwnedFD {
+        let contextFD = OwnedFD(adopting: try syscall("fsopen", type) { replica_fsopen(type, replica_FSOPEN_CLOEXEC) })
         func configure(_ cmd: UInt32, _ key: String?, _ value: String?) throws(SystemError) {
             if replica_fsconfig(contextFD.rawValue, cmd, key, value, 0) < 0 {
                 let errno = Errno.current
-                throw SystemError("fsconfig", [source, targetName], errno: errno,
-                                  hint: kernelMessages(contextFD.rawValue) ?? key.map { "option \($0)" })
+                throw SystemError("fsconfig", [type, name], errno: errno, hint: kernelMessages(contextFD.rawValue) ?? key.map { "option \($0)" })
             }
         }
         try configure(replica_FSCONFIG_SET_STRING, "source", source)
@@ -30,14 +38,9 @@ public enum FilesystemMount {
             else { try configure(replica_FSCONFIG_SET_FLAG, key, nil) }
         }
         try configure(replica_FSCONFIG_CMD_CREATE, nil, nil)
-        let mountFD = OwnedFD(adopting: try syscall("fsmount", source, targetName) {
-            replica_fsmount(contextFD.rawValue, replica_FSMOUNT_CLOEXEC, 0)
+        return OwnedFD(adopting: try syscall("fsmount", type, name) {
+            replica_fsmount(contextFD.rawValue, replica_FSMOUNT_CLOEXEC, UInt32(truncatingIfNeeded: attributes))
         })
-        let targetFD = target.rawValue
-        _ = try syscall("move_mount", source, targetName) {
-            replica_move_mount(mountFD.rawValue, "", targetFD, "",
-                               replica_MOVE_MOUNT_F_EMPTY_PATH | replica_MOVE_MOUNT_T_EMPTY_PATH)
-        }
     }
 
     /// `umount2(2)`: `umount TARGET`, or `umount -l` with `detach`.

@@ -1,0 +1,257 @@
+import CReplicaShim
+import Glibc
+import Synchronization
+
+/// Which kernel interface mounts are made with.
+public enum MountMethod: Sendable, Equatable {
+    /// The new mount API when the kernel has it (5.2; `mount_setattr` 5.12), else `mount(2)`.
+    case automatic
+    /// `open_tree`, `fsopen`/`fsmount`, `mount_setattr`, `move_mount`.
+    case newAPI
+    /// `mount(2)` with `MS_BIND`/`MS_REMOUNT`, keeping each mount's existing (possibly locked) flags.
+    case legacy
+}
+
+/// Applies a `SandboxPlan` to the calling process's mount namespace. Call it in a child (or a
+/// thread) that has its own namespace (`enterPrivateMountNamespace`); it refuses to touch the
+/// initial one.
+public enum SandboxMounter {
+    /// `unshare -m --propagation slave`: a private mount namespace for the calling thread whose
+    /// mounts receive the host's new mounts but never send any back.
+    public static func enterPrivateMountNamespace(method: MountMethod = .automatic) throws(SystemError) {
+        _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
+        enteredNamespace.store(try FileStatus.of("/proc/thread-self/ns/mnt").inode, ordering: .releasing)
+        if useNewAPI(method) {
+            _ = try syscall("mount_setattr(MS_SLAVE)", "/") {
+                replica_mount_setattr(AT_FDCWD, "/", UInt32(replica_AT_RECURSIVE), 0, 0, UInt64(MS_SLAVE))
+            }
+        } else {
+            _ = try syscall("mount(MS_SLAVE)", "/") { mount("", "/", nil, UInt(MS_SLAVE | MS_REC), nil) }
+        }
+    }
+
+    /// Whether this kernel has `mount_setattr` (and so the whole new mount API); probed once.
+    public static let hasNewMountAPI: Bool = {
+        let result = replica_mount_setattr(-1, "", UInt32(replica_AT_EMPTY_PATH), 0, 0, 0)
+        return !(result == -1 && Errno.current == .ENOSYS)
+    }()
+
+    static func useNewAPI(_ method: MountMethod) -> Bool {
+        method == .newAPI || (method == .automatic && hasNewMountAPI)
+    }
+
+    /// The mount namespace `enterPrivateMountNamespace` last created in this process.
+    static let enteredNamespace = Atomic<UInt64>(0)
+
+    /// Makes the mounts the plan describes, in the namespace `enterPrivateMountNamespace` made for
+    /// this thread (anything else is refused: never the host's). Mounts are made parents first, each
+    /// target resolved inside the plan's root to a descriptor (no symlinks, type checked) just before
+    /// mounting onto it, so a path swapped during setup cannot redirect a mount. Bind sources keep
+    /// the host's flags unless made read-only: with the new API they are cloned before the root turns
+    /// read-only; with `mount(2)` the read-only walk skips the plan's own mounts.
+    public static func apply(_ plan: SandboxPlan, method: MountMethod = .automatic) throws(SystemError) {
+        try plan.validate()
+        try refuseUnlessPrivate()
+        let newAPI = useNewAPI(method)
+        let root = try RootDirectory(plan.root)
+        let host = try RootDirectory("/")
+        let steps = plan.steps
+        var prepared: [Prepared?] = []
+        if newAPI {
+            for step in steps { prepared.append(try prepare(step, host: host)) }
+            if plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: true, except: []) }
+        }
+        for (index, step) in steps.enumerated() {
+            switch step {
+            case .temporary(let tmp):
+                let target = try root.open(tmp.path, [.noSymlinks, .directory])
+                if newAPI, let tree = prepared[index] { try attach(tree.fd, onto: target, name: tmp.path) }
+                else { try mountTemporary(tmp, onto: target, newAPI: false) }
+            case .bind(let bind):
+                if newAPI {
+                    guard let tree = prepared[index] else { continue }  // an optional source that is missing
+                    let kind: ResolveOptions = tree.isDirectory ? .directory : .regularFile
+                    try attach(tree.fd, onto: try root.open(bind.target, [.noSymlinks, kind]), name: bind.target)
+                } else {
+                    guard let source = try openSource(bind, host: host) else { continue }
+                    let kind: ResolveOptions = try source.status().kind == .directory ? .directory : .regularFile
+                    try bindMount(source, onto: try root.open(bind.target, [.noSymlinks, kind]), bind, newAPI: false)
+                }
+            case .inaccessible(let path):
+                try makeInaccessible(path, try root.open(path, [.noSymlinks, .noSpecialFiles]), newAPI: newAPI)
+            }
+        }
+        if !newAPI && plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: false, except: plan.targets) }
+    }
+
+    /// A detached tree made before the root turns read-only (new mount API only).
+    final class Prepared {
+        let fd: OwnedFD
+        let isDirectory: Bool
+        init(_ fd: consuming OwnedFD, isDirectory: Bool) {
+            self.fd = fd
+            self.isDirectory = isDirectory
+        }
+    }
+
+    static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory) throws(SystemError) -> Prepared? {
+        switch step {
+        case .temporary(let tmp):
+            var options: [String: String?] = ["mode": String(tmp.mode, radix: 8)]
+            if let size = tmp.size { options["size"] = String(size) }
+            return Prepared(try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: options,
+                                                         attributes: attributes(tmp.flags), name: tmp.path), isDirectory: true)
+        case .bind(let bind):
+            guard let source = try openSource(bind, host: host) else { return nil }
+            let isDirectory = try source.status().kind == .directory
+            return Prepared(try cloneTree(source, bind), isDirectory: isDirectory)
+        case .inaccessible:
+            return nil
+        }
+    }
+
+    /// The bind's source, or nil when it is optional and missing.
+    static func openSource(_ bind: Bind, host: borrowing RootDirectory) throws(SystemError) -> OwnedFD? {
+        do throws(SystemError) { return try host.open(bind.source, [.noSymlinks, .noSpecialFiles]) } catch {
+            if bind.optional && error.errno == .ENOENT { return nil }
+            throw error
+        }
+    }
+
+    /// Refuses unless the calling thread is in a namespace `enterPrivateMountNamespace` made. Fails
+    /// closed: not knowing is a refusal.
+    static func refuseUnlessPrivate() throws(SystemError) {
+        let mine = try FileStatus.of("/proc/thread-self/ns/mnt").inode
+        guard mine == enteredNamespace.load(ordering: .acquiring) else {
+            throw SystemError("sandbox", ["/proc/thread-self/ns/mnt"], errno: .EPERM,
+                              hint: "not a mount namespace made by enterPrivateMountNamespace (it may be the host's); enter one first")
+        }
+    }
+
+    /// Everything at and below `root` read-only in one recursive `mount_setattr`, then the API
+    /// filesystems (/dev, /proc, /sys) that were writable made writable again, as systemd's
+    /// `ProtectSystem=strict` leaves them. The legacy path remounts each mount, keeping its flags.
+    static func makeReadOnly(_ root: String, newAPI: Bool, except planTargets: [String]) throws(SystemError) {
+        let mounts = try MountInfo.read()
+        let below = { (path: String) in root == "/" || path == root || path.hasPrefix(root + "/") }
+        let joined = { (target: String) in root == "/" ? target : root + target }
+        let ours = { (path: String) in planTargets.contains { path == joined($0) || path.hasPrefix(joined($0) + "/") } }
+        let api = { (path: String) in ["/dev", "/proc", "/sys"].contains { path == $0 || path.hasPrefix($0 + "/") } }
+        if newAPI {
+            _ = try syscall("mount_setattr(MOUNT_ATTR_RDONLY)", root) {
+                replica_mount_setattr(AT_FDCWD, root, UInt32(replica_AT_RECURSIVE), replica_MOUNT_ATTR_RDONLY, 0, 0)
+            }
+            guard root == "/" else { return }
+            for entry in mounts where api(entry.mountPoint) && !entry.isReadOnly {
+                _ = try syscall("mount_setattr(clear MOUNT_ATTR_RDONLY)", entry.mountPoint) {
+                    replica_mount_setattr(AT_FDCWD, entry.mountPoint, 0, 0, replica_MOUNT_ATTR_RDONLY, 0)
+                }
+            }
+        } else {
+            for entry in mounts where below(entry.mountPoint) && !(root == "/" && api(entry.mountPoint)) && !ours(entry.mountPoint)
+                && !entry.isReadOnly {
+                let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY) | lockedFlags(entry)
+                _ = try syscall("mount(MS_REMOUNT|MS_RDONLY)", entry.mountPoint) { mount(nil, entry.mountPoint, nil, flags, nil) }
+            }
+        }
+    }
+
+    /// The per-mount flags a remount must repeat (the kernel refuses to drop locked ones).
+    static func lockedFlags(_ entry: MountInfoEntry) -> UInt {
+        let table: [(String, Int)] = [("nosuid", MS_NOSUID), ("nodev", MS_NODEV), ("noexec", MS_NOEXEC),
+                                      ("noatime", MS_NOATIME), ("nodiratime", MS_NODIRATIME), ("relatime", MS_RELATIME)]
+        return table.reduce(0) { entry.mountOptions.contains($1.0) ? $0 | UInt($1.1) : $0 }
+    }
+
+    static func attributes(_ flags: MountFlags) -> UInt64 {
+        (flags.contains(.readOnly) ? replica_MOUNT_ATTR_RDONLY : 0) | (flags.contains(.noSetUID) ? replica_MOUNT_ATTR_NOSUID : 0)
+            | (flags.contains(.noDevices) ? replica_MOUNT_ATTR_NODEV : 0) | (flags.contains(.noExec) ? replica_MOUNT_ATTR_NOEXEC : 0)
+    }
+
+    static func legacyFlags(_ flags: MountFlags) -> UInt {
+        UInt((flags.contains(.readOnly) ? MS_RDONLY : 0) | (flags.contains(.noSetUID) ? MS_NOSUID : 0)
+            | (flags.contains(.noDevices) ? MS_NODEV : 0) | (flags.contains(.noExec) ? MS_NOEXEC : 0))
+    }
+
+    /// A fresh tmpfs: `fsopen("tmpfs")` → `fsconfig(mode, size)` → `fsmount(flags)` → `move_mount`.
+    static func mountTemporary(_ tmp: TemporaryDirectory, onto target: borrowing OwnedFD, newAPI: Bool) throws(SystemError) {
+        var options: [String: String?] = ["mode": String(tmp.mode, radix: 8)]
+        if let size = tmp.size { options["size"] = String(size) }
+        if newAPI {
+            let mountFD = try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: options,
+                                                       attributes: attributes(tmp.flags), name: tmp.path)
+            try attach(mountFD, onto: target, name: tmp.path)
+        } else {
+            let data = options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value!)" }.joined(separator: ",")
+            let proc = "/proc/self/fd/\(target.rawValue)"
+            _ = try syscall("mount(tmpfs)", tmp.path) { mount("replica-tmp", proc, "tmpfs", legacyFlags(tmp.flags), data) }
+        }
+    }
+
+    /// `open_tree(OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the source's mount tree,
+    /// made read-only with one `mount_setattr` (covering its submounts) when the bind asks.
+    static func cloneTree(_ source: borrowing OwnedFD, _ bind: Bind) throws(SystemError) -> OwnedFD {
+        let flags = replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC | UInt32(replica_AT_EMPTY_PATH)
+            | (bind.recursive ? UInt32(replica_AT_RECURSIVE) : 0)
+        let sourceFD = source.rawValue
+        let tree = OwnedFD(adopting: try syscall("open_tree", bind.source, bind.target) { replica_open_tree(sourceFD, "", flags) })
+        if bind.readOnly {
+            _ = try syscall("mount_setattr(MOUNT_ATTR_RDONLY)", bind.source, bind.target) {
+                replica_mount_setattr(tree.rawValue, "", UInt32(replica_AT_EMPTY_PATH | replica_AT_RECURSIVE), replica_MOUNT_ATTR_RDONLY, 0, 0)
+            }
+        }
+        return tree
+    }
+
+    /// A bind mount onto the target: a cloned tree attached with `move_mount`, or `mount(MS_BIND)`
+    /// then a read-only remount that keeps the mount's other flags.
+    static func bindMount(_ source: borrowing OwnedFD, onto target: borrowing OwnedFD, _ bind: Bind, newAPI: Bool) throws(SystemError) {
+        if newAPI {
+            try attach(try cloneTree(source, bind), onto: target, name: bind.target)
+        } else {
+            let from = "/proc/self/fd/\(source.rawValue)", to = "/proc/self/fd/\(target.rawValue)"
+            _ = try syscall("mount(MS_BIND)", bind.source, bind.target) {
+                mount(from, to, nil, UInt(MS_BIND) | (bind.recursive ? UInt(MS_REC) : 0), nil)
+            }
+            if bind.readOnly {
+                // The new mount sits on the target's dentry; remount it through its path, keeping flags.
+                let entry = try MountInfo.read().last { $0.mountPoint == bind.target }
+                let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY) | (entry.map(lockedFlags) ?? 0)
+                _ = try syscall("mount(MS_REMOUNT|MS_RDONLY)", bind.target) { mount(nil, bind.target, nil, flags, nil) }
+            }
+        }
+    }
+
+    /// An empty, mode-0000, read-only tmpfs over a directory; over a file, a mode-0000 empty file
+    /// cloned from a detached tmpfs (new mount API only).
+    static func makeInaccessible(_ path: String, _ target: borrowing OwnedFD, newAPI: Bool) throws(SystemError) {
+        let isDirectory = try target.status().kind == .directory
+        if isDirectory {
+            try mountTemporary(TemporaryDirectory(path, mode: 0, size: 4096, flags: [.readOnly, .noSetUID, .noDevices, .noExec]),
+                               onto: target, newAPI: newAPI)
+            return
+        }
+        guard newAPI else {
+            throw SystemError("inaccessible file", [path], errno: .ENOTSUP, hint: "hiding a file needs the new mount API (Linux 5.2)")
+        }
+        let scratch = try FilesystemMount.detached(type: "tmpfs", source: "replica-inaccessible", options: ["mode": "0", "size": "4096"],
+                                                   attributes: 0, name: path)
+        let made = Glibc.openat(scratch.rawValue, "file", O_CREAT | O_WRONLY | O_CLOEXEC | O_EXCL, 0)
+        if made < 0 { throw SystemError.current("openat", [path]) }
+        Glibc.close(made)
+        let flags = replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC
+        let tree = OwnedFD(adopting: try syscall("open_tree", path) { replica_open_tree(scratch.rawValue, "file", flags) })
+        _ = try syscall("mount_setattr(MOUNT_ATTR_RDONLY)", path) {
+            replica_mount_setattr(tree.rawValue, "", UInt32(replica_AT_EMPTY_PATH), replica_MOUNT_ATTR_RDONLY, 0, 0)
+        }
+        try attach(tree, onto: target, name: path)
+    }
+
+    /// `move_mount(tree, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH)`.
+    static func attach(_ tree: borrowing OwnedFD, onto target: borrowing OwnedFD, name: String) throws(SystemError) {
+        let (from, to) = (tree.rawValue, target.rawValue)
+        _ = try syscall("move_mount", name) {
+            replica_move_mount(from, "", to, "", replica_MOVE_MOUNT_F_EMPTY_PATH | replica_MOVE_MOUNT_T_EMPTY_PATH)
+        }
+    }
+}

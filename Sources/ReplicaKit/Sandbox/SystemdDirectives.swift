@@ -1,0 +1,41 @@
+extension SandboxPlan {
+    /// The plan as unit-file lines for a drop-in, so systemd builds the same namespace itself:
+    /// `ProtectSystem=strict`, `TemporaryFileSystem=`, `BindPaths=`, `BindReadOnlyPaths=`,
+    /// `InaccessiblePaths=`. Paths with spaces are quoted as systemd's parser expects.
+    public var systemdDirectives: [String] {
+        var lines: [String] = []
+        if readOnlyRoot { lines.append("ProtectSystem=strict") }
+        for tmp in temporaryDirectories {
+            var options = ["mode=" + String(tmp.mode, radix: 8).leftPadded(4)]
+            if let size = tmp.size { options.append("size=\(size)") }
+            options += tmp.flags.words
+            lines.append("TemporaryFileSystem=" + Self.quote("\(tmp.path):\(options.joined(separator: ","))"))
+        }
+        for bind in binds {
+            let key = bind.readOnly ? "BindReadOnlyPaths" : "BindPaths"
+            let spec = (bind.optional ? "-" : "") + "\(bind.source):\(bind.target)" + (bind.recursive ? "" : ":norbind")
+            lines.append("\(key)=" + Self.quote(spec))
+        }
+        for path in inaccessiblePaths { lines.append("InaccessiblePaths=" + Self.quote(path)) }
+        return lines
+    }
+
+    /// systemd splits these settings at whitespace; a value with a space or quote is double-quoted
+    /// with C-style escapes.
+    static func quote(_ value: String) -> String {
+        guard value.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" }) else { return value }
+        var out = "\""
+        for c in value {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default: out.append(c)
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

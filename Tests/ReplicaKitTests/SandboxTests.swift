@@ -1,0 +1,183 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+import ReplicaTestSupport
+import Testing
+
+@Suite struct SandboxPlanTests {
+    static var sample: SandboxPlan {
+        var plan = SandboxPlan()
+        plan.temporaryDirectories = [TemporaryDirectory("/tmp", mode: 0o1777, size: 64 << 20, flags: [.noSetUID, .noDevices])]
+        plan.binds = [
+            Bind("/run/replica/store/web", to: "/var/lib/web", readOnly: false),
+            Bind("/var/lib/replica/config/web/current/nginx.conf", to: "/etc/nginx/nginx.conf", readOnly: true, recursive: false),
+            Bind("/srv/with space", to: "/srv/data", readOnly: true, optional: true),
+        ]
+        plan.inaccessiblePaths = ["/home"]
+        return plan
+    }
+
+    @Test func rendersTheSystemdDirectives() {
+        #expect(Self.sample.systemdDirectives == [
+            "ProtectSystem=strict",
+            "TemporaryFileSystem=/tmp:mode=1777,size=67108864,nosuid,nodev",
+            "BindPaths=/run/replica/store/web:/var/lib/web",
+            "BindReadOnlyPaths=/var/lib/replica/config/web/current/nginx.conf:/etc/nginx/nginx.conf:norbind",
+            "BindReadOnlyPaths=\"-/srv/with space:/srv/data\"",
+            "InaccessiblePaths=/home",
+        ])
+    }
+
+    @Test func ordersParentsBeforeChildren() {
+        var plan = SandboxPlan()
+        plan.binds = [Bind("/a", to: "/srv/x/y", readOnly: true)]
+        plan.temporaryDirectories = [TemporaryDirectory("/srv/x")]
+        plan.inaccessiblePaths = ["/srv"]
+        #expect(plan.targets == ["/srv", "/srv/x", "/srv/x/y"])
+    }
+
+    @Test(arguments: [("relative/path", "absolute path"), ("/a/../b", "without . or .."), ("/", "over the root itself")])
+    func refusesTargetsThatCannotBeApplied(target: String, why: String) {
+        var plan = SandboxPlan()
+        plan.inaccessiblePaths = [target]
+        let error = #expect(throws: SystemError.self) { try plan.validate() }
+        #expect(error?.hint?.contains(why) == true)
+    }
+
+    @Test func refusesTheSameTargetTwice() {
+        var plan = SandboxPlan()
+        plan.binds = [Bind("/a", to: "/x", readOnly: true)]
+        plan.inaccessiblePaths = ["/x"]
+        #expect(throws: SystemError.self) { try plan.validate() }
+    }
+
+    @Test(.requiresRoot)
+    func neverChangesTheHostsNamespace() throws {
+        let before = try MountInfo.read()
+        let error = #expect(throws: SystemError.self) { try SandboxMounter.apply(Self.sample) }
+        #expect(error?.errno == .EPERM && error?.hint?.contains("not a mount namespace made by enterPrivateMountNamespace") == true)
+        #expect(try MountInfo.read() == before)
+    }
+}
+
+/// The sandbox applied in a child, checked from inside the way the service would see it.
+@Suite(.requiresRoot) struct SandboxMounterTests {
+    static let methods: [MountMethod] = SandboxMounter.hasNewMountAPI ? [.newAPI, .legacy] : [.legacy]
+
+    static func write(_ path: String, _ text: String) throws {
+        try OwnedFD.open(path, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array(text.utf8))
+    }
+
+    /// errno of trying to create a file in `directory` (0 when it worked).
+    static func createError(_ directory: String) -> Int32 {
+        let fd = open("\(directory)/.replica-probe-\(getpid())", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        if fd < 0 { return errno }
+        close(fd)
+        unlink("\(directory)/.replica-probe-\(getpid())")
+        return 0
+    }
+
+    @Test(arguments: methods)
+    func theServiceSeesWhatThePlanSays(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            for d in ["state", "config", "view", "view/tmp", "view/state", "view/secret", "view/etc"] { mkdir("\(dir)/\(d)", 0o755) }
+            try Self.write("\(dir)/config/app.conf", "generation 2\n")
+            try Self.write("\(dir)/view/etc/app.conf", "original\n")
+            try Self.write("\(dir)/view/secret/key", "hidden\n")
+            try Self.write("\(dir)/view/tmp/leftover", "old\n")
+            var plan = SandboxPlan()
+            plan.temporaryDirectories = [TemporaryDirectory("\(dir)/view/tmp", mode: 0o1777, size: 1 << 20)]
+            plan.binds = [
+                Bind("\(dir)/state", to: "\(dir)/view/state", readOnly: false),
+                Bind("\(dir)/config/app.conf", to: "\(dir)/view/etc/app.conf", readOnly: true, recursive: false),
+                Bind("\(dir)/missing", to: "\(dir)/view/none", readOnly: true, optional: true),
+            ]
+            plan.inaccessiblePaths = ["\(dir)/view/secret"]
+            let hostBefore = try MountInfo.read()
+
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace(method: method)
+                try SandboxMounter.apply(plan, method: method)
+                var facts: [String] = []
+                func check(_ name: String, _ value: Bool) { facts.append("\(name)=\(value)") }
+                check("root-ro", Self.createError("/") == EROFS)
+                check("etc-ro", Self.createError("/etc") == EROFS)
+                check("usr-ro", Self.createError("/usr") == EROFS)
+                check("proc-rw", (try? OwnedFD.open("/proc/self/comm", O_WRONLY).writeAll(Array("probe".utf8))) != nil)
+                let tmpEntries = (try? DirectoryEntries.names(in: OwnedFD.open("\(dir)/view/tmp", O_RDONLY | O_DIRECTORY))) ?? ["?"]
+                check("tmp-empty", tmpEntries.isEmpty)
+                check("tmp-rw", Self.createError("\(dir)/view/tmp") == 0)
+                check("state-rw", (try? Self.write("\(dir)/view/state/written", "by the service\n")) != nil)
+                let config = (try? OwnedFD.open("\(dir)/view/etc/app.conf", O_RDONLY).readAll()).map { String(decoding: $0, as: UTF8.self) }
+                check("config-current", config == "generation 2\n")
+                check("config-ro", (try? OwnedFD.open("\(dir)/view/etc/app.conf", O_WRONLY)) == nil && errno == EROFS)
+                let secret = (try? DirectoryEntries.names(in: OwnedFD.open("\(dir)/view/secret", O_RDONLY | O_DIRECTORY))) ?? ["?"]
+                check("secret-hidden", secret.isEmpty && Self.createError("\(dir)/view/secret") == EROFS)
+                return facts.joined(separator: " ")
+            }
+            #expect(seen == "root-ro=true etc-ro=true usr-ro=true proc-rw=true tmp-empty=true tmp-rw=true state-rw=true "
+                    + "config-current=true config-ro=true secret-hidden=true", "\(method)")
+            // The writable state bind wrote through to the source; the host's mounts are as before.
+            #expect(access("\(dir)/state/written", F_OK) == 0)
+            #expect(try MountInfo.read() == hostBefore)
+        }
+    }
+
+    @Test(arguments: methods)
+    func aSymlinkedTargetIsRefusedAndNothingIsMounted(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            mkdir("\(dir)/source", 0o755)
+            mkdir("\(dir)/elsewhere", 0o755)
+            symlink("\(dir)/elsewhere", "\(dir)/target")
+            var plan = SandboxPlan()
+            plan.readOnlyRoot = false
+            plan.binds = [Bind("\(dir)/source", to: "\(dir)/target", readOnly: true)]
+            let outcome = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace(method: method)
+                let before = try MountInfo.read().count
+                do throws(SystemError) { try SandboxMounter.apply(plan, method: method) } catch {
+                    return "\(error.errno.name) mounts-added=\(try MountInfo.read().count - before)"
+                }
+                return "applied"
+            }
+            #expect(outcome == "ELOOP mounts-added=0")
+        }
+    }
+
+    /// A thread swaps the bind target with a symlink to a directory outside the root, over and over,
+    /// while children apply the plan: the mount must never land outside the root.
+    @Test func aTargetSwappedDuringSetupNeverGetsAMountOutsideTheRoot() throws {
+        try withTemporaryDirectory { dir in
+            let root = "\(dir)/root"
+            for d in ["root", "root/data", "outside", "source"] { mkdir("\(dir)/\(d)", 0o755) }
+            try Self.write("\(dir)/source/marker", "mounted\n")
+            symlink("\(dir)/outside", "\(root)/swap")
+            var plan = SandboxPlan()
+            plan.root = root
+            plan.readOnlyRoot = false
+            plan.binds = [Bind("\(dir)/source", to: "/data", readOnly: true)]
+            let iterations = 10_000
+            let (counts, swaps) = try whileRepeating({
+                _ = replica_renameat2(AT_FDCWD, "\(root)/data", AT_FDCWD, "\(root)/swap", replica_RENAME_EXCHANGE)
+            }) {
+                var escaped = 0, mounted = 0, refused = 0
+                for _ in 0..<iterations {
+                    let result = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> Int in
+                        try SandboxMounter.enterPrivateMountNamespace()
+                        do throws(SystemError) { try SandboxMounter.apply(plan) } catch { return 2 }
+                        return access("\(dir)/outside/marker", F_OK) == 0 ? 1 : 0
+                    }
+                    switch result {
+                    case 1: escaped += 1
+                    case 0: mounted += 1
+                    default: refused += 1
+                    }
+                }
+                return (escaped, mounted, refused)
+            }
+            #expect(counts.0 == 0, "\(counts.0) of \(iterations) mounts landed outside the root")
+            #expect(counts.1 > 0 && counts.2 > 0, "the race must both let some through and refuse some: \(counts)")
+            #expect(swaps > 1000)
+        }
+    }
+}
