@@ -169,6 +169,8 @@ do {
     if (try? Capabilities.current().has(.sysAdmin)) == true {
         for row in try benchmarkSnapshots() { row.printRow() }
         for row in try benchmarkSnapshotSets() { row.printRow() }
+        for row in try benchmarkSandbox() { row.printRow() }
+        for row in try benchmarkRecursiveReadOnly() { row.printRow() }
     } else {
         print("(btrfs figures skipped: they need root for the loop-mounted image)")
     }
