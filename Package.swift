@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "ReplicaNet", targets: ["ReplicaNet"]),
         .executable(name: "replica-demo", targets: ["replica-demo"]),
         .executable(name: "replica-snap", targets: ["replica-snap"]),
+        .executable(name: "replica-run", targets: ["replica-run"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
     dependencies: [
@@ -54,6 +55,9 @@ let package = Package(
         .executableTarget(name: "replica-snap",
                           dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],
                           path: "Sources/Tools/replica-snap", swiftSettings: strict),
+
+        .executableTarget(name: "replica-run", dependencies: ["ReplicaKit"],
+                          path: "Sources/Tools/replica-run", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],

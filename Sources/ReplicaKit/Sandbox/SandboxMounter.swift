@@ -53,7 +53,7 @@ public enum SandboxMounter {
         try plan.validate()
         try refuseUnlessPrivate()
         let newAPI = useNewAPI(method)
-        let root = try RootDirectory(plan.root)
+        let root = MountPoints(directory: try RootDirectory(plan.root))
         let host = try RootDirectory("/")
         let steps = plan.steps
         var prepared: [Prepared?] = []
@@ -82,6 +82,18 @@ public enum SandboxMounter {
             }
         }
         if !newAPI && plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: false, except: plan.targets) }
+    }
+
+    /// Resolves mount targets inside the plan's root, saying what to do when one is missing.
+    struct MountPoints: ~Copyable {
+        let directory: RootDirectory
+        func open(_ path: String, _ options: ResolveOptions) throws(SystemError) -> OwnedFD {
+            do throws(SystemError) { return try directory.open(path, options) } catch where error.errno == .ENOENT {
+                var error = error
+                error.hint = "the mount point must exist (it may be hidden by a tmpfs this plan mounts above it); create it first"
+                throw error
+            }
+        }
     }
 
     /// A detached tree made before the root turns read-only (new mount API only).

@@ -1,3 +1,5 @@
+import ReplicaKit
+
 extension RetentionPolicy {
     /// The keys a policy is written with, in profiles (`[Snapshots]`) and as `replica-snap` flags.
     public static let keys = ["preserve_min", "preserve", "preserve_hour_of_day", "preserve_day_of_week",
@@ -60,7 +62,7 @@ extension RetentionPolicy {
             guard let word = words.first else { minimumFree = nil; return }
             if word.hasSuffix("%"), let p = Int(word.dropLast()), (1...99).contains(p) {
                 minimumFree = .percent(p)
-            } else if let bytes = Self.size(word), bytes > 0 {
+            } else if let bytes = parseByteSize(word), bytes > 0 {
                 minimumFree = .bytes(bytes)
             } else {
                 throw fail("\"\(word)\" is not a size (10G, 500M, 4096) or a percentage from 1% to 99%")
@@ -94,15 +96,6 @@ extension RetentionPolicy {
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
         guard let last = word.last, let scale = units[last], let n = Int64(word.dropLast()), n >= 0,
               word.count > 1 else { return nil }
-        return n.multipliedReportingOverflow(by: scale).overflow ? nil : n * scale
-    }
-
-    /// `10G` → 10 GiB; a plain number is bytes.
-    static func size(_ word: String) -> UInt64? {
-        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        if let n = UInt64(word) { return n }
-        guard let last = word.last?.uppercased().first, let scale = units[last],
-              let n = UInt64(word.dropLast()) else { return nil }
         return n.multipliedReportingOverflow(by: scale).overflow ? nil : n * scale
     }
 }

@@ -1,0 +1,121 @@
+extension SandboxPlan {
+    /// The keys of a profile's `[Sandbox]` section, named and written as in systemd units.
+    public static let profileKeys: Set<String> = [
+        "ProtectSystem", "PrivateTmp", "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths", "InaccessiblePaths",
+    ]
+
+    /// Builds the plan from `[Sandbox]`:
+    ///
+    /// ```ini
+    /// [Sandbox]
+    /// ProtectSystem=strict                       # default; "no" leaves the root writable
+    /// PrivateTmp=yes                             # private, empty /tmp and /var/tmp
+    /// TemporaryFileSystem=/run/app:mode=0755,size=16M,noexec
+    /// BindPaths=/srv/uploads:/var/lib/app/uploads
+    /// BindReadOnlyPaths=-/etc/app/extra.conf:/etc/app/extra.conf:norbind
+    /// InaccessiblePaths=/home /root
+    /// ```
+    ///
+    /// List keys take several space-separated entries (double quotes for spaces) and an empty
+    /// assignment resets them. Errors name the file, the line and the key.
+    public init(profile: Profile) throws(ProfileError) {
+        self.init()
+        let section = "Sandbox"
+        if let unknown = profile.unknownKeys(in: section, known: Self.profileKeys).first {
+            throw ProfileError(unknown, "unknown key in [\(section)]; known: \(Self.profileKeys.sorted().joined(separator: ", "))")
+        }
+        if let setting = profile.value(section, "ProtectSystem") {
+            switch setting.value {
+            case "strict", "yes", "true": readOnlyRoot = true
+            case "no", "false": readOnlyRoot = false
+            default: throw ProfileError(setting, "takes strict or no")
+            }
+        }
+        if let setting = profile.value(section, "PrivateTmp") {
+            switch setting.value {
+            case "yes", "true", "1", "on":
+                temporaryDirectories += ["/tmp", "/var/tmp"].map { TemporaryDirectory($0, mode: 0o1777) }
+            case "no", "false", "0", "off": break
+            default: throw ProfileError(setting, "takes yes or no")
+            }
+        }
+        for setting in profile.list(section, "TemporaryFileSystem") {
+            for word in try Self.words(setting) { temporaryDirectories.append(try Self.temporaryDirectory(word, setting)) }
+        }
+        for (key, readOnly) in [("BindPaths", false), ("BindReadOnlyPaths", true)] {
+            for setting in profile.list(section, key) {
+                for word in try Self.words(setting) { binds.append(try Self.bind(word, readOnly: readOnly, setting)) }
+            }
+        }
+        for setting in profile.list(section, "InaccessiblePaths") { inaccessiblePaths += try Self.words(setting) }
+        do throws(SystemError) { try validate() } catch {
+            let setting = profile.settings.last { $0.section == section } ?? ProfileSetting(
+                section: section, key: "Sandbox", value: "", file: profile.files.first ?? profile.unit, line: 0)
+            throw ProfileError(setting, error.hint ?? error.description)
+        }
+    }
+
+    /// Splits a value at whitespace, honouring double quotes and backslash escapes inside them
+    /// (systemd's `extract_first_word` with quotes).
+    static func words(_ setting: ProfileSetting) throws(ProfileError) -> [String] {
+        var words: [String] = []
+        var current = ""
+        var quoted = false, escaped = false, inWord = false
+        for c in setting.value {
+            if escaped { current.append(c); escaped = false; continue }
+            if quoted {
+                if c == "\\" { escaped = true } else if c == "\"" { quoted = false } else { current.append(c) }
+                continue
+            }
+            if c == "\"" { quoted = true; inWord = true; continue }
+            if c == " " || c == "\t" {
+                if inWord { words.append(current); current = ""; inWord = false }
+                continue
+            }
+            current.append(c)
+            inWord = true
+        }
+        guard !quoted && !escaped else { throw ProfileError(setting, "a double quote is not closed") }
+        if inWord { words.append(current) }
+        return words
+    }
+
+    /// `PATH[:OPTIONS]` with `mode=`, `size=` (K, M, G suffixes) and `ro`, `nosuid`, `nodev`, `noexec`.
+    static func temporaryDirectory(_ word: String, _ setting: ProfileSetting) throws(ProfileError) -> TemporaryDirectory {
+        let parts = word.split(separator: ":", maxSplits: 1).map(String.init)
+        var tmp = TemporaryDirectory(parts[0])
+        guard parts.count > 1 else { return tmp }
+        tmp.flags = []
+        for option in parts[1].split(separator: ",").map(String.init) {
+            if option.hasPrefix("mode="), let mode = UInt16(option.dropFirst(5), radix: 8), mode <= 0o7777 {
+                tmp.mode = mode
+            } else if option.hasPrefix("size="), let size = parseByteSize(String(option.dropFirst(5))) {
+                tmp.size = size
+            } else if let flag = ["ro": MountFlags.readOnly, "nosuid": .noSetUID, "nodev": .noDevices, "noexec": .noExec][option] {
+                tmp.flags.insert(flag)
+            } else {
+                throw ProfileError(setting, "\"\(option)\" is not mode=OCTAL, size=N[KMG], ro, nosuid, nodev or noexec")
+            }
+        }
+        return tmp
+    }
+
+    /// `[-]SOURCE[:TARGET[:rbind|norbind]]`, systemd's `BindPaths=` syntax.
+    static func bind(_ word: String, readOnly: Bool, _ setting: ProfileSetting) throws(ProfileError) -> Bind {
+        let optional = word.hasPrefix("-")
+        let parts = (optional ? String(word.dropFirst()) : word).split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard (1...3).contains(parts.count), !parts[0].isEmpty else {
+            throw ProfileError(setting, "\"\(word)\" is not [-]SOURCE[:TARGET[:rbind|norbind]]")
+        }
+        let target = parts.count > 1 && !parts[1].isEmpty ? parts[1] : parts[0]
+        var recursive = true
+        if parts.count == 3 {
+            switch parts[2] {
+            case "rbind": recursive = true
+            case "norbind": recursive = false
+            default: throw ProfileError(setting, "\"\(parts[2])\" is not rbind or norbind")
+            }
+        }
+        return Bind(parts[0], to: target, readOnly: readOnly, recursive: recursive, optional: optional)
+    }
+}

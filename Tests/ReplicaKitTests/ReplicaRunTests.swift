@@ -1,0 +1,123 @@
+import Glibc
+import ReplicaKit
+import ReplicaTestSupport
+import Testing
+
+@Suite struct ProfileSandboxTests {
+    static func plan(_ text: String) throws -> SandboxPlan {
+        try SandboxPlan(profile: Profile(unit: "web.service", files: ["web.conf"], settings: ProfileParser.parse(text, file: "web.conf")))
+    }
+
+    @Test func readsSystemdStyleSandboxSettings() throws {
+        let plan = try Self.plan("""
+            [Sandbox]
+            PrivateTmp=yes
+            TemporaryFileSystem=/run/app:mode=0750,size=16M,noexec
+            BindPaths=/srv/uploads:/var/lib/app/uploads "/srv/with space:/srv/x"
+            BindReadOnlyPaths=-/etc/app/extra.conf::norbind
+            InaccessiblePaths=/home /root
+            InaccessiblePaths=
+            InaccessiblePaths=/boot
+            """)
+        #expect(plan.readOnlyRoot)
+        #expect(plan.temporaryDirectories == [TemporaryDirectory("/tmp", mode: 0o1777), TemporaryDirectory("/var/tmp", mode: 0o1777),
+                                              TemporaryDirectory("/run/app", mode: 0o750, size: 16 << 20, flags: [.noExec])])
+        #expect(plan.binds == [Bind("/srv/uploads", to: "/var/lib/app/uploads", readOnly: false),
+                               Bind("/srv/with space", to: "/srv/x", readOnly: false),
+                               Bind("/etc/app/extra.conf", to: "/etc/app/extra.conf", readOnly: true, recursive: false, optional: true)])
+        #expect(plan.inaccessiblePaths == ["/boot"], "an empty assignment resets the list")
+    }
+
+    @Test(arguments: [
+        ("[Sandbox]\nProtectSystem=full", 2, "ProtectSystem", "takes strict or no"),
+        ("[Sandbox]\nTemporaryFileSystem=/x:mode=999", 2, "TemporaryFileSystem", "is not mode=OCTAL"),
+        ("[Sandbox]\nBindPaths=/a:/b:sideways", 2, "BindPaths", "is not rbind or norbind"),
+        ("[Sandbox]\nBindPaths=\"/a:/b", 2, "BindPaths", "double quote is not closed"),
+        ("[Sandbox]\nPrivateNetwork=yes", 2, "PrivateNetwork", "unknown key in [Sandbox]"),
+    ])
+    func errorsNameFileLineAndKey(text: String, line: Int, key: String, reason: String) {
+        let error = #expect(throws: ProfileError.self) { _ = try Self.plan(text) }
+        #expect(error?.line == line && error?.key == key, "\(String(describing: error))")
+        #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+    }
+}
+
+/// replica-run as a script or Nomad runs it.
+@Suite(.requiresRoot) struct ReplicaRunTests {
+    static func run(_ arguments: [String]) throws -> CommandResult {
+        try Command.run([try builtTool("replica-run")] + arguments)
+    }
+
+    static func withProfile<T>(_ body: (_ dir: String, _ profiles: String) throws -> T) throws -> T {
+        try withTemporaryDirectory { dir in
+            for d in ["profiles", "state", "view", "view/scratch", "view/state", "view/secret"] { mkdir("\(dir)/\(d)", 0o755) }
+            let text = """
+                [Sandbox]
+                ProtectSystem=strict
+                TemporaryFileSystem=\(dir)/view/scratch:mode=1777
+                BindPaths=\(dir)/state:\(dir)/view/state
+                InaccessiblePaths=\(dir)/view/secret
+                """
+            try OwnedFD.open("\(dir)/profiles/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(text.utf8))
+            close(open("\(dir)/view/scratch/leftover", O_CREAT | O_WRONLY, 0o644))
+            close(open("\(dir)/view/secret/key", O_CREAT | O_WRONLY, 0o644))
+            return try body(dir, "\(dir)/profiles")
+        }
+    }
+
+    @Test func theCommandSeesTheProfilesSandbox() throws {
+        try Self.withProfile { (dir: String, profiles: String) throws in
+            let script = """
+                touch /probe 2>/dev/null && echo root-rw || echo root-ro
+                touch /etc/probe 2>/dev/null && echo etc-rw || echo etc-ro
+                ls -A \(dir)/view/scratch | wc -l
+                touch \(dir)/view/scratch/x && echo scratch-rw
+                echo data > \(dir)/view/state/written && echo state-rw
+                ls -A \(dir)/view/secret | wc -l
+                """
+            let result = try Self.run(["--profiles", profiles, "web", "--", "sh", "-c", script])
+            #expect(result.status == .exited(0), "\(result.output)")
+            #expect(result.output == "root-ro\netc-ro\n0\nscratch-rw\nstate-rw\n0\n")
+            #expect(access("\(dir)/state/written", F_OK) == 0)
+        }
+    }
+
+    @Test func theHostsMountTableIsByteIdenticalAfter100Runs() throws {
+        try Self.withProfile { (_: String, profiles: String) throws in
+            let before = try OwnedFD.open("/proc/self/mountinfo", O_RDONLY).readAll()
+            for _ in 0..<100 {
+                #expect(try Self.run(["--profiles", profiles, "web", "--", "true"]).status == .exited(0))
+            }
+            #expect(try OwnedFD.open("/proc/self/mountinfo", O_RDONLY).readAll() == before)
+        }
+    }
+
+    @Test func theCommandsExitStatusIsPassedThrough() throws {
+        try Self.withProfile { (_: String, profiles: String) throws in
+            #expect(try Self.run(["--profiles", profiles, "web", "--", "sh", "-c", "exit 7"]).status == .exited(7))
+        }
+    }
+
+    @Test func nothingRunsWhenTheSandboxCannotBeMade() throws {
+        try Self.withProfile { (dir: String, profiles: String) throws in
+            let marker = "\(dir)/ran"
+            // Not configured: exit 6.
+            let missing = try Self.run(["--profiles", profiles, "nothing", "--", "touch", marker])
+            #expect(missing.status == .exited(6) && missing.output.contains("not configured"))
+            // A bind target that is a symlink: exit 1, and the command never ran, sandboxed or not.
+            symlink("/etc", "\(dir)/view/link")
+            let dropIn = "\(profiles)/web.service.conf.d"
+            mkdir(dropIn, 0o755)
+            try OwnedFD.open("\(dropIn)/link.conf", O_WRONLY | O_CREAT, mode: 0o644)
+                .writeAll(Array("[Sandbox]\nBindReadOnlyPaths=\(dir)/state:\(dir)/view/link\n".utf8))
+            let refused = try Self.run(["--profiles", profiles, "web", "--", "touch", marker])
+            #expect(refused.status == .exited(1) && refused.output.contains("ELOOP"), "\(refused.output)")
+            #expect(access(marker, F_OK) == -1)
+            // A bad profile line: exit 2 naming file, line and key.
+            try OwnedFD.open("\(dropIn)/link.conf", O_WRONLY | O_TRUNC).writeAll(Array("[Sandbox]\nProtectSystem=maybe\n".utf8))
+            let bad = try Self.run(["--profiles", profiles, "web", "--", "touch", marker])
+            #expect(bad.status == .exited(2) && bad.output.contains("link.conf:2: ProtectSystem=: takes strict or no"), "\(bad.output)")
+            #expect(access(marker, F_OK) == -1)
+        }
+    }
+}
