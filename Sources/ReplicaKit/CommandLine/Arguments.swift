@@ -1,3 +1,5 @@
+import Glibc
+
 /// A tool's command line, declared as values: subcommands, `--option VALUE` / `--option=VALUE`,
 /// `--flag`, positionals, `--` ending options, and `--help` / `-h` anywhere. Replica's tools parse
 /// with this instead of swift-argument-parser, whose reflection-based setup costs milliseconds at
@@ -173,4 +175,21 @@ extension ToolSpec {
 
 extension String {
     func padded(_ width: Int) -> String { self + String(repeating: " ", count: max(1, width - count)) }
+}
+
+extension ToolSpec {
+    /// Parses this process's arguments; on `--help` prints the help and exits 0, on a usage error
+    /// prints it to standard error and exits 2.
+    public func parseOrExit() -> ParsedArguments {
+        do { return try parse(Array(CommandLine.arguments.dropFirst())) } catch {
+            switch error {
+            case .help(let text):
+                print(text)
+                exit(ExitCode.ok)
+            case .usage(let message):
+                printError("\(name): \(message)")
+                exit(ExitCode.usage)
+            }
+        }
+    }
 }

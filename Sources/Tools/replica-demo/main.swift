@@ -12,13 +12,7 @@ let tool = ToolSpec(name: "replica-demo", abstract: "Create the embedded btrfs s
                         .option("subvolume", "name", "The service state subvolume to create and snapshot.", default: "demo"),
                     ])])
 
-let arguments: ParsedArguments
-do { arguments = try tool.parse(Array(CommandLine.arguments.dropFirst())) } catch {
-    switch error {
-    case .help(let text): print(text); exit(ExitCode.ok)
-    case .usage(let message): printError("replica-demo: \(message)"); exit(ExitCode.usage)
-    }
-}
+let arguments = tool.parseOrExit()
 let image = arguments.value("image")!, mountPoint = arguments.value("mount-point")!, subvolume = arguments.value("subvolume")!
 
 func step(_ label: String, _ text: String) { print(label + String(repeating: " ", count: max(1, 11 - label.count)) + text) }

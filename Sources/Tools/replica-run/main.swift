@@ -16,13 +16,7 @@ let tool = ToolSpec(
     ], positionals: [PositionalSpec("profile", "The service profile."),
                      PositionalSpec("command", "The command and its arguments, after --.", many: true, optional: true)])])
 
-let arguments: ParsedArguments
-do { arguments = try tool.parse(Array(CommandLine.arguments.dropFirst())) } catch {
-    switch error {
-    case .help(let text): print(text); exit(ExitCode.ok)
-    case .usage(let message): printError("replica-run: \(message)"); exit(ExitCode.usage)
-    }
-}
+let arguments = tool.parseOrExit()
 let directories = arguments.all("profiles")
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
 let name = arguments.positionals[0]

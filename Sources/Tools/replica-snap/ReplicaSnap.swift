@@ -64,13 +64,6 @@ enum ReplicaSnap {
 
     static func main() {
         ReplicaLogging.bootstrap(identifier: "replica-snap")
-        let arguments: ParsedArguments
-        do { arguments = try tool.parse(Array(CommandLine.arguments.dropFirst())) } catch {
-            switch error {
-            case .help(let text): print(text); exit(ExitCode.ok)
-            case .usage(let message): printError("replica-snap: \(message)"); exit(ExitCode.usage)
-            }
-        }
-        exit(SnapCommand(arguments).run())
+        exit(SnapCommand(tool.parseOrExit()).run())
     }
 }
