@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "replica-demo", targets: ["replica-demo"]),
         .executable(name: "replica-snap", targets: ["replica-snap"]),
         .executable(name: "replica-run", targets: ["replica-run"]),
+        .executable(name: "replica-shift", targets: ["replica-shift"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
     dependencies: [
@@ -56,8 +57,10 @@ let package = Package(
                           dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],
                           path: "Sources/Tools/replica-snap", swiftSettings: strict),
 
-        .executableTarget(name: "replica-run", dependencies: ["ReplicaKit"],
+        .executableTarget(name: "replica-run", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-run", swiftSettings: strict),
+        .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore"],
+                          path: "Sources/Tools/replica-shift", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],

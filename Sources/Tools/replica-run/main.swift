@@ -2,13 +2,15 @@
 // raw_exec, scripts, tests): the same profile gives the command the same view as the unit.
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 let tool = ToolSpec(
     name: "replica-run",
     abstract: "Run a command in the sandbox a service profile describes.",
     discussion: """
-        PROFILE is a service (web, web.service) whose profile in /etc/replica/services/ has a [Sandbox]
-        section. Exit codes: the command's own; before it runs: 1 setup failed, 2 usage, 6 not configured.
+        PROFILE is a service (web, web.service) whose profile in /etc/replica/services/ describes its
+        [Sandbox], [State] and [Config]; run replica-shift prepare PROFILE first when it has state.
+        Exit codes: the command's own; before it runs: 1 setup failed, 2 usage, 6 not configured.
         """,
     commands: [CommandSpec("", "Run a command in the sandbox a service profile describes.", options: [
         .option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true),
@@ -20,27 +22,30 @@ let arguments = tool.parseOrExit()
 let directories = arguments.all("profiles")
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
 let name = arguments.positionals[0]
-let plan: SandboxPlan
+let settings: ServiceSettings
 do {
-    guard let profile = try loader.load(name) else {
+    guard let loaded = try ServiceSettings.load(name, loader: loader) else {
         printError("replica-run: \(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", "))")
         exit(ExitCode.notConfigured)
     }
-    plan = try SandboxPlan(profile: profile)
+    settings = loaded
 } catch {
     printError("replica-run: \(error)")
     exit(ExitCode.usage)
 }
-if arguments.flag("print") {
-    print(plan.systemdDirectives.joined(separator: "\n"))
-    exit(ExitCode.ok)
-}
-let command = Array(arguments.positionals.dropFirst())
-guard !command.isEmpty else {
-    printError("replica-run: no command; usage: replica-run PROFILE -- COMMAND [ARGS...]")
-    exit(ExitCode.usage)
-}
-do { try SandboxMounter.exec(plan, command: command) } catch {
+do {
+    let plan = try ServiceShift.sandbox(settings)
+    if arguments.flag("print") {
+        print(plan.systemdDirectives.joined(separator: "\n"))
+        exit(ExitCode.ok)
+    }
+    let command = Array(arguments.positionals.dropFirst())
+    guard !command.isEmpty else {
+        printError("replica-run: no command; usage: replica-run PROFILE -- COMMAND [ARGS...]")
+        exit(ExitCode.usage)
+    }
+    try SandboxMounter.exec(plan, command: command)
+} catch {
     printError("replica-run: \(error)")
     exit(ExitCode.failure)
 }

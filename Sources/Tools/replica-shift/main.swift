@@ -1,0 +1,69 @@
+// replica-shift: prepares what a sandboxed service needs (ExecStartPre=+replica-shift prepare %n) and
+// writes the unit's drop-in from its profile. Parses, calls ServiceShift, prints.
+import Glibc
+import ReplicaKit
+import ReplicaStore
+
+let options: [OptionSpec] = [.option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true)]
+let unit = PositionalSpec("unit", "The service (web, web.service); its profile is /etc/replica/services/UNIT.conf.")
+let tool = ToolSpec(
+    name: "replica-shift",
+    abstract: "Prepare a service's state, snapshots and config, and write its sandbox drop-in.",
+    discussion: "Exit codes: 0 ok, 1 failure (the unit then does not start), 2 usage, 6 not configured.",
+    commands: [
+        CommandSpec("prepare", "Make the state subvolumes (migrating once), the pre-start snapshot; idempotent.",
+                    options: options, positionals: [unit]),
+        CommandSpec("drop-in", "Print the unit's drop-in, or write it to /run/systemd/system/UNIT.d/replica.conf.",
+                    options: options + [.flag("write", "Write the drop-in (then run systemctl daemon-reload)."),
+                                        .option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
+                    positionals: [unit]),
+        CommandSpec("status", "Report where what the running service sees differs from the current config.",
+                    options: options + [.option("pid", "pid", "The service's main process (systemctl show -p MainPID UNIT).")],
+                    positionals: [unit]),
+    ])
+
+let arguments = tool.parseOrExit()
+let directories = arguments.all("profiles")
+let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
+let name = arguments.positionals[0]
+
+func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
+    printError("replica-shift: \(message)")
+    exit(code)
+}
+
+let settings: ServiceSettings
+do {
+    guard let loaded = try ServiceSettings.load(name, loader: loader) else {
+        fail("\(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
+    }
+    settings = loaded
+} catch { fail("\(error)", ExitCode.usage) }
+
+do {
+    switch arguments.command {
+    case "prepare":
+        for line in try ServiceShift.prepare(settings) { print("\(settings.unit): \(line)") }
+    case "drop-in":
+        let text = try ServiceShift.dropIn(settings, shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift")
+        if arguments.flag("write") {
+            let directory = "/run/systemd/system/\(settings.unit).d"
+            try createDirectories(directory)
+            try RootDirectory(directory).writeFileAtomically("replica.conf", contents: Array(text.utf8))
+            print("wrote \(directory)/replica.conf; run systemctl daemon-reload")
+        } else {
+            print(text, terminator: "")
+        }
+    default:
+        guard let pid = arguments.value("pid").flatMap({ Int32($0) }), pid > 0 else { fail("status needs --pid PID", ExitCode.usage) }
+        let drift = try settings.config.drift(seenThrough: "/proc/\(pid)/root")
+        if drift.isEmpty {
+            print("\(settings.unit): the service sees config generation \(try settings.config.current().map(String.init) ?? "none")")
+        } else {
+            for entry in drift { print("\(settings.unit): \(entry.path): \(entry.reason)") }
+            exit(ExitCode.failure)
+        }
+    }
+} catch {
+    fail("\(error)")
+}
