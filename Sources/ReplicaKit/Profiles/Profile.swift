@@ -8,6 +8,16 @@ public struct ProfileSetting: Equatable, Sendable {
 
     /// `web.service.conf:12`, for messages.
     public var location: String { "\(file):\(line)" }
+
+    /// The value as one of systemd's booleans (`1 yes true on` / `0 no false off`), or an error
+    /// naming this line and key.
+    public func boolean() throws(ProfileError) -> Bool {
+        switch value.lowercased() {
+        case "1", "yes", "true", "on": return true
+        case "0", "no", "false", "off": return false
+        default: throw ProfileError(self, "takes yes or no")
+        }
+    }
 }
 
 /// A service profile: systemd-style INI, merged from the main file and its drop-ins in the order

@@ -31,13 +31,8 @@ extension SandboxPlan {
             default: throw ProfileError(setting, "takes strict or no")
             }
         }
-        if let setting = profile.value(section, "PrivateTmp") {
-            switch setting.value {
-            case "yes", "true", "1", "on":
-                temporaryDirectories += ["/tmp", "/var/tmp"].map { TemporaryDirectory($0, mode: 0o1777) }
-            case "no", "false", "0", "off": break
-            default: throw ProfileError(setting, "takes yes or no")
-            }
+        if let setting = profile.value(section, "PrivateTmp"), try setting.boolean() {
+            temporaryDirectories += ["/tmp", "/var/tmp"].map { TemporaryDirectory($0, mode: 0o1777) }
         }
         for setting in profile.list(section, "TemporaryFileSystem") {
             for word in try Self.words(setting) { temporaryDirectories.append(try Self.temporaryDirectory(word, setting)) }

@@ -45,24 +45,11 @@ public struct SnapshotSettings: Equatable, Sendable {
         self.policy = policy
         let base = profile.unit.hasSuffix(".service") ? String(profile.unit.dropLast(".service".count)) : profile.unit
         subvolume = profile.value(Self.section, "Subvolume")?.value ?? base
-        allowNested = false
-        if let setting = profile.value(Self.section, "AllowNested") {
-            guard let value = Self.boolean(setting.value) else { throw ProfileError(setting, "takes yes or no") }
-            allowNested = value
-        }
+        allowNested = try profile.value(Self.section, "AllowNested")?.boolean() ?? false
         do throws(StoreError) { try Btrfs.validate(name: subvolume, in: "store") } catch {
             let setting = profile.value(Self.section, "Subvolume")
             throw ProfileError(file: setting?.file ?? profile.files.first ?? unit, line: setting?.line ?? 0,
                                key: "Subvolume", reason: error.hint ?? "not a valid subvolume name")
-        }
-    }
-
-    /// systemd's booleans.
-    static func boolean(_ text: String) -> Bool? {
-        switch text.lowercased() {
-        case "1", "yes", "true", "on": true
-        case "0", "no", "false", "off": false
-        default: nil
         }
     }
 }

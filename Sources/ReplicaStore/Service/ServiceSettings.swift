@@ -51,11 +51,7 @@ public struct ServiceSettings: Sendable {
             }
         }
         storePath = profile.value("State", "Store")?.value ?? EmbeddedStore.defaultMountPoint
-        snapshotOnStart = false
-        if let setting = profile.value("State", "SnapshotOnStart") {
-            guard let value = SnapshotSettings.boolean(setting.value) else { throw ProfileError(setting, "takes yes or no") }
-            snapshotOnStart = value
-        }
+        snapshotOnStart = try profile.value("State", "SnapshotOnStart")?.boolean() ?? false
         config = ConfigStore(directory: profile.value("Config", "Directory")?.value ?? "\(ConfigStore.defaultParent)/\(unit)")
     }
 
