@@ -38,7 +38,7 @@ public enum LoopImage {
         try kit { () throws(SystemError) in
             try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
         }
-        return MountedImage(image: image, mountPoint: mountPoint, device: loop.path)
+        return MountedImage(image: image, mountPoint: mountPoint, device: loop.path, backingFile: imageFD.kernelPath() ?? image)
     }
 }
 
@@ -48,19 +48,38 @@ public final class MountedImage {
     public let image: String
     public let mountPoint: String
     public let device: String
+    /// The image as the kernel names it in `/sys/block/loopN/loop/backing_file`.
+    let backingFile: String
     private var isMounted = true
 
-    init(image: String, mountPoint: String, device: String) {
+    init(image: String, mountPoint: String, device: String, backingFile: String) {
         self.image = image
         self.mountPoint = mountPoint
         self.device = device
+        self.backingFile = backingFile
     }
 
-    /// `umount MOUNTPOINT`; the loop device detaches itself. Unmounting twice is not an error.
-    public func unmount() throws(StoreError) {
+    /// Commits the filesystem, `umount MOUNTPOINT`, then waits (up to `timeout`) until the
+    /// autoclear loop device has let go of the image. Until then the filesystem may still be alive in
+    /// another mount namespace that copied it (where the host's root is not a shared mount, an
+    /// unmount does not propagate), and mounting the image again would open a second, older
+    /// instance of it. Unmounting twice is not an error.
+    public func unmount(timeout: Duration = .seconds(10)) throws(StoreError) {
         guard isMounted else { return }
+        if let top = try? kit({ () throws(SystemError) in try OwnedFD.open(mountPoint, O_RDONLY | O_DIRECTORY) }) {
+            try Btrfs.sync(top, path: mountPoint)
+        }
         try kit { () throws(SystemError) in try FilesystemMount.unmount(mountPoint) }
         isMounted = false
+        let deadline = ContinuousClock.now + timeout
+        while LoopDevice.backingFile(of: device) == backingFile {
+            guard ContinuousClock.now < deadline else {
+                throw StoreError("unmount", [mountPoint, device], errno: .EBUSY,
+                                 hint: "unmounted here, but \(device) still holds \(image): a process in another mount "
+                                     + "namespace keeps the filesystem; it is freed when that process exits")
+            }
+            usleep(5_000)
+        }
     }
 
     deinit { if isMounted { try? FilesystemMount.unmount(mountPoint, detach: true) } }
