@@ -145,3 +145,17 @@ import Testing
         }
     }
 }
+
+@Suite(.requiresBtrfs) struct LoopImageTests {
+    @Test func anImageStillAttachedIsNotMountedTwice() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                let error = #expect(throws: StoreError.self) { _ = try LoopImage.mount(image.image, at: dir) }
+                #expect(error?.errno == .EBUSY && error?.hint?.contains("already attached to \(image.device)") == true,
+                        "\(String(describing: error))")
+                let mounts = try MountInfo.read().filter { $0.mountPoint == dir }
+                #expect(mounts.isEmpty)
+            }
+        }
+    }
+}

@@ -31,6 +31,13 @@ public struct LoopDevice: ~Copyable {
         throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath], errno: .EBUSY, hint: "no free loop device after 32 tries")
     }
 
+    /// The loop devices attached to `backingFile` (as the kernel names it), like `losetup -j FILE`.
+    public static func devices(attachedTo file: String) -> [String] {
+        guard let sys = try? OwnedFD.open("/sys/block", O_RDONLY | O_DIRECTORY),
+              let names = try? DirectoryEntries.names(in: sys) else { return [] }
+        return names.filter { $0.hasPrefix("loop") && backingFile(of: "/dev/\($0)") == file }.sorted().map { "/dev/\($0)" }
+    }
+
     /// The backing file of `/dev/loopN` as `losetup` shows it (`/sys/block/loopN/loop/backing_file`),
     /// or nil when the device is not attached.
     public static func backingFile(of path: String) -> String? {

@@ -34,6 +34,12 @@ public enum LoopImage {
         let target = try kit { () throws(SystemError) in
             try OwnedFD.open(mountPoint, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
         }
+        // Two loop devices on one image would be two live filesystems writing one file.
+        if let kernelPath = imageFD.kernelPath(), let busy = LoopDevice.devices(attachedTo: kernelPath).first {
+            throw StoreError("mount image", [image], errno: .EBUSY,
+                             hint: "already attached to \(busy) (mounted elsewhere, or still being released by a process "
+                                 + "in another mount namespace); unmount it first")
+        }
         let loop = try LoopDevice.attach(imageFD, imagePath: image)
         try kit { () throws(SystemError) in
             try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
