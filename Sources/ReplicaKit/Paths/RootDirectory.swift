@@ -41,8 +41,15 @@ public struct RootDirectory: ~Copyable, Sendable {
         case .componentWalk:
             result = try resolveByWalking(relativePath, options)
         case .automatic:
-            result = RootDirectory.hasOpenat2
-                ? try resolveWithOpenat2(relativePath, options) : try resolveByWalking(relativePath, options)
+            if RootDirectory.hasOpenat2 {
+                do throws(SystemError) { result = try resolveWithOpenat2(relativePath, options) } catch where error.errno == .EAGAIN {
+                    // Renames and mounts elsewhere kept invalidating the lookup; the walk gives the
+                    // same answer without depending on them.
+                    result = try resolveByWalking(relativePath, options)
+                }
+            } else {
+                result = try resolveByWalking(relativePath, options)
+            }
         }
         try check(result, relativePath, options)
         return result
@@ -85,15 +92,23 @@ public struct RootDirectory: ~Copyable, Sendable {
         if options.contains(.noFollowLast) { flags |= O_NOFOLLOW }
         let root = fd.rawValue
         let target = relativePath.isEmpty ? "." : relativePath
-        // RESOLVE_IN_ROOT returns EAGAIN when a concurrent rename could have let ".." escape; retry.
-        for _ in 0..<64 {
+        // With "..", RESOLVE_IN_ROOT returns EAGAIN when any rename or mount on the system happened
+        // during the lookup (it could have let ".." escape): retry, backing off, for up to a second.
+        let deadline = ContinuousClock.now + .seconds(1)
+        var attempt = 0
+        while true {
             let result = replica_openat2(root, target, UInt64(flags), 0, resolve)
             if result >= 0 { return OwnedFD(adopting: result) }
             let errno = Errno.current
-            if errno == .EAGAIN || errno == .EINTR { continue }
-            throw fail(relativePath, errno, "openat2")
+            guard errno == .EAGAIN || errno == .EINTR else { throw fail(relativePath, errno, "openat2") }
+            attempt += 1
+            if attempt > 64 {
+                guard ContinuousClock.now < deadline else {
+                    throw fail(relativePath, .EAGAIN, "openat2", hint: "renames or mounts elsewhere kept interrupting the lookup for a second")
+                }
+                usleep(UInt32(min(attempt, 1000)))
+            }
         }
-        throw fail(relativePath, .EAGAIN, "openat2", hint: "the path kept changing during resolution")
     }
 
     /// The walk: one `openat(O_PATH | O_NOFOLLOW)` per component from a stack of directory
