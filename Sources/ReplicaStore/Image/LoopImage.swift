@@ -65,7 +65,7 @@ public final class MountedImage {
         self.backingFile = backingFile
     }
 
-    /// Commits the filesystem, `umount MOUNTPOINT`, then waits (up to `timeout`) until the
+    /// Commits the filesystem, `umount MOUNTPOINT` (retrying while briefly busy), then waits (up to `timeout`) until the
     /// autoclear loop device has let go of the image. Until then the filesystem may still be alive in
     /// another mount namespace that copied it (where the host's root is not a shared mount, an
     /// unmount does not propagate), and mounting the image again would open a second, older
@@ -75,9 +75,20 @@ public final class MountedImage {
         if let top = try? kit({ () throws(SystemError) in try OwnedFD.open(mountPoint, O_RDONLY | O_DIRECTORY) }) {
             try Btrfs.sync(top, path: mountPoint)
         }
-        try kit { () throws(SystemError) in try FilesystemMount.unmount(mountPoint) }
-        isMounted = false
+        // A process that forked while holding a descriptor on the filesystem (close-on-exec only
+        // acts at exec) keeps it busy for as long as it lives: retry until the deadline.
         let deadline = ContinuousClock.now + timeout
+        while true {
+            do throws(SystemError) {
+                try FilesystemMount.unmount(mountPoint)
+                break
+            } catch where error.errno == .EBUSY && ContinuousClock.now < deadline {
+                usleep(5_000)
+            } catch {
+                throw StoreError(error)
+            }
+        }
+        isMounted = false
         while LoopDevice.backingFile(of: device) == backingFile {
             guard ContinuousClock.now < deadline else {
                 throw StoreError("unmount", [mountPoint, device], errno: .EBUSY,
