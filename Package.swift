@@ -63,7 +63,7 @@ let package = Package(
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
-        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Benchmarks/ReplicaBench", swiftSettings: strict),
 
         // Tests: a support library (traits, fixtures) and one test target per module.
