@@ -139,3 +139,49 @@ import Testing
         }
     }
 }
+
+@Suite(.requiresBtrfs) struct StoreRefusalTests {
+    @Test func aReadOnlyStoreIsRefusedWithTheFix() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                try StateMigrationTests.makeState("\(dir)/web", files: 3)
+                try Command.check(["mount", "-o", "remount,ro", image.mountPoint])
+                defer { _ = try? Command.run(["mount", "-o", "remount,rw", image.mountPoint]) }
+                let store = try Store(path: image.mountPoint)
+                let error = #expect(throws: StoreError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
+                #expect(error?.errno == .EROFS && error?.hint?.contains("remount,rw") == true, "\(String(describing: error))")
+                #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)).isEmpty)
+            }
+        }
+    }
+
+    @Test func aStoreTooFullForTheStateIsRefusedBeforeCopying() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                let store = try Store(path: image.mountPoint)
+                // Leave about 8 MiB free on the store, then ask it to take 24 MiB of state.
+                let free = try store.space().available
+                try Command.check(["fallocate", "-l", String(free - (8 << 20)), "\(image.mountPoint)/filler"])
+                mkdir("\(dir)/web", 0o755)
+                try OwnedFD.open("\(dir)/web/data", O_WRONLY | O_CREAT, mode: 0o600)
+                    .writeAll([UInt8](repeating: 0x5a, count: 24 << 20))
+                let error = #expect(throws: StoreError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
+                #expect(error?.errno == .ENOSPC && error?.hint?.contains("nothing was copied") == true, "\(String(describing: error))")
+                #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)) == ["filler"])
+            }
+        }
+    }
+
+    @Test func aMissingOrNonBtrfsStoreStopsReplicaShift() throws {
+        try withTemporaryDirectory { dir in
+            mkdir("\(dir)/profiles", 0o755)
+            mkdir("\(dir)/var", 0o755)
+            for (store, reason) in [("\(dir)/missing", "No such file or directory"), (dir, "not a btrfs filesystem")] {
+                try OwnedFD.open("\(dir)/profiles/web.service.conf", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+                    .writeAll(Array("[State]\nPath=\(dir)/var\nStore=\(store)\n".utf8))
+                let result = try Command.run([try builtTool("replica-shift"), "prepare", "--profiles", "\(dir)/profiles", "web"])
+                #expect(result.status == .exited(1) && result.output.contains(reason), "\(result.output)")
+            }
+        }
+    }
+}

@@ -45,6 +45,7 @@ public enum SnapshotJob {
         var log = logger
         log[metadataKey: "subvolume"] = "\(settings.subvolume)"
         func work() throws(StoreError) {
+            if !options.dryRun { try store.requireWritable() }
             if action != .prune && !options.dryRun {
                 let name = try store.snapshot(settings.subvolume, at: options.now, allowNested: settings.allowNested)
                 report.created = name

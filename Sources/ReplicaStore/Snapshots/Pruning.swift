@@ -69,7 +69,9 @@ extension Store {
             deleted(snapshot, false)
         }
         guard let floor = plan.policy.minimumFree else { return outcome }
-        var (available, total) = try space()
+        let current = try space()
+        var available = current.available
+        let total = current.total
         let needed = floor.bytes(ofTotal: total)
         var candidates = plan.spaceCandidates[...]
         while available < needed, let snapshot = candidates.popFirst() {

@@ -149,11 +149,18 @@ extension Store {
         return failures
     }
 
-    /// Free and total bytes of the store's filesystem (`statfs`).
-    public func space() throws(StoreError) -> (available: UInt64, total: UInt64) {
+    /// Free and total bytes of the store's filesystem, and whether it is mounted read-only (`statfs`).
+    public func space() throws(StoreError) -> (available: UInt64, total: UInt64, readOnly: Bool) {
         var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
         let fd = root.fd.rawValue
         _ = try kit { () throws(SystemError) in try syscall("fstatfs", path) { replica_fstatfs_space(fd, &available, &total, &flags) } }
-        return (available, total)
+        return (available, total, flags & UInt64(ST_RDONLY) != 0)
+    }
+
+    /// Refuses a store mounted read-only, before anything is attempted on it.
+    public func requireWritable() throws(StoreError) {
+        if try space().readOnly {
+            throw StoreError("store", [path], errno: .EROFS, hint: "the store is mounted read-only; remount it read-write (mount -o remount,rw \(path))")
+        }
     }
 }

@@ -37,9 +37,22 @@ public enum StateMigration {
         }
         // The state path must be a real directory reached without symlinks: a service could have
         // replaced it (or a parent) with a link to /etc or /.
+        try store.requireWritable()
         guard let sourceFD = try openSource(source) else {
             try Btrfs.createSubvolume(in: top, named: name, parentPath: store.path)
             return .createdEmpty
+        }
+        // A copy that cannot fit is refused before it starts (a reflink on the same filesystem
+        // needs next to nothing, so the check only applies across filesystems).
+        let sameFilesystem = (try? sourceFD.status().device) == (try? top.status().device)
+        if !sameFilesystem {
+            let needed = try kit { () throws(SystemError) in try TreeCopier.allocatedBytes(sourceFD, path: source) }
+            let available = try store.space().available
+            if needed > available {
+                throw StoreError("shift state", [source, "\(store.path)/\(name)"], errno: .ENOSPC,
+                                 hint: "the state takes \(needed) bytes and the store has \(available) free; "
+                                     + "free space on the store (replica-snap prune) or grow it; nothing was copied")
+            }
         }
         let staging = stagingName(name)
         if (try? store.directory(staging)) != nil {  // an interrupted run: discard its partial copy
@@ -92,6 +105,25 @@ struct TreeCopier {
     var reflinked = 0
     /// (device, inode) of files with several links → the first copy's path relative to the target.
     private var linked: [String: String] = [:]
+
+    /// Bytes the tree occupies on disk (allocated blocks, each hard-linked file once).
+    static func allocatedBytes(_ directory: borrowing OwnedFD, path: String) throws(SystemError) -> UInt64 {
+        var seen: Set<String> = []
+        func walk(_ directory: borrowing OwnedFD, _ path: String) throws(SystemError) -> UInt64 {
+            var total: UInt64 = 0
+            for name in try DirectoryEntries.names(in: directory) {
+                var st = stat()
+                _ = try syscall("fstatat", "\(path)/\(name)") { fstatat(directory.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
+                if st.st_mode & S_IFMT == S_IFDIR {
+                    total += try walk(try directory.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), "\(path)/\(name)")
+                } else if seen.insert("\(st.st_dev):\(st.st_ino)").inserted {
+                    total += UInt64(st.st_blocks) * 512
+                }
+            }
+            return total
+        }
+        return try walk(directory, path)
+    }
 
     /// Copies what is in `source` into `target`; `top` is the copy's top directory, where hard links
     /// are made from (their first copy's path is relative to it).
