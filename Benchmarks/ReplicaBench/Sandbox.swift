@@ -47,7 +47,7 @@ func benchmarkSandbox() throws -> [Comparison] {
         """
     try OwnedFD.open("\(dir)/profiles/bench.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(profile.utf8))
     let commands = [
-        [executableBeside("replica-run"), "--profiles", "\(dir)/profiles", "bench", "--", "/bin/true"],
+        [Command.beside("replica-run"), "--profiles", "\(dir)/profiles", "bench", "--", "/bin/true"],
         ["bwrap", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "\(dir)/view/tmp",
          "--ro-bind", "\(dir)/a", "\(dir)/view/a", "--ro-bind", "\(dir)/b", "\(dir)/view/b", "--bind", "\(dir)/c", "\(dir)/view/c", "/bin/true"],
         ["unshare", "-m", "--propagation", "slave", "/bin/true"],

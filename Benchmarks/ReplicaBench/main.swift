@@ -124,7 +124,7 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
         // A whole process each, as a timer runs it: with the textfile on the host filesystem (where
         // /var/lib/replica/metrics is in production), without it, and btrfs, taking turns in each
         // round so all three see the same machine.
-        let tool = executableBeside("replica-snap")
+        let tool = Command.beside("replica-snap")
         let metrics = "\(mountPoint)/../metrics/replica.prom"
         var timings: [[Double]] = [[], [], []]
         for round in 0..<40 {
@@ -150,13 +150,6 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
     }
 }
 
-/// A tool built into the same folder as this benchmark.
-func executableBeside(_ name: String) -> String {
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    let me = String(decoding: buffer[0..<max(0, n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return String(me[..<(me.lastIndex(of: "/") ?? me.startIndex)]) + "/" + name
-}
 
 var uts = utsname()
 uname(&uts)

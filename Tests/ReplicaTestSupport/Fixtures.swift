@@ -2,6 +2,7 @@ import Glibc
 import ReplicaKit
 import ReplicaNet
 import ReplicaStore
+import Synchronization
 
 /// Makes a fresh directory `/tmp/replica-test-XXXXXX`, runs `body` with its path, then removes it
 /// (never crossing into a filesystem still mounted below it).
@@ -38,38 +39,15 @@ public func withThrowawayNetworkNamespace<T>(_ body: (String) throws -> T) throw
 
 /// Unique suffixes for fixture names within one test process.
 enum NamespaceCounter {
-    private static let value = Counter()
-    static func next() -> Int { value.next() }
-
-    private final class Counter: @unchecked Sendable {  // guarded by `lock`
-        private var lock = pthread_mutex_t()
-        private var count = 0
-        init() { pthread_mutex_init(&lock, nil) }
-        func next() -> Int {
-            pthread_mutex_lock(&lock)
-            defer { pthread_mutex_unlock(&lock) }
-            count += 1
-            return count
-        }
-    }
+    private static let value = Atomic<Int>(0)
+    static func next() -> Int { value.add(1, ordering: .relaxed).newValue }
 }
 
 /// A tool built next to the test runner (`swift build --build-tests` builds both into one folder).
 public func builtTool(_ name: String) throws -> String {
-    guard let runner = readLinkPath("/proc/self/exe"), let slash = runner.lastIndex(of: "/") else {
-        throw SystemError("readlink", ["/proc/self/exe"], errno: .ENOENT)
-    }
-    var directory = String(runner[..<slash])
-    if directory.hasSuffix(".xctest/Contents/MacOS") { directory = String(directory.dropLast(".xctest/Contents/MacOS".count)) }
-    let path = "\(directory)/\(name)"
+    let path = Command.beside(name)
     guard access(path, X_OK) == 0 else {
         throw SystemError("access", [path], errno: .ENOENT, hint: "build it first: swift build --build-tests")
     }
     return path
-}
-
-func readLinkPath(_ path: String) -> String? {
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink(path, &buffer, buffer.count - 1)
-    return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
 }

@@ -30,7 +30,7 @@ public struct ConfigStore: Sendable {
 
     /// The generation `current` points at, or nil before the first switch.
     public func current() throws(SystemError) -> Int? {
-        guard let target = readLink("\(directory)/current") else { return nil }
+        guard let target = readSymlink("\(directory)/current") else { return nil }
         guard target.hasPrefix("generations/"), let number = Int(target.dropFirst("generations/".count)) else {
             throw SystemError("readlink", ["\(directory)/current"], errno: .EINVAL,
                               hint: "current must point at generations/N; it points at \(target)")

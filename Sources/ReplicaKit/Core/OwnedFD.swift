@@ -54,7 +54,7 @@ public struct OwnedFD: ~Copyable, Sendable {
 
     /// What `/proc/self/fd/N` names: the path the kernel has for this descriptor, for messages and checks.
     public borrowing func kernelPath() -> String? {
-        readLink("/proc/self/fd/\(rawValue)")
+        readSymlink("/proc/self/fd/\(rawValue)")
     }
 
     /// Opens the same file again with new flags through `/proc/self/fd/N`, then checks that the new
@@ -102,14 +102,6 @@ public struct OwnedFD: ~Copyable, Sendable {
             offset += n
         }
     }
-}
-
-/// `readlink(2)` of a path, nil when it is not a link or cannot be read.
-func readLink(_ path: String) -> String? {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = readlink(path, &buffer, buffer.count - 1)
-    guard n >= 0 else { return nil }
-    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// Filesystem magic numbers (`linux/magic.h`) for `OwnedFD.filesystemType()`.

@@ -60,13 +60,18 @@ public enum FilesystemMount {
         return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
 
+    /// Options as `mount(2)` data: `key=value` or a bare `key` for flags, comma-separated, sorted.
+    static func data(_ options: [String: String?]) -> String {
+        options.sorted(by: { $0.key < $1.key })
+            .map { option in option.value.map { "\(option.key)=\($0)" } ?? option.key }
+            .joined(separator: ",")
+    }
+
     /// `mount(2)` onto `/proc/self/fd/N` of the target descriptor, for kernels without fsopen.
     private static func legacyMount(
         _ type: String, _ source: String, _ options: [String: String?], _ target: borrowing OwnedFD, _ name: String
     ) throws(SystemError) {
-        let data = options.sorted(by: { $0.key < $1.key })
-            .map { option in option.value.map { "\(option.key)=\($0)" } ?? option.key }
-            .joined(separator: ",")
+        let data = Self.data(options)
         let proc = "/proc/self/fd/\(target.rawValue)"
         _ = try syscall("mount", source, name) { Glibc.mount(source, proc, type, 0, data) }
     }

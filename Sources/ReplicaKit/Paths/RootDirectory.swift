@@ -141,7 +141,7 @@ public struct RootDirectory: ~Copyable, Sendable {
                 if RootDirectory.isMagicLink(next, parent: current) { throw fail(relativePath, .ELOOP, "openat") }
                 hops += 1
                 if hops > maxSymlinkHops { throw fail(relativePath, .ELOOP, "openat") }
-                guard let target = RootDirectory.readLinkAt(next) else { throw fail(relativePath, .current, "readlinkat") }
+                guard let target = readSymlink("", in: next) else { throw fail(relativePath, .current, "readlinkat") }
                 if target.hasPrefix("/") {
                     for raw in stack.dropFirst() { Glibc.close(raw) }
                     stack.removeSubrange(1...)
@@ -162,14 +162,6 @@ public struct RootDirectory: ~Copyable, Sendable {
     /// The components of a path; empty ones and `.` are dropped (both mean "here").
     static func components(_ path: String) -> [String] {
         path.split(separator: "/", omittingEmptySubsequences: true).map(String.init).filter { $0 != "." }
-    }
-
-    /// `readlinkat(fd, "")` on an `O_PATH | O_NOFOLLOW` descriptor of a symlink.
-    static func readLinkAt(_ fd: Int32) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(fd, "", &buffer, buffer.count - 1)
-        guard n >= 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A procfs symlink below the procfs root (`/proc/PID/fd/N`, `exe`, `cwd`, `root`, `ns/*`,

@@ -109,9 +109,7 @@ public enum SandboxMounter {
     static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory) throws(SystemError) -> Prepared? {
         switch step {
         case .temporary(let tmp):
-            var options: [String: String?] = ["mode": String(tmp.mode, radix: 8)]
-            if let size = tmp.size { options["size"] = String(size) }
-            return Prepared(try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: options,
+            return Prepared(try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: tmp.options,
                                                          attributes: attributes(tmp.flags), name: tmp.path), isDirectory: true)
         case .bind(let bind):
             guard let source = try openSource(bind, host: host) else { return nil }
@@ -187,14 +185,12 @@ public enum SandboxMounter {
 
     /// A fresh tmpfs: `fsopen("tmpfs")` → `fsconfig(mode, size)` → `fsmount(flags)` → `move_mount`.
     static func mountTemporary(_ tmp: TemporaryDirectory, onto target: borrowing OwnedFD, newAPI: Bool) throws(SystemError) {
-        var options: [String: String?] = ["mode": String(tmp.mode, radix: 8)]
-        if let size = tmp.size { options["size"] = String(size) }
         if newAPI {
-            let mountFD = try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: options,
+            let mountFD = try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: tmp.options,
                                                        attributes: attributes(tmp.flags), name: tmp.path)
             try attach(mountFD, onto: target, name: tmp.path)
         } else {
-            let data = options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value!)" }.joined(separator: ",")
+            let data = FilesystemMount.data(tmp.options)
             let proc = "/proc/self/fd/\(target.rawValue)"
             _ = try syscall("mount(tmpfs)", tmp.path) { mount("replica-tmp", proc, "tmpfs", legacyFlags(tmp.flags), data) }
         }

@@ -94,6 +94,13 @@ public struct TemporaryDirectory: Equatable, Sendable {
     public var size: UInt64?
     public var flags: MountFlags
 
+    /// The tmpfs parameters (`mode=`, `size=`) for `fsconfig` or `mount(2)` data.
+    public var options: [String: String?] {
+        var options: [String: String?] = ["mode": String(mode, radix: 8)]
+        if let size { options["size"] = String(size) }
+        return options
+    }
+
     public init(_ path: String, mode: UInt16 = 0o755, size: UInt64? = nil, flags: MountFlags = [.noSetUID, .noDevices]) {
         self.path = path
         self.mode = mode

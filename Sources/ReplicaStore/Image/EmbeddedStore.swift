@@ -21,7 +21,7 @@ public enum EmbeddedStore {
     public static func mount(
         image: String = defaultImage, at mountPoint: String = defaultMountPoint, size: Int64 = defaultSize
     ) throws(StoreError) -> Opened {
-        for directory in [parent(of: image), mountPoint] {
+        for directory in [splitPath(image).directory, mountPoint] {
             try kit { () throws(SystemError) in try createDirectories(directory, mode: 0o700) }
         }
         let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
@@ -35,8 +35,4 @@ public enum EmbeddedStore {
         return Opened(mounted: try LoopImage.mount(image, at: mountPoint), createdImage: created)
     }
 
-    private static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
-    }
 }

@@ -41,7 +41,7 @@ public enum MetricsTextfile {
     /// Replaces the subvolume's lines in the file at `path`, keeping every other subvolume's; the
     /// last success time of a failed run is carried over from the file.
     public static func update(_ metrics: SnapshotMetrics, at path: String) throws(StoreError) {
-        let (directory, file) = split(path)
+        let (directory, file) = splitPath(path)
         try kit { () throws(SystemError) in
             try createDirectories(directory)
             let root = try RootDirectory(directory)
@@ -93,10 +93,6 @@ public enum MetricsTextfile {
         value.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"").replacingAll("\n", with: "\\n")
     }
 
-    static func split(_ path: String) -> (String, String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        return (slash == path.startIndex ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
-    }
 }
 
 extension StringProtocol {

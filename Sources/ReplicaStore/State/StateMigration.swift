@@ -160,10 +160,8 @@ struct TreeCopier {
                 bytes += UInt64(st.st_size)
                 if st.st_nlink > 1 { linked[key] = rel }
             case S_IFLNK:
-                var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let n = try syscall("readlinkat", entryPath) { readlinkat(source.rawValue, name, &buffer, buffer.count - 1) }
-                buffer[n] = 0
-                _ = try syscall("symlinkat", entryPath) { symlinkat(buffer, target.rawValue, name) }
+                guard let link = readSymlink(name, in: source.rawValue) else { throw SystemError.current("readlinkat", [entryPath]) }
+                _ = try syscall("symlinkat", entryPath) { symlinkat(link, target.rawValue, name) }
                 _ = try syscall("fchownat", entryPath) { fchownat(target.rawValue, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
             default:  // FIFOs, sockets, device nodes: the node itself, never its contents
                 _ = try syscall("mknodat", entryPath) { mknodat(target.rawValue, name, st.st_mode, st.st_rdev) }
@@ -217,17 +215,13 @@ enum TreeComparer {
                     if na == 0 { break }
                 }
             case S_IFLNK:
-                guard linkTarget(a, name) == linkTarget(b, name) else { throw mismatch(entryPath, "link target differs") }
+                guard readSymlink(name, in: a.rawValue) == readSymlink(name, in: b.rawValue) else {
+                    throw mismatch(entryPath, "link target differs")
+                }
             default:
                 guard sa.st_rdev == sb.st_rdev else { throw mismatch(entryPath, "device number differs") }
             }
         }
-    }
-
-    static func linkTarget(_ directory: borrowing OwnedFD, _ name: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = readlinkat(directory.rawValue, name, &buffer, buffer.count - 1)
-        return n < 0 ? nil : String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func mismatch(_ path: String, _ what: String) -> SystemError {

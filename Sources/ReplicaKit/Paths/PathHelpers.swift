@@ -1,0 +1,23 @@
+import Glibc
+
+/// `readlinkat(2)`: the target of the symlink `name` in `directory` (`AT_FDCWD` for a path; an
+/// empty name for an `O_PATH | O_NOFOLLOW` descriptor of the link itself), nil when it is not one.
+public func readSymlink(_ name: String, in directory: Int32 = AT_FDCWD) -> String? {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlinkat(directory, name, &buffer, buffer.count - 1)
+    guard n >= 0 else { return nil }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// `dirname` and `basename` in one: `/var/lib/x.img` → (`/var/lib`, `x.img`); `x` → (`.`, `x`).
+public func splitPath(_ path: String) -> (directory: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+    return (slash == path.startIndex ? "/" : String(path[..<slash]), String(path[path.index(after: slash)...]))
+}
+
+extension Command {
+    /// The path of a program installed in the same folder as this one (`/proc/self/exe`).
+    public static func beside(_ name: String) -> String {
+        "\(splitPath(readSymlink("/proc/self/exe") ?? "./\(name)").directory)/\(name)"
+    }
+}
