@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/xattr.h>  // fgetxattr/fsetxattr: Glibc's module map leaves sys/xattr.h out
 
 // MARK: namespaces (sched.h under _GNU_SOURCE)
 extern const int replica_CLONE_NEWNS, replica_CLONE_NEWNET, replica_CLONE_NEWPID, replica_CLONE_NEWUTS,

@@ -16,6 +16,7 @@ public enum ServiceShift {
         guard !settings.state.isEmpty || settings.snapshotOnStart else { return report }
         let store = try Store(path: settings.storePath)
         for directory in settings.state {
+            try StateRollback.discardLeftovers(directory.subvolume, in: store)
             switch try StateMigration.shift(directory.subvolume, from: directory.path, in: store) {
             case .alreadyShifted: break
             case .createdEmpty: report.append("\(directory.path): new subvolume \(directory.subvolume)")
@@ -34,6 +35,23 @@ public enum ServiceShift {
             }
         }
         return report
+    }
+
+    /// Rolls every state subvolume of the service back to its snapshot of `time` (the service must
+    /// be stopped), keeping the present state as a new snapshot. `time` may also be given as a
+    /// snapshot name, `NAME.YYYYMMDDTHHMMSSZ`.
+    public static func rollback(_ settings: ServiceSettings, to snapshot: String,
+                                now: UTCTimestamp = .now) throws(StoreError) -> [StateRollback.Outcome] {
+        guard !settings.state.isEmpty else {
+            throw StoreError("rollback", [settings.unit], errno: .EINVAL, hint: "its profile has no [State] Path=")
+        }
+        let stamp = snapshot.split(separator: ".").last.map(String.init) ?? snapshot
+        guard let time = SnapshotName(parsing: "x.\(stamp)")?.time else {
+            throw StoreError("rollback", [settings.unit, snapshot], errno: .EINVAL,
+                             hint: "give the snapshot's time as YYYYMMDDTHHMMSSZ or its name (replica-snap list)")
+        }
+        let store = try Store(path: settings.storePath)
+        return try StateRollback.rollback(settings.state.map(\.subvolume), to: time, in: store, now: now)
     }
 
     /// The full sandbox: the profile's `[Sandbox]`, each state subvolume bound writable over its

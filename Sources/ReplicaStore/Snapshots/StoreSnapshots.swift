@@ -74,20 +74,29 @@ extension Store {
         return snapshotName
     }
 
+    /// The uuids a snapshot's parent uuid may name for the snapshot to be ours: the subvolume's own,
+    /// and those of the subvolumes it replaced by rollback (`Btrfs.lineage`).
+    func ownUUIDs(of name: String) throws(StoreError) -> (current: String, all: Set<String>) {
+        let source = try directory(name)
+        let uuid = try Btrfs.info(source, path: "\(path)/\(name)").uuid
+        return (uuid, Set(Btrfs.lineage(source) + [uuid]))
+    }
+
     /// Every entry of `snapshots/NAME/`, sorted into ours (the name parses for this subvolume, it
-    /// is a read-only subvolume, and its parent uuid is the source's uuid) and foreign.
+    /// is a read-only subvolume, and its parent uuid is the source's uuid, or that of a subvolume
+    /// the source replaced by rollback) and foreign.
     public func inventory(of name: String) throws(StoreError) -> SnapshotInventory {
-        let sourceInfo = try Btrfs.info(try directory(name), path: "\(path)/\(name)")
+        let uuids = try ownUUIDs(of: name)
         let parent = try snapshotDirectory(for: name)
         var ours: [Snapshot] = []
         var foreign: [ForeignEntry] = []
         for entry in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: parent) }) {
-            switch classify(entry, of: name, in: parent, sourceUUID: sourceInfo.uuid) {
+            switch classify(entry, of: name, in: parent, sourceUUIDs: uuids.all) {
             case .success(let snapshot): ours.append(snapshot)
             case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.reason))
             }
         }
-        return SnapshotInventory(subvolume: name, sourceUUID: sourceInfo.uuid,
+        return SnapshotInventory(subvolume: name, sourceUUID: uuids.current,
                                  snapshots: ours.sorted { $0.name.time < $1.name.time },
                                  foreign: foreign.sorted { $0.name < $1.name })
     }
@@ -98,7 +107,8 @@ extension Store {
     struct NotOurs: Error { var reason: String }
 
     /// One entry, opened by a single name with O_NOFOLLOW from the snapshot directory's descriptor.
-    private func classify(_ entry: String, of name: String, in parent: borrowing OwnedFD, sourceUUID: String) -> Result<Snapshot, NotOurs> {
+    private func classify(_ entry: String, of name: String, in parent: borrowing OwnedFD,
+                          sourceUUIDs: Set<String>) -> Result<Snapshot, NotOurs> {
         guard let parsed = SnapshotName(parsing: entry), parsed.subvolume == name else {
             return .failure(NotOurs(reason: "name is not \(name).YYYYMMDDTHHMMSSZ"))
         }
@@ -111,8 +121,9 @@ extension Store {
             return .failure(NotOurs(reason: "not a subvolume"))
         }
         guard info.isReadOnly else { return .failure(NotOurs(reason: "writable, so not a snapshot we took")) }
-        guard info.parentUUID == sourceUUID else {
-            return .failure(NotOurs(reason: "parent uuid \(info.parentUUID ?? "none") is not \(name)'s \(sourceUUID)"))
+        guard let parentUUID = info.parentUUID, sourceUUIDs.contains(parentUUID) else {
+            return .failure(NotOurs(reason: "parent uuid \(info.parentUUID ?? "none") is not \(name)'s "
+                                    + sourceUUIDs.sorted().joined(separator: " or ")))
         }
         return .success(Snapshot(name: parsed, info: info))
     }
@@ -128,12 +139,12 @@ extension Store {
     public func delete(_ snapshots: [Snapshot], of name: String,
                        deleted: (Snapshot) -> Void = { _ in }) throws(StoreError) -> [(name: String, error: StoreError)] {
         let parent = try snapshotDirectory(for: name)
-        let sourceUUID = try Btrfs.info(try directory(name), path: "\(path)/\(name)").uuid
+        let sourceUUIDs = try ownUUIDs(of: name).all
         var failures: [(name: String, error: StoreError)] = []
         for snapshot in snapshots {
             let entry = snapshot.name.description
             let entryPath = "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"
-            guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUID: sourceUUID),
+            guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUIDs: sourceUUIDs),
                   current.info.id == snapshot.info.id else {
                 failures.append((entry, StoreError("delete snapshot", [entryPath], errno: .ESTALE,
                                                    hint: "it changed since it was listed; nothing was deleted, list again")))

@@ -17,6 +17,14 @@ let tool = ToolSpec(
                     options: options + [.flag("write", "Write the drop-in (then run systemctl daemon-reload)."),
                                         .option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
                     positionals: [unit]),
+        CommandSpec("rollback", "Put the (stopped) service's state back to a snapshot; the present state is kept as a new snapshot.",
+                    options: options, positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
+        CommandSpec("config", "List the config generations; with --file, write a new one and make it current.",
+                    options: options + [
+                        .option("file", "target=source", "A file of the new generation: its path in the service, and where to copy it from.", repeatable: true),
+                        .option("switch", "n", "Make generation N current."),
+                        .flag("rollback", "Make the generation before the current one current."),
+                    ], positionals: [unit]),
         CommandSpec("status", "Report where what the running service sees differs from the current config.",
                     options: options + [.option("pid", "pid", "The service's main process (systemctl show -p MainPID UNIT).")],
                     positionals: [unit]),
@@ -53,6 +61,37 @@ do {
             print("wrote \(directory)/replica.conf; run systemctl daemon-reload")
         } else {
             print(text, terminator: "")
+        }
+    case "rollback":
+        for outcome in try ServiceShift.rollback(settings, to: arguments.positionals[1]) {
+            print("\(settings.unit): \(outcome.subvolume) is now \(outcome.restored); the state before is kept as \(outcome.saved)")
+        }
+    case "config":
+        let config = settings.config
+        let files = arguments.all("file")
+        if !files.isEmpty {
+            var sources: [(target: String, source: String)] = []
+            for spec in files {
+                let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { fail("--file \(spec): give TARGET=SOURCE, e.g. /etc/app.conf=./app.conf", ExitCode.usage) }
+                sources.append((parts[0], parts[1]))
+            }
+            let generation = try config.writeGeneration(copying: sources)
+            try config.switchTo(generation)
+            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+        } else if let number = arguments.value("switch") {
+            guard let generation = Int(number) else { fail("--switch takes a generation number", ExitCode.usage) }
+            try config.switchTo(generation)
+            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+        } else if arguments.flag("rollback") {
+            let generation = try config.rollback()
+            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+        } else {
+            let current = try config.current()
+            for generation in try config.generations() {
+                let files = try config.files(in: generation).joined(separator: " ")
+                print("\(generation == current ? "*" : " ") \(generation)  \(files)")
+            }
         }
     default:
         guard let pid = arguments.value("pid").flatMap({ Int32($0) }), pid > 0 else { fail("status needs --pid PID", ExitCode.usage) }
