@@ -96,7 +96,7 @@ import Testing
                 ProtectSystem=strict
                 TemporaryFileSystem=/tmp:mode=1777,nosuid,nodev
                 TemporaryFileSystem=/var/tmp:mode=1777,nosuid,nodev
-                BindPaths=/run/replica/store/web:/var/lib/web
+                BindPaths=-/run/replica/store/web:/var/lib/web
                 BindReadOnlyPaths=\(dir)/config/current/etc/app.conf:/etc/app.conf:norbind
 
                 """)

@@ -1,0 +1,56 @@
+# Sourced by each scenario, which runs inside the booted container. Each check prints one TAP-style
+# line, "ok - WHAT" or "not ok - WHAT" with what was seen; a scenario fails if any check failed.
+set -uo pipefail
+failures=0
+unit=replica-sample.service
+profile=/etc/replica/services/$unit.conf
+store=/run/replica/store
+
+pass() { echo "ok - $1"; }
+fail() { echo "not ok - $1"; shift; for line in "$@"; do echo "#   $line"; done; failures=$((failures + 1)); }
+
+# check WHAT COMMAND...: passes when the command succeeds.
+check() {
+  local what=$1; shift
+  local out
+  if out=$("$@" 2>&1); then pass "$what"; else fail "$what" "command: $*" "output: ${out:0:600}"; fi
+}
+
+# equal WHAT EXPECTED ACTUAL
+equal() {
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected: $2" "actual:   $3"; fi
+}
+
+# contains WHAT NEEDLE HAYSTACK
+contains() {
+  if [[ "$3" == *"$2"* ]]; then pass "$1"; else fail "$1" "expected to contain: $2" "actual: ${3:0:600}"; fi
+}
+
+finish() {
+  if ((failures)); then echo "# $failures check(s) failed"; exit 1; fi
+  exit 0
+}
+
+main_pid() { systemctl show -P MainPID "$1"; }
+
+# waits until FILE exists (up to 10 s)
+wait_for() { for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
+
+# The sample service as an operator sets it up: the unit, its profile, a config generation, the
+# drop-in written by replica-shift. Idempotent.
+install_sample() {
+  mkdir -p /etc/replica/services
+  cp /e2e/fixtures/replica-sample.service /etc/systemd/system/
+  cp /e2e/fixtures/replica-sample.service.conf "$profile"
+  if [ -z "$(replica-shift config $unit)" ]; then
+    replica-shift config $unit --file /etc/sample/sample.conf=/e2e/fixtures/sample.conf.v1 >/dev/null
+  fi
+  replica-shift drop-in --write $unit >/dev/null
+  if [ "${REPLICA_E2E_BREAK:-}" = drop-in ]; then
+    sed -i '/^ExecStartPre=/!{/^\(ProtectSystem\|TemporaryFileSystem\|Bind\|Inaccessible\)/d}' /run/systemd/system/$unit.d/replica.conf
+  fi
+  systemctl daemon-reload
+}
+
+# A mount table with what changes between restarts taken out (mount IDs), to compare two.
+mount_table() { awk '{ $1 = ""; $2 = ""; print }' "/proc/$1/mountinfo"; }
