@@ -33,6 +33,17 @@ finish() {
 
 main_pid() { systemctl show -P MainPID "$1"; }
 
+# Waits (up to 10 s) until the running sample daemon has written its report, and prints its path.
+view() {
+  local file=$store/replica-sample/view.txt pid
+  for _ in $(seq 200); do
+    pid=$(main_pid $unit)
+    [ "$pid" != 0 ] && [ "$(sed -n 's/^pid=//p' $file 2>/dev/null)" = "$pid" ] && break
+    sleep 0.05
+  done
+  echo "$file"
+}
+
 # waits until FILE exists (up to 10 s)
 wait_for() { for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 

@@ -10,8 +10,7 @@ check "systemd accepts the generated drop-in" systemd-analyze verify /etc/system
 check "the service starts" systemctl start $unit
 pid=$(main_pid $unit)
 check "it is running" test "$pid" -gt 0
-wait_for $store/replica-sample/view.txt
-view=$(cat $store/replica-sample/view.txt 2>/dev/null)
+view=$(cat "$(view)")
 seen() { sed -n "s/^$1=//p" <<<"$view"; }
 
 # From inside the service.
@@ -54,9 +53,9 @@ check "replica-snap sees the pre-start snapshot" bash -c "replica-snap list repl
 replica-shift config $unit --file /etc/sample/sample.conf=/e2e/fixtures/sample.conf.v2 >/dev/null
 out=$(replica-shift status $unit --pid "$pid")
 contains "replica-shift status reports the drift before the restart" "differs from generation" "$out"
-systemctl restart $unit; sleep 0.3; wait_for $store/replica-sample/view.txt
-equal "after a restart the service sees generation 2" "greeting=hello from generation 2" "$(sed -n 's/^config=//p' $store/replica-sample/view.txt)"
+systemctl restart $unit
+equal "after a restart the service sees generation 2" "greeting=hello from generation 2" "$(sed -n 's/^config=//p' "$(view)")"
 replica-shift config $unit --rollback >/dev/null
-systemctl restart $unit; sleep 0.3
-equal "after a config rollback it sees generation 1 again" "greeting=hello from generation 1" "$(sed -n 's/^config=//p' $store/replica-sample/view.txt)"
+systemctl restart $unit
+equal "after a config rollback it sees generation 1 again" "greeting=hello from generation 1" "$(sed -n 's/^config=//p' "$(view)")"
 finish
