@@ -18,7 +18,7 @@ let package = Package(
         .library(name: "ReplicaKit", targets: ["ReplicaKit"]),
         .library(name: "ReplicaStore", targets: ["ReplicaStore"]),
         .library(name: "ReplicaNet", targets: ["ReplicaNet"]),
-        .executable(name: "replica-demo", targets: ["replica-demo"]),
+        .executable(name: "replica-store", targets: ["replica-store"]),
         .executable(name: "replica-snap", targets: ["replica-snap"]),
         .executable(name: "replica-run", targets: ["replica-run"]),
         .executable(name: "replica-shift", targets: ["replica-shift"]),
@@ -49,9 +49,9 @@ let package = Package(
                 swiftSettings: strict),
 
         // Tools: parse, call one entry point, print.
-        .executableTarget(name: "replica-demo",
+        .executableTarget(name: "replica-store",
                           dependencies: ["ReplicaKit", "ReplicaStore"],
-                          path: "Sources/Tools/replica-demo", swiftSettings: strict),
+                          path: "Sources/Tools/replica-store", swiftSettings: strict),
 
         .executableTarget(name: "replica-snap",
                           dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],

@@ -46,4 +46,17 @@ public struct Store: ~Copyable {
         }
         try Btrfs.createSubvolume(in: top, named: name, parentPath: path)
     }
+
+    /// The service subvolumes at the top of the store, sorted: every subvolume but hidden ones
+    /// (a migration or rollback under way) and the snapshot directory.
+    public func subvolumes() throws(StoreError) -> [String] {
+        let top = try directory(".")
+        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }
+            .filter { !$0.hasPrefix(".") && $0 != Store.snapshotsDirectory }
+            .filter { name in
+                guard let fd = try? directory(name) else { return false }
+                return Btrfs.isSubvolume(fd)
+            }
+            .sorted()
+    }
 }

@@ -99,5 +99,18 @@ public final class MountedImage {
         }
     }
 
+    /// Leaves the image mounted when this object goes away: the mount now belongs to the system
+    /// (`replica-store mount`, or a unit), to be unmounted later through `mounted(at:)`.
+    public func leaveMounted() { isMounted = false }
+
+    /// The loop-mounted image at `mountPoint`, found in mountinfo and `/sys/block/loopN`, or nil
+    /// when no loop device is mounted there. Unmounting it frees its autoclear loop device.
+    public static func mounted(at mountPoint: String) throws(StoreError) -> MountedImage? {
+        let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
+        guard let entry = mounts.last(where: { $0.mountPoint == mountPoint }), entry.source.hasPrefix("/dev/loop"),
+              let backingFile = LoopDevice.backingFile(of: entry.source) else { return nil }
+        return MountedImage(image: backingFile, mountPoint: mountPoint, device: entry.source, backingFile: backingFile)
+    }
+
     deinit { if isMounted { try? FilesystemMount.unmount(mountPoint, detach: true) } }
 }

@@ -1,0 +1,65 @@
+// replica-store: the embedded default store, a sparse btrfs image file loop-mounted where services
+// expect their store, for hosts without a spare btrfs disk. Run at boot by replica-store.service.
+// Every step is one library call; this file parses and prints.
+import Glibc
+import ReplicaKit
+import ReplicaStore
+
+let place: [OptionSpec] = [
+    .option("image", "path", "The store's image file, made sparse on first use.", default: EmbeddedStore.defaultImage),
+    .option("mount-point", "path", "Where services find the store.", default: EmbeddedStore.defaultMountPoint),
+]
+let tool = ToolSpec(
+    name: "replica-store",
+    abstract: "Mount, unmount and show the embedded btrfs store (a loop-mounted image file).",
+    discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 6 not mounted (status).",
+    commands: [
+        CommandSpec("mount", "Make the image on first use (mkfs.btrfs), mount it and leave it mounted.", options: place),
+        CommandSpec("unmount", "Commit and unmount the store; its loop device detaches itself.", options: place),
+        CommandSpec("status", "Show the mounted store: image, device, space, subvolumes and snapshot counts.", options: place),
+    ])
+
+let arguments = tool.parseOrExit()
+let image = arguments.value("image")!, mountPoint = arguments.value("mount-point")!
+
+do {
+    switch arguments.command {
+    case "mount":
+        // Idempotent, and the image is only a fallback: a btrfs already mounted there (this image,
+        // or a real disk from fstab) is left as it is and used.
+        if let existing = try MountInfo.read().last(where: { $0.mountPoint == mountPoint }), existing.fsType == "btrfs" {
+            print("replica-store: btrfs from \(existing.source) is already mounted on \(mountPoint); using it")
+            break
+        }
+        let opened = try EmbeddedStore.mount(image: image, at: mountPoint)
+        opened.mounted.leaveMounted()
+        let made = opened.createdImage ? "made \(EmbeddedStore.defaultSize >> 30) GiB sparse with mkfs.btrfs" : "reused"
+        print("replica-store: \(image) (\(made)) mounted on \(mountPoint) from \(opened.mounted.device)")
+    case "unmount":
+        guard let mounted = try MountedImage.mounted(at: mountPoint) else {
+            print("replica-store: no loop-mounted store on \(mountPoint); nothing to do")
+            break
+        }
+        try mounted.unmount()
+        print("replica-store: unmounted \(mountPoint); \(mounted.device) released \(mounted.image)")
+    default:
+        guard let mounted = try MountedImage.mounted(at: mountPoint) else {
+            printError("replica-store: no loop-mounted store on \(mountPoint); mount it with: replica-store mount")
+            exit(ExitCode.notConfigured)
+        }
+        let store = try Store(path: mountPoint)
+        let space = try store.space()
+        print("store      \(mountPoint) (btrfs\(space.readOnly ? ", read-only" : ""))")
+        print("image      \(mounted.image) on \(mounted.device)")
+        print("space      \(space.available >> 20) MiB free of \(space.total >> 20) MiB")
+        var table = Table(["SUBVOLUME", "SNAPSHOTS", "NEWEST"])
+        for name in try store.subvolumes() {
+            let snapshots = try store.snapshots(of: name)
+            table.append([name, "\(snapshots.count)", snapshots.last?.name.time.description ?? "-"])
+        }
+        print("\n\(table)")
+    }
+} catch {
+    printError("replica-store: \(error)")
+    exit(ExitCode.failure)
+}
