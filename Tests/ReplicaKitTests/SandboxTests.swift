@@ -123,6 +123,37 @@ import Testing
         }
     }
 
+    /// As systemd does: missing mount points are made, directories for tmpfs and directory binds,
+    /// an empty file for a file bind, also inside a tmpfs of the plan and under a read-only root.
+    @Test(arguments: methods)
+    func missingMountPointsAreMadeAsSystemdMakesThem(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            for d in ["source", "view"] { mkdir("\(dir)/\(d)", 0o755) }
+            try Self.write("\(dir)/source/file.conf", "config\n")
+            var plan = SandboxPlan()
+            plan.temporaryDirectories = [TemporaryDirectory("\(dir)/view/run", mode: 0o755)]
+            plan.binds = [
+                Bind("\(dir)/source", to: "\(dir)/view/new/state", readOnly: false),
+                Bind("\(dir)/source/file.conf", to: "\(dir)/view/etc/app/file.conf", readOnly: true, recursive: false),
+                Bind("\(dir)/source", to: "\(dir)/view/run/inside/tmpfs", readOnly: true),
+            ]
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace(method: method)
+                try SandboxMounter.apply(plan, method: method)
+                let read = { (path: String) in
+                    (try? OwnedFD.open(path, O_RDONLY).readAll()).map { String(decoding: $0, as: UTF8.self) } ?? "missing"
+                }
+                return [read("\(dir)/view/new/state/file.conf"), read("\(dir)/view/etc/app/file.conf"),
+                        read("\(dir)/view/run/inside/tmpfs/file.conf"), "\(Self.createError("\(dir)/view"))"].joined(separator: "|")
+            }
+            #expect(seen == "config\n|config\n|config\n|\(EROFS)", "\(method)")
+            // Mount points made on the real root stay, as systemd's do; the one inside the tmpfs went with it.
+            #expect(try FileStatus.of("\(dir)/view/new/state").kind == .directory)
+            #expect(try FileStatus.of("\(dir)/view/etc/app/file.conf").kind == .regular)
+            #expect(access("\(dir)/view/run/inside", F_OK) == -1)
+        }
+    }
+
     @Test(arguments: methods)
     func aSymlinkedTargetIsRefusedAndNothingIsMounted(method: MountMethod) throws {
         try withTemporaryDirectory { dir in

@@ -59,23 +59,33 @@ public enum SandboxMounter {
         var prepared: [Prepared?] = []
         if newAPI {
             for step in steps { prepared.append(try prepare(step, host: host)) }
-            if plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: true, except: []) }
+            if plan.readOnlyRoot {
+                // Mount points outside the plan's own tmpfs must be made while the root is writable.
+                let temporary = plan.temporaryDirectories.map(\.path)
+                for (step, tree) in zip(steps, prepared) where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
+                    if let kind = mountPointKind(step, tree) { _ = try root.open(step.target, [.noSymlinks], creating: kind) }
+                }
+                try makeReadOnly(plan.root, newAPI: true, except: [])
+            }
         }
         for (index, step) in steps.enumerated() {
             switch step {
             case .temporary(let tmp):
-                let target = try root.open(tmp.path, [.noSymlinks, .directory])
+                let target = try root.open(tmp.path, [.noSymlinks, .directory], creating: .directory)
                 if newAPI, let tree = prepared[index] { try attach(tree.fd, onto: target, name: tmp.path) }
                 else { try mountTemporary(tmp, onto: target, newAPI: false) }
             case .bind(let bind):
                 if newAPI {
                     guard let tree = prepared[index] else { continue }  // an optional source that is missing
                     let kind: ResolveOptions = tree.isDirectory ? .directory : .regularFile
-                    try attach(tree.fd, onto: try root.open(bind.target, [.noSymlinks, kind]), name: bind.target)
+                    try attach(tree.fd, onto: try root.open(bind.target, [.noSymlinks, kind], creating: tree.isDirectory ? .directory : .regular),
+                               name: bind.target)
                 } else {
                     guard let source = try openSource(bind, host: host) else { continue }
-                    let kind: ResolveOptions = try source.status().kind == .directory ? .directory : .regularFile
-                    try bindMount(source, onto: try root.open(bind.target, [.noSymlinks, kind]), bind, newAPI: false)
+                    let isDirectory = try source.status().kind == .directory
+                    let target = try root.open(bind.target, [.noSymlinks, isDirectory ? .directory : .regularFile],
+                                               creating: isDirectory ? .directory : .regular)
+                    try bindMount(source, onto: target, bind, newAPI: false)
                 }
             case .inaccessible(let path):
                 try makeInaccessible(path, try root.open(path, [.noSymlinks, .noSpecialFiles]), newAPI: newAPI)
@@ -84,15 +94,47 @@ public enum SandboxMounter {
         if !newAPI && plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: false, except: plan.targets) }
     }
 
-    /// Resolves mount targets inside the plan's root, saying what to do when one is missing.
+    /// Resolves mount targets inside the plan's root, making missing ones first as systemd does:
+    /// the missing directories (0755) and, for a file, an empty file (0644), each made by descriptor
+    /// from its parent with `mkdirat`/`openat(O_CREAT|O_EXCL|O_NOFOLLOW)`, never through a symlink.
+    /// Like systemd's, a mount point made on the real root stays after the sandbox is gone; one made
+    /// inside a tmpfs of the plan goes with it.
     struct MountPoints: ~Copyable {
         let directory: RootDirectory
-        func open(_ path: String, _ options: ResolveOptions) throws(SystemError) -> OwnedFD {
-            do throws(SystemError) { return try directory.open(path, options) } catch where error.errno == .ENOENT {
-                var error = error
-                error.hint = "the mount point must exist (it may be hidden by a tmpfs this plan mounts above it); create it first"
-                throw error
+
+        func open(_ path: String, _ options: ResolveOptions, creating kind: FileStatus.Kind? = nil) throws(SystemError) -> OwnedFD {
+            do throws(SystemError) { return try directory.open(path, options) } catch where error.errno == .ENOENT && kind != nil {
+                try create(path, kind!)
+                return try directory.open(path, options)
             }
+        }
+
+        func create(_ path: String, _ kind: FileStatus.Kind) throws(SystemError) {
+            let components = path.split(separator: "/").map(String.init)
+            var parent = try directory.fd.duplicate()
+            for (index, name) in components.enumerated() {
+                let last = index == components.count - 1
+                if last && kind != .directory {
+                    let made = Glibc.openat(parent.rawValue, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o644)
+                    if made >= 0 { Glibc.close(made) } else if Errno.current != .EEXIST { throw SystemError.current("create mount point", [path]) }
+                    return
+                }
+                if mkdirat(parent.rawValue, name, 0o755) != 0 && Errno.current != .EEXIST {
+                    throw SystemError.current("mkdirat", [path], hint: "the mount point is missing and cannot be made here")
+                }
+                parent = try parent.openat(name, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
+            }
+        }
+    }
+
+    /// What a step's missing mount point is made as: a directory for a tmpfs or a directory bind, a
+    /// file for a file bind; nil for inaccessible paths (hiding what is not there is refused) and
+    /// optional binds whose source is missing.
+    static func mountPointKind(_ step: SandboxPlan.Step, _ tree: Prepared?) -> FileStatus.Kind? {
+        switch step {
+        case .temporary: .directory
+        case .bind: tree.map { $0.isDirectory ? FileStatus.Kind.directory : .regular }
+        case .inaccessible: nil
         }
     }
 
