@@ -46,13 +46,17 @@ func benchmarkSandbox() throws -> [Comparison] {
         BindPaths=\(dir)/c:\(dir)/view/c
         """
     try OwnedFD.open("\(dir)/profiles/bench.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(profile.utf8))
+    // The same work as unshare: a private mount namespace (rslave) and nothing mounted.
+    try OwnedFD.open("\(dir)/profiles/bare.service.conf", O_WRONLY | O_CREAT, mode: 0o644)
+        .writeAll(Array("[Sandbox]\nProtectSystem=no\n".utf8))
     let commands = [
         [Command.beside("replica-run"), "--profiles", "\(dir)/profiles", "bench", "--", "/bin/true"],
         ["bwrap", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "\(dir)/view/tmp",
          "--ro-bind", "\(dir)/a", "\(dir)/view/a", "--ro-bind", "\(dir)/b", "\(dir)/view/b", "--bind", "\(dir)/c", "\(dir)/view/c", "/bin/true"],
         ["unshare", "-m", "--propagation", "slave", "/bin/true"],
+        [Command.beside("replica-run"), "--profiles", "\(dir)/profiles", "bare", "--", "/bin/true"],
     ]
-    var runs: [[Double]] = [[], [], []]
+    var runs: [[Double]] = [[], [], [], []]
     for _ in 0..<60 {
         for (which, command) in commands.enumerated() {
             let began = monotonicNanoseconds()
@@ -65,6 +69,8 @@ func benchmarkSandbox() throws -> [Comparison] {
         Comparison(operation: "replica-run /bin/true (whole process, same mounts)", replica: medians[0],
                    tool: "bwrap, same mounts:", toolTime: medians[1]),
         Comparison(operation: "replica-run /bin/true (whole process, same mounts)", replica: medians[0],
+                   tool: "unshare -m --propagation slave (no mounts):", toolTime: medians[2]),
+        Comparison(operation: "replica-run /bin/true (private mount ns only)", replica: medians[3],
                    tool: "unshare -m --propagation slave:", toolTime: medians[2]),
         Comparison(operation: "sandbox setup in-process (ns, ro root, tmpfs, 3 binds)", replica: setup,
                    tool: "bwrap, same mounts (whole process):", toolTime: medians[1]),

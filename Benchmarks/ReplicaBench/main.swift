@@ -1,5 +1,6 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
-// Run as root for the btrfs figures: swift run -c release replica-bench
+// Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
+// Groups: resolution, snapshots, sandbox (default: all).
 import Glibc
 import ReplicaKit
 import ReplicaStore
@@ -157,15 +158,21 @@ let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0
 print("replica-bench: \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, Linux \(release); median of 5 rounds; "
       + "the usual tool is a whole process, as a user runs it")
 Comparison.printHeader()
+let groups = Array(CommandLine.arguments.dropFirst())
+func wanted(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
 do {
-    for row in try benchmarkResolution() { row.printRow() }
+    if wanted("resolution") { for row in try benchmarkResolution() { row.printRow() } }
     if (try? Capabilities.current().has(.sysAdmin)) == true {
-        for row in try benchmarkSnapshots() { row.printRow() }
-        for row in try benchmarkSnapshotSets() { row.printRow() }
-        for row in try benchmarkSandbox() { row.printRow() }
-        for row in try benchmarkRecursiveReadOnly() { row.printRow() }
+        if wanted("snapshots") {
+            for row in try benchmarkSnapshots() { row.printRow() }
+            for row in try benchmarkSnapshotSets() { row.printRow() }
+        }
+        if wanted("sandbox") {
+            for row in try benchmarkSandbox() { row.printRow() }
+            for row in try benchmarkRecursiveReadOnly() { row.printRow() }
+        }
     } else {
-        print("(btrfs figures skipped: they need root for the loop-mounted image)")
+        print("(btrfs and sandbox figures skipped: they need root)")
     }
 } catch {
     print("replica-bench: \(error)")

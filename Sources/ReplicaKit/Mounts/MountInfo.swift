@@ -11,17 +11,22 @@ public struct MountInfoEntry: Equatable, Sendable {
     public var root: String
     /// Where it is mounted, relative to the reading process's root.
     public var mountPoint: String
-    /// Per-mount options: `rw`, `ro`, `nosuid`, `nodev`, `noexec`, `relatime` …
-    public var mountOptions: [String]
+    /// Per-mount options as the kernel writes them: `rw,nosuid,relatime`.
+    public var mountOptionsText: String
     /// Optional fields: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`.
     public var optionalFields: [String]
     public var fsType: String
     public var source: String
-    /// Per-superblock options.
-    public var superOptions: [String]
+    /// Per-superblock options as the kernel writes them.
+    public var superOptionsText: String
 
-    /// Whether the mount itself is read-only.
-    public var isReadOnly: Bool { mountOptions.contains("ro") }
+    /// Per-mount options: `rw`, `ro`, `nosuid`, `nodev`, `noexec`, `relatime` … (split on use: a
+    /// sandbox reads the whole table on its start path and rarely needs them).
+    public var mountOptions: [String] { mountOptionsText.split(separator: ",").map(String.init) }
+    /// Per-superblock options.
+    public var superOptions: [String] { superOptionsText.split(separator: ",").map(String.init) }
+    /// Whether the mount itself is read-only (the kernel always writes `ro` or `rw` first).
+    public var isReadOnly: Bool { mountOptionsText == "ro" || mountOptionsText.hasPrefix("ro,") }
     /// The peer group when the mount is `shared:N`.
     public var sharedPeerGroup: Int? { optionalFields.lazy.compactMap { $0.fieldValue("shared:") }.first }
     /// The peer group it receives from when `master:N` (a slave mount).
@@ -57,7 +62,7 @@ public enum MountInfo {
                 }
             }
             if end > start {
-                entries.append(try parseLine(bytes[start..<end], location: "\(source):\(lineNumber)"))
+                entries.append(try parseLine(bytes[start..<end], source: source, line: lineNumber))
             }
             start = end + 1
         }
@@ -76,10 +81,10 @@ public enum MountInfo {
         return try parse(try fd.readAll(limit: maxFileSize, name: path), source: path)
     }
 
-    static func parseLine(_ line: ArraySlice<UInt8>, location: String) throws(SystemError) -> MountInfoEntry {
+    static func parseLine(_ line: ArraySlice<UInt8>, source: String, line number: Int) throws(SystemError) -> MountInfoEntry {
         let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
         func invalid(_ why: String) -> SystemError {
-            SystemError("mountinfo", [location], errno: .EINVAL, hint: why)
+            SystemError("mountinfo", ["\(source):\(number)"], errno: .EINVAL, hint: why)
         }
         guard let dash = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }) else {
             throw invalid("no \" - \" separator before the filesystem type")
@@ -96,10 +101,10 @@ public enum MountInfo {
         return MountInfoEntry(
             mountID: mountID, parentID: parentID, major: major, minor: minor,
             root: unescape(fields[3]), mountPoint: unescape(fields[4]),
-            mountOptions: unescape(fields[5]).split(separator: ",").map(String.init),
+            mountOptionsText: unescape(fields[5]),
             optionalFields: fields[6..<dash].map { unescape($0) },
             fsType: unescape(fields[dash + 1]), source: unescape(fields[dash + 2]),
-            superOptions: unescape(fields[dash + 3]).split(separator: ",").map(String.init))
+            superOptionsText: unescape(fields[dash + 3]))
     }
 
     /// Undoes the kernel's `\ooo` octal escapes (`\040` is a space).
