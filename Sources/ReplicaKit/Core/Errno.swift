@@ -42,6 +42,9 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let EWOULDBLOCK = Errno(rawValue: Glibc.EWOULDBLOCK)
     public static let ESTALE = Errno(rawValue: Glibc.ESTALE)
     public static let ENOTEMPTY = Errno(rawValue: Glibc.ENOTEMPTY)
+    public static let ENODEV = Errno(rawValue: Glibc.ENODEV)
+    public static let EPROTO = Errno(rawValue: Glibc.EPROTO)
+    public static let EADDRNOTAVAIL = Errno(rawValue: Glibc.EADDRNOTAVAIL)
 
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",
@@ -58,6 +61,6 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         Glibc.EADDRINUSE: "EADDRINUSE", Glibc.EADDRNOTAVAIL: "EADDRNOTAVAIL", Glibc.ENETUNREACH: "ENETUNREACH",
         Glibc.ECONNREFUSED: "ECONNREFUSED", Glibc.ETIMEDOUT: "ETIMEDOUT", Glibc.EALREADY: "EALREADY",
         Glibc.EPROTONOSUPPORT: "EPROTONOSUPPORT", Glibc.ENOBUFS: "ENOBUFS", Glibc.EMSGSIZE: "EMSGSIZE",
-        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE",
+        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN",
     ]
 }

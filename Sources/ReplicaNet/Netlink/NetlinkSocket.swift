@@ -1,18 +1,50 @@
 import CMnl
+import CReplicaShim
 import Glibc
 import ReplicaKit
 
 /// An rtnetlink socket owned by one value (`mnl_socket_open(NETLINK_ROUTE)` + `mnl_socket_bind`),
-/// closed when the value goes away. It talks to the network namespace of the thread that opened it.
+/// closed when the value goes away. It acts in the network namespace it was opened in — the
+/// caller's, or a named one (`init(namespace:)`), for as long as it lives, whatever thread uses it.
+/// Extended acks are on (`NETLINK_EXT_ACK`, `NETLINK_CAP_ACK`), so kernel errors carry their text.
 public struct NetlinkSocket: ~Copyable {
     private let socket: OpaquePointer
     /// The port id the kernel assigned (`mnl_socket_get_portid`).
     public let portID: UInt32
     private var sequence: UInt32
 
-    /// Opens and binds a route netlink socket.
+    /// Opens and binds a route netlink socket in the calling thread's network namespace.
     public init() throws(NetError) {
-        guard let socket = mnl_socket_open(NETLINK_ROUTE) else { throw NetError("mnl_socket_open", errno: .current) }
+        let fd = Glibc.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
+        guard fd >= 0 else { throw NetError("socket(AF_NETLINK)", errno: .current) }
+        try self.init(adopting: fd)
+    }
+
+    /// Opens the socket inside the network namespace pinned at `/run/netns/NAME` (`ip -n NAME`):
+    /// made on a dedicated thread that joined it; the caller's thread never changes namespace.
+    public init(namespace name: String) throws(NetError) {
+        let path = "\(NetworkNamespace.directory)/\(name)"
+        let fd = try kit { () throws(SystemError) in
+            try DedicatedThread.run { () throws(SystemError) -> Int32 in
+                let namespace = try OwnedFD.open(path, O_RDONLY)
+                _ = try syscall("setns", path) { replica_setns(namespace.rawValue, replica_CLONE_NEWNET) }
+                return try syscall("socket(AF_NETLINK)", path) {
+                    Glibc.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
+                }
+            }
+        }
+        try self.init(adopting: fd)
+    }
+
+    private init(adopting fd: Int32) throws(NetError) {
+        var on: Int32 = 1
+        for option in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
+            _ = setsockopt(fd, SOL_NETLINK, option, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        guard let socket = mnl_socket_fdopen(fd) else {
+            Glibc.close(fd)
+            throw NetError("mnl_socket_fdopen", errno: .current)
+        }
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let errno = Errno.current
             mnl_socket_close(socket)
@@ -25,47 +57,150 @@ public struct NetlinkSocket: ~Copyable {
 
     deinit { mnl_socket_close(socket) }
 
-    /// The names of every link in this namespace: `ip -o link show | cut -d: -f2`
-    /// (an `RTM_GETLINK` dump).
-    public mutating func linkNames() throws(NetError) -> [String] {
-        var buffer = [UInt8](repeating: 0, count: 32768)
+    /// Sends one request and waits for its answer: the data messages it returned (a `get` or a
+    /// dump), or the kernel's error as a `NetError` naming `operation` and `objects`.
+    @discardableResult
+    public mutating func perform(_ message: consuming NetlinkMessage, _ operation: String,
+                                 _ objects: [String] = []) throws(NetError) -> [NetlinkReply] {
         sequence &+= 1
-        let seq = sequence
-        let length: Int = buffer.withUnsafeMutableBytes { raw in
-            let header = mnl_nlmsg_put_header(raw.baseAddress)!
-            header.pointee.nlmsg_type = UInt16(RTM_GETLINK)
-            header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-            header.pointee.nlmsg_seq = seq
-            let info = mnl_nlmsg_put_extra_header(header, MemoryLayout<ifinfomsg>.size)!
-                .assumingMemoryBound(to: ifinfomsg.self)
-            info.pointee.ifi_family = UInt8(AF_UNSPEC)
-            return Int(header.pointee.nlmsg_len)
-        }
-        let sent = buffer.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, length) }
-        guard sent >= 0 else { throw NetError("sendto(RTM_GETLINK)", errno: .current) }
-        let collector = NameCollector()
-        let context = Unmanaged.passUnretained(collector).toOpaque()
+        message.sequence = sequence
+        let sent = mnl_socket_sendto(socket, message.start, message.length)
+        guard sent >= 0 else { throw NetError(operation, objects, errno: .current) }
+        var replies: [NetlinkReply] = []
+        var buffer = [UInt8](repeating: 0, count: 32768)
         while true {
-            let received = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
-            guard received >= 0 else { throw NetError("recvfrom(RTM_GETLINK)", errno: .current) }
-            let status = buffer.withUnsafeBytes {
-                mnl_cb_run($0.baseAddress, received, seq, portID, { header, data in
-                    let collector = Unmanaged<NameCollector>.fromOpaque(data!).takeUnretainedValue()
-                    return mnl_attr_parse(header, UInt32(MemoryLayout<ifinfomsg>.size), { attribute, data in
-                        if mnl_attr_get_type(attribute) == IFLA_IFNAME, let name = mnl_attr_get_str(attribute) {
-                            Unmanaged<NameCollector>.fromOpaque(data!).takeUnretainedValue().names.append(String(cString: name))
-                        }
-                        return MNL_CB_OK
-                    }, Unmanaged.passUnretained(collector).toOpaque())
-                }, context)
+            let received = try receive(&buffer, operation, objects)
+            for reply in NetlinkReply.split(buffer[0..<received]) where reply.sequence == sequence {
+                switch reply.type {
+                case Int(NLMSG_ERROR):
+                    if let error = reply.error(operation, objects) { throw error }
+                    return replies  // an ack: success
+                case Int(NLMSG_DONE): return replies
+                default:
+                    replies.append(reply)
+                    if reply.flags & Int(NLM_F_MULTI) == 0 { return replies }  // a single answer to a get
+                }
             }
-            if status < 0 { throw NetError("RTM_GETLINK", errno: .current) }
-            if status == MNL_CB_STOP { return collector.names }
         }
     }
 
-    /// Gathers names during one dump on the calling thread only; never shared.
-    private final class NameCollector {
-        var names: [String] = []
+    /// Sends several requests in one `sendto` and collects each one's acknowledgement: the
+    /// failures, by position (`ip -batch`, without the process per request). For teardown.
+    public mutating func batch(_ messages: [BatchRequest]) throws(NetError) -> [Int: NetError] {
+        var bytes: [UInt8] = []
+        var positions: [UInt32: Int] = [:]
+        for (index, request) in messages.enumerated() {
+            sequence &+= 1
+            positions[sequence] = index
+            var encoded = request.bytes
+            withUnsafeBytes(of: sequence) { encoded.replaceSubrange(8..<12, with: $0) }
+            bytes += encoded
+        }
+        let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
+        guard sent >= 0 else { throw NetError("sendto(batch)", errno: .current) }
+        var failures: [Int: NetError] = [:]
+        var pending = Set(positions.keys)
+        var buffer = [UInt8](repeating: 0, count: 32768)
+        while !pending.isEmpty {
+            let received = try receive(&buffer, "batch", [])
+            for reply in NetlinkReply.split(buffer[0..<received]) where reply.type == Int(NLMSG_ERROR) {
+                guard let index = positions[reply.sequence], pending.remove(reply.sequence) != nil else { continue }
+                if let error = reply.error(messages[index].operation, messages[index].objects) { failures[index] = error }
+            }
+        }
+        return failures
     }
+
+    private func receive(_ buffer: inout [UInt8], _ operation: String, _ objects: [String]) throws(NetError) -> Int {
+        let socket = self.socket
+        while true {
+            let received = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
+            if received >= 0 { return received }
+            if Errno.current == .EINTR { continue }
+            throw NetError(operation, objects, errno: .current)
+        }
+    }
+}
+
+/// One request of a batch: its bytes and how to name it in an error.
+public struct BatchRequest: Sendable {
+    public var bytes: [UInt8]
+    public var operation: String
+    public var objects: [String]
+
+    public init(_ message: borrowing NetlinkMessage, _ operation: String, _ objects: [String] = []) {
+        (bytes, self.operation, self.objects) = (message.bytes, operation, objects)
+    }
+}
+
+/// One message the kernel sent back, with its payload.
+public struct NetlinkReply: Sendable {
+    public var type: Int
+    public var flags: Int
+    public var sequence: UInt32
+    /// What follows the 16-byte header.
+    public var payload: [UInt8]
+
+    static func split(_ bytes: ArraySlice<UInt8>) -> [NetlinkReply] {
+        var replies: [NetlinkReply] = []
+        var offset = bytes.startIndex
+        while bytes.endIndex - offset >= 16 {
+            let length = Int(bytes.u32(at: offset))
+            guard length >= 16, offset + length <= bytes.endIndex else { break }
+            replies.append(NetlinkReply(type: Int(bytes.u16(at: offset + 4)), flags: Int(bytes.u16(at: offset + 6)),
+                                        sequence: bytes.u32(at: offset + 8), payload: Array(bytes[(offset + 16)..<(offset + length)])))
+            offset += (length + 3) & ~3
+        }
+        return replies
+    }
+
+    /// For an `NLMSG_ERROR`: nil when it is an ack (error 0), else the error with the extended ack
+    /// message (`NLMSGERR_ATTR_MSG`) when the kernel sent one.
+    func error(_ operation: String, _ objects: [String]) -> NetError? {
+        guard payload.count >= 4 else { return NetError(operation, objects, errno: .EPROTO) }
+        let code = Int32(bitPattern: payload[...].u32(at: 0))
+        guard code != 0 else { return nil }
+        var message: String?
+        if flags & Int(NLM_F_ACK_TLVS) != 0 {
+            // With NETLINK_CAP_ACK the echoed request is only its header: TLVs start after 4 + 16.
+            let attributes = NetlinkAttributes(payload[20...])
+            message = attributes.string(Int(NLMSGERR_ATTR_MSG.rawValue))
+        }
+        return NetError(operation, objects, errno: Errno(rawValue: -code), kernelMessage: message)
+    }
+}
+
+/// The attributes (`struct nlattr` TLVs) of a message, by type; the last of each type wins.
+public struct NetlinkAttributes: Sendable {
+    public private(set) var values: [Int: [UInt8]] = [:]
+
+    public init(_ bytes: ArraySlice<UInt8>) {
+        var offset = bytes.startIndex
+        while bytes.endIndex - offset >= 4 {
+            let length = Int(bytes.u16(at: offset))
+            guard length >= 4, offset + length <= bytes.endIndex else { break }
+            let type = Int(bytes.u16(at: offset + 2)) & 0x3fff  // NLA_TYPE_MASK: without NLA_F_NESTED, NLA_F_NET_BYTEORDER
+            values[type] = Array(bytes[(offset + 4)..<(offset + length)])
+            offset += (length + 3) & ~3
+        }
+    }
+
+    public func string(_ type: Int) -> String? {
+        values[type].map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    public func u32(_ type: Int) -> UInt32? {
+        guard let value = values[type], value.count >= 4 else { return nil }
+        return value[...].u32(at: 0)
+    }
+
+    public func nested(_ type: Int) -> NetlinkAttributes? { values[type].map { NetlinkAttributes($0[...]) } }
+}
+
+extension ArraySlice<UInt8> {
+    /// Host-order integers, as netlink carries them.
+    func u32(at offset: Int) -> UInt32 {
+        UInt32(self[offset]) | UInt32(self[offset + 1]) << 8 | UInt32(self[offset + 2]) << 16 | UInt32(self[offset + 3]) << 24
+    }
+    func u16(at offset: Int) -> UInt16 { UInt16(self[offset]) | UInt16(self[offset + 1]) << 8 }
 }
