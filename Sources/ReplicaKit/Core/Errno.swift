@@ -45,6 +45,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ENODEV = Errno(rawValue: Glibc.ENODEV)
     public static let EPROTO = Errno(rawValue: Glibc.EPROTO)
     public static let EADDRNOTAVAIL = Errno(rawValue: Glibc.EADDRNOTAVAIL)
+    public static let ECANCELED = Errno(rawValue: Glibc.ECANCELED)
 
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",
@@ -61,6 +62,6 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         Glibc.EADDRINUSE: "EADDRINUSE", Glibc.EADDRNOTAVAIL: "EADDRNOTAVAIL", Glibc.ENETUNREACH: "ENETUNREACH",
         Glibc.ECONNREFUSED: "ECONNREFUSED", Glibc.ETIMEDOUT: "ETIMEDOUT", Glibc.EALREADY: "EALREADY",
         Glibc.EPROTONOSUPPORT: "EPROTONOSUPPORT", Glibc.ENOBUFS: "ENOBUFS", Glibc.EMSGSIZE: "EMSGSIZE",
-        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN",
+        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN", Glibc.ECANCELED: "ECANCELED",
     ]
 }

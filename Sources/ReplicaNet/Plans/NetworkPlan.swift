@@ -1,0 +1,67 @@
+/// A service's network as a value: a named namespace, a veth pair whose host end is enslaved to a
+/// bridge and whose other end is born inside the namespace, and the addresses and routes in there —
+/// "netns svc-a, veth to bridge br-replica, 10.88.0.5/24, default via 10.88.0.1". It is printed,
+/// compared and validated without privileges; `apply`, `teardown` and `check` act on the kernel.
+public struct NetworkPlan: Equatable, Sendable {
+    public struct RouteSpec: Equatable, Sendable {
+        public var destination: IPPrefix
+        public var gateway: IPPrefix?
+        public init(_ destination: IPPrefix, via gateway: IPPrefix?) { (self.destination, self.gateway) = (destination, gateway) }
+    }
+
+    /// Pinned as `/run/netns/NAME`.
+    public var namespace: String
+    /// The veth end on the host (default `rv-` and the namespace's first 12 bytes).
+    public var hostLink: String
+    /// The veth end inside the namespace.
+    public var innerLink = "eth0"
+    /// The bridge the host end joins; made (with `bridgeAddress`, up) when missing, and then only
+    /// removed again if applying fails. An existing bridge is used, never changed.
+    public var bridge: String?
+    public var bridgeAddress: IPPrefix?
+    public var addresses: [IPPrefix] = []
+    public var routes: [RouteSpec] = []
+    public var mtu: UInt32?
+
+    public init(namespace: String, hostLink: String? = nil) {
+        self.namespace = namespace
+        self.hostLink = hostLink ?? "rv-" + String(decoding: namespace.utf8.prefix(12), as: UTF8.self)
+    }
+
+    /// Refuses what cannot be applied, before anything is made: names (`InterfaceName`,
+    /// `NetworkNamespace.validate`), routes whose gateway is in no address's network.
+    public func validate() throws(NetError) {
+        try NetworkNamespace.validate(name: namespace)
+        for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) { try InterfaceName.validate(name) }
+        guard hostLink != bridge else {
+            throw NetError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
+        }
+        for route in routes {
+            guard let gateway = route.gateway else { continue }
+            guard gateway.family == route.destination.family, addresses.contains(where: { $0.contains(gateway) }) else {
+                throw NetError("network plan", ["\(route.destination) via \(gateway.addressText)"], errno: .EINVAL,
+                               hint: "the gateway is not in the network of any address of \(innerLink)")
+            }
+        }
+    }
+
+    /// The plan as `ip` commands, for `--dry-run` and the docs.
+    public var commands: [String] {
+        var lines = ["ip netns add \(namespace)"]
+        if let bridge {
+            lines.append("ip link add \(bridge) type bridge   # when missing")
+            if let bridgeAddress { lines.append("ip addr add \(bridgeAddress) dev \(bridge)") }
+            lines.append("ip link set \(bridge) up")
+        }
+        lines.append("ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)")
+        lines.append("ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up")
+        lines.append("ip -n \(namespace) link set lo up")
+        lines.append("ip -n \(namespace) link set \(innerLink)\(mtu.map { " mtu \($0)" } ?? "") up")
+        for address in addresses { lines.append("ip -n \(namespace) addr add \(address) dev \(innerLink)") }
+        for route in routes {
+            let destination = route.destination.length == 0 ? "default" : route.destination.description
+            lines.append("ip -n \(namespace) route add \(destination)\(route.gateway.map { " via \($0.addressText)" } ?? "") dev \(innerLink)")
+        }
+        return lines
+    }
+}

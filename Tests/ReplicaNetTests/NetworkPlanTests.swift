@@ -1,0 +1,208 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaTestSupport
+import Synchronization
+import Testing
+
+/// Network plans against the real kernel, checked with `ip` as an operator would. Every test uses
+/// names and a subnet of its own (tests run in parallel), and compares only its own objects.
+@Suite(.requiresRoot, .serialized) struct NetworkPlanTests {
+    static let counter = Atomic<Int>(0)
+
+    /// A plan "netns N, veth to bridge B, 10.X.0.5/24, default via 10.X.0.1" with fresh names.
+    static func plan(bridgeAddress: Bool = true) throws -> NetworkPlan {
+        let n = counter.add(1, ordering: .relaxed).newValue
+        let tag = "\(getpid() % 100_000)x\(n)"
+        let subnet = 200 + n % 50
+        var plan = NetworkPlan(namespace: "rt-\(tag)", hostLink: "rv\(tag)")
+        plan.bridge = "rb\(tag)"
+        if bridgeAddress { plan.bridgeAddress = try IPPrefix("10.\(subnet).0.1/24") }
+        plan.addresses = [try IPPrefix("10.\(subnet).0.5/24")]
+        plan.routes = [.init(try IPPrefix("0.0.0.0/0"), via: try IPPrefix("10.\(subnet).0.1"))]
+        return plan
+    }
+
+    /// What `ip` shows of this plan's objects: links, addresses, routes and the netns pin.
+    static func seen(_ plan: NetworkPlan) throws -> String {
+        let names = [plan.hostLink, plan.bridge ?? "-", plan.namespace]
+        let subnet = plan.addresses.first.map { $0.network.addressText.split(separator: ".").prefix(2).joined(separator: ".") } ?? "-"
+        let mine = { (line: Substring) in names.contains { line.contains($0) } || line.contains(subnet + ".") }
+        var lines: [String] = []
+        for command in [["ip", "-o", "-d", "link", "show"], ["ip", "-o", "addr", "show"], ["ip", "route", "show"]] {
+            lines += try Command.check(command).split(separator: "\n").filter(mine).map(String.init)
+        }
+        lines += NetworkNamespace.list().filter { $0 == plan.namespace }.map { "netns \($0)" }
+        return lines.joined(separator: "\n")
+    }
+
+    static func cleanUp(_ plan: NetworkPlan) {
+        try? plan.teardown()
+        if let bridge = plan.bridge { try? NetworkPlan.deleteLinks([bridge]) }
+    }
+
+    @Test func appliesChecksAndTearsDownLikeIpWould() throws {
+        let plan = try Self.plan()
+        defer { Self.cleanUp(plan) }
+        let report = try plan.apply()
+        #expect(report.count >= 5, "\(report)")
+        #expect(try plan.check() == [])
+        let inside = try Command.check(["ip", "-n", plan.namespace, "-o", "addr", "show", "dev", "eth0"])
+        #expect(inside.contains(plan.addresses[0].description))
+        let routes = try Command.check(["ip", "-n", plan.namespace, "route", "show"])
+        #expect(routes.contains("default via \(plan.routes[0].gateway!.addressText) dev eth0"), "\(routes)")
+        let port = try Command.check(["ip", "-o", "link", "show", plan.hostLink])
+        #expect(port.contains("master \(plan.bridge!)") && port.contains("state UP") || port.contains(",UP"), "\(port)")
+
+        // Drift is reported, not repaired.
+        try Command.check(["ip", "-n", plan.namespace, "addr", "flush", "dev", "eth0"])
+        #expect(try plan.check().contains { $0.contains("lacks \(plan.addresses[0])") })
+
+        try plan.teardown()
+        try plan.teardown()  // idempotent
+        #expect(!NetworkNamespace.list().contains(plan.namespace))
+        #expect(!(try Command.run(["ip", "link", "show", plan.hostLink]).status.isSuccess))
+        #expect(try Command.run(["ip", "link", "show", plan.bridge!]).status.isSuccess, "the shared bridge stays")
+    }
+
+    @Test func trafficFlowsFromTheNamespaceToTheBridgeGateway() throws {
+        let plan = try Self.plan()
+        defer { Self.cleanUp(plan) }
+        try plan.apply()
+        let gateway = plan.routes[0].gateway!.addressText
+        let listener = try TCPListener(address: gateway)
+        let port = listener.port
+        let answer = try NetworkNamespace.run(in: plan.namespace) { () throws(SystemError) -> String in
+            try TCPListener.exchange(with: gateway, port: port, sending: "hello from \(plan.namespace)")
+        }
+        #expect(answer == "hello from \(plan.namespace)")
+    }
+
+    @Test func aFailureAtAnyStepLeavesNothingBehind() throws {
+        var step = 0
+        while true {
+            let plan = try Self.plan()
+            let before = try Self.seen(plan)
+            do {
+                try plan.apply(injectingFailureAt: step)
+            } catch {
+                #expect(error.errno == .ECANCELED, "step \(step): \(error)")
+                #expect(try Self.seen(plan) == before, "step \(step) left objects behind")
+                step += 1
+                continue
+            }
+            // Past the last step: the plan applied whole; every step before it was tried.
+            #expect(try plan.check() == [])
+            Self.cleanUp(plan)
+            break
+        }
+        #expect(step >= 9, "only \(step) steps were injected")
+    }
+
+    @Test func aNameThatIsTakenIsRefusedAndTheLinkLeftAlone() throws {
+        var plan = try Self.plan()
+        plan.bridge = nil
+        defer { Self.cleanUp(plan) }
+        try Command.check(["ip", "link", "add", plan.hostLink, "type", "bridge"])  // dummy is not in every kernel
+        defer { _ = try? Command.run(["ip", "link", "del", plan.hostLink]) }
+        let before = try Command.check(["ip", "-d", "link", "show", plan.hostLink])
+        let error = #expect(throws: NetError.self) { try plan.apply() }
+        #expect(error?.errno == .EEXIST && error?.hint?.contains("left untouched") == true, "\(String(describing: error))")
+        #expect(try Command.check(["ip", "-d", "link", "show", plan.hostLink]) == before)
+        #expect(!NetworkNamespace.list().contains(plan.namespace))
+    }
+
+    @Test func anExistingBridgeIsUsedAndNeverChanged() throws {
+        let plan = try Self.plan(bridgeAddress: false)
+        defer { Self.cleanUp(plan) }
+        try Command.check(["ip", "link", "add", plan.bridge!, "type", "bridge"])
+        try Command.check(["ip", "addr", "add", plan.routes[0].gateway!.addressText + "/24", "dev", plan.bridge!])
+        let before = try Command.check(["ip", "-o", "addr", "show", "dev", plan.bridge!])
+        try plan.apply()
+        try plan.teardown()
+        #expect(try Command.check(["ip", "-o", "addr", "show", "dev", plan.bridge!]) == before)
+    }
+
+    @Test func aThousandCyclesReturnToTheBaseline() throws {
+        var plan = try Self.plan()
+        defer { Self.cleanUp(plan) }
+        plan.routes = []
+        try plan.apply()  // the bridge is made once; the cycles reuse it
+        try plan.teardown()
+        let fds = { (try? DirectoryEntries.names(in: OwnedFD.open("/proc/self/fd", O_RDONLY | O_DIRECTORY)).count) ?? -1 }
+        var socket = try NetlinkSocket()
+        let links = try socket.links().count
+        let namespaces = NetworkNamespace.list().count
+        let descriptors = fds()
+        for _ in 0..<1000 {
+            try plan.apply()
+            try plan.teardown()
+        }
+        #expect(try socket.links().count == links)
+        #expect(NetworkNamespace.list().count == namespaces)
+        #expect(fds() == descriptors)
+    }
+}
+
+/// A one-connection TCP echo listener on the host, for traffic checks.
+final class TCPListener: Sendable {
+    let fd: Int32
+    let port: UInt16
+
+    init(address: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 1) == 0 else { throw SystemError.current("bind/listen", [address]) }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = UInt16(bigEndian: addr.sin_port)
+        self.port = port
+        let listening = fd
+        BackgroundThread.detach {
+            let client = accept(listening, nil, nil)
+            guard client >= 0 else { return }
+            var buffer = [UInt8](repeating: 0, count: 256)
+            let n = read(client, &buffer, buffer.count)
+            if n > 0 { _ = write(client, buffer, n) }
+            close(client)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Connects, sends `text`, returns what comes back.
+    static func exchange(with address: String, port: UInt16, sending text: String) throws(SystemError) -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw SystemError.current("connect", ["\(address):\(port)"]) }
+        _ = write(fd, text, text.utf8.count)
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = read(fd, &buffer, buffer.count)
+        return String(decoding: buffer.prefix(max(0, n)), as: UTF8.self)
+    }
+}
+
+/// A detached pthread for a background helper.
+enum BackgroundThread {
+    static func detach(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box)
+        pthread_detach(thread)
+    }
+}
