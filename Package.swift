@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "replica-snap", targets: ["replica-snap"]),
         .executable(name: "replica-run", targets: ["replica-run"]),
         .executable(name: "replica-shift", targets: ["replica-shift"]),
+        .executable(name: "replica-net", targets: ["replica-net"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
     ],
     dependencies: [
@@ -52,6 +53,9 @@ let package = Package(
         .executableTarget(name: "replica-store",
                           dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-store", swiftSettings: strict),
+
+        .executableTarget(name: "replica-net", dependencies: ["ReplicaKit", "ReplicaNet"],
+                          path: "Sources/Tools/replica-net", swiftSettings: strict),
 
         .executableTarget(name: "replica-snap",
                           dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],

@@ -6,6 +6,10 @@ public struct ProfileSetting: Equatable, Sendable {
     public var file: String
     public var line: Int
 
+    public init(section: String, key: String, value: String, file: String, line: Int) {
+        (self.section, self.key, self.value, self.file, self.line) = (section, key, value, file, line)
+    }
+
     /// `web.service.conf:12`, for messages.
     public var location: String { "\(file):\(line)" }
 

@@ -1,0 +1,95 @@
+import Glibc
+import ReplicaKit
+
+/// The addresses of a bridge's IPv4 subnet, handed out by owner name as CNI's host-local plugin
+/// does, so nobody assigns them by hand: one file per leased address,
+/// `/var/lib/replica/net/leases/10.88.0.0-24/10.88.0.5`, holding its owner, written under an
+/// exclusive `flock` of the subnet's `.lock` so concurrent leases never hand out one twice. The
+/// first host address is the gateway (the bridge's own); leases start after it.
+public struct AddressPool: Sendable {
+    public let subnet: IPPrefix
+    public let directory: String
+    public static let defaultRoot = "/var/lib/replica/net/leases"
+
+    public init(subnet: IPPrefix, root: String = defaultRoot) throws(NetError) {
+        guard subnet.family == AF_INET, (8...30).contains(subnet.length) else {
+            throw NetError("address pool", [subnet.description], errno: .EINVAL, hint: "an IPv4 subnet from /8 to /30")
+        }
+        self.subnet = subnet.network
+        directory = "\(root)/\(self.subnet.addressText)-\(subnet.length)"
+    }
+
+    /// The subnet's first host address, with the subnet's length: the bridge's address.
+    public var gateway: IPPrefix { host(1) }
+
+    func host(_ n: UInt32) -> IPPrefix {
+        let base = subnet.address.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } + n
+        return IPPrefix(address: [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: base >> $0) }, length: subnet.length)
+    }
+
+    /// The owner's address: the one it already holds, else the lowest free one. `dryRun` only
+    /// says which it would be.
+    public func lease(for owner: String, dryRun: Bool = false) throws(NetError) -> IPPrefix {
+        try Self.validate(owner: owner)
+        return try locked { () throws(NetError) -> IPPrefix in
+            let current = try leases()
+            if let held = current.first(where: { $0.owner == owner }) { return held.address }
+            let taken = Set(current.map(\.address.address))
+            let hosts = UInt32(1) << (32 - subnet.length) - 2
+            for n in 2...hosts where !taken.contains(host(n).address) {
+                let address = host(n)
+                if dryRun { return address }
+                try kit { () throws(SystemError) in
+                    try RootDirectory(directory).writeFileAtomically(address.addressText, contents: Array("\(owner)\n".utf8), mode: 0o644)
+                }
+                return address
+            }
+            throw NetError("lease address", [subnet.description, owner], errno: .EADDRNOTAVAIL,
+                           hint: "every address of \(subnet) is leased; release some (replica-net down) or use a larger subnet")
+        }
+    }
+
+    /// Gives the owner's address back; nothing to give back is fine.
+    public func release(_ owner: String) throws(NetError) {
+        try Self.validate(owner: owner)
+        try locked { () throws(NetError) in
+            for lease in try leases() where lease.owner == owner { unlink("\(directory)/\(lease.address.addressText)") }
+        }
+    }
+
+    /// Every lease, by address.
+    public func leases() throws(NetError) -> [(address: IPPrefix, owner: String)] {
+        guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
+        var found: [(address: IPPrefix, owner: String)] = []
+        for name in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: fd) }) {
+            guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4,
+                  let owner = try? fd.openat(name, O_RDONLY | O_NOFOLLOW).readAll(limit: 4096) else { continue }
+            found.append((IPPrefix(address: bytes, length: subnet.length),
+                          String(decoding: owner, as: UTF8.self).trimmingCharacters(in: "\n")))
+        }
+        return found.sorted { $0.address.address.lexicographicallyPrecedes($1.address.address) }
+    }
+
+    private func locked<T>(_ body: () throws(NetError) -> T) throws(NetError) -> T {
+        try kit { () throws(SystemError) in try createDirectories(directory, mode: 0o755) }
+        let lock = try kit { () throws(SystemError) in try OwnedFD.open("\(directory)/.lock", O_RDWR | O_CREAT, mode: 0o644) }
+        while flock(lock.rawValue, LOCK_EX) != 0 {
+            guard Errno.current == .EINTR else { throw NetError("flock", ["\(directory)/.lock"], errno: .current) }
+        }
+        return try body()
+    }
+
+    static func validate(owner: String) throws(NetError) {
+        guard !owner.isEmpty, owner.utf8.count <= 255, !owner.contains("\n") else {
+            throw NetError("lease address", [owner], errno: .EINVAL, hint: "an owner is a service name: one line, 1 to 255 bytes")
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var text = Substring(self)
+        while text.last == set { text = text.dropLast() }
+        return String(text)
+    }
+}

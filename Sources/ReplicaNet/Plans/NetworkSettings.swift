@@ -1,0 +1,61 @@
+import ReplicaKit
+
+extension NetworkPlan {
+    /// The keys of a profile's `[Network]` section.
+    public static let profileKeys: Set<String> = ["Namespace", "Bridge", "Subnet", "Address", "Gateway", "HostLink", "MTU"]
+
+    /// The plan a service profile describes:
+    ///
+    /// ```ini
+    /// [Network]
+    /// Namespace=web          # default: the unit name without .service
+    /// Bridge=br-replica      # the host end joins it (made, with the gateway address, when missing)
+    /// Subnet=10.88.0.0/24    # addresses are leased from it unless Address= is given
+    /// Address=10.88.0.5/24   # optional
+    /// Gateway=10.88.0.1      # default: the subnet's first host; the default route goes via it
+    /// MTU=1500               # optional
+    /// ```
+    ///
+    /// `lease` is asked for an address when the profile has none (`AddressPool.lease`). Nil when
+    /// the profile has no `[Network]` section.
+    public init?(profile: Profile, lease: (IPPrefix) throws(NetError) -> IPPrefix) throws(ProfileError) {
+        let section = "Network"
+        guard profile.settings.contains(where: { $0.section == section }) else { return nil }
+        if let unknown = profile.unknownKeys(in: section, known: Self.profileKeys).first {
+            throw ProfileError(unknown, "unknown key in [\(section)]; known: \(Self.profileKeys.sorted().joined(separator: ", "))")
+        }
+        func parsed<T>(_ key: String, _ parse: (String) throws(NetError) -> T) throws(ProfileError) -> T? {
+            guard let setting = profile.value(section, key) else { return nil }
+            do throws(NetError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
+        }
+        let base = profile.unit.hasSuffix(".service") ? String(profile.unit.dropLast(".service".count)) : profile.unit
+        self.init(namespace: profile.value(section, "Namespace")?.value ?? base, hostLink: profile.value(section, "HostLink")?.value)
+        bridge = profile.value(section, "Bridge")?.value
+        let subnet = try parsed("Subnet") { (text) throws(NetError) in try IPPrefix(text) }
+        var address = try parsed("Address") { (text) throws(NetError) in try IPPrefix(text) }
+        if address == nil, let subnet, let setting = profile.value(section, "Subnet") {
+            do throws(NetError) { address = try lease(subnet) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
+        }
+        let gateway = try parsed("Gateway") { (text) throws(NetError) in try IPPrefix(text) }
+            ?? subnet.flatMap { try? AddressPool(subnet: $0).gateway }
+        if let address { addresses = [address] }
+        if let gateway {
+            let width = gateway.family == address?.family ?? gateway.family ? gateway.address.count : 4
+            routes = [RouteSpec(IPPrefix(address: [UInt8](repeating: 0, count: width), length: 0),
+                                via: IPPrefix(address: gateway.address, length: width * 8))]
+            if bridge != nil, let length = subnet?.length ?? address?.length {
+                bridgeAddress = IPPrefix(address: gateway.address, length: length)
+            }
+        }
+        mtu = try parsed("MTU") { (text) throws(NetError) -> UInt32 in
+            guard let value = UInt32(text), (68...65535).contains(value) else {
+                throw NetError("MTU", [text], errno: .EINVAL, hint: "an MTU is 68 to 65535")
+            }
+            return value
+        }
+        do throws(NetError) { try validate() } catch {
+            let setting = profile.settings.last { $0.section == section }!
+            throw ProfileError(setting, error.hint ?? "\(error)")
+        }
+    }
+}
