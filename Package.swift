@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "replica-shift", targets: ["replica-shift"]),
         .executable(name: "replica-net", targets: ["replica-net"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
+        .executable(name: "replica-net-bench", targets: ["ReplicaNetBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -69,6 +70,8 @@ let package = Package(
         // Benchmarks: in-process loops against the command a user would run, same run.
         .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Benchmarks/ReplicaBench", swiftSettings: strict),
+        .executableTarget(name: "ReplicaNetBench", dependencies: ["ReplicaKit", "ReplicaNet"],
+                          path: "Benchmarks/ReplicaNetBench", swiftSettings: strict),
 
         // Tests: a support library (traits, fixtures) and one test target per module.
         .target(name: "ReplicaTestSupport", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],

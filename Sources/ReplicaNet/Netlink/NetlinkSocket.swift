@@ -87,6 +87,18 @@ public struct NetlinkSocket: ~Copyable {
     /// Sends several requests in one `sendto` and collects each one's acknowledgement: the
     /// failures, by position (`ip -batch`, without the process per request). For teardown.
     public mutating func batch(_ messages: [BatchRequest]) throws(NetError) -> [Int: NetError] {
+        // In chunks, so the acknowledgements of one never overflow the socket's receive buffer.
+        let chunk = 64
+        var failures: [Int: NetError] = [:]
+        for start in stride(from: 0, to: messages.count, by: chunk) {
+            for (index, error) in try sendBatch(Array(messages[start..<min(start + chunk, messages.count)])) {
+                failures[start + index] = error
+            }
+        }
+        return failures
+    }
+
+    private mutating func sendBatch(_ messages: [BatchRequest]) throws(NetError) -> [Int: NetError] {
         var bytes: [UInt8] = []
         var positions: [UInt32: Int] = [:]
         for (index, request) in messages.enumerated() {

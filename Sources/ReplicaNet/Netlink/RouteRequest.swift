@@ -98,6 +98,24 @@ public enum RouteRequest {
         return message
     }
 
+    /// `ip link set NAME group GROUP`.
+    public static func setGroup(named name: String, group: UInt32) -> NetlinkMessage {
+        let message = NetlinkMessage(type: Int32(RTM_NEWLINK), flags: NLM_F_ACK)
+        message.put(linkHeader())
+        message.put(Int32(IFLA_IFNAME), string: name)
+        message.put(Int32(IFLA_GROUP), u32: group)
+        return message
+    }
+
+    /// `ip link del group GROUP`: every link of the group in one kernel transaction, which pays
+    /// the unregister's RCU grace periods once for all of them.
+    public static func deleteGroup(_ group: UInt32) -> NetlinkMessage {
+        let message = NetlinkMessage(type: Int32(RTM_DELLINK), flags: NLM_F_ACK)
+        message.put(linkHeader())
+        message.put(Int32(IFLA_GROUP), u32: group)
+        return message
+    }
+
     /// `ip link show NAME` (without `name`: every link, a dump).
     public static func getLink(named name: String? = nil) -> NetlinkMessage {
         let message = NetlinkMessage(type: Int32(RTM_GETLINK), flags: name == nil ? NLM_F_DUMP : 0)
