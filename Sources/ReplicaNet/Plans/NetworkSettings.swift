@@ -29,8 +29,10 @@ extension NetworkPlan {
             do throws(NetError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
         }
         let base = profile.unit.hasSuffix(".service") ? String(profile.unit.dropLast(".service".count)) : profile.unit
-        self.init(namespace: profile.value(section, "Namespace")?.value ?? base, hostLink: profile.value(section, "HostLink")?.value)
-        bridge = profile.value(section, "Bridge")?.value
+        let namespace = try parsed("Namespace") { (text) throws(NetError) -> String in try NetworkNamespace.validate(name: text); return text }
+        let hostLink = try parsed("HostLink") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
+        self.init(namespace: namespace ?? base, hostLink: hostLink)
+        bridge = try parsed("Bridge") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
         let subnet = try parsed("Subnet") { (text) throws(NetError) in try IPPrefix(text) }
         var address = try parsed("Address") { (text) throws(NetError) in try IPPrefix(text) }
         if address == nil, let subnet, let setting = profile.value(section, "Subnet") {

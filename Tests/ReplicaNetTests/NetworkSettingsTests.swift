@@ -1,0 +1,53 @@
+import ReplicaKit
+import ReplicaNet
+import Testing
+
+@Suite struct NetworkSettingsTests {
+    static func profile(_ text: String) throws -> Profile {
+        Profile(unit: "web.service", files: ["web.service.conf"], settings: try ProfileParser.parse(text, file: "web.service.conf"))
+    }
+
+    @Test func aProfileBecomesAPlanWithALeasedAddress() throws {
+        var asked: IPPrefix?
+        let plan = try NetworkPlan(profile: try Self.profile("[Network]\nBridge=br-replica\nSubnet=10.88.0.0/24\nMTU=1400\n")) {
+            (subnet) throws(NetError) -> IPPrefix in
+            asked = subnet
+            return try IPPrefix("10.88.0.7/24")
+        }
+        #expect(asked?.description == "10.88.0.0/24")
+        #expect(plan?.namespace == "web" && plan?.hostLink == "rv-web" && plan?.bridge == "br-replica")
+        #expect(plan?.commands == [
+            "ip netns add web",
+            "ip link add br-replica type bridge   # when missing",
+            "ip addr add 10.88.0.1/24 dev br-replica",
+            "ip link set br-replica up",
+            "ip link add rv-web type veth peer name eth0 netns web",
+            "ip link set rv-web master br-replica up",
+            "ip -n web link set lo up",
+            "ip -n web link set eth0 mtu 1400 up",
+            "ip -n web addr add 10.88.0.7/24 dev eth0",
+            "ip -n web route add default via 10.88.0.1 dev eth0",
+        ])
+    }
+
+    @Test func noNetworkSectionIsNoPlan() throws {
+        #expect(try NetworkPlan(profile: try Self.profile("[Sandbox]\nPrivateTmp=yes\n")) { (_) throws(NetError) in
+            try IPPrefix("10.0.0.1")
+        } == nil)
+    }
+
+    @Test(arguments: [
+        ("[Network]\nBridge=br-replica\nSubnet=10.88.0.0/33\n", "Subnet", "prefix length"),
+        ("[Network]\nNamespace=a/b\n", "Namespace", "\"/\""),
+        ("[Network]\nBridge=bridge-name-too-long\nAddress=10.88.0.5/24\n", "Bridge", "at most 15"),
+        ("[Network]\nMTU=9\n", "MTU", "68 to 65535"),
+        ("[Network]\nBrige=br0\n", "Brige", "unknown key"),
+    ])
+    func errorsNameTheKeyAndTheRule(text: String, key: String, rule: String) throws {
+        let error = #expect(throws: ProfileError.self) {
+            try NetworkPlan(profile: try Self.profile(text)) { (subnet) throws(NetError) in subnet }
+        }
+        #expect(error?.description.contains(rule) == true, "\(String(describing: error))")
+        #expect(error?.file == "web.service.conf" && error?.key == key, "\(String(describing: error))")
+    }
+}
