@@ -55,7 +55,7 @@ let package = Package(
                           dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-store", swiftSettings: strict),
 
-        .executableTarget(name: "replica-net", dependencies: ["ReplicaKit", "ReplicaNet"],
+        .executableTarget(name: "replica-net", dependencies: ["ReplicaKit", "ReplicaNet", "CReplicaShim"],
                           path: "Sources/Tools/replica-net", swiftSettings: strict),
 
         .executableTarget(name: "replica-snap",

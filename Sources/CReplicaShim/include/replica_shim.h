@@ -93,6 +93,15 @@ int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info);
 int replica_spawn_addclosefrom(void *file_actions, int from);
 /// The calling thread's id, gettid(2).
 pid_t replica_gettid(void);
+
+/// accept4(2): accept with SOCK_NONBLOCK | SOCK_CLOEXEC in one call; glibc declares it only under
+/// _GNU_SOURCE, which Swift's Glibc module does not define.
+int replica_accept4(int fd, int flags);
+
+/// Blocks SIGTERM and SIGINT for the calling thread (and threads it starts) and returns a
+/// close-on-exec signalfd(2) that becomes readable when one arrives: a clean stop for a poll loop,
+/// without a signal handler. signalfd is not in Swift's Glibc module.
+int replica_termination_signalfd(void);
 /// prctl(PR_SET_PDEATHSIG): signal this process when its parent dies.
 int replica_set_parent_death_signal(int signal);
 

@@ -46,6 +46,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let EPROTO = Errno(rawValue: Glibc.EPROTO)
     public static let EADDRNOTAVAIL = Errno(rawValue: Glibc.EADDRNOTAVAIL)
     public static let ECANCELED = Errno(rawValue: Glibc.ECANCELED)
+    public static let EADDRINUSE = Errno(rawValue: Glibc.EADDRINUSE)
 
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",

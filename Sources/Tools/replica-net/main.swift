@@ -1,6 +1,7 @@
 // replica-net: a service's private network — a named netns, a veth into it from a bridge, an
 // address leased from the bridge's subnet, a default route — from its profile's [Network] section
 // or from flags. Parses, calls NetworkPlan, prints.
+import CReplicaShim
 import Glibc
 import ReplicaKit
 import ReplicaNet
@@ -28,6 +29,13 @@ let tool = ToolSpec(
         CommandSpec("down", "Remove the service's veth and namespace and release its address; absent objects are fine.",
                     options: planOptions, positionals: [name]),
         CommandSpec("check", "Report where the kernel differs from the plan; changes nothing.", options: planOptions, positionals: [name]),
+        CommandSpec("proxy", "Forward connections between a host socket and one inside a namespace, until SIGTERM.",
+                    options: [
+                        .option("listen", "endpoint", "Where to accept: unix:/PATH or tcp:HOST:PORT."),
+                        .option("listen-netns", "name", "Accept inside this namespace (default: the host's)."),
+                        .option("connect", "endpoint", "Where each connection goes: unix:/PATH or tcp:HOST:PORT."),
+                        .option("connect-netns", "name", "Connect inside this namespace (default: the host's)."),
+                    ]),
         CommandSpec("list", "The named namespaces and leased addresses.",
                     options: [.flag("json", "Print JSON."), .option("leases", "dir", "Where leases are kept.", default: AddressPool.defaultRoot, hidden: true)]),
     ])
@@ -97,6 +105,20 @@ do {
             drift.forEach { print("\(target): \($0)") }
             exit(ExitCode.failure)
         }
+    case "proxy":
+        guard let listen = arguments.value("listen"), let connect = arguments.value("connect") else {
+            fail("proxy needs --listen and --connect, e.g. --listen unix:/run/web.sock --connect tcp:127.0.0.1:8080 --connect-netns web",
+                 ExitCode.usage)
+        }
+        // SIGTERM and SIGINT arrive through a signalfd the proxy polls: a clean stop, no handler.
+        let stop = replica_termination_signalfd()
+        guard stop >= 0 else { fail("signalfd: \(Errno.current)") }
+        let proxy = try Proxy(listen: try ProxyEndpoint(parsing: listen, namespace: arguments.value("listen-netns")),
+                              connect: try ProxyEndpoint(parsing: connect, namespace: arguments.value("connect-netns")))
+        let started = "replica-net: forwarding \(proxy.listen) → \(proxy.connect)\n"
+        _ = write(1, started, started.utf8.count)
+        let served = try proxy.run(until: stop)
+        print("replica-net: stopped after \(served) connections")
     default:
         let root = arguments.value("leases") ?? AddressPool.defaultRoot
         var leases: [(subnet: String, address: String, owner: String)] = []
