@@ -40,6 +40,16 @@ public struct Profile: Equatable, Sendable {
         self.settings = settings
     }
 
+    /// The unit without `.service`: the default name of its subvolume and its network namespace.
+    public var serviceName: String { unit.hasSuffix(".service") ? String(unit.dropLast(".service".count)) : unit }
+
+    /// The network namespace the service joins: `[Network] Namespace=`, else its service name;
+    /// nil when the profile has no `[Network]` section.
+    public var networkNamespace: String? {
+        guard settings.contains(where: { $0.section == "Network" }) else { return nil }
+        return value("Network", "Namespace")?.value ?? serviceName
+    }
+
     /// The values of a list key: each assignment appends, an empty assignment resets the list.
     public func list(_ section: String, _ key: String) -> [ProfileSetting] {
         var result: [ProfileSetting] = []

@@ -28,10 +28,9 @@ extension NetworkPlan {
             guard let setting = profile.value(section, key) else { return nil }
             do throws(NetError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
         }
-        let base = profile.unit.hasSuffix(".service") ? String(profile.unit.dropLast(".service".count)) : profile.unit
-        let namespace = try parsed("Namespace") { (text) throws(NetError) -> String in try NetworkNamespace.validate(name: text); return text }
+        _ = try parsed("Namespace") { (text) throws(NetError) in try NetworkNamespace.validate(name: text) }
         let hostLink = try parsed("HostLink") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
-        self.init(namespace: namespace ?? base, hostLink: hostLink)
+        self.init(namespace: profile.networkNamespace ?? profile.serviceName, hostLink: hostLink)
         bridge = try parsed("Bridge") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
         let subnet = try parsed("Subnet") { (text) throws(NetError) in try IPPrefix(text) }
         var address = try parsed("Address") { (text) throws(NetError) in try IPPrefix(text) }

@@ -43,8 +43,7 @@ public struct SnapshotSettings: Equatable, Sendable {
             }
         }
         self.policy = policy
-        let base = profile.unit.hasSuffix(".service") ? String(profile.unit.dropLast(".service".count)) : profile.unit
-        subvolume = profile.value(Self.section, "Subvolume")?.value ?? base
+        subvolume = profile.value(Self.section, "Subvolume")?.value ?? profile.serviceName
         allowNested = try profile.value(Self.section, "AllowNested")?.boolean() ?? false
         do throws(StoreError) { try Btrfs.validate(name: subvolume, in: "store") } catch {
             let setting = profile.value(Self.section, "Subvolume")

@@ -11,6 +11,7 @@ import ReplicaKit
 /// [Config]
 /// Directory=/var/lib/replica/config/web.service   # default; files of its current generation
 ///                                                 # are bound read-only over their paths
+/// [Network] …                    # replica-net: the drop-in joins its namespace
 /// [Sandbox] …                    # SandboxPlan(profile:)
 /// [Snapshots] …                  # SnapshotSettings(profile:)
 /// ```
@@ -28,6 +29,11 @@ public struct ServiceSettings: Sendable {
     public var storePath: String
     public var snapshotOnStart: Bool
     public var config: ConfigStore
+    /// The network namespace the service joins (`[Network]`, made by `replica-net@NAME.service`);
+    /// nil when it shares the host's network.
+    public var networkNamespace: String?
+    /// The unit without `.service` (`Profile.serviceName`).
+    public var serviceName: String
 
     public init(profile: Profile) throws(ProfileError) {
         unit = profile.unit
@@ -52,6 +58,8 @@ public struct ServiceSettings: Sendable {
         }
         storePath = profile.value("State", "Store")?.value ?? EmbeddedStore.defaultMountPoint
         snapshotOnStart = try profile.value("State", "SnapshotOnStart")?.boolean() ?? false
+        networkNamespace = profile.networkNamespace
+        serviceName = profile.serviceName
         config = ConfigStore(directory: profile.value("Config", "Directory")?.value ?? "\(ConfigStore.defaultParent)/\(unit)")
     }
 
