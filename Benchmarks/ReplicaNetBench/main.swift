@@ -51,14 +51,25 @@ do {
     }
     row("veth, peer born in netns, address, both ends up", median(ours), "ip (4 commands):", median(theirs))
 
-    // 4. Batched teardown of those 2 × rounds links, against one ip link del each.
-    let batch = (0..<rounds).map { "nv\(tag)a\($0)" }
+    // 4. Batched teardown: `rounds` services, each a namespace with a veth, torn down together,
+    // against one `ip link del` + `ip netns del` per service.
+    func services(_ prefix: String) throws -> [NetworkPlan] {
+        try (0..<rounds).map { i in
+            let plan = NetworkPlan(namespace: "\(prefix)\(tag)-\(i)", hostLink: "\(prefix)\(tag)v\(i)")
+            try plan.apply()
+            return plan
+        }
+    }
+    let batch = try services("ta")
     var began = now()
-    try NetworkPlan.deleteLinks(batch)
-    let perLink = Double(now() - began) / Double(batch.count)
+    try NetworkPlan.teardown(batch)
+    let perService = Double(now() - began) / Double(batch.count)
+    let single = try services("tb")
     began = now()
-    for i in 0..<rounds { try ip("link del nv\(tag)b\(i)") }
-    row("batched teardown, per link (\(rounds) links)", perLink, "ip link del, each:", Double(now() - began) / Double(rounds))
+    for plan in single { try ip("link del \(plan.hostLink)"); try ip("netns del \(plan.namespace)") }
+    row("batched teardown, per service link (\(rounds) services)", perService, "ip link del + netns del:",
+        Double(now() - began) / Double(rounds))
+    for i in 0..<rounds { try? ip("link del nv\(tag)a\(i)"); try? ip("link del nv\(tag)b\(i)") }
 
     // 2. Bridge + veth + enslave + up.
     ours = []; theirs = []

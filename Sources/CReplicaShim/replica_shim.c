@@ -133,7 +133,7 @@ int replica_spawn_addclosefrom(void *file_actions, int from) {
 }
 pid_t replica_gettid(void) { return gettid(); }
 
-int replica_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+int replica_accept_nonblocking(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 
 int replica_termination_signalfd(void) {
     sigset_t set;

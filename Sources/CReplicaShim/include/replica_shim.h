@@ -94,9 +94,9 @@ int replica_spawn_addclosefrom(void *file_actions, int from);
 /// The calling thread's id, gettid(2).
 pid_t replica_gettid(void);
 
-/// accept4(2): accept with SOCK_NONBLOCK | SOCK_CLOEXEC in one call; glibc declares it only under
-/// _GNU_SOURCE, which Swift's Glibc module does not define.
-int replica_accept4(int fd, int flags);
+/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC): a non-blocking, close-on-exec client
+/// socket in one call; glibc declares accept4 only under _GNU_SOURCE, which Swift's Glibc lacks.
+int replica_accept_nonblocking(int fd);
 
 /// Blocks SIGTERM and SIGINT for the calling thread (and threads it starts) and returns a
 /// close-on-exec signalfd(2) that becomes readable when one arrives: a clean stop for a poll loop,

@@ -96,13 +96,17 @@ extension NetworkPlan {
         return report
     }
 
-    /// Removes what `apply` made for this service — the host veth (its peer goes with it) and the
-    /// namespace — and keeps the bridge, which other services share. Idempotent: what is already
-    /// gone is fine. The link deletions go in one netlink batch.
-    public func teardown() throws(NetError) {
-        try validate()
-        try Self.deleteLinks([hostLink])
-        try NetworkNamespace.delete(namespace)
+    /// Removes what `apply` made for this service — the namespace and the host veth — and keeps
+    /// the bridge, which other services share. Idempotent: what is already gone is fine.
+    public func teardown() throws(NetError) { try Self.teardown([self]) }
+
+    /// Tears several plans down together, off any start path: every host veth (its peer goes with
+    /// it) in one `deleteLinks` group deletion, then every namespace unpinned — the kernel frees a
+    /// namespace once nothing holds it.
+    public static func teardown(_ plans: [NetworkPlan]) throws(NetError) {
+        for plan in plans { try plan.validate() }
+        try deleteLinks(plans.map(\.hostLink))
+        for plan in plans { try NetworkNamespace.delete(plan.namespace) }
     }
 
     /// `ip link del NAME…`; links that do not exist are fine. Several links go in one netlink

@@ -1,3 +1,4 @@
+import CMnl  // SOCK_STREAM, SOCK_NONBLOCK…: <sys/socket.h> reaches Swift through it, not through Glibc
 import CReplicaShim
 import Glibc
 import ReplicaKit
@@ -93,7 +94,7 @@ public struct Proxy: ~Copyable {
     }
 
     private func acceptClient() -> Int32? {
-        let fd = replica_accept4(listener.rawValue, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+        let fd = replica_accept_nonblocking(listener.rawValue)
         return fd >= 0 ? fd : nil
     }
 
@@ -103,9 +104,10 @@ public struct Proxy: ~Copyable {
         guard status.kind == .socket else {
             throw NetError("bind", [path], errno: .EEXIST, hint: "\(status.kind) is there, not a socket; move it aside")
         }
-        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        defer { Glibc.close(probe) }
-        let live = ProxyEndpoint(.unix(path)).withSockaddr { Glibc.connect(probe, $0, $1) } == 0
+        let endpoint = ProxyEndpoint(.unix(path))
+        let probe = try endpoint.makeSocket()
+        // Non-blocking: a live listener accepts at once or is busy (EAGAIN); a dead one refuses.
+        let live = endpoint.withSockaddr { Glibc.connect(probe.rawValue, $0, $1) } == 0 || Errno.current == .EAGAIN
         if live { throw NetError("bind", [path], errno: .EADDRINUSE, hint: "a live socket is there; another proxy listens on it") }
         unlink(path)
     }

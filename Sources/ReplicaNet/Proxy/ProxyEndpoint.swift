@@ -1,3 +1,4 @@
+import CMnl  // SOCK_STREAM, SOCK_NONBLOCK…: <sys/socket.h> reaches Swift through it, not through Glibc
 import CReplicaShim
 import Glibc
 import ReplicaKit
