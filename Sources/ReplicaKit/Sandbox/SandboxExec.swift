@@ -1,13 +1,16 @@
+import CReplicaShim
 import Glibc
 
 extension SandboxMounter {
-    /// `replica-run`'s core: enters a private mount namespace, applies the plan, and replaces this
-    /// process with `command` (`execvp(3)`), which inherits the namespace. Returns only by throwing:
-    /// if anything fails, the command never runs, sandboxed or not.
+    /// `replica-run`'s core: joins the plan's network namespace (`setns`), enters a private mount
+    /// namespace, applies the plan, and replaces this process with `command` (`execvp(3)`), which
+    /// inherits both. Returns only by throwing: if anything fails, the command never runs,
+    /// sandboxed or not.
     public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(SystemError) -> Never {
         guard let program = command.first else {
             throw SystemError("execvp", [], errno: .EINVAL, hint: "no command given")
         }
+        if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
         try enterPrivateMountNamespace(method: method)
         try apply(plan, method: method)
         let argv = command.map { strdup($0) } + [nil]
@@ -15,5 +18,17 @@ extension SandboxMounter {
         let error = SystemError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)
         argv.forEach { free($0) }
         throw error
+    }
+
+    /// `setns(open(PATH), CLONE_NEWNET)` for the calling thread (`ip netns exec`'s join).
+    static func joinNetworkNamespace(_ path: String) throws(SystemError) {
+        let raw = open(path, O_RDONLY | O_CLOEXEC)
+        guard raw >= 0 else {
+            let name = path.split(separator: "/").last.map(String.init) ?? path
+            throw SystemError.current("open", [path], hint: Errno.current == .ENOENT
+                                      ? "the network namespace is missing; make it with replica-net up \(name)" : nil)
+        }
+        let namespace = OwnedFD(adopting: raw)
+        _ = try syscall("setns(CLONE_NEWNET)", path) { replica_setns(namespace.rawValue, replica_CLONE_NEWNET) }
     }
 }

@@ -15,6 +15,12 @@ public struct SandboxPlan: Equatable, Sendable {
     public var binds: [Bind] = []
     /// `InaccessiblePaths=`: replaced by an empty, mode-0000, read-only directory or file.
     public var inaccessiblePaths: [String] = []
+    /// `NetworkNamespacePath=`: a pinned network namespace the service joins (`/run/netns/NAME`,
+    /// made by `replica-net up`); nil to keep the caller's network.
+    public var networkNamespacePath: String?
+
+    /// Where named network namespaces are pinned, as `ip netns` does.
+    public static let networkNamespaceDirectory = "/run/netns"
 
     public init() {}
 

@@ -1,7 +1,7 @@
 extension SandboxPlan {
     /// The plan as unit-file lines for a drop-in, so systemd builds the same namespace itself:
     /// `ProtectSystem=strict`, `TemporaryFileSystem=`, `BindPaths=`, `BindReadOnlyPaths=`,
-    /// `InaccessiblePaths=`. Paths with spaces are quoted as systemd's parser expects.
+    /// `InaccessiblePaths=`, `NetworkNamespacePath=`. Paths with spaces are quoted as systemd's parser expects.
     public var systemdDirectives: [String] {
         var lines: [String] = []
         if readOnlyRoot { lines.append("ProtectSystem=strict") }
@@ -17,6 +17,7 @@ extension SandboxPlan {
             lines.append("\(key)=" + Self.quote(spec))
         }
         for path in inaccessiblePaths { lines.append("InaccessiblePaths=" + Self.quote(path)) }
+        if let networkNamespacePath { lines.append("NetworkNamespacePath=" + Self.quote(networkNamespacePath)) }
         return lines
     }
 

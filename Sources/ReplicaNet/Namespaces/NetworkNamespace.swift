@@ -5,7 +5,7 @@ import ReplicaKit
 /// A network namespace pinned by name under `/run/netns`, compatible with `ip netns`.
 public enum NetworkNamespace {
     /// Where named namespaces are pinned (`ip netns` uses the same directory).
-    public static let directory = "/run/netns"
+    public static let directory = SandboxPlan.networkNamespaceDirectory
 
     /// Refuses names `ip netns` would refuse, and any that could leave the directory.
     public static func validate(name: String) throws(NetError) {
