@@ -51,15 +51,17 @@ do {
     }
     row("veth, peer born in netns, address, both ends up", median(ours), "ip (4 commands):", median(theirs))
 
-    // 4. Batched teardown: `rounds` services, each a namespace with a veth, torn down together,
-    // against one `ip link del` + `ip netns del` per service.
+    // 4. Batched teardown: `rounds` services, each a namespace with a veth in a shared bridge, torn
+    // down together, against one `ip link del` + `ip netns del` per service.
     func services(_ prefix: String) throws -> [NetworkPlan] {
         try (0..<rounds).map { i in
-            let plan = NetworkPlan(namespace: "\(prefix)\(tag)-\(i)", hostLink: "\(prefix)\(tag)v\(i)")
+            var plan = NetworkPlan(namespace: "\(prefix)\(tag)-\(i)", hostLink: "\(prefix)\(tag)v\(i)")
+            plan.bridge = "tbr\(tag)"
             try plan.apply()
             return plan
         }
     }
+    defer { try? NetworkPlan.deleteLinks(["tbr\(tag)"]) }
     let batch = try services("ta")
     var began = now()
     try NetworkPlan.teardown(batch)

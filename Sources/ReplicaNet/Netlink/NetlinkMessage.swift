@@ -49,6 +49,8 @@ public struct NetlinkMessage: ~Copyable {
     public func put(_ type: Int32, string: String, terminated: Bool = true) {
         if terminated { mnl_attr_put_strz(header, UInt16(type), string) } else { mnl_attr_put_str(header, UInt16(type), string) }
     }
+    /// `mnl_attr_put_u8`.
+    public func put(_ type: Int32, u8 value: UInt8) { mnl_attr_put_u8(header, UInt16(type), value) }
     /// `mnl_attr_put_u32`.
     public func put(_ type: Int32, u32 value: UInt32) { mnl_attr_put_u32(header, UInt16(type), value) }
     /// `mnl_attr_put`: raw bytes (an address in network order).

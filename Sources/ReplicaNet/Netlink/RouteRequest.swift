@@ -72,14 +72,21 @@ public enum RouteRequest {
         return message
     }
 
-    /// `ip link set dev INDEX [up|down] [mtu N] [master M | nomaster]` in one message; only what is
-    /// given changes.
-    public static func setLink(index: Int32, up: Bool? = nil, mtu: UInt32? = nil, master: Int32? = nil) -> NetlinkMessage {
+    /// `ip link set dev INDEX [up|down] [mtu N] [master M | nomaster] [addrgenmode none]` in one
+    /// message; only what is given changes. `noIPv6LinkLocal` (`addrgenmode none`) is for bridge
+    /// ports, which carry no addresses: no link-local address to make now or tear down later.
+    public static func setLink(index: Int32, up: Bool? = nil, mtu: UInt32? = nil, master: Int32? = nil,
+                               noIPv6LinkLocal: Bool = false) -> NetlinkMessage {
         let message = NetlinkMessage(type: Int32(RTM_NEWLINK), flags: NLM_F_ACK)
         let flag = UInt32(IFF_UP)
         message.put(linkHeader(index: index, flags: up == true ? flag : 0, change: up == nil ? 0 : flag))
         if let mtu { message.put(Int32(IFLA_MTU), u32: mtu) }
         if let master { message.put(Int32(IFLA_MASTER), u32: UInt32(master)) }
+        if noIPv6LinkLocal {
+            message.nest(Int32(IFLA_AF_SPEC)) {
+                message.nest(AF_INET6) { message.put(Int32(IFLA_INET6_ADDR_GEN_MODE), u8: UInt8(IN6_ADDR_GEN_MODE_NONE.rawValue)) }
+            }
+        }
         return message
     }
 

@@ -67,7 +67,8 @@ extension NetworkPlan {
             undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
             guard let veth = try host.link(named: hostLink) else { throw NetError("add veth", [hostLink], errno: .ENODEV) }
             try next("veth up")
-            try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex), "set link", [hostLink])
+            try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex,
+                                                  noIPv6LinkLocal: bridgeIndex != nil), "set link", [hostLink])
             report.append("veth \(hostLink)\(bridge.map { " in \($0)" } ?? "") ↔ \(namespace):\(innerLink), up")
 
             var inside = try NetlinkSocket(namespace: namespace)
