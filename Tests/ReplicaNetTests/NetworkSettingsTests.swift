@@ -42,6 +42,8 @@ import Testing
         ("[Network]\nBridge=bridge-name-too-long\nAddress=10.88.0.5/24\n", "Bridge", "at most 15"),
         ("[Network]\nMTU=9\n", "MTU", "68 to 65535"),
         ("[Network]\nBrige=br0\n", "Brige", "unknown key"),
+        ("[Network]\nMacvlan=eth0\nMacvlanMode=sideways\n", "MacvlanMode", "one of private, vepa, bridge"),
+        ("[Network]\nMacvlan=eth0\nBridge=br0\nAddress=10.0.0.5/24\n", "Address", "two ways in"),
     ])
     func errorsNameTheKeyAndTheRule(text: String, key: String, rule: String) throws {
         let error = #expect(throws: ProfileError.self) {

@@ -19,6 +19,11 @@ public struct NetworkPlan: Equatable, Sendable {
     /// removed again if applying fails. An existing bridge is used, never changed.
     public var bridge: String?
     public var bridgeAddress: IPPrefix?
+    /// Instead of a veth: a macvlan on this host interface (the external one), born inside the
+    /// namespace as `innerLink`, so the service sits on that network itself. The parent is never
+    /// changed; nothing is left on the host side.
+    public var macvlanParent: String?
+    public var macvlanMode: RouteRequest.MacvlanMode = .bridge
     public var addresses: [IPPrefix] = []
     public var routes: [RouteSpec] = []
     public var mtu: UInt32?
@@ -36,6 +41,13 @@ public struct NetworkPlan: Equatable, Sendable {
         guard hostLink != bridge else {
             throw NetError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
         }
+        if let macvlanParent {
+            try InterfaceName.validate(macvlanParent)
+            guard bridge == nil else {
+                throw NetError("network plan", [macvlanParent, bridge!], errno: .EINVAL,
+                               hint: "a macvlan on \(macvlanParent) and a bridge port are two ways in; give one")
+            }
+        }
         for route in routes {
             guard let gateway = route.gateway else { continue }
             guard gateway.family == route.destination.family, addresses.contains(where: { $0.contains(gateway) }) else {
@@ -48,13 +60,17 @@ public struct NetworkPlan: Equatable, Sendable {
     /// The plan as `ip` commands, for `--dry-run` and the docs.
     public var commands: [String] {
         var lines = ["ip netns add \(namespace)"]
-        if let bridge {
+        if let macvlanParent {
+            lines.append("ip link add link \(macvlanParent) name \(innerLink) netns \(namespace) type macvlan mode \(macvlanMode)")
+        } else if let bridge {
             lines.append("ip link add \(bridge) type bridge   # when missing")
             if let bridgeAddress { lines.append("ip addr add \(bridgeAddress) dev \(bridge)") }
             lines.append("ip link set \(bridge) up")
         }
-        lines.append("ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)")
-        lines.append("ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up")
+        if macvlanParent == nil {
+            lines.append("ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)")
+            lines.append("ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up")
+        }
         lines.append("ip -n \(namespace) link set lo up")
         lines.append("ip -n \(namespace) link set \(innerLink)\(mtu.map { " mtu \($0)" } ?? "") up")
         for address in addresses { lines.append("ip -n \(namespace) addr add \(address) dev \(innerLink)") }

@@ -14,7 +14,7 @@ extension NetworkPlan {
     public func apply(injectingFailureAt failure: Int? = nil) throws(NetError) -> Report {
         try validate()
         var host = try NetlinkSocket()
-        if try host.link(named: hostLink) != nil {
+        if macvlanParent == nil, try host.link(named: hostLink) != nil {
             throw NetError("network plan", [hostLink], errno: .EEXIST,
                            hint: "a link of that name exists and is left untouched; choose another name or run replica-net down")
         }
@@ -59,21 +59,32 @@ extension NetworkPlan {
                 }
             }
 
-            try next("veth")
             let namespacePath = "\(NetworkNamespace.directory)/\(namespace)"
             let namespaceFD = try kit { () throws(SystemError) in try OwnedFD.open(namespacePath, O_RDONLY) }
-            try host.perform(RouteRequest.addVeth(hostLink, peer: innerLink, peerNamespaceFD: namespaceFD.rawValue),
-                             "add veth", [hostLink, "\(namespace):\(innerLink)"])
-            undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
-            guard let veth = try host.link(named: hostLink) else { throw NetError("add veth", [hostLink], errno: .ENODEV) }
-            try next("veth up")
-            try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex,
-                                                  noIPv6LinkLocal: bridgeIndex != nil), "set link", [hostLink])
-            report.append("veth \(hostLink)\(bridge.map { " in \($0)" } ?? "") ↔ \(namespace):\(innerLink), up")
+            if let macvlanParent {
+                // Born inside the namespace: it goes with the namespace on undo and teardown.
+                try next("macvlan")
+                guard let parent = try host.link(named: macvlanParent) else {
+                    throw NetError("network plan", [macvlanParent], errno: .ENODEV, hint: "no such interface to put a macvlan on")
+                }
+                try host.perform(RouteRequest.addMacvlan(innerLink, parentIndex: parent.index, mode: macvlanMode, namespaceFD: namespaceFD.rawValue),
+                                 "add macvlan", ["\(namespace):\(innerLink)", macvlanParent])
+                report.append("macvlan \(namespace):\(innerLink) on \(macvlanParent), mode \(macvlanMode)")
+            } else {
+                try next("veth")
+                try host.perform(RouteRequest.addVeth(hostLink, peer: innerLink, peerNamespaceFD: namespaceFD.rawValue),
+                                 "add veth", [hostLink, "\(namespace):\(innerLink)"])
+                undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
+                guard let veth = try host.link(named: hostLink) else { throw NetError("add veth", [hostLink], errno: .ENODEV) }
+                try next("veth up")
+                try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex,
+                                                      noIPv6LinkLocal: bridgeIndex != nil), "set link", [hostLink])
+                report.append("veth \(hostLink)\(bridge.map { " in \($0)" } ?? "") ↔ \(namespace):\(innerLink), up")
+            }
 
             var inside = try NetlinkSocket(namespace: namespace)
             guard let inner = try inside.link(named: innerLink), let loopback = try inside.link(named: "lo") else {
-                throw NetError("add veth", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the peer is not in the namespace")
+                throw NetError("network plan", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the link is not in the namespace")
             }
             try next("inside up")
             try inside.perform(RouteRequest.setLink(index: loopback.index, up: true), "set link up", ["\(namespace):lo"])
@@ -106,7 +117,7 @@ extension NetworkPlan {
     /// namespace once nothing holds it.
     public static func teardown(_ plans: [NetworkPlan]) throws(NetError) {
         for plan in plans { try plan.validate() }
-        try deleteLinks(plans.map(\.hostLink))
+        try deleteLinks(plans.filter { $0.macvlanParent == nil }.map(\.hostLink))
         for plan in plans { try NetworkNamespace.delete(plan.namespace) }
     }
 
@@ -115,6 +126,7 @@ extension NetworkPlan {
     /// then unregisters them together and waits for RCU once, not once per link.
     public static func deleteLinks(_ names: [String]) throws(NetError) {
         for name in names { try InterfaceName.validate(name) }
+        guard !names.isEmpty else { return }
         var socket = try NetlinkSocket()
         guard names.count > 1 else {
             let failures = try socket.batch(names.map { BatchRequest(RouteRequest.deleteLink(named: $0), "delete link", [$0]) })
@@ -136,7 +148,9 @@ extension NetworkPlan {
         var drift: [String] = []
         var host = try NetlinkSocket()
         guard NetworkNamespace.list().contains(namespace) else { return ["namespace \(namespace) is missing"] }
-        if let link = try host.link(named: hostLink) {
+        if let macvlanParent {
+            if try host.link(named: macvlanParent) == nil { drift.append("\(macvlanParent), the macvlan's parent, is missing") }
+        } else if let link = try host.link(named: hostLink) {
             if !link.isUp { drift.append("\(hostLink) is down") }
             if let bridge {
                 let master = try host.link(named: bridge)

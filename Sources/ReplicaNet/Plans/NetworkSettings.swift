@@ -2,7 +2,7 @@ import ReplicaKit
 
 extension NetworkPlan {
     /// The keys of a profile's `[Network]` section.
-    public static let profileKeys: Set<String> = ["Namespace", "Bridge", "Subnet", "Address", "Gateway", "HostLink", "MTU"]
+    public static let profileKeys: Set<String> = ["Namespace", "Bridge", "Macvlan", "MacvlanMode", "Subnet", "Address", "Gateway", "HostLink", "MTU"]
 
     /// The plan a service profile describes:
     ///
@@ -10,6 +10,8 @@ extension NetworkPlan {
     /// [Network]
     /// Namespace=web          # default: the unit name without .service
     /// Bridge=br-replica      # the host end joins it (made, with the gateway address, when missing)
+    /// Macvlan=eth0           # or instead: a macvlan on this interface, born in the namespace
+    /// MacvlanMode=bridge     # private, vepa, bridge (default), passthru, source
     /// Subnet=10.88.0.0/24    # addresses are leased from it unless Address= is given
     /// Address=10.88.0.5/24   # optional
     /// Gateway=10.88.0.1      # default: the subnet's first host; the default route goes via it
@@ -32,6 +34,14 @@ extension NetworkPlan {
         let hostLink = try parsed("HostLink") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
         self.init(namespace: profile.networkNamespace ?? profile.serviceName, hostLink: hostLink)
         bridge = try parsed("Bridge") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
+        macvlanParent = try parsed("Macvlan") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
+        if let mode = try parsed("MacvlanMode", { (text) throws(NetError) -> RouteRequest.MacvlanMode in
+            guard let mode = RouteRequest.MacvlanMode.allCases.first(where: { "\($0)" == text }) else {
+                throw NetError("MacvlanMode", [text], errno: .EINVAL,
+                               hint: "one of \(RouteRequest.MacvlanMode.allCases.map { "\($0)" }.joined(separator: ", "))")
+            }
+            return mode
+        }) { macvlanMode = mode }
         let subnet = try parsed("Subnet") { (text) throws(NetError) in try IPPrefix(text) }
         var address = try parsed("Address") { (text) throws(NetError) in try IPPrefix(text) }
         if address == nil, let subnet, let setting = profile.value(section, "Subnet") {

@@ -9,6 +9,7 @@ import ReplicaNet
 let planOptions: [OptionSpec] = [
     .option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true),
     .option("bridge", "name", "Without a profile: the bridge the host end joins (made when missing)."),
+    .option("macvlan", "interface", "Without a profile: a macvlan on this interface instead of a bridge port."),
     .option("subnet", "cidr", "Without a profile: the bridge's subnet; the address is leased from it."),
     .option("address", "cidr", "Without a profile: the address inside, instead of a lease."),
     .option("gateway", "ip", "Without a profile: the default route's gateway (default: the subnet's first host)."),
@@ -51,7 +52,7 @@ func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
 func plan(_ name: String, leasing: Bool) -> (plan: NetworkPlan, pool: AddressPool?, owner: String) {
     let directories = arguments.all("profiles")
     let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
-    let flags = [("Bridge", "bridge"), ("Subnet", "subnet"), ("Address", "address"), ("Gateway", "gateway")]
+    let flags = [("Bridge", "bridge"), ("Macvlan", "macvlan"), ("Subnet", "subnet"), ("Address", "address"), ("Gateway", "gateway")]
         .compactMap { key, flag in arguments.value(flag).map { ProfileSetting(section: "Network", key: key, value: $0, file: "command line", line: 0) } }
     do {
         var profile = try loader.load(name) ?? Profile(unit: name)
