@@ -191,12 +191,21 @@ import Testing
             let (counts, swaps) = try whileRepeating({
                 _ = replica_renameat2(AT_FDCWD, "\(root)/data", AT_FDCWD, "\(root)/swap", replica_RENAME_EXCHANGE)
             }) {
-                var escaped = 0, mounted = 0, refused = 0
+                var escaped = 0, mounted = 0, refused = 0, lost = 0
                 for _ in 0..<iterations {
-                    let result = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> Int in
-                        try SandboxMounter.enterPrivateMountNamespace()
-                        do throws(SystemError) { try SandboxMounter.apply(plan) } catch { return 2 }
-                        return access("\(dir)/outside/marker", F_OK) == 0 ? 1 : 0
+                    // A child that hangs (seen once in CI, 1 in 10,000, while other suites ran in
+                    // parallel threads: most likely a lock another thread held at fork) is killed
+                    // and counted, never taken for a result; more than a few fail the test.
+                    let result: Int
+                    do {
+                        result = try ChildProcess.run(timeout: .seconds(10)) { () throws(SystemError) -> Int in
+                            try SandboxMounter.enterPrivateMountNamespace()
+                            do throws(SystemError) { try SandboxMounter.apply(plan) } catch { return 2 }
+                            return access("\(dir)/outside/marker", F_OK) == 0 ? 1 : 0
+                        }
+                    } catch let error as SystemError where error.errno == .ETIMEDOUT {
+                        lost += 1
+                        continue
                     }
                     switch result {
                     case 1: escaped += 1
@@ -204,9 +213,10 @@ import Testing
                     default: refused += 1
                     }
                 }
-                return (escaped, mounted, refused)
+                return (escaped, mounted, refused, lost)
             }
             #expect(counts.0 == 0, "\(counts.0) of \(iterations) mounts landed outside the root")
+            #expect(counts.3 <= 5, "\(counts.3) children hung")
             #expect(counts.1 > 0 && counts.2 > 0, "the race must both let some through and refuse some: \(counts)")
             #expect(swaps > 1000)
         }
