@@ -77,10 +77,10 @@ import Testing
         defer { Self.cleanUp(plan) }
         try plan.apply()
         let gateway = plan.routes[0].gateway!.addressText
-        let listener = try TCPListener(address: gateway)
-        let port = listener.port
+        let server = try EchoServer(ProxyEndpoint(.tcp(host: gateway, port: 0)))
+        let port = server.port
         let answer = try NetworkNamespace.run(in: plan.namespace) { () throws(SystemError) -> String in
-            try TCPListener.exchange(with: gateway, port: port, sending: "hello from \(plan.namespace)")
+            try EchoServer.exchange(with: gateway, port: port, sending: "hello from \(plan.namespace)")
         }
         #expect(answer == "hello from \(plan.namespace)")
     }
@@ -197,68 +197,5 @@ import Testing
         #expect(outcome == "same descriptors")
         let after = try Self.seen(plan, details: false)
         #expect(after == before, "links, addresses, routes and netns as before:\n\(before)\n---\n\(after)")
-    }
-}
-
-/// A one-connection TCP echo listener on the host, for traffic checks.
-final class TCPListener: Sendable {
-    let fd: Int32
-    let port: UInt16
-
-    init(address: String) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        self.fd = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, address, &addr.sin_addr)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0, listen(fd, 1) == 0 else { throw SystemError.current("bind/listen", [address]) }
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        let port = UInt16(bigEndian: addr.sin_port)
-        self.port = port
-        let listening = fd
-        BackgroundThread.detach {
-            let client = accept(listening, nil, nil)
-            guard client >= 0 else { return }
-            var buffer = [UInt8](repeating: 0, count: 256)
-            let n = read(client, &buffer, buffer.count)
-            if n > 0 { _ = write(client, buffer, n) }
-            close(client)
-        }
-    }
-
-    deinit { close(fd) }
-
-    /// Connects, sends `text`, returns what comes back.
-    static func exchange(with address: String, port: UInt16, sending text: String) throws(SystemError) -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, address, &addr.sin_addr)
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw SystemError.current("connect", ["\(address):\(port)"]) }
-        _ = write(fd, text, text.utf8.count)
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = read(fd, &buffer, buffer.count)
-        return String(decoding: buffer.prefix(max(0, n)), as: UTF8.self)
-    }
-}
-
-/// A detached pthread for a background helper.
-enum BackgroundThread {
-    static func detach(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
-        var thread = pthread_t()
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box)
-        pthread_detach(thread)
     }
 }

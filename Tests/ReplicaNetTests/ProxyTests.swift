@@ -19,14 +19,10 @@ import Testing
         }
     }
 
-    static func descriptors() -> Int {
-        (try? DirectoryEntries.names(in: OwnedFD.open("/proc/self/fd", O_RDONLY | O_DIRECTORY)).count) ?? -1
-    }
-
     /// Sends `payload` through a new connection to `endpoint` (made in its namespace), half-closes,
     /// and returns everything read back.
     static func roundTrip(_ endpoint: ProxyEndpoint, _ payload: [UInt8]) throws -> [UInt8] {
-        let fd = try EchoServer.socket(for: endpoint, nonBlocking: false)
+        let fd = try EchoServer.socket(for: endpoint)
         defer { close(fd) }
         guard endpoint.withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw SystemError.current("connect", [endpoint.description]) }
         let writer = DispatchGroup()
@@ -135,7 +131,7 @@ import Testing
             let path = "\(dir)/web.sock"
             do { _ = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x"))) }
             // Left behind as by a proxy killed with SIGKILL (deinit did not run): bind it by hand.
-            let stale = try EchoServer.socket(for: ProxyEndpoint(.unix(path)), nonBlocking: false)
+            let stale = try EchoServer.socket(for: ProxyEndpoint(.unix(path)))
             _ = ProxyEndpoint(.unix(path)).withSockaddr { bind(stale, $0, $1) }
             close(stale)
             _ = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x")))
@@ -169,7 +165,7 @@ final class EchoServer: Sendable {
     let port: UInt16
 
     init(_ endpoint: ProxyEndpoint) throws {
-        let fd = try Self.socket(for: endpoint, nonBlocking: false)
+        let fd = try Self.socket(for: endpoint)
         self.fd = fd
         guard endpoint.withSockaddr({ bind(fd, $0, $1) }) == 0, listen(fd, 64) == 0 else {
             throw SystemError.current("bind/listen", [endpoint.description])
@@ -204,15 +200,30 @@ final class EchoServer: Sendable {
     deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
 
     /// A blocking stream socket made in the endpoint's namespace.
-    static func socket(for endpoint: ProxyEndpoint, nonBlocking: Bool) throws -> Int32 {
+    static func socket(for endpoint: ProxyEndpoint) throws -> Int32 {
         let family: Int32 = if case .unix = endpoint.address { AF_UNIX } else { AF_INET }
-        let make = { @Sendable () -> Int32 in Glibc.socket(family, Int32(Glibc.SOCK_STREAM.rawValue) | Int32(Glibc.SOCK_CLOEXEC.rawValue), 0) }
-        guard let namespace = endpoint.namespace else { return make() }
-        let path = "\(NetworkNamespace.directory)/\(namespace)"
-        return try DedicatedThread.run { () throws(SystemError) -> Int32 in
-            let target = try OwnedFD.open(path, O_RDONLY)
-            _ = try syscall("setns", path) { replica_setns(target.rawValue, replica_CLONE_NEWNET) }
-            return make()
+        let type = Int32(Glibc.SOCK_STREAM.rawValue) | Int32(Glibc.SOCK_CLOEXEC.rawValue)
+        guard let namespace = endpoint.namespace else { return Glibc.socket(family, type, 0) }
+        return try NetworkNamespace.socket(in: namespace, family: family, type: type).release()
+    }
+
+    /// Connects to `address:port`, sends `text`, half-closes and returns what comes back; blocking
+    /// and thread-free, so it can run in a child that joined a namespace.
+    static func exchange(with address: String, port: UInt16, sending text: String) throws(SystemError) -> String {
+        let fd = Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        guard ProxyEndpoint(.tcp(host: address, port: port)).withSockaddr({ connect(fd, $0, $1) }) == 0 else {
+            throw SystemError.current("connect", ["\(address):\(port)"])
         }
+        _ = write(fd, text, text.utf8.count)
+        shutdown(fd, Int32(SHUT_WR))
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n <= 0 { break }
+            received += buffer[0..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 }

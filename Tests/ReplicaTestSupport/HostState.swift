@@ -17,9 +17,8 @@ public struct HostState: Equatable, Sendable, CustomStringConvertible {
         var loops: [String] = []
         if let sys = try? OwnedFD.open("/sys/block", O_RDONLY | O_DIRECTORY) {
             for name in try DirectoryEntries.names(in: sys) where name.hasPrefix("loop") {
-                if let file = try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY),
-                   let backing = try? file.readAll() {
-                    loops.append("\(name): \(String(decoding: backing, as: UTF8.self).trimmingNewline)")
+                if let backing = try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY).readLine() {
+                    loops.append("\(name): \(backing)")
                 }
             }
         }
@@ -42,8 +41,4 @@ public struct HostState: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         "\(mountPoints.count) mounts, \(loopDevices.count) loop devices, \(links.count) links, \(namespaces.count) netns"
     }
-}
-
-private extension String {
-    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }

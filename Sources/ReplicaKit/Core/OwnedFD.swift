@@ -90,6 +90,13 @@ public struct OwnedFD: ~Copyable, Sendable {
         }
     }
 
+    /// The whole (small) file as text without its trailing newline: a line of procfs or sysfs, a
+    /// lease's owner.
+    public borrowing func readLine(limit: Int = 4096, name: String = "") throws(SystemError) -> String {
+        let text = String(decoding: try readAll(limit: limit, name: name), as: UTF8.self)
+        return text.hasSuffix("\n") ? String(text.dropLast()) : text
+    }
+
     /// Writes every byte, retrying short writes.
     public borrowing func writeAll(_ bytes: some Collection<UInt8>, name: String = "") throws(SystemError) {
         let fd = rawValue

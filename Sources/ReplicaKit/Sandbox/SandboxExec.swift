@@ -21,7 +21,7 @@ extension SandboxMounter {
     }
 
     /// `setns(open(PATH), CLONE_NEWNET)` for the calling thread (`ip netns exec`'s join).
-    static func joinNetworkNamespace(_ path: String) throws(SystemError) {
+    public static func joinNetworkNamespace(_ path: String) throws(SystemError) {
         let raw = open(path, O_RDONLY | O_CLOEXEC)
         guard raw >= 0 else {
             let name = path.split(separator: "/").last.map(String.init) ?? path

@@ -63,9 +63,8 @@ public struct AddressPool: Sendable {
         var found: [(address: IPPrefix, owner: String)] = []
         for name in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: fd) }) {
             guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4,
-                  let owner = try? fd.openat(name, O_RDONLY | O_NOFOLLOW).readAll(limit: 4096) else { continue }
-            found.append((IPPrefix(address: bytes, length: subnet.length),
-                          String(decoding: owner, as: UTF8.self).trimmingCharacters(in: "\n")))
+                  let owner = try? fd.openat(name, O_RDONLY | O_NOFOLLOW).readLine() else { continue }
+            found.append((IPPrefix(address: bytes, length: subnet.length), owner))
         }
         return found.sorted { $0.address.address.lexicographicallyPrecedes($1.address.address) }
     }
@@ -86,10 +85,3 @@ public struct AddressPool: Sendable {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: Character) -> String {
-        var text = Substring(self)
-        while text.last == set { text = text.dropLast() }
-        return String(text)
-    }
-}

@@ -65,19 +65,33 @@ public enum NetworkNamespace {
         return ((try? DirectoryEntries.names(in: fd)) ?? []).sorted()
     }
 
-    /// Runs `body` in a child process that has joined the namespace (`ip netns exec NAME`).
+    /// Runs `body` in a child process that has joined the namespace (`ip netns exec`).
     public static func run<Result: ChildTransferable>(
         in name: String, _ body: () throws(SystemError) -> Result
     ) throws(NetError) -> Result {
         try validate(name: name)
         let path = "\(directory)/\(name)"
-        let namespace = try kit { () throws(SystemError) in try OwnedFD.open(path, O_RDONLY) }
         return try kit { () throws(SystemError) in
             try ChildProcess.run { () throws(SystemError) in
-                _ = try syscall("setns", path) { replica_setns(namespace.rawValue, replica_CLONE_NEWNET) }
+                try SandboxMounter.joinNetworkNamespace(path)
                 return try body()
             }
         }
+    }
+
+    /// `socket(family, type, protocol)` made inside the namespace, on a dedicated thread that
+    /// joined it: the socket acts there for as long as it lives, whichever thread uses it; the
+    /// caller's thread never changes namespace.
+    public static func socket(in name: String, family: Int32, type: Int32, protocol: Int32 = 0) throws(NetError) -> OwnedFD {
+        try validate(name: name)
+        let path = "\(directory)/\(name)"
+        let fd = try kit { () throws(SystemError) in
+            try DedicatedThread.run { () throws(SystemError) -> Int32 in
+                try SandboxMounter.joinNetworkNamespace(path)
+                return try syscall("socket", path) { Glibc.socket(family, type, `protocol`) }
+            }
+        }
+        return OwnedFD(adopting: fd)
     }
 
     /// Makes `/run/netns` exist and be a shared mount point, as `ip netns add` does, so pins made

@@ -1,5 +1,4 @@
 import CMnl
-import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -23,17 +22,9 @@ public struct NetlinkSocket: ~Copyable {
     /// Opens the socket inside the network namespace pinned at `/run/netns/NAME` (`ip -n NAME`):
     /// made on a dedicated thread that joined it; the caller's thread never changes namespace.
     public init(namespace name: String) throws(NetError) {
-        let path = "\(NetworkNamespace.directory)/\(name)"
-        let fd = try kit { () throws(SystemError) in
-            try DedicatedThread.run { () throws(SystemError) -> Int32 in
-                let namespace = try OwnedFD.open(path, O_RDONLY)
-                _ = try syscall("setns", path) { replica_setns(namespace.rawValue, replica_CLONE_NEWNET) }
-                return try syscall("socket(AF_NETLINK)", path) {
-                    Glibc.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
-                }
-            }
-        }
-        try self.init(adopting: fd)
+        let fd = try NetworkNamespace.socket(in: name, family: AF_NETLINK,
+                                             type: Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), protocol: NETLINK_ROUTE)
+        try self.init(adopting: fd.release())
     }
 
     private init(adopting fd: Int32) throws(NetError) {

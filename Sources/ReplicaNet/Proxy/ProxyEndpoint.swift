@@ -1,5 +1,4 @@
 import CMnl  // SOCK_STREAM, SOCK_NONBLOCK…: <sys/socket.h> reaches Swift through it, not through Glibc
-import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -60,15 +59,7 @@ public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
             guard fd >= 0 else { throw NetError("socket", [description], errno: .current) }
             return OwnedFD(adopting: fd)
         }
-        let path = "\(NetworkNamespace.directory)/\(namespace)"
-        let fd = try kit { () throws(SystemError) in
-            try DedicatedThread.run { () throws(SystemError) -> Int32 in
-                let target = try OwnedFD.open(path, O_RDONLY)
-                _ = try syscall("setns", path) { replica_setns(target.rawValue, replica_CLONE_NEWNET) }
-                return try syscall("socket", path) { socket(family, flags, 0) }
-            }
-        }
-        return OwnedFD(adopting: fd)
+        return try NetworkNamespace.socket(in: namespace, family: family, type: flags)
     }
 
     /// Calls `body` with the endpoint's `sockaddr`.

@@ -42,9 +42,6 @@ public struct LoopDevice: ~Copyable {
     /// or nil when the device is not attached.
     public static func backingFile(of path: String) -> String? {
         let name = path.split(separator: "/").last.map(String.init) ?? path
-        guard let fd = try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY),
-              let bytes = try? fd.readAll(limit: 8192) else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self)
-        return text.hasSuffix("\n") ? String(text.dropLast()) : text
+        return try? OwnedFD.open("/sys/block/\(name)/loop/backing_file", O_RDONLY).readLine(limit: 8192)
     }
 }

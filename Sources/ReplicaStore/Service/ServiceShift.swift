@@ -46,7 +46,7 @@ public enum ServiceShift {
             throw StoreError("rollback", [settings.unit], errno: .EINVAL, hint: "its profile has no [State] Path=")
         }
         let stamp = snapshot.split(separator: ".").last.map(String.init) ?? snapshot
-        guard let time = SnapshotName(parsing: "x.\(stamp)")?.time else {
+        guard let time = UTCTimestamp(compact: stamp.utf8) else {
             throw StoreError("rollback", [settings.unit, snapshot], errno: .EINVAL,
                              hint: "give the snapshot's time as YYYYMMDDTHHMMSSZ or its name (replica-snap list)")
         }

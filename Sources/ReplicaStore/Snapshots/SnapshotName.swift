@@ -65,10 +65,24 @@ public struct SnapshotName: Hashable, Sendable, CustomStringConvertible {
     /// Parses a full name; nil unless every character matches the format (`svc.20261122T023000Z`).
     public init?(parsing name: String) {
         let utf8 = Array(name.utf8)
-        guard utf8.count > 17, utf8[utf8.count - 17] == UInt8(ascii: ".") else { return nil }
-        let stamp = utf8.suffix(16)
-        let digits = Array(stamp)
-        guard digits[8] == UInt8(ascii: "T"), digits[15] == UInt8(ascii: "Z") else { return nil }
+        guard utf8.count > 17, utf8[utf8.count - 17] == UInt8(ascii: "."),
+              let time = UTCTimestamp(compact: utf8.suffix(16)) else { return nil }
+        self.subvolume = String(decoding: utf8.prefix(utf8.count - 17), as: UTF8.self)
+        self.time = time
+    }
+
+    public var description: String {
+        let f = time.fields
+        return "\(subvolume).\(pad(f.year, 4))\(pad(f.month))\(pad(f.day))T\(pad(f.hour))\(pad(f.minute))\(pad(f.second))Z"
+    }
+}
+
+extension UTCTimestamp {
+    /// Parses the compact form snapshot names carry, `20261122T023000Z`; nil unless every
+    /// character matches it and the date exists.
+    public init?(compact text: some Collection<UInt8>) {
+        let digits = Array(text)
+        guard digits.count == 16, digits[8] == UInt8(ascii: "T"), digits[15] == UInt8(ascii: "Z") else { return nil }
         func number(_ range: Range<Int>) -> Int? {
             var value = 0
             for byte in digits[range] {
@@ -78,15 +92,7 @@ public struct SnapshotName: Hashable, Sendable, CustomStringConvertible {
             return value
         }
         guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
-              let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15),
-              let time = UTCTimestamp(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
-        else { return nil }
-        self.subvolume = String(decoding: utf8.prefix(utf8.count - 17), as: UTF8.self)
-        self.time = time
-    }
-
-    public var description: String {
-        let f = time.fields
-        return "\(subvolume).\(pad(f.year, 4))\(pad(f.month))\(pad(f.day))T\(pad(f.hour))\(pad(f.minute))\(pad(f.second))Z"
+              let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15) else { return nil }
+        self.init(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
     }
 }

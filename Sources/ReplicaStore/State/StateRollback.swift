@@ -134,16 +134,10 @@ public enum StateRollback {
             if let mount = entries.first(where: {
                 $0.major == device.0 && $0.minor == device.1 && ($0.root == subvolumeRoot || $0.root.hasPrefix(subvolumeRoot + "/"))
             }) {
-                let command = (try? OwnedFD.open("/proc/\(pid)/comm", O_RDONLY).readAll(limit: 64)).map {
-                    String(decoding: $0, as: UTF8.self).trimmingNewline
-                } ?? "?"
+                let command = (try? OwnedFD.open("/proc/\(pid)/comm", O_RDONLY).readLine(limit: 64)) ?? "?"
                 found.append(User(pid: pid, command: command, mountPoint: mount.mountPoint))
             }
         }
         return found
     }
-}
-
-extension String {
-    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }
