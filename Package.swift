@@ -68,9 +68,10 @@ let package = Package(
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
-        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore"],
+        .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),
+        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "BenchmarkSupport"],
                           path: "Benchmarks/ReplicaBench", swiftSettings: strict),
-        .executableTarget(name: "ReplicaNetBench", dependencies: ["ReplicaKit", "ReplicaNet"],
+        .executableTarget(name: "ReplicaNetBench", dependencies: ["ReplicaKit", "ReplicaNet", "BenchmarkSupport"],
                           path: "Benchmarks/ReplicaNetBench", swiftSettings: strict),
 
         // Tests: a support library (traits, fixtures) and one test target per module.

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import CReplicaShim
 import Glibc
 import ReplicaKit
@@ -64,7 +65,7 @@ func benchmarkSandbox() throws -> [Comparison] {
             runs[which].append(Double(monotonicNanoseconds() - began))
         }
     }
-    let medians = runs.map { $0.sorted()[$0.count / 2] }
+    let medians = runs.map(median)
     return [
         Comparison(operation: "replica-run /bin/true (whole process, same mounts)", replica: medians[0],
                    tool: "bwrap, same mounts:", toolTime: medians[1]),

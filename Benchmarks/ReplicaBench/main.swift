@@ -1,6 +1,7 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
 // Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
 // Groups: resolution, snapshots, sandbox (default: all).
+import BenchmarkSupport
 import Glibc
 import ReplicaKit
 import ReplicaStore
@@ -81,7 +82,6 @@ func benchmarkSnapshots() throws -> [Comparison] {
                 command[which].append(Double(monotonicNanoseconds() - began))
             }
         }
-        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
         return (0..<2).map { which in
             Comparison(operation: "read-only snapshot, \(which == 0 ? "empty" : "1 GiB") subvolume", replica: median(ours[which]),
                        tool: "btrfs subvolume snapshot -r:", toolTime: median(command[which]))
@@ -142,7 +142,7 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
                 timings[which].append(Double(monotonicNanoseconds() - began))
             }
         }
-        let medians = timings.map { $0.sorted()[$0.count / 2] }
+        let medians = timings.map(median)
         rows.append(Comparison(operation: "replica-snap create (whole process, with metrics)", replica: medians[0],
                                tool: "btrfs subvolume snapshot -r:", toolTime: medians[2]))
         rows.append(Comparison(operation: "replica-snap create (whole process, no metrics)", replica: medians[1],

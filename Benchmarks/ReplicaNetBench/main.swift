@@ -1,27 +1,21 @@
 // replica-net-bench: ReplicaNet's operations against the `ip` commands a user would run for the
 // same result, measured in the same run (each `ip` a whole process, as a user runs it). Root only.
 // Separate from replica-bench, which is built static: libmnl ships no static library.
+import BenchmarkSupport
 import Glibc
 import ReplicaKit
 import ReplicaNet
 
-func now() -> UInt64 { var ts = timespec(); clock_gettime(CLOCK_MONOTONIC, &ts); return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec) }
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-func show(_ nanoseconds: Double) -> String {
-    let ms = Int(nanoseconds / 10_000)
-    return nanoseconds >= 1_000_000 ? "\(ms / 100).\(ms % 100 < 10 ? "0" : "")\(ms % 100) ms" : "\(Int(nanoseconds / 1000)) µs"
-}
-func row(_ operation: String, _ ours: Double, _ tool: String, _ theirs: Double) {
-    let ratio = theirs / ours
-    let verdict = ratio >= 1 ? "\(Int(ratio * 10) / 10).\(Int(ratio * 100) % 10)× faster" : "\(Int(10 / ratio) / 10)× slower"
-    print(operation.padding(58) + show(ours).padding(10) + (tool + " " + show(theirs)).padding(34) + verdict)
-}
-extension String { func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(1, width - count)) } }
+func now() -> UInt64 { monotonicNanoseconds() }
 func ip(_ arguments: String) throws { try Command.check(["ip"] + arguments.split(separator: " ").map(String.init)) }
+func row(_ operation: String, _ ours: Double, _ tool: String, _ theirs: Double) {
+    Comparison(operation: operation, replica: ours, tool: tool, toolTime: theirs).printRow()
+}
 
 let rounds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 30 : 30
 let tag = "\(getpid() % 10000)"
 print("replica-net-bench: median of \(rounds); ip is a whole process per command, as a user runs it")
+Comparison.printHeader()
 
 do {
     // 1. veth with its peer born in a namespace, an address inside, both ends up.
@@ -51,29 +45,48 @@ do {
     }
     row("veth, peer born in netns, address, both ends up", median(ours), "ip (4 commands):", median(theirs))
 
-    // 4. Batched teardown: `rounds` services, each a namespace with a veth in a shared bridge, torn
-    // down together, against one `ip link del` + `ip netns del` per service.
+    // 2. Batched teardown: `rounds` services, each a namespace with a veth pair (two links) in a
+    // shared bridge, left to settle for a second as running services are, then torn down together.
+    // Against ip one service at a time, as a user runs it, and against ip at its best: one batch
+    // moving the links into a group, one `ip link del group`, one batch of `netns del`.
     func services(_ prefix: String) throws -> [NetworkPlan] {
-        try (0..<rounds).map { i in
+        let plans = try (0..<rounds).map { i in
             var plan = NetworkPlan(namespace: "\(prefix)\(tag)-\(i)", hostLink: "\(prefix)\(tag)v\(i)")
             plan.bridge = "tbr\(tag)"
             try plan.apply()
             return plan
         }
+        sleep(1)
+        return plans
     }
     defer { try? NetworkPlan.deleteLinks(["tbr\(tag)"]) }
     let batch = try services("ta")
     var began = now()
     try NetworkPlan.teardown(batch)
-    let perService = Double(now() - began) / Double(batch.count)
+    let perService = Double(now() - began) / Double(rounds)
     let single = try services("tb")
     began = now()
     for plan in single { try ip("link del \(plan.hostLink)"); try ip("netns del \(plan.namespace)") }
-    row("batched teardown, per service link (\(rounds) services)", perService, "ip link del + netns del:",
-        Double(now() - began) / Double(rounds))
+    let ipSingle = Double(now() - began) / Double(rounds)
+    let best = try services("tc")
+    let script = "/tmp/replica-net-bench-\(tag)"
+    defer { unlink(script + ".links"); unlink(script + ".netns") }
+    do {
+        try OwnedFD.open(script + ".links", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+            .writeAll(Array(best.map { "link set dev \($0.hostLink) group 4242\n" }.joined().utf8))
+        try OwnedFD.open(script + ".netns", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
+            .writeAll(Array(best.map { "netns del \($0.namespace)\n" }.joined().utf8))
+    }
+    began = now()
+    try ip("-batch \(script).links")
+    try ip("link del group 4242")
+    try ip("-batch \(script).netns")
+    let ipBest = Double(now() - began) / Double(rounds)
+    row("batched teardown, per service: veth pair + netns (\(rounds))", perService, "ip, one service at a time:", ipSingle)
+    row("", perService, "ip -batch + one group delete:", ipBest)
     for i in 0..<rounds { try? ip("link del nv\(tag)a\(i)"); try? ip("link del nv\(tag)b\(i)") }
 
-    // 2. Bridge + veth + enslave + up.
+    // 3. Bridge + veth + enslave + up.
     ours = []; theirs = []
     for i in 0..<rounds {
         let (bridge, veth) = ("nb\(tag)a\(i)", "nw\(tag)a\(i)")
@@ -96,7 +109,7 @@ do {
     row("bridge + veth + enslave + up", median(ours), "ip (4 commands):", median(theirs))
     try NetworkPlan.deleteLinks((0..<rounds).flatMap { ["nb\(tag)a\($0)", "nw\(tag)a\($0)", "nb\(tag)b\($0)", "nw\(tag)b\($0)"] })
 
-    // 3. Named netns add + delete.
+    // 4. Named netns add + delete.
     ours = []; theirs = []
     for i in 0..<rounds {
         let start = now()
