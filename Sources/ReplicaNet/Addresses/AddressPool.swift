@@ -30,19 +30,25 @@ public struct AddressPool: Sendable {
     /// The owner's address: the one it already holds, else the lowest free one. `dryRun` only
     /// says which it would be.
     public func lease(for owner: String, dryRun: Bool = false) throws(NetError) -> IPPrefix {
+        try take(for: owner, dryRun: dryRun).address
+    }
+
+    /// `lease`, also saying whether this call made the lease, so that an attempt that fails gives
+    /// back only what it took — never the address a running service already holds.
+    public func take(for owner: String, dryRun: Bool = false) throws(NetError) -> (address: IPPrefix, isNew: Bool) {
         try Self.validate(owner: owner)
-        return try locked { () throws(NetError) -> IPPrefix in
+        return try locked { () throws(NetError) -> (address: IPPrefix, isNew: Bool) in
             let current = try leases()
-            if let held = current.first(where: { $0.owner == owner }) { return held.address }
+            if let held = current.first(where: { $0.owner == owner }) { return (held.address, false) }
             let taken = Set(current.map(\.address.address))
             let hosts = UInt32(1) << (32 - subnet.length) - 2
             for n in 2...hosts where !taken.contains(host(n).address) {
                 let address = host(n)
-                if dryRun { return address }
+                if dryRun { return (address, true) }
                 try kit { () throws(SystemError) in
                     try RootDirectory(directory).writeFileAtomically(address.addressText, contents: Array("\(owner)\n".utf8), mode: 0o644)
                 }
-                return address
+                return (address, true)
             }
             throw NetError("lease address", [subnet.description, owner], errno: .EADDRNOTAVAIL,
                            hint: "every address of \(subnet) is leased; release some (replica-net down) or use a larger subnet")

@@ -1,3 +1,5 @@
+import ReplicaKit
+
 /// A service's network as a value: a named namespace, a veth pair whose host end is enslaved to a
 /// bridge and whose other end is born inside the namespace, and the addresses and routes in there —
 /// "netns svc-a, veth to bridge br-replica, 10.88.0.5/24, default via 10.88.0.1". It is printed,
@@ -55,6 +57,27 @@ public struct NetworkPlan: Equatable, Sendable {
                                hint: "the gateway is not in the network of any address of \(innerLink)")
             }
         }
+    }
+
+    /// The plan for `--json` (snake_case keys, absent parts as null).
+    public var json: JSON {
+        .object([
+            ("namespace", .string(namespace)),
+            ("path", .string("\(NetworkNamespace.directory)/\(namespace)")),
+            ("kind", .string(macvlanParent == nil ? "veth" : "macvlan")),
+            ("host_link", macvlanParent == nil ? .string(hostLink) : .null),
+            ("inner_link", .string(innerLink)),
+            ("bridge", bridge.map(JSON.string) ?? .null),
+            ("bridge_address", bridgeAddress.map { .string($0.description) } ?? .null),
+            ("macvlan_parent", macvlanParent.map(JSON.string) ?? .null),
+            ("macvlan_mode", macvlanParent == nil ? .null : .string("\(macvlanMode)")),
+            ("addresses", .array(addresses.map { .string($0.description) })),
+            ("routes", .array(routes.map { route in
+                .object([("destination", .string(route.destination.description)),
+                         ("gateway", route.gateway.map { .string($0.addressText) } ?? .null)])
+            })),
+            ("mtu", mtu.map { .int(Int64($0)) } ?? .null),
+        ])
     }
 
     /// The plan as `ip` commands, for `--dry-run` and the docs.

@@ -16,6 +16,8 @@ let planOptions: [OptionSpec] = [
     .option("leases", "dir", "Where leases are kept.", default: AddressPool.defaultRoot, hidden: true),
 ]
 let name = PositionalSpec("name", "The service (web, web.service) whose profile has [Network], or a namespace name with flags.")
+let names = PositionalSpec("name", "Services or namespace names as for up; several are torn down in one batch.", many: true)
+let json = OptionSpec.flag("json", "Print JSON (schema replica.net.v1).")
 let tool = ToolSpec(
     name: "replica-net",
     abstract: "Give a service its own network namespace, reachable through a bridge.",
@@ -26,10 +28,10 @@ let tool = ToolSpec(
         """,
     commands: [
         CommandSpec("up", "Make the namespace, veth, bridge port, address and route, all or nothing.",
-                    options: planOptions + [.flag("dry-run", "Print the plan as ip commands and change nothing.")], positionals: [name]),
-        CommandSpec("down", "Remove the service's veth and namespace and release its address; absent objects are fine.",
-                    options: planOptions, positionals: [name]),
-        CommandSpec("check", "Report where the kernel differs from the plan; changes nothing.", options: planOptions, positionals: [name]),
+                    options: planOptions + [.flag("dry-run", "Print the plan as ip commands and change nothing."), json], positionals: [name]),
+        CommandSpec("down", "Remove the services' veths and namespaces and release their addresses; absent objects are fine.",
+                    options: planOptions + [json], positionals: [names]),
+        CommandSpec("check", "Report where the kernel differs from the plan; changes nothing.", options: planOptions + [json], positionals: [name]),
         CommandSpec("proxy", "Forward connections between a host socket and one inside a namespace, until SIGTERM.",
                     options: [
                         .option("listen", "endpoint", "Where to accept: unix:/PATH or tcp:HOST:PORT."),
@@ -38,7 +40,7 @@ let tool = ToolSpec(
                         .option("connect-netns", "name", "Connect inside this namespace (default: the host's)."),
                     ]),
         CommandSpec("list", "The named namespaces and leased addresses.",
-                    options: [.flag("json", "Print JSON."), .option("leases", "dir", "Where leases are kept.", default: AddressPool.defaultRoot, hidden: true)]),
+                    options: [json, .option("leases", "dir", "Where leases are kept.", default: AddressPool.defaultRoot, hidden: true)]),
     ])
 
 let arguments = tool.parseOrExit()
@@ -48,8 +50,9 @@ func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
     exit(code)
 }
 
-/// The plan from the profile, or from flags standing in for its [Network] section.
-func plan(_ name: String, leasing: Bool) -> (plan: NetworkPlan, pool: AddressPool?, owner: String) {
+/// The plan from the profile, or from flags standing in for its [Network] section. `leased` is the
+/// pool when this call made the owner's lease (so a failed `up` gives back only that one).
+func plan(_ name: String, leasing: Bool) -> (plan: NetworkPlan, pool: AddressPool?, owner: String, leased: AddressPool?) {
     let directories = arguments.all("profiles")
     let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
     let flags = [("Bridge", "bridge"), ("Macvlan", "macvlan"), ("Subnet", "subnet"), ("Address", "address"), ("Gateway", "gateway")]
@@ -61,51 +64,86 @@ func plan(_ name: String, leasing: Bool) -> (plan: NetworkPlan, pool: AddressPoo
             fail("\(name) is not configured: no [Network] in \(loader.searchedPaths(name).joined(separator: ", ")) and no --subnet/--address",
                  ExitCode.notConfigured)
         }
-        var pool: AddressPool?
+        var pool: AddressPool?, leased: AddressPool?
         let leases = arguments.value("leases") ?? AddressPool.defaultRoot
         let owner = profile.unit
         guard let plan = try NetworkPlan(profile: profile, lease: { (subnet) throws(NetError) -> IPPrefix in
             let made = try AddressPool(subnet: subnet, root: leases)
             pool = made
-            return try made.lease(for: owner, dryRun: !leasing)
+            let lease = try made.take(for: owner, dryRun: !leasing)
+            if lease.isNew && leasing { leased = made }
+            return lease.address
         }) else { fail("\(name) has no [Network]", ExitCode.notConfigured) }
-        return (plan, pool, owner)
+        return (plan, pool, owner, leased)
     } catch {
         fail("\(error)", ExitCode.usage)
     }
 }
 
+/// One JSON document on standard output, tagged with the schema.
+func printJSON(_ members: [(String, JSON)]) {
+    print(JSON.object([("schema", .string("replica.net.v1"))] + members).serialized())
+}
+
 let target = arguments.positionals.first ?? ""
+let asJSON = arguments.flag("json")
 do {
     switch arguments.command {
     case "up":
         let dryRun = arguments.flag("dry-run")
-        let (plan, pool, owner) = plan(target, leasing: !dryRun)
+        let (plan, _, owner, leased) = plan(target, leasing: !dryRun)
+        let directive = "NetworkNamespacePath=\(NetworkNamespace.directory)/\(plan.namespace)"
         if dryRun {
-            plan.commands.forEach { print($0) }
+            if asJSON {
+                printJSON([("action", .string("up")), ("dry_run", .bool(true)), ("name", .string(target)), ("plan", plan.json),
+                           ("commands", .array(plan.commands.map(JSON.string)))])
+            } else {
+                plan.commands.forEach { print($0) }
+            }
             break
         }
+        let steps: NetworkPlan.Report
         do throws(NetError) {
-            for line in try plan.apply() { print("\(target): \(line)") }
+            steps = try plan.apply()
         } catch {
-            try? pool?.release(owner)  // the address leased for this attempt
+            try? leased?.release(owner)  // the address leased for this attempt, if it was new
             throw error
         }
-        print("\(target): join it with NetworkNamespacePath=\(NetworkNamespace.directory)/\(plan.namespace)")
+        if asJSON {
+            printJSON([("action", .string("up")), ("dry_run", .bool(false)), ("name", .string(target)), ("plan", plan.json),
+                       ("steps", .array(steps.map(JSON.string))), ("directive", .string(directive))])
+        } else {
+            for line in steps { print("\(target): \(line)") }
+            print("\(target): join it with \(directive)")
+        }
     case "down":
-        let (plan, pool, owner) = plan(target, leasing: false)
-        try plan.teardown()
-        try pool?.release(owner)
-        print("\(target): \(plan.hostLink) and namespace \(plan.namespace) removed")
+        // Every name is resolved before anything is removed: one bad name changes nothing.
+        let resolved = arguments.positionals.map { (name: $0, found: plan($0, leasing: false)) }
+        try NetworkPlan.teardown(resolved.map(\.found.plan))
+        for (_, found) in resolved { try found.pool?.release(found.owner) }
+        if asJSON {
+            printJSON([("action", .string("down")), ("removed", .array(resolved.map { name, found in
+                .object([("name", .string(name)), ("namespace", .string(found.plan.namespace)),
+                         ("host_link", found.plan.macvlanParent == nil ? .string(found.plan.hostLink) : .null)])
+            }))])
+        } else {
+            for (name, found) in resolved {
+                let link = found.plan.macvlanParent == nil ? "\(found.plan.hostLink) and namespace" : "namespace"
+                print("\(name): \(link) \(found.plan.namespace) removed")
+            }
+        }
     case "check":
-        let (plan, _, _) = plan(target, leasing: false)
+        let (plan, _, _, _) = plan(target, leasing: false)
         let drift = try plan.check()
-        if drift.isEmpty {
+        if asJSON {
+            printJSON([("action", .string("check")), ("name", .string(target)), ("matches", .bool(drift.isEmpty)),
+                       ("drift", .array(drift.map(JSON.string))), ("plan", plan.json)])
+        } else if drift.isEmpty {
             print("\(target): matches the plan")
         } else {
             drift.forEach { print("\(target): \($0)") }
-            exit(ExitCode.failure)
         }
+        if !drift.isEmpty { exit(ExitCode.failure) }
     case "proxy":
         guard let listen = arguments.value("listen"), let connect = arguments.value("connect") else {
             fail("proxy needs --listen and --connect, e.g. --listen unix:/run/web.sock --connect tcp:127.0.0.1:8080 --connect-netns web",
@@ -132,11 +170,11 @@ do {
             for lease in try pool.leases() { leases.append((subnet.description, lease.address.addressText, lease.owner)) }
         }
         let namespaces = NetworkNamespace.list()
-        if arguments.flag("json") {
-            print(JSON.object([
+        if asJSON {
+            printJSON([
                 ("namespaces", .array(namespaces.map(JSON.string))),
                 ("leases", .array(leases.map { .object([("subnet", .string($0.subnet)), ("address", .string($0.address)), ("owner", .string($0.owner))]) })),
-            ]).serialized())
+            ])
         } else {
             print("NAMESPACES  \(namespaces.isEmpty ? "-" : namespaces.joined(separator: " "))")
             var table = Table(["SUBNET", "ADDRESS", "OWNER"])
