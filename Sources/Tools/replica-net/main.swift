@@ -113,7 +113,7 @@ do {
             printJSON([("action", .string("up")), ("dry_run", .bool(false)), ("name", .string(target)), ("plan", plan.json),
                        ("steps", .array(steps.map(JSON.string))), ("directive", .string(directive))])
         } else {
-            for line in steps { print("\(target): \(line)") }
+            steps.forEach { print($0) }  // each names the namespace or link it is about
             print("\(target): join it with \(directive)")
         }
     case "down":
