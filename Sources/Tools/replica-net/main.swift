@@ -172,6 +172,7 @@ do {
         let namespaces = NetworkNamespace.list()
         if asJSON {
             printJSON([
+                ("action", .string("list")),
                 ("namespaces", .array(namespaces.map(JSON.string))),
                 ("leases", .array(leases.map { .object([("subnet", .string($0.subnet)), ("address", .string($0.address)), ("owner", .string($0.owner))]) })),
             ])
