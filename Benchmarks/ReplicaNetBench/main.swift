@@ -6,7 +6,6 @@ import Glibc
 import ReplicaKit
 import ReplicaNet
 
-func now() -> UInt64 { monotonicNanoseconds() }
 func ip(_ arguments: String) throws { try Command.check(["ip"] + arguments.split(separator: " ").map(String.init)) }
 func row(_ operation: String, _ ours: Double, _ tool: String, _ theirs: Double) {
     Comparison(operation: operation, replica: ours, tool: tool, toolTime: theirs).printRow()
@@ -28,20 +27,20 @@ do {
     for i in 0..<rounds {
         let (name, peer) = ("nv\(tag)a\(i)", "e\(i)")
         let address = try IPPrefix("10.99.\(i).2/24")
-        let began = now()
+        let began = monotonicNanoseconds()
         try host.perform(RouteRequest.addVeth(name, peer: peer, peerNamespaceFD: namespaceFD.rawValue), "add veth", [name])
         guard let link = try host.link(named: name), let inner = try inside.link(named: peer) else { throw NetError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: link.index, up: true), "up", [name])
         try inside.perform(RouteRequest.addAddress(address, index: inner.index), "addr", [peer])
         try inside.perform(RouteRequest.setLink(index: inner.index, up: true), "up", [peer])
-        ours.append(Double(now() - began))
+        ours.append(Double(monotonicNanoseconds() - began))
         let (ipName, ipPeer) = ("nv\(tag)b\(i)", "f\(i)")
-        let began2 = now()
+        let began2 = monotonicNanoseconds()
         try ip("link add \(ipName) type veth peer name \(ipPeer) netns nb-\(tag)")
         try ip("-n nb-\(tag) addr add 10.98.\(i).2/24 dev \(ipPeer)")
         try ip("link set \(ipName) up")
         try ip("-n nb-\(tag) link set \(ipPeer) up")
-        theirs.append(Double(now() - began2))
+        theirs.append(Double(monotonicNanoseconds() - began2))
     }
     row("veth, peer born in netns, address, both ends up", median(ours), "ip (4 commands):", median(theirs))
 
@@ -61,13 +60,13 @@ do {
     }
     defer { try? NetworkPlan.deleteLinks(["tbr\(tag)"]) }
     let batch = try services("ta")
-    var began = now()
+    var began = monotonicNanoseconds()
     try NetworkPlan.teardown(batch)
-    let perService = Double(now() - began) / Double(rounds)
+    let perService = Double(monotonicNanoseconds() - began) / Double(rounds)
     let single = try services("tb")
-    began = now()
+    began = monotonicNanoseconds()
     for plan in single { try ip("link del \(plan.hostLink)"); try ip("netns del \(plan.namespace)") }
-    let ipSingle = Double(now() - began) / Double(rounds)
+    let ipSingle = Double(monotonicNanoseconds() - began) / Double(rounds)
     let best = try services("tc")
     let script = "/tmp/replica-net-bench-\(tag)"
     defer { unlink(script + ".links"); unlink(script + ".netns") }
@@ -77,11 +76,11 @@ do {
         try OwnedFD.open(script + ".netns", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o600)
             .writeAll(Array(best.map { "netns del \($0.namespace)\n" }.joined().utf8))
     }
-    began = now()
+    began = monotonicNanoseconds()
     try ip("-batch \(script).links")
     try ip("link del group 4242")
     try ip("-batch \(script).netns")
-    let ipBest = Double(now() - began) / Double(rounds)
+    let ipBest = Double(monotonicNanoseconds() - began) / Double(rounds)
     row("batched teardown, per service: veth pair + netns (\(rounds))", perService, "ip, one service at a time:", ipSingle)
     row("", perService, "ip -batch + one group delete:", ipBest)
     for i in 0..<rounds { try? ip("link del nv\(tag)a\(i)"); try? ip("link del nv\(tag)b\(i)") }
@@ -90,21 +89,21 @@ do {
     ours = []; theirs = []
     for i in 0..<rounds {
         let (bridge, veth) = ("nb\(tag)a\(i)", "nw\(tag)a\(i)")
-        let start = now()
+        let start = monotonicNanoseconds()
         try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
         guard let made = try host.link(named: bridge) else { throw NetError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: made.index, up: true), "up", [bridge])
         try host.perform(RouteRequest.addVeth(veth, peer: "p\(veth)", peerNamespaceFD: nil), "add veth", [veth])
         guard let port = try host.link(named: veth) else { throw NetError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: port.index, up: true, master: made.index), "enslave", [veth])
-        ours.append(Double(now() - start))
+        ours.append(Double(monotonicNanoseconds() - start))
         let (ipBridge, ipVeth) = ("nb\(tag)b\(i)", "nw\(tag)b\(i)")
-        let start2 = now()
+        let start2 = monotonicNanoseconds()
         try ip("link add \(ipBridge) type bridge")
         try ip("link set \(ipBridge) up")
         try ip("link add \(ipVeth) type veth peer name p\(ipVeth)")
         try ip("link set \(ipVeth) master \(ipBridge) up")
-        theirs.append(Double(now() - start2))
+        theirs.append(Double(monotonicNanoseconds() - start2))
     }
     row("bridge + veth + enslave + up", median(ours), "ip (4 commands):", median(theirs))
     try NetworkPlan.deleteLinks((0..<rounds).flatMap { ["nb\(tag)a\($0)", "nw\(tag)a\($0)", "nb\(tag)b\($0)", "nw\(tag)b\($0)"] })
@@ -112,14 +111,14 @@ do {
     // 4. Named netns add + delete.
     ours = []; theirs = []
     for i in 0..<rounds {
-        let start = now()
+        let start = monotonicNanoseconds()
         try NetworkNamespace.create("nn-\(tag)-\(i)")
         try NetworkNamespace.delete("nn-\(tag)-\(i)")
-        ours.append(Double(now() - start))
-        let start2 = now()
+        ours.append(Double(monotonicNanoseconds() - start))
+        let start2 = monotonicNanoseconds()
         try ip("netns add nm-\(tag)-\(i)")
         try ip("netns del nm-\(tag)-\(i)")
-        theirs.append(Double(now() - start2))
+        theirs.append(Double(monotonicNanoseconds() - start2))
     }
     row("named netns add + delete", median(ours), "ip netns add + del:", median(theirs))
 } catch {

@@ -22,8 +22,8 @@ import Testing
     /// Sends `payload` through a new connection to `endpoint` (made in its namespace), half-closes,
     /// and returns everything read back.
     static func roundTrip(_ endpoint: ProxyEndpoint, _ payload: [UInt8]) throws -> [UInt8] {
-        let fd = try EchoServer.socket(for: endpoint)
-        defer { close(fd) }
+        let socket = OwnedFD(adopting: try EchoServer.socket(for: endpoint))
+        let fd = socket.rawValue
         guard endpoint.withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw SystemError.current("connect", [endpoint.description]) }
         let writer = DispatchGroup()
         DispatchQueue.global().async(group: writer) {
@@ -35,15 +35,8 @@ import Testing
             }
             shutdown(fd, Int32(SHUT_WR))
         }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n <= 0 { break }
-            received += buffer[0..<n]
-        }
-        writer.wait()
-        return received
+        defer { writer.wait() }
+        return try socket.readAll(name: endpoint.description)
     }
 
     /// Runs the proxy on this thread while `clients` runs on another; stops the proxy when it returns.
@@ -210,20 +203,13 @@ final class EchoServer: Sendable {
     /// Connects to `address:port`, sends `text`, half-closes and returns what comes back; blocking
     /// and thread-free, so it can run in a child that joined a namespace.
     static func exchange(with address: String, port: UInt16, sending text: String) throws(SystemError) -> String {
-        let fd = Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        let socket = OwnedFD(adopting: Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue), 0))
+        let fd = socket.rawValue
         guard ProxyEndpoint(.tcp(host: address, port: port)).withSockaddr({ connect(fd, $0, $1) }) == 0 else {
             throw SystemError.current("connect", ["\(address):\(port)"])
         }
-        _ = write(fd, text, text.utf8.count)
+        try socket.writeAll(Array(text.utf8))
         shutdown(fd, Int32(SHUT_WR))
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while true {
-            let n = read(fd, &buffer, buffer.count)
-            if n <= 0 { break }
-            received += buffer[0..<n]
-        }
-        return String(decoding: received, as: UTF8.self)
+        return String(decoding: try socket.readAll(name: "\(address):\(port)"), as: UTF8.self)
     }
 }

@@ -15,11 +15,17 @@ import Testing
         String(decoding: try OwnedFD.open(path, O_RDONLY).readAll(), as: UTF8.self)
     }
 
-    @Test func theStateIsTheSnapshotsAndThePresentIsKept() throws {
+    /// A throwaway store (its path too) holding the subvolume `web`.
+    static func withWeb(_ body: (_ store: borrowing Store, _ path: String) throws -> Void) throws {
         try withBtrfsImage { image in
-            let path = image.mountPoint
-            let store = try Store(path: path)
+            let store = try Store(path: image.mountPoint)
             try store.ensureSubvolume("web")
+            try body(store, image.mountPoint)
+        }
+    }
+
+    @Test func theStateIsTheSnapshotsAndThePresentIsKept() throws {
+        try Self.withWeb { store, path in
             try Self.write("1", "\(path)/web/counter")
             try store.snapshot("web", at: Self.at(1))
             try Self.write("2", "\(path)/web/counter")
@@ -51,11 +57,8 @@ import Testing
     }
 
     @Test func aSubvolumeInUseIsRefusedAndNothingChanges() throws {
-        try withBtrfsImage { image in
+        try Self.withWeb { store, path in
             try withTemporaryDirectory { dir in
-                let path = image.mountPoint
-                let store = try Store(path: path)
-                try store.ensureSubvolume("web")
                 try Self.write("1", "\(path)/web/counter")
                 try store.snapshot("web", at: Self.at(1))
                 try Self.write("2", "\(path)/web/counter")
@@ -75,9 +78,7 @@ import Testing
     }
 
     @Test func aMissingSnapshotIsRefusedNamingTheNewest() throws {
-        try withBtrfsImage { image in
-            let store = try Store(path: image.mountPoint)
-            try store.ensureSubvolume("web")
+        try Self.withWeb { store, _ in
             try store.snapshot("web", at: Self.at(1))
             let error = #expect(throws: StoreError.self) {
                 try StateRollback.rollback(["web"], to: Self.at(9), in: store, now: Self.at(10))
@@ -88,9 +89,7 @@ import Testing
     }
 
     @Test func aSnapshotRunInProgressIsWaitedForByNoOne() throws {
-        try withBtrfsImage { image in
-            let store = try Store(path: image.mountPoint)
-            try store.ensureSubvolume("web")
+        try Self.withWeb { store, _ in
             try store.snapshot("web", at: Self.at(1))
             let held = try SubvolumeLock.acquire("web", in: store)
             let error = #expect(throws: StoreError.self) {
@@ -102,10 +101,7 @@ import Testing
     }
 
     @Test func aLeftoverOfAnInterruptedRollbackIsDiscardedAndTheStateKept() throws {
-        try withBtrfsImage { image in
-            let path = image.mountPoint
-            let store = try Store(path: path)
-            try store.ensureSubvolume("web")
+        try Self.withWeb { store, path in
             try Self.write("present", "\(path)/web/counter")
             try store.snapshot("web", at: Self.at(1))
             // Killed between making the copy and the exchange.
