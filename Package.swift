@@ -1,6 +1,6 @@
 // swift-tools-version: 6.2
 // Replica: sandboxing primitives and tools for running services partially containerized under systemd.
-// Layers (see ../shared/DESIGN.md): C targets → ReplicaKit → ReplicaStore | ReplicaNet → Tools.
+// Layers: C targets → ReplicaKit → ReplicaStore | ReplicaNet → Tools.
 import PackageDescription
 
 /// Every target of ours builds in Swift 6 mode with warnings as errors; dependencies are not affected.
@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "replica-run", targets: ["replica-run"]),
         .executable(name: "replica-shift", targets: ["replica-shift"]),
         .executable(name: "replica-net", targets: ["replica-net"]),
+        .executable(name: "replica-generator", targets: ["replica-generator"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
         .executable(name: "replica-net-bench", targets: ["ReplicaNetBench"]),
     ],
@@ -66,6 +67,8 @@ let package = Package(
                           path: "Sources/Tools/replica-run", swiftSettings: strict),
         .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
+        .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+                          path: "Sources/Tools/replica-generator", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),

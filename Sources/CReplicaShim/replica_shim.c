@@ -104,6 +104,8 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
 }
 int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
 int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+int replica_syncfs(int fd) { return syncfs(fd); }
+int64_t replica_seek_data(int fd, int64_t offset, int hole) { return lseek(fd, offset, hole ? SEEK_HOLE : SEEK_DATA); }
 
 int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
     struct btrfs_ioctl_get_subvol_info_args args;

@@ -16,16 +16,17 @@ import Testing
             [State]
             Path=/var/lib/web
             """, file: "web.conf")
+        // As systemd joins them: the backslash becomes a space, the next line is appended as it is.
         #expect(settings.map { "\($0.section).\($0.key)=\($0.value)@\($0.line)" } == [
-            "Snapshots.Preserve=24h 14d 8w@3", "Snapshots.Latest=3@6", "State.Path=/var/lib/web@9",
+            "Snapshots.Preserve=24h 14d             8w@3", "Snapshots.Latest=3@6", "State.Path=/var/lib/web@9",
         ])
     }
 
     @Test(arguments: [
         ("Key=Value", 1, "Key", "appears before any [Section]"),
-        ("[S]\nno equals sign", 2, nil, "expected Key=Value or [Section]"),
-        ("[S]\n[broken", 2, nil, "a section header is [Name]"),
-        ("[S]\nbad key=1", 2, "bad key", "a key is letters, digits, - and _"),
+        ("[State]\nno equals sign", 2, nil, "expected Key=Value or [Section]"),
+        ("[State]\n[broken", 2, nil, "a section header is [Name]"),
+        ("[State]\nbad key=1", 2, "bad key", "a key is letters, digits, - and _"),
     ] as [(String, Int, String?, String)])
     func errorsNameFileLineAndKey(text: String, line: Int, key: String?, reason: String) {
         let error = #expect(throws: ProfileError.self) { _ = try ProfileParser.parse(text, file: "/etc/replica/services/x.conf") }
@@ -45,20 +46,20 @@ import Testing
             let loader = ProfileLoader(directories: [lib, run, etc])
             // The main file from the highest-priority directory replaces lower ones whole.
             try Self.write("\(lib)/web.service.conf", "[Snapshots]\nPreserve=1d\nLatest=9\n")
-            try Self.write("\(etc)/web.service.conf", "[Snapshots]\nPreserve=24h\nExtra=a\n")
+            try Self.write("\(etc)/web.service.conf", "[Snapshots]\nPreserve=24h\n[Sandbox]\nInaccessiblePaths=/a\n")
             // Drop-ins from every directory, in file-name order; a same-named one higher up masks.
-            try Self.write("\(lib)/web.service.conf.d/10-base.conf", "[Snapshots]\nExtra=b\n")
-            try Self.write("\(run)/web.service.conf.d/20-reset.conf", "[Snapshots]\nExtra=\nExtra=c\n")
-            try Self.write("\(lib)/web.service.conf.d/30-masked.conf", "[Snapshots]\nExtra=masked\n")
-            try Self.write("\(etc)/web.service.conf.d/30-masked.conf", "[Snapshots]\nExtra=d\n")
-            try Self.write("\(etc)/web.service.conf.d/ignored.txt", "[Snapshots]\nExtra=never\n")
+            try Self.write("\(lib)/web.service.conf.d/10-base.conf", "[Sandbox]\nInaccessiblePaths=/b\n")
+            try Self.write("\(run)/web.service.conf.d/20-reset.conf", "[Sandbox]\nInaccessiblePaths=\nInaccessiblePaths=/c\n")
+            try Self.write("\(lib)/web.service.conf.d/30-masked.conf", "[Sandbox]\nInaccessiblePaths=/masked\n")
+            try Self.write("\(etc)/web.service.conf.d/30-masked.conf", "[Sandbox]\nInaccessiblePaths=/d\n")
+            try Self.write("\(etc)/web.service.conf.d/ignored.txt", "[Sandbox]\nInaccessiblePaths=/never\n")
             let profile = try #require(try loader.load("web"))
             #expect(profile.unit == "web.service")
             #expect(profile.files == ["\(etc)/web.service.conf", "\(lib)/web.service.conf.d/10-base.conf",
                                       "\(run)/web.service.conf.d/20-reset.conf", "\(etc)/web.service.conf.d/30-masked.conf"])
             #expect(profile.value("Snapshots", "Preserve")?.value == "24h")
             #expect(profile.value("Snapshots", "Latest") == nil, "the lower main file is replaced, not merged")
-            #expect(profile.list("Snapshots", "Extra").map(\.value) == ["c", "d"], "an empty assignment resets the list")
+            #expect(profile.list("Sandbox", "InaccessiblePaths").map(\.value) == ["/c", "/d"], "an empty assignment resets the list")
         }
     }
 

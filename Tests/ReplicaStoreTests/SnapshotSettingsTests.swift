@@ -3,8 +3,8 @@ import ReplicaStore
 import Testing
 
 @Suite struct SnapshotSettingsTests {
-    static func profile(_ text: String, unit: String = "web.service") throws -> Profile {
-        Profile(unit: unit, files: ["web.conf"], settings: try ProfileParser.parse(text, file: "web.conf"))
+    static func profile(_ text: String, unit: String = "web.service") throws -> ServiceProfile {
+        try ServiceProfile(Profile(unit: unit, files: ["web.conf"], settings: try ProfileParser.parse(text, file: "web.conf")))
     }
 
     @Test func readsThePolicyFromSnapshots() throws {
@@ -45,7 +45,7 @@ import Testing
     @Test func flagsOverrideTheProfile() throws {
         let settings = try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []),
                                                     overrides: [("preserve", "3d"), ("latest", "1")])
-        #expect(settings?.policy.preserve == [.day: .last(3)] && settings?.policy.latest == 1)
+        #expect(settings?.first?.policy.preserve == [.day: .last(3)] && settings?.first?.policy.latest == 1)
         #expect(try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []), overrides: []) == nil)
     }
 }

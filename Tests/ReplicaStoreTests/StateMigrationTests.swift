@@ -176,7 +176,8 @@ import Testing
         try withTemporaryDirectory { dir in
             mkdir("\(dir)/profiles", 0o755)
             mkdir("\(dir)/var", 0o755)
-            for (store, reason) in [("\(dir)/missing", "No such file or directory"), (dir, "not a btrfs filesystem")] {
+            mkdir("\(dir)/plain", 0o755)
+            for (store, reason) in [("\(dir)/missing", "No such file or directory"), ("\(dir)/plain", "not a btrfs filesystem")] {
                 try OwnedFD.open("\(dir)/profiles/web.service.conf", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
                     .writeAll(Array("[State]\nPath=\(dir)/var\nStore=\(store)\n".utf8))
                 let result = try Command.run([try builtTool("replica-shift"), "prepare", "--profiles", "\(dir)/profiles", "web"])

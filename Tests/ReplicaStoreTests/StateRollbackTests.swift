@@ -107,7 +107,7 @@ import Testing
             // Killed between making the copy and the exchange.
             try Btrfs.snapshot(try store.directory("snapshots/web/web.20261122T050100Z"), into: try store.directory("."),
                                named: StateRollback.stagingName("web"), readOnly: false, sourcePath: "", parentPath: path)
-            try StateRollback.discardLeftovers("web", in: store)
+            try StateRollback.discardLeftovers("web", owner: nil, in: store)
             #expect(access("\(path)/\(StateRollback.stagingName("web"))", F_OK) == -1)
             #expect(try Self.read("\(path)/web/counter") == "present")
         }

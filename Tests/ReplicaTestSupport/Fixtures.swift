@@ -51,3 +51,10 @@ public func builtTool(_ name: String) throws -> String {
     }
     return path
 }
+
+extension StateMigration {
+    /// The owner tests migrate as: one unit, the state path itself.
+    public static func shift(_ name: String, from source: String, in store: borrowing Store) throws(StoreError) -> Outcome {
+        try shift(name, from: source, owner: StateOwner(unit: "test.service", path: source), in: store)
+    }
+}

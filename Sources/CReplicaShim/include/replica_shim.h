@@ -74,6 +74,10 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
 int replica_loop_clear(int loop_fd);
 /// ioctl(FICLONE): reflink src into dst (btrfs, xfs).
 int replica_ficlone(int dst_fd, int src_fd);
+/// syncfs(2): flush the filesystem fd is on (a _GNU_SOURCE declaration Glibc's module lacks).
+int replica_syncfs(int fd);
+/// lseek(fd, offset, SEEK_DATA or SEEK_HOLE): the next data (hole != 0: hole) at or after offset.
+int64_t replica_seek_data(int fd, int64_t offset, int hole);
 
 // MARK: btrfs
 /// What BTRFS_IOC_GET_SUBVOL_INFO reports, in fixed-size fields.

@@ -14,7 +14,7 @@ import Glibc
 /// so the read-only root stays read-only and rolling back is one step. A generation is written
 /// whole in a hidden directory and renamed into place; switching replaces the `current` symlink
 /// with `rename(2)`. Both are atomic: a start sees the old generation or the new one.
-public struct ConfigStore: Sendable {
+public struct ConfigStore: Equatable, Sendable {
     /// The unit's directory, e.g. `/var/lib/replica/config/web.service`.
     public let directory: String
 

@@ -19,12 +19,22 @@ public struct ProfileLoader: Sendable {
         return suffixes.contains { name.hasSuffix($0) } ? name : name + ".service"
     }
 
+    /// Refuses what systemd would not take as a unit name (`unit_name_is_valid`): at most 255 bytes,
+    /// ASCII letters, digits and `: - _ . \\ @` only, not starting with `.`. A name with a newline
+    /// or `/` could otherwise reach a path or a drop-in.
+    public static func validate(unit: String) throws(ProfileError) {
+        guard !unit.isEmpty, unit.utf8.count <= 255, !unit.hasPrefix("."), !unit.hasPrefix("@"),
+              unit.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ":-_.\\@".contains($0)) }) else {
+            let shown = String(String.UnicodeScalarView(unit.unicodeScalars.map { ProfileWords.isControl($0) ? "?" : $0 }))
+            throw ProfileError(file: shown, line: 0, key: nil,
+                               reason: "not a unit name: letters, digits and : - _ . \\ @ only, at most 255 bytes, not starting with . or @")
+        }
+    }
+
     /// Loads the merged profile, or nil when no file for the unit exists anywhere.
     public func load(_ name: String) throws(ProfileError) -> Profile? {
         let unit = Self.unitName(name)
-        guard !unit.contains("/"), !unit.hasPrefix(".") else {
-            throw ProfileError(file: name, line: 0, key: nil, reason: "a unit name cannot contain \"/\" or start with \".\"")
-        }
+        try Self.validate(unit: unit)
         var files: [String] = []
         let candidates: [String] = directories.reversed().map { "\($0)/\(unit).conf" }
         if let main = candidates.first(where: { (path: String) in access(path, F_OK) == 0 }) {
@@ -44,18 +54,23 @@ public struct ProfileLoader: Sendable {
         return Profile(unit: unit, files: files, settings: settings)
     }
 
+    /// Loads and reads the profile of `name` as one typed value; nil when there is none.
+    public func loadService(_ name: String) throws(ProfileError) -> ServiceProfile? {
+        try load(name).map { (profile) throws(ProfileError) in try ServiceProfile(profile) }
+    }
+
     /// Where `load` looks, for "not configured" messages.
     public func searchedPaths(_ name: String) -> [String] {
         directories.reversed().map { "\($0)/\(Self.unitName(name)).conf" }
     }
 
-    private func read(_ file: String) throws(ProfileError) -> String {
+    private func read(_ file: String) throws(ProfileError) -> [UInt8] {
         do throws(SystemError) {
             let fd = try OwnedFD.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             guard try fd.status().kind == .regular else {
                 throw SystemError("open", [file], errno: .EINVAL, hint: "a profile must be a regular file")
             }
-            return String(decoding: try fd.readAll(limit: ProfileParser.maxFileSize, name: file), as: UTF8.self)
+            return try fd.readAll(limit: ProfileParser.maxFileSize, name: file)
         } catch {
             throw ProfileError(file: file, line: 0, key: nil, reason: error.description)
         }

@@ -1,65 +1,116 @@
-/// The syntax of one profile file, as systemd reads unit files: `[Section]` headers, `Key=Value`
-/// lines, `#` and `;` comments, a trailing backslash continuing a line, whitespace around keys and
-/// values ignored.
+/// The grammar of one profile file: systemd's unit-file syntax exactly (`config_parse` in
+/// systemd's conf-parser.c), made strict where systemd is lenient in ways that hurt:
+/// - `[Section]` headers and `Key=Value` lines; whitespace around keys and values is dropped;
+/// - comments are lines whose first non-blank character is `#` or `;` — a `#` after a value is
+///   part of the value (and then fails that key's check, with a hint);
+/// - a line ending in an unescaped backslash continues on the next one, the backslash becoming a
+///   space; comment lines inside a continuation are skipped;
+/// - a UTF-8 byte-order mark at the start is skipped;
+/// - refused, with the line: invalid UTF-8 (never replaced), CR, NUL and every other control
+///   character but tab (systemd ends a line at CR and NUL, so one could smuggle a directive into a
+///   drop-in), unknown sections and keys (with the nearest known name), and values that do not
+///   fit their key's kind (`ProfileKeys`).
 public enum ProfileParser {
     /// Largest profile file accepted.
     public static let maxFileSize = 1 << 20
 
     public static func parse(_ text: String, file: String) throws(ProfileError) -> [ProfileSetting] {
+        try parse(Array(text.utf8), file: file)
+    }
+
+    public static func parse(_ bytes: [UInt8], file: String) throws(ProfileError) -> [ProfileSetting] {
+        guard bytes.count <= maxFileSize else {
+            throw ProfileError(file: file, line: 0, key: nil, reason: "larger than \(maxFileSize) bytes")
+        }
+        var body = bytes[...]
+        if body.starts(with: [0xEF, 0xBB, 0xBF]) { body = body.dropFirst(3) }
         var settings: [ProfileSetting] = []
         var section: String?
-        var pending: (text: String, line: Int)?
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let number = index + 1
-            var line = String(raw)
-            if line.hasSuffix("\r") { line.removeLast() }
-            if let start = pending {
-                if line.hasSuffix("\\") {
-                    pending = (start.text + " " + line.dropLast().trimmed, start.line)
-                    continue
-                }
-                line = start.text + " " + line.trimmed
-                pending = nil
-                try take(line, start.line)
+        var continuation: (text: String, line: Int)?
+        var number = 0
+        for raw in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            number += 1
+            if let bad = raw.first(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+                let name = bad == 0x0D ? "a carriage return (CR)" : bad == 0 ? "a NUL byte" : "control character 0x\(String(bad, radix: 16))"
+                throw ProfileError(file: file, line: number, key: nil,
+                                   reason: "\(name): systemd ends a line there, so it is refused; save the file with plain \\n line ends")
+            }
+            guard let line = String(validating: raw, as: UTF8.self) else {
+                throw ProfileError(file: file, line: number, key: nil, reason: "not valid UTF-8; profiles are UTF-8 text")
+            }
+            if continuation != nil, isComment(line.trimmed) { continue }
+            let joined = (continuation?.text ?? "") + line
+            let start = continuation?.line ?? number
+            if endsWithEscape(joined) {
+                continuation = (String(joined.dropLast()) + " ", start)
                 continue
             }
-            let trimmed = line.trimmed
-            if trimmed.isEmpty || trimmed.hasPrefix("#") || trimmed.hasPrefix(";") { continue }
-            if trimmed.hasSuffix("\\") {
-                pending = (String(trimmed.dropLast()).trimmed, number)
-                continue
-            }
-            try take(trimmed, number)
+            continuation = nil
+            try take(joined, start)
         }
-        if let start = pending { try take(start.text, start.line) }
+        if let pending = continuation { try take(pending.text, pending.line) }
         return settings
 
-        func take(_ line: String, _ number: Int) throws(ProfileError) {
+        func take(_ text: String, _ number: Int) throws(ProfileError) {
+            let line = text.trimmed
+            if line.isEmpty || isComment(line) { return }
             if line.hasPrefix("[") {
                 guard line.hasSuffix("]"), line.count > 2 else {
                     throw ProfileError(file: file, line: number, key: nil, reason: "a section header is [Name]")
                 }
-                section = String(line.dropFirst().dropLast())
+                let name = String(line.dropFirst().dropLast())
+                guard ProfileKeys.sections[name] != nil else {
+                    throw ProfileError(file: file, line: number, key: nil, reason: ProfileKeys.unknownSection(name))
+                }
+                section = name
                 return
             }
             guard let equals = line.firstIndex(of: "=") else {
                 throw ProfileError(file: file, line: number, key: nil, reason: "expected Key=Value or [Section]")
             }
             let key = String(line[..<equals]).trimmed
-            guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
                 throw ProfileError(file: file, line: number, key: key.isEmpty ? nil : key,
                                    reason: "a key is letters, digits, - and _")
             }
             guard let section else {
                 throw ProfileError(file: file, line: number, key: key, reason: "appears before any [Section]")
             }
-            settings.append(ProfileSetting(section: section, key: key, value: String(line[line.index(after: equals)...]).trimmed,
-                                           file: file, line: number))
+            let setting = ProfileSetting(section: section, key: key, value: String(line[line.index(after: equals)...]).trimmed,
+                                         file: file, line: number)
+            guard let known = ProfileKeys.key(section, key) else {
+                throw ProfileError(setting, ProfileKeys.unknownKey(key, in: section))
+            }
+            try ProfileKeys.check(setting, known)
+            settings.append(setting)
         }
+    }
+
+    static func isComment(_ trimmed: String) -> Bool { trimmed.hasPrefix("#") || trimmed.hasPrefix(";") }
+
+    /// An odd number of backslashes at the end: the last one escapes the line end.
+    static func endsWithEscape(_ line: String) -> Bool {
+        line.utf8.reversed().prefix(while: { $0 == UInt8(ascii: "\\") }).count % 2 == 1
+    }
+
+    /// The settings written back as a profile file that parses to the same settings: one section
+    /// header whenever the section changes, one `Key=Value` line each.
+    public static func render(_ settings: [ProfileSetting]) -> String {
+        var out = ""
+        var section: String?
+        for setting in settings {
+            if setting.section != section {
+                out += (section == nil ? "" : "\n") + "[\(setting.section)]\n"
+                section = setting.section
+            }
+            out += "\(setting.key)=\(setting.value)\n"
+        }
+        return out
     }
 }
 
 extension StringProtocol {
+    /// Without leading and trailing spaces and tabs.
     var trimmed: String {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }

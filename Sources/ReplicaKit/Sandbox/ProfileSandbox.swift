@@ -1,9 +1,4 @@
 extension SandboxPlan {
-    /// The keys of a profile's `[Sandbox]` section, named and written as in systemd units.
-    public static let profileKeys: Set<String> = [
-        "ProtectSystem", "PrivateTmp", "TemporaryFileSystem", "BindPaths", "BindReadOnlyPaths", "InaccessiblePaths",
-    ]
-
     /// Builds the plan from `[Sandbox]`:
     ///
     /// ```ini
@@ -21,28 +16,21 @@ extension SandboxPlan {
     public init(profile: Profile) throws(ProfileError) {
         self.init()
         let section = "Sandbox"
-        if let unknown = profile.unknownKeys(in: section, known: Self.profileKeys).first {
-            throw ProfileError(unknown, "unknown key in [\(section)]; known: \(Self.profileKeys.sorted().joined(separator: ", "))")
-        }
-        if let setting = profile.value(section, "ProtectSystem") {
-            switch setting.value {
-            case "strict", "yes", "true": readOnlyRoot = true
-            case "no", "false": readOnlyRoot = false
-            default: throw ProfileError(setting, "takes strict or no")
-            }
-        }
+        if let setting = profile.value(section, "ProtectSystem") { readOnlyRoot = setting.value == "strict" }
         if let setting = profile.value(section, "PrivateTmp"), try setting.boolean() {
             temporaryDirectories += ["/tmp", "/var/tmp"].map { TemporaryDirectory($0, mode: 0o1777) }
         }
         for setting in profile.list(section, "TemporaryFileSystem") {
-            for word in try Self.words(setting) { temporaryDirectories.append(try Self.temporaryDirectory(word, setting)) }
+            for word in try ProfileWords.split(setting) { temporaryDirectories.append(try Self.temporaryDirectory(word, setting)) }
         }
         for (key, readOnly) in [("BindPaths", false), ("BindReadOnlyPaths", true)] {
             for setting in profile.list(section, key) {
-                for word in try Self.words(setting) { binds.append(try Self.bind(word, readOnly: readOnly, setting)) }
+                for word in try ProfileWords.split(setting) { binds.append(try Self.bind(word, readOnly: readOnly, setting)) }
             }
         }
-        for setting in profile.list(section, "InaccessiblePaths") { inaccessiblePaths += try Self.words(setting) }
+        for setting in profile.list(section, "InaccessiblePaths") {
+            for word in try ProfileWords.split(setting) { inaccessiblePaths.append(try ProfilePath.normalized(word, setting)) }
+        }
         do throws(SystemError) { try validate() } catch {
             let setting = profile.settings.last { $0.section == section } ?? ProfileSetting(
                 section: section, key: "Sandbox", value: "", file: profile.files.first ?? profile.unit, line: 0)
@@ -50,35 +38,10 @@ extension SandboxPlan {
         }
     }
 
-    /// Splits a value at whitespace, honouring double quotes and backslash escapes inside them
-    /// (systemd's `extract_first_word` with quotes).
-    static func words(_ setting: ProfileSetting) throws(ProfileError) -> [String] {
-        var words: [String] = []
-        var current = ""
-        var quoted = false, escaped = false, inWord = false
-        for c in setting.value {
-            if escaped { current.append(c); escaped = false; continue }
-            if quoted {
-                if c == "\\" { escaped = true } else if c == "\"" { quoted = false } else { current.append(c) }
-                continue
-            }
-            if c == "\"" { quoted = true; inWord = true; continue }
-            if c == " " || c == "\t" {
-                if inWord { words.append(current); current = ""; inWord = false }
-                continue
-            }
-            current.append(c)
-            inWord = true
-        }
-        guard !quoted && !escaped else { throw ProfileError(setting, "a double quote is not closed") }
-        if inWord { words.append(current) }
-        return words
-    }
-
     /// `PATH[:OPTIONS]` with `mode=`, `size=` (K, M, G suffixes) and `ro`, `nosuid`, `nodev`, `noexec`.
     static func temporaryDirectory(_ word: String, _ setting: ProfileSetting) throws(ProfileError) -> TemporaryDirectory {
         let parts = word.split(separator: ":", maxSplits: 1).map(String.init)
-        var tmp = TemporaryDirectory(parts[0])
+        var tmp = TemporaryDirectory(try ProfilePath.normalized(parts[0], setting))
         guard parts.count > 1 else { return tmp }
         tmp.flags = []
         for option in parts[1].split(separator: ",").map(String.init) {
@@ -111,6 +74,7 @@ extension SandboxPlan {
             default: throw ProfileError(setting, "\"\(parts[2])\" is not rbind or norbind")
             }
         }
-        return Bind(parts[0], to: target, readOnly: readOnly, recursive: recursive, optional: optional)
+        return Bind(try ProfilePath.normalized(parts[0], setting), to: try ProfilePath.normalized(target, setting),
+                    readOnly: readOnly, recursive: recursive, optional: optional)
     }
 }

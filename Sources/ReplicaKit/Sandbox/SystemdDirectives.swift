@@ -21,19 +21,11 @@ extension SandboxPlan {
         return lines
     }
 
-    /// systemd splits these settings at whitespace; a value with a space or quote is double-quoted
-    /// with C-style escapes.
-    static func quote(_ value: String) -> String {
-        guard value.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" }) else { return value }
-        var out = "\""
-        for c in value {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            default: out.append(c)
-            }
-        }
-        return out + "\""
+    /// A value as systemd reads it back: `%` doubled (systemd expands specifiers like `%h` in
+    /// these settings; Replica's values mean what they say), then quoted with C escapes when it holds
+    /// a space, quote or backslash (`ProfileWords.quote`).
+    public static func quote(_ value: String) -> String {
+        ProfileWords.quote(value.replacingAll("%", with: "%%"))
     }
 }
 

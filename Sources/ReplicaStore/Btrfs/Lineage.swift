@@ -12,17 +12,28 @@ extension Btrfs {
     /// (`getfattr -n user.replica.lineage`). Snapshots taken of any of them stay ours: a rolled-back
     /// subvolume is a new subvolume with a new uuid, but the same service state.
     public static func lineage(_ subvolume: borrowing OwnedFD) -> [String] {
-        var buffer = [UInt8](repeating: 0, count: lineageLimit * 37)
-        let count = buffer.withUnsafeMutableBytes { fgetxattr(subvolume.rawValue, lineageAttribute, $0.baseAddress, $0.count) }
-        guard count > 0 else { return [] }
-        return String(decoding: buffer[..<count], as: UTF8.self).split(separator: " ").map(String.init)
+        (attribute(subvolume, lineageAttribute, limit: lineageLimit * 37) ?? "").split(separator: " ").map(String.init)
     }
 
     /// Records `uuids` as the lineage of a writable subvolume (`setfattr -n user.replica.lineage`).
     static func setLineage(_ subvolume: borrowing OwnedFD, _ uuids: [String], path: String) throws(StoreError) {
-        let value = Array(uuids.suffix(lineageLimit).joined(separator: " ").utf8)
-        let fd = subvolume.rawValue
-        let result = value.withUnsafeBytes { fsetxattr(fd, lineageAttribute, $0.baseAddress, $0.count, 0) }
-        if result != 0 { throw StoreError("fsetxattr(\(lineageAttribute))", [path], errno: .current) }
+        try setAttribute(subvolume, lineageAttribute, uuids.suffix(lineageLimit).joined(separator: " "), path: path)
+    }
+
+    /// An extended attribute's value as text (`getfattr -n NAME`); nil when it is not set.
+    static func attribute(_ fd: borrowing OwnedFD, _ name: String, limit: Int = 4096) -> String? {
+        var buffer = [UInt8](repeating: 0, count: limit)
+        let raw = fd.rawValue
+        let count = buffer.withUnsafeMutableBytes { fgetxattr(raw, name, $0.baseAddress, $0.count) }
+        guard count >= 0 else { return nil }
+        return String(decoding: buffer[..<count], as: UTF8.self)
+    }
+
+    /// Sets an extended attribute (`setfattr -n NAME -v VALUE`).
+    static func setAttribute(_ fd: borrowing OwnedFD, _ name: String, _ value: String, path: String) throws(StoreError) {
+        let bytes = Array(value.utf8)
+        let raw = fd.rawValue
+        let result = bytes.withUnsafeBytes { fsetxattr(raw, name, $0.baseAddress, $0.count, 0) }
+        if result != 0 { throw StoreError("fsetxattr(\(name))", [path], errno: .current) }
     }
 }

@@ -59,4 +59,25 @@ public struct Store: ~Copyable {
             }
             .sorted()
     }
+
+    /// A staging subvolume a crashed migration or rollback left at the top of the store.
+    public struct Leftover: Equatable, Sendable {
+        public var name: String
+        /// Its recorded owner, when it had one yet.
+        public var owner: StateOwner?
+    }
+
+    /// Hidden subvolumes at the top of the store (`.migrating-NAME`, `.rollback-NAME`): work a
+    /// crash interrupted. The owner's next prepare or rollback removes them; until then they hold
+    /// space, so `status` shows them.
+    public func leftovers() throws(StoreError) -> [Leftover] {
+        let top = try directory(".")
+        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }
+            .filter { $0.hasPrefix(".") }
+            .sorted()
+            .compactMap { name in
+                guard let fd = try? directory(name), Btrfs.isSubvolume(fd) else { return nil }
+                return Leftover(name: name, owner: StateOwner.of(fd))
+            }
+    }
 }

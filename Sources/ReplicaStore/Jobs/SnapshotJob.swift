@@ -47,9 +47,13 @@ public enum SnapshotJob {
         func work() throws(StoreError) {
             if !options.dryRun { try store.requireWritable() }
             if action != .prune && !options.dryRun {
-                let name = try store.snapshot(settings.subvolume, at: options.now, allowNested: settings.allowNested)
-                report.created = name
-                log.info("created snapshot \(name)", metadata: event(.created, ["snapshot": "\(name)"]))
+                let taken = try store.snapshotUnlessTaken(settings.subvolume, at: options.now, allowNested: settings.allowNested)
+                report.created = taken.name
+                if taken.created {
+                    log.info("created snapshot \(taken.name)", metadata: event(.created, ["snapshot": "\(taken.name)"]))
+                } else {
+                    log.info("snapshot \(taken.name) of this second was already taken", metadata: event(.created, ["snapshot": "\(taken.name)"]))
+                }
             }
             if action != .create {
                 let plan = try store.planPrune(settings.subvolume, policy: settings.policy, now: options.now)

@@ -102,10 +102,4 @@ extension StringProtocol {
         while s.last == " " { s.removeLast() }
         return String(s)
     }
-
-    func replacingAll(_ target: Character, with replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
-    }
 }

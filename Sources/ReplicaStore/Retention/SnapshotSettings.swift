@@ -19,6 +19,8 @@ public struct SnapshotSettings: Equatable, Sendable {
     public var subvolume: String
     public var policy: RetentionPolicy
     public var allowNested: Bool
+    /// The store the subvolume is on: the profile's `[State] Store=`.
+    public var storePath: String
 
     /// Profile key → retention key.
     public static let policyKeys: [String: String] = [
@@ -27,14 +29,10 @@ public struct SnapshotSettings: Equatable, Sendable {
     ]
     public static let section = "Snapshots"
 
-    /// Reads `[Snapshots]`. An unknown key or a value that cannot take effect is an error naming
-    /// the file, the line and the key.
-    public init(profile: Profile) throws(ProfileError) {
+    /// Reads `[Snapshots]` for `subvolume` (default: the profile's own subvolume name). A value
+    /// that cannot take effect is an error naming the file, the line and the key.
+    public init(profile: ServiceProfile, subvolume: String? = nil) throws(ProfileError) {
         unit = profile.unit
-        let known = Set(Self.policyKeys.keys).union(["Subvolume", "AllowNested"])
-        if let unknown = profile.unknownKeys(in: Self.section, known: known).first {
-            throw ProfileError(unknown, "unknown key in [\(Self.section)]; known: \(known.sorted().joined(separator: ", "))")
-        }
         var policy = RetentionPolicy()
         for setting in profile.settings where setting.section == Self.section {
             guard let key = Self.policyKeys[setting.key] else { continue }
@@ -43,36 +41,44 @@ public struct SnapshotSettings: Equatable, Sendable {
             }
         }
         self.policy = policy
-        subvolume = profile.value(Self.section, "Subvolume")?.value ?? profile.serviceName
-        allowNested = try profile.value(Self.section, "AllowNested")?.boolean() ?? false
-        do throws(StoreError) { try Btrfs.validate(name: subvolume, in: "store") } catch {
-            let setting = profile.value(Self.section, "Subvolume")
-            throw ProfileError(file: setting?.file ?? profile.files.first ?? unit, line: setting?.line ?? 0,
-                               key: "Subvolume", reason: error.hint ?? "not a valid subvolume name")
-        }
+        self.subvolume = subvolume ?? profile.subvolume
+        allowNested = try profile.raw.value(Self.section, "AllowNested")?.boolean() ?? false
+        storePath = profile.storePath
+    }
+
+    /// The settings of each subvolume the profile's state is on (its own subvolume when it has no
+    /// `[State] Path=`): a timer run snapshots all of a service's state.
+    public static func all(_ profile: ServiceProfile) throws(ProfileError) -> [SnapshotSettings] {
+        let names = profile.state.isEmpty ? [profile.subvolume] : profile.state.map(\.subvolume)
+        var all: [SnapshotSettings] = []
+        for name in names { all.append(try SnapshotSettings(profile: profile, subvolume: name)) }
+        return all
     }
 }
 
 extension SnapshotSettings {
-    /// Settings for `name` (a unit, or a bare subvolume name): its profile's `[Snapshots]` when one
-    /// exists, with `overrides` (retention key → value, from flags) applied on top. Without a profile,
-    /// the overrides alone; nil when there is neither, which callers report as "not configured".
+    /// Settings for `name` (a unit, or a bare subvolume name): one per state subvolume of its
+    /// profile when one exists, with `overrides` (retention key → value, from flags) applied on top.
+    /// Without a profile, the overrides alone for the subvolume `name`; nil when there is neither,
+    /// which callers report as "not configured".
     public static func resolve(
         _ name: String, loader: ProfileLoader, overrides: [(key: String, value: String)]
-    ) throws(ProfileError) -> SnapshotSettings? {
-        var settings: SnapshotSettings
-        if let profile = try loader.load(name) {
-            settings = try SnapshotSettings(profile: profile)
+    ) throws(ProfileError) -> [SnapshotSettings]? {
+        var all: [SnapshotSettings]
+        if let profile = try loader.loadService(name) {
+            all = try SnapshotSettings.all(profile)
         } else if !overrides.isEmpty {
-            settings = try SnapshotSettings(profile: Profile(unit: ProfileLoader.unitName(name)))
+            all = [try SnapshotSettings(profile: ServiceProfile.bare(name))]
         } else {
             return nil
         }
-        for (key, value) in overrides {
-            do throws(PolicyError) { try settings.policy.set(key, value) } catch {
-                throw ProfileError(file: "command line", line: 0, key: "--\(key.replacingAll("_", with: "-"))", reason: error.reason)
+        for index in all.indices {
+            for (key, value) in overrides {
+                do throws(PolicyError) { try all[index].policy.set(key, value) } catch {
+                    throw ProfileError(file: "command line", line: 0, key: "--\(key.replacingAll("_", with: "-"))", reason: error.reason)
+                }
             }
         }
-        return settings
+        return all
     }
 }

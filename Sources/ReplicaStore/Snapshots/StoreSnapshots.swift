@@ -74,6 +74,23 @@ extension Store {
         return snapshotName
     }
 
+    /// `snapshot`, where a snapshot of ours already taken in the same second is not an error (a
+    /// pre-start snapshot and a timer run, or two restarts, within one second): it returns that
+    /// snapshot's name and `created: false`. Something of that name that is not ours still fails.
+    public func snapshotUnlessTaken(_ name: String, at time: UTCTimestamp,
+                                    allowNested: Bool = false) throws(StoreError) -> (name: String, created: Bool) {
+        do throws(StoreError) {
+            return (try snapshot(name, at: time, allowNested: allowNested), true)
+        } catch where error.errno == .EEXIST {
+            let taken = SnapshotName(subvolume: name, time: time).description
+            guard try inventory(of: name).snapshots.contains(where: { $0.name.description == taken }) else {
+                throw StoreError("snapshot", ["\(path)/\(Store.snapshotsDirectory)/\(name)/\(taken)"], errno: .EEXIST,
+                                 hint: "exists but is not a snapshot of ours (not read-only, or of another subvolume); move it aside")
+            }
+            return (taken, false)
+        }
+    }
+
     /// The uuids a snapshot's parent uuid may name for the snapshot to be ours: the subvolume's own,
     /// and those of the subvolumes it replaced by rollback (`Btrfs.lineage`).
     func ownUUIDs(of name: String) throws(StoreError) -> (current: String, all: Set<String>) {

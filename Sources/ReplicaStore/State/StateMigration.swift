@@ -6,14 +6,17 @@ import ReplicaKit
 /// subvolume, once, without ever risking the original:
 ///
 /// 1. copy into a hidden subvolume `.migrating-NAME`, reflinking (`FICLONE`) where source and store
-///    share a filesystem, copying otherwise; modes, owners, times, symlinks (never followed), hard
-///    links, FIFOs and device nodes are kept;
+///    share a filesystem, copying otherwise with holes kept (`SEEK_DATA`/`SEEK_HOLE`, as
+///    `cp --sparse=always`); modes, owners, times, symlinks (never followed), hard links, FIFOs and
+///    device nodes are kept;
 /// 2. verify by comparing every file byte for byte, and every type, mode, owner and link target;
-/// 3. rename `.migrating-NAME` to `NAME` with `RENAME_NOREPLACE`: the subvolume appears whole.
+/// 3. record the owner (`StateOwner`), `syncfs` the store, and rename `.migrating-NAME` to `NAME`
+///    with `RENAME_NOREPLACE`: the subvolume appears whole, and only once its data is on disk.
 ///
-/// The original is only read. A run killed at any point leaves it intact and at most a partial
-/// `.migrating-NAME`, which the next run discards before copying again. Once `NAME` exists, a run
-/// does nothing.
+/// The original is only read. A failure at any step deletes the staging copy before reporting;
+/// a run killed at any point leaves the original intact and at most a partial `.migrating-NAME`
+/// (listed by `Store.leftovers`), which the next run of its owner discards before copying again.
+/// Once `NAME` exists and is the owner's, a run does nothing. Callers hold the subvolume's lock.
 public enum StateMigration {
     public enum Outcome: Equatable, Sendable {
         /// `NAME` existed: nothing to do.
@@ -25,7 +28,8 @@ public enum StateMigration {
 
     public static func stagingName(_ name: String) -> String { ".migrating-\(name)" }
 
-    public static func shift(_ name: String, from source: String, in store: borrowing Store) throws(StoreError) -> Outcome {
+    public static func shift(_ name: String, from source: String, owner: StateOwner,
+                             in store: borrowing Store) throws(StoreError) -> Outcome {
         try Btrfs.validate(name: name, in: store.path)
         let top = try store.directory(".")
         if let existing = try? store.directory(name) {
@@ -33,19 +37,25 @@ public enum StateMigration {
                 throw StoreError("shift state", [store.path, name], errno: .EEXIST,
                                  hint: "exists in the store but is not a subvolume; move it aside")
             }
+            try owner.requireOwns(name, in: store)
             return .alreadyShifted
         }
+        if let moved = try owner.elsewhere(than: name, in: store) {
+            throw StoreError("shift state", [source, "\(store.path)/\(name)"], errno: .EEXIST,
+                             hint: "\(owner.unit)'s state of \(source) is already on the store as \(moved); the profile's "
+                                 + "subvolume names changed (a state path added or removed, or Subvolume= changed). Restore "
+                                 + "the profile, or rename the subvolume: mv \(store.path)/\(moved) \(store.path)/\(name); nothing was copied")
+        }
+        try store.requireWritable()
         // The state path must be a real directory reached without symlinks: a service could have
         // replaced it (or a parent) with a link to /etc or /.
-        try store.requireWritable()
         guard let sourceFD = try openSource(source) else {
-            try Btrfs.createSubvolume(in: top, named: name, parentPath: store.path)
+            try publish(name, owner: owner, in: store) { (_: borrowing OwnedFD) throws(StoreError) in }
             return .createdEmpty
         }
-        // A copy that cannot fit is refused before it starts (a reflink on the same filesystem
-        // needs next to nothing, so the check only applies across filesystems).
-        let sameFilesystem = (try? sourceFD.status().device) == (try? top.status().device)
-        if !sameFilesystem {
+        // A copy that cannot fit is refused before it starts. It takes what the tree occupies
+        // (holes stay holes); a reflink on the same filesystem needs next to nothing.
+        if (try? sourceFD.status().device) != (try? top.status().device) {
             let needed = try kit { () throws(SystemError) in try TreeCopier.allocatedBytes(sourceFD, path: source) }
             let available = try store.space().available
             if needed > available {
@@ -54,24 +64,56 @@ public enum StateMigration {
                                      + "free space on the store (replica-snap prune) or grow it; nothing was copied")
             }
         }
-        let staging = stagingName(name)
-        if (try? store.directory(staging)) != nil {  // an interrupted run: discard its partial copy
-            try Btrfs.deleteSubvolume(in: top, named: staging, parentPath: store.path)
-        }
-        try Btrfs.createSubvolume(in: top, named: staging, parentPath: store.path)
-        let target = try store.directory(staging)
         var copier = TreeCopier()
-        try kit { () throws(SystemError) in
-            try copier.copyContents(of: sourceFD, into: target, top: target, path: source)
-            try TreeComparer.requireEqual(sourceFD, target, path: source)
-            try copyAttributes(from: sourceFD, to: target)
-        }
-        _ = try kit { () throws(SystemError) in
-            try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
-                replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_NOREPLACE)
+        try publish(name, owner: owner, in: store) { (target: borrowing OwnedFD) throws(StoreError) in
+            try kit { () throws(SystemError) in
+                try copier.copyContents(of: sourceFD, into: target, top: target, path: source)
+                try TreeComparer.requireEqual(sourceFD, target, path: source)
+                try copyAttributes(from: sourceFD, to: target)
             }
         }
         return .migrated(files: copier.files, bytes: copier.bytes, reflinked: copier.reflinked)
+    }
+
+    /// Makes `.migrating-NAME` (discarding one an interrupted run of this owner left), records the
+    /// owner on it, lets `fill` write it, syncs the store and renames it to `NAME`. On any failure
+    /// the staging copy is deleted before the error is reported.
+    static func publish(_ name: String, owner: StateOwner, in store: borrowing Store,
+                        fill: (borrowing OwnedFD) throws(StoreError) -> Void) throws(StoreError) {
+        let top = try store.directory(".")
+        let staging = stagingName(name)
+        try discardStaging(staging, of: owner, in: store)
+        try Btrfs.createSubvolume(in: top, named: staging, parentPath: store.path)
+        do throws(StoreError) {
+            let target = try store.directory(staging)
+            try owner.record(on: target, path: "\(store.path)/\(staging)")
+            try fill(target)
+            _ = try kit { () throws(SystemError) in
+                _ = try syscall("syncfs", store.path) { replica_syncfs(top.rawValue) }
+                return try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
+                    replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_NOREPLACE)
+                }
+            }
+        } catch {
+            // Never leave a partial copy holding the store's space: delete it, then report.
+            try? Btrfs.deleteSubvolume(in: top, named: staging, parentPath: store.path)
+            throw error
+        }
+    }
+
+    /// Deletes a staging subvolume an interrupted run of this owner left. One recorded for another
+    /// owner is refused; one with no owner yet (killed right after it was made) is this name's own.
+    static func discardStaging(_ staging: String, of owner: StateOwner, in store: borrowing Store) throws(StoreError) {
+        guard let leftover = try? store.directory(staging) else { return }
+        guard Btrfs.isSubvolume(leftover) else {
+            throw StoreError("shift state", ["\(store.path)/\(staging)"], errno: .EEXIST,
+                             hint: "is not a subvolume, so not ours; move it aside")
+        }
+        if let recorded = StateOwner.of(leftover), recorded != owner {
+            throw StoreError("shift state", ["\(store.path)/\(staging)"], errno: .EPERM,
+                             hint: "a staging copy of \(recorded.unit)'s state, not \(owner.unit)'s; left alone")
+        }
+        try Btrfs.deleteSubvolume(in: try store.directory("."), named: staging, parentPath: store.path)
     }
 
     /// The state directory, or nil when there is none. It must be a real directory reached without
@@ -170,14 +212,39 @@ struct TreeCopier {
         }
     }
 
+    /// Copies the data of `from` into `to`, skipping holes (`lseek SEEK_DATA`/`SEEK_HOLE`), so a
+    /// sparse file stays sparse; the size is set with `ftruncate` for a trailing hole.
     private func copyBytes(_ from: borrowing OwnedFD, _ to: borrowing OwnedFD, _ path: String) throws(SystemError) {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        let input = from.rawValue
-        while true {
-            let n = try syscall("read", path) { buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) } }
-            if n == 0 { return }
-            try to.writeAll(buffer[0..<n], name: path)
+        let (input, output) = (from.rawValue, to.rawValue)
+        var st = stat()
+        _ = try syscall("fstat", path) { fstat(input, &st) }
+        let size = Int64(st.st_size)
+        var offset: Int64 = 0
+        while offset < size {
+            let data = replica_seek_data(input, offset, 0)
+            if data < 0 {
+                if Errno.current == .ENXIO { break }  // only a hole is left
+                throw SystemError.current("lseek(SEEK_DATA)", [path])
+            }
+            let hole = try syscall("lseek(SEEK_HOLE)", path) { replica_seek_data(input, data, 1) }
+            var position = data
+            while position < hole {
+                let want = Int(min(Int64(buffer.count), hole - position))
+                let n = try syscall("pread", path) { buffer.withUnsafeMutableBytes { pread(input, $0.baseAddress, want, off_t(position)) } }
+                if n == 0 { break }
+                var written = 0
+                while written < n {
+                    let w = try syscall("pwrite", path) {
+                        buffer.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, n - written, off_t(position) + off_t(written)) }
+                    }
+                    written += w
+                }
+                position += Int64(n)
+            }
+            offset = hole
         }
+        _ = try syscall("ftruncate", path) { ftruncate(output, off_t(size)) }
     }
 }
 

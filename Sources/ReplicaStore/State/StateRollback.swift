@@ -34,7 +34,7 @@ public enum StateRollback {
     /// Rolls each of `names` back to its snapshot taken at `time`, after checking all of them first.
     public static func rollback(_ names: [String], to time: UTCTimestamp, in store: borrowing Store,
                                 now: UTCTimestamp = .now) throws(StoreError) -> [Outcome] {
-        try withLocks(names[...], in: store) { () throws(StoreError) in
+        try withLocks(names.sorted()[...], in: store) { () throws(StoreError) in
             var chosen: [Snapshot] = []
             for name in names {
                 guard let snapshot = try store.snapshots(of: name).first(where: { $0.name.time == time }) else {
@@ -59,19 +59,20 @@ public enum StateRollback {
         }
     }
 
-    /// Runs `body` holding the lock of each subvolume in `names`.
-    private static func withLocks<T>(_ names: ArraySlice<String>, in store: borrowing Store,
-                                     _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+    /// Runs `body` holding the lock of each subvolume in `names` (taken in that order; callers
+    /// that may contend pass them sorted), waiting up to `wait` for each.
+    static func withLocks<T>(_ names: ArraySlice<String>, in store: borrowing Store, wait: Duration? = nil,
+                             _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         guard let first = names.first else { return try body() }
-        let lock = try SubvolumeLock.acquire(first, in: store)
+        let lock = try SubvolumeLock.acquire(first, in: store, wait: wait)
         defer { _ = lock.subvolume }
-        return try withLocks(names.dropFirst(), in: store, body)
+        return try withLocks(names.dropFirst(), in: store, wait: wait, body)
     }
 
     private static func rollback(_ name: String, to snapshot: Snapshot, in store: borrowing Store,
                                  now: UTCTimestamp) throws(StoreError) -> Outcome {
         let top = try store.directory(".")
-        try discardLeftovers(name, in: store)
+        try discardLeftovers(name, owner: StateOwner.of(try store.directory(name)), in: store)
         let saved = try store.snapshot(name, at: now)
         let staging = stagingName(name)
         let snapshotPath = "\(store.path)/\(Store.snapshotsDirectory)/\(name)/\(snapshot.name)"
@@ -90,13 +91,17 @@ public enum StateRollback {
     }
 
     /// Deletes a `.rollback-NAME` left by an interrupted rollback (see the type's comment for why
-    /// that is always safe).
-    public static func discardLeftovers(_ name: String, in store: borrowing Store) throws(StoreError) {
+    /// that is always safe), unless it records an owner other than `owner`.
+    public static func discardLeftovers(_ name: String, owner: StateOwner?, in store: borrowing Store) throws(StoreError) {
         let staging = stagingName(name)
         guard let leftover = try? store.directory(staging) else { return }
         guard Btrfs.isSubvolume(leftover) else {
             throw StoreError("rollback", ["\(store.path)/\(staging)"], errno: .EEXIST,
                              hint: "is not a subvolume, so not ours; move it aside")
+        }
+        if let recorded = StateOwner.of(leftover), let owner, recorded != owner {
+            throw StoreError("rollback", ["\(store.path)/\(staging)"], errno: .EPERM,
+                             hint: "a staging copy of \(recorded.unit)'s state, not \(owner.unit)'s; left alone")
         }
         try Btrfs.deleteSubvolume(in: try store.directory("."), named: staging, parentPath: store.path)
     }

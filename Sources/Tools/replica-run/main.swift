@@ -22,9 +22,9 @@ let arguments = tool.parseOrExit()
 let directories = arguments.all("profiles")
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
 let name = arguments.positionals[0]
-let settings: ServiceSettings
+let settings: ServiceProfile
 do {
-    guard let loaded = try ServiceSettings.load(name, loader: loader) else {
+    guard let loaded = try loader.loadService(name) else {
         printError("replica-run: \(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", "))")
         exit(ExitCode.notConfigured)
     }
@@ -34,7 +34,7 @@ do {
     exit(ExitCode.usage)
 }
 do {
-    let plan = try ServiceShift.sandbox(settings)
+    let plan = try settings.sandbox()
     if arguments.flag("print") {
         print(plan.systemdDirectives.joined(separator: "\n"))
         exit(ExitCode.ok)

@@ -9,14 +9,17 @@ let unit = PositionalSpec("unit", "The service (web, web.service); its profile i
 let tool = ToolSpec(
     name: "replica-shift",
     abstract: "Prepare a service's state, snapshots and config, and write its sandbox drop-in.",
-    discussion: "Exit codes: 0 ok, 1 failure (the unit then does not start), 2 usage, 6 not configured.",
+    discussion: "Exit codes: 0 ok, 1 failure (the unit then does not start), 2 usage, 3 lock held, 6 not configured.",
     commands: [
         CommandSpec("prepare", "Make the state subvolumes (migrating once), the pre-start snapshot; idempotent.",
-                    options: options, positionals: [unit]),
-        CommandSpec("drop-in", "Print the unit's drop-in, or write it to /run/systemd/system/UNIT.d/replica.conf.",
-                    options: options + [.flag("write", "Write the drop-in (then run systemctl daemon-reload)."),
-                                        .option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
+                    options: options + [.option("wait", "seconds", "Wait this long for another prepare or snapshot run of the unit (then exit 3).",
+                                                default: "30")],
                     positionals: [unit]),
+        CommandSpec("drop-in", "Print the unit's drop-in as replica-generator writes it at boot and daemon-reload.",
+                    options: options + [.option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
+                    positionals: [unit]),
+        CommandSpec("refuse", "Fail, saying why: what the drop-in of a unit whose profile does not parse runs instead of the service.",
+                    options: options, positionals: [unit]),
         CommandSpec("rollback", "Put the (stopped) service's state back to a snapshot; the present state is kept as a new snapshot.",
                     options: options, positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
         CommandSpec("config", "List the config generations; with --file, write a new one and make it current.",
@@ -40,28 +43,31 @@ func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
     exit(code)
 }
 
-let settings: ServiceSettings
+let settings: ServiceProfile
 do {
-    guard let loaded = try ServiceSettings.load(name, loader: loader) else {
+    guard let loaded = try loader.loadService(name) else {
         fail("\(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
     }
     settings = loaded
-} catch { fail("\(error)", ExitCode.usage) }
+} catch {
+    // A profile that does not parse: the unit's drop-in runs `refuse`, which must fail whatever happens.
+    fail("\(error)", arguments.command == "refuse" ? ExitCode.failure : ExitCode.usage)
+}
 
 do {
     switch arguments.command {
     case "prepare":
-        for line in try ServiceShift.prepare(settings) { print("\(settings.unit): \(line)") }
-    case "drop-in":
-        let text = try ServiceShift.dropIn(settings, shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift")
-        if arguments.flag("write") {
-            let directory = "/run/systemd/system/\(settings.unit).d"
-            try createDirectories(directory)
-            try RootDirectory(directory).writeFileAtomically("replica.conf", contents: Array(text.utf8))
-            print("wrote \(directory)/replica.conf; run systemctl daemon-reload")
-        } else {
-            print(text, terminator: "")
+        guard let seconds = Int(arguments.value("wait") ?? "30"), seconds >= 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
+        let report: ServiceShift.Report
+        do { report = try ServiceShift.prepare(settings, wait: .seconds(seconds)) } catch {
+            fail("\(error)", error.errno == .EWOULDBLOCK ? ExitCode.lockHeld : ExitCode.failure)
         }
+        for line in report { print("\(settings.unit): \(line)") }
+    case "drop-in":
+        print(try settings.dropIn(shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift"), terminator: "")
+    case "refuse":
+        fail("\(settings.unit): its profile parses now, but it did not when the drop-in was generated; "
+             + "run systemctl daemon-reload so replica-generator writes its sandbox, then start it")
     case "rollback":
         for outcome in try ServiceShift.rollback(settings, to: arguments.positionals[1]) {
             print("\(settings.unit): \(outcome.subvolume) is now \(outcome.restored); the state before is kept as \(outcome.saved)")

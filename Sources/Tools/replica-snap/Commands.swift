@@ -8,7 +8,6 @@ struct SnapCommand {
     let arguments: ParsedArguments
     init(_ arguments: ParsedArguments) { self.arguments = arguments }
 
-    var storePath: String { arguments.value("store") ?? EmbeddedStore.defaultMountPoint }
     var json: Bool { arguments.flag("json") }
     var loader: ProfileLoader {
         let directories = arguments.all("profiles")
@@ -51,24 +50,30 @@ struct SnapCommand {
         return time
     }
 
-    func openStore() throws -> Store {
-        do { return try Store(path: storePath) } catch { throw Exit(code: ExitCode.failure, message: error.description) }
+    /// The store `target` is on: --store, else its profile's.
+    func openStore(_ target: SnapshotSettings) throws -> Store {
+        do { return try Store(path: target.storePath) } catch { throw Exit(code: ExitCode.failure, message: error.description) }
     }
 
     /// Settings for each name, or exit 6 naming where profiles were looked for.
     func targets(_ names: [String], needPolicy: Bool) throws -> [SnapshotSettings] {
-        try names.map { name in
-            let settings: SnapshotSettings?
+        var all: [SnapshotSettings] = []
+        for name in names {
+            var resolved: [SnapshotSettings]?
             do throws(ProfileError) {
-                settings = try SnapshotSettings.resolve(name, loader: loader, overrides: needPolicy ? overrides : [])
+                resolved = try SnapshotSettings.resolve(name, loader: loader, overrides: needPolicy ? overrides : [])
+                if resolved == nil, !needPolicy { resolved = [try SnapshotSettings(profile: ServiceProfile.bare(name))] }
             } catch { throw Exit(code: ExitCode.usage, message: error.description) }
-            if let settings { return settings }
-            if !needPolicy { return try SnapshotSettings(profile: Profile(unit: ProfileLoader.unitName(name))) }
-            throw Exit(code: ExitCode.notConfigured, message: """
-                \(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", ")).
-                Write one with a [Snapshots] section (Preserve=24h 14d), or pass --preserve.
-                """)
+            guard var found = resolved else {
+                throw Exit(code: ExitCode.notConfigured, message: """
+                    \(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", ")).
+                    Write one with a [Snapshots] section (Preserve=24h 14d), or pass --preserve.
+                    """)
+            }
+            if let store = arguments.value("store") { for index in found.indices { found[index].storePath = store } }
+            all += found
         }
+        return all
     }
 
     func waitDuration() throws -> Duration? {
@@ -80,7 +85,6 @@ struct SnapCommand {
     /// create, prune and run differ only in the action.
     func perform(_ action: SnapshotJob.Action) throws -> Int32 {
         let targets = try targets(arguments.positionals, needPolicy: action != .create)
-        let store = try openStore()
         var options = SnapshotJob.Options()
         options.dryRun = arguments.flag("dry-run")
         options.wait = try waitDuration()
@@ -88,7 +92,11 @@ struct SnapCommand {
         options.metricsPath = metrics.isEmpty ? nil : metrics
         options.now = try now()
         let logger = Logger(label: "replica-snap")
-        let reports = targets.map { SnapshotJob.perform(action, $0, store: store, options: options, logger: logger) }
+        var reports: [SnapshotReport] = []
+        for target in targets {
+            let store = try openStore(target)
+            reports.append(SnapshotJob.perform(action, target, store: store, options: options, logger: logger))
+        }
         if json {
             print(Render.reports(reports, action: action, dryRun: options.dryRun, now: options.now).serialized())
         } else {
@@ -99,11 +107,10 @@ struct SnapCommand {
 
     func list() throws -> Int32 {
         let targets = try targets(arguments.positionals, needPolicy: false)
-        let store = try openStore()
         var inventories: [SnapshotInventory] = []
         var failures = 0
         for target in targets {
-            do { inventories.append(try store.inventory(of: target.subvolume)) } catch {
+            do { inventories.append(try openStore(target).inventory(of: target.subvolume)) } catch {
                 printError("replica-snap: \(error)")
                 failures += 1
             }
@@ -115,7 +122,7 @@ struct SnapCommand {
     func delete() throws -> Int32 {
         let target = try targets([arguments.positionals[0]], needPolicy: false)[0]
         let requested = Array(arguments.positionals.dropFirst())
-        let store = try openStore()
+        let store = try openStore(target)
         let wait = try waitDuration()
         let lock: SubvolumeLock
         do throws(StoreError) { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: wait) } catch {
@@ -152,12 +159,13 @@ struct SnapCommand {
         } catch { throw Exit(code: ExitCode.usage, message: "--warning/--critical: \(error.reason)") }
         let now = try now()
         let targets = try targets(arguments.positionals, needPolicy: false)
-        let results: [FreshnessCheck]
-        do {
-            let store = try Store(path: storePath)
-            results = targets.map { FreshnessCheck.check($0.subvolume, store: store, warning: warning, critical: critical, now: now) }
-        } catch {
-            results = targets.map { FreshnessCheck(subvolume: $0.subvolume, status: .critical, message: "\($0.subvolume): \(error)") }
+        let results = targets.map { target in
+            do throws(StoreError) {
+                let store = try Store(path: target.storePath)
+                return FreshnessCheck.check(target.subvolume, store: store, warning: warning, critical: critical, now: now)
+            } catch {
+                return FreshnessCheck(subvolume: target.subvolume, status: .critical, message: "\(target.subvolume): \(error)")
+            }
         }
         let worst = results.map(\.status).max() ?? .ok
         print(json ? Render.checks(results, worst: worst).serialized() : "\(worst.label): " + results.map(\.message).joined(separator: "; "))

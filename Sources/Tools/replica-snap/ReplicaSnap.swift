@@ -7,7 +7,7 @@ import ReplicaStore
 @main
 enum ReplicaSnap {
     static let storeOptions: [OptionSpec] = [
-        .option("store", "path", "The mounted btrfs store.", default: EmbeddedStore.defaultMountPoint),
+        .option("store", "path", "The mounted btrfs store (default: the profile's [State] Store=, else \(EmbeddedStore.defaultMountPoint))."),
         .option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true),
         .option("now", "time", "Pretend it is this UTC time (YYYY-MM-DDTHH:MM:SSZ).", hidden: true),
         .flag("json", "Print JSON (schema replica.snap.v1) instead of tables."),

@@ -1,0 +1,75 @@
+import Glibc
+
+/// What `replica-generator` does at every boot and `systemctl daemon-reload`: read every profile
+/// (`/usr/lib` → `/run` → `/etc`, with drop-ins) and write each unit's drop-in,
+/// `OUTPUT/UNIT.d/replica.conf`, into the generator's output folder (systemd empties it each run,
+/// so nothing stale survives and nothing is lost at a reboot). A profile that does not parse gets
+/// the refusing drop-in (`ServiceProfile.refusingDropIn`): its unit fails to start, naming the
+/// error, and never runs unsandboxed.
+public struct ProfileGenerator {
+    public var loader: ProfileLoader
+    public var shiftCommand: String
+    /// Checks of the sections other modules own (`[Snapshots]`, `[Network]`), run on each profile
+    /// after it parsed; a failure is treated like a parse error.
+    public var validate: (ServiceProfile) throws(ProfileError) -> Void
+
+    public init(loader: ProfileLoader = ProfileLoader(), shiftCommand: String = "/usr/bin/replica-shift",
+                validate: @escaping (ServiceProfile) throws(ProfileError) -> Void = { _ in }) {
+        self.loader = loader
+        self.shiftCommand = shiftCommand
+        self.validate = validate
+    }
+
+    /// One unit's outcome.
+    public struct Outcome: Sendable {
+        public var unit: String
+        /// nil when its drop-in sandboxes it; the error when it refuses to start.
+        public var error: ProfileError?
+    }
+
+    /// The units that have a profile file or a drop-in folder in any profile directory, sorted;
+    /// names that are not profile names (`UNIT.service.conf`) are reported in `ignored`.
+    public func units() -> (units: [String], ignored: [String]) {
+        var units: Set<String> = [], ignored: [String] = []
+        for directory in loader.directories {
+            guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY),
+                  let names = try? DirectoryEntries.names(in: fd) else { continue }
+            for name in names {
+                let unit = name.hasSuffix(".conf") ? String(name.dropLast(5))
+                    : name.hasSuffix(".conf.d") ? String(name.dropLast(7)) : nil
+                guard let unit else { continue }
+                if ProfileLoader.unitName(unit) == unit, (try? ProfileLoader.validate(unit: unit)) != nil {
+                    units.insert(unit)
+                } else {
+                    ignored.append("\(directory)/\(name)")
+                }
+            }
+        }
+        return (units.sorted(), ignored.sorted())
+    }
+
+    /// Writes every unit's drop-in into `output`, returning what was written.
+    public func generate(into output: String) throws(SystemError) -> [Outcome] {
+        var outcomes: [Outcome] = []
+        for unit in units().units {
+            var text: String
+            var failure: ProfileError?
+            do throws(ProfileError) {
+                guard let profile = try loader.loadService(unit) else { continue }
+                try validate(profile)
+                do throws(SystemError) { text = try profile.dropIn(shiftCommand: shiftCommand) } catch {
+                    throw ProfileError(file: profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
+                }
+            } catch {
+                failure = error
+                text = ServiceProfile.refusingDropIn(unit: unit, error: error, shiftCommand: shiftCommand)
+            }
+            let directory = "\(output)/\(unit).d"
+            if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST { throw SystemError.current("mkdir", [directory]) }
+            let fd = try OwnedFD.open("\(directory)/replica.conf", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o644)
+            try fd.writeAll(Array(text.utf8), name: "\(directory)/replica.conf")
+            outcomes.append(Outcome(unit: unit, error: failure))
+        }
+        return outcomes
+    }
+}

@@ -1,0 +1,177 @@
+/// The one registry of what a profile may say: every section, every key, and the shape of its value.
+/// The parser checks each line against it, so a typo (`[Stat]`, `Preserv=`) is an error naming the
+/// nearest known name instead of a setting silently ignored; the modules that act on a section read
+/// only keys listed here.
+public enum ProfileKeys {
+    /// The shape of a value. Every value is already free of control characters and valid UTF-8.
+    public enum Kind: Equatable, Sendable {
+        /// systemd's booleans: `1 yes true on`, `0 no false off`.
+        case boolean
+        /// One word: no spaces, quotes or backslashes (names, numbers, addresses).
+        case word
+        /// One of the listed words.
+        case choice([String])
+        /// One absolute path, normalised (no `.`, `..`, `//` or trailing `/`).
+        case path
+        /// Space-separated words (systemd's quoting), each checked by the section's owner.
+        case words
+        /// Space-separated absolute paths; `prefixes` are the characters a path may start with
+        /// (`-` for "ignore if missing", as in `ReadWritePaths=-/srv`).
+        case paths(prefixes: String)
+        /// Space-separated paths relative to a systemd base directory (`RuntimeDirectory=web/sock`).
+        case relativePaths
+    }
+
+    /// One key: its kind, and whether each assignment appends (an empty one resets the list).
+    public struct Key: Sendable {
+        public var name: String
+        public var kind: Kind
+        public var isList: Bool
+
+        init(_ name: String, _ kind: Kind, list: Bool = false) { (self.name, self.kind, self.isList) = (name, kind, list) }
+    }
+
+    /// `ProtectSystem=` values Replica applies with systemd's meaning: `strict` (the whole tree
+    /// read-only) or off. systemd's `yes` and `full` (only /usr, /boot, /etc) are refused until
+    /// `replica-run` applies them identically.
+    static let protectSystem = ["strict", "no", "false", "0", "off"]
+
+    /// Every section and its keys.
+    public static let sections: [String: [String: Key]] = [
+        "State": index([
+            Key("Path", .paths(prefixes: ""), list: true),
+            Key("Store", .path),
+            Key("SnapshotOnStart", .boolean),
+        ]),
+        "Config": index([
+            Key("Directory", .path),
+        ]),
+        "Sandbox": index([
+            Key("ProtectSystem", .choice(protectSystem)),
+            Key("PrivateTmp", .boolean),
+            Key("TemporaryFileSystem", .words, list: true),
+            Key("BindPaths", .words, list: true),
+            Key("BindReadOnlyPaths", .words, list: true),
+            Key("InaccessiblePaths", .paths(prefixes: ""), list: true),
+        ]),
+        "Network": index([
+            Key("Namespace", .word), Key("Bridge", .word), Key("Macvlan", .word), Key("MacvlanMode", .word),
+            Key("Subnet", .word), Key("Address", .word), Key("Gateway", .word), Key("HostLink", .word), Key("MTU", .word),
+        ]),
+        "Snapshots": index([
+            Key("Subvolume", .word), Key("Preserve", .words), Key("PreserveMin", .word), Key("PreserveHourOfDay", .word),
+            Key("PreserveDayOfWeek", .word), Key("Latest", .word), Key("MinAge", .word), Key("MinFree", .word),
+            Key("AllowNested", .boolean),
+        ]),
+    ]
+
+    private static func index(_ keys: [Key]) -> [String: Key] {
+        Dictionary(uniqueKeysWithValues: keys.map { ($0.name, $0) })
+    }
+
+    /// The key `name` of `section`, or nil.
+    public static func key(_ section: String, _ name: String) -> Key? { sections[section]?[name] }
+
+    /// Why `section` is not a known section, with the nearest one.
+    static func unknownSection(_ section: String) -> String {
+        "unknown section [\(section)]" + suggestion(section, among: Array(sections.keys), format: { "[\($0)]" })
+            + "; known: " + sections.keys.sorted().map { "[\($0)]" }.joined(separator: " ")
+    }
+
+    /// Why `key` is not a key of `section`: the nearest key, or the section it belongs in.
+    static func unknownKey(_ key: String, in section: String) -> String {
+        let known = sections[section].map { Array($0.keys) } ?? []
+        if let home = sections.keys.sorted().first(where: { sections[$0]?[key] != nil }) {
+            return "unknown key in [\(section)]; \(key)= belongs in [\(home)]"
+        }
+        return "unknown key in [\(section)]" + suggestion(key, among: known, format: { "\($0)=" })
+            + "; known: " + known.sorted().joined(separator: ", ")
+    }
+
+    private static func suggestion(_ word: String, among candidates: [String], format: (String) -> String) -> String {
+        let scored = candidates.map { (candidate: $0, distance: editDistance(word.lowercased(), $0.lowercased())) }
+        guard let best = scored.min(by: { ($0.distance, $0.candidate) < ($1.distance, $1.candidate) }),
+              best.distance <= max(2, best.candidate.count / 3) else { return "" }
+        return "; did you mean \(format(best.candidate))?"
+    }
+
+    /// Levenshtein distance: insertions, deletions and substitutions of characters.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let (a, b) = (Array(a), Array(b))
+        guard !a.isEmpty else { return b.count }
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var diagonal = row[0]
+            row[0] = i
+            for j in 0..<b.count {
+                let above = row[j + 1]
+                row[j + 1] = min(above + 1, row[j] + 1, diagonal + (a[i - 1] == b[j] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        return row[b.count]
+    }
+
+    /// Checks `setting`'s value against its key's kind. An empty value (a reset) is always accepted.
+    static func check(_ setting: ProfileSetting, _ key: Key) throws(ProfileError) {
+        let value = setting.value
+        guard !value.isEmpty else { return }
+        func commentHint() -> String {
+            value.contains(" #") || value.contains(" ;") || value.contains("\t#")
+                ? "; a comment must be on a line of its own (a line starting with # or ;), as in systemd units" : ""
+        }
+        switch key.kind {
+        case .boolean:
+            _ = try setting.boolean()
+        case .word:
+            guard !value.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "'" || $0 == "\\" }) else {
+                throw ProfileError(setting, "takes one word, without spaces, quotes or backslashes" + commentHint())
+            }
+        case .choice(let words):
+            guard words.contains(value) else {
+                throw ProfileError(setting, "takes one of \(words.joined(separator: ", "))" + commentHint())
+            }
+        case .path:
+            guard !value.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "'" || $0 == "\\" }) else {
+                throw ProfileError(setting, "takes one absolute path, without spaces, quotes or backslashes" + commentHint())
+            }
+            _ = try ProfilePath.normalized(value, setting)
+        case .words:
+            _ = try ProfileWords.split(setting)
+        case .paths(let prefixes):
+            for word in try ProfileWords.split(setting) {
+                let path = word.first.map { prefixes.contains($0) } == true ? String(word.dropFirst()) : word
+                do throws(ProfileError) { _ = try ProfilePath.normalized(path, setting) } catch {
+                    throw ProfileError(setting, error.reason + commentHint())
+                }
+            }
+        case .relativePaths:
+            for word in try ProfileWords.split(setting) { _ = try ProfilePath.relative(word, setting) }
+        }
+    }
+}
+
+/// Paths in profiles: absolute and normalised, or relative to a base directory without leaving it.
+public enum ProfilePath {
+    /// `path` with `//` collapsed and a trailing `/` removed; refused when relative or when it has a
+    /// `.` or `..` component (a profile names exactly what it means).
+    public static func normalized(_ path: String, _ setting: ProfileSetting) throws(ProfileError) -> String {
+        guard path.hasPrefix("/") else {
+            throw ProfileError(setting, "\"\(path)\" is not an absolute path; write it from / (every path word is checked)")
+        }
+        let parts = path.split(separator: "/")
+        if parts.contains(where: { $0 == "." || $0 == ".." }) {
+            throw ProfileError(setting, "\"\(path)\" has a . or .. component; write the path it means")
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// A path below a base directory (`RuntimeDirectory=web/sockets`): relative, without `.` or `..`.
+    public static func relative(_ path: String, _ setting: ProfileSetting) throws(ProfileError) -> String {
+        let parts = path.split(separator: "/")
+        guard !path.hasPrefix("/"), !parts.isEmpty, !parts.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw ProfileError(setting, "\"\(path)\" must be relative to the base directory, without . or ..")
+        }
+        return parts.joined(separator: "/")
+    }
+}

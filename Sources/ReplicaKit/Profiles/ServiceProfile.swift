@@ -1,0 +1,196 @@
+/// A service's whole profile as one typed value: parsed by `ProfileParser`, merged by
+/// `ProfileLoader`, each section read here once. ReplicaStore reads `[Snapshots]` and ReplicaNet
+/// `[Network]` from `settings` (already checked against `ProfileKeys`); everything else is typed:
+///
+/// ```ini
+/// [State]
+/// Path=/var/lib/web /var/cache/web   # each on a subvolume of its own (see `StatePath`)
+/// Store=/run/replica/store           # default: the embedded store's mount point
+/// SnapshotOnStart=yes                # a read-only snapshot before each start
+///
+/// [Config]
+/// Directory=/var/lib/replica/config/web.service   # default
+///
+/// [Sandbox] …                        # SandboxPlan(profile:)
+/// [Network] …                        # the service joins its own network namespace
+/// [Snapshots] …                      # retention, read by ReplicaStore
+/// ```
+public struct ServiceProfile: Equatable, Sendable {
+    /// The unit, e.g. `web.service`.
+    public var unit: String
+    /// Every file read, in merge order.
+    public var files: [String]
+    /// Every setting in merge order, each checked against `ProfileKeys`.
+    public var settings: [ProfileSetting]
+    /// The state directories and the subvolumes that hold them.
+    public var state: [StatePath]
+    /// Where the store is mounted.
+    public var storePath: String
+    public var snapshotOnStart: Bool
+    /// The name the service's subvolumes are derived from: `[Snapshots] Subvolume=`, else the
+    /// service name.
+    public var subvolume: String
+    public var config: ConfigStore
+    /// The profile's own `[Sandbox]`; `sandbox(forSystemd:)` adds state, config and network.
+    public var sandbox: SandboxPlan
+    /// The network namespace the service joins (`[Network] Namespace=`, else its service name);
+    /// nil when the profile has no `[Network]` section.
+    public var networkNamespace: String?
+
+    /// The unit without `.service`.
+    public var serviceName: String { raw.serviceName }
+
+    /// The merged settings, for the sections other modules read (`value`, `list`).
+    public var raw: Profile { Profile(unit: unit, files: files, settings: settings) }
+
+    /// The profile of a unit that has no file: every default (for commands given a bare name).
+    public static func bare(_ name: String) throws(ProfileError) -> ServiceProfile {
+        let unit = ProfileLoader.unitName(name)
+        try ProfileLoader.validate(unit: unit)
+        return try ServiceProfile(Profile(unit: unit))
+    }
+
+    public init(_ profile: Profile) throws(ProfileError) {
+        unit = profile.unit
+        files = profile.files
+        settings = profile.settings
+        storePath = try profile.value("State", "Store").map { (s) throws(ProfileError) in try ProfilePath.normalized(s.value, s) }
+            ?? Self.embeddedStore
+        snapshotOnStart = try profile.value("State", "SnapshotOnStart")?.boolean() ?? false
+        let configDirectory = try profile.value("Config", "Directory").map { (s) throws(ProfileError) in
+            try ProfilePath.normalized(s.value, s)
+        } ?? "\(ConfigStore.defaultParent)/\(profile.unit)"
+        config = ConfigStore(directory: configDirectory)
+        if let setting = profile.value("Snapshots", "Subvolume") {
+            try StatePath.validateBaseName(setting.value, setting)
+            subvolume = setting.value
+        } else {
+            subvolume = profile.serviceName
+        }
+        var paths: [(path: String, setting: ProfileSetting)] = []
+        for setting in profile.list("State", "Path") {
+            for word in try ProfileWords.split(setting) { paths.append((try ProfilePath.normalized(word, setting), setting)) }
+        }
+        state = []
+        for (index, entry) in paths.enumerated() {
+            try StatePath.refuse(entry.path, store: storePath, config: configDirectory, entry.setting)
+            for earlier in paths[..<index] {
+                if earlier.path == entry.path || StatePath.isBelow(entry.path, earlier.path) || StatePath.isBelow(earlier.path, entry.path) {
+                    throw ProfileError(entry.setting, "\(entry.path) and \(earlier.path) (line \(earlier.setting.line)) would map to one "
+                                       + "subvolume or nest one in the other; list each state directory once, none inside another")
+                }
+            }
+            let name = paths.count == 1 ? subvolume : StatePath.subvolumeName(base: subvolume, path: entry.path)
+            do throws(SystemError) { try StatePath.validateName(name) } catch {
+                throw ProfileError(entry.setting, error.hint ?? "\(error)")
+            }
+            state.append(StatePath(path: entry.path, subvolume: name))
+        }
+        sandbox = try SandboxPlan(profile: profile)
+        networkNamespace = profile.networkNamespace
+    }
+
+    /// `/run/replica/store`, where `replica-store` mounts the embedded store.
+    public static let embeddedStore = "/run/replica/store"
+}
+
+/// A state directory of a service and the store subvolume that holds it.
+///
+/// Names are derived so that no two services, and no two paths of one service, ever share one:
+/// a service with one state directory uses its own name (`web`); with several, each is
+/// `NAME+ESCAPED` where ESCAPED is the path as `systemd-escape --path` writes it
+/// (`web+var-lib-web`, `web+var-cache-my\x2dapp`). Unit names never contain `+` and escaped paths
+/// never do, so the split is unambiguous. Names starting with `.` are the store's own (staging)
+/// and `snapshots` is its snapshot folder: both are refused.
+public struct StatePath: Equatable, Sendable {
+    public var path: String
+    public var subvolume: String
+
+    public init(path: String, subvolume: String) { (self.path, self.subvolume) = (path, subvolume) }
+
+    /// `systemd-escape --path PATH`: slashes become `-`; anything but ASCII letters, digits, `:`,
+    /// `_` and `.` (and a leading `.`) becomes `\xNN`.
+    public static func escape(path: String) -> String {
+        let trimmed = path.split(separator: "/").joined(separator: "/")
+        guard !trimmed.isEmpty else { return "-" }
+        var out = ""
+        for (index, byte) in trimmed.utf8.enumerated() {
+            switch byte {
+            case UInt8(ascii: "/"): out += "-"
+            case UInt8(ascii: "."): out += index == 0 ? "\\x2e" : "."
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: ":"), UInt8(ascii: "_"):
+                out.append(Character(Unicode.Scalar(byte)))
+            default:
+                out += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
+            }
+        }
+        return out
+    }
+
+    /// The subvolume of `path` for a service with several state directories.
+    public static func subvolumeName(base: String, path: String) -> String { "\(base)+\(escape(path: path))" }
+
+    /// Characters a state path may hold: what is safe in every systemd directive and mount option
+    /// it ends up in (no spaces, quotes, `:`, `%` or backslashes).
+    static func isSafe(_ c: Character) -> Bool {
+        c.isASCII && (c.isLetter || c.isNumber || "/._-@+~".contains(c))
+    }
+
+    /// Below `parent` (not equal to it).
+    static func isBelow(_ path: String, _ parent: String) -> Bool {
+        parent == "/" ? path != "/" : path.hasPrefix(parent + "/")
+    }
+
+    /// Directories whose whole content is the system's, never one service's state.
+    static let systemDirectories: Set<String> = [
+        "/", "/bin", "/boot", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt", "/root",
+        "/run", "/sbin", "/srv", "/tmp", "/usr", "/var", "/var/lib", "/var/cache", "/var/log", "/var/tmp", "/var/spool",
+    ]
+    /// Kernel filesystems: nothing in them can be copied or bound as state.
+    static let kernelDirectories = ["/proc", "/sys", "/dev"]
+
+    /// Refuses a state path the store cannot take: a system directory, anything in /proc, /sys or
+    /// /dev, the store or the config directory (or anything inside or above them: a copy would
+    /// copy itself), and paths with characters that systemd directives would read differently.
+    static func refuse(_ path: String, store: String, config: String, _ setting: ProfileSetting) throws(ProfileError) {
+        if let bad = path.first(where: { !isSafe($0) }) {
+            throw ProfileError(setting, "\(path): the character \"\(bad)\" is not allowed in a state path "
+                               + "(letters, digits and / . _ - @ + ~ only); move the state to a plainer path")
+        }
+        if systemDirectories.contains(path) {
+            throw ProfileError(setting, "\(path) is a system directory, not one service's state; name the service's own directory below it")
+        }
+        if let kernel = kernelDirectories.first(where: { path == $0 || isBelow(path, $0) }) {
+            throw ProfileError(setting, "\(path) is in \(kernel), a kernel filesystem; it cannot be state")
+        }
+        for (what, other) in [("the store", store), ("the config directory", config)]
+            where path == other || isBelow(path, other) || isBelow(other, path) {
+            throw ProfileError(setting, "\(path) overlaps \(what) (\(other)); state must be outside it, or it would copy into itself")
+        }
+    }
+
+    /// `[Snapshots] Subvolume=`: letters, digits, `_ . : @ -`, not starting with `.`, not `snapshots`.
+    static func validateBaseName(_ name: String, _ setting: ProfileSetting) throws(ProfileError) {
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.:@-".contains($0)) }), !name.hasPrefix("."),
+              name != "snapshots", name.utf8.count <= maxNameLength else {
+            throw ProfileError(setting, "a subvolume name is letters, digits and _ . : @ -, does not start with \".\", is not "
+                               + "\"snapshots\" (names starting with . are the store's own) and is at most \(maxNameLength) bytes")
+        }
+    }
+
+    /// Longest subvolume name: btrfs allows 255 bytes, and a snapshot adds `.YYYYMMDDTHHMMSSZ`.
+    public static let maxNameLength = 255 - 17
+
+    /// Refuses a derived name that is too long or reserved.
+    static func validateName(_ name: String) throws(SystemError) {
+        guard !name.hasPrefix("."), name != "snapshots", !name.isEmpty else {
+            throw SystemError("state subvolume", [name], errno: .EINVAL,
+                              hint: "names starting with . and \"snapshots\" are the store's own; set [Snapshots] Subvolume=")
+        }
+        guard name.utf8.count <= maxNameLength else {
+            throw SystemError("state subvolume", [name], errno: .ENAMETOOLONG,
+                              hint: "\(name.utf8.count) bytes; at most \(maxNameLength); choose a shorter path or [Snapshots] Subvolume=")
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import Glibc
+import ReplicaKit
+
+/// Who a state subvolume belongs to: the unit and the state directory it holds, recorded on the
+/// subvolume (`user.replica.owner`, "UNIT PATH") when it is made. Prepare, cleanup and rollback act
+/// only on subvolumes their unit owns, never on a name alone: a profile that names another
+/// service's subvolume is refused, and so is one whose naming changed after the state moved.
+public struct StateOwner: Equatable, Sendable, CustomStringConvertible {
+    public var unit: String
+    public var path: String
+
+    public init(unit: String, path: String) { (self.unit, self.path) = (unit, path) }
+
+    /// The extended attribute (`getfattr -n user.replica.owner`).
+    public static let attribute = "user.replica.owner"
+
+    public var description: String { "\(unit) \(path)" }
+
+    init?(recorded: String) {
+        let parts = recorded.split(separator: " ", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return nil }
+        (unit, path) = (parts[0], parts[1])
+    }
+
+    /// The owner recorded on a subvolume, or nil.
+    public static func of(_ subvolume: borrowing OwnedFD) -> StateOwner? {
+        Btrfs.attribute(subvolume, attribute).flatMap(StateOwner.init(recorded:))
+    }
+
+    /// Records this owner on a subvolume.
+    func record(on subvolume: borrowing OwnedFD, path: String) throws(StoreError) {
+        try Btrfs.setAttribute(subvolume, Self.attribute, description, path: path)
+    }
+
+    /// Refuses subvolume `name` unless this owner's: another unit's state is never touched.
+    func requireOwns(_ name: String, in store: borrowing Store) throws(StoreError) {
+        let subvolume = try store.directory(name)
+        guard let recorded = StateOwner.of(subvolume) else {
+            throw StoreError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
+                             hint: "records no owning unit, so it is not touched for \(unit); if it is \(unit)'s state of \(path), "
+                                 + "record that: setfattr -n \(Self.attribute) -v '\(self)' \(store.path)/\(name)")
+        }
+        guard recorded == self else {
+            throw StoreError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
+                             hint: "belongs to \(recorded.unit) (state of \(recorded.path)), not to \(unit) for \(path); "
+                                 + "give one of them another [Snapshots] Subvolume=")
+        }
+    }
+
+    /// A subvolume at the top of the store, other than `name`, that this owner already has: its
+    /// state moved under another name (the profile's naming changed since).
+    func elsewhere(than name: String, in store: borrowing Store) throws(StoreError) -> String? {
+        for other in try store.subvolumes() where other != name {
+            if let fd = try? store.directory(other), StateOwner.of(fd) == self { return other }
+        }
+        return nil
+    }
+}
