@@ -11,8 +11,8 @@ grep -v '^#' "$profile" | indent
 echo "   Its config overlay, generation by generation (replica-shift config $unit):"
 replica-shift config $unit | indent
 
-say "2. The drop-in replica-shift wrote from the profile (replica-shift drop-in --write $unit):"
-cat /run/systemd/system/$unit.d/replica.conf | grep -v '^#' | indent
+say "2. The drop-in replica-generator wrote from the profile at daemon-reload (/run/systemd/generator/$unit.d/replica.conf):"
+generated $unit | grep -v '^#' | indent
 
 say "3. systemctl start $unit — ExecStartPre=+replica-shift prepares, systemd binds:"
 since=$(date '+%Y-%m-%d %H:%M:%S')

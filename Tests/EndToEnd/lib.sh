@@ -47,8 +47,8 @@ view() {
 # waits until FILE exists (up to 10 s)
 wait_for() { for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
-# The sample service as an operator sets it up: the unit, its profile, a config generation, the
-# drop-in written by replica-shift. Idempotent.
+# The sample service as an operator sets it up: the unit, its profile, a config generation, then
+# daemon-reload (replica-generator writes the drop-in). Idempotent.
 install_sample() {
   mkdir -p /etc/replica/services
   cp /e2e/fixtures/replica-sample.service /etc/systemd/system/
@@ -56,13 +56,18 @@ install_sample() {
   if [ -z "$(replica-shift config $unit)" ]; then
     replica-shift config $unit --file /etc/sample/sample.conf=/e2e/fixtures/sample.conf.v1 >/dev/null
   fi
-  replica-shift drop-in --write $unit >/dev/null
   if [ "${REPLICA_E2E_BREAK:-}" = drop-in ]; then
-    sed -i '/^ExecStartPre=/!{/^\(ProtectSystem\|TemporaryFileSystem\|Bind\|Inaccessible\)/d}' /run/systemd/system/$unit.d/replica.conf
+    # A later drop-in that resets every sandbox directive the generated one sets.
+    mkdir -p /run/systemd/system/$unit.d
+    printf '[Service]\nProtectSystem=no\nTemporaryFileSystem=\nBindPaths=\nBindReadOnlyPaths=\nInaccessiblePaths=\n' \
+      >/run/systemd/system/$unit.d/zz-break.conf
   fi
   systemctl daemon-reload
 }
 
 # A mount table with what a new namespace renumbers taken out (mount IDs, peer group numbers; the
 # propagation kind stays), to compare two.
+# The drop-in replica-generator wrote for a unit.
+generated() { cat "/run/systemd/generator/$1.d/replica.conf"; }
+
 mount_table() { awk '{ $1 = ""; $2 = ""; print }' "/proc/$1/mountinfo" | sed -E 's/(shared|master|propagate_from):[0-9]+/\1/g'; }

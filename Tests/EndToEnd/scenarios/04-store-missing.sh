@@ -5,7 +5,6 @@ broken=replica-nostore.service
 mkdir -p /etc/replica/services /srv/not-a-store
 sed 's/^Description=.*/Description=Replica sample whose store is missing/' /e2e/fixtures/replica-sample.service >/etc/systemd/system/$broken
 sed 's|^Path=.*|Path=/var/lib/nostore\nStore=/srv/not-a-store|' /e2e/fixtures/replica-sample.service.conf >/etc/replica/services/$broken.conf
-replica-shift drop-in --write $broken >/dev/null
 systemctl daemon-reload
 since=$(date '+%Y-%m-%d %H:%M:%S')
 

@@ -1,5 +1,5 @@
 # A service in its own network namespace (replica-net@.service, joined through the drop-in
-# replica-shift writes): the leased address and default route, traffic to the bridge's gateway, and
+# replica-generator writes): the leased address and default route, traffic to the bridge's gateway, and
 # reachable through the loopback proxy both ways — a host UNIX socket to its port, and its own
 # loopback port to a host UNIX socket — with no route or firewall rule between them.
 . /e2e/lib.sh
@@ -7,9 +7,8 @@ net=replica-netsample.service
 mkdir -p /etc/replica/services
 cp /e2e/fixtures/$net /etc/systemd/system/
 cp /e2e/fixtures/$net.conf /etc/replica/services/
-replica-shift drop-in --write $net >/dev/null
-contains "the drop-in joins the namespace" "NetworkNamespacePath=/run/netns/replica-netsample" "$(cat /run/systemd/system/$net.d/replica.conf)"
 systemctl daemon-reload
+contains "the drop-in joins the namespace" "NetworkNamespacePath=/run/netns/replica-netsample" "$(generated $net)"
 check "the service starts with its network" systemctl start $net
 pid=$(main_pid $net)
 equal "it is in the pinned namespace" "$(stat -L -c %i /run/netns/replica-netsample)" "$(stat -L -c %i /proc/$pid/ns/net)"
