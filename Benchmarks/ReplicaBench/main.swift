@@ -1,6 +1,6 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
 // Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
-// Groups: resolution, snapshots, sandbox (default: all).
+// Groups: resolution, snapshots, sandbox, generator, migration (default: all).
 import BenchmarkSupport
 import Glibc
 import ReplicaKit
@@ -162,6 +162,7 @@ let groups = Array(CommandLine.arguments.dropFirst())
 func wanted(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
 do {
     if wanted("resolution") { for row in try benchmarkResolution() { row.printRow() } }
+    if wanted("generator") { for row in try benchmarkGenerator() { row.printRow() } }
     if (try? Capabilities.current().has(.sysAdmin)) == true {
         if wanted("snapshots") {
             for row in try benchmarkSnapshots() { row.printRow() }
@@ -171,6 +172,7 @@ do {
             for row in try benchmarkSandbox() { row.printRow() }
             for row in try benchmarkRecursiveReadOnly() { row.printRow() }
         }
+        if wanted("migration") { for row in try benchmarkMigration() { row.printRow() } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }

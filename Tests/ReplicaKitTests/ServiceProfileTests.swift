@@ -150,3 +150,38 @@ import Testing
         #expect(text.split(separator: "\n").allSatisfy { !$0.contains("\r") })
     }
 }
+
+/// Operators copy the examples in Docs/: every `ini` block there must parse as a profile.
+@Suite struct DocumentedProfileTests {
+    @Test func everyIniExampleInTheDocsParses() throws {
+        let docs = RepositoryPath.root + "/Docs"
+        var blocks = 0
+        for name in try DirectoryEntries.names(in: OwnedFD.open(docs, O_RDONLY | O_DIRECTORY)).sorted() where name.hasSuffix(".md") {
+            let text = String(decoding: try OwnedFD.open("\(docs)/\(name)", O_RDONLY).readAll(), as: UTF8.self)
+            var block: [Substring]?
+            var start = 0
+            for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                if line == "```ini" { block = []; start = number + 2; continue }
+                guard block != nil else { continue }
+                if line == "```" {
+                    blocks += 1
+                    let body = block!.joined(separator: "\n")
+                    #expect(throws: Never.self, "Docs/\(name):\(start)") { _ = try ProfileParser.parse(body, file: "Docs/\(name):\(start)") }
+                    block = nil
+                } else {
+                    block!.append(line)
+                }
+            }
+        }
+        #expect(blocks >= 4)
+    }
+}
+
+/// The repository's top folder, from this file's path.
+enum RepositoryPath {
+    static let root: String = {
+        var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)  // Tests/ReplicaKitTests/ServiceProfileTests.swift
+        return parts.joined(separator: "/")
+    }()
+}

@@ -4,12 +4,16 @@
 ///
 /// ```ini
 /// [State]
-/// Path=/var/lib/web /var/cache/web   # each on a subvolume of its own (see `StatePath`)
-/// Store=/run/replica/store           # default: the embedded store's mount point
-/// SnapshotOnStart=yes                # a read-only snapshot before each start
+/// # each on a subvolume of its own (see `StatePath`)
+/// Path=/var/lib/web /var/cache/web
+/// # default: the embedded store's mount point
+/// Store=/run/replica/store
+/// # a read-only snapshot before each start
+/// SnapshotOnStart=yes
 ///
 /// [Config]
-/// Directory=/var/lib/replica/config/web.service   # default
+/// # default
+/// Directory=/var/lib/replica/config/web.service
 ///
 /// [Sandbox] …                        # SandboxPlan(profile:)
 /// [Network] …                        # the service joins its own network namespace

@@ -3,8 +3,10 @@ extension SandboxPlan {
     ///
     /// ```ini
     /// [Sandbox]
-    /// ProtectSystem=strict                       # default; "no" leaves the root writable
-    /// PrivateTmp=yes                             # private, empty /tmp and /var/tmp
+    /// # default; "no" leaves the root writable
+    /// ProtectSystem=strict
+    /// # private, empty /tmp and /var/tmp
+    /// PrivateTmp=yes
     /// TemporaryFileSystem=/run/app:mode=0755,size=16M,noexec
     /// BindPaths=/srv/uploads:/var/lib/app/uploads
     /// BindReadOnlyPaths=-/etc/app/extra.conf:/etc/app/extra.conf:norbind

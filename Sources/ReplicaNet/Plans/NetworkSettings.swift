@@ -8,14 +8,22 @@ extension NetworkPlan {
     ///
     /// ```ini
     /// [Network]
-    /// Namespace=web          # default: the unit name without .service
-    /// Bridge=br-replica      # the host end joins it (made, with the gateway address, when missing)
-    /// Macvlan=eth0           # or instead: a macvlan on this interface, born in the namespace
-    /// MacvlanMode=bridge     # private, vepa, bridge (default), passthru, source
-    /// Subnet=10.88.0.0/24    # addresses are leased from it unless Address= is given
-    /// Address=10.88.0.5/24   # optional
-    /// Gateway=10.88.0.1      # default: the subnet's first host; the default route goes via it
-    /// MTU=1500               # optional
+    /// # default: the unit name without .service
+    /// Namespace=web
+    /// # the host end joins it (made, with the gateway address, when missing)
+    /// Bridge=br-replica
+    /// # or instead: a macvlan on this interface, born in the namespace
+    /// Macvlan=eth0
+    /// # private, vepa, bridge (default), passthru, source
+    /// MacvlanMode=bridge
+    /// # addresses are leased from it unless Address= is given
+    /// Subnet=10.88.0.0/24
+    /// # optional
+    /// Address=10.88.0.5/24
+    /// # default: the subnet's first host; the default route goes via it
+    /// Gateway=10.88.0.1
+    /// # optional
+    /// MTU=1500
     /// ```
     ///
     /// `lease` is asked for an address when the profile has none (`AddressPool.lease`). Nil when

@@ -4,8 +4,10 @@ import ReplicaKit
 ///
 /// ```ini
 /// [Snapshots]
-/// Subvolume=web            # default: the unit name without .service
-/// Preserve=24h 14d 8w *m   # btrbk's preserve, plus q
+/// # default: the unit name without .service
+/// Subvolume=web
+/// # btrbk's preserve, plus q
+/// Preserve=24h 14d 8w *m
 /// PreserveMin=2d
 /// PreserveHourOfDay=0
 /// PreserveDayOfWeek=sunday
