@@ -214,8 +214,11 @@ struct TreeCopier {
 
     /// Copies the data of `from` into `to`, skipping holes (`lseek SEEK_DATA`/`SEEK_HOLE`), so a
     /// sparse file stays sparse; the size is set with `ftruncate` for a trailing hole.
-    private func copyBytes(_ from: borrowing OwnedFD, _ to: borrowing OwnedFD, _ path: String) throws(SystemError) {
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// One buffer for every file of the copy (allocating and zeroing 1 MiB per file dominated
+    /// trees of many small files).
+    private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+
+    private mutating func copyBytes(_ from: borrowing OwnedFD, _ to: borrowing OwnedFD, _ path: String) throws(SystemError) {
         let (input, output) = (from.rawValue, to.rawValue)
         var st = stat()
         _ = try syscall("fstat", path) { fstat(input, &st) }
@@ -252,6 +255,13 @@ struct TreeCopier {
 /// numbers, and file contents byte for byte.
 enum TreeComparer {
     static func requireEqual(_ a: borrowing OwnedFD, _ b: borrowing OwnedFD, path: String) throws(SystemError) {
+        var ba = [UInt8](repeating: 0, count: 1 << 20), bb = [UInt8](repeating: 0, count: 1 << 20)
+        try requireEqual(a, b, path: path, &ba, &bb)
+    }
+
+    /// `requireEqual` with the two read buffers shared by the whole walk.
+    private static func requireEqual(_ a: borrowing OwnedFD, _ b: borrowing OwnedFD, path: String,
+                                     _ ba: inout [UInt8], _ bb: inout [UInt8]) throws(SystemError) {
         let namesA = try DirectoryEntries.names(in: a).sorted(), namesB = try DirectoryEntries.names(in: b).sorted()
         guard namesA == namesB else { throw mismatch(path, "the copy has different entries") }
         for name in namesA {
@@ -265,11 +275,10 @@ enum TreeComparer {
             switch sa.st_mode & S_IFMT {
             case S_IFDIR:
                 try requireEqual(try a.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW),
-                                 try b.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: entryPath)
+                                 try b.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: entryPath, &ba, &bb)
             case S_IFREG:
                 guard sa.st_size == sb.st_size else { throw mismatch(entryPath, "size differs") }
                 let fa = try a.openat(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK), fb = try b.openat(name, O_RDONLY | O_NOFOLLOW)
-                var ba = [UInt8](repeating: 0, count: 1 << 20), bb = [UInt8](repeating: 0, count: 1 << 20)
                 while true {
                     let na = try syscall("read", entryPath) { ba.withUnsafeMutableBytes { read(fa.rawValue, $0.baseAddress, $0.count) } }
                     var nb = 0
