@@ -66,11 +66,6 @@ public struct Profile: Equatable, Sendable {
         }
         return last
     }
-
-    /// Settings in `section` whose key is not in `known`: for "unknown key" errors.
-    public func unknownKeys(in section: String, known: Set<String>) -> [ProfileSetting] {
-        settings.filter { $0.section == section && !known.contains($0.key) }
-    }
 }
 
 /// A profile line that cannot be understood or cannot take effect: file, line, key and why.

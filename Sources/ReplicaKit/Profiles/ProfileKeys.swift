@@ -18,8 +18,6 @@ public enum ProfileKeys {
         /// Space-separated absolute paths; `prefixes` are the characters a path may start with
         /// (`-` for "ignore if missing", as in `ReadWritePaths=-/srv`).
         case paths(prefixes: String)
-        /// Space-separated paths relative to a systemd base directory (`RuntimeDirectory=web/sock`).
-        case relativePaths
     }
 
     /// One key: its kind, and whether each assignment appends (an empty one resets the list).
@@ -112,6 +110,14 @@ public enum ProfileKeys {
         return row[b.count]
     }
 
+    /// Refuses a setting whose section or key is not in the registry, or whose value does not fit
+    /// its key's kind: what the parser checks for every line, for settings made otherwise (flags).
+    public static func validate(_ setting: ProfileSetting) throws(ProfileError) {
+        guard sections[setting.section] != nil else { throw ProfileError(setting, unknownSection(setting.section)) }
+        guard let known = key(setting.section, setting.key) else { throw ProfileError(setting, unknownKey(setting.key, in: setting.section)) }
+        try check(setting, known)
+    }
+
     /// Checks `setting`'s value against its key's kind. An empty value (a reset) is always accepted.
     static func check(_ setting: ProfileSetting, _ key: Key) throws(ProfileError) {
         let value = setting.value
@@ -145,13 +151,11 @@ public enum ProfileKeys {
                     throw ProfileError(setting, error.reason + commentHint())
                 }
             }
-        case .relativePaths:
-            for word in try ProfileWords.split(setting) { _ = try ProfilePath.relative(word, setting) }
         }
     }
 }
 
-/// Paths in profiles: absolute and normalised, or relative to a base directory without leaving it.
+/// Paths in profiles: absolute and normalised.
 public enum ProfilePath {
     /// `path` with `//` collapsed and a trailing `/` removed; refused when relative or when it has a
     /// `.` or `..` component (a profile names exactly what it means).
@@ -164,14 +168,5 @@ public enum ProfilePath {
             throw ProfileError(setting, "\"\(path)\" has a . or .. component; write the path it means")
         }
         return "/" + parts.joined(separator: "/")
-    }
-
-    /// A path below a base directory (`RuntimeDirectory=web/sockets`): relative, without `.` or `..`.
-    public static func relative(_ path: String, _ setting: ProfileSetting) throws(ProfileError) -> String {
-        let parts = path.split(separator: "/")
-        guard !path.hasPrefix("/"), !parts.isEmpty, !parts.contains(where: { $0 == "." || $0 == ".." }) else {
-            throw ProfileError(setting, "\"\(path)\" must be relative to the base directory, without . or ..")
-        }
-        return parts.joined(separator: "/")
     }
 }

@@ -78,10 +78,7 @@ public enum ProfileParser {
             }
             let setting = ProfileSetting(section: section, key: key, value: String(line[line.index(after: equals)...]).trimmed,
                                          file: file, line: number)
-            guard let known = ProfileKeys.key(section, key) else {
-                throw ProfileError(setting, ProfileKeys.unknownKey(key, in: section))
-            }
-            try ProfileKeys.check(setting, known)
+            try ProfileKeys.validate(setting)
             settings.append(setting)
         }
     }

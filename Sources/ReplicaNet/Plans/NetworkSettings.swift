@@ -1,9 +1,6 @@
 import ReplicaKit
 
 extension NetworkPlan {
-    /// The keys of a profile's `[Network]` section.
-    public static let profileKeys: Set<String> = ["Namespace", "Bridge", "Macvlan", "MacvlanMode", "Subnet", "Address", "Gateway", "HostLink", "MTU"]
-
     /// The plan a service profile describes:
     ///
     /// ```ini
@@ -31,9 +28,8 @@ extension NetworkPlan {
     public init?(profile: Profile, lease: (IPPrefix) throws(NetError) -> IPPrefix) throws(ProfileError) {
         let section = "Network"
         guard profile.settings.contains(where: { $0.section == section }) else { return nil }
-        if let unknown = profile.unknownKeys(in: section, known: Self.profileKeys).first {
-            throw ProfileError(unknown, "unknown key in [\(section)]; known: \(Self.profileKeys.sorted().joined(separator: ", "))")
-        }
+        // Settings from files passed the registry when parsed; those from flags are checked the same way.
+        for setting in profile.settings where setting.section == section { try ProfileKeys.validate(setting) }
         func parsed<T>(_ key: String, _ parse: (String) throws(NetError) -> T) throws(ProfileError) -> T? {
             guard let setting = profile.value(section, key) else { return nil }
             do throws(NetError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }

@@ -17,11 +17,8 @@ public enum ServiceShift {
         var report: Report = []
         guard !settings.state.isEmpty || settings.snapshotOnStart else { return report }
         let store = try Store(path: settings.storePath)
-        let allowNested = try kit { () throws(SystemError) in
-            do throws(ProfileError) { return try settings.raw.value("Snapshots", "AllowNested")?.boolean() ?? false } catch {
-                throw SystemError("profile", settings.files, errno: .EINVAL, hint: error.description)
-            }
-        }
+        // A boolean by the registry's check when the profile was parsed, so reading it cannot fail.
+        let allowNested = (try? settings.raw.value("Snapshots", "AllowNested")?.boolean()) ?? false
         let state = settings.state.isEmpty ? [StatePath(path: "", subvolume: settings.subvolume)] : settings.state
         try StateRollback.withLocks(state.map(\.subvolume).sorted()[...], in: store, wait: wait) { () throws(StoreError) in
             for directory in state where !directory.path.isEmpty {
