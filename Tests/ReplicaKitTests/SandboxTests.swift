@@ -44,6 +44,24 @@ import Testing
         #expect(error?.hint?.contains(why) == true)
     }
 
+    @Test func rendersTheDirectivesReplicaAddsForRealDaemons() {
+        var plan = SandboxPlan()
+        plan.protectSystem = .full
+        plan.protectHome = .readOnly
+        plan.accessPaths = [AccessPath("/srv/spool", writable: true, optional: true), AccessPath("/srv/static", writable: false)]
+        plan.serviceDirectories = [ServiceDirectory(.runtime, "nginx"), ServiceDirectory(.logs, "nginx")]
+        #expect(plan.systemdDirectives == ["ProtectSystem=full", "ProtectHome=read-only", "ReadWritePaths=-/srv/spool",
+                                           "ReadOnlyPaths=/srv/static", "RuntimeDirectory=nginx", "LogsDirectory=nginx"])
+        // What systemd does for them, as mounts: the tree's own paths bound onto themselves.
+        #expect(plan.targets == ["/efi", "/etc", "/home", "/root", "/usr", "/boot", "/run/user", "/srv/spool", "/srv/static",
+                                 "/run/nginx", "/var/log/nginx"].sorted { ($0.split(separator: "/").count, $0) < ($1.split(separator: "/").count, $1) })
+        #expect(plan.optionalTargets == ["/usr", "/boot", "/efi", "/etc", "/home", "/root", "/run/user"])
+        // A setting of the plan's own wins over what ProtectHome= adds for the same path.
+        plan.inaccessiblePaths = ["/root"]
+        #expect(plan.steps.filter { $0.target == "/root" } == [.inaccessible("/root")])
+        #expect(throws: Never.self) { try plan.validate() }
+    }
+
     @Test func refusesTheSameTargetTwice() {
         var plan = SandboxPlan()
         plan.binds = [Bind("/a", to: "/x", readOnly: true)]
@@ -161,7 +179,7 @@ import Testing
             mkdir("\(dir)/elsewhere", 0o755)
             symlink("\(dir)/elsewhere", "\(dir)/target")
             var plan = SandboxPlan()
-            plan.readOnlyRoot = false
+            plan.protectSystem = .no
             plan.binds = [Bind("\(dir)/source", to: "\(dir)/target", readOnly: true)]
             let outcome = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
@@ -185,7 +203,7 @@ import Testing
             symlink("\(dir)/outside", "\(root)/swap")
             var plan = SandboxPlan()
             plan.root = root
-            plan.readOnlyRoot = false
+            plan.protectSystem = .no
             plan.binds = [Bind("\(dir)/source", to: "/data", readOnly: true)]
             let iterations = 10_000
             let (counts, swaps) = try whileRepeating({
@@ -221,4 +239,59 @@ import Testing
             #expect(swaps > 1000)
         }
     }
+
+    /// `ProtectSystem=full`, `ProtectHome=read-only`, `ReadOnlyPaths=`, an optional missing
+    /// `ReadWritePaths=` and the service directories, with systemd's meaning.
+    @Test(arguments: methods)
+    func protectSystemFullAndHomeReadOnly(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            for d in ["ro", "rw"] { mkdir("\(dir)/\(d)", 0o755) }
+            let name = "replica-test-\(getpid())-\(method)"
+            defer { for base in ["/run", "/var/log", "/var/cache"] { rmdir("\(base)/\(name)/sub"); rmdir("\(base)/\(name)") } }
+            var plan = SandboxPlan()
+            plan.protectSystem = .full
+            plan.protectHome = .readOnly
+            plan.accessPaths = [AccessPath("\(dir)/ro", writable: false), AccessPath("\(dir)/missing", writable: true, optional: true)]
+            plan.serviceDirectories = [ServiceDirectory(.runtime, "\(name)/sub"), ServiceDirectory(.logs, name), ServiceDirectory(.cache, name)]
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace(method: method)
+                try SandboxMounter.apply(plan, method: method)
+                return ["/etc", "/usr", "/root", "/var/lib", "\(dir)/rw", "\(dir)/ro", "/run/\(name)/sub", "/var/log/\(name)", "/var/cache/\(name)"]
+                    .map { "\($0)=\(Self.createError($0) == 0 ? "rw" : Self.createError($0) == EROFS ? "ro" : "\(Self.createError($0))")" }
+                    .joined(separator: " ")
+            }
+            #expect(seen == "/etc=ro /usr=ro /root=ro /var/lib=rw \(dir)/rw=rw \(dir)/ro=ro /run/\(name)/sub=rw /var/log/\(name)=rw "
+                    + "/var/cache/\(name)=rw", "\(method)")
+            #expect(try FileStatus.of("/run/\(name)/sub").kind == .directory, "made on the host, as systemd makes it")
+        }
+    }
+
+    /// Under `ProtectSystem=strict`, `ReadWritePaths=` stays writable; `ProtectHome=yes` hides,
+    /// `tmpfs` empties; `ProtectSystem=yes` leaves /etc writable.
+    @Test(arguments: methods)
+    func readWritePathsUnderStrictAndProtectHome(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            for d in ["rw", "ro"] { mkdir("\(dir)/\(d)", 0o755) }
+            var plan = SandboxPlan()
+            plan.accessPaths = [AccessPath("\(dir)/rw", writable: true)]
+            plan.protectHome = .yes
+            var yes = SandboxPlan()
+            yes.protectSystem = .yes
+            yes.protectHome = .tmpfs
+            let seen = try [plan, yes].map { plan in
+                try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                    try SandboxMounter.enterPrivateMountNamespace(method: method)
+                    try SandboxMounter.apply(plan, method: method)
+                    let rootStatus = try FileStatus.of("/root")
+                    let entries = try DirectoryEntries.names(in: OwnedFD.open("/root", O_RDONLY | O_DIRECTORY)).count
+                    return ["/etc", "/usr", "\(dir)/rw", "\(dir)/ro", "/root"]
+                        .map { "\($0)=\(Self.createError($0) == 0 ? "rw" : Self.createError($0) == EROFS ? "ro" : "\(Self.createError($0))")" }
+                        .joined(separator: " ") + " root-mode=\(String(rootStatus.mode & 0o7777, radix: 8)) root-entries=\(entries)"
+                }
+            }
+            #expect(seen[0] == "/etc=ro /usr=ro \(dir)/rw=rw \(dir)/ro=ro /root=ro root-mode=0 root-entries=0", "\(method)")
+            #expect(seen[1] == "/etc=rw /usr=ro \(dir)/rw=rw \(dir)/ro=rw /root=ro root-mode=755 root-entries=0", "\(method)")
+        }
+    }
+
 }

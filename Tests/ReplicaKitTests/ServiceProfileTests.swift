@@ -26,7 +26,7 @@ import Testing
         ("[State]\nPath=/var/lib/a\u{1b}x\n", "control character 0x1b"),
         ("[Sandbox]\nInaccessiblePaths=\"/a\\nExecStartPre=/x\"\n", "decodes to a control character"),
         ("[Sandbox]\nPrivateTmp=maybe\n", "takes yes or no"),
-        ("[Sandbox]\nProtectSystem=full\n", "takes one of strict, no"),
+        ("[Sandbox]\nProtectSystem=full-ish\n", "takes one of strict, full"),
     ])
     func refusedWithFileLineKeyAndRule(text: String, expected: String) {
         let got = Self.reason(text)

@@ -29,10 +29,8 @@ public enum ProfileKeys {
         init(_ name: String, _ kind: Kind, list: Bool = false) { (self.name, self.kind, self.isList) = (name, kind, list) }
     }
 
-    /// `ProtectSystem=` values Replica applies with systemd's meaning: `strict` (the whole tree
-    /// read-only) or off. systemd's `yes` and `full` (only /usr, /boot, /etc) are refused until
-    /// `replica-run` applies them identically.
-    static let protectSystem = ["strict", "no", "false", "0", "off"]
+    /// systemd's boolean words.
+    static let booleans = ["yes", "no", "true", "false", "on", "off", "1", "0"]
 
     /// Every section and its keys.
     public static let sections: [String: [String: Key]] = [
@@ -45,7 +43,13 @@ public enum ProfileKeys {
             Key("Directory", .path),
         ]),
         "Sandbox": index([
-            Key("ProtectSystem", .choice(protectSystem)),
+            Key("ProtectSystem", .choice(["strict", "full"] + booleans)),
+            Key("ProtectHome", .choice(["read-only", "tmpfs"] + booleans)),
+            Key("ReadWritePaths", .paths(prefixes: "-"), list: true),
+            Key("ReadOnlyPaths", .paths(prefixes: "-"), list: true),
+            Key("RuntimeDirectory", .words, list: true),
+            Key("LogsDirectory", .words, list: true),
+            Key("CacheDirectory", .words, list: true),
             Key("PrivateTmp", .boolean),
             Key("TemporaryFileSystem", .words, list: true),
             Key("BindPaths", .words, list: true),

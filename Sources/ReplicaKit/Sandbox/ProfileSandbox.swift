@@ -3,8 +3,16 @@ extension SandboxPlan {
     ///
     /// ```ini
     /// [Sandbox]
-    /// # default; "no" leaves the root writable
+    /// # default; yes: /usr /boot /efi read-only; full: and /etc; no: nothing
     /// ProtectSystem=strict
+    /// # /home /root /run/user: yes (hidden), read-only, tmpfs (empty) or no
+    /// ProtectHome=yes
+    /// ReadWritePaths=/srv/spool -/var/lib/optional
+    /// ReadOnlyPaths=/srv/static
+    /// # /run/app, /var/log/app, /var/cache/app: made if missing, always writable
+    /// RuntimeDirectory=app
+    /// LogsDirectory=app
+    /// CacheDirectory=app
     /// # private, empty /tmp and /var/tmp
     /// PrivateTmp=yes
     /// TemporaryFileSystem=/run/app:mode=0755,size=16M,noexec
@@ -18,7 +26,28 @@ extension SandboxPlan {
     public init(profile: Profile) throws(ProfileError) {
         self.init()
         let section = "Sandbox"
-        if let setting = profile.value(section, "ProtectSystem") { readOnlyRoot = setting.value == "strict" }
+        if let setting = profile.value(section, "ProtectSystem"), !setting.value.isEmpty {
+            let on = ProtectSystem(rawValue: setting.value) == nil ? try setting.boolean() : false
+            protectSystem = ProtectSystem(rawValue: setting.value) ?? (on ? .yes : .no)
+        }
+        if let setting = profile.value(section, "ProtectHome"), !setting.value.isEmpty {
+            let on = ProtectHome(rawValue: setting.value) == nil ? try setting.boolean() : false
+            protectHome = ProtectHome(rawValue: setting.value) ?? (on ? .yes : .no)
+        }
+        for (key, writable) in [("ReadWritePaths", true), ("ReadOnlyPaths", false)] {
+            for setting in profile.list(section, key) {
+                for word in try ProfileWords.split(setting) {
+                    let optional = word.hasPrefix("-")
+                    accessPaths.append(AccessPath(try ProfilePath.normalized(optional ? String(word.dropFirst()) : word, setting),
+                                                  writable: writable, optional: optional))
+                }
+            }
+        }
+        for kind in ServiceDirectory.Kind.allCases {
+            for setting in profile.list(section, kind.rawValue) {
+                for word in try ProfileWords.split(setting) { serviceDirectories.append(try Self.serviceDirectory(kind, word, setting)) }
+            }
+        }
         if let setting = profile.value(section, "PrivateTmp"), try setting.boolean() {
             temporaryDirectories += ["/tmp", "/var/tmp"].map { TemporaryDirectory($0, mode: 0o1777) }
         }
@@ -38,6 +67,18 @@ extension SandboxPlan {
                 section: section, key: "Sandbox", value: "", file: profile.files.first ?? profile.unit, line: 0)
             throw ProfileError(setting, error.hint ?? error.description)
         }
+    }
+
+    /// A `RuntimeDirectory=`-style name: relative to its base, no `.` or `..`, and only characters
+    /// every directive and mount option takes as they are (as state paths).
+    static func serviceDirectory(_ kind: ServiceDirectory.Kind, _ word: String, _ setting: ProfileSetting) throws(ProfileError) -> ServiceDirectory {
+        let parts = word.split(separator: "/", omittingEmptySubsequences: false)
+        guard !word.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+              word.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-@+~".contains($0)) }) else {
+            throw ProfileError(setting, "\"\(word)\" is not a name relative to \(kind.base) (letters, digits and / . _ - @ + ~, "
+                               + "no . or .. components, no leading /); write e.g. \(kind.rawValue)=app")
+        }
+        return ServiceDirectory(kind, word)
     }
 
     /// `PATH[:OPTIONS]` with `mode=`, `size=` (K, M, G suffixes) and `ro`, `nosuid`, `nodev`, `noexec`.

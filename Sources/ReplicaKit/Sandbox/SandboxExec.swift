@@ -3,8 +3,9 @@ import Glibc
 
 extension SandboxMounter {
     /// `replica-run`'s core: joins the plan's network namespace (`setns`), enters a private mount
-    /// namespace, applies the plan, and replaces this process with `command` (`execvp(3)`), which
-    /// inherits both. Returns only by throwing: if anything fails, the command never runs,
+    /// namespace, applies the plan, sets `$RUNTIME_DIRECTORY`, `$LOGS_DIRECTORY` and
+    /// `$CACHE_DIRECTORY` as systemd does (colon-separated paths), and replaces this process with
+    /// `command` (`execvp(3)`), which inherits all of it. Returns only by throwing: if anything fails, the command never runs,
     /// sandboxed or not.
     public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(SystemError) -> Never {
         guard let program = command.first else {
@@ -13,6 +14,10 @@ extension SandboxMounter {
         if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
         try enterPrivateMountNamespace(method: method)
         try apply(plan, method: method)
+        for kind in ServiceDirectory.Kind.allCases {
+            let paths = plan.serviceDirectories.filter { $0.kind == kind }.map(\.path)
+            if !paths.isEmpty { setenv(kind.environmentVariable, paths.joined(separator: ":"), 1) }
+        }
         let argv = command.map { strdup($0) } + [nil]
         execvp(program, argv)
         let error = SystemError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)

@@ -55,19 +55,25 @@ public enum SandboxMounter {
         let newAPI = useNewAPI(method)
         let root = MountPoints(directory: try RootDirectory(plan.root))
         let host = try RootDirectory("/")
-        let steps = plan.steps
-        var prepared: [Prepared?] = []
-        if newAPI {
-            for step in steps { prepared.append(try prepare(step, host: host)) }
-            if plan.readOnlyRoot {
-                // Mount points outside the plan's own tmpfs must be made while the root is writable.
-                let temporary = plan.temporaryDirectories.map(\.path)
-                for (step, tree) in zip(steps, prepared) where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
-                    if let kind = mountPointKind(step, tree) { _ = try root.open(step.target, [.noSymlinks], creating: kind) }
-                }
-                try makeReadOnly(plan.root, newAPI: true, except: [])
-            }
+        let strict = plan.protectSystem == .strict
+        // Service directories are the service's own: made (0755, without following symlinks) before
+        // anything is bound, so they exist on the host as with systemd.
+        for directory in plan.serviceDirectories { try root.create(directory.path, .directory) }
+        let optional = plan.optionalTargets
+        var steps: [SandboxPlan.Step] = []
+        for step in plan.steps {
+            if optional.contains(step.target) { guard try root.exists(step.target) else { continue } }
+            steps.append(step)
         }
+        // Sources first (cloned before anything turns read-only, so they keep the host's flags),
+        // then every missing mount point outside the plan's own tmpfs while the tree is writable.
+        var prepared: [Prepared?] = []
+        for step in steps { prepared.append(try prepare(step, host: host, clone: newAPI)) }
+        let temporary = steps.compactMap { if case .temporary(let tmp) = $0 { tmp.path } else { nil } }
+        for (step, source) in zip(steps, prepared) where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
+            if let kind = mountPointKind(step, source) { _ = try root.open(step.target, [.noSymlinks], creating: kind) }
+        }
+        if newAPI && strict { try makeReadOnly(plan.root, newAPI: true, except: []) }
         for (index, step) in steps.enumerated() {
             switch step {
             case .temporary(let tmp):
@@ -75,23 +81,16 @@ public enum SandboxMounter {
                 if newAPI, let tree = prepared[index] { try attach(tree.fd, onto: target, name: tmp.path) }
                 else { try mountTemporary(tmp, onto: target, newAPI: false) }
             case .bind(let bind):
-                if newAPI {
-                    guard let tree = prepared[index] else { continue }  // an optional source that is missing
-                    let kind: ResolveOptions = tree.isDirectory ? .directory : .regularFile
-                    try attach(tree.fd, onto: try root.open(bind.target, [.noSymlinks, kind], creating: tree.isDirectory ? .directory : .regular),
-                               name: bind.target)
-                } else {
-                    guard let source = try openSource(bind, host: host) else { continue }
-                    let isDirectory = try source.status().kind == .directory
-                    let target = try root.open(bind.target, [.noSymlinks, isDirectory ? .directory : .regularFile],
-                                               creating: isDirectory ? .directory : .regular)
-                    try bindMount(source, onto: target, bind, newAPI: false)
-                }
+                guard let source = prepared[index] else { continue }  // an optional source that is missing
+                let kind: ResolveOptions = source.isDirectory ? .directory : .regularFile
+                let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular)
+                if newAPI { try attach(source.fd, onto: target, name: bind.target) }
+                else { try bindMount(source.fd, onto: target, bind, newAPI: false) }
             case .inaccessible(let path):
                 try makeInaccessible(path, try root.open(path, [.noSymlinks, .noSpecialFiles]), newAPI: newAPI)
             }
         }
-        if !newAPI && plan.readOnlyRoot { try makeReadOnly(plan.root, newAPI: false, except: plan.targets) }
+        if !newAPI && strict { try makeReadOnly(plan.root, newAPI: false, except: steps.map(\.target)) }
     }
 
     /// Resolves mount targets inside the plan's root, making missing ones first as systemd does:
@@ -107,6 +106,16 @@ public enum SandboxMounter {
                 try create(path, kind!)
                 return try directory.open(path, options)
             }
+        }
+
+        /// Whether `path` exists in the root (as anything, a symlink included: refused later).
+        func exists(_ path: String) throws(SystemError) -> Bool {
+            do throws(SystemError) { _ = try directory.open(path, [.noSymlinks]) } catch {
+                if error.errno == .ENOENT { return false }
+                if error.errno == .ELOOP { return true }
+                throw error
+            }
+            return true
         }
 
         func create(_ path: String, _ kind: FileStatus.Kind) throws(SystemError) {
@@ -130,15 +139,16 @@ public enum SandboxMounter {
     /// What a step's missing mount point is made as: a directory for a tmpfs or a directory bind, a
     /// file for a file bind; nil for inaccessible paths (hiding what is not there is refused) and
     /// optional binds whose source is missing.
-    static func mountPointKind(_ step: SandboxPlan.Step, _ tree: Prepared?) -> FileStatus.Kind? {
+    static func mountPointKind(_ step: SandboxPlan.Step, _ source: Prepared?) -> FileStatus.Kind? {
         switch step {
         case .temporary: .directory
-        case .bind: tree.map { $0.isDirectory ? FileStatus.Kind.directory : .regular }
+        case .bind: source.map { $0.isDirectory ? FileStatus.Kind.directory : .regular }
         case .inaccessible: nil
         }
     }
 
-    /// A detached tree made before the root turns read-only (new mount API only).
+    /// A step's source, opened before anything is mounted: a detached tree (the new mount API) or
+    /// the bind source itself (`mount(2)`).
     final class Prepared {
         let fd: OwnedFD
         let isDirectory: Bool
@@ -148,15 +158,19 @@ public enum SandboxMounter {
         }
     }
 
-    static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory) throws(SystemError) -> Prepared? {
+    /// The step's source: with `clone`, a detached tmpfs or cloned bind tree; without, the opened
+    /// bind source (tmpfs and inaccessible paths are made when mounted). Nil for an optional bind
+    /// whose source is missing.
+    static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory, clone: Bool) throws(SystemError) -> Prepared? {
         switch step {
         case .temporary(let tmp):
+            guard clone else { return nil }
             return Prepared(try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: tmp.options,
                                                          attributes: attributes(tmp.flags), name: tmp.path), isDirectory: true)
         case .bind(let bind):
             guard let source = try openSource(bind, host: host) else { return nil }
             let isDirectory = try source.status().kind == .directory
-            return Prepared(try cloneTree(source, bind), isDirectory: isDirectory)
+            return Prepared(clone ? try cloneTree(source, bind) : source, isDirectory: isDirectory)
         case .inaccessible:
             return nil
         }

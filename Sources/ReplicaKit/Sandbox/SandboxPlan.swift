@@ -5,9 +5,10 @@ public struct SandboxPlan: Equatable, Sendable {
     /// The directory targets are resolved in: `/` for a service, a container's tree otherwise.
     /// No target is ever followed outside it.
     public var root = "/"
-    /// `ProtectSystem=strict`: the whole tree read-only (one recursive `mount_setattr`), except the
-    /// API filesystems /dev, /proc and /sys, which keep their own flags.
-    public var readOnlyRoot = true
+    /// `ProtectSystem=`: which of the tree is read-only; `strict` by default.
+    public var protectSystem = ProtectSystem.strict
+    /// `ProtectHome=`: /home, /root and /run/user hidden, read-only or empty.
+    public var protectHome = ProtectHome.no
     /// `TemporaryFileSystem=`: fresh tmpfs mounts, empty at every start.
     public var temporaryDirectories: [TemporaryDirectory] = []
     /// `BindPaths=` / `BindReadOnlyPaths=`: directories or files from elsewhere, including state
@@ -15,6 +16,12 @@ public struct SandboxPlan: Equatable, Sendable {
     public var binds: [Bind] = []
     /// `InaccessiblePaths=`: replaced by an empty, mode-0000, read-only directory or file.
     public var inaccessiblePaths: [String] = []
+    /// `ReadWritePaths=` / `ReadOnlyPaths=`: paths of the tree itself kept writable (under a
+    /// read-only root) or made read-only.
+    public var accessPaths: [AccessPath] = []
+    /// `RuntimeDirectory=`, `LogsDirectory=`, `CacheDirectory=`: made (0755) if missing below /run,
+    /// /var/log or /var/cache, and writable whatever `ProtectSystem=` says.
+    public var serviceDirectories: [ServiceDirectory] = []
     /// `NetworkNamespacePath=`: a pinned network namespace the service joins (`/run/netns/NAME`,
     /// made by `replica-net up`); nil to keep the caller's network.
     public var networkNamespacePath: String?
@@ -41,8 +48,17 @@ public struct SandboxPlan: Equatable, Sendable {
 
     /// The mounts in the order they are made: parents before children (fewer path components
     /// first), then by path, so a mount is never hidden by one made after it above it.
+    ///
+    /// `ProtectSystem=yes|full` and `ProtectHome=` become mounts as systemd makes them (read-only
+    /// binds of /usr, /boot, /efi and /etc onto themselves; /home, /root, /run/user hidden, bound
+    /// read-only or covered by a read-only tmpfs), each only where the path exists
+    /// (`optionalTargets`) and only where no setting of the plan names the same target.
     public var steps: [Step] {
-        let all = temporaryDirectories.map(Step.temporary) + binds.map(Step.bind) + inaccessiblePaths.map(Step.inaccessible)
+        let explicit = temporaryDirectories.map(Step.temporary) + binds.map(Step.bind) + inaccessiblePaths.map(Step.inaccessible)
+            + accessPaths.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: !$0.writable, optional: $0.optional)) }
+            + serviceDirectories.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: false)) }
+        let named = Set(explicit.map(\.target))
+        let all = explicit + protectionSteps.filter { !named.contains($0.target) }
         return all.sorted { a, b in
             let (da, db) = (a.target.split(separator: "/").count, b.target.split(separator: "/").count)
             return da != db ? da < db : a.target < b.target
@@ -51,6 +67,29 @@ public struct SandboxPlan: Equatable, Sendable {
 
     /// Every mount target, in the order they are applied.
     public var targets: [String] { steps.map(\.target) }
+
+    /// The mounts `ProtectSystem=` and `ProtectHome=` add, before the plan's own settings.
+    var protectionSteps: [Step] {
+        let system: [Step] = switch protectSystem {
+        case .no, .strict: []
+        case .yes: ["/usr", "/boot", "/efi"].map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
+        case .full: ["/usr", "/boot", "/efi", "/etc"].map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
+        }
+        let home: [Step] = switch protectHome {
+        case .no: []
+        case .yes: ProtectHome.paths.map(Step.inaccessible)
+        case .readOnly: ProtectHome.paths.map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
+        case .tmpfs: ProtectHome.paths.map { .temporary(TemporaryDirectory($0, flags: [.readOnly, .noSetUID, .noDevices])) }
+        }
+        return system + home
+    }
+
+    /// Targets skipped when they do not exist in the root (what `ProtectSystem=` and
+    /// `ProtectHome=` cover exists on some systems only), as systemd skips them.
+    public var optionalTargets: Set<String> { Set(protectionSteps.map(\.target)) }
+
+    /// `path` of the plan's tree as a host path: the source of a bind of the tree onto itself.
+    func inRoot(_ path: String) -> String { root == "/" ? path : root + path }
 
     /// Refuses what cannot be applied: relative targets, `..` components, the same target twice.
     public func validate() throws(SystemError) {
@@ -66,10 +105,87 @@ public struct SandboxPlan: Equatable, Sendable {
                 throw SystemError("sandbox plan", [target], errno: .EEXIST, hint: "the same target appears twice")
             }
         }
+        for directory in serviceDirectories {
+            let parts = directory.name.split(separator: "/", omittingEmptySubsequences: false)
+            guard !directory.name.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+                throw SystemError("sandbox plan", [directory.name], errno: .EINVAL,
+                                  hint: "\(directory.kind.rawValue)= takes names relative to \(directory.kind.base), without . or ..")
+            }
+        }
         for bind in binds where !bind.source.hasPrefix("/") {
             throw SystemError("sandbox plan", [bind.source], errno: .EINVAL, hint: "a bind source is an absolute path")
         }
     }
+}
+
+/// `ProtectSystem=` with systemd's meaning.
+public enum ProtectSystem: String, Sendable, CaseIterable {
+    /// Nothing made read-only.
+    case no
+    /// /usr, /boot and /efi read-only.
+    case yes
+    /// /usr, /boot, /efi and /etc read-only.
+    case full
+    /// The whole tree read-only (one recursive `mount_setattr`), except the API filesystems /dev,
+    /// /proc and /sys, which keep their own flags.
+    case strict
+}
+
+/// `ProtectHome=` with systemd's meaning, for /home, /root and /run/user.
+public enum ProtectHome: String, Sendable, CaseIterable {
+    case no
+    /// Empty and inaccessible.
+    case yes
+    /// Read-only.
+    case readOnly = "read-only"
+    /// An empty read-only tmpfs over each (so `BindPaths=` can put single directories back).
+    case tmpfs
+
+    /// The directories it covers.
+    public static let paths = ["/home", "/root", "/run/user"]
+}
+
+/// `ReadWritePaths=` / `ReadOnlyPaths=`: a path of the tree bound onto itself, writable or not.
+public struct AccessPath: Equatable, Sendable {
+    public var path: String
+    public var writable: Bool
+    /// A missing path is skipped instead of an error (systemd's `-` prefix).
+    public var optional: Bool
+
+    public init(_ path: String, writable: Bool, optional: Bool = false) { (self.path, self.writable, self.optional) = (path, writable, optional) }
+}
+
+/// `RuntimeDirectory=NAME` (/run/NAME), `LogsDirectory=` (/var/log/NAME), `CacheDirectory=`
+/// (/var/cache/NAME): a directory the service owns, made if missing, always writable.
+public struct ServiceDirectory: Equatable, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case runtime = "RuntimeDirectory", logs = "LogsDirectory", cache = "CacheDirectory"
+
+        /// Where its names are relative to.
+        public var base: String {
+            switch self {
+            case .runtime: "/run"
+            case .logs: "/var/log"
+            case .cache: "/var/cache"
+            }
+        }
+
+        /// The variable systemd sets to the directories' paths (`$RUNTIME_DIRECTORY`).
+        public var environmentVariable: String {
+            switch self {
+            case .runtime: "RUNTIME_DIRECTORY"
+            case .logs: "LOGS_DIRECTORY"
+            case .cache: "CACHE_DIRECTORY"
+            }
+        }
+    }
+
+    public var kind: Kind
+    /// Relative to the kind's base: `nginx`, `app/sockets`.
+    public var name: String
+    public var path: String { "\(kind.base)/\(name)" }
+
+    public init(_ kind: Kind, _ name: String) { (self.kind, self.name) = (kind, name) }
 }
 
 /// Mount flags a tmpfs or bind can carry (`MOUNT_ATTR_*`).

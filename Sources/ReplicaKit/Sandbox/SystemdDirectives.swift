@@ -1,10 +1,12 @@
 extension SandboxPlan {
     /// The plan as unit-file lines for a drop-in, so systemd builds the same namespace itself:
-    /// `ProtectSystem=strict`, `TemporaryFileSystem=`, `BindPaths=`, `BindReadOnlyPaths=`,
-    /// `InaccessiblePaths=`, `NetworkNamespacePath=`. Paths with spaces are quoted as systemd's parser expects.
+    /// `ProtectSystem=`, `ProtectHome=`, `TemporaryFileSystem=`, `BindPaths=`, `BindReadOnlyPaths=`,
+    /// `InaccessiblePaths=`, `ReadWritePaths=`, `ReadOnlyPaths=`, `RuntimeDirectory=` (and logs,
+    /// cache), `NetworkNamespacePath=`. Paths with spaces are quoted as systemd's parser expects.
     public var systemdDirectives: [String] {
         var lines: [String] = []
-        if readOnlyRoot { lines.append("ProtectSystem=strict") }
+        if protectSystem != .no { lines.append("ProtectSystem=\(protectSystem.rawValue)") }
+        if protectHome != .no { lines.append("ProtectHome=\(protectHome.rawValue)") }
         for tmp in temporaryDirectories {
             var options = ["mode=" + String(tmp.mode, radix: 8).leftPadded(4)]
             if let size = tmp.size { options.append("size=\(size)") }
@@ -17,6 +19,10 @@ extension SandboxPlan {
             lines.append("\(key)=" + Self.quote(spec))
         }
         for path in inaccessiblePaths { lines.append("InaccessiblePaths=" + Self.quote(path)) }
+        for access in accessPaths {
+            lines.append((access.writable ? "ReadWritePaths=" : "ReadOnlyPaths=") + Self.quote((access.optional ? "-" : "") + access.path))
+        }
+        for directory in serviceDirectories { lines.append("\(directory.kind.rawValue)=" + Self.quote(directory.name)) }
         if let networkNamespacePath { lines.append("NetworkNamespacePath=" + Self.quote(networkNamespacePath)) }
         return lines
     }
