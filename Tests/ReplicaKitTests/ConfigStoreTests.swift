@@ -102,4 +102,73 @@ import Testing
             #expect(try Self.read(target) == "packaged\n", "the host's file was never touched")
         }
     }
+
+    /// A Debian-style nginx tree: `sites-enabled/default` linked relatively and absolutely.
+    static func nginxTree(_ dir: String) throws -> String {
+        let tree = "\(dir)/nginx"
+        for d in ["", "/sites-available", "/sites-enabled", "/conf.d"] { mkdir(tree + d, 0o755) }
+        try OwnedFD.open("\(tree)/nginx.conf", O_WRONLY | O_CREAT, mode: 0o640).writeAll(text("include sites-enabled/*;\n"))
+        try OwnedFD.open("\(tree)/sites-available/default", O_WRONLY | O_CREAT, mode: 0o644).writeAll(text("server {}\n"))
+        symlink("../sites-available/default", "\(tree)/sites-enabled/default")
+        symlink("\(dir)/target/nginx/sites-available/default", "\(tree)/sites-enabled/absolute")
+        return tree
+    }
+
+    @Test func aDirectoryIsKeptWholeWithTheSymlinksThatStayInside() throws {
+        try withTemporaryDirectory { dir in
+            let tree = try Self.nginxTree(dir)
+            let target = "\(dir)/target/nginx"
+            let store = ConfigStore(directory: "\(dir)/store")
+            let number = try store.writeGeneration(copying: [(target: target, source: tree)])
+            let base = "\(dir)/store/generations/\(number)"
+            #expect(try store.trees(in: number) == [target])
+            #expect(readSymlink("\(base)\(target)/sites-enabled/default") == "../sites-available/default")
+            #expect(try Self.read("\(base)\(target)/sites-enabled/default") == "server {}\n", "the relative link resolves in the copy")
+            #expect(try FileStatus.of("\(base)\(target)/nginx.conf").mode & 0o777 == 0o640, "permission bits kept")
+            #expect(try FileStatus.of("\(base)\(target)/conf.d").kind == .directory, "empty directories kept")
+            #expect(try store.binds(generation: number) == [Bind(base + target, to: target, readOnly: true, recursive: false)],
+                    "one bind of the whole tree, not one per file")
+            #expect(try store.files(in: number).map { String($0.dropFirst(target.count)) }
+                    == ["/nginx.conf", "/sites-available/default", "/sites-enabled/absolute", "/sites-enabled/default"])
+        }
+    }
+
+    @Test(arguments: [
+        ("../../outside", "leaves the tree"), ("/etc/shadow", "leaves the tree"), ("../sites-available/../../x", "leaves the tree"),
+        ("s/..", "leaves the tree"), ("/etc/nginx/../shadow", "leaves the tree"), ("fifo", "a FIFO"),
+    ])
+    func aTreeWithALinkThatLeavesItOrASpecialFileIsRefused(link: String, reason: String) throws {
+        try withTemporaryDirectory { dir in
+            let tree = try Self.nginxTree(dir)
+            if link == "fifo" { mkfifo("\(tree)/conf.d/pipe", 0o600) } else { symlink(link, "\(tree)/sites-enabled/bad") }
+            let store = ConfigStore(directory: "\(dir)/store")
+            let error = #expect(throws: SystemError.self) { _ = try store.writeGeneration(copying: [(target: "/etc/nginx", source: tree)]) }
+            #expect(error?.hint?.contains(reason) == true, "\(link): \(String(describing: error))")
+            #expect(try store.generations().isEmpty, "nothing written")
+        }
+    }
+
+    /// The tree bound over its directory: the service reads through its own symlinks.
+    @Test(.requiresRoot)
+    func theServiceReadsThroughTheTreesLinks() throws {
+        try withTemporaryDirectory { dir in
+            let tree = try Self.nginxTree(dir)
+            let target = "\(dir)/target/nginx"
+            let store = ConfigStore(directory: "\(dir)/store")
+            try store.switchTo(try store.writeGeneration(copying: [(target: target, source: tree)]))
+            var plan = SandboxPlan()
+            plan.protectSystem = .no
+            plan.binds = try store.binds()
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace()
+                try SandboxMounter.apply(plan)
+                let read = { (path: String) in (try? Self.read(path)) ?? "missing" }
+                let writable = open("\(target)/new.conf", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644) >= 0
+                return [read("\(target)/sites-enabled/default"), read("\(target)/sites-enabled/absolute"), "writable=\(writable)"]
+                    .joined(separator: "|")
+            }
+            #expect(seen == "server {}\n|server {}\n|writable=false")
+            #expect(try store.drift(seenThrough: "/").count == 4, "the host has no such tree: every file and link differs")
+        }
+    }
 }

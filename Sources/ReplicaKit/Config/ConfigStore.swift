@@ -1,26 +1,44 @@
 import CReplicaShim
 import Glibc
 
-/// A service's configuration overlay files, kept as numbered generations:
+/// A service's configuration overlay, kept as numbered generations of single files and whole
+/// directory trees:
 ///
 /// ```
 /// /var/lib/replica/config/web.service/
-///   generations/1/etc/nginx/nginx.conf
-///   generations/2/etc/nginx/nginx.conf
+///   generations/1/etc/app.conf
+///   generations/2/etc/app.conf
+///   generations/2/etc/nginx/…                (a tree: bound whole)
+///   generations/2/.replica-trees             ("/etc/nginx")
 ///   current -> generations/2
 /// ```
 ///
-/// Each file of the current generation is bound read-only over its path (`/etc/nginx/nginx.conf`),
-/// so the read-only root stays read-only and rolling back is one step. A generation is written
-/// whole in a hidden directory and renamed into place; switching replaces the `current` symlink
-/// with `rename(2)`. Both are atomic: a start sees the old generation or the new one.
+/// Each file of the current generation is bound read-only over its path (`/etc/app.conf`) and each
+/// tree over its directory (`/etc/nginx`), so the read-only root stays read-only and rolling back
+/// is one step. A tree keeps its symlinks that stay inside it (Debian's
+/// `sites-enabled/default -> ../sites-available/default`, or `-> /etc/nginx/sites-available/default`)
+/// and refuses those that leave it. A generation is written whole in a hidden directory and renamed
+/// into place; switching replaces the `current` symlink with `rename(2)`. Both are atomic: a start
+/// sees the old generation or the new one.
 public struct ConfigStore: Equatable, Sendable {
     /// The unit's directory, e.g. `/var/lib/replica/config/web.service`.
     public let directory: String
 
     public static let defaultParent = "/var/lib/replica/config"
 
+    /// The file in a generation that lists its trees, one target per line.
+    static let treesFile = ".replica-trees"
+    /// Largest file a generation takes, and most entries and bytes in all.
+    static let fileLimit = 16 << 20, entryLimit = 100_000, byteLimit = 256 << 20
+
     public init(directory: String) { self.directory = directory }
+
+    /// One entry of a generation, by its target path.
+    public enum Entry: Equatable, Sendable {
+        case file([UInt8], mode: mode_t)
+        case directory
+        case symlink(String)
+    }
 
     /// Generation numbers present, ascending.
     public func generations() throws(SystemError) -> [Int] {
@@ -41,17 +59,114 @@ public struct ConfigStore: Equatable, Sendable {
     /// Writes a new generation from file contents keyed by target path (`/etc/app.conf`), and
     /// returns its number. It does not become current until `switchTo`.
     public func writeGeneration(_ files: [String: [UInt8]]) throws(SystemError) -> Int {
-        for target in files.keys { try Self.validateTarget(target) }
+        try writeGeneration(entries: files.mapValues { .file($0, mode: 0o644) }, trees: [])
+    }
+
+    /// Writes a new generation copying each target from its source: a regular file, or a directory
+    /// copied whole as a tree (files with their permission bits, directories, symlinks that stay
+    /// inside it). Refused: sources reached through a symlink, hard links to other files, FIFOs,
+    /// sockets and devices, symlinks leaving their tree, files over 16 MiB.
+    public func writeGeneration(copying sources: [(target: String, source: String)]) throws(SystemError) -> Int {
+        var entries: [String: Entry] = [:]
+        var trees: [String] = []
+        var budget = (entries: Self.entryLimit, bytes: Self.byteLimit)
+        let host = try RootDirectory("/")
+        for (target, source) in sources {
+            try Self.validateTarget(target)
+            let fd = try host.open(source, [.noSymlinks, .noSpecialFiles])
+            if try fd.status().kind == .directory {
+                trees.append(target)
+                entries[target] = .directory
+                try Self.collect(tree: try fd.reopen(O_RDONLY | O_DIRECTORY), source: source, target: target, below: target,
+                                 into: &entries, budget: &budget)
+            } else {
+                try Self.refuseHardlink(fd, source)
+                entries[target] = .file(try fd.reopen(O_RDONLY).readAll(limit: Self.fileLimit, name: source), mode: 0o644)
+            }
+        }
+        return try writeGeneration(entries: entries, trees: trees)
+    }
+
+    /// Walks a source directory by descriptor (never following a symlink) into `entries`.
+    static func collect(tree: borrowing OwnedFD, source: String, target root: String, below path: String,
+                        into entries: inout [String: Entry], budget: inout (entries: Int, bytes: Int)) throws(SystemError) {
+        for name in try DirectoryEntries.names(in: tree) {
+            let (from, to) = ("\(source)/\(name)", "\(path)/\(name)")
+            budget.entries -= 1
+            guard budget.entries >= 0 else {
+                throw SystemError("config tree", [from], errno: .EFBIG, hint: "more than \(entryLimit) entries; a config tree is small")
+            }
+            var st = stat()
+            _ = try syscall("fstatat", from) { fstatat(tree.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
+            let status = FileStatus(st)
+            switch status.kind {
+            case .directory:
+                entries[to] = .directory
+                let child = try tree.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                try collect(tree: child, source: from, target: root, below: to, into: &entries, budget: &budget)
+            case .regular:
+                let file = try tree.openat(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+                try refuseHardlink(file, from)
+                let bytes = try file.readAll(limit: fileLimit, name: from)
+                budget.bytes -= bytes.count
+                guard budget.bytes >= 0 else {
+                    throw SystemError("config tree", [from], errno: .EFBIG, hint: "more than \(byteLimit >> 20) MiB in all; a config tree is small")
+                }
+                entries[to] = .file(bytes, mode: mode_t(status.mode & 0o777))
+            case .symlink:
+                guard let destination = readSymlink(name, in: tree.rawValue) else { throw SystemError.current("readlinkat", [from]) }
+                try refuseEscape(destination, link: to, tree: root, source: from)
+                entries[to] = .symlink(destination)
+            default:
+                throw SystemError("config tree", [from], errno: .EINVAL,
+                                  hint: "is \(status.kind); a config tree holds files, directories and symlinks only")
+            }
+        }
+    }
+
+    /// Refuses a symlink of a tree that could resolve outside it. Accepted: relative targets that
+    /// climb with leading `..` no higher than the tree, then only descend; absolute targets inside the
+    /// tree's own path (where the service sees it), without `..`. A `..` after a name is refused: the
+    /// name may itself be a link, and the kernel would climb from where it points.
+    static func refuseEscape(_ destination: String, link: String, tree: String, source: String) throws(SystemError) {
+        let parts = destination.split(separator: "/").filter { $0 != "." }
+        let climbs = parts.prefix { $0 == ".." }.count
+        let depth = link.split(separator: "/").count - tree.split(separator: "/").count - 1
+        let inside: Bool
+        if destination.hasPrefix("/") {
+            let normal = "/" + parts.joined(separator: "/")
+            inside = !parts.contains("..") && (normal == tree || StatePath.isBelow(normal, tree))
+        } else {
+            inside = !parts.isEmpty && !parts.dropFirst(climbs).contains("..") && climbs <= depth
+        }
+        guard inside else {
+            throw SystemError("config tree", [source], errno: .EXDEV,
+                              hint: "is a symlink to \(destination), which leaves the tree \(tree); copy what it points to into the tree, "
+                                  + "or link inside it (../sites-available/default)")
+        }
+    }
+
+    /// Writes `entries` as a new generation in a staging directory renamed into place.
+    func writeGeneration(entries: [String: Entry], trees: [String]) throws(SystemError) -> Int {
+        for target in entries.keys { try Self.validateTarget(target) }
         try createDirectories("\(directory)/generations", mode: 0o755)
         let number = (try generations().last ?? 0) + 1
         let staging = "\(directory)/generations/.staging-\(number)-\(getpid())"
         _ = try syscall("mkdir", staging) { mkdir(staging, 0o755) }
         do throws(SystemError) {
             let root = try RootDirectory(staging)
-            for (target, contents) in files.sorted(by: { $0.key < $1.key }) {
+            // Sorted: a directory before what is in it.
+            for (target, entry) in entries.sorted(by: { $0.key < $1.key }) {
                 let parent = target.split(separator: "/").dropLast().joined(separator: "/")
                 if !parent.isEmpty { try createDirectories("\(staging)/\(parent)") }
-                try root.writeFileAtomically(target, contents: contents, mode: 0o644)
+                switch entry {
+                case .file(let contents, let mode): try root.writeFileAtomically(target, contents: contents, mode: mode)
+                case .directory: try createDirectories(staging + target)
+                case .symlink(let destination): _ = try syscall("symlink", staging + target) { symlink(destination, staging + target) }
+                }
+            }
+            if !trees.isEmpty {
+                try root.writeFileAtomically(Self.treesFile, contents: Array(trees.sorted().map { $0 + "\n" }.joined().utf8), mode: 0o644)
             }
             // rename(2) of a directory onto a new name is atomic: the generation appears complete.
             let final = "\(directory)/generations/\(number)"
@@ -63,19 +178,6 @@ public struct ConfigStore: Equatable, Sendable {
             throw error
         }
         return number
-    }
-
-    /// Writes a new generation copying each target's content from a source file, refusing sources
-    /// that are symlinks (anywhere on the path), hardlinks to other files, FIFOs or devices.
-    public func writeGeneration(copying sources: [(target: String, source: String)]) throws(SystemError) -> Int {
-        var files: [String: [UInt8]] = [:]
-        let host = try RootDirectory("/")
-        for (target, source) in sources {
-            let fd = try host.open(source, [.noSymlinks, .regularFile])
-            try Self.refuseHardlink(fd, source)
-            files[target] = try fd.reopen(O_RDONLY).readAll(limit: 16 << 20, name: source)
-        }
-        return try writeGeneration(files)
     }
 
     /// Makes `generation` current: a new symlink renamed over `current` in one step.
@@ -100,13 +202,20 @@ public struct ConfigStore: Equatable, Sendable {
         return previous
     }
 
-    /// Target paths in a generation, sorted.
+    /// The trees of a generation (bound whole), sorted.
+    public func trees(in generation: Int) throws(SystemError) -> [String] {
+        let path = "\(directory)/generations/\(generation)/\(Self.treesFile)"
+        guard let fd = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW) else { return [] }
+        return String(decoding: try fd.readAll(limit: 1 << 20, name: path), as: UTF8.self).split(separator: "\n").map(String.init).sorted()
+    }
+
+    /// Target paths of the files and symlinks in a generation (inside its trees too), sorted.
     public func files(in generation: Int) throws(SystemError) -> [String] {
         let base = "\(directory)/generations/\(generation)"
         var found: [String] = []
         func walk(_ relative: String) throws(SystemError) {
             let fd = try OwnedFD.open(base + relative, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            for name in try DirectoryEntries.names(in: fd) {
+            for name in try DirectoryEntries.names(in: fd) where !(relative.isEmpty && name == Self.treesFile) {
                 let path = "\(relative)/\(name)"
                 let status = try FileStatus.of(base + path)
                 if status.kind == .directory { try walk(path) } else { found.append(path) }
@@ -116,16 +225,22 @@ public struct ConfigStore: Equatable, Sendable {
         return found.sorted()
     }
 
-    /// Read-only, non-recursive binds of each file of `generation` (the current one by default)
-    /// over its target, with each source checked: a regular file with one link, reached without
-    /// symlinks. Concrete paths (`generations/N/...`), so a switch during a start cannot mix two.
+    /// Read-only, non-recursive binds of each tree of `generation` (the current one by default)
+    /// over its directory and each other file over its target, each source checked: reached without
+    /// symlinks, a file with one link. Concrete paths (`generations/N/...`), so a switch during a
+    /// start cannot mix two.
     public func binds(generation: Int? = nil) throws(SystemError) -> [Bind] {
         let chosen: Int? = if let generation { generation } else { try current() }
         guard let number = chosen else { return [] }
         let base = "\(directory)/generations/\(number)"
         let host = try RootDirectory("/")
+        let trees = try trees(in: number)
         var binds: [Bind] = []
-        for target in try files(in: number) {
+        for tree in trees {
+            _ = try host.open(base + tree, [.noSymlinks, .directory])
+            binds.append(Bind(base + tree, to: tree, readOnly: true, recursive: false))
+        }
+        for target in try files(in: number) where !trees.contains(where: { StatePath.isBelow(target, $0) }) {
             let fd = try host.open(base + target, [.noSymlinks, .regularFile])
             try Self.refuseHardlink(fd, base + target)
             binds.append(Bind(base + target, to: target, readOnly: true, recursive: false))
@@ -140,6 +255,10 @@ public struct ConfigStore: Equatable, Sendable {
         let base = "\(directory)/generations/\(number)"
         var differences: [(path: String, reason: String)] = []
         for target in try files(in: number) {
+            if let link = readSymlink(base + target) {
+                if readSymlink(root + target) != link { differences.append((target, "is not the link of generation \(number)")) }
+                continue
+            }
             let expected = try OwnedFD.open(base + target, O_RDONLY | O_NOFOLLOW).readAll(name: target)
             guard let seen = try? OwnedFD.open(root + target, O_RDONLY | O_NONBLOCK).readAll(name: target) else {
                 differences.append((target, "missing where the service looks"))
@@ -154,6 +273,9 @@ public struct ConfigStore: Equatable, Sendable {
         let parts = target.split(separator: "/")
         guard target.hasPrefix("/"), !parts.isEmpty, !parts.contains(where: { $0 == ".." || $0 == "." }) else {
             throw SystemError("config file", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
+        }
+        guard parts[0] != Self.treesFile else {
+            throw SystemError("config file", [target], errno: .EINVAL, hint: "\(Self.treesFile) is the generation's own list of trees")
         }
     }
 

@@ -35,6 +35,7 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ENOSYS = Errno(rawValue: Glibc.ENOSYS)
     public static let ELOOP = Errno(rawValue: Glibc.ELOOP)
     public static let E2BIG = Errno(rawValue: Glibc.E2BIG)
+    public static let EFBIG = Errno(rawValue: Glibc.EFBIG)
     public static let ENXIO = Errno(rawValue: Glibc.ENXIO)
     public static let ETIMEDOUT = Errno(rawValue: Glibc.ETIMEDOUT)
     public static let ENOTSUP = Errno(rawValue: Glibc.EOPNOTSUPP)

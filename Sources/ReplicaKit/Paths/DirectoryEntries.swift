@@ -13,7 +13,14 @@ public enum DirectoryEntries {
         defer { closedir(stream) }
         rewinddir(stream)
         var names: [String] = []
-        while let entry = readdir(stream) {
+        // readdir returns NULL both at the end and on an error (EBADF for an O_PATH descriptor):
+        // errno tells them apart, so a failed listing is never taken for an empty directory.
+        while true {
+            Glibc.errno = 0
+            guard let entry = readdir(stream) else {
+                if Glibc.errno != 0 { throw SystemError.current("readdir", [directory.kernelPath() ?? ""]) }
+                break
+            }
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }

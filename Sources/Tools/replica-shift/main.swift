@@ -24,7 +24,7 @@ let tool = ToolSpec(
                     options: options, positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
         CommandSpec("config", "List the config generations; with --file, write a new one and make it current.",
                     options: options + [
-                        .option("file", "target=source", "A file of the new generation: its path in the service, and where to copy it from.", repeatable: true),
+                        .option("file", "target=source", "A file or directory tree of the new generation: its path in the service, and where to copy it from.", repeatable: true),
                         .option("switch", "n", "Make generation N current."),
                         .flag("rollback", "Make the generation before the current one current."),
                     ], positionals: [unit]),
@@ -95,8 +95,9 @@ do {
         } else {
             let current = try config.current()
             for generation in try config.generations() {
-                let files = try config.files(in: generation).joined(separator: " ")
-                print("\(generation == current ? "*" : " ") \(generation)  \(files)")
+                let trees = try config.trees(in: generation)
+                let files = try config.files(in: generation).filter { file in !trees.contains { file.hasPrefix($0 + "/") } }
+                print("\(generation == current ? "*" : " ") \(generation)  \((trees.map { $0 + "/" } + files).joined(separator: " "))")
             }
         }
     default:
