@@ -7,6 +7,24 @@ import Testing
         Profile(unit: "web.service", files: ["web.service.conf"], settings: try ProfileParser.parse(text, file: "web.service.conf"))
     }
 
+    /// Cut names get a hash of the whole name: `advlongname12345` and `advlongname1zzzz` used to
+    /// share `rv-advlongname1`. Names that fit stay readable; the two forms never meet.
+    @Test func hostLinkNamesAreCollisionFree() {
+        let (a, b) = (NetworkPlan.hostLinkName(for: "advlongname12345"), NetworkPlan.hostLinkName(for: "advlongname1zzzz"))
+        #expect(a != b && a.hasPrefix("rv-advlo.") && b.hasPrefix("rv-advlo."))
+        #expect(NetworkPlan.hostLinkName(for: "web") == "rv-web")
+        #expect(NetworkPlan.hostLinkName(for: "advlongname1") == "rv-advlongname1", "12 bytes fit")
+        #expect(NetworkPlan.hostLinkName(for: "a.b").contains("."), "a name with a dot is hashed: rv-a.b could be another's cut name")
+        var seen: [String: String] = [:]
+        for n in 0..<20_000 {
+            let name = "service-\(n)-of-many"
+            let link = NetworkPlan.hostLinkName(for: name)
+            #expect(link.utf8.count <= 15)
+            if let other = seen.updateValue(name, forKey: link) { Issue.record("\(name) and \(other) both get \(link)") }
+        }
+        #expect(NetworkPlan.hostLinkName(for: "advlongname12345") == a, "stable across runs")
+    }
+
     @Test func aProfileBecomesAPlanWithALeasedAddress() throws {
         var asked: IPPrefix?
         let plan = try NetworkPlan(profile: try Self.profile("[Network]\nBridge=br-replica\nSubnet=10.88.0.0/24\nMTU=1400\n")) {

@@ -55,6 +55,16 @@ public struct AddressPool: Sendable {
         }
     }
 
+    /// Every pool under `root` (`10.88.0.0-24`, …), by subnet.
+    public static func all(root: String = defaultRoot) throws(NetError) -> [AddressPool] {
+        guard let top = try? OwnedFD.open(root, O_RDONLY | O_DIRECTORY) else { return [] }
+        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }.sorted().compactMap { name in
+            let parts = name.split(separator: "-")
+            guard parts.count == 2, let subnet = try? IPPrefix("\(parts[0])/\(parts[1])") else { return nil }
+            return try? AddressPool(subnet: subnet, root: root)
+        }
+    }
+
     /// Gives the owner's address back; nothing to give back is fine.
     public func release(_ owner: String) throws(NetError) {
         try Self.validate(owner: owner)

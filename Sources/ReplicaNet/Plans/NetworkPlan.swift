@@ -13,7 +13,7 @@ public struct NetworkPlan: Equatable, Sendable {
 
     /// Pinned as `/run/netns/NAME`.
     public var namespace: String
-    /// The veth end on the host (default `rv-` and the namespace's first 12 bytes).
+    /// The veth end on the host (default: `hostLinkName(for:)`).
     public var hostLink: String
     /// The veth end inside the namespace.
     public var innerLink = "eth0"
@@ -32,7 +32,21 @@ public struct NetworkPlan: Equatable, Sendable {
 
     public init(namespace: String, hostLink: String? = nil) {
         self.namespace = namespace
-        self.hostLink = hostLink ?? "rv-" + String(decoding: namespace.utf8.prefix(12), as: UTF8.self)
+        self.hostLink = hostLink ?? Self.hostLinkName(for: namespace)
+    }
+
+    /// The host veth's name for a namespace, collision-free within 15 bytes (IFNAMSIZ): `rv-NAME`
+    /// when NAME is at most 12 letters, digits, `_` or `-`; otherwise `rv-` and its first 5 such
+    /// characters, `.` and 6 hex digits of a hash of the whole name (`rv-advlo.3f09c1`). The two
+    /// forms never meet (only the second has a `.`), and two names that share a cut prefix get
+    /// different hashes.
+    public static func hostLinkName(for namespace: String) -> String {
+        let plain = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-") }
+        if namespace.utf8.count <= 12 && namespace.allSatisfy(plain) { return "rv-" + namespace }
+        // FNV-1a, 32 bits: stable across runs and builds (Swift's Hasher is seeded per process).
+        let hash = namespace.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+        let digits = String(hash & 0xff_ffff, radix: 16)
+        return "rv-" + String(namespace.filter(plain).prefix(5)) + "." + String(repeating: "0", count: 6 - digits.count) + digits
     }
 
     /// Refuses what cannot be applied, before anything is made: names (`InterfaceName`,

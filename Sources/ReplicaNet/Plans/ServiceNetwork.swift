@@ -1,0 +1,205 @@
+import Glibc
+import ReplicaKit
+
+/// A service's network from its profile, as `replica-net up`/`down` and `replica-net@.service` run
+/// it: the plan checked whole before an address is leased, the lease kept only when the plan was
+/// applied, and what was made recorded, so that `down NAME` needs nothing but the name and removes
+/// only what its `up` made.
+public enum ServiceNetwork {
+    /// Where records live: /run, so that they go at reboot together with what they describe.
+    public static let recordDirectory = "/run/replica/net"
+
+    /// A profile's plan, every name and address checked, and the lease it needs (not taken yet).
+    public struct Prepared: Sendable {
+        public var plan: NetworkPlan
+        /// The lease owner: the unit (`web.service`), or the name given with flags.
+        public var owner: String
+        /// The subnet an address is leased from, when the profile has no `Address=`.
+        public var leaseSubnet: IPPrefix?
+    }
+
+    /// The plan of `profile`, fully validated, with the address a lease would give now
+    /// (`AddressPool.take(dryRun:)`): nothing is written. Nil without a `[Network]` section.
+    public static func prepare(_ profile: Profile, leases: String = AddressPool.defaultRoot) throws(ProfileError) -> Prepared? {
+        var subnet: IPPrefix?
+        guard let plan = try NetworkPlan(profile: profile, lease: { (range) throws(NetError) -> IPPrefix in
+            subnet = range
+            return try AddressPool(subnet: range, root: leases).take(for: profile.unit, dryRun: true).address
+        }) else { return nil }
+        return Prepared(plan: plan, owner: profile.unit, leaseSubnet: subnet)
+    }
+
+    /// `replica-net up`: leases the address (the owner's own if it holds one), applies the plan
+    /// (all or nothing) and records what it made. On any failure the lease is given back when this
+    /// call took it, and nothing stays.
+    public static func up(_ prepared: Prepared, leases: String = AddressPool.defaultRoot,
+                          records: String = recordDirectory) throws(NetError) -> NetworkPlan.Report {
+        var plan = prepared.plan
+        var taken: AddressPool?
+        if let subnet = prepared.leaseSubnet {
+            let pool = try AddressPool(subnet: subnet, root: leases)
+            let lease = try pool.take(for: prepared.owner)
+            if lease.isNew { taken = pool }
+            plan.addresses = [lease.address]
+        }
+        do throws(NetError) {
+            try plan.validate()
+            let report = try plan.apply()
+            do throws(NetError) {
+                try NetworkRecord(made: plan, owner: prepared.owner, leaseSubnet: prepared.leaseSubnet).write(in: records)
+            } catch {
+                try? plan.teardown()
+                throw error
+            }
+            return report
+        } catch {
+            try? taken?.release(prepared.owner)
+            throw error
+        }
+    }
+
+    /// What `down` did for one owner.
+    public struct Removed: Sendable {
+        public var owner: String
+        public var record: NetworkRecord?
+        /// One line per object: removed, already gone, or left alone and why.
+        public var lines: [String]
+    }
+
+    /// `replica-net down NAME…`: for each owner, removes what its record says `up` made — the host
+    /// veth only while it is still the link `up` made (same name and index), the namespace only
+    /// while it is still the one `up` pinned (same inode) — gives its address back, and removes the
+    /// record. Without a record (never up, already down, or up in an earlier boot) only the owner's
+    /// leases are given back. The veths of all owners go in one batch.
+    public static func down(_ owners: [String], leases: String = AddressPool.defaultRoot,
+                            records: String = recordDirectory) throws(NetError) -> [Removed] {
+        for owner in owners { try NetworkRecord.validate(owner: owner) }
+        var results: [Removed] = []
+        var links: [String] = []
+        var host = try NetlinkSocket()
+        for owner in owners {
+            guard let record = try NetworkRecord.read(owner, in: records) else {
+                var released: [String] = []
+                for pool in try AddressPool.all(root: leases) where try pool.leases().contains(where: { $0.owner == owner }) {
+                    try pool.release(owner)
+                    released.append("its address in \(pool.subnet) given back")
+                }
+                results.append(Removed(owner: owner, record: nil, lines: ["nothing recorded as made by up"] + released))
+                continue
+            }
+            var lines: [String] = []
+            if let name = record.hostLink {
+                if let link = try host.link(named: name) {
+                    if link.index == record.hostLinkIndex { links.append(name); lines.append("veth \(name) removed") }
+                    else { lines.append("\(name) is not the link up made (index \(link.index), not \(record.hostLinkIndex ?? 0)); left alone") }
+                } else {
+                    lines.append("veth \(name) already gone")
+                }
+            }
+            results.append(Removed(owner: owner, record: record, lines: lines))
+        }
+        try NetworkPlan.deleteLinks(links)
+        for index in results.indices {
+            guard let record = results[index].record else { continue }
+            let path = "\(NetworkNamespace.directory)/\(record.namespace)"
+            if let status = try? FileStatus.of(path) {
+                if status.inode == record.namespaceInode {
+                    try NetworkNamespace.delete(record.namespace)
+                    results[index].lines.append("namespace \(record.namespace) removed")
+                } else {
+                    results[index].lines.append("namespace \(record.namespace) is not the one up made; left alone")
+                }
+            } else {
+                results[index].lines.append("namespace \(record.namespace) already gone")
+            }
+            if let subnet = record.leaseSubnet {
+                try AddressPool(subnet: subnet, root: leases).release(record.owner)
+                results[index].lines.append("address \(record.address.map { $0.description } ?? "") given back")
+            }
+            try record.remove(in: records)
+        }
+        return results
+    }
+}
+
+/// What one `up` made, at /run/replica/net/OWNER: `key=value` lines, written atomically.
+public struct NetworkRecord: Equatable, Sendable {
+    public var owner: String
+    public var namespace: String
+    /// The nsfs inode of the pinned namespace: a namespace of the same name made by someone else
+    /// later has another.
+    public var namespaceInode: UInt64
+    /// The host veth and its index (nil for a macvlan, which lives and dies with the namespace).
+    public var hostLink: String?
+    public var hostLinkIndex: Int32?
+    public var leaseSubnet: IPPrefix?
+    public var address: IPPrefix?
+
+    /// The record of a plan just applied, reading the namespace's inode and the veth's index.
+    init(made plan: NetworkPlan, owner: String, leaseSubnet: IPPrefix?) throws(NetError) {
+        self.owner = owner
+        namespace = plan.namespace
+        namespaceInode = try kit { () throws(SystemError) in try FileStatus.of("\(NetworkNamespace.directory)/\(plan.namespace)").inode }
+        if plan.macvlanParent == nil {
+            var host = try NetlinkSocket()
+            hostLink = plan.hostLink
+            hostLinkIndex = try host.link(named: plan.hostLink)?.index
+        }
+        self.leaseSubnet = leaseSubnet
+        address = plan.addresses.first
+    }
+
+    static func validate(owner: String) throws(NetError) {
+        guard !owner.isEmpty, owner.utf8.count <= 255, !owner.hasPrefix("."), !owner.contains("/"),
+              !owner.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw NetError("network record", [owner], errno: .EINVAL, hint: "a name is a service or namespace name: no /, no control characters")
+        }
+    }
+
+    var text: String {
+        var lines = ["owner=\(owner)", "namespace=\(namespace)", "namespace_inode=\(namespaceInode)"]
+        if let hostLink, let hostLinkIndex { lines += ["host_link=\(hostLink)", "host_link_index=\(hostLinkIndex)"] }
+        if let leaseSubnet { lines.append("lease_subnet=\(leaseSubnet)") }
+        if let address { lines.append("address=\(address)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    init(parsing text: String, path: String) throws(NetError) {
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { values[parts[0]] = parts[1] }
+        }
+        guard let owner = values["owner"], let namespace = values["namespace"],
+              let inode = values["namespace_inode"].flatMap({ UInt64($0) }) else {
+            throw NetError("read network record", [path], errno: .EINVAL, hint: "not a record replica-net up wrote; remove it by hand")
+        }
+        (self.owner, self.namespace, namespaceInode) = (owner, namespace, inode)
+        hostLink = values["host_link"]
+        hostLinkIndex = values["host_link_index"].flatMap { Int32($0) }
+        leaseSubnet = try values["lease_subnet"].map { (text) throws(NetError) in try IPPrefix(text) }
+        address = try values["address"].map { (text) throws(NetError) in try IPPrefix(text) }
+    }
+
+    func write(in directory: String) throws(NetError) {
+        try kit { () throws(SystemError) in
+            try createDirectories(directory, mode: 0o755)
+            try RootDirectory(directory).writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
+        }
+    }
+
+    /// The owner's record, or nil when there is none.
+    public static func read(_ owner: String, in directory: String = ServiceNetwork.recordDirectory) throws(NetError) -> NetworkRecord? {
+        try validate(owner: owner)
+        let path = "\(directory)/\(owner)"
+        guard let fd = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW) else { return nil }
+        return try NetworkRecord(parsing: String(decoding: try kit { () throws(SystemError) in try fd.readAll(limit: 64 << 10, name: path) },
+                                                 as: UTF8.self), path: path)
+    }
+
+    func remove(in directory: String) throws(NetError) {
+        if unlink("\(directory)/\(owner)") != 0 && Errno.current != .ENOENT {
+            throw NetError("unlink", ["\(directory)/\(owner)"], errno: .current)
+        }
+    }
+}
