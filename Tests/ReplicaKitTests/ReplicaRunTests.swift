@@ -33,14 +33,14 @@ import Testing
         let plan = try Self.plan("""
             [Sandbox]
             ProtectSystem=full
-            ProtectHome=tmpfs
+            ProtectHome=read-only
             ReadWritePaths=/srv/spool -/srv/maybe
             ReadOnlyPaths=/srv/static
             RuntimeDirectory=nginx app/sockets
             LogsDirectory=nginx
             CacheDirectory=nginx
             """)
-        #expect(plan.protectSystem == .full && plan.protectHome == .tmpfs)
+        #expect(plan.protectSystem == .full && plan.protectHome == .readOnly)
         #expect(plan.accessPaths == [AccessPath("/srv/spool", writable: true), AccessPath("/srv/maybe", writable: true, optional: true),
                                      AccessPath("/srv/static", writable: false)])
         #expect(plan.serviceDirectories.map(\.path) == ["/run/nginx", "/run/app/sockets", "/var/log/nginx", "/var/cache/nginx"])
@@ -52,6 +52,7 @@ import Testing
     @Test(arguments: [
         ("[Sandbox]\nProtectSystem=read-only", 2, "ProtectSystem", "takes one of strict, full, yes"),
         ("[Sandbox]\nProtectHome=strict", 2, "ProtectHome", "takes one of read-only, tmpfs, yes"),
+        ("[Sandbox]\nProtectHome=tmpfs", 2, "ProtectHome", "systemd issue 34825"),
         ("[Sandbox]\nRuntimeDirectory=/run/app", 2, "RuntimeDirectory", "is not a name relative to /run"),
         ("[Sandbox]\nLogsDirectory=app/../../etc", 2, "LogsDirectory", "no . or .. components"),
         ("[Sandbox]\nCacheDirectory=a:b", 2, "CacheDirectory", "is not a name relative to /var/cache"),

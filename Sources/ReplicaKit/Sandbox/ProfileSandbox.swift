@@ -5,7 +5,7 @@ extension SandboxPlan {
     /// [Sandbox]
     /// # default; yes: /usr /boot /efi read-only; full: and /etc; no: nothing
     /// ProtectSystem=strict
-    /// # /home /root /run/user: yes (hidden), read-only, tmpfs (empty) or no
+    /// # /home /root /run/user: yes (hidden), read-only or no
     /// ProtectHome=yes
     /// ReadWritePaths=/srv/spool -/var/lib/optional
     /// ReadOnlyPaths=/srv/static
@@ -29,6 +29,10 @@ extension SandboxPlan {
         if let setting = profile.value(section, "ProtectSystem"), !setting.value.isEmpty {
             let on = ProtectSystem(rawValue: setting.value) == nil ? try setting.boolean() : false
             protectSystem = ProtectSystem(rawValue: setting.value) ?? (on ? .yes : .no)
+        }
+        if let setting = profile.value(section, "ProtectHome"), setting.value == "tmpfs" {
+            throw ProfileError(setting, "tmpfs is not applied as documented by this systemd (before 257 the tmpfs are writable, "
+                               + "systemd issue 34825); use ProtectHome=yes, or TemporaryFileSystem=/home:ro for an empty read-only /home")
         }
         if let setting = profile.value(section, "ProtectHome"), !setting.value.isEmpty {
             let on = ProtectHome(rawValue: setting.value) == nil ? try setting.boolean() : false

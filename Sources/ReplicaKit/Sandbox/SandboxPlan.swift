@@ -7,7 +7,7 @@ public struct SandboxPlan: Equatable, Sendable {
     public var root = "/"
     /// `ProtectSystem=`: which of the tree is read-only; `strict` by default.
     public var protectSystem = ProtectSystem.strict
-    /// `ProtectHome=`: /home, /root and /run/user hidden, read-only or empty.
+    /// `ProtectHome=`: /home, /root and /run/user hidden or read-only.
     public var protectHome = ProtectHome.no
     /// `TemporaryFileSystem=`: fresh tmpfs mounts, empty at every start.
     public var temporaryDirectories: [TemporaryDirectory] = []
@@ -50,8 +50,8 @@ public struct SandboxPlan: Equatable, Sendable {
     /// first), then by path, so a mount is never hidden by one made after it above it.
     ///
     /// `ProtectSystem=yes|full` and `ProtectHome=` become mounts as systemd makes them (read-only
-    /// binds of /usr, /boot, /efi and /etc onto themselves; /home, /root, /run/user hidden, bound
-    /// read-only or covered by a read-only tmpfs), each only where the path exists
+    /// binds of /usr, /boot, /efi and /etc onto themselves; /home, /root, /run/user hidden or bound
+    /// read-only), each only where the path exists
     /// (`optionalTargets`) and only where no setting of the plan names the same target.
     public var steps: [Step] {
         let explicit = temporaryDirectories.map(Step.temporary) + binds.map(Step.bind) + inaccessiblePaths.map(Step.inaccessible)
@@ -79,7 +79,6 @@ public struct SandboxPlan: Equatable, Sendable {
         case .no: []
         case .yes: ProtectHome.paths.map(Step.inaccessible)
         case .readOnly: ProtectHome.paths.map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
-        case .tmpfs: ProtectHome.paths.map { .temporary(TemporaryDirectory($0, flags: [.readOnly, .noSetUID, .noDevices])) }
         }
         return system + home
     }
@@ -131,15 +130,15 @@ public enum ProtectSystem: String, Sendable, CaseIterable {
     case strict
 }
 
-/// `ProtectHome=` with systemd's meaning, for /home, /root and /run/user.
+/// `ProtectHome=` with systemd's meaning, for /home, /root and /run/user. systemd's `tmpfs` is
+/// refused: systemd 238 to 256 (Debian 12 has 252) mounts those tmpfs writable, not read-only as
+/// documented (systemd issue 34825), so a profile asking for it would get less than it says.
 public enum ProtectHome: String, Sendable, CaseIterable {
     case no
     /// Empty and inaccessible.
     case yes
     /// Read-only.
     case readOnly = "read-only"
-    /// An empty read-only tmpfs over each (so `BindPaths=` can put single directories back).
-    case tmpfs
 
     /// The directories it covers.
     public static let paths = ["/home", "/root", "/run/user"]

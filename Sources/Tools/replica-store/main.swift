@@ -40,6 +40,13 @@ do {
             print("replica-store: no loop-mounted store on \(mountPoint); nothing to do")
             break
         }
+        // Only this image's store: one mounted there from elsewhere (a container's bind of the host's
+        // store, a real disk) is not ours to unmount, and waiting for its loop device would hang.
+        let resolved = realpath(image, nil).map { path in defer { free(path) }; return String(cString: path) } ?? image
+        guard mounted.image == resolved else {
+            print("replica-store: \(mountPoint) holds \(mounted.image), not \(image); left mounted (give --image \(mounted.image) to unmount it)")
+            break
+        }
         try mounted.unmount()
         print("replica-store: unmounted \(mountPoint); \(mounted.device) released \(mounted.image)")
     default:
