@@ -37,7 +37,7 @@ public struct NetworkPlan: Equatable, Sendable {
 
     /// The host veth's name for a namespace, collision-free within 15 bytes (IFNAMSIZ): `rv-NAME`
     /// when NAME is at most 12 letters, digits, `_` or `-`; otherwise `rv-` and its first 5 such
-    /// characters, `.` and 6 hex digits of a hash of the whole name (`rv-advlo.3f09c1`). The two
+    /// characters, `.` and 6 hex digits of a hash of the whole name (`rv-advlo.edb48e`). The two
     /// forms never meet (only the second has a `.`), and two names that share a cut prefix get
     /// different hashes.
     public static func hostLinkName(for namespace: String) -> String {

@@ -17,7 +17,10 @@ contains "it has the default route via the gateway" "default via 10.88.0.1 dev e
 out=$(nsenter -t "$pid" -n timeout 3 bash -c 'echo > /dev/tcp/10.88.0.1/9' 2>&1)
 contains "traffic reaches the gateway and comes back (a refused connection, not a timeout)" "Connection refused" "$out"
 check "replica-net check finds no drift" replica-net check replica-netsample
-check "the bridge's port is the service's veth" bash -c "ip -o link show master br-replica | grep -q rv-replica-nets"
+# replica-netsample is longer than 12 bytes: its veth is rv-, 5 characters, a dot and a hash.
+veth=$(replica-net up replica-netsample --dry-run --json | sed -n 's/.*"host_link": *"\([^"]*\)".*/\1/p')
+contains "its veth's name is cut with a hash" "rv-repli." "$veth"
+check "the bridge's port is the service's veth" bash -c "ip -o link show master br-replica | grep -q '$veth'"
 check "its port is not reachable from outside its namespace" bash -c "! timeout 2 socat -u /dev/null TCP:127.0.0.1:8080 2>/dev/null"
 
 # Host → service: a UNIX socket on the host forwards to its loopback port.
@@ -44,6 +47,6 @@ systemctl stop $net
 # StopWhenUnneeded= stops the network unit after the service; wait until it is inactive.
 for _ in $(seq 100); do [ "$(systemctl show -P ActiveState replica-net@replica-netsample.service)" = inactive ] && break; sleep 0.05; done
 check "stopping it removes its namespace" test ! -e /run/netns/replica-netsample
-check "and its veth" bash -c "! ip link show rv-replica-nets 2>/dev/null"
+check "and its veth" bash -c "! ip link show '$veth' 2>/dev/null"
 equal "and gives its address back" "" "$(replica-net list | grep replica-netsample || true)"
 finish
