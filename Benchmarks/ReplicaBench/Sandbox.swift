@@ -28,7 +28,7 @@ func benchmarkSandbox() throws -> [Comparison] {
     // copy-on-write faults in the measurement); the namespace and its mounts end with the thread.
     var inside: [Double] = []
     for _ in 0..<200 {
-        let nanoseconds = try DedicatedThread.run { () throws(SystemError) -> Int in
+        let nanoseconds = try DedicatedThread.run { () throws(ReplicaError) -> Int in
             let began = monotonicNanoseconds()
             try SandboxMounter.enterPrivateMountNamespace()
             try SandboxMounter.apply(plan)
@@ -87,7 +87,7 @@ func benchmarkRecursiveReadOnly() throws -> [Comparison] {
     func measure(_ newAPI: Bool) throws -> Double {
         var runs: [Double] = []
         for _ in 0..<5 {
-            runs.append(Double(try ChildProcess.run { () throws(SystemError) -> Int in
+            runs.append(Double(try ChildProcess.run { () throws(ReplicaError) -> Int in
                 try SandboxMounter.enterPrivateMountNamespace()
                 _ = try syscall("mount(tmpfs)", dir) { mount("replica-bench", dir, "tmpfs", 0, nil) }
                 for i in 0..<1000 {

@@ -29,7 +29,7 @@ do {
         let address = try IPPrefix("10.99.\(i).2/24")
         let began = monotonicNanoseconds()
         try host.perform(RouteRequest.addVeth(name, peer: peer, peerNamespaceFD: namespaceFD.rawValue), "add veth", [name])
-        guard let link = try host.link(named: name), let inner = try inside.link(named: peer) else { throw NetError("lookup", errno: .ENODEV) }
+        guard let link = try host.link(named: name), let inner = try inside.link(named: peer) else { throw ReplicaError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: link.index, up: true), "up", [name])
         try inside.perform(RouteRequest.addAddress(address, index: inner.index), "addr", [peer])
         try inside.perform(RouteRequest.setLink(index: inner.index, up: true), "up", [peer])
@@ -91,10 +91,10 @@ do {
         let (bridge, veth) = ("nb\(tag)a\(i)", "nw\(tag)a\(i)")
         let start = monotonicNanoseconds()
         try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
-        guard let made = try host.link(named: bridge) else { throw NetError("lookup", errno: .ENODEV) }
+        guard let made = try host.link(named: bridge) else { throw ReplicaError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: made.index, up: true), "up", [bridge])
         try host.perform(RouteRequest.addVeth(veth, peer: "p\(veth)", peerNamespaceFD: nil), "add veth", [veth])
-        guard let port = try host.link(named: veth) else { throw NetError("lookup", errno: .ENODEV) }
+        guard let port = try host.link(named: veth) else { throw ReplicaError("lookup", errno: .ENODEV) }
         try host.perform(RouteRequest.setLink(index: port.index, up: true, master: made.index), "enslave", [veth])
         ours.append(Double(monotonicNanoseconds() - start))
         let (ipBridge, ipVeth) = ("nb\(tag)b\(i)", "nw\(tag)b\(i)")

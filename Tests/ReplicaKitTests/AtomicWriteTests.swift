@@ -29,7 +29,7 @@ import Testing
             mkdir("\(dir)/elsewhere", 0o755)
             symlink("\(dir)/elsewhere", "\(dir)/root/etc")
             let root = try RootDirectory("\(dir)/root")
-            let error = #expect(throws: SystemError.self) {
+            let error = #expect(throws: ReplicaError.self) {
                 try root.writeFileAtomically("etc/app.conf", contents: [1])
             }
             #expect(error?.errno == .ELOOP)
@@ -41,8 +41,8 @@ import Testing
         try withTemporaryDirectory { dir in
             mkdir("\(dir)/target", 0o755)  // a directory cannot be replaced by a file
             let root = try RootDirectory(dir)
-            let error = #expect(throws: SystemError.self) { try root.writeFileAtomically("target", contents: [1]) }
-            #expect(error?.call == "renameat")
+            let error = #expect(throws: ReplicaError.self) { try root.writeFileAtomically("target", contents: [1]) }
+            #expect(error?.operation == "renameat")
             #expect(try Self.entries(dir) == ["target"])
         }
     }

@@ -35,7 +35,7 @@ import Testing
         try withTemporaryDirectory { dir in
             let store = ConfigStore(directory: dir)
             try store.switchTo(try store.writeGeneration(["/etc/a": Self.text("a")]))
-            let error = #expect(throws: SystemError.self) { try store.rollback() }
+            let error = #expect(throws: ReplicaError.self) { try store.rollback() }
             #expect(error?.hint == "no generation before the current one")
             #expect(try store.current() == 1)
         }
@@ -57,7 +57,7 @@ import Testing
                 source = "\(dir)/linked/real.conf"
             }
             let store = ConfigStore(directory: "\(dir)/store")
-            let error = #expect(throws: SystemError.self) {
+            let error = #expect(throws: ReplicaError.self) {
                 _ = try store.writeGeneration(copying: [(target: "/etc/app.conf", source: source)])
             }
             #expect(error != nil, "\(kind)")
@@ -68,7 +68,7 @@ import Testing
     @Test func targetsThatCouldEscapeAreRefused() throws {
         try withTemporaryDirectory { dir in
             for target in ["etc/app.conf", "/etc/../shadow", "/"] {
-                #expect(throws: SystemError.self) { _ = try ConfigStore(directory: dir).writeGeneration([target: [1]]) }
+                #expect(throws: ReplicaError.self) { _ = try ConfigStore(directory: dir).writeGeneration([target: [1]]) }
             }
         }
     }
@@ -142,7 +142,7 @@ import Testing
             let tree = try Self.nginxTree(dir)
             if link == "fifo" { mkfifo("\(tree)/conf.d/pipe", 0o600) } else { symlink(link, "\(tree)/sites-enabled/bad") }
             let store = ConfigStore(directory: "\(dir)/store")
-            let error = #expect(throws: SystemError.self) { _ = try store.writeGeneration(copying: [(target: "/etc/nginx", source: tree)]) }
+            let error = #expect(throws: ReplicaError.self) { _ = try store.writeGeneration(copying: [(target: "/etc/nginx", source: tree)]) }
             #expect(error?.hint?.contains(reason) == true, "\(link): \(String(describing: error))")
             #expect(try store.generations().isEmpty, "nothing written")
         }
@@ -159,7 +159,7 @@ import Testing
             var plan = SandboxPlan()
             plan.protectSystem = .no
             plan.binds = try store.binds()
-            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace()
                 try SandboxMounter.apply(plan)
                 let read = { (path: String) in (try? Self.read(path)) ?? "missing" }

@@ -9,7 +9,7 @@ import Testing
     /// In a child with a private mount namespace, a tmpfs over /run holds a datagram socket where
     /// journald's would be; the entry `sd_journal_sendv` sends there is returned as text.
     static func captureJournalEntry(_ body: @escaping () -> Void) throws -> String {
-        try ChildProcess.run(timeout: .seconds(20)) { () throws(SystemError) -> String in
+        try ChildProcess.run(timeout: .seconds(20)) { () throws(ReplicaError) -> String in
             _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
             _ = try syscall("mount(MS_SLAVE)", "/") { mount("", "/", nil, UInt(MS_SLAVE | MS_REC), nil) }
             _ = try syscall("mount", "/run") { mount("replica-test-journal", "/run", "tmpfs", 0, nil) }

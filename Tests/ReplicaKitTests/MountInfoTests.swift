@@ -40,10 +40,10 @@ import Testing
         ("1 0 0:1 / /x rw - tmpfs", "after \" - \""),
     ])
     func malformedLinesNameTheSourceAndLine(line: String, why: String) {
-        let error = #expect(throws: SystemError.self) {
+        let error = #expect(throws: ReplicaError.self) {
             _ = try MountInfo.parse("22 1 0:21 / / rw - btrfs /dev/vda rw\n" + line + "\n", source: "fixture")
         }
-        #expect(error?.paths == ["fixture:2"])
+        #expect(error?.objects == ["fixture:2"])
         #expect(error?.errno == .EINVAL)
         #expect(error?.hint?.contains(why) == true, "\(String(describing: error))")
     }
@@ -52,9 +52,9 @@ import Testing
         var bytes = Array("1 0 0:1 / /".utf8)
         bytes += [UInt8](repeating: UInt8(ascii: "a"), count: 8 << 20)
         bytes += Array(" rw - tmpfs t rw\n".utf8)
-        let error = #expect(throws: SystemError.self) { _ = try MountInfo.parse(bytes, source: "big") }
+        let error = #expect(throws: ReplicaError.self) { _ = try MountInfo.parse(bytes, source: "big") }
         #expect(error?.errno == .E2BIG)
-        #expect(error?.paths == ["big:1"])
+        #expect(error?.objects == ["big:1"])
     }
 
     @Test func readsThisProcessesMountTable() throws {

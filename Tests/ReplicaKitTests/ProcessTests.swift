@@ -7,23 +7,23 @@ import Testing
 @Suite struct ChildProcessTests {
     @Test func returnsTheChildsResult() throws {
         let parent = getpid()
-        let childPID = try ChildProcess.run { () throws(SystemError) -> Int in Int(getpid()) }
+        let childPID = try ChildProcess.run { () throws(ReplicaError) -> Int in Int(getpid()) }
         #expect(childPID != Int(parent) && childPID > 0)
-        #expect(try ChildProcess.run { () throws(SystemError) in "hello from the child" } == "hello from the child")
+        #expect(try ChildProcess.run { () throws(ReplicaError) in "hello from the child" } == "hello from the child")
     }
 
     @Test func carriesTheChildsErrorBack() {
-        let error = #expect(throws: SystemError.self) {
-            _ = try ChildProcess.run { () throws(SystemError) -> Bool in
-                throw SystemError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint")
+        let error = #expect(throws: ReplicaError.self) {
+            _ = try ChildProcess.run { () throws(ReplicaError) -> Bool in
+                throw ReplicaError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint")
             }
         }
-        #expect(error == SystemError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint"))
+        #expect(error == ReplicaError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint"))
     }
 
     @Test func aChildThatDiesWithoutAResultIsReported() {
-        let error = #expect(throws: SystemError.self) {
-            _ = try ChildProcess.run { () throws(SystemError) -> Bool in
+        let error = #expect(throws: ReplicaError.self) {
+            _ = try ChildProcess.run { () throws(ReplicaError) -> Bool in
                 kill(getpid(), SIGKILL)
                 return true
             }
@@ -34,8 +34,8 @@ import Testing
 
     @Test func aChildPastItsDeadlineIsKilled() {
         let start = ContinuousClock.now
-        let error = #expect(throws: SystemError.self) {
-            _ = try ChildProcess.run(timeout: .milliseconds(200)) { () throws(SystemError) -> Bool in
+        let error = #expect(throws: ReplicaError.self) {
+            _ = try ChildProcess.run(timeout: .milliseconds(200)) { () throws(ReplicaError) -> Bool in
                 sleep(30)
                 return true
             }
@@ -47,7 +47,7 @@ import Testing
     @Test(.requiresRoot)
     func namespaceWorkInTheChildDoesNotReachTheParent() throws {
         let before = try MountInfo.read()
-        let seen = try ChildProcess.run { () throws(SystemError) -> Bool in
+        let seen = try ChildProcess.run { () throws(ReplicaError) -> Bool in
             _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
             _ = try syscall("mount(MS_SLAVE)", "/") { mount("", "/", nil, UInt(MS_SLAVE | MS_REC), nil) }
             _ = try syscall("mount", "/mnt") { mount("replica-child", "/mnt", "tmpfs", 0, nil) }
@@ -62,16 +62,16 @@ import Testing
     static func netNamespaceInode() throws -> UInt64 { try FileStatus.of("/proc/thread-self/ns/net").inode }
 
     @Test func returnsTheValueAndTheError() throws {
-        #expect(try DedicatedThread.run { () throws(SystemError) in 42 } == 42)
-        #expect(throws: SystemError("x", errno: .EIO)) {
-            try DedicatedThread.run { () throws(SystemError) -> Int in throw SystemError("x", errno: .EIO) }
+        #expect(try DedicatedThread.run { () throws(ReplicaError) in 42 } == 42)
+        #expect(throws: ReplicaError("x", errno: .EIO)) {
+            try DedicatedThread.run { () throws(ReplicaError) -> Int in throw ReplicaError("x", errno: .EIO) }
         }
     }
 
     @Test(.requiresRoot)
     func aNamespaceEnteredOnTheThreadStaysThere() throws {
         let mine = try Self.netNamespaceInode()
-        let theirs = try DedicatedThread.run { () throws(SystemError) -> UInt64 in
+        let theirs = try DedicatedThread.run { () throws(ReplicaError) -> UInt64 in
             _ = try syscall("unshare(CLONE_NEWNET)") { replica_unshare(replica_CLONE_NEWNET) }
             return try FileStatus.of("/proc/thread-self/ns/net").inode
         }
@@ -89,13 +89,13 @@ import Testing
     }
 
     @Test func aMissingProgramSaysHowToFixIt() {
-        let error = #expect(throws: SystemError.self) { _ = try Command.run(["replica-no-such-program"]) }
+        let error = #expect(throws: ReplicaError.self) { _ = try Command.run(["replica-no-such-program"]) }
         #expect(error?.errno == .ENOENT)
         #expect(error?.hint == "install it or add it to PATH")
     }
 
     @Test func checkQuotesTheOutputOfAFailure() {
-        let error = #expect(throws: SystemError.self) { try Command.check(["sh", "-c", "echo broken; exit 3"]) }
+        let error = #expect(throws: ReplicaError.self) { try Command.check(["sh", "-c", "echo broken; exit 3"]) }
         #expect(error?.hint == "exited with status 3: broken")
     }
 

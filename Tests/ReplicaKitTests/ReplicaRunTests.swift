@@ -116,7 +116,7 @@ import Testing
     @Test func theHostsMountTableIsByteIdenticalAfter100Runs() throws {
         try Self.withProfile { (_: String, profiles: String) throws in
             let tool = try builtTool("replica-run")
-            let outcome = try ChildProcess.run(timeout: .seconds(120)) { () throws(SystemError) -> String in
+            let outcome = try ChildProcess.run(timeout: .seconds(120)) { () throws(ReplicaError) -> String in
                 _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
                 _ = try syscall("mount(MS_PRIVATE)", "/") { mount(nil, "/", nil, UInt(MS_PRIVATE | MS_REC), nil) }
                 let before = try OwnedFD.open("/proc/self/mountinfo", O_RDONLY).readAll()

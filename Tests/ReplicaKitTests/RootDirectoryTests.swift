@@ -102,7 +102,7 @@ import Testing
     func aLoopOf41LinksFailsWithAClearMessage(method: ResolveMethod) throws {
         try Self.withTree { dir in
             let root = try RootDirectory("\(dir)/root")
-            let error = #expect(throws: SystemError.self) { _ = try root.open("loop/m0", method: method) }
+            let error = #expect(throws: ReplicaError.self) { _ = try root.open("loop/m0", method: method) }
             #expect(error?.errno == .ELOOP)
             #expect(error?.description.contains("loop/m0") == true)
             #expect(error?.description.contains("more than 40 symlinks") == true)
@@ -124,8 +124,8 @@ import Testing
         try Self.withTree { dir in
             let root = try RootDirectory("\(dir)/root")
             // In a child with a deadline: a resolver that opened the FIFO for reading would block.
-            let message = try ChildProcess.run(timeout: .seconds(10)) { () throws(SystemError) -> String in
-                do throws(SystemError) {
+            let message = try ChildProcess.run(timeout: .seconds(10)) { () throws(ReplicaError) -> String in
+                do throws(ReplicaError) {
                     _ = try root.openForReading("fifo", method: method)
                     return "opened"
                 } catch { return error.description }

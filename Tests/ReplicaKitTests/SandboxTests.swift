@@ -40,7 +40,7 @@ import Testing
     func refusesTargetsThatCannotBeApplied(target: String, why: String) {
         var plan = SandboxPlan()
         plan.inaccessiblePaths = [target]
-        let error = #expect(throws: SystemError.self) { try plan.validate() }
+        let error = #expect(throws: ReplicaError.self) { try plan.validate() }
         #expect(error?.hint?.contains(why) == true)
     }
 
@@ -66,13 +66,13 @@ import Testing
         var plan = SandboxPlan()
         plan.binds = [Bind("/a", to: "/x", readOnly: true)]
         plan.inaccessiblePaths = ["/x"]
-        #expect(throws: SystemError.self) { try plan.validate() }
+        #expect(throws: ReplicaError.self) { try plan.validate() }
     }
 
     @Test(.requiresRoot)
     func neverChangesTheHostsNamespace() throws {
         let before = try MountInfo.read()
-        let error = #expect(throws: SystemError.self) { try SandboxMounter.apply(Self.sample) }
+        let error = #expect(throws: ReplicaError.self) { try SandboxMounter.apply(Self.sample) }
         #expect(error?.errno == .EPERM && error?.hint?.contains("not a mount namespace made by enterPrivateMountNamespace") == true)
         #expect(try MountInfo.read() == before)
     }
@@ -113,7 +113,7 @@ import Testing
             plan.inaccessiblePaths = ["\(dir)/view/secret"]
             let hostBefore = try MountInfo.read()
 
-            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
                 try SandboxMounter.apply(plan, method: method)
                 var facts: [String] = []
@@ -155,7 +155,7 @@ import Testing
                 Bind("\(dir)/source/file.conf", to: "\(dir)/view/etc/app/file.conf", readOnly: true, recursive: false),
                 Bind("\(dir)/source", to: "\(dir)/view/run/inside/tmpfs", readOnly: true),
             ]
-            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
                 try SandboxMounter.apply(plan, method: method)
                 let read = { (path: String) in
@@ -181,10 +181,10 @@ import Testing
             var plan = SandboxPlan()
             plan.protectSystem = .no
             plan.binds = [Bind("\(dir)/source", to: "\(dir)/target", readOnly: true)]
-            let outcome = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+            let outcome = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
                 let before = try MountInfo.read().count
-                do throws(SystemError) { try SandboxMounter.apply(plan, method: method) } catch {
+                do throws(ReplicaError) { try SandboxMounter.apply(plan, method: method) } catch {
                     return "\(error.errno.name) mounts-added=\(try MountInfo.read().count - before)"
                 }
                 return "applied"
@@ -216,12 +216,12 @@ import Testing
                     // and counted, never taken for a result; more than a few fail the test.
                     let result: Int
                     do {
-                        result = try ChildProcess.run(timeout: .seconds(10)) { () throws(SystemError) -> Int in
+                        result = try ChildProcess.run(timeout: .seconds(10)) { () throws(ReplicaError) -> Int in
                             try SandboxMounter.enterPrivateMountNamespace()
-                            do throws(SystemError) { try SandboxMounter.apply(plan) } catch { return 2 }
+                            do throws(ReplicaError) { try SandboxMounter.apply(plan) } catch { return 2 }
                             return access("\(dir)/outside/marker", F_OK) == 0 ? 1 : 0
                         }
-                    } catch let error as SystemError where error.errno == .ETIMEDOUT {
+                    } catch let error as ReplicaError where error.errno == .ETIMEDOUT {
                         lost += 1
                         continue
                     }
@@ -253,7 +253,7 @@ import Testing
             plan.protectHome = .readOnly
             plan.accessPaths = [AccessPath("\(dir)/ro", writable: false), AccessPath("\(dir)/missing", writable: true, optional: true)]
             plan.serviceDirectories = [ServiceDirectory(.runtime, "\(name)/sub"), ServiceDirectory(.logs, name), ServiceDirectory(.cache, name)]
-            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
                 try SandboxMounter.apply(plan, method: method)
                 return ["/etc", "/usr", "/root", "/var/lib", "\(dir)/rw", "\(dir)/ro", "/run/\(name)/sub", "/var/log/\(name)", "/var/cache/\(name)"]
@@ -279,7 +279,7 @@ import Testing
             yes.protectSystem = .yes
             yes.protectHome = .readOnly
             let seen = try [plan, yes].map { plan in
-                try ChildProcess.run(timeout: .seconds(30)) { () throws(SystemError) -> String in
+                try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                     try SandboxMounter.enterPrivateMountNamespace(method: method)
                     try SandboxMounter.apply(plan, method: method)
                     let rootStatus = try FileStatus.of("/root")

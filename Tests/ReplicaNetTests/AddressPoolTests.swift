@@ -25,7 +25,7 @@ import Testing
         try withTemporaryDirectory { dir in
             let pool = try AddressPool(subnet: try IPPrefix("10.88.0.0/30"), root: dir)
             _ = try pool.lease(for: "a")  // .2 only: .1 is the gateway, .3 broadcast
-            let error = #expect(throws: NetError.self) { try pool.lease(for: "b") }
+            let error = #expect(throws: ReplicaError.self) { try pool.lease(for: "b") }
             #expect(error?.errno == .EADDRNOTAVAIL && error?.hint?.contains("release some") == true)
         }
     }

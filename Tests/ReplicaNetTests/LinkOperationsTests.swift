@@ -42,17 +42,17 @@ import Testing
         try withThrowawayNetworkNamespace { namespace in
             var socket = try NetlinkSocket(namespace: namespace)
             try socket.perform(RouteRequest.addBridge("br0"), "add bridge", ["br0"])
-            let error = #expect(throws: NetError.self) {
+            let error = #expect(throws: ReplicaError.self) {
                 try socket.perform(RouteRequest.addBridge("br0"), "add bridge", ["br0"])
             }
             #expect(error?.errno == .EEXIST)
             // A gateway no address reaches: the kernel explains in its extended ack.
             let bridge = try #require(try socket.link(named: "br0"))
-            let route = #expect(throws: NetError.self) {
+            let route = #expect(throws: ReplicaError.self) {
                 try socket.perform(RouteRequest.addRoute(to: try IPPrefix("10.99.0.0/24"), via: try IPPrefix("192.0.2.1"), index: bridge.index),
                                    "add route", ["10.99.0.0/24", "192.0.2.1"])
             }
-            #expect(route?.kernelMessage == "Nexthop has invalid gateway", "\(String(describing: route))")
+            #expect(route?.detail == "kernel says \"Nexthop has invalid gateway\"", "\(String(describing: route))")
             #expect(route?.description.contains("kernel says \"Nexthop has invalid gateway\"") == true)
         }
     }

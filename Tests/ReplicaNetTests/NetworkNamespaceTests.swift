@@ -11,11 +11,11 @@ import Testing
             #expect(NetworkNamespace.list().contains(name))
             let ipList = try Command.check(["ip", "netns", "list"])
             #expect(ipList.contains(name))
-            let links = try NetworkNamespace.run(in: name) { () throws(SystemError) -> String in
-                do throws(NetError) {
+            let links = try NetworkNamespace.run(in: name) { () throws(ReplicaError) -> String in
+                do throws(ReplicaError) {
                     var socket = try NetlinkSocket()
                     return try socket.linkNames().joined(separator: ",")
-                } catch { throw SystemError(error.operation, errno: error.errno) }
+                } catch { throw ReplicaError(error.operation, errno: error.errno) }
             }
             #expect(links == "lo")
         }
@@ -25,8 +25,8 @@ import Testing
     func creatingAnExistingNameFailsAndLeavesItIntact() throws {
         try withThrowawayNetworkNamespace { name in
             let before = try FileStatus.of("\(NetworkNamespace.directory)/\(name)")
-            let error = #expect(throws: NetError.self) { try NetworkNamespace.create(name) }
-            #expect(error?.errno == .EEXIST)
+            let error = #expect(throws: ReplicaError.self) { try NetworkNamespace.create(name) }
+            #expect(error?.errno == .EEXIST && error?.reason == .exists)
             #expect(error?.hint?.contains("delete it or pick another") == true)
             #expect(try FileStatus.of("\(NetworkNamespace.directory)/\(name)") == before)
         }
@@ -44,7 +44,7 @@ import Testing
     @Test(arguments: ["", ".", "..", "a/b", String(repeating: "n", count: 256)])
     func badNamesAreRefusedBeforeAnythingIsMade(name: String) throws {
         let before = try HostState.capture()
-        let error = #expect(throws: NetError.self) { try NetworkNamespace.create(name) }
+        let error = #expect(throws: ReplicaError.self) { try NetworkNamespace.create(name) }
         #expect(error?.errno == .EINVAL)
         #expect(error?.operation == "validate netns name")
         // Other tests' fixtures (replica-test-*) may come and go meanwhile; nothing else may appear.

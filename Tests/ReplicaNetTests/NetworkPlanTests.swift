@@ -79,7 +79,7 @@ import Testing
         let gateway = plan.routes[0].gateway!.addressText
         let server = try EchoServer(ProxyEndpoint(.tcp(host: gateway, port: 0)))
         let port = server.port
-        let answer = try NetworkNamespace.run(in: plan.namespace) { () throws(SystemError) -> String in
+        let answer = try NetworkNamespace.run(in: plan.namespace) { () throws(ReplicaError) -> String in
             try EchoServer.exchange(with: gateway, port: port, sending: "hello from \(plan.namespace)")
         }
         #expect(answer == "hello from \(plan.namespace)")
@@ -149,7 +149,7 @@ import Testing
         try Command.check(["ip", "link", "add", plan.hostLink, "type", "bridge"])  // dummy is not in every kernel
         defer { _ = try? Command.run(["ip", "link", "del", plan.hostLink]) }
         let before = try Command.check(["ip", "-d", "link", "show", plan.hostLink])
-        let error = #expect(throws: NetError.self) { try plan.apply() }
+        let error = #expect(throws: ReplicaError.self) { try plan.apply() }
         #expect(error?.errno == .EEXIST && error?.hint?.contains("left untouched") == true, "\(String(describing: error))")
         #expect(try Command.check(["ip", "-d", "link", "show", plan.hostLink]) == before)
         #expect(!NetworkNamespace.list().contains(plan.namespace))
@@ -178,10 +178,10 @@ import Testing
         let cycles = plan
         // A child forked while another test's thread held a runtime lock can hang at its start
         // (the test runner's fork hazard): such a child is killed and the cycles run once more.
-        func cyclesInChild() throws -> String { try ChildProcess.run(timeout: .seconds(180)) { () throws(SystemError) -> String in
+        func cyclesInChild() throws -> String { try ChildProcess.run(timeout: .seconds(180)) { () throws(ReplicaError) -> String in
             let fds = { (try? DirectoryEntries.names(in: OwnedFD.open("/proc/self/fd", O_RDONLY | O_DIRECTORY)).count) ?? -1 }
             let descriptors = fds()
-            do throws(NetError) {
+            do throws(ReplicaError) {
                 for _ in 0..<1000 {
                     try cycles.apply()
                     try cycles.teardown()
@@ -190,7 +190,7 @@ import Testing
             return fds() == descriptors ? "same descriptors" : "descriptors \(descriptors) → \(fds())"
         } }
         let outcome: String
-        do { outcome = try cyclesInChild() } catch let error as SystemError where error.errno == .ETIMEDOUT {
+        do { outcome = try cyclesInChild() } catch let error as ReplicaError where error.errno == .ETIMEDOUT {
             try? cycles.teardown()
             outcome = try cyclesInChild()
         }

@@ -28,7 +28,7 @@ import Testing
     @Test func aProfileBecomesAPlanWithALeasedAddress() throws {
         var asked: IPPrefix?
         let plan = try NetworkPlan(profile: try Self.profile("[Network]\nBridge=br-replica\nSubnet=10.88.0.0/24\nMTU=1400\n")) {
-            (subnet) throws(NetError) -> IPPrefix in
+            (subnet) throws(ReplicaError) -> IPPrefix in
             asked = subnet
             return try IPPrefix("10.88.0.7/24")
         }
@@ -49,7 +49,7 @@ import Testing
     }
 
     @Test func noNetworkSectionIsNoPlan() throws {
-        #expect(try NetworkPlan(profile: try Self.profile("[Sandbox]\nPrivateTmp=yes\n")) { (_) throws(NetError) in
+        #expect(try NetworkPlan(profile: try Self.profile("[Sandbox]\nPrivateTmp=yes\n")) { (_) throws(ReplicaError) in
             try IPPrefix("10.0.0.1")
         } == nil)
     }
@@ -65,7 +65,7 @@ import Testing
     ])
     func errorsNameTheKeyAndTheRule(text: String, key: String, rule: String) throws {
         let error = #expect(throws: ProfileError.self) {
-            try NetworkPlan(profile: try Self.profile(text)) { (subnet) throws(NetError) in subnet }
+            try NetworkPlan(profile: try Self.profile(text)) { (subnet) throws(ReplicaError) in subnet }
         }
         #expect(error?.description.contains(rule) == true, "\(String(describing: error))")
         #expect(error?.file == "web.service.conf" && error?.key == key, "\(String(describing: error))")

@@ -24,7 +24,7 @@ import Testing
     static func roundTrip(_ endpoint: ProxyEndpoint, _ payload: [UInt8]) throws -> [UInt8] {
         let socket = OwnedFD(adopting: try EchoServer.socket(for: endpoint))
         let fd = socket.rawValue
-        guard endpoint.withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw SystemError.current("connect", [endpoint.description]) }
+        guard endpoint.withSockaddr({ connect(fd, $0, $1) }) == 0 else { throw ReplicaError.current("connect", [endpoint.description]) }
         let writer = DispatchGroup()
         DispatchQueue.global().async(group: writer) {
             var offset = 0
@@ -42,7 +42,7 @@ import Testing
     /// Runs the proxy on this thread while `clients` runs on another; stops the proxy when it returns.
     static func serve<T: Sendable>(_ proxy: borrowing Proxy, _ clients: @escaping @Sendable () throws -> T) throws -> T {
         var stop: [Int32] = [0, 0]
-        guard pipe(&stop) == 0 else { throw SystemError.current("pipe") }
+        guard pipe(&stop) == 0 else { throw ReplicaError.current("pipe") }
         defer { close(stop[0]); close(stop[1]) }
         let outcome = Mutex<Result<T, any Error>?>(nil)
         let writeEnd = stop[1]
@@ -130,12 +130,12 @@ import Testing
             _ = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x")))
 
             let live = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x")))
-            let error = #expect(throws: NetError.self) { _ = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x"))) }
+            let error = #expect(throws: ReplicaError.self) { _ = try Proxy(listen: ProxyEndpoint(.unix(path)), connect: ProxyEndpoint(.unix("\(dir)/x"))) }
             #expect(error?.errno == .EADDRINUSE)
             _ = live.port
 
             try OwnedFD.open("\(dir)/file", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("keep".utf8))
-            let refused = #expect(throws: NetError.self) { _ = try Proxy(listen: ProxyEndpoint(.unix("\(dir)/file")), connect: ProxyEndpoint(.unix("\(dir)/x"))) }
+            let refused = #expect(throws: ReplicaError.self) { _ = try Proxy(listen: ProxyEndpoint(.unix("\(dir)/file")), connect: ProxyEndpoint(.unix("\(dir)/x"))) }
             #expect(refused?.errno == .EEXIST)
             #expect(try OwnedFD.open("\(dir)/file", O_RDONLY).readAll() == Array("keep".utf8))
         }
@@ -143,7 +143,7 @@ import Testing
 
     @Test(arguments: ["unix:relative", "tcp:127.0.0.1", "tcp:127.0.0.1:0", "tcp:localhost:80", "udp:1.2.3.4:5", "unix:"])
     func badEndpointsAreRefused(text: String) {
-        #expect(throws: NetError.self) { try ProxyEndpoint(parsing: text) }
+        #expect(throws: ReplicaError.self) { try ProxyEndpoint(parsing: text) }
     }
 
     @Test func endpointsParse() throws {
@@ -161,7 +161,7 @@ final class EchoServer: Sendable {
         let fd = try Self.socket(for: endpoint)
         self.fd = fd
         guard endpoint.withSockaddr({ bind(fd, $0, $1) }) == 0, listen(fd, 64) == 0 else {
-            throw SystemError.current("bind/listen", [endpoint.description])
+            throw ReplicaError.current("bind/listen", [endpoint.description])
         }
         var storage = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -202,11 +202,11 @@ final class EchoServer: Sendable {
 
     /// Connects to `address:port`, sends `text`, half-closes and returns what comes back; blocking
     /// and thread-free, so it can run in a child that joined a namespace.
-    static func exchange(with address: String, port: UInt16, sending text: String) throws(SystemError) -> String {
+    static func exchange(with address: String, port: UInt16, sending text: String) throws(ReplicaError) -> String {
         let socket = OwnedFD(adopting: Glibc.socket(AF_INET, Int32(Glibc.SOCK_STREAM.rawValue), 0))
         let fd = socket.rawValue
         guard ProxyEndpoint(.tcp(host: address, port: port)).withSockaddr({ connect(fd, $0, $1) }) == 0 else {
-            throw SystemError.current("connect", ["\(address):\(port)"])
+            throw ReplicaError.current("connect", ["\(address):\(port)"])
         }
         try socket.writeAll(Array(text.utf8))
         shutdown(fd, Int32(SHUT_WR))

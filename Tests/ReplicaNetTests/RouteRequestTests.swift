@@ -1,3 +1,4 @@
+import ReplicaKit
 import ReplicaNet
 import Testing
 
@@ -76,7 +77,7 @@ import Testing
         ("a/b", "\"/\""), ("a:1", "\":\""), ("a b", "spaces"), ("eth%d", "%"), ("tab\tx", "spaces"),
     ])
     func badInterfaceNamesAreRefusedBeforeAnyNetlinkCall(name: String, why: String) {
-        let error = #expect(throws: NetError.self) { try InterfaceName.validate(name) }
+        let error = #expect(throws: ReplicaError.self) { try InterfaceName.validate(name) }
         #expect(error?.hint?.contains(why) == true, "\(String(describing: error))")
     }
 
@@ -90,7 +91,7 @@ import Testing
         let inside = try IPPrefix("10.88.0.200"), outside = try IPPrefix("10.89.0.1")
         #expect(prefix.contains(inside) && !prefix.contains(outside))
         #expect(try IPPrefix("fd00::5/64").network.description == "fd00::/64")
-        #expect(throws: NetError.self) { try IPPrefix("10.88.0.5/33") }
-        #expect(throws: NetError.self) { try IPPrefix("10.88.0") }
+        #expect(throws: ReplicaError.self) { try IPPrefix("10.88.0.5/33") }
+        #expect(throws: ReplicaError.self) { try IPPrefix("10.88.0") }
     }
 }

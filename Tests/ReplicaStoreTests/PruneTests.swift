@@ -64,7 +64,7 @@ func names(in directory: String) throws -> [String] {
             let store = try Store(path: image.mountPoint)
             try store.ensureSubvolume("svc")
             try takeSnapshots(store, "svc", at: [UTCTimestamp(secondsSinceEpoch: 1_700_000_000), .now])
-            let error = #expect(throws: StoreError.self) { _ = try store.planPrune("svc", policy: RetentionPolicy(), now: .now) }
+            let error = #expect(throws: ReplicaError.self) { _ = try store.planPrune("svc", policy: RetentionPolicy(), now: .now) }
             #expect(error?.hint?.contains("keeps nothing but the newest") == true)
             #expect(try store.snapshots(of: "svc").count == 2)
         }
@@ -75,7 +75,7 @@ func names(in directory: String) throws -> [String] {
             let store = try Store(path: image.mountPoint)
             try store.ensureSubvolume("svc")
             try Command.check(["btrfs", "subvolume", "create", "\(image.mountPoint)/svc/cache"])
-            let error = #expect(throws: StoreError.self) { try store.snapshot("svc", at: .now) }
+            let error = #expect(throws: ReplicaError.self) { try store.snapshot("svc", at: .now) }
             #expect(error?.hint?.contains("nested subvolumes (cache)") == true, "\(String(describing: error))")
             #expect(try store.snapshots(of: "svc").isEmpty)
             let name = try store.snapshot("svc", at: .now, allowNested: true)
@@ -94,7 +94,7 @@ func names(in directory: String) throws -> [String] {
             let path = "\(image.mountPoint)/snapshots/svc/\(listed.name)"
             try Command.check(["btrfs", "subvolume", "delete", path])
             try Command.check(["btrfs", "subvolume", "snapshot", "-r", "\(image.mountPoint)/svc", path])
-            let error = #expect(throws: StoreError.self) { try store.delete(listed, of: "svc") }
+            let error = #expect(throws: ReplicaError.self) { try store.delete(listed, of: "svc") }
             #expect(error?.errno == .ESTALE)
             #expect(try store.snapshots(of: "svc").count == 1, "the replacement is untouched")
         }
@@ -138,7 +138,7 @@ func names(in directory: String) throws -> [String] {
             try store.snapshot("svc", at: .now)
             var policy = try policy("preserve 1d")
             policy.minimumFree = .bytes(1 << 40)
-            let error = #expect(throws: StoreError.self) { _ = try store.planPrune("svc", policy: policy, now: .now) }
+            let error = #expect(throws: ReplicaError.self) { _ = try store.planPrune("svc", policy: policy, now: .now) }
             #expect(error?.hint?.contains("min_free asks for") == true)
         }
     }
@@ -151,11 +151,11 @@ func names(in directory: String) throws -> [String] {
             try store.ensureSubvolume("svc")
             let held = try SubvolumeLock.acquire("svc", in: store)
             // flock locks belong to open file descriptions, so a second open in this process contends too.
-            let error = #expect(throws: StoreError.self) { _ = try SubvolumeLock.acquire("svc", in: store) }
-            #expect(error?.errno == .EWOULDBLOCK)
+            let error = #expect(throws: ReplicaError.self) { _ = try SubvolumeLock.acquire("svc", in: store) }
+            #expect(error?.reason == .lockHeld && error?.errno == .EWOULDBLOCK)
             #expect(error?.hint?.contains("process \(getpid())") == true, "\(String(describing: error))")
             let start = ContinuousClock.now
-            #expect(throws: StoreError.self) { _ = try SubvolumeLock.acquire("svc", in: store, wait: .milliseconds(300)) }
+            #expect(throws: ReplicaError.self) { _ = try SubvolumeLock.acquire("svc", in: store, wait: .milliseconds(300)) }
             #expect(ContinuousClock.now - start >= .milliseconds(300))
             _ = held.subvolume
         }
@@ -170,7 +170,7 @@ func names(in directory: String) throws -> [String] {
             // One process that takes the lock on fd 9, then becomes `sleep` still holding it.
             let holder = try Command.spawn(["sh", "-c", "exec 9<>'\(lockFile)'; flock 9; exec sleep 60"])
             for _ in 0..<100 where (try? SubvolumeLock.acquire("svc", in: store)) != nil { usleep(10_000) }
-            #expect(throws: StoreError.self) { _ = try SubvolumeLock.acquire("svc", in: store) }
+            #expect(throws: ReplicaError.self) { _ = try SubvolumeLock.acquire("svc", in: store) }
             kill(holder, SIGKILL)
             _ = try ExitStatus.wait(for: holder)
             _ = try SubvolumeLock.acquire("svc", in: store)

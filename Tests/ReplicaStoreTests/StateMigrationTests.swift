@@ -94,7 +94,7 @@ import Testing
                 symlink("\(dir)/real", "\(dir)/lib")  // a symlinked parent too
                 let store = try Store(path: image.mountPoint)
                 for path in ["\(dir)/web", "\(dir)/lib/web"] {
-                    let error = #expect(throws: StoreError.self) { _ = try StateMigration.shift("web", from: path, in: store) }
+                    let error = #expect(throws: ReplicaError.self) { _ = try StateMigration.shift("web", from: path, in: store) }
                     #expect(error?.errno == .ELOOP, "\(path)")
                     #expect(error?.hint?.contains("symlink") == true)
                 }
@@ -148,7 +148,7 @@ import Testing
                 try Command.check(["mount", "-o", "remount,ro", image.mountPoint])
                 defer { _ = try? Command.run(["mount", "-o", "remount,rw", image.mountPoint]) }
                 let store = try Store(path: image.mountPoint)
-                let error = #expect(throws: StoreError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
+                let error = #expect(throws: ReplicaError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
                 #expect(error?.errno == .EROFS && error?.hint?.contains("remount,rw") == true, "\(String(describing: error))")
                 #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)).isEmpty)
             }
@@ -165,7 +165,7 @@ import Testing
                 mkdir("\(dir)/web", 0o755)
                 try OwnedFD.open("\(dir)/web/data", O_WRONLY | O_CREAT, mode: 0o600)
                     .writeAll([UInt8](repeating: 0x5a, count: 24 << 20))
-                let error = #expect(throws: StoreError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
+                let error = #expect(throws: ReplicaError.self) { _ = try StateMigration.shift("web", from: "\(dir)/web", in: store) }
                 #expect(error?.errno == .ENOSPC && error?.hint?.contains("nothing was copied") == true, "\(String(describing: error))")
                 #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)) == ["filler"])
             }

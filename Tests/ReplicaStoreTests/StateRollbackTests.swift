@@ -67,7 +67,7 @@ import Testing
                 defer { _ = try? Command.run(["umount", dir]) }
 
                 #expect(try StateRollback.users(of: "web", in: store).contains { $0.mountPoint == dir })
-                let error = #expect(throws: StoreError.self) {
+                let error = #expect(throws: ReplicaError.self) {
                     try StateRollback.rollback(["web"], to: Self.at(1), in: store, now: Self.at(3))
                 }
                 #expect(error?.errno == .EBUSY && error?.hint?.contains("stop the service first") == true, "\(String(describing: error))")
@@ -80,7 +80,7 @@ import Testing
     @Test func aMissingSnapshotIsRefusedNamingTheNewest() throws {
         try Self.withWeb { store, _ in
             try store.snapshot("web", at: Self.at(1))
-            let error = #expect(throws: StoreError.self) {
+            let error = #expect(throws: ReplicaError.self) {
                 try StateRollback.rollback(["web"], to: Self.at(9), in: store, now: Self.at(10))
             }
             #expect(error?.errno == .ENOENT && error?.hint?.contains("20261122T050100Z") == true, "\(String(describing: error))")
@@ -92,10 +92,10 @@ import Testing
         try Self.withWeb { store, _ in
             try store.snapshot("web", at: Self.at(1))
             let held = try SubvolumeLock.acquire("web", in: store)
-            let error = #expect(throws: StoreError.self) {
+            let error = #expect(throws: ReplicaError.self) {
                 try StateRollback.rollback(["web"], to: Self.at(1), in: store, now: Self.at(2))
             }
-            #expect(error?.errno == .EWOULDBLOCK)
+            #expect(error?.reason == .lockHeld)
             _ = held.subvolume
         }
     }

@@ -45,7 +45,7 @@ import Testing
 
     @Test func aDirectoryThatIsNotBtrfsIsRefusedAndNothingIsCreated() throws {
         try withTemporaryDirectory { dir in
-            let error = #expect(throws: StoreError.self) { _ = try Store(path: dir) }
+            let error = #expect(throws: ReplicaError.self) { _ = try Store(path: dir) }
             #expect(error?.description.contains("not a btrfs filesystem") == true, "\(String(describing: error))")
             #expect(error?.description.contains("embedded loop image") == true)
             let fd = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
@@ -57,7 +57,7 @@ import Testing
     func badSubvolumeNamesAreRefusedBeforeAnythingIsMade(name: String) throws {
         try withBtrfsImage { image in
             let store = try Store(path: image.mountPoint)
-            let error = #expect(throws: StoreError.self) { try store.ensureSubvolume(name) }
+            let error = #expect(throws: ReplicaError.self) { try store.ensureSubvolume(name) }
             #expect(error?.errno == .EINVAL)
             let top = try OwnedFD.open(image.mountPoint, O_RDONLY | O_DIRECTORY)
             #expect(try DirectoryEntries.names(in: top).isEmpty)
@@ -68,7 +68,7 @@ import Testing
         try withBtrfsImage { image in
             let store = try Store(path: image.mountPoint)
             symlink("/etc", "\(image.mountPoint)/svc")
-            let error = #expect(throws: StoreError.self) { try store.snapshot("svc", at: .now) }
+            let error = #expect(throws: ReplicaError.self) { try store.snapshot("svc", at: .now) }
             #expect(error?.errno == .ELOOP)
         }
     }
@@ -92,7 +92,7 @@ import Testing
 
     @Test func tooSmallAnImageIsRefusedAndNoFileIsLeft() throws {
         try withTemporaryDirectory { dir in
-            let error = #expect(throws: StoreError.self) { try LoopImage.create(at: "\(dir)/x.img", size: 1 << 20) }
+            let error = #expect(throws: ReplicaError.self) { try LoopImage.create(at: "\(dir)/x.img", size: 1 << 20) }
             #expect(error?.hint?.contains("too small") == true)
             #expect(access("\(dir)/x.img", F_OK) == -1)
         }
@@ -133,7 +133,7 @@ import Testing
     @Test func aBusyMountPointIsRefusedAndLeftAlone() throws {
         try withBtrfsImage { busy in
             try withTemporaryDirectory { dir in
-                let error = #expect(throws: StoreError.self) {
+                let error = #expect(throws: ReplicaError.self) {
                     _ = try EmbeddedStore.mount(image: "\(dir)/store.img", at: busy.mountPoint, size: 256 << 20)
                 }
                 #expect(error?.errno == .EBUSY)
@@ -150,7 +150,7 @@ import Testing
     @Test func anImageStillAttachedIsNotMountedTwice() throws {
         try withBtrfsImage { image in
             try withTemporaryDirectory { dir in
-                let error = #expect(throws: StoreError.self) { _ = try LoopImage.mount(image.image, at: dir) }
+                let error = #expect(throws: ReplicaError.self) { _ = try LoopImage.mount(image.image, at: dir) }
                 #expect(error?.errno == .EBUSY && error?.hint?.contains("already attached to \(image.device)") == true,
                         "\(String(describing: error))")
                 let mounts = try MountInfo.read().filter { $0.mountPoint == dir }

@@ -8,7 +8,7 @@ import Synchronization
 /// (never crossing into a filesystem still mounted below it).
 public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     var template = Array("/tmp/replica-test-XXXXXX".utf8CString)
-    guard let made = mkdtemp(&template) else { throw SystemError.current("mkdtemp", ["/tmp/replica-test-XXXXXX"]) }
+    guard let made = mkdtemp(&template) else { throw ReplicaError.current("mkdtemp", ["/tmp/replica-test-XXXXXX"]) }
     let path = String(cString: made)
     defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", path]) }
     return try body(path)
@@ -21,7 +21,7 @@ public func withBtrfsImage<T>(size: Int64 = 256 << 20, _ body: (MountedImage) th
     try withTemporaryDirectory { directory in
         let image = "\(directory)/store.img"
         let mountPoint = "\(directory)/mnt"
-        guard mkdir(mountPoint, 0o700) == 0 else { throw SystemError.current("mkdir", [mountPoint]) }
+        guard mkdir(mountPoint, 0o700) == 0 else { throw ReplicaError.current("mkdir", [mountPoint]) }
         try LoopImage.create(at: image, size: size)
         let mounted = try LoopImage.mount(image, at: mountPoint)
         defer { try? mounted.unmount() }
@@ -47,14 +47,14 @@ enum NamespaceCounter {
 public func builtTool(_ name: String) throws -> String {
     let path = Command.beside(name)
     guard access(path, X_OK) == 0 else {
-        throw SystemError("access", [path], errno: .ENOENT, hint: "build it first: swift build --build-tests")
+        throw ReplicaError("access", [path], errno: .ENOENT, hint: "build it first: swift build --build-tests")
     }
     return path
 }
 
 extension StateMigration {
     /// The owner tests migrate as: one unit, the state path itself.
-    public static func shift(_ name: String, from source: String, in store: borrowing Store) throws(StoreError) -> Outcome {
+    public static func shift(_ name: String, from source: String, in store: borrowing Store) throws(ReplicaError) -> Outcome {
         try shift(name, from: source, owner: StateOwner(unit: "test.service", path: source), in: store)
     }
 }

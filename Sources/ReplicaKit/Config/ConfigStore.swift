@@ -41,16 +41,16 @@ public struct ConfigStore: Equatable, Sendable {
     }
 
     /// Generation numbers present, ascending.
-    public func generations() throws(SystemError) -> [Int] {
+    public func generations() throws(ReplicaError) -> [Int] {
         guard let fd = try? OwnedFD.open("\(directory)/generations", O_RDONLY | O_DIRECTORY) else { return [] }
         return try DirectoryEntries.names(in: fd).compactMap { Int($0) }.filter { $0 > 0 }.sorted()
     }
 
     /// The generation `current` points at, or nil before the first switch.
-    public func current() throws(SystemError) -> Int? {
+    public func current() throws(ReplicaError) -> Int? {
         guard let target = readSymlink("\(directory)/current") else { return nil }
         guard target.hasPrefix("generations/"), let number = Int(target.dropFirst("generations/".count)) else {
-            throw SystemError("readlink", ["\(directory)/current"], errno: .EINVAL,
+            throw ReplicaError("readlink", ["\(directory)/current"], errno: .EINVAL,
                               hint: "current must point at generations/N; it points at \(target)")
         }
         return number
@@ -58,7 +58,7 @@ public struct ConfigStore: Equatable, Sendable {
 
     /// Writes a new generation from file contents keyed by target path (`/etc/app.conf`), and
     /// returns its number. It does not become current until `switchTo`.
-    public func writeGeneration(_ files: [String: [UInt8]]) throws(SystemError) -> Int {
+    public func writeGeneration(_ files: [String: [UInt8]]) throws(ReplicaError) -> Int {
         try writeGeneration(entries: files.mapValues { .file($0, mode: 0o644) }, trees: [])
     }
 
@@ -66,7 +66,7 @@ public struct ConfigStore: Equatable, Sendable {
     /// copied whole as a tree (files with their permission bits, directories, symlinks that stay
     /// inside it). Refused: sources reached through a symlink, hard links to other files, FIFOs,
     /// sockets and devices, symlinks leaving their tree, files over 16 MiB.
-    public func writeGeneration(copying sources: [(target: String, source: String)]) throws(SystemError) -> Int {
+    public func writeGeneration(copying sources: [(target: String, source: String)]) throws(ReplicaError) -> Int {
         var entries: [String: Entry] = [:]
         var trees: [String] = []
         var budget = (entries: Self.entryLimit, bytes: Self.byteLimit)
@@ -89,12 +89,12 @@ public struct ConfigStore: Equatable, Sendable {
 
     /// Walks a source directory by descriptor (never following a symlink) into `entries`.
     static func collect(tree: borrowing OwnedFD, source: String, target root: String, below path: String,
-                        into entries: inout [String: Entry], budget: inout (entries: Int, bytes: Int)) throws(SystemError) {
+                        into entries: inout [String: Entry], budget: inout (entries: Int, bytes: Int)) throws(ReplicaError) {
         for name in try DirectoryEntries.names(in: tree) {
             let (from, to) = ("\(source)/\(name)", "\(path)/\(name)")
             budget.entries -= 1
             guard budget.entries >= 0 else {
-                throw SystemError("config tree", [from], errno: .EFBIG, hint: "more than \(entryLimit) entries; a config tree is small")
+                throw ReplicaError("config tree", [from], errno: .EFBIG, hint: "more than \(entryLimit) entries; a config tree is small")
             }
             var st = stat()
             _ = try syscall("fstatat", from) { fstatat(tree.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
@@ -110,15 +110,15 @@ public struct ConfigStore: Equatable, Sendable {
                 let bytes = try file.readAll(limit: fileLimit, name: from)
                 budget.bytes -= bytes.count
                 guard budget.bytes >= 0 else {
-                    throw SystemError("config tree", [from], errno: .EFBIG, hint: "more than \(byteLimit >> 20) MiB in all; a config tree is small")
+                    throw ReplicaError("config tree", [from], errno: .EFBIG, hint: "more than \(byteLimit >> 20) MiB in all; a config tree is small")
                 }
                 entries[to] = .file(bytes, mode: mode_t(status.mode & 0o777))
             case .symlink:
-                guard let destination = readSymlink(name, in: tree.rawValue) else { throw SystemError.current("readlinkat", [from]) }
+                guard let destination = readSymlink(name, in: tree.rawValue) else { throw ReplicaError.current("readlinkat", [from]) }
                 try refuseEscape(destination, link: to, tree: root, source: from)
                 entries[to] = .symlink(destination)
             default:
-                throw SystemError("config tree", [from], errno: .EINVAL,
+                throw ReplicaError("config tree", [from], errno: .EINVAL,
                                   hint: "is \(status.kind); a config tree holds files, directories and symlinks only")
             }
         }
@@ -128,7 +128,7 @@ public struct ConfigStore: Equatable, Sendable {
     /// climb with leading `..` no higher than the tree, then only descend; absolute targets inside the
     /// tree's own path (where the service sees it), without `..`. A `..` after a name is refused: the
     /// name may itself be a link, and the kernel would climb from where it points.
-    static func refuseEscape(_ destination: String, link: String, tree: String, source: String) throws(SystemError) {
+    static func refuseEscape(_ destination: String, link: String, tree: String, source: String) throws(ReplicaError) {
         let parts = destination.split(separator: "/").filter { $0 != "." }
         let climbs = parts.prefix { $0 == ".." }.count
         let depth = link.split(separator: "/").count - tree.split(separator: "/").count - 1
@@ -140,20 +140,20 @@ public struct ConfigStore: Equatable, Sendable {
             inside = !parts.isEmpty && !parts.dropFirst(climbs).contains("..") && climbs <= depth
         }
         guard inside else {
-            throw SystemError("config tree", [source], errno: .EXDEV,
+            throw ReplicaError("config tree", [source], errno: .EXDEV,
                               hint: "is a symlink to \(destination), which leaves the tree \(tree); copy what it points to into the tree, "
                                   + "or link inside it (../sites-available/default)")
         }
     }
 
     /// Writes `entries` as a new generation in a staging directory renamed into place.
-    func writeGeneration(entries: [String: Entry], trees: [String]) throws(SystemError) -> Int {
+    func writeGeneration(entries: [String: Entry], trees: [String]) throws(ReplicaError) -> Int {
         for target in entries.keys { try Self.validateTarget(target) }
         try createDirectories("\(directory)/generations", mode: 0o755)
         let number = (try generations().last ?? 0) + 1
         let staging = "\(directory)/generations/.staging-\(number)-\(getpid())"
         _ = try syscall("mkdir", staging) { mkdir(staging, 0o755) }
-        do throws(SystemError) {
+        do throws(ReplicaError) {
             let root = try RootDirectory(staging)
             // Sorted: a directory before what is in it.
             for (target, entry) in entries.sorted(by: { $0.key < $1.key }) {
@@ -181,9 +181,9 @@ public struct ConfigStore: Equatable, Sendable {
     }
 
     /// Makes `generation` current: a new symlink renamed over `current` in one step.
-    public func switchTo(_ generation: Int) throws(SystemError) {
+    public func switchTo(_ generation: Int) throws(ReplicaError) {
         guard try generations().contains(generation) else {
-            throw SystemError("switch config", ["\(directory)/generations/\(generation)"], errno: .ENOENT,
+            throw ReplicaError("switch config", ["\(directory)/generations/\(generation)"], errno: .ENOENT,
                               hint: "no such generation; have \(try generations().map(String.init).joined(separator: ", "))")
         }
         let staging = "\(directory)/.current-\(getpid())"
@@ -194,26 +194,26 @@ public struct ConfigStore: Equatable, Sendable {
 
     /// Switches back to the newest generation older than the current one, and returns it.
     @discardableResult
-    public func rollback() throws(SystemError) -> Int {
+    public func rollback() throws(ReplicaError) -> Int {
         guard let now = try current(), let previous = try generations().last(where: { $0 < now }) else {
-            throw SystemError("rollback config", [directory], errno: .ENOENT, hint: "no generation before the current one")
+            throw ReplicaError("rollback config", [directory], errno: .ENOENT, hint: "no generation before the current one")
         }
         try switchTo(previous)
         return previous
     }
 
     /// The trees of a generation (bound whole), sorted.
-    public func trees(in generation: Int) throws(SystemError) -> [String] {
+    public func trees(in generation: Int) throws(ReplicaError) -> [String] {
         let path = "\(directory)/generations/\(generation)/\(Self.treesFile)"
         guard let fd = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW) else { return [] }
         return String(decoding: try fd.readAll(limit: 1 << 20, name: path), as: UTF8.self).split(separator: "\n").map(String.init).sorted()
     }
 
     /// Target paths of the files and symlinks in a generation (inside its trees too), sorted.
-    public func files(in generation: Int) throws(SystemError) -> [String] {
+    public func files(in generation: Int) throws(ReplicaError) -> [String] {
         let base = "\(directory)/generations/\(generation)"
         var found: [String] = []
-        func walk(_ relative: String) throws(SystemError) {
+        func walk(_ relative: String) throws(ReplicaError) {
             let fd = try OwnedFD.open(base + relative, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             for name in try DirectoryEntries.names(in: fd) where !(relative.isEmpty && name == Self.treesFile) {
                 let path = "\(relative)/\(name)"
@@ -229,7 +229,7 @@ public struct ConfigStore: Equatable, Sendable {
     /// over its directory and each other file over its target, each source checked: reached without
     /// symlinks, a file with one link. Concrete paths (`generations/N/...`), so a switch during a
     /// start cannot mix two.
-    public func binds(generation: Int? = nil) throws(SystemError) -> [Bind] {
+    public func binds(generation: Int? = nil) throws(ReplicaError) -> [Bind] {
         let chosen: Int? = if let generation { generation } else { try current() }
         guard let number = chosen else { return [] }
         let base = "\(directory)/generations/\(number)"
@@ -250,7 +250,7 @@ public struct ConfigStore: Equatable, Sendable {
 
     /// Where what a process sees differs from the current generation: reads each target through
     /// `root` (`/proc/PID/root` for a running service) and compares it with the generation's file.
-    public func drift(seenThrough root: String) throws(SystemError) -> [(path: String, reason: String)] {
+    public func drift(seenThrough root: String) throws(ReplicaError) -> [(path: String, reason: String)] {
         guard let number = try current() else { return [] }
         let base = "\(directory)/generations/\(number)"
         var differences: [(path: String, reason: String)] = []
@@ -269,20 +269,20 @@ public struct ConfigStore: Equatable, Sendable {
         return differences
     }
 
-    static func validateTarget(_ target: String) throws(SystemError) {
+    static func validateTarget(_ target: String) throws(ReplicaError) {
         let parts = target.split(separator: "/")
         guard target.hasPrefix("/"), !parts.isEmpty, !parts.contains(where: { $0 == ".." || $0 == "." }) else {
-            throw SystemError("config file", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
+            throw ReplicaError("config file", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
         }
         guard parts[0] != Self.treesFile else {
-            throw SystemError("config file", [target], errno: .EINVAL, hint: "\(Self.treesFile) is the generation's own list of trees")
+            throw ReplicaError("config file", [target], errno: .EINVAL, hint: "\(Self.treesFile) is the generation's own list of trees")
         }
     }
 
-    static func refuseHardlink(_ fd: borrowing OwnedFD, _ path: String) throws(SystemError) {
+    static func refuseHardlink(_ fd: borrowing OwnedFD, _ path: String) throws(ReplicaError) {
         let status = try fd.status()
         guard status.linkCount == 1 else {
-            throw SystemError("config file", [path], errno: .EMLINK,
+            throw ReplicaError("config file", [path], errno: .EMLINK,
                               hint: "has \(status.linkCount) hard links; a config source must be a file of its own")
         }
     }

@@ -48,7 +48,7 @@ public struct FileStatus: Equatable, Sendable {
     }
 
     /// `lstat(2)` of a trusted path.
-    public static func of(_ path: String) throws(SystemError) -> FileStatus {
+    public static func of(_ path: String) throws(ReplicaError) -> FileStatus {
         var st = stat()
         _ = try syscall("lstat", path) { lstat(path, &st) }
         return FileStatus(st)

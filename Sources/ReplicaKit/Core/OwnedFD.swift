@@ -20,24 +20,24 @@ public struct OwnedFD: ~Copyable, Sendable {
     }
 
     /// `open(2)` with `O_CLOEXEC` added; for trusted paths only (see `RootDirectory` for the rest).
-    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(SystemError) -> OwnedFD {
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(ReplicaError) -> OwnedFD {
         OwnedFD(adopting: try syscall("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) })
     }
 
     /// `openat(2)` relative to this directory, with `O_CLOEXEC` added.
-    public borrowing func openat(_ name: String, _ flags: Int32, mode: mode_t = 0) throws(SystemError) -> OwnedFD {
+    public borrowing func openat(_ name: String, _ flags: Int32, mode: mode_t = 0) throws(ReplicaError) -> OwnedFD {
         let fd = rawValue
         return OwnedFD(adopting: try syscall("openat", name) { Glibc.openat(fd, name, flags | O_CLOEXEC, mode) })
     }
 
     /// `fcntl(F_DUPFD_CLOEXEC)`: a second owner for the same open file.
-    public borrowing func duplicate() throws(SystemError) -> OwnedFD {
+    public borrowing func duplicate() throws(ReplicaError) -> OwnedFD {
         let fd = rawValue
         return OwnedFD(adopting: try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(fd, F_DUPFD_CLOEXEC, 3) })
     }
 
     /// `fstat(2)`.
-    public borrowing func status() throws(SystemError) -> FileStatus {
+    public borrowing func status() throws(ReplicaError) -> FileStatus {
         var st = stat()
         let fd = rawValue
         _ = try syscall("fstat") { fstat(fd, &st) }
@@ -45,7 +45,7 @@ public struct OwnedFD: ~Copyable, Sendable {
     }
 
     /// `fstatfs(2)` `f_type`: the filesystem magic (compare with `FilesystemMagic`).
-    public borrowing func filesystemType() throws(SystemError) -> Int64 {
+    public borrowing func filesystemType() throws(ReplicaError) -> Int64 {
         var type: Int64 = 0
         let fd = rawValue
         _ = try syscall("fstatfs") { replica_fstatfs_type(fd, &type) }
@@ -60,21 +60,21 @@ public struct OwnedFD: ~Copyable, Sendable {
     /// Opens the same file again with new flags through `/proc/self/fd/N`, then checks that the new
     /// descriptor is the same inode. Turns an `O_PATH` descriptor into one that can be read or used
     /// for ioctls, without resolving any path again.
-    public borrowing func reopen(_ flags: Int32) throws(SystemError) -> OwnedFD {
+    public borrowing func reopen(_ flags: Int32) throws(ReplicaError) -> OwnedFD {
         let before = try status()
         let proc = "/proc/self/fd/\(rawValue)"
         let raw = Glibc.open(proc, flags | O_CLOEXEC)
-        guard raw >= 0 else { throw SystemError.current("open", [kernelPath() ?? proc]) }  // named only on failure
+        guard raw >= 0 else { throw ReplicaError.current("open", [kernelPath() ?? proc]) }  // named only on failure
         let fd = OwnedFD(adopting: raw)
         let after = try fd.status()
         guard after.device == before.device, after.inode == before.inode else {
-            throw SystemError("reopen", [proc], errno: .EXDEV, hint: "the file changed while it was reopened")
+            throw ReplicaError("reopen", [proc], errno: .EXDEV, hint: "the file changed while it was reopened")
         }
         return fd
     }
 
     /// Reads until end of file, refusing more than `limit` bytes.
-    public borrowing func readAll(limit: Int = 64 << 20, name: String = "") throws(SystemError) -> [UInt8] {
+    public borrowing func readAll(limit: Int = 64 << 20, name: String = "") throws(ReplicaError) -> [UInt8] {
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         let fd = rawValue
@@ -85,20 +85,20 @@ public struct OwnedFD: ~Copyable, Sendable {
             if n == 0 { return data }
             data.append(contentsOf: chunk[0..<n])
             if data.count > limit {
-                throw SystemError("read", [name], errno: .E2BIG, hint: "more than \(limit) bytes")
+                throw ReplicaError("read", [name], errno: .E2BIG, hint: "more than \(limit) bytes")
             }
         }
     }
 
     /// The whole (small) file as text without its trailing newline: a line of procfs or sysfs, a
     /// lease's owner.
-    public borrowing func readLine(limit: Int = 4096, name: String = "") throws(SystemError) -> String {
+    public borrowing func readLine(limit: Int = 4096, name: String = "") throws(ReplicaError) -> String {
         let text = String(decoding: try readAll(limit: limit, name: name), as: UTF8.self)
         return text.hasSuffix("\n") ? String(text.dropLast()) : text
     }
 
     /// Writes every byte, retrying short writes.
-    public borrowing func writeAll(_ bytes: some Collection<UInt8>, name: String = "") throws(SystemError) {
+    public borrowing func writeAll(_ bytes: some Collection<UInt8>, name: String = "") throws(ReplicaError) {
         let fd = rawValue
         let array = Array(bytes)
         var offset = 0

@@ -10,7 +10,7 @@ public enum FilesystemMount {
     public static func mount(
         type: String, source: String, options: [String: String?] = [:], onto target: borrowing OwnedFD,
         targetName: String
-    ) throws(SystemError) {
+    ) throws(ReplicaError) {
         if !SandboxMounter.hasNewMountAPI { return try legacyMount(type, source, options, target, targetName) }
         let mountFD = try detached(type: type, source: source, options: options, attributes: 0, name: targetName)
         let targetFD = target.rawValue
@@ -24,12 +24,13 @@ public enum FilesystemMount {
     /// not attached anywhere yet: attach it with `move_mount`, or use it as scratch space that
     /// vanishes with its descriptor.
     public static func detached(type: String, source: String, options: [String: String?], attributes: UInt64,
-                                name: String) throws(SystemError) -> OwnedFD {
+                                name: String) throws(ReplicaError) -> OwnedFD {
         let contextFD = OwnedFD(adopting: try syscall("fsopen", type) { replica_fsopen(type, replica_FSOPEN_CLOEXEC) })
-        func configure(_ cmd: UInt32, _ key: String?, _ value: String?) throws(SystemError) {
+        func configure(_ cmd: UInt32, _ key: String?, _ value: String?) throws(ReplicaError) {
             if replica_fsconfig(contextFD.rawValue, cmd, key, value, 0) < 0 {
                 let errno = Errno.current
-                throw SystemError("fsconfig", [type, name], errno: errno, hint: kernelMessages(contextFD.rawValue) ?? key.map { "option \($0)" })
+                throw ReplicaError("fsconfig", [type, name], errno: errno, hint: kernelMessages(contextFD.rawValue) ?? key.map { "option \($0)" },
+                                   reason: .init(errno, fromCall: true))
             }
         }
         try configure(replica_FSCONFIG_SET_STRING, "source", source)
@@ -44,7 +45,7 @@ public enum FilesystemMount {
     }
 
     /// `umount2(2)`: `umount TARGET`, or `umount -l` with `detach`.
-    public static func unmount(_ target: String, detach: Bool = false) throws(SystemError) {
+    public static func unmount(_ target: String, detach: Bool = false) throws(ReplicaError) {
         _ = try syscall("umount2", target) { umount2(target, detach ? Int32(MNT_DETACH) : 0) }
     }
 
@@ -70,7 +71,7 @@ public enum FilesystemMount {
     /// `mount(2)` onto `/proc/self/fd/N` of the target descriptor, for kernels without fsopen.
     private static func legacyMount(
         _ type: String, _ source: String, _ options: [String: String?], _ target: borrowing OwnedFD, _ name: String
-    ) throws(SystemError) {
+    ) throws(ReplicaError) {
         let data = Self.data(options)
         let proc = "/proc/self/fd/\(target.rawValue)"
         _ = try syscall("mount", source, name) { Glibc.mount(source, proc, type, 0, data) }

@@ -47,7 +47,7 @@ public enum MountInfo {
     public static let maxFileSize = 64 << 20
 
     /// Parses the whole text; `source` names it in errors (`/proc/self/mountinfo:12`).
-    public static func parse(_ bytes: [UInt8], source: String = "mountinfo") throws(SystemError) -> [MountInfoEntry] {
+    public static func parse(_ bytes: [UInt8], source: String = "mountinfo") throws(ReplicaError) -> [MountInfoEntry] {
         var entries: [MountInfoEntry] = []
         var lineNumber = 0
         var start = 0
@@ -57,7 +57,7 @@ public enum MountInfo {
             while end < bytes.count && bytes[end] != UInt8(ascii: "\n") {
                 end += 1
                 if end - start > maxLineLength {
-                    throw SystemError("mountinfo", ["\(source):\(lineNumber)"], errno: .E2BIG,
+                    throw ReplicaError("mountinfo", ["\(source):\(lineNumber)"], errno: .E2BIG,
                                       hint: "line is longer than \(maxLineLength) bytes")
                 }
             }
@@ -70,21 +70,21 @@ public enum MountInfo {
     }
 
     /// Parses text given as a string.
-    public static func parse(_ text: String, source: String = "mountinfo") throws(SystemError) -> [MountInfoEntry] {
+    public static func parse(_ text: String, source: String = "mountinfo") throws(ReplicaError) -> [MountInfoEntry] {
         try parse(Array(text.utf8), source: source)
     }
 
     /// Reads and parses `/proc/PID/mountinfo` (`self` by default).
-    public static func read(pid: String = "self") throws(SystemError) -> [MountInfoEntry] {
+    public static func read(pid: String = "self") throws(ReplicaError) -> [MountInfoEntry] {
         let path = "/proc/\(pid)/mountinfo"
         let fd = try OwnedFD.open(path, O_RDONLY)
         return try parse(try fd.readAll(limit: maxFileSize, name: path), source: path)
     }
 
-    static func parseLine(_ line: ArraySlice<UInt8>, source: String, line number: Int) throws(SystemError) -> MountInfoEntry {
+    static func parseLine(_ line: ArraySlice<UInt8>, source: String, line number: Int) throws(ReplicaError) -> MountInfoEntry {
         let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-        func invalid(_ why: String) -> SystemError {
-            SystemError("mountinfo", ["\(source):\(number)"], errno: .EINVAL, hint: why)
+        func invalid(_ why: String) -> ReplicaError {
+            ReplicaError("mountinfo", ["\(source):\(number)"], errno: .EINVAL, hint: why)
         }
         guard let dash = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }) else {
             throw invalid("no \" - \" separator before the filesystem type")

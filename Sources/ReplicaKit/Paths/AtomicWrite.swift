@@ -6,15 +6,15 @@ extension RootDirectory {
     /// or the new one, never a mix. The parent directory is resolved inside the root with no symlinks
     /// allowed; the data goes to a temporary file beside the target, is fsync'ed, then renamed over it
     /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched.
-    public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(SystemError) {
+    public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
-            throw SystemError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
+            throw ReplicaError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
         }
         let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
         let temporary = ".\(name).replica-\(getpid())-\(replica_gettid())"
         let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
-        do throws(SystemError) {
+        do throws(ReplicaError) {
             try file.writeAll(contents, name: relativePath)
             _ = try syscall("fsync", relativePath) { fsync(file.rawValue) }
             _ = try syscall("renameat", temporary, relativePath) {

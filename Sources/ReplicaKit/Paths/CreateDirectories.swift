@@ -2,10 +2,10 @@ import Glibc
 
 /// `mkdir -p PATH` for trusted paths (configuration, not a confined service's): creates each
 /// missing component with `mode`; existing ones are fine.
-public func createDirectories(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
+public func createDirectories(_ path: String, mode: mode_t = 0o755) throws(ReplicaError) {
     var current = path.hasPrefix("/") ? "" : "."
     for component in path.split(separator: "/") {
         current += "/\(component)"
-        if mkdir(current, mode) != 0 && Errno.current != .EEXIST { throw SystemError.current("mkdir", [current]) }
+        if mkdir(current, mode) != 0 && Errno.current != .EEXIST { throw ReplicaError.current("mkdir", [current]) }
     }
 }

@@ -3,10 +3,10 @@ import Glibc
 /// Listing a directory by descriptor (`fdopendir(3)` + `readdir(3)`), without `.` and `..`.
 public enum DirectoryEntries {
     /// The names in the directory `fd` refers to (which must be opened for reading, not `O_PATH`).
-    public static func names(in directory: borrowing OwnedFD) throws(SystemError) -> [String] {
+    public static func names(in directory: borrowing OwnedFD) throws(ReplicaError) -> [String] {
         let fd = try directory.duplicate().release()  // fdopendir takes ownership of its fd
         guard let stream = fdopendir(fd) else {
-            let error = SystemError.current("fdopendir", [directory.kernelPath() ?? ""])
+            let error = ReplicaError.current("fdopendir", [directory.kernelPath() ?? ""])
             Glibc.close(fd)
             throw error
         }
@@ -18,7 +18,7 @@ public enum DirectoryEntries {
         while true {
             Glibc.errno = 0
             guard let entry = readdir(stream) else {
-                if Glibc.errno != 0 { throw SystemError.current("readdir", [directory.kernelPath() ?? ""]) }
+                if Glibc.errno != 0 { throw ReplicaError.current("readdir", [directory.kernelPath() ?? ""]) }
                 break
             }
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in

@@ -15,7 +15,7 @@ public struct RootDirectory: ~Copyable, Sendable {
 
     /// Opens `path` as a root. The root itself is named by the caller (configuration, not the
     /// confined service) and may be reached through symlinks unless `followSymlinks` is false.
-    public init(_ path: String, followSymlinks: Bool = true) throws(SystemError) {
+    public init(_ path: String, followSymlinks: Bool = true) throws(ReplicaError) {
         self.path = path
         let flags = replica_O_PATH | O_DIRECTORY | (followSymlinks ? 0 : O_NOFOLLOW)
         fd = try OwnedFD.open(path, flags)
@@ -31,7 +31,7 @@ public struct RootDirectory: ~Copyable, Sendable {
     /// after checking its type against `options` (from `fstat`, never by opening it for I/O).
     public func open(
         _ relativePath: String, _ options: ResolveOptions = [], method: ResolveMethod = .automatic
-    ) throws(SystemError) -> OwnedFD {
+    ) throws(ReplicaError) -> OwnedFD {
         var options = options
         if relativePath.hasSuffix("/") && !relativePath.allSatisfy({ $0 == "/" }) { options.insert(.directory) }
         let result: OwnedFD
@@ -42,7 +42,7 @@ public struct RootDirectory: ~Copyable, Sendable {
             result = try resolveByWalking(relativePath, options)
         case .automatic:
             if RootDirectory.hasOpenat2 {
-                do throws(SystemError) { result = try resolveWithOpenat2(relativePath, options) } catch where error.errno == .EAGAIN {
+                do throws(ReplicaError) { result = try resolveWithOpenat2(relativePath, options) } catch where error.errno == .EAGAIN {
                     // Renames and mounts elsewhere kept invalidating the lookup; the walk gives the
                     // same answer without depending on them.
                     result = try resolveByWalking(relativePath, options)
@@ -59,7 +59,7 @@ public struct RootDirectory: ~Copyable, Sendable {
     /// FIFOs and devices are refused before anything opens them for I/O.
     public func openForReading(
         _ relativePath: String, _ options: ResolveOptions = [], method: ResolveMethod = .automatic
-    ) throws(SystemError) -> OwnedFD {
+    ) throws(ReplicaError) -> OwnedFD {
         let fd = try open(relativePath, options.union(.noSpecialFiles), method: method)
         let status = try fd.status()
         return try fd.reopen(O_RDONLY | (status.kind == .directory ? O_DIRECTORY : 0))
@@ -72,8 +72,8 @@ public struct RootDirectory: ~Copyable, Sendable {
         return false
     }()
 
-    private func fail(_ relativePath: String, _ errno: Errno, _ call: String, hint: String? = nil) -> SystemError {
-        SystemError(call, [path, relativePath], errno: errno, hint: hint ?? RootDirectory.hint(for: errno))
+    private func fail(_ relativePath: String, _ errno: Errno, _ call: String, hint: String? = nil) -> ReplicaError {
+        ReplicaError(call, [path, relativePath], errno: errno, hint: hint ?? RootDirectory.hint(for: errno))
     }
 
     static func hint(for errno: Errno) -> String? {
@@ -85,7 +85,7 @@ public struct RootDirectory: ~Copyable, Sendable {
         }
     }
 
-    private func resolveWithOpenat2(_ relativePath: String, _ options: ResolveOptions) throws(SystemError) -> OwnedFD {
+    private func resolveWithOpenat2(_ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) -> OwnedFD {
         var resolve = replica_RESOLVE_IN_ROOT | replica_RESOLVE_NO_MAGICLINKS
         if options.contains(.noSymlinks) { resolve |= replica_RESOLVE_NO_SYMLINKS }
         var flags = replica_O_PATH | O_CLOEXEC
@@ -114,7 +114,7 @@ public struct RootDirectory: ~Copyable, Sendable {
     /// The walk: one `openat(O_PATH | O_NOFOLLOW)` per component from a stack of directory
     /// descriptors. `..` pops the stack (never above the root), a symlink's target is spliced into the
     /// remaining components (an absolute one restarts at the root), at most `maxSymlinkHops` links.
-    private func resolveByWalking(_ relativePath: String, _ options: ResolveOptions) throws(SystemError) -> OwnedFD {
+    private func resolveByWalking(_ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) -> OwnedFD {
         var stack: [Int32] = [try fd.duplicate().release()]  // stack.last is the current directory
         defer { for raw in stack { Glibc.close(raw) } }
         var remaining = ArraySlice(RootDirectory.components(relativePath))
@@ -177,7 +177,7 @@ public struct RootDirectory: ~Copyable, Sendable {
         return UInt(parentStatus.st_ino) != procRootInode
     }
 
-    private func check(_ result: borrowing OwnedFD, _ relativePath: String, _ options: ResolveOptions) throws(SystemError) {
+    private func check(_ result: borrowing OwnedFD, _ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) {
         guard !options.intersection([.directory, .regularFile, .noSpecialFiles]).isEmpty else { return }
         let kind = try result.status().kind
         if options.contains(.directory) && kind != .directory {

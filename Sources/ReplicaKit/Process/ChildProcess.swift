@@ -4,7 +4,7 @@ import Glibc
 /// A value a child process can send back to its parent as bytes.
 public protocol ChildTransferable: Sendable {
     var childBytes: [UInt8] { get }
-    init(childBytes: [UInt8]) throws(SystemError)
+    init(childBytes: [UInt8]) throws(ReplicaError)
 }
 
 extension Array: ChildTransferable where Element == UInt8 {
@@ -19,9 +19,9 @@ extension String: ChildTransferable {
 
 extension Int: ChildTransferable {
     public var childBytes: [UInt8] { withUnsafeBytes(of: self.littleEndian) { Array($0) } }
-    public init(childBytes: [UInt8]) throws(SystemError) {
+    public init(childBytes: [UInt8]) throws(ReplicaError) {
         guard childBytes.count == MemoryLayout<Int>.size else {
-            throw SystemError("child result", errno: .EINVAL, hint: "expected \(MemoryLayout<Int>.size) bytes")
+            throw ReplicaError("child result", errno: .EINVAL, hint: "expected \(MemoryLayout<Int>.size) bytes")
         }
         self = Int(littleEndian: childBytes.withUnsafeBytes { $0.loadUnaligned(as: Int.self) })
     }
@@ -32,7 +32,7 @@ extension Bool: ChildTransferable {
     public init(childBytes: [UInt8]) { self = childBytes.first == 1 }
 }
 
-/// Runs a closure in a forked child process and returns its result or its `SystemError`, so namespace
+/// Runs a closure in a forked child process and returns its result or its `ReplicaError`, so namespace
 /// work (`unshare`, `setns`, mounts in a private namespace) never touches the caller.
 ///
 /// The child is a `fork(2)` of a possibly multithreaded process: the closure should make system calls
@@ -41,20 +41,20 @@ public enum ChildProcess {
     /// Forks, runs `body` in the child, and waits for it. The child gets SIGKILL if the parent dies,
     /// or if it runs longer than `timeout` (then the call fails with ETIMEDOUT).
     public static func run<Result: ChildTransferable>(
-        timeout: Duration? = nil, _ body: () throws(SystemError) -> Result
-    ) throws(SystemError) -> Result {
+        timeout: Duration? = nil, _ body: () throws(ReplicaError) -> Result
+    ) throws(ReplicaError) -> Result {
         var pipe: [Int32] = [-1, -1]
         _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
         let reader = OwnedFD(adopting: pipe[0])
         let writer = OwnedFD(adopting: pipe[1])
         let parentPID = getpid()
         let pid = fork()
-        if pid < 0 { throw SystemError.current("fork") }
+        if pid < 0 { throw ReplicaError.current("fork") }
         if pid == 0 {
             _ = replica_set_parent_death_signal(SIGKILL)
             if getppid() != parentPID { _exit(127) }
             let frame: [UInt8]
-            do throws(SystemError) {
+            do throws(ReplicaError) {
                 frame = [0] + (try body()).childBytes
             } catch {
                 frame = [1] + encode(error)
@@ -64,7 +64,7 @@ public enum ChildProcess {
         }
         _ = consume writer
         let bytes: [UInt8]
-        do throws(SystemError) {
+        do throws(ReplicaError) {
             bytes = try readFrame(reader, pid: pid, timeout: timeout)
         } catch {
             kill(pid, SIGKILL)
@@ -73,14 +73,14 @@ public enum ChildProcess {
         }
         let status = try ExitStatus.wait(for: pid)
         guard let tag = bytes.first else {
-            throw SystemError("child process", ["\(pid)"], errno: .ECHILD, hint: "\(status) without a result")
+            throw ReplicaError("child process", ["\(pid)"], errno: .ECHILD, hint: "\(status) without a result")
         }
         if tag == 1 { throw decode(Array(bytes.dropFirst())) }
         return try Result(childBytes: Array(bytes.dropFirst()))
     }
 
     /// Reads until EOF, giving up after `timeout`.
-    private static func readFrame(_ fd: borrowing OwnedFD, pid: pid_t, timeout: Duration?) throws(SystemError) -> [UInt8] {
+    private static func readFrame(_ fd: borrowing OwnedFD, pid: pid_t, timeout: Duration?) throws(ReplicaError) -> [UInt8] {
         guard let timeout else { return try fd.readAll(name: "child \(pid)") }
         let deadline = ContinuousClock.now + timeout
         var data: [UInt8] = []
@@ -88,7 +88,7 @@ public enum ChildProcess {
         while true {
             let left = ContinuousClock.now.duration(to: deadline)
             if left <= .zero {
-                throw SystemError("child process", ["\(pid)"], errno: .ETIMEDOUT, hint: "no result within \(timeout)")
+                throw ReplicaError("child process", ["\(pid)"], errno: .ETIMEDOUT, hint: "no result within \(timeout)")
             }
             var poller = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
             let ms = Int32(min(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1, 60_000))
@@ -103,22 +103,22 @@ public enum ChildProcess {
     }
 
     /// errno (4 bytes, little endian), then call, hint flag + hint, and paths, each NUL-terminated.
-    static func encode(_ error: SystemError) -> [UInt8] {
+    static func encode(_ error: ReplicaError) -> [UInt8] {
         var out = withUnsafeBytes(of: error.errno.rawValue.littleEndian) { Array($0) }
-        for field in [error.call, error.hint.map { "1" + $0 } ?? "0"] + error.paths {
+        for field in [error.operation, error.hint.map { "1" + $0 } ?? "0"] + error.objects {
             out += Array(field.utf8) + [0]
         }
         return out
     }
 
-    static func decode(_ bytes: [UInt8]) -> SystemError {
-        guard bytes.count >= 4 else { return SystemError("child process", errno: .EIO, hint: "truncated error") }
+    static func decode(_ bytes: [UInt8]) -> ReplicaError {
+        guard bytes.count >= 4 else { return ReplicaError("child process", errno: .EIO, hint: "truncated error") }
         let errno = Int32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
         let fields = bytes.dropFirst(4).split(separator: 0, omittingEmptySubsequences: false)
             .map { String(decoding: $0, as: UTF8.self) }
-        guard fields.count >= 2 else { return SystemError("child process", errno: Errno(rawValue: errno)) }
+        guard fields.count >= 2 else { return ReplicaError("child process", errno: Errno(rawValue: errno)) }
         let hint = fields[1].hasPrefix("1") ? String(fields[1].dropFirst()) : nil
         let paths = Array(fields.dropFirst(2).dropLast())  // the last NUL leaves one empty field
-        return SystemError(fields[0], paths, errno: Errno(rawValue: errno), hint: hint)
+        return ReplicaError(fields[0], paths, errno: Errno(rawValue: errno), hint: hint)
     }
 }

@@ -12,7 +12,7 @@ public struct CommandResult: Sendable {
 /// program (`mkfs.btrfs`) and by benchmarks to time the command a user would run instead.
 public enum Command {
     /// Runs `arguments` (the first is looked up in `PATH`) and waits.
-    public static func run(_ arguments: [String], captureOutput: Bool = true) throws(SystemError) -> CommandResult {
+    public static func run(_ arguments: [String], captureOutput: Bool = true) throws(ReplicaError) -> CommandResult {
         guard captureOutput else {
             return CommandResult(status: try ExitStatus.wait(for: try spawn(arguments, output: nil)), output: "")
         }
@@ -31,18 +31,18 @@ public enum Command {
 
     /// Runs and requires exit status 0; otherwise the error names the command and quotes its output.
     @discardableResult
-    public static func check(_ arguments: [String]) throws(SystemError) -> String {
+    public static func check(_ arguments: [String]) throws(ReplicaError) -> String {
         let result = try run(arguments)
         guard result.status.isSuccess else {
             let tail = result.output.split(separator: "\n").suffix(5).joined(separator: "; ")
-            throw SystemError(arguments[0], Array(arguments.dropFirst()), errno: .EIO,
+            throw ReplicaError(arguments[0], Array(arguments.dropFirst()), errno: .EIO,
                               hint: "\(result.status)" + (tail.isEmpty ? "" : ": \(tail)"))
         }
         return result.output
     }
 
     /// Starts the program and returns its pid; `output` receives stdout and stderr (nil: `/dev/null`).
-    public static func spawn(_ arguments: [String], output: Int32? = nil) throws(SystemError) -> pid_t {
+    public static func spawn(_ arguments: [String], output: Int32? = nil) throws(ReplicaError) -> pid_t {
         precondition(!arguments.isEmpty, "a command needs a program name")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -61,7 +61,7 @@ public enum Command {
         var pid: pid_t = 0
         let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
         guard result == 0 else {
-            throw SystemError("posix_spawnp", [arguments[0]], errno: Errno(rawValue: result),
+            throw ReplicaError("posix_spawnp", [arguments[0]], errno: Errno(rawValue: result),
                               hint: result == ENOENT ? "install it or add it to PATH" : nil)
         }
         return pid

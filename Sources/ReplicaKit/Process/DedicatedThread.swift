@@ -5,10 +5,10 @@ import Glibc
 /// or a pooled thread that would carry them into unrelated work.
 public enum DedicatedThread {
     public static func run<Value: Sendable>(
-        _ body: @escaping @Sendable () throws(SystemError) -> Value
-    ) throws(SystemError) -> Value {
+        _ body: @escaping @Sendable () throws(ReplicaError) -> Value
+    ) throws(ReplicaError) -> Value {
         let outcome = Outcome<Value>()
-        let work = Work { outcome.result = Result { () throws(SystemError) -> Value in try body() } }
+        let work = Work { outcome.result = Result { () throws(ReplicaError) -> Value in try body() } }
         var thread = pthread_t()
         let context = Unmanaged.passRetained(work).toOpaque()
         let created = pthread_create(&thread, nil, { raw in
@@ -17,10 +17,10 @@ public enum DedicatedThread {
         }, context)
         guard created == 0 else {
             Unmanaged<Work>.fromOpaque(context).release()
-            throw SystemError("pthread_create", errno: Errno(rawValue: created))
+            throw ReplicaError("pthread_create", errno: Errno(rawValue: created))
         }
         pthread_join(thread, nil)
-        guard let result = outcome.result else { throw SystemError("pthread_join", errno: .ECHILD) }
+        guard let result = outcome.result else { throw ReplicaError("pthread_join", errno: .ECHILD) }
         return try result.get()
     }
 
@@ -32,6 +32,6 @@ public enum DedicatedThread {
 
     /// Written by the thread, read after `pthread_join`, which orders the two; no other access exists.
     private final class Outcome<Value>: @unchecked Sendable {
-        var result: Result<Value, SystemError>?
+        var result: Result<Value, ReplicaError>?
     }
 }

@@ -21,7 +21,7 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// `waitpid(2)` for one child, retrying on EINTR.
-    public static func wait(for pid: pid_t) throws(SystemError) -> ExitStatus {
+    public static func wait(for pid: pid_t) throws(ReplicaError) -> ExitStatus {
         var status: Int32 = 0
         _ = try syscall("waitpid", "\(pid)") { waitpid(pid, &status, 0) }
         return ExitStatus(waitStatus: status)

@@ -49,7 +49,7 @@ public struct ProfileGenerator {
     }
 
     /// Writes every unit's drop-in into `output`, returning what was written.
-    public func generate(into output: String) throws(SystemError) -> [Outcome] {
+    public func generate(into output: String) throws(ReplicaError) -> [Outcome] {
         var outcomes: [Outcome] = []
         for unit in units().units {
             var text: String
@@ -57,7 +57,7 @@ public struct ProfileGenerator {
             do throws(ProfileError) {
                 guard let profile = try loader.loadService(unit) else { continue }
                 try validate(profile)
-                do throws(SystemError) { text = try profile.dropIn(shiftCommand: shiftCommand) } catch {
+                do throws(ReplicaError) { text = try profile.dropIn(shiftCommand: shiftCommand) } catch {
                     throw ProfileError(file: profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
                 }
             } catch {
@@ -65,7 +65,7 @@ public struct ProfileGenerator {
                 text = ServiceProfile.refusingDropIn(unit: unit, error: error, shiftCommand: shiftCommand)
             }
             let directory = "\(output)/\(unit).d"
-            if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST { throw SystemError.current("mkdir", [directory]) }
+            if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST { throw ReplicaError.current("mkdir", [directory]) }
             let fd = try OwnedFD.open("\(directory)/replica.conf", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o644)
             try fd.writeAll(Array(text.utf8), name: "\(directory)/replica.conf")
             outcomes.append(Outcome(unit: unit, error: failure))

@@ -65,10 +65,10 @@ public struct ProfileLoader: Sendable {
     }
 
     private func read(_ file: String) throws(ProfileError) -> [UInt8] {
-        do throws(SystemError) {
+        do throws(ReplicaError) {
             let fd = try OwnedFD.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             guard try fd.status().kind == .regular else {
-                throw SystemError("open", [file], errno: .EINVAL, hint: "a profile must be a regular file")
+                throw ReplicaError("open", [file], errno: .EINVAL, hint: "a profile must be a regular file")
             }
             return try fd.readAll(limit: ProfileParser.maxFileSize, name: file)
         } catch {

@@ -10,7 +10,7 @@ extension ServiceProfile {
     ///   pre command too, before `replica-shift prepare` has made the subvolume on first start.
     ///   The service still never runs without its state: prepare fails the start when it cannot
     ///   make the subvolume, and ExecStart's namespace is set up after prepare succeeded.
-    public func sandbox(forSystemd: Bool = false) throws(SystemError) -> SandboxPlan {
+    public func sandbox(forSystemd: Bool = false) throws(ReplicaError) -> SandboxPlan {
         var plan = sandbox
         plan.networkNamespacePath = networkNamespace.map { "\(SandboxPlan.networkNamespaceDirectory)/\($0)" }
         for directory in state {
@@ -29,7 +29,7 @@ extension ServiceProfile {
     /// The unit's drop-in (`UNIT.d/replica.conf`, written by `replica-generator`): the sandbox as
     /// directives and `replica-shift prepare` as a privileged `ExecStartPre=`. Every value comes
     /// from a checked profile and is quoted for systemd, so none can add a directive.
-    public func dropIn(shiftCommand: String = "/usr/bin/replica-shift") throws(SystemError) -> String {
+    public func dropIn(shiftCommand: String = "/usr/bin/replica-shift") throws(ReplicaError) -> String {
         let plan = try sandbox(forSystemd: true)
         // The embedded store is mounted by a unit of its own; a store elsewhere is the operator's mount.
         let storeUnit = storePath == Self.embeddedStore ? ["Wants=replica-store.service", "After=replica-store.service"] : []

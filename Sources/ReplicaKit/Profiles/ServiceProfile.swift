@@ -85,7 +85,7 @@ public struct ServiceProfile: Equatable, Sendable {
                 }
             }
             let name = paths.count == 1 ? subvolume : StatePath.subvolumeName(base: subvolume, path: entry.path)
-            do throws(SystemError) { try StatePath.validateName(name) } catch {
+            do throws(ReplicaError) { try StatePath.validateName(name) } catch {
                 throw ProfileError(entry.setting, error.hint ?? "\(error)")
             }
             state.append(StatePath(path: entry.path, subvolume: name))
@@ -187,13 +187,13 @@ public struct StatePath: Equatable, Sendable {
     public static let maxNameLength = 255 - 17
 
     /// Refuses a derived name that is too long or reserved.
-    static func validateName(_ name: String) throws(SystemError) {
+    static func validateName(_ name: String) throws(ReplicaError) {
         guard !name.hasPrefix("."), name != "snapshots", !name.isEmpty else {
-            throw SystemError("state subvolume", [name], errno: .EINVAL,
+            throw ReplicaError("state subvolume", [name], errno: .EINVAL,
                               hint: "names starting with . and \"snapshots\" are the store's own; set [Snapshots] Subvolume=")
         }
         guard name.utf8.count <= maxNameLength else {
-            throw SystemError("state subvolume", [name], errno: .ENAMETOOLONG,
+            throw ReplicaError("state subvolume", [name], errno: .ENAMETOOLONG,
                               hint: "\(name.utf8.count) bytes; at most \(maxNameLength); choose a shorter path or [Snapshots] Subvolume=")
         }
     }

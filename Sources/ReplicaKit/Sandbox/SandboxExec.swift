@@ -7,9 +7,9 @@ extension SandboxMounter {
     /// `$CACHE_DIRECTORY` as systemd does (colon-separated paths), and replaces this process with
     /// `command` (`execvp(3)`), which inherits all of it. Returns only by throwing: if anything fails, the command never runs,
     /// sandboxed or not.
-    public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(SystemError) -> Never {
+    public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(ReplicaError) -> Never {
         guard let program = command.first else {
-            throw SystemError("execvp", [], errno: .EINVAL, hint: "no command given")
+            throw ReplicaError("execvp", [], errno: .EINVAL, hint: "no command given")
         }
         if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
         try enterPrivateMountNamespace(method: method)
@@ -20,17 +20,17 @@ extension SandboxMounter {
         }
         let argv = command.map { strdup($0) } + [nil]
         execvp(program, argv)
-        let error = SystemError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)
+        let error = ReplicaError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)
         argv.forEach { free($0) }
         throw error
     }
 
     /// `setns(open(PATH), CLONE_NEWNET)` for the calling thread (`ip netns exec`'s join).
-    public static func joinNetworkNamespace(_ path: String) throws(SystemError) {
+    public static func joinNetworkNamespace(_ path: String) throws(ReplicaError) {
         let raw = open(path, O_RDONLY | O_CLOEXEC)
         guard raw >= 0 else {
             let name = path.split(separator: "/").last.map(String.init) ?? path
-            throw SystemError.current("open", [path], hint: Errno.current == .ENOENT
+            throw ReplicaError.current("open", [path], hint: Errno.current == .ENOENT
                                       ? "the network namespace is missing; make it with replica-net up \(name)" : nil)
         }
         let namespace = OwnedFD(adopting: raw)

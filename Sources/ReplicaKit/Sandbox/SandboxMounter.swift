@@ -18,7 +18,7 @@ public enum MountMethod: Sendable, Equatable {
 public enum SandboxMounter {
     /// `unshare -m --propagation slave`: a private mount namespace for the calling thread whose
     /// mounts receive the host's new mounts but never send any back.
-    public static func enterPrivateMountNamespace(method: MountMethod = .automatic) throws(SystemError) {
+    public static func enterPrivateMountNamespace(method: MountMethod = .automatic) throws(ReplicaError) {
         _ = try syscall("unshare(CLONE_NEWNS)") { replica_unshare(replica_CLONE_NEWNS) }
         enteredNamespace.store(try FileStatus.of("/proc/thread-self/ns/mnt").inode, ordering: .releasing)
         if useNewAPI(method) {
@@ -49,7 +49,7 @@ public enum SandboxMounter {
     /// mounting onto it, so a path swapped during setup cannot redirect a mount. Bind sources keep
     /// the host's flags unless made read-only: with the new API they are cloned before the root turns
     /// read-only; with `mount(2)` the read-only walk skips the plan's own mounts.
-    public static func apply(_ plan: SandboxPlan, method: MountMethod = .automatic) throws(SystemError) {
+    public static func apply(_ plan: SandboxPlan, method: MountMethod = .automatic) throws(ReplicaError) {
         try plan.validate()
         try refuseUnlessPrivate()
         let newAPI = useNewAPI(method)
@@ -101,16 +101,16 @@ public enum SandboxMounter {
     struct MountPoints: ~Copyable {
         let directory: RootDirectory
 
-        func open(_ path: String, _ options: ResolveOptions, creating kind: FileStatus.Kind? = nil) throws(SystemError) -> OwnedFD {
-            do throws(SystemError) { return try directory.open(path, options) } catch where error.errno == .ENOENT && kind != nil {
+        func open(_ path: String, _ options: ResolveOptions, creating kind: FileStatus.Kind? = nil) throws(ReplicaError) -> OwnedFD {
+            do throws(ReplicaError) { return try directory.open(path, options) } catch where error.errno == .ENOENT && kind != nil {
                 try create(path, kind!)
                 return try directory.open(path, options)
             }
         }
 
         /// Whether `path` exists in the root (as anything, a symlink included: refused later).
-        func exists(_ path: String) throws(SystemError) -> Bool {
-            do throws(SystemError) { _ = try directory.open(path, [.noSymlinks]) } catch {
+        func exists(_ path: String) throws(ReplicaError) -> Bool {
+            do throws(ReplicaError) { _ = try directory.open(path, [.noSymlinks]) } catch {
                 if error.errno == .ENOENT { return false }
                 if error.errno == .ELOOP { return true }
                 throw error
@@ -118,18 +118,18 @@ public enum SandboxMounter {
             return true
         }
 
-        func create(_ path: String, _ kind: FileStatus.Kind) throws(SystemError) {
+        func create(_ path: String, _ kind: FileStatus.Kind) throws(ReplicaError) {
             let components = path.split(separator: "/").map(String.init)
             var parent = try directory.fd.duplicate()
             for (index, name) in components.enumerated() {
                 let last = index == components.count - 1
                 if last && kind != .directory {
                     let made = Glibc.openat(parent.rawValue, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o644)
-                    if made >= 0 { Glibc.close(made) } else if Errno.current != .EEXIST { throw SystemError.current("create mount point", [path]) }
+                    if made >= 0 { Glibc.close(made) } else if Errno.current != .EEXIST { throw ReplicaError.current("create mount point", [path]) }
                     return
                 }
                 if mkdirat(parent.rawValue, name, 0o755) != 0 && Errno.current != .EEXIST {
-                    throw SystemError.current("mkdirat", [path], hint: "the mount point is missing and cannot be made here")
+                    throw ReplicaError.current("mkdirat", [path], hint: "the mount point is missing and cannot be made here")
                 }
                 parent = try parent.openat(name, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
             }
@@ -161,7 +161,7 @@ public enum SandboxMounter {
     /// The step's source: with `clone`, a detached tmpfs or cloned bind tree; without, the opened
     /// bind source (tmpfs and inaccessible paths are made when mounted). Nil for an optional bind
     /// whose source is missing.
-    static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory, clone: Bool) throws(SystemError) -> Prepared? {
+    static func prepare(_ step: SandboxPlan.Step, host: borrowing RootDirectory, clone: Bool) throws(ReplicaError) -> Prepared? {
         switch step {
         case .temporary(let tmp):
             guard clone else { return nil }
@@ -177,8 +177,8 @@ public enum SandboxMounter {
     }
 
     /// The bind's source, or nil when it is optional and missing.
-    static func openSource(_ bind: Bind, host: borrowing RootDirectory) throws(SystemError) -> OwnedFD? {
-        do throws(SystemError) { return try host.open(bind.source, [.noSymlinks, .noSpecialFiles]) } catch {
+    static func openSource(_ bind: Bind, host: borrowing RootDirectory) throws(ReplicaError) -> OwnedFD? {
+        do throws(ReplicaError) { return try host.open(bind.source, [.noSymlinks, .noSpecialFiles]) } catch {
             if bind.optional && error.errno == .ENOENT { return nil }
             throw error
         }
@@ -186,10 +186,10 @@ public enum SandboxMounter {
 
     /// Refuses unless the calling thread is in a namespace `enterPrivateMountNamespace` made. Fails
     /// closed: not knowing is a refusal.
-    static func refuseUnlessPrivate() throws(SystemError) {
+    static func refuseUnlessPrivate() throws(ReplicaError) {
         let mine = try FileStatus.of("/proc/thread-self/ns/mnt").inode
         guard mine == enteredNamespace.load(ordering: .acquiring) else {
-            throw SystemError("sandbox", ["/proc/thread-self/ns/mnt"], errno: .EPERM,
+            throw ReplicaError("sandbox", ["/proc/thread-self/ns/mnt"], errno: .EPERM,
                               hint: "not a mount namespace made by enterPrivateMountNamespace (it may be the host's); enter one first")
         }
     }
@@ -197,7 +197,7 @@ public enum SandboxMounter {
     /// Everything at and below `root` read-only in one recursive `mount_setattr`, then the API
     /// filesystems (/dev, /proc, /sys) that were writable made writable again, as systemd's
     /// `ProtectSystem=strict` leaves them. The legacy path remounts each mount, keeping its flags.
-    static func makeReadOnly(_ root: String, newAPI: Bool, except planTargets: [String]) throws(SystemError) {
+    static func makeReadOnly(_ root: String, newAPI: Bool, except planTargets: [String]) throws(ReplicaError) {
         let mounts = try MountInfo.read()
         let below = { (path: String) in root == "/" || path == root || path.hasPrefix(root + "/") }
         let joined = { (target: String) in root == "/" ? target : root + target }
@@ -247,7 +247,7 @@ public enum SandboxMounter {
     }
 
     /// A fresh tmpfs: `fsopen("tmpfs")` → `fsconfig(mode, size)` → `fsmount(flags)` → `move_mount`.
-    static func mountTemporary(_ tmp: TemporaryDirectory, onto target: borrowing OwnedFD, newAPI: Bool) throws(SystemError) {
+    static func mountTemporary(_ tmp: TemporaryDirectory, onto target: borrowing OwnedFD, newAPI: Bool) throws(ReplicaError) {
         if newAPI {
             let mountFD = try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: tmp.options,
                                                        attributes: attributes(tmp.flags), name: tmp.path)
@@ -261,7 +261,7 @@ public enum SandboxMounter {
 
     /// `open_tree(OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the source's mount tree,
     /// made read-only with one `mount_setattr` (covering its submounts) when the bind asks.
-    static func cloneTree(_ source: borrowing OwnedFD, _ bind: Bind) throws(SystemError) -> OwnedFD {
+    static func cloneTree(_ source: borrowing OwnedFD, _ bind: Bind) throws(ReplicaError) -> OwnedFD {
         let flags = replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC | UInt32(replica_AT_EMPTY_PATH)
             | (bind.recursive ? UInt32(replica_AT_RECURSIVE) : 0)
         let sourceFD = source.rawValue
@@ -276,7 +276,7 @@ public enum SandboxMounter {
 
     /// A bind mount onto the target: a cloned tree attached with `move_mount`, or `mount(MS_BIND)`
     /// then a read-only remount that keeps the mount's other flags.
-    static func bindMount(_ source: borrowing OwnedFD, onto target: borrowing OwnedFD, _ bind: Bind, newAPI: Bool) throws(SystemError) {
+    static func bindMount(_ source: borrowing OwnedFD, onto target: borrowing OwnedFD, _ bind: Bind, newAPI: Bool) throws(ReplicaError) {
         if newAPI {
             try attach(try cloneTree(source, bind), onto: target, name: bind.target)
         } else {
@@ -295,7 +295,7 @@ public enum SandboxMounter {
 
     /// An empty, mode-0000, read-only tmpfs over a directory; over a file, a mode-0000 empty file
     /// cloned from a detached tmpfs (new mount API only).
-    static func makeInaccessible(_ path: String, _ target: borrowing OwnedFD, newAPI: Bool) throws(SystemError) {
+    static func makeInaccessible(_ path: String, _ target: borrowing OwnedFD, newAPI: Bool) throws(ReplicaError) {
         let isDirectory = try target.status().kind == .directory
         if isDirectory {
             try mountTemporary(TemporaryDirectory(path, mode: 0, size: 4096, flags: [.readOnly, .noSetUID, .noDevices, .noExec]),
@@ -303,12 +303,12 @@ public enum SandboxMounter {
             return
         }
         guard newAPI else {
-            throw SystemError("inaccessible file", [path], errno: .ENOTSUP, hint: "hiding a file needs the new mount API (Linux 5.2)")
+            throw ReplicaError("inaccessible file", [path], errno: .ENOTSUP, hint: "hiding a file needs the new mount API (Linux 5.2)")
         }
         let scratch = try FilesystemMount.detached(type: "tmpfs", source: "replica-inaccessible", options: ["mode": "0", "size": "4096"],
                                                    attributes: 0, name: path)
         let made = Glibc.openat(scratch.rawValue, "file", O_CREAT | O_WRONLY | O_CLOEXEC | O_EXCL, 0)
-        if made < 0 { throw SystemError.current("openat", [path]) }
+        if made < 0 { throw ReplicaError.current("openat", [path]) }
         Glibc.close(made)
         let flags = replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC
         let tree = OwnedFD(adopting: try syscall("open_tree", path) { replica_open_tree(scratch.rawValue, "file", flags) })
@@ -319,7 +319,7 @@ public enum SandboxMounter {
     }
 
     /// `move_mount(tree, "", target, "", F_EMPTY_PATH | T_EMPTY_PATH)`.
-    static func attach(_ tree: borrowing OwnedFD, onto target: borrowing OwnedFD, name: String) throws(SystemError) {
+    static func attach(_ tree: borrowing OwnedFD, onto target: borrowing OwnedFD, name: String) throws(ReplicaError) {
         let (from, to) = (tree.rawValue, target.rawValue)
         _ = try syscall("move_mount", name) {
             replica_move_mount(from, "", to, "", replica_MOVE_MOUNT_F_EMPTY_PATH | replica_MOVE_MOUNT_T_EMPTY_PATH)

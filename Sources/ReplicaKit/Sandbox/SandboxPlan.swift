@@ -91,28 +91,28 @@ public struct SandboxPlan: Equatable, Sendable {
     func inRoot(_ path: String) -> String { root == "/" ? path : root + path }
 
     /// Refuses what cannot be applied: relative targets, `..` components, the same target twice.
-    public func validate() throws(SystemError) {
+    public func validate() throws(ReplicaError) {
         var seen: Set<String> = []
         for target in targets {
             guard target.hasPrefix("/"), !target.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
-                throw SystemError("sandbox plan", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
+                throw ReplicaError("sandbox plan", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
             }
             guard target != "/" else {
-                throw SystemError("sandbox plan", [target], errno: .EINVAL, hint: "nothing can be mounted over the root itself")
+                throw ReplicaError("sandbox plan", [target], errno: .EINVAL, hint: "nothing can be mounted over the root itself")
             }
             guard seen.insert(target).inserted else {
-                throw SystemError("sandbox plan", [target], errno: .EEXIST, hint: "the same target appears twice")
+                throw ReplicaError("sandbox plan", [target], errno: .EEXIST, hint: "the same target appears twice")
             }
         }
         for directory in serviceDirectories {
             let parts = directory.name.split(separator: "/", omittingEmptySubsequences: false)
             guard !directory.name.isEmpty, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
-                throw SystemError("sandbox plan", [directory.name], errno: .EINVAL,
+                throw ReplicaError("sandbox plan", [directory.name], errno: .EINVAL,
                                   hint: "\(directory.kind.rawValue)= takes names relative to \(directory.kind.base), without . or ..")
             }
         }
         for bind in binds where !bind.source.hasPrefix("/") {
-            throw SystemError("sandbox plan", [bind.source], errno: .EINVAL, hint: "a bind source is an absolute path")
+            throw ReplicaError("sandbox plan", [bind.source], errno: .EINVAL, hint: "a bind source is an absolute path")
         }
     }
 }

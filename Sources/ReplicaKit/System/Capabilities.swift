@@ -15,8 +15,8 @@ public struct Capabilities: Sendable {
     public let effective: Set<Capability>
 
     /// `cap_get_proc` + `cap_get_flag(CAP_EFFECTIVE)` for every capability the kernel knows.
-    public static func current() throws(SystemError) -> Capabilities {
-        guard let caps = cap_get_proc() else { throw SystemError.current("cap_get_proc") }
+    public static func current() throws(ReplicaError) -> Capabilities {
+        guard let caps = cap_get_proc() else { throw ReplicaError.current("cap_get_proc") }
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         var effective: Set<Capability> = []
         for number in 0...max(CAP_LAST_CAP, 40) {

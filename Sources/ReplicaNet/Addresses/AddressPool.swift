@@ -11,9 +11,9 @@ public struct AddressPool: Sendable {
     public let directory: String
     public static let defaultRoot = "/var/lib/replica/net/leases"
 
-    public init(subnet: IPPrefix, root: String = defaultRoot) throws(NetError) {
+    public init(subnet: IPPrefix, root: String = defaultRoot) throws(ReplicaError) {
         guard subnet.family == AF_INET, (8...30).contains(subnet.length) else {
-            throw NetError("address pool", [subnet.description], errno: .EINVAL, hint: "an IPv4 subnet from /8 to /30")
+            throw ReplicaError("address pool", [subnet.description], errno: .EINVAL, hint: "an IPv4 subnet from /8 to /30")
         }
         self.subnet = subnet.network
         directory = "\(root)/\(self.subnet.addressText)-\(subnet.length)"
@@ -29,15 +29,15 @@ public struct AddressPool: Sendable {
 
     /// The owner's address: the one it already holds, else the lowest free one. `dryRun` only
     /// says which it would be.
-    public func lease(for owner: String, dryRun: Bool = false) throws(NetError) -> IPPrefix {
+    public func lease(for owner: String, dryRun: Bool = false) throws(ReplicaError) -> IPPrefix {
         try take(for: owner, dryRun: dryRun).address
     }
 
     /// `lease`, also saying whether this call made the lease, so that an attempt that fails gives
     /// back only what it took — never the address a running service already holds.
-    public func take(for owner: String, dryRun: Bool = false) throws(NetError) -> (address: IPPrefix, isNew: Bool) {
+    public func take(for owner: String, dryRun: Bool = false) throws(ReplicaError) -> (address: IPPrefix, isNew: Bool) {
         try Self.validate(owner: owner)
-        return try locked { () throws(NetError) -> (address: IPPrefix, isNew: Bool) in
+        return try locked { () throws(ReplicaError) -> (address: IPPrefix, isNew: Bool) in
             let current = try leases()
             if let held = current.first(where: { $0.owner == owner }) { return (held.address, false) }
             let taken = Set(current.map(\.address.address))
@@ -45,20 +45,18 @@ public struct AddressPool: Sendable {
             for n in 2...hosts where !taken.contains(host(n).address) {
                 let address = host(n)
                 if dryRun { return (address, true) }
-                try kit { () throws(SystemError) in
-                    try RootDirectory(directory).writeFileAtomically(address.addressText, contents: Array("\(owner)\n".utf8), mode: 0o644)
-                }
+                try RootDirectory(directory).writeFileAtomically(address.addressText, contents: Array("\(owner)\n".utf8), mode: 0o644)
                 return (address, true)
             }
-            throw NetError("lease address", [subnet.description, owner], errno: .EADDRNOTAVAIL,
+            throw ReplicaError("lease address", [subnet.description, owner], errno: .EADDRNOTAVAIL,
                            hint: "every address of \(subnet) is leased; release some (replica-net down) or use a larger subnet")
         }
     }
 
     /// Every pool under `root` (`10.88.0.0-24`, …), by subnet.
-    public static func all(root: String = defaultRoot) throws(NetError) -> [AddressPool] {
+    public static func all(root: String = defaultRoot) throws(ReplicaError) -> [AddressPool] {
         guard let top = try? OwnedFD.open(root, O_RDONLY | O_DIRECTORY) else { return [] }
-        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }.sorted().compactMap { name in
+        return try DirectoryEntries.names(in: top).sorted().compactMap { name in
             let parts = name.split(separator: "-")
             guard parts.count == 2, let subnet = try? IPPrefix("\(parts[0])/\(parts[1])") else { return nil }
             return try? AddressPool(subnet: subnet, root: root)
@@ -66,18 +64,18 @@ public struct AddressPool: Sendable {
     }
 
     /// Gives the owner's address back; nothing to give back is fine.
-    public func release(_ owner: String) throws(NetError) {
+    public func release(_ owner: String) throws(ReplicaError) {
         try Self.validate(owner: owner)
-        try locked { () throws(NetError) in
+        try locked { () throws(ReplicaError) in
             for lease in try leases() where lease.owner == owner { unlink("\(directory)/\(lease.address.addressText)") }
         }
     }
 
     /// Every lease, by address.
-    public func leases() throws(NetError) -> [(address: IPPrefix, owner: String)] {
+    public func leases() throws(ReplicaError) -> [(address: IPPrefix, owner: String)] {
         guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
         var found: [(address: IPPrefix, owner: String)] = []
-        for name in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: fd) }) {
+        for name in try DirectoryEntries.names(in: fd) {
             guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4,
                   let owner = try? fd.openat(name, O_RDONLY | O_NOFOLLOW).readLine() else { continue }
             found.append((IPPrefix(address: bytes, length: subnet.length), owner))
@@ -85,18 +83,18 @@ public struct AddressPool: Sendable {
         return found.sorted { $0.address.address.lexicographicallyPrecedes($1.address.address) }
     }
 
-    private func locked<T>(_ body: () throws(NetError) -> T) throws(NetError) -> T {
-        try kit { () throws(SystemError) in try createDirectories(directory, mode: 0o755) }
-        let lock = try kit { () throws(SystemError) in try OwnedFD.open("\(directory)/.lock", O_RDWR | O_CREAT, mode: 0o644) }
+    private func locked<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
+        try createDirectories(directory, mode: 0o755)
+        let lock = try OwnedFD.open("\(directory)/.lock", O_RDWR | O_CREAT, mode: 0o644)
         while flock(lock.rawValue, LOCK_EX) != 0 {
-            guard Errno.current == .EINTR else { throw NetError("flock", ["\(directory)/.lock"], errno: .current) }
+            guard Errno.current == .EINTR else { throw ReplicaError.current("flock", ["\(directory)/.lock"]) }
         }
         return try body()
     }
 
-    static func validate(owner: String) throws(NetError) {
+    static func validate(owner: String) throws(ReplicaError) {
         guard !owner.isEmpty, owner.utf8.count <= 255, !owner.contains("\n") else {
-            throw NetError("lease address", [owner], errno: .EINVAL, hint: "an owner is a service name: one line, 1 to 255 bytes")
+            throw ReplicaError("lease address", [owner], errno: .EINVAL, hint: "an owner is a service name: one line, 1 to 255 bytes")
         }
     }
 }

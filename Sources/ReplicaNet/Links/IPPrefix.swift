@@ -1,3 +1,4 @@
+import ReplicaKit
 import Glibc
 
 /// An IPv4 or IPv6 address with a prefix length, `10.88.0.5/24` or `fd00::5/64` (`inet_pton`).
@@ -15,16 +16,16 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses `ADDRESS[/LENGTH]`; without a length, a host prefix (/32 or /128).
-    public init(_ text: String) throws(NetError) {
+    public init(_ text: String) throws(ReplicaError) {
         let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
         guard let first = parts.first, let address = Self.parseAddress(first) else {
-            throw NetError("parse address", [text], errno: .EINVAL, hint: "not an IPv4 or IPv6 address (10.88.0.5/24, fd00::5/64)")
+            throw ReplicaError("parse address", [text], errno: .EINVAL, hint: "not an IPv4 or IPv6 address (10.88.0.5/24, fd00::5/64)")
         }
         let maximum = address.count * 8
         var length = maximum
         if parts.count == 2 {
             guard let value = Int(parts[1]), (0...maximum).contains(value) else {
-                throw NetError("parse address", [text], errno: .EINVAL, hint: "the prefix length is 0 to \(maximum)")
+                throw ReplicaError("parse address", [text], errno: .EINVAL, hint: "the prefix length is 0 to \(maximum)")
             }
             length = value
         }

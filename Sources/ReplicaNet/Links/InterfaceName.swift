@@ -1,10 +1,11 @@
+import ReplicaKit
 /// Interface names as the kernel accepts them (`dev_valid_name`), checked before any netlink call:
 /// 1 to 15 bytes (`IFNAMSIZ` is 16 with the NUL), not `.` or `..`, no `/`, `:` or whitespace, and no
 /// `%` (the kernel would take `%d` as a template and pick a name itself).
 public enum InterfaceName {
     public static let maxLength = 15
 
-    public static func validate(_ name: String) throws(NetError) {
+    public static func validate(_ name: String) throws(ReplicaError) {
         let bytes = Array(name.utf8)
         let why: String? =
             bytes.isEmpty ? "an interface name cannot be empty"
@@ -15,6 +16,6 @@ public enum InterfaceName {
             : bytes.contains(where: { $0 <= 0x20 || $0 == 0x7f }) ? "an interface name cannot contain spaces or control characters"
             : bytes.contains(UInt8(ascii: "%")) ? "an interface name cannot contain \"%\" (the kernel reads %d as a template)"
             : nil
-        if let why { throw NetError("validate interface name", [name], errno: .EINVAL, hint: why) }
+        if let why { throw ReplicaError("validate interface name", [name], errno: .EINVAL, hint: why) }
     }
 }

@@ -1,3 +1,4 @@
+import ReplicaKit
 import CMnl
 import Glibc
 
@@ -61,9 +62,9 @@ public struct Route: Equatable, Sendable {
 
 extension NetlinkSocket {
     /// `ip link show NAME`; nil when there is no such link.
-    public mutating func link(named name: String) throws(NetError) -> Link? {
+    public mutating func link(named name: String) throws(ReplicaError) -> Link? {
         try InterfaceName.validate(name)
-        do throws(NetError) {
+        do throws(ReplicaError) {
             return try perform(RouteRequest.getLink(named: name), "get link", [name]).compactMap(Link.init).first
         } catch where error.errno == .ENODEV {
             return nil
@@ -71,20 +72,20 @@ extension NetlinkSocket {
     }
 
     /// `ip link show`: every link in this namespace.
-    public mutating func links() throws(NetError) -> [Link] {
+    public mutating func links() throws(ReplicaError) -> [Link] {
         try perform(RouteRequest.getLink(), "list links").compactMap(Link.init)
     }
 
     /// The names of every link in this namespace (`ip -o link show | cut -d: -f2`).
-    public mutating func linkNames() throws(NetError) -> [String] { try links().map(\.name) }
+    public mutating func linkNames() throws(ReplicaError) -> [String] { try links().map(\.name) }
 
     /// `ip addr show`: every address in this namespace.
-    public mutating func addresses() throws(NetError) -> [LinkAddress] {
+    public mutating func addresses() throws(ReplicaError) -> [LinkAddress] {
         try perform(RouteRequest.getAddresses(), "list addresses").compactMap(LinkAddress.init)
     }
 
     /// `ip route show` and `ip -6 route show`: the main table.
-    public mutating func routes() throws(NetError) -> [Route] {
+    public mutating func routes() throws(ReplicaError) -> [Route] {
         try (perform(RouteRequest.getRoutes(family: AF_INET), "list routes")
             + perform(RouteRequest.getRoutes(family: AF_INET6), "list routes")).compactMap(Route.init)
     }

@@ -8,32 +8,32 @@ public enum NetworkNamespace {
     public static let directory = SandboxPlan.networkNamespaceDirectory
 
     /// Refuses names `ip netns` would refuse, and any that could leave the directory.
-    public static func validate(name: String) throws(NetError) {
+    public static func validate(name: String) throws(ReplicaError) {
         let why: String? =
             name.isEmpty ? "a namespace name cannot be empty"
             : (name == "." || name == "..") ? "\"\(name)\" is not a name"
             : name.contains("/") ? "a namespace name cannot contain \"/\""
             : name.utf8.count > 255 ? "\(name.utf8.count) bytes; the limit is 255"
             : nil
-        if let why { throw NetError("validate netns name", [name], errno: .EINVAL, hint: why) }
+        if let why { throw ReplicaError("validate netns name", [name], errno: .EINVAL, hint: why) }
     }
 
     /// `ip netns add NAME`: a new namespace, pinned by bind-mounting its nsfs file onto
     /// `/run/netns/NAME`. The namespace is made on a dedicated thread, so the caller's stays put.
     /// On failure nothing is left behind.
-    public static func create(_ name: String) throws(NetError) {
+    public static func create(_ name: String) throws(ReplicaError) {
         try validate(name: name)
         try prepareDirectory()
         let path = "\(directory)/\(name)"
         let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
         if fd < 0 {
             let errno = Errno.current
-            throw NetError("create netns", [path], errno: errno,
+            throw ReplicaError("create netns", [path], errno: errno,
                            hint: errno == .EEXIST ? "a namespace of that name exists; delete it or pick another" : nil)
         }
         Glibc.close(fd)
-        do throws(SystemError) {
-            try DedicatedThread.run { () throws(SystemError) in
+        do throws(ReplicaError) {
+            try DedicatedThread.run { () throws(ReplicaError) in
                 _ = try syscall("unshare(CLONE_NEWNET)") { replica_unshare(replica_CLONE_NEWNET) }
                 let tree = OwnedFD(adopting: try syscall("open_tree", "/proc/thread-self/ns/net") {
                     replica_open_tree(AT_FDCWD, "/proc/thread-self/ns/net", replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC)
@@ -44,19 +44,19 @@ public enum NetworkNamespace {
             }
         } catch {
             unlink(path)
-            throw NetError(error)
+            throw error
         }
     }
 
     /// `ip netns del NAME`: unpins the namespace (it ends when its last process leaves). Deleting a
     /// namespace that does not exist is not an error.
-    public static func delete(_ name: String) throws(NetError) {
+    public static func delete(_ name: String) throws(ReplicaError) {
         try validate(name: name)
         let path = "\(directory)/\(name)"
         if umount2(path, Int32(MNT_DETACH)) != 0 && ![.EINVAL, .ENOENT].contains(Errno.current) {
-            throw NetError("umount2", [path], errno: .current)
+            throw ReplicaError.current("umount2", [path])
         }
-        if unlink(path) != 0 && Errno.current != .ENOENT { throw NetError("unlink", [path], errno: .current) }
+        if unlink(path) != 0 && Errno.current != .ENOENT { throw ReplicaError.current("unlink", [path]) }
     }
 
     /// The names pinned under `/run/netns`, like `ip netns list`.
@@ -67,46 +67,42 @@ public enum NetworkNamespace {
 
     /// Runs `body` in a child process that has joined the namespace (`ip netns exec`).
     public static func run<Result: ChildTransferable>(
-        in name: String, _ body: () throws(SystemError) -> Result
-    ) throws(NetError) -> Result {
+        in name: String, _ body: () throws(ReplicaError) -> Result
+    ) throws(ReplicaError) -> Result {
         try validate(name: name)
         let path = "\(directory)/\(name)"
-        return try kit { () throws(SystemError) in
-            try ChildProcess.run { () throws(SystemError) in
-                try SandboxMounter.joinNetworkNamespace(path)
-                return try body()
-            }
+        return try ChildProcess.run { () throws(ReplicaError) in
+            try SandboxMounter.joinNetworkNamespace(path)
+            return try body()
         }
     }
 
     /// `socket(family, type, protocol)` made inside the namespace, on a dedicated thread that
     /// joined it: the socket acts there for as long as it lives, whichever thread uses it; the
     /// caller's thread never changes namespace.
-    public static func socket(in name: String, family: Int32, type: Int32, protocol: Int32 = 0) throws(NetError) -> OwnedFD {
+    public static func socket(in name: String, family: Int32, type: Int32, protocol: Int32 = 0) throws(ReplicaError) -> OwnedFD {
         try validate(name: name)
         let path = "\(directory)/\(name)"
-        let fd = try kit { () throws(SystemError) in
-            try DedicatedThread.run { () throws(SystemError) -> Int32 in
-                try SandboxMounter.joinNetworkNamespace(path)
-                return try syscall("socket", path) { Glibc.socket(family, type, `protocol`) }
-            }
+        let fd = try DedicatedThread.run { () throws(ReplicaError) -> Int32 in
+            try SandboxMounter.joinNetworkNamespace(path)
+            return try syscall("socket", path) { Glibc.socket(family, type, `protocol`) }
         }
         return OwnedFD(adopting: fd)
     }
 
     /// Makes `/run/netns` exist and be a shared mount point, as `ip netns add` does, so pins made
     /// later propagate into mount namespaces created earlier.
-    static func prepareDirectory() throws(NetError) {
+    static func prepareDirectory() throws(ReplicaError) {
         if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST {
-            throw NetError("mkdir", [directory], errno: .current)
+            throw ReplicaError.current("mkdir", [directory])
         }
         if Glibc.mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0 { return }
-        guard Errno.current == .EINVAL else { throw NetError("mount(MS_SHARED)", [directory], errno: .current) }
+        guard Errno.current == .EINVAL else { throw ReplicaError.current("mount(MS_SHARED)", [directory]) }
         guard Glibc.mount(directory, directory, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
-            throw NetError("mount(MS_BIND)", [directory], errno: .current)
+            throw ReplicaError.current("mount(MS_BIND)", [directory])
         }
         guard Glibc.mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0 else {
-            throw NetError("mount(MS_SHARED)", [directory], errno: .current)
+            throw ReplicaError.current("mount(MS_SHARED)", [directory])
         }
     }
 }

@@ -13,33 +13,33 @@ public struct NetlinkSocket: ~Copyable {
     private var sequence: UInt32
 
     /// Opens and binds a route netlink socket in the calling thread's network namespace.
-    public init() throws(NetError) {
+    public init() throws(ReplicaError) {
         let fd = Glibc.socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
-        guard fd >= 0 else { throw NetError("socket(AF_NETLINK)", errno: .current) }
+        guard fd >= 0 else { throw ReplicaError.current("socket(AF_NETLINK)") }
         try self.init(adopting: fd)
     }
 
     /// Opens the socket inside the network namespace pinned at `/run/netns/NAME` (`ip -n NAME`):
     /// made on a dedicated thread that joined it; the caller's thread never changes namespace.
-    public init(namespace name: String) throws(NetError) {
+    public init(namespace name: String) throws(ReplicaError) {
         let fd = try NetworkNamespace.socket(in: name, family: AF_NETLINK,
                                              type: Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), protocol: NETLINK_ROUTE)
         try self.init(adopting: fd.release())
     }
 
-    private init(adopting fd: Int32) throws(NetError) {
+    private init(adopting fd: Int32) throws(ReplicaError) {
         var on: Int32 = 1
         for option in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
             _ = setsockopt(fd, SOL_NETLINK, option, &on, socklen_t(MemoryLayout<Int32>.size))
         }
         guard let socket = mnl_socket_fdopen(fd) else {
             Glibc.close(fd)
-            throw NetError("mnl_socket_fdopen", errno: .current)
+            throw ReplicaError.current("mnl_socket_fdopen")
         }
         guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let errno = Errno.current
             mnl_socket_close(socket)
-            throw NetError("mnl_socket_bind", errno: errno)
+            throw ReplicaError("mnl_socket_bind", errno: errno, reason: .init(errno, fromCall: true))
         }
         self.socket = socket
         portID = mnl_socket_get_portid(socket)
@@ -49,14 +49,14 @@ public struct NetlinkSocket: ~Copyable {
     deinit { mnl_socket_close(socket) }
 
     /// Sends one request and waits for its answer: the data messages it returned (a `get` or a
-    /// dump), or the kernel's error as a `NetError` naming `operation` and `objects`.
+    /// dump), or the kernel's error as a `ReplicaError` naming `operation` and `objects`.
     @discardableResult
     public mutating func perform(_ message: consuming NetlinkMessage, _ operation: String,
-                                 _ objects: [String] = []) throws(NetError) -> [NetlinkReply] {
+                                 _ objects: [String] = []) throws(ReplicaError) -> [NetlinkReply] {
         sequence &+= 1
         message.sequence = sequence
         let sent = mnl_socket_sendto(socket, message.start, message.length)
-        guard sent >= 0 else { throw NetError(operation, objects, errno: .current) }
+        guard sent >= 0 else { throw ReplicaError.current(operation, objects) }
         var replies: [NetlinkReply] = []
         var buffer = [UInt8](repeating: 0, count: 32768)
         while true {
@@ -77,10 +77,10 @@ public struct NetlinkSocket: ~Copyable {
 
     /// Sends several requests in one `sendto` and collects each one's acknowledgement: the
     /// failures, by position (`ip -batch`, without the process per request). For teardown.
-    public mutating func batch(_ messages: [BatchRequest]) throws(NetError) -> [Int: NetError] {
+    public mutating func batch(_ messages: [BatchRequest]) throws(ReplicaError) -> [Int: ReplicaError] {
         // In chunks, so the acknowledgements of one never overflow the socket's receive buffer.
         let chunk = 64
-        var failures: [Int: NetError] = [:]
+        var failures: [Int: ReplicaError] = [:]
         for start in stride(from: 0, to: messages.count, by: chunk) {
             for (index, error) in try sendBatch(Array(messages[start..<min(start + chunk, messages.count)])) {
                 failures[start + index] = error
@@ -89,7 +89,7 @@ public struct NetlinkSocket: ~Copyable {
         return failures
     }
 
-    private mutating func sendBatch(_ messages: [BatchRequest]) throws(NetError) -> [Int: NetError] {
+    private mutating func sendBatch(_ messages: [BatchRequest]) throws(ReplicaError) -> [Int: ReplicaError] {
         var bytes: [UInt8] = []
         var positions: [UInt32: Int] = [:]
         for (index, request) in messages.enumerated() {
@@ -100,8 +100,8 @@ public struct NetlinkSocket: ~Copyable {
             bytes += encoded
         }
         let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
-        guard sent >= 0 else { throw NetError("sendto(batch)", errno: .current) }
-        var failures: [Int: NetError] = [:]
+        guard sent >= 0 else { throw ReplicaError.current("sendto(batch)") }
+        var failures: [Int: ReplicaError] = [:]
         var pending = Set(positions.keys)
         var buffer = [UInt8](repeating: 0, count: 32768)
         while !pending.isEmpty {
@@ -114,13 +114,13 @@ public struct NetlinkSocket: ~Copyable {
         return failures
     }
 
-    private func receive(_ buffer: inout [UInt8], _ operation: String, _ objects: [String]) throws(NetError) -> Int {
+    private func receive(_ buffer: inout [UInt8], _ operation: String, _ objects: [String]) throws(ReplicaError) -> Int {
         let socket = self.socket
         while true {
             let received = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
             if received >= 0 { return received }
             if Errno.current == .EINTR { continue }
-            throw NetError(operation, objects, errno: .current)
+            throw ReplicaError.current(operation, objects)
         }
     }
 }
@@ -159,8 +159,8 @@ public struct NetlinkReply: Sendable {
 
     /// For an `NLMSG_ERROR`: nil when it is an ack (error 0), else the error with the extended ack
     /// message (`NLMSGERR_ATTR_MSG`) when the kernel sent one.
-    func error(_ operation: String, _ objects: [String]) -> NetError? {
-        guard payload.count >= 4 else { return NetError(operation, objects, errno: .EPROTO) }
+    func error(_ operation: String, _ objects: [String]) -> ReplicaError? {
+        guard payload.count >= 4 else { return ReplicaError(operation, objects, errno: .EPROTO) }
         let code = Int32(bitPattern: payload[...].u32(at: 0))
         guard code != 0 else { return nil }
         var message: String?
@@ -169,7 +169,9 @@ public struct NetlinkReply: Sendable {
             let attributes = NetlinkAttributes(payload[20...])
             message = attributes.string(Int(NLMSGERR_ATTR_MSG.rawValue))
         }
-        return NetError(operation, objects, errno: Errno(rawValue: -code), kernelMessage: message)
+        let errno = Errno(rawValue: -code)
+        return ReplicaError(operation, objects, errno: errno, detail: message.map { "kernel says \"\($0)\"" },
+                            reason: .init(errno, fromCall: true))
     }
 }
 

@@ -51,23 +51,23 @@ public struct NetworkPlan: Equatable, Sendable {
 
     /// Refuses what cannot be applied, before anything is made: names (`InterfaceName`,
     /// `NetworkNamespace.validate`), routes whose gateway is in no address's network.
-    public func validate() throws(NetError) {
+    public func validate() throws(ReplicaError) {
         try NetworkNamespace.validate(name: namespace)
         for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) { try InterfaceName.validate(name) }
         guard hostLink != bridge else {
-            throw NetError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
+            throw ReplicaError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
         }
         if let macvlanParent {
             try InterfaceName.validate(macvlanParent)
             guard bridge == nil else {
-                throw NetError("network plan", [macvlanParent, bridge!], errno: .EINVAL,
+                throw ReplicaError("network plan", [macvlanParent, bridge!], errno: .EINVAL,
                                hint: "a macvlan on \(macvlanParent) and a bridge port are two ways in; give one")
             }
         }
         for route in routes {
             guard let gateway = route.gateway else { continue }
             guard gateway.family == route.destination.family, addresses.contains(where: { $0.contains(gateway) }) else {
-                throw NetError("network plan", ["\(route.destination) via \(gateway.addressText)"], errno: .EINVAL,
+                throw ReplicaError("network plan", ["\(route.destination) via \(gateway.addressText)"], errno: .EINVAL,
                                hint: "the gateway is not in the network of any address of \(innerLink)")
             }
         }

@@ -11,25 +11,25 @@ extension NetworkPlan {
     /// refused up front, and an existing bridge only gains our veth as a port.
     /// `injectingFailureAt` (tests) fails the run just before that step (0-based).
     @discardableResult
-    public func apply(injectingFailureAt failure: Int? = nil) throws(NetError) -> Report {
+    public func apply(injectingFailureAt failure: Int? = nil) throws(ReplicaError) -> Report {
         try validate()
         var host = try NetlinkSocket()
         if macvlanParent == nil, try host.link(named: hostLink) != nil {
-            throw NetError("network plan", [hostLink], errno: .EEXIST,
+            throw ReplicaError("network plan", [hostLink], errno: .EEXIST,
                            hint: "a link of that name exists and is left untouched; choose another name or run replica-net down")
         }
         if NetworkNamespace.list().contains(namespace) {
-            throw NetError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .EEXIST,
+            throw ReplicaError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .EEXIST,
                            hint: "the namespace exists and is left untouched; run replica-net down \(namespace) first")
         }
         var undo: [() -> Void] = []
         var report: Report = []
         var step = 0
-        func next(_ what: String) throws(NetError) {
-            if step == failure { throw NetError("network plan", [what], errno: .ECANCELED, hint: "failure injected before step \(step)") }
+        func next(_ what: String) throws(ReplicaError) {
+            if step == failure { throw ReplicaError("network plan", [what], errno: .ECANCELED, hint: "failure injected before step \(step)") }
             step += 1
         }
-        do throws(NetError) {
+        do throws(ReplicaError) {
             try next("netns")
             try NetworkNamespace.create(namespace)
             undo.append { [namespace] in try? NetworkNamespace.delete(namespace) }
@@ -39,7 +39,7 @@ extension NetworkPlan {
             if let bridge {
                 if let existing = try host.link(named: bridge) {
                     guard existing.kind == "bridge" else {
-                        throw NetError("network plan", [bridge], errno: .EINVAL, hint: "exists but is a \(existing.kind ?? "device"), not a bridge")
+                        throw ReplicaError("network plan", [bridge], errno: .EINVAL, hint: "exists but is a \(existing.kind ?? "device"), not a bridge")
                     }
                     bridgeIndex = existing.index
                     report.append("bridge \(bridge) exists; used as it is")
@@ -47,7 +47,7 @@ extension NetworkPlan {
                     try next("bridge")
                     try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
                     undo.append { try? Self.deleteLinks([bridge]) }
-                    guard let made = try host.link(named: bridge) else { throw NetError("add bridge", [bridge], errno: .ENODEV) }
+                    guard let made = try host.link(named: bridge) else { throw ReplicaError("add bridge", [bridge], errno: .ENODEV) }
                     bridgeIndex = made.index
                     if let bridgeAddress {
                         try next("bridge address")
@@ -60,12 +60,12 @@ extension NetworkPlan {
             }
 
             let namespacePath = "\(NetworkNamespace.directory)/\(namespace)"
-            let namespaceFD = try kit { () throws(SystemError) in try OwnedFD.open(namespacePath, O_RDONLY) }
+            let namespaceFD = try OwnedFD.open(namespacePath, O_RDONLY)
             if let macvlanParent {
                 // Born inside the namespace: it goes with the namespace on undo and teardown.
                 try next("macvlan")
                 guard let parent = try host.link(named: macvlanParent) else {
-                    throw NetError("network plan", [macvlanParent], errno: .ENODEV, hint: "no such interface to put a macvlan on")
+                    throw ReplicaError("network plan", [macvlanParent], errno: .ENODEV, hint: "no such interface to put a macvlan on")
                 }
                 try host.perform(RouteRequest.addMacvlan(innerLink, parentIndex: parent.index, mode: macvlanMode, namespaceFD: namespaceFD.rawValue),
                                  "add macvlan", ["\(namespace):\(innerLink)", macvlanParent])
@@ -75,7 +75,7 @@ extension NetworkPlan {
                 try host.perform(RouteRequest.addVeth(hostLink, peer: innerLink, peerNamespaceFD: namespaceFD.rawValue),
                                  "add veth", [hostLink, "\(namespace):\(innerLink)"])
                 undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
-                guard let veth = try host.link(named: hostLink) else { throw NetError("add veth", [hostLink], errno: .ENODEV) }
+                guard let veth = try host.link(named: hostLink) else { throw ReplicaError("add veth", [hostLink], errno: .ENODEV) }
                 try next("veth up")
                 try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex,
                                                       noIPv6LinkLocal: bridgeIndex != nil), "set link", [hostLink])
@@ -84,7 +84,7 @@ extension NetworkPlan {
 
             var inside = try NetlinkSocket(namespace: namespace)
             guard let inner = try inside.link(named: innerLink), let loopback = try inside.link(named: "lo") else {
-                throw NetError("network plan", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the link is not in the namespace")
+                throw ReplicaError("network plan", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the link is not in the namespace")
             }
             try next("inside up")
             try inside.perform(RouteRequest.setLink(index: loopback.index, up: true), "set link up", ["\(namespace):lo"])
@@ -110,12 +110,12 @@ extension NetworkPlan {
 
     /// Removes what `apply` made for this service — the namespace and the host veth — and keeps
     /// the bridge, which other services share. Idempotent: what is already gone is fine.
-    public func teardown() throws(NetError) { try Self.teardown([self]) }
+    public func teardown() throws(ReplicaError) { try Self.teardown([self]) }
 
     /// Tears several plans down together, off any start path: every host veth (its peer goes with
     /// it) in one `deleteLinks` group deletion, then every namespace unpinned — the kernel frees a
     /// namespace once nothing holds it.
-    public static func teardown(_ plans: [NetworkPlan]) throws(NetError) {
+    public static func teardown(_ plans: [NetworkPlan]) throws(ReplicaError) {
         for plan in plans { try plan.validate() }
         try deleteLinks(plans.filter { $0.macvlanParent == nil }.map(\.hostLink))
         for plan in plans { try NetworkNamespace.delete(plan.namespace) }
@@ -124,7 +124,7 @@ extension NetworkPlan {
     /// `ip link del NAME…`; links that do not exist are fine. Several links go in one netlink
     /// batch that moves them into a fresh link group, then one `ip link del group`: the kernel
     /// then unregisters them together and waits for RCU once, not once per link.
-    public static func deleteLinks(_ names: [String]) throws(NetError) {
+    public static func deleteLinks(_ names: [String]) throws(ReplicaError) {
         for name in names { try InterfaceName.validate(name) }
         guard !names.isEmpty else { return }
         var socket = try NetlinkSocket()
@@ -143,7 +143,7 @@ extension NetworkPlan {
     }
 
     /// Where the kernel differs from the plan, one line each; empty when it matches. Changes nothing.
-    public func check() throws(NetError) -> [String] {
+    public func check() throws(ReplicaError) -> [String] {
         try validate()
         var drift: [String] = []
         var host = try NetlinkSocket()

@@ -25,33 +25,33 @@ extension NetworkPlan {
     ///
     /// `lease` is asked for an address when the profile has none (`AddressPool.lease`). Nil when
     /// the profile has no `[Network]` section.
-    public init?(profile: Profile, lease: (IPPrefix) throws(NetError) -> IPPrefix) throws(ProfileError) {
+    public init?(profile: Profile, lease: (IPPrefix) throws(ReplicaError) -> IPPrefix) throws(ProfileError) {
         let section = "Network"
         guard profile.settings.contains(where: { $0.section == section }) else { return nil }
         // Settings from files passed the registry when parsed; those from flags are checked the same way.
         for setting in profile.settings where setting.section == section { try ProfileKeys.validate(setting) }
-        func parsed<T>(_ key: String, _ parse: (String) throws(NetError) -> T) throws(ProfileError) -> T? {
+        func parsed<T>(_ key: String, _ parse: (String) throws(ReplicaError) -> T) throws(ProfileError) -> T? {
             guard let setting = profile.value(section, key) else { return nil }
-            do throws(NetError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
+            do throws(ReplicaError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
         }
-        _ = try parsed("Namespace") { (text) throws(NetError) in try NetworkNamespace.validate(name: text) }
-        let hostLink = try parsed("HostLink") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
+        _ = try parsed("Namespace") { (text) throws(ReplicaError) in try NetworkNamespace.validate(name: text) }
+        let hostLink = try parsed("HostLink") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
         self.init(namespace: profile.networkNamespace ?? profile.serviceName, hostLink: hostLink)
-        bridge = try parsed("Bridge") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
-        macvlanParent = try parsed("Macvlan") { (text) throws(NetError) -> String in try InterfaceName.validate(text); return text }
-        if let mode = try parsed("MacvlanMode", { (text) throws(NetError) -> RouteRequest.MacvlanMode in
+        bridge = try parsed("Bridge") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
+        macvlanParent = try parsed("Macvlan") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
+        if let mode = try parsed("MacvlanMode", { (text) throws(ReplicaError) -> RouteRequest.MacvlanMode in
             guard let mode = RouteRequest.MacvlanMode.allCases.first(where: { "\($0)" == text }) else {
-                throw NetError("MacvlanMode", [text], errno: .EINVAL,
+                throw ReplicaError("MacvlanMode", [text], errno: .EINVAL,
                                hint: "one of \(RouteRequest.MacvlanMode.allCases.map { "\($0)" }.joined(separator: ", "))")
             }
             return mode
         }) { macvlanMode = mode }
-        let subnet = try parsed("Subnet") { (text) throws(NetError) in try IPPrefix(text) }
-        var address = try parsed("Address") { (text) throws(NetError) in try IPPrefix(text) }
+        let subnet = try parsed("Subnet") { (text) throws(ReplicaError) in try IPPrefix(text) }
+        var address = try parsed("Address") { (text) throws(ReplicaError) in try IPPrefix(text) }
         if address == nil, let subnet, let setting = profile.value(section, "Subnet") {
-            do throws(NetError) { address = try lease(subnet) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
+            do throws(ReplicaError) { address = try lease(subnet) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
         }
-        let gateway = try parsed("Gateway") { (text) throws(NetError) in try IPPrefix(text) }
+        let gateway = try parsed("Gateway") { (text) throws(ReplicaError) in try IPPrefix(text) }
             ?? subnet.flatMap { try? AddressPool(subnet: $0).gateway }
         if let address { addresses = [address] }
         if let gateway {
@@ -62,13 +62,13 @@ extension NetworkPlan {
                 bridgeAddress = IPPrefix(address: gateway.address, length: length)
             }
         }
-        mtu = try parsed("MTU") { (text) throws(NetError) -> UInt32 in
+        mtu = try parsed("MTU") { (text) throws(ReplicaError) -> UInt32 in
             guard let value = UInt32(text), (68...65535).contains(value) else {
-                throw NetError("MTU", [text], errno: .EINVAL, hint: "an MTU is 68 to 65535")
+                throw ReplicaError("MTU", [text], errno: .EINVAL, hint: "an MTU is 68 to 65535")
             }
             return value
         }
-        do throws(NetError) { try validate() } catch {
+        do throws(ReplicaError) { try validate() } catch {
             let setting = profile.settings.last { $0.section == section }!
             throw ProfileError(setting, error.hint ?? "\(error)")
         }

@@ -22,7 +22,7 @@ public enum ServiceNetwork {
     /// (`AddressPool.take(dryRun:)`): nothing is written. Nil without a `[Network]` section.
     public static func prepare(_ profile: Profile, leases: String = AddressPool.defaultRoot) throws(ProfileError) -> Prepared? {
         var subnet: IPPrefix?
-        guard let plan = try NetworkPlan(profile: profile, lease: { (range) throws(NetError) -> IPPrefix in
+        guard let plan = try NetworkPlan(profile: profile, lease: { (range) throws(ReplicaError) -> IPPrefix in
             subnet = range
             return try AddressPool(subnet: range, root: leases).take(for: profile.unit, dryRun: true).address
         }) else { return nil }
@@ -33,7 +33,7 @@ public enum ServiceNetwork {
     /// (all or nothing) and records what it made. On any failure the lease is given back when this
     /// call took it, and nothing stays.
     public static func up(_ prepared: Prepared, leases: String = AddressPool.defaultRoot,
-                          records: String = recordDirectory) throws(NetError) -> NetworkPlan.Report {
+                          records: String = recordDirectory) throws(ReplicaError) -> NetworkPlan.Report {
         var plan = prepared.plan
         var taken: AddressPool?
         if let subnet = prepared.leaseSubnet {
@@ -42,10 +42,10 @@ public enum ServiceNetwork {
             if lease.isNew { taken = pool }
             plan.addresses = [lease.address]
         }
-        do throws(NetError) {
+        do throws(ReplicaError) {
             try plan.validate()
             let report = try plan.apply()
-            do throws(NetError) {
+            do throws(ReplicaError) {
                 try NetworkRecord(made: plan, owner: prepared.owner, leaseSubnet: prepared.leaseSubnet).write(in: records)
             } catch {
                 try? plan.teardown()
@@ -72,7 +72,7 @@ public enum ServiceNetwork {
     /// record. Without a record (never up, already down, or up in an earlier boot) only the owner's
     /// leases are given back. The veths of all owners go in one batch.
     public static func down(_ owners: [String], leases: String = AddressPool.defaultRoot,
-                            records: String = recordDirectory) throws(NetError) -> [Removed] {
+                            records: String = recordDirectory) throws(ReplicaError) -> [Removed] {
         for owner in owners { try NetworkRecord.validate(owner: owner) }
         var results: [Removed] = []
         var links: [String] = []
@@ -136,10 +136,10 @@ public struct NetworkRecord: Equatable, Sendable {
     public var address: IPPrefix?
 
     /// The record of a plan just applied, reading the namespace's inode and the veth's index.
-    init(made plan: NetworkPlan, owner: String, leaseSubnet: IPPrefix?) throws(NetError) {
+    init(made plan: NetworkPlan, owner: String, leaseSubnet: IPPrefix?) throws(ReplicaError) {
         self.owner = owner
         namespace = plan.namespace
-        namespaceInode = try kit { () throws(SystemError) in try FileStatus.of("\(NetworkNamespace.directory)/\(plan.namespace)").inode }
+        namespaceInode = try FileStatus.of("\(NetworkNamespace.directory)/\(plan.namespace)").inode
         if plan.macvlanParent == nil {
             var host = try NetlinkSocket()
             hostLink = plan.hostLink
@@ -149,10 +149,10 @@ public struct NetworkRecord: Equatable, Sendable {
         address = plan.addresses.first
     }
 
-    static func validate(owner: String) throws(NetError) {
+    static func validate(owner: String) throws(ReplicaError) {
         guard !owner.isEmpty, owner.utf8.count <= 255, !owner.hasPrefix("."), !owner.contains("/"),
               !owner.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
-            throw NetError("network record", [owner], errno: .EINVAL, hint: "a name is a service or namespace name: no /, no control characters")
+            throw ReplicaError("network record", [owner], errno: .EINVAL, hint: "a name is a service or namespace name: no /, no control characters")
         }
     }
 
@@ -164,7 +164,7 @@ public struct NetworkRecord: Equatable, Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    init(parsing text: String, path: String) throws(NetError) {
+    init(parsing text: String, path: String) throws(ReplicaError) {
         var values: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
@@ -172,34 +172,32 @@ public struct NetworkRecord: Equatable, Sendable {
         }
         guard let owner = values["owner"], let namespace = values["namespace"],
               let inode = values["namespace_inode"].flatMap({ UInt64($0) }) else {
-            throw NetError("read network record", [path], errno: .EINVAL, hint: "not a record replica-net up wrote; remove it by hand")
+            throw ReplicaError("read network record", [path], errno: .EINVAL, hint: "not a record replica-net up wrote; remove it by hand")
         }
         (self.owner, self.namespace, namespaceInode) = (owner, namespace, inode)
         hostLink = values["host_link"]
         hostLinkIndex = values["host_link_index"].flatMap { Int32($0) }
-        leaseSubnet = try values["lease_subnet"].map { (text) throws(NetError) in try IPPrefix(text) }
-        address = try values["address"].map { (text) throws(NetError) in try IPPrefix(text) }
+        leaseSubnet = try values["lease_subnet"].map { (text) throws(ReplicaError) in try IPPrefix(text) }
+        address = try values["address"].map { (text) throws(ReplicaError) in try IPPrefix(text) }
     }
 
-    func write(in directory: String) throws(NetError) {
-        try kit { () throws(SystemError) in
-            try createDirectories(directory, mode: 0o755)
-            try RootDirectory(directory).writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
-        }
+    func write(in directory: String) throws(ReplicaError) {
+        try createDirectories(directory, mode: 0o755)
+        try RootDirectory(directory).writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
     }
 
     /// The owner's record, or nil when there is none.
-    public static func read(_ owner: String, in directory: String = ServiceNetwork.recordDirectory) throws(NetError) -> NetworkRecord? {
+    public static func read(_ owner: String, in directory: String = ServiceNetwork.recordDirectory) throws(ReplicaError) -> NetworkRecord? {
         try validate(owner: owner)
         let path = "\(directory)/\(owner)"
         guard let fd = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW) else { return nil }
-        return try NetworkRecord(parsing: String(decoding: try kit { () throws(SystemError) in try fd.readAll(limit: 64 << 10, name: path) },
+        return try NetworkRecord(parsing: String(decoding: try fd.readAll(limit: 64 << 10, name: path),
                                                  as: UTF8.self), path: path)
     }
 
-    func remove(in directory: String) throws(NetError) {
+    func remove(in directory: String) throws(ReplicaError) {
         if unlink("\(directory)/\(owner)") != 0 && Errno.current != .ENOENT {
-            throw NetError("unlink", ["\(directory)/\(owner)"], errno: .current)
+            throw ReplicaError.current("unlink", ["\(directory)/\(owner)"])
         }
     }
 }

@@ -24,7 +24,7 @@ public struct Proxy: ~Copyable {
 
     /// Binds and listens on `listen` (a stale UNIX socket nobody listens on is replaced; anything
     /// else at the path is refused).
-    public init(listen: ProxyEndpoint, connect: ProxyEndpoint) throws(NetError) {
+    public init(listen: ProxyEndpoint, connect: ProxyEndpoint) throws(ReplicaError) {
         let listener = try listen.makeSocket()
         var socketFile: (String, UInt64)?
         if case .unix(let path) = listen.address {
@@ -35,11 +35,11 @@ public struct Proxy: ~Copyable {
         }
         let fd = listener.rawValue
         guard listen.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
-            throw NetError("bind", [listen.description], errno: .current,
+            throw ReplicaError("bind", [listen.description], errno: .current,
                            hint: Errno.current == .EADDRINUSE ? "something else listens there" : nil)
         }
         if case .unix(let path) = listen.address { socketFile = (path, (try? FileStatus.of(path).inode) ?? 0) }
-        guard Glibc.listen(fd, 128) == 0 else { throw NetError("listen", [listen.description], errno: .current) }
+        guard Glibc.listen(fd, 128) == 0 else { throw ReplicaError.current("listen", [listen.description]) }
         self.listen = listen
         self.connect = connect
         self.listener = listener
@@ -62,7 +62,7 @@ public struct Proxy: ~Copyable {
     /// Forwards until `stopFD` becomes readable (a pipe written to, or a signalfd), then closes
     /// every connection. Returns the number of connections served.
     @discardableResult
-    public func run(until stopFD: Int32) throws(NetError) -> Int {
+    public func run(until stopFD: Int32) throws(ReplicaError) -> Int {
         var pairs: [Connection] = []
         var served = 0
         defer { for pair in pairs { pair.close() } }
@@ -73,7 +73,7 @@ public struct Proxy: ~Copyable {
             let ready = poll(&fds, nfds_t(fds.count), -1)
             if ready < 0 {
                 if Errno.current == .EINTR { continue }
-                throw NetError("poll", [listen.description], errno: .current)
+                throw ReplicaError.current("poll", [listen.description])
             }
             if fds[0].revents != 0 { return served }
             let polled = pairs.count  // connections accepted below were not in this poll
@@ -99,16 +99,16 @@ public struct Proxy: ~Copyable {
     }
 
     /// A UNIX socket left by a proxy that died is replaced; a live one, or any other file, is not.
-    static func removeStaleSocket(_ path: String) throws(NetError) {
+    static func removeStaleSocket(_ path: String) throws(ReplicaError) {
         guard let status = try? FileStatus.of(path) else { return }
         guard status.kind == .socket else {
-            throw NetError("bind", [path], errno: .EEXIST, hint: "\(status.kind) is there, not a socket; move it aside")
+            throw ReplicaError("bind", [path], errno: .EEXIST, hint: "\(status.kind) is there, not a socket; move it aside")
         }
         let endpoint = ProxyEndpoint(.unix(path))
         let probe = try endpoint.makeSocket()
         // Non-blocking: a live listener accepts at once or is busy (EAGAIN); a dead one refuses.
         let live = endpoint.withSockaddr { Glibc.connect(probe.rawValue, $0, $1) } == 0 || Errno.current == .EAGAIN
-        if live { throw NetError("bind", [path], errno: .EADDRINUSE, hint: "a live socket is there; another proxy listens on it") }
+        if live { throw ReplicaError("bind", [path], errno: .EADDRINUSE, hint: "a live socket is there; another proxy listens on it") }
         unlink(path)
     }
 }
@@ -123,7 +123,7 @@ final class Connection {
     var clientShut = false, upstreamShut = false     // EOF passed on to that side
     var failed = false
 
-    init(client: Int32, to endpoint: ProxyEndpoint) throws(NetError) {
+    init(client: Int32, to endpoint: ProxyEndpoint) throws(ReplicaError) {
         self.client = client
         let socket = try endpoint.makeSocket()
         let fd = socket.release()
@@ -133,7 +133,7 @@ final class Connection {
         } else if Errno.current != Errno(rawValue: EINPROGRESS) {
             Glibc.close(fd)
             Glibc.close(client)
-            throw NetError("connect", [endpoint.description], errno: .current)
+            throw ReplicaError.current("connect", [endpoint.description])
         }
     }
 

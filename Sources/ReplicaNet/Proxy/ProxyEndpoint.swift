@@ -16,24 +16,24 @@ public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     public init(_ address: Address, namespace: String? = nil) { (self.address, self.namespace) = (address, namespace) }
 
-    public init(parsing text: String, namespace: String? = nil) throws(NetError) {
+    public init(parsing text: String, namespace: String? = nil) throws(ReplicaError) {
         self.namespace = namespace
         if text.hasPrefix("unix:"), text.count > 5 {
             let path = String(text.dropFirst(5))
             guard path.hasPrefix("/"), path.utf8.count < 108 else {
-                throw NetError("proxy endpoint", [text], errno: .EINVAL, hint: "a UNIX socket is an absolute path under 108 bytes")
+                throw ReplicaError("proxy endpoint", [text], errno: .EINVAL, hint: "a UNIX socket is an absolute path under 108 bytes")
             }
             address = .unix(path)
             return
         }
         guard text.hasPrefix("tcp:"), let colon = text.lastIndex(of: ":"), colon > text.index(text.startIndex, offsetBy: 3),
               let port = UInt16(text[text.index(after: colon)...]), port > 0 else {
-            throw NetError("proxy endpoint", [text], errno: .EINVAL, hint: "write unix:/PATH or tcp:HOST:PORT (tcp:127.0.0.1:8080, tcp:[::1]:8080)")
+            throw ReplicaError("proxy endpoint", [text], errno: .EINVAL, hint: "write unix:/PATH or tcp:HOST:PORT (tcp:127.0.0.1:8080, tcp:[::1]:8080)")
         }
         var host = String(text[text.index(text.startIndex, offsetBy: 4)..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard IPPrefix.parseAddress(host) != nil else {
-            throw NetError("proxy endpoint", [text], errno: .EINVAL, hint: "\(host) is not an IPv4 or IPv6 address")
+            throw ReplicaError("proxy endpoint", [text], errno: .EINVAL, hint: "\(host) is not an IPv4 or IPv6 address")
         }
         address = .tcp(host: host, port: port)
     }
@@ -48,7 +48,7 @@ public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     /// A new non-blocking stream socket of the endpoint's family, made inside its namespace (a
     /// socket keeps the namespace it was made in).
-    func makeSocket() throws(NetError) -> OwnedFD {
+    func makeSocket() throws(ReplicaError) -> OwnedFD {
         let family = switch address {
         case .unix: AF_UNIX
         case .tcp(let host, _): host.contains(":") ? AF_INET6 : AF_INET
@@ -56,7 +56,7 @@ public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
         let flags = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         guard let namespace else {
             let fd = socket(family, flags, 0)
-            guard fd >= 0 else { throw NetError("socket", [description], errno: .current) }
+            guard fd >= 0 else { throw ReplicaError.current("socket", [description]) }
             return OwnedFD(adopting: fd)
         }
         return try NetworkNamespace.socket(in: namespace, family: family, type: flags)

@@ -16,7 +16,7 @@ extension Btrfs {
     }
 
     /// Records `uuids` as the lineage of a writable subvolume (`setfattr -n user.replica.lineage`).
-    static func setLineage(_ subvolume: borrowing OwnedFD, _ uuids: [String], path: String) throws(StoreError) {
+    static func setLineage(_ subvolume: borrowing OwnedFD, _ uuids: [String], path: String) throws(ReplicaError) {
         try setAttribute(subvolume, lineageAttribute, uuids.suffix(lineageLimit).joined(separator: " "), path: path)
     }
 
@@ -30,10 +30,10 @@ extension Btrfs {
     }
 
     /// Sets an extended attribute (`setfattr -n NAME -v VALUE`).
-    static func setAttribute(_ fd: borrowing OwnedFD, _ name: String, _ value: String, path: String) throws(StoreError) {
+    static func setAttribute(_ fd: borrowing OwnedFD, _ name: String, _ value: String, path: String) throws(ReplicaError) {
         let bytes = Array(value.utf8)
         let raw = fd.rawValue
         let result = bytes.withUnsafeBytes { fsetxattr(raw, name, $0.baseAddress, $0.count, 0) }
-        if result != 0 { throw StoreError("fsetxattr(\(name))", [path], errno: .current) }
+        if result != 0 { throw ReplicaError.current("fsetxattr(\(name))", [path]) }
     }
 }

@@ -69,7 +69,7 @@ public enum Btrfs {
     public static let maxNameLength = 255
 
     /// Refuses names that are empty, `.`/`..`, contain `/` or NUL, or exceed 255 bytes.
-    public static func validate(name: String, in parent: String) throws(StoreError) {
+    public static func validate(name: String, in parent: String) throws(ReplicaError) {
         let why: String? =
             name.isEmpty ? "a subvolume name cannot be empty"
             : (name == "." || name == "..") ? "\"\(name)\" is not a name"
@@ -77,11 +77,11 @@ public enum Btrfs {
             : name.utf8.contains(0) ? "a name cannot contain NUL"
             : name.utf8.count > maxNameLength ? "\(name.utf8.count) bytes; btrfs allows \(maxNameLength)"
             : nil
-        if let why { throw StoreError("validate name", [parent, name], errno: .EINVAL, hint: why) }
+        if let why { throw ReplicaError("validate name", [parent, name], errno: .EINVAL, hint: why) }
     }
 
     /// `btrfs subvolume create PARENT/NAME`.
-    public static func createSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(StoreError) {
+    public static func createSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(ReplicaError) {
         try validate(name: name, in: parentPath)
         let fd = parent.rawValue
         try btrfs("create subvolume", parentPath, name) { btrfs_util_create_subvolume_fd(fd, name, 0, nil, nil) }
@@ -92,7 +92,7 @@ public enum Btrfs {
     public static func snapshot(
         _ source: borrowing OwnedFD, into parent: borrowing OwnedFD, named name: String, readOnly: Bool,
         sourcePath: String, parentPath: String
-    ) throws(StoreError) {
+    ) throws(ReplicaError) {
         try validate(name: name, in: parentPath)
         let (sourceFD, parentFD) = (source.rawValue, parent.rawValue)
         let flags = readOnly ? BTRFS_UTIL_CREATE_SNAPSHOT_READ_ONLY : 0
@@ -102,7 +102,7 @@ public enum Btrfs {
     }
 
     /// `btrfs subvolume delete PARENT/NAME` (not recursive).
-    public static func deleteSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(StoreError) {
+    public static func deleteSubvolume(in parent: borrowing OwnedFD, named name: String, parentPath: String) throws(ReplicaError) {
         try validate(name: name, in: parentPath)
         let fd = parent.rawValue
         try btrfs("delete subvolume", parentPath, name) { btrfs_util_delete_subvolume_fd(fd, name, 0) }
@@ -110,14 +110,14 @@ public enum Btrfs {
 
     /// `btrfs subvolume delete --subvolid ID PATH`: deletes exactly the subvolume with that ID on the
     /// filesystem `anyDirectory` is on, so what was verified is what goes (no name lookup in between).
-    public static func deleteSubvolume(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String) throws(StoreError) {
+    public static func deleteSubvolume(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String) throws(ReplicaError) {
         let fd = anyDirectory.rawValue
         try btrfs("delete subvolume", path) { btrfs_util_delete_subvolume_by_id_fd(fd, id) }
     }
 
     /// Paths (relative to the subvolume) of subvolumes nested inside it, at any depth: what a
     /// snapshot of it would not contain (`btrfs subvolume list -o`).
-    public static func nestedSubvolumes(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> [String] {
+    public static func nestedSubvolumes(_ subvolume: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String] {
         var iterator: OpaquePointer?
         let fd = subvolume.rawValue
         try btrfs("list nested subvolumes", path) { btrfs_util_create_subvolume_iterator_fd(fd, 0, 0, &iterator) }
@@ -138,12 +138,12 @@ public enum Btrfs {
 
     /// `btrfs subvolume show PATH`: the subvolume containing the descriptor (its root, for a
     /// descriptor of a subvolume). One `BTRFS_IOC_GET_SUBVOL_INFO` ioctl.
-    public static func info(_ subvolume: borrowing OwnedFD, path: String) throws(StoreError) -> SubvolumeInfo {
+    public static func info(_ subvolume: borrowing OwnedFD, path: String) throws(ReplicaError) -> SubvolumeInfo {
         var raw = replica_subvolume_info()
         let fd = subvolume.rawValue
         guard replica_btrfs_subvolume_info(fd, &raw) == 0 else {
             let errno = Errno.current
-            throw StoreError("subvolume info", [path], errno: errno,
+            throw ReplicaError("subvolume info", [path], errno: errno,
                              hint: errno == .ENOTSUP || errno.rawValue == ENOTTY ? "not on a btrfs filesystem" : nil)
         }
         return SubvolumeInfo(raw)
@@ -157,7 +157,7 @@ public enum Btrfs {
     }
 
     /// `btrfs filesystem sync PATH`: commits the current transaction, so deletions start freeing space.
-    public static func sync(_ anyDirectory: borrowing OwnedFD, path: String) throws(StoreError) {
+    public static func sync(_ anyDirectory: borrowing OwnedFD, path: String) throws(ReplicaError) {
         let fd = anyDirectory.rawValue
         try btrfs("sync", path) { btrfs_util_sync_fd(fd) }
     }
@@ -165,7 +165,7 @@ public enum Btrfs {
     /// `btrfs subvolume sync PATH ID`: waits (up to `timeout`) until the cleaner has dropped a deleted
     /// subvolume, so the space it held shows as free. Returns whether it is gone.
     public static func waitUntilCleaned(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String,
-                                        timeout: Duration = .seconds(30)) throws(StoreError) -> Bool {
+                                        timeout: Duration = .seconds(30)) throws(ReplicaError) -> Bool {
         try sync(anyDirectory, path: path)
         let deadline = ContinuousClock.now + timeout
         var raw = btrfs_util_subvolume_info()
@@ -180,7 +180,7 @@ public enum Btrfs {
     }
 
     /// `btrfs property set PATH ro true|false`.
-    public static func setReadOnly(_ subvolume: borrowing OwnedFD, _ readOnly: Bool, path: String) throws(StoreError) {
+    public static func setReadOnly(_ subvolume: borrowing OwnedFD, _ readOnly: Bool, path: String) throws(ReplicaError) {
         let fd = subvolume.rawValue
         try btrfs("set read-only", path) { btrfs_util_set_subvolume_read_only_fd(fd, readOnly) }
     }

@@ -14,11 +14,11 @@ public struct Store: ~Copyable {
     public static let snapshotsDirectory = "snapshots"
 
     /// Opens a mounted btrfs filesystem (or a directory on one) as a store.
-    public init(path: String) throws(StoreError) {
-        let root = try kit { () throws(SystemError) in try RootDirectory(path) }
-        let type = try kit { () throws(SystemError) in try root.fd.filesystemType() }
+    public init(path: String) throws(ReplicaError) {
+        let root = try RootDirectory(path)
+        let type = try root.fd.filesystemType()
         guard type == FilesystemMagic.btrfs else {
-            throw StoreError("open store", [path], errno: .EINVAL,
+            throw ReplicaError("open store", [path], errno: .EINVAL,
                              hint: "not a btrfs filesystem (magic 0x\(String(UInt64(bitPattern: type), radix: 16))); "
                                  + "mount btrfs there, or use the embedded loop image")
         }
@@ -27,19 +27,17 @@ public struct Store: ~Copyable {
     }
 
     /// An open, readable descriptor for a directory inside the store (no symlinks allowed).
-    public func directory(_ relativePath: String) throws(StoreError) -> OwnedFD {
-        try kit { () throws(SystemError) in
-            try root.openForReading(relativePath, [.noSymlinks, .directory])
-        }
+    public func directory(_ relativePath: String) throws(ReplicaError) -> OwnedFD {
+        try root.openForReading(relativePath, [.noSymlinks, .directory])
     }
 
     /// Creates the subvolume `name` at the top of the store, unless it exists (then checks it is one).
-    public func ensureSubvolume(_ name: String) throws(StoreError) {
+    public func ensureSubvolume(_ name: String) throws(ReplicaError) {
         try Btrfs.validate(name: name, in: path)
         let top = try directory(".")
         if let existing = try? directory(name) {
             guard Btrfs.isSubvolume(existing) else {
-                throw StoreError("ensure subvolume", [path, name], errno: .EEXIST,
+                throw ReplicaError("ensure subvolume", [path, name], errno: .EEXIST,
                                  hint: "exists but is not a subvolume; move it aside or migrate it")
             }
             return
@@ -49,9 +47,9 @@ public struct Store: ~Copyable {
 
     /// The service subvolumes at the top of the store, sorted: every subvolume but hidden ones
     /// (a migration or rollback under way) and the snapshot directory.
-    public func subvolumes() throws(StoreError) -> [String] {
+    public func subvolumes() throws(ReplicaError) -> [String] {
         let top = try directory(".")
-        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }
+        return try DirectoryEntries.names(in: top)
             .filter { !$0.hasPrefix(".") && $0 != Store.snapshotsDirectory }
             .filter { name in
                 guard let fd = try? directory(name) else { return false }
@@ -70,9 +68,9 @@ public struct Store: ~Copyable {
     /// Hidden subvolumes at the top of the store (`.migrating-NAME`, `.rollback-NAME`): work a
     /// crash interrupted. The owner's next prepare or rollback removes them; until then they hold
     /// space, so `status` shows them.
-    public func leftovers() throws(StoreError) -> [Leftover] {
+    public func leftovers() throws(ReplicaError) -> [Leftover] {
         let top = try directory(".")
-        return try kit { () throws(SystemError) in try DirectoryEntries.names(in: top) }
+        return try DirectoryEntries.names(in: top)
             .filter { $0.hasPrefix(".") }
             .sorted()
             .compactMap { name in

@@ -20,13 +20,13 @@ public enum EmbeddedStore {
     /// Refuses a mount point that already has something mounted on it.
     public static func mount(
         image: String = defaultImage, at mountPoint: String = defaultMountPoint, size: Int64 = defaultSize
-    ) throws(StoreError) -> Opened {
+    ) throws(ReplicaError) -> Opened {
         for directory in [splitPath(image).directory, mountPoint] {
-            try kit { () throws(SystemError) in try createDirectories(directory, mode: 0o700) }
+            try createDirectories(directory, mode: 0o700)
         }
-        let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
+        let mounts = try MountInfo.read()
         if let existing = mounts.last(where: { $0.mountPoint == mountPoint }) {
-            throw StoreError("mount store", [image, mountPoint], errno: .EBUSY,
+            throw ReplicaError("mount store", [image, mountPoint], errno: .EBUSY,
                              hint: "\(existing.fsType) from \(existing.source) is already mounted there; "
                                  + "unmount it (umount \(mountPoint)) or choose another mount point")
         }

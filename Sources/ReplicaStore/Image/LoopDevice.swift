@@ -13,22 +13,20 @@ public struct LoopDevice: ~Copyable {
     public let fd: OwnedFD
 
     /// Attaches `image` (an open read-write descriptor) to a free loop device.
-    public static func attach(_ image: borrowing OwnedFD, imagePath: String, autoclear: Bool = true) throws(StoreError) -> LoopDevice {
-        let control = try kit { () throws(SystemError) in try OwnedFD.open("/dev/loop-control", O_RDWR) }
+    public static func attach(_ image: borrowing OwnedFD, imagePath: String, autoclear: Bool = true) throws(ReplicaError) -> LoopDevice {
+        let control = try OwnedFD.open("/dev/loop-control", O_RDWR)
         // LOOP_CTL_GET_FREE then LOOP_CONFIGURE can race with another attacher: EBUSY means retry.
         for _ in 0..<32 {
-            let number = try kit { () throws(SystemError) in
-                try syscall("ioctl(LOOP_CTL_GET_FREE)") { replica_loop_get_free(control.rawValue) }
-            }
+            let number = try syscall("ioctl(LOOP_CTL_GET_FREE)") { replica_loop_get_free(control.rawValue) }
             let path = "/dev/loop\(number)"
-            let device = try kit { () throws(SystemError) in try OwnedFD.open(path, O_RDWR) }
+            let device = try OwnedFD.open(path, O_RDWR)
             if replica_loop_configure(device.rawValue, image.rawValue, imagePath, autoclear ? 1 : 0, 0) == 0 {
                 return LoopDevice(path: path, fd: device)
             }
             let errno = Errno.current
-            if errno != .EBUSY { throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath, path], errno: errno) }
+            if errno != .EBUSY { throw ReplicaError("ioctl(LOOP_CONFIGURE)", [imagePath, path], errno: errno, reason: .init(errno, fromCall: true)) }
         }
-        throw StoreError("ioctl(LOOP_CONFIGURE)", [imagePath], errno: .EBUSY, hint: "no free loop device after 32 tries")
+        throw ReplicaError("ioctl(LOOP_CONFIGURE)", [imagePath], errno: .EBUSY, hint: "no free loop device after 32 tries")
     }
 
     /// The loop devices attached to `backingFile` (as the kernel names it), like `losetup -j FILE`.

@@ -10,40 +10,34 @@ public enum LoopImage {
 
     /// Creates a sparse image of `size` bytes and formats it (`truncate -s SIZE IMAGE && mkfs.btrfs IMAGE`).
     /// Refuses to touch an existing file. On failure the half-made image is removed.
-    public static func create(at image: String, size: Int64, label: String = "replica") throws(StoreError) {
+    public static func create(at image: String, size: Int64, label: String = "replica") throws(ReplicaError) {
         guard size >= minimumSize else {
-            throw StoreError("create image", [image], errno: .EINVAL,
+            throw ReplicaError("create image", [image], errno: .EINVAL,
                              hint: "\(size) bytes is too small; btrfs needs at least \(minimumSize)")
         }
-        let fd = try kit { () throws(SystemError) in
-            try OwnedFD.open(image, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
-        }
-        do throws(SystemError) {
+        let fd = try OwnedFD.open(image, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        do throws(ReplicaError) {
             _ = try syscall("ftruncate", image) { ftruncate(fd.rawValue, off_t(size)) }
             try Command.check(["mkfs.btrfs", "-q", "-L", label, image])
         } catch {
             unlink(image)
-            throw StoreError(error)
+            throw error
         }
     }
 
     /// Attaches the image to an autoclear loop device and mounts it on `mountPoint` (`mount -o loop`).
     /// The loop device goes away with the mount.
-    public static func mount(_ image: String, at mountPoint: String) throws(StoreError) -> MountedImage {
-        let imageFD = try kit { () throws(SystemError) in try OwnedFD.open(image, O_RDWR | O_NOFOLLOW) }
-        let target = try kit { () throws(SystemError) in
-            try OwnedFD.open(mountPoint, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
-        }
+    public static func mount(_ image: String, at mountPoint: String) throws(ReplicaError) -> MountedImage {
+        let imageFD = try OwnedFD.open(image, O_RDWR | O_NOFOLLOW)
+        let target = try OwnedFD.open(mountPoint, replica_O_PATH | O_DIRECTORY | O_NOFOLLOW)
         // Two loop devices on one image would be two live filesystems writing one file.
         if let kernelPath = imageFD.kernelPath(), let busy = LoopDevice.devices(attachedTo: kernelPath).first {
-            throw StoreError("mount image", [image], errno: .EBUSY,
+            throw ReplicaError("mount image", [image], errno: .EBUSY,
                              hint: "already attached to \(busy) (mounted elsewhere, or still being released by a process "
                                  + "in another mount namespace); unmount it first")
         }
         let loop = try LoopDevice.attach(imageFD, imagePath: image)
-        try kit { () throws(SystemError) in
-            try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
-        }
+        try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
         return MountedImage(image: image, mountPoint: mountPoint, device: loop.path, backingFile: imageFD.kernelPath() ?? image)
     }
 }
@@ -70,28 +64,28 @@ public final class MountedImage {
     /// another mount namespace that copied it (where the host's root is not a shared mount, an
     /// unmount does not propagate), and mounting the image again would open a second, older
     /// instance of it. Unmounting twice is not an error.
-    public func unmount(timeout: Duration = .seconds(10)) throws(StoreError) {
+    public func unmount(timeout: Duration = .seconds(10)) throws(ReplicaError) {
         guard isMounted else { return }
-        if let top = try? kit({ () throws(SystemError) in try OwnedFD.open(mountPoint, O_RDONLY | O_DIRECTORY) }) {
+        if let top = try? OwnedFD.open(mountPoint, O_RDONLY | O_DIRECTORY) {
             try Btrfs.sync(top, path: mountPoint)
         }
         // A process that forked while holding a descriptor on the filesystem (close-on-exec only
         // acts at exec) keeps it busy for as long as it lives: retry until the deadline.
         let deadline = ContinuousClock.now + timeout
         while true {
-            do throws(SystemError) {
+            do throws(ReplicaError) {
                 try FilesystemMount.unmount(mountPoint)
                 break
             } catch where error.errno == .EBUSY && ContinuousClock.now < deadline {
                 usleep(5_000)
             } catch {
-                throw StoreError(error)
+                throw error
             }
         }
         isMounted = false
         while LoopDevice.backingFile(of: device) == backingFile {
             guard ContinuousClock.now < deadline else {
-                throw StoreError("unmount", [mountPoint, device], errno: .EBUSY,
+                throw ReplicaError("unmount", [mountPoint, device], errno: .EBUSY,
                                  hint: "unmounted here, but \(device) still holds \(image): a process in another mount "
                                      + "namespace keeps the filesystem; it is freed when that process exits")
             }
@@ -105,8 +99,8 @@ public final class MountedImage {
 
     /// The loop-mounted image at `mountPoint`, found in mountinfo and `/sys/block/loopN`, or nil
     /// when no loop device is mounted there. Unmounting it frees its autoclear loop device.
-    public static func mounted(at mountPoint: String) throws(StoreError) -> MountedImage? {
-        let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
+    public static func mounted(at mountPoint: String) throws(ReplicaError) -> MountedImage? {
+        let mounts = try MountInfo.read()
         guard let entry = mounts.last(where: { $0.mountPoint == mountPoint }), entry.source.hasPrefix("/dev/loop"),
               let backingFile = LoopDevice.backingFile(of: entry.source) else { return nil }
         return MountedImage(image: backingFile, mountPoint: mountPoint, device: entry.source, backingFile: backingFile)

@@ -8,7 +8,7 @@ public struct SnapshotReport: Sendable {
     public var created: String?
     public var plan: PrunePlan?
     public var outcome: PruneOutcome?
-    public var error: StoreError?
+    public var error: ReplicaError?
 
     public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) }
 
@@ -19,7 +19,7 @@ public struct SnapshotReport: Sendable {
         let gone = Set((outcome.deleted + outcome.deletedForSpace).map(\.info.id))
         return plan.entries.map(\.snapshot).filter { !gone.contains($0.info.id) }
     }
-    public var lockWasBusy: Bool { error?.errno == .EWOULDBLOCK }
+    public var lockWasBusy: Bool { error?.reason == .lockHeld }
 }
 
 /// The work `replica-snap create|prune|run` does for each subvolume, shared by every caller:
@@ -44,7 +44,7 @@ public enum SnapshotJob {
         var report = SnapshotReport(subvolume: settings.subvolume)
         var log = logger
         log[metadataKey: "subvolume"] = "\(settings.subvolume)"
-        func work() throws(StoreError) {
+        func work() throws(ReplicaError) {
             if !options.dryRun { try store.requireWritable() }
             if action != .prune && !options.dryRun {
                 let taken = try store.snapshotUnlessTaken(settings.subvolume, at: options.now, allowNested: settings.allowNested)
@@ -78,7 +78,7 @@ public enum SnapshotJob {
                 }
             }
         }
-        do throws(StoreError) {
+        do throws(ReplicaError) {
             // A dry run reads only, and read-only work never takes (or waits for) the lock.
             if options.dryRun {
                 try work()
@@ -89,13 +89,13 @@ public enum SnapshotJob {
             }
         } catch {
             report.error = error
-            log.error("\(error)", metadata: event(error.errno == .EWOULDBLOCK ? .lockBusy : .failed, [:]))
+            log.error("\(error)", metadata: event(error.reason == .lockHeld ? .lockBusy : .failed, [:]))
         }
         if !options.dryRun, let path = options.metricsPath, !report.lockWasBusy {
             let snapshots = report.remainingSnapshots ?? (try? store.snapshots(of: settings.subvolume)) ?? []
             let metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
                                           runSeconds: monotonicSeconds() - started, snapshots: snapshots)
-            do throws(StoreError) { try MetricsTextfile.update(metrics, at: path) } catch {
+            do throws(ReplicaError) { try MetricsTextfile.update(metrics, at: path) } catch {
                 log.warning("could not update metrics: \(error)")
             }
         }
@@ -148,7 +148,7 @@ public struct FreshnessCheck: Sendable {
     public static func check(_ subvolume: String, store: borrowing Store, warning: Int64, critical: Int64,
                              now: UTCTimestamp) -> FreshnessCheck {
         let snapshots: [Snapshot]
-        do throws(StoreError) { snapshots = try store.snapshots(of: subvolume) } catch {
+        do throws(ReplicaError) { snapshots = try store.snapshots(of: subvolume) } catch {
             return FreshnessCheck(subvolume: subvolume, status: .critical, message: "\(subvolume): \(error)")
         }
         guard let newest = snapshots.last?.name.time else {

@@ -40,9 +40,9 @@ public enum MetricsTextfile {
 
     /// Replaces the subvolume's lines in the file at `path`, keeping every other subvolume's; the
     /// last success time of a failed run is carried over from the file.
-    public static func update(_ metrics: SnapshotMetrics, at path: String) throws(StoreError) {
+    public static func update(_ metrics: SnapshotMetrics, at path: String) throws(ReplicaError) {
         let (directory, file) = splitPath(path)
-        try kit { () throws(SystemError) in
+        do {
             try createDirectories(directory)
             let root = try RootDirectory(directory)
             let lock = try root.fd.reopen(O_RDONLY | O_DIRECTORY)

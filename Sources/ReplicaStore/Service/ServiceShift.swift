@@ -13,14 +13,14 @@ public enum ServiceShift {
     /// holder. Idempotent: a restart changes nothing but a new snapshot. Throws, so `ExecStartPre=`
     /// fails and the service never starts unsandboxed.
     public static func prepare(_ settings: ServiceProfile, now: UTCTimestamp = .now,
-                               wait: Duration? = nil) throws(StoreError) -> Report {
+                               wait: Duration? = nil) throws(ReplicaError) -> Report {
         var report: Report = []
         guard !settings.state.isEmpty || settings.snapshotOnStart else { return report }
         let store = try Store(path: settings.storePath)
         // A boolean by the registry's check when the profile was parsed, so reading it cannot fail.
         let allowNested = (try? settings.raw.value("Snapshots", "AllowNested")?.boolean()) ?? false
         let state = settings.state.isEmpty ? [StatePath(path: "", subvolume: settings.subvolume)] : settings.state
-        try StateRollback.withLocks(state.map(\.subvolume).sorted()[...], in: store, wait: wait) { () throws(StoreError) in
+        try StateRollback.withLocks(state.map(\.subvolume).sorted()[...], in: store, wait: wait) { () throws(ReplicaError) in
             for directory in state where !directory.path.isEmpty {
                 let owner = StateOwner(unit: settings.unit, path: directory.path)
                 try StateRollback.discardLeftovers(directory.subvolume, owner: owner, in: store)
@@ -46,13 +46,13 @@ public enum ServiceShift {
     /// be stopped), keeping the present state as a new snapshot. `time` may also be given as a
     /// snapshot name, `NAME.YYYYMMDDTHHMMSSZ`.
     public static func rollback(_ settings: ServiceProfile, to snapshot: String,
-                                now: UTCTimestamp = .now) throws(StoreError) -> [StateRollback.Outcome] {
+                                now: UTCTimestamp = .now) throws(ReplicaError) -> [StateRollback.Outcome] {
         guard !settings.state.isEmpty else {
-            throw StoreError("rollback", [settings.unit], errno: .EINVAL, hint: "its profile has no [State] Path=")
+            throw ReplicaError("rollback", [settings.unit], errno: .EINVAL, hint: "its profile has no [State] Path=")
         }
         let stamp = snapshot.split(separator: ".").last.map(String.init) ?? snapshot
         guard let time = UTCTimestamp(compact: stamp.utf8) else {
-            throw StoreError("rollback", [settings.unit, snapshot], errno: .EINVAL,
+            throw ReplicaError("rollback", [settings.unit, snapshot], errno: .EINVAL,
                              hint: "give the snapshot's time as YYYYMMDDTHHMMSSZ or its name (replica-snap list)")
         }
         let store = try Store(path: settings.storePath)

@@ -29,7 +29,7 @@ public struct PruneOutcome: Sendable {
     public var deleted: [Snapshot] = []
     /// Deleted beyond the policy to meet the free-space floor.
     public var deletedForSpace: [Snapshot] = []
-    public var failures: [(name: String, error: StoreError)] = []
+    public var failures: [(name: String, error: ReplicaError)] = []
     /// Bytes still missing below the free-space floor after every deletable snapshot went.
     public var spaceShortfall: UInt64?
 
@@ -39,16 +39,16 @@ public struct PruneOutcome: Sendable {
 extension Store {
     /// Decides every snapshot of `name` under `policy` at `now`, refusing a policy that cannot take
     /// effect: one that keeps nothing but the newest, or a free-space floor the filesystem cannot meet.
-    public func planPrune(_ name: String, policy: RetentionPolicy, now: UTCTimestamp) throws(StoreError) -> PrunePlan {
+    public func planPrune(_ name: String, policy: RetentionPolicy, now: UTCTimestamp) throws(ReplicaError) -> PrunePlan {
         guard policy.keepsAnything else {
-            throw StoreError("prune", [name], errno: .EINVAL,
+            throw ReplicaError("prune", [name], errno: .EINVAL,
                              hint: "the policy keeps nothing but the newest snapshot; set preserve, preserve_min, "
                                  + "latest or min_age (preserve_min latest says so explicitly)")
         }
         if let floor = policy.minimumFree {
             let total = try space().total
             if floor.bytes(ofTotal: total) >= total {
-                throw StoreError("prune", [name], errno: .EINVAL,
+                throw ReplicaError("prune", [name], errno: .EINVAL,
                                  hint: "min_free asks for \(floor.bytes(ofTotal: total)) bytes free on a \(total)-byte filesystem")
             }
         }
@@ -62,7 +62,7 @@ extension Store {
     /// Executes a plan: deletes what the policy deletes, then, with a free-space floor, the oldest
     /// space candidates one at a time until the floor is met. One failed deletion does not stop the
     /// others. `deleted` is told about each deletion as it happens.
-    public func prune(_ plan: PrunePlan, deleted: (Snapshot, _ forSpace: Bool) -> Void = { _, _ in }) throws(StoreError) -> PruneOutcome {
+    public func prune(_ plan: PrunePlan, deleted: (Snapshot, _ forSpace: Bool) -> Void = { _, _ in }) throws(ReplicaError) -> PruneOutcome {
         var outcome = PruneOutcome()
         outcome.failures = try delete(plan.deletions, of: plan.subvolume) { snapshot in
             outcome.deleted.append(snapshot)
@@ -75,7 +75,7 @@ extension Store {
         let needed = floor.bytes(ofTotal: total)
         var candidates = plan.spaceCandidates[...]
         while available < needed, let snapshot = candidates.popFirst() {
-            do throws(StoreError) {
+            do throws(ReplicaError) {
                 try delete(snapshot, of: plan.subvolume)
                 outcome.deletedForSpace.append(snapshot)
                 deleted(snapshot, true)

@@ -25,21 +25,21 @@ public struct SnapshotInventory: Sendable {
 
 extension Store {
     /// `snapshots/`, created when missing, opened for reading.
-    func makeSnapshotsDirectory() throws(StoreError) -> OwnedFD {
+    func makeSnapshotsDirectory() throws(ReplicaError) -> OwnedFD {
         try makeDirectory(Store.snapshotsDirectory, in: directory("."))
         return try directory(Store.snapshotsDirectory)
     }
 
     /// `snapshots/NAME/`, created when missing, opened for reading.
-    func snapshotDirectory(for name: String) throws(StoreError) -> OwnedFD {
+    func snapshotDirectory(for name: String) throws(ReplicaError) -> OwnedFD {
         try makeDirectory(name, in: makeSnapshotsDirectory())
         return try directory("\(Store.snapshotsDirectory)/\(name)")
     }
 
     /// `mkdir PARENT/NAME` (mode 0700) unless it exists.
-    private func makeDirectory(_ name: String, in parent: borrowing OwnedFD) throws(StoreError) {
+    private func makeDirectory(_ name: String, in parent: borrowing OwnedFD) throws(ReplicaError) {
         if mkdirat(parent.rawValue, name, 0o700) != 0 && Errno.current != .EEXIST {
-            throw StoreError("mkdir", [path, name], errno: .current)
+            throw ReplicaError.current("mkdir", [path, name])
         }
     }
 
@@ -47,16 +47,16 @@ extension Store {
     /// (`btrfs subvolume snapshot -r`). Snapshots are not recursive: a subvolume with subvolumes
     /// nested in it is refused unless `allowNested`, because their content would silently be missing.
     @discardableResult
-    public func snapshot(_ name: String, at time: UTCTimestamp, allowNested: Bool = false) throws(StoreError) -> String {
+    public func snapshot(_ name: String, at time: UTCTimestamp, allowNested: Bool = false) throws(ReplicaError) -> String {
         let source = try directory(name)
         guard Btrfs.isSubvolume(source) else {
-            throw StoreError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+            throw ReplicaError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
                              hint: "is a plain directory, not a subvolume; only subvolumes can be snapshotted")
         }
         if !allowNested {
             let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(name)")
             if !nested.isEmpty {
-                throw StoreError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+                throw ReplicaError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
                                  hint: "contains nested subvolumes (\(nested.joined(separator: ", "))) that a snapshot "
                                      + "would not include; give each its own snapshot policy, or allow nested "
                                      + "subvolumes to appear as empty directories")
@@ -64,11 +64,11 @@ extension Store {
         }
         let parent = try snapshotDirectory(for: name)
         let snapshotName = SnapshotName(subvolume: name, time: time).description
-        do throws(StoreError) {
+        do throws(ReplicaError) {
             try Btrfs.snapshot(source, into: parent, named: snapshotName, readOnly: true,
                                sourcePath: "\(path)/\(name)", parentPath: "\(path)/\(Store.snapshotsDirectory)/\(name)")
-        } catch where error.errno == .EEXIST {
-            throw StoreError("snapshot", ["\(path)/\(name)", snapshotName], errno: .EEXIST,
+        } catch where error.reason == .exists {
+            throw ReplicaError("snapshot", ["\(path)/\(name)", snapshotName], errno: .EEXIST,
                              hint: "a snapshot of that second exists; names have one-second resolution")
         }
         return snapshotName
@@ -78,13 +78,13 @@ extension Store {
     /// pre-start snapshot and a timer run, or two restarts, within one second): it returns that
     /// snapshot's name and `created: false`. Something of that name that is not ours still fails.
     public func snapshotUnlessTaken(_ name: String, at time: UTCTimestamp,
-                                    allowNested: Bool = false) throws(StoreError) -> (name: String, created: Bool) {
-        do throws(StoreError) {
+                                    allowNested: Bool = false) throws(ReplicaError) -> (name: String, created: Bool) {
+        do throws(ReplicaError) {
             return (try snapshot(name, at: time, allowNested: allowNested), true)
-        } catch where error.errno == .EEXIST {
+        } catch where error.reason == .exists {
             let taken = SnapshotName(subvolume: name, time: time).description
             guard try inventory(of: name).snapshots.contains(where: { $0.name.description == taken }) else {
-                throw StoreError("snapshot", ["\(path)/\(Store.snapshotsDirectory)/\(name)/\(taken)"], errno: .EEXIST,
+                throw ReplicaError("snapshot", ["\(path)/\(Store.snapshotsDirectory)/\(name)/\(taken)"], errno: .EEXIST,
                                  hint: "exists but is not a snapshot of ours (not read-only, or of another subvolume); move it aside")
             }
             return (taken, false)
@@ -93,7 +93,7 @@ extension Store {
 
     /// The uuids a snapshot's parent uuid may name for the snapshot to be ours: the subvolume's own,
     /// and those of the subvolumes it replaced by rollback (`Btrfs.lineage`).
-    func ownUUIDs(of name: String) throws(StoreError) -> (current: String, all: Set<String>) {
+    func ownUUIDs(of name: String) throws(ReplicaError) -> (current: String, all: Set<String>) {
         let source = try directory(name)
         let uuid = try Btrfs.info(source, path: "\(path)/\(name)").uuid
         return (uuid, Set(Btrfs.lineage(source) + [uuid]))
@@ -102,12 +102,12 @@ extension Store {
     /// Every entry of `snapshots/NAME/`, sorted into ours (the name parses for this subvolume, it
     /// is a read-only subvolume, and its parent uuid is the source's uuid, or that of a subvolume
     /// the source replaced by rollback) and foreign.
-    public func inventory(of name: String) throws(StoreError) -> SnapshotInventory {
+    public func inventory(of name: String) throws(ReplicaError) -> SnapshotInventory {
         let uuids = try ownUUIDs(of: name)
         let parent = try snapshotDirectory(for: name)
         var ours: [Snapshot] = []
         var foreign: [ForeignEntry] = []
-        for entry in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: parent) }) {
+        for entry in try DirectoryEntries.names(in: parent) {
             switch classify(entry, of: name, in: parent, sourceUUIDs: uuids.all) {
             case .success(let snapshot): ours.append(snapshot)
             case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.reason))
@@ -119,7 +119,7 @@ extension Store {
     }
 
     /// Our snapshots of `name`, oldest first.
-    public func snapshots(of name: String) throws(StoreError) -> [Snapshot] { try inventory(of: name).snapshots }
+    public func snapshots(of name: String) throws(ReplicaError) -> [Snapshot] { try inventory(of: name).snapshots }
 
     struct NotOurs: Error { var reason: String }
 
@@ -147,27 +147,27 @@ extension Store {
 
     /// Deletes one of our snapshots of `name`, after checking again that the entry still is that
     /// snapshot (same subvolume ID, still ours), then deleting by ID.
-    public func delete(_ snapshot: Snapshot, of name: String) throws(StoreError) {
+    public func delete(_ snapshot: Snapshot, of name: String) throws(ReplicaError) {
         if let failure = try delete([snapshot], of: name).first { throw failure.error }
     }
 
     /// Deletes several snapshots of `name`, each checked again and deleted by ID as above. A failure
     /// does not stop the rest; the failures are returned.
     public func delete(_ snapshots: [Snapshot], of name: String,
-                       deleted: (Snapshot) -> Void = { _ in }) throws(StoreError) -> [(name: String, error: StoreError)] {
+                       deleted: (Snapshot) -> Void = { _ in }) throws(ReplicaError) -> [(name: String, error: ReplicaError)] {
         let parent = try snapshotDirectory(for: name)
         let sourceUUIDs = try ownUUIDs(of: name).all
-        var failures: [(name: String, error: StoreError)] = []
+        var failures: [(name: String, error: ReplicaError)] = []
         for snapshot in snapshots {
             let entry = snapshot.name.description
             let entryPath = "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"
             guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUIDs: sourceUUIDs),
                   current.info.id == snapshot.info.id else {
-                failures.append((entry, StoreError("delete snapshot", [entryPath], errno: .ESTALE,
+                failures.append((entry, ReplicaError("delete snapshot", [entryPath], errno: .ESTALE,
                                                    hint: "it changed since it was listed; nothing was deleted, list again")))
                 continue
             }
-            do throws(StoreError) {
+            do throws(ReplicaError) {
                 try Btrfs.deleteSubvolume(id: snapshot.info.id, on: parent, path: entryPath)
                 deleted(snapshot)
             } catch {
@@ -178,17 +178,17 @@ extension Store {
     }
 
     /// Free and total bytes of the store's filesystem, and whether it is mounted read-only (`statfs`).
-    public func space() throws(StoreError) -> (available: UInt64, total: UInt64, readOnly: Bool) {
+    public func space() throws(ReplicaError) -> (available: UInt64, total: UInt64, readOnly: Bool) {
         var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
         let fd = root.fd.rawValue
-        _ = try kit { () throws(SystemError) in try syscall("fstatfs", path) { replica_fstatfs_space(fd, &available, &total, &flags) } }
+        _ = try syscall("fstatfs", path) { replica_fstatfs_space(fd, &available, &total, &flags) }
         return (available, total, flags & UInt64(ST_RDONLY) != 0)
     }
 
     /// Refuses a store mounted read-only, before anything is attempted on it.
-    public func requireWritable() throws(StoreError) {
+    public func requireWritable() throws(ReplicaError) {
         if try space().readOnly {
-            throw StoreError("store", [path], errno: .EROFS, hint: "the store is mounted read-only; remount it read-write (mount -o remount,rw \(path))")
+            throw ReplicaError("store", [path], errno: .EROFS, hint: "the store is mounted read-only; remount it read-write (mount -o remount,rw \(path))")
         }
     }
 }

@@ -9,24 +9,24 @@ public struct SubvolumeLock: ~Copyable {
     private let fd: OwnedFD
     public let subvolume: String
 
-    /// Takes the lock, waiting up to `wait` (nil: not at all). A held lock throws `EWOULDBLOCK`
-    /// naming the holder's pid.
-    public static func acquire(_ subvolume: String, in store: borrowing Store, wait: Duration? = nil) throws(StoreError) -> SubvolumeLock {
+    /// Takes the lock, waiting up to `wait` (nil: not at all). A held lock throws reason `lockHeld`
+    /// (`EWOULDBLOCK`) naming the holder's pid.
+    public static func acquire(_ subvolume: String, in store: borrowing Store, wait: Duration? = nil) throws(ReplicaError) -> SubvolumeLock {
         try Btrfs.validate(name: subvolume, in: store.path)
         let directory = try store.makeSnapshotsDirectory()
         let name = "\(subvolume).lock"
         let path = "\(store.path)/\(Store.snapshotsDirectory)/\(name)"
-        let fd = try kit { () throws(SystemError) in try directory.openat(name, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600) }
+        let fd = try directory.openat(name, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
         let deadline = ContinuousClock.now + (wait ?? .zero)
         while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
             let errno = Errno.current
             if errno == .EINTR { continue }
-            guard errno == .EWOULDBLOCK else { throw StoreError("flock", [path], errno: errno) }
+            guard errno == .EWOULDBLOCK else { throw ReplicaError("flock", [path], errno: errno, reason: .init(errno, fromCall: true)) }
             if ContinuousClock.now >= deadline {
                 let holder = (try? fd.readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
                 let who = holder.isEmpty ? "another process" : "process \(holder)"
-                throw StoreError("lock", [path], errno: .EWOULDBLOCK,
-                                 hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS")
+                throw ReplicaError("lock", [path], errno: .EWOULDBLOCK,
+                                   hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS", reason: .lockHeld)
             }
             usleep(20_000)
         }

@@ -29,19 +29,19 @@ public enum StateMigration {
     public static func stagingName(_ name: String) -> String { ".migrating-\(name)" }
 
     public static func shift(_ name: String, from source: String, owner: StateOwner,
-                             in store: borrowing Store) throws(StoreError) -> Outcome {
+                             in store: borrowing Store) throws(ReplicaError) -> Outcome {
         try Btrfs.validate(name: name, in: store.path)
         let top = try store.directory(".")
         if let existing = try? store.directory(name) {
             guard Btrfs.isSubvolume(existing) else {
-                throw StoreError("shift state", [store.path, name], errno: .EEXIST,
+                throw ReplicaError("shift state", [store.path, name], errno: .EEXIST,
                                  hint: "exists in the store but is not a subvolume; move it aside")
             }
             try owner.requireOwns(name, in: store)
             return .alreadyShifted
         }
         if let moved = try owner.elsewhere(than: name, in: store) {
-            throw StoreError("shift state", [source, "\(store.path)/\(name)"], errno: .EEXIST,
+            throw ReplicaError("shift state", [source, "\(store.path)/\(name)"], errno: .EEXIST,
                              hint: "\(owner.unit)'s state of \(source) is already on the store as \(moved); the profile's "
                                  + "subvolume names changed (a state path added or removed, or Subvolume= changed). Restore "
                                  + "the profile, or rename the subvolume: mv \(store.path)/\(moved) \(store.path)/\(name); nothing was copied")
@@ -50,23 +50,23 @@ public enum StateMigration {
         // The state path must be a real directory reached without symlinks: a service could have
         // replaced it (or a parent) with a link to /etc or /.
         guard let sourceFD = try openSource(source) else {
-            try publish(name, owner: owner, in: store) { (_: borrowing OwnedFD) throws(StoreError) in }
+            try publish(name, owner: owner, in: store) { (_: borrowing OwnedFD) throws(ReplicaError) in }
             return .createdEmpty
         }
         // A copy that cannot fit is refused before it starts. It takes what the tree occupies
         // (holes stay holes); a reflink on the same filesystem needs next to nothing.
         if (try? sourceFD.status().device) != (try? top.status().device) {
-            let needed = try kit { () throws(SystemError) in try TreeCopier.allocatedBytes(sourceFD, path: source) }
+            let needed = try TreeCopier.allocatedBytes(sourceFD, path: source)
             let available = try store.space().available
             if needed > available {
-                throw StoreError("shift state", [source, "\(store.path)/\(name)"], errno: .ENOSPC,
+                throw ReplicaError("shift state", [source, "\(store.path)/\(name)"], errno: .ENOSPC,
                                  hint: "the state takes \(needed) bytes and the store has \(available) free; "
                                      + "free space on the store (replica-snap prune) or grow it; nothing was copied")
             }
         }
         var copier = TreeCopier()
-        try publish(name, owner: owner, in: store) { (target: borrowing OwnedFD) throws(StoreError) in
-            try kit { () throws(SystemError) in
+        try publish(name, owner: owner, in: store) { (target: borrowing OwnedFD) throws(ReplicaError) in
+            do {
                 try copier.copyContents(of: sourceFD, into: target, top: target, path: source)
                 try TreeComparer.requireEqual(sourceFD, target, path: source)
                 try copyAttributes(from: sourceFD, to: target)
@@ -79,18 +79,18 @@ public enum StateMigration {
     /// owner on it, lets `fill` write it, syncs the store and renames it to `NAME`. On any failure
     /// the staging copy is deleted before the error is reported.
     static func publish(_ name: String, owner: StateOwner, in store: borrowing Store,
-                        fill: (borrowing OwnedFD) throws(StoreError) -> Void) throws(StoreError) {
+                        fill: (borrowing OwnedFD) throws(ReplicaError) -> Void) throws(ReplicaError) {
         let top = try store.directory(".")
         let staging = stagingName(name)
         try discardStaging(staging, of: owner, in: store)
         try Btrfs.createSubvolume(in: top, named: staging, parentPath: store.path)
-        do throws(StoreError) {
+        do throws(ReplicaError) {
             let target = try store.directory(staging)
             try owner.record(on: target, path: "\(store.path)/\(staging)")
             try fill(target)
-            _ = try kit { () throws(SystemError) in
+            do {
                 _ = try syscall("syncfs", store.path) { replica_syncfs(top.rawValue) }
-                return try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
+                _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
                     replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_NOREPLACE)
                 }
             }
@@ -103,14 +103,14 @@ public enum StateMigration {
 
     /// Deletes a staging subvolume an interrupted run of this owner left. One recorded for another
     /// owner is refused; one with no owner yet (killed right after it was made) is this name's own.
-    static func discardStaging(_ staging: String, of owner: StateOwner, in store: borrowing Store) throws(StoreError) {
+    static func discardStaging(_ staging: String, of owner: StateOwner, in store: borrowing Store) throws(ReplicaError) {
         guard let leftover = try? store.directory(staging) else { return }
         guard Btrfs.isSubvolume(leftover) else {
-            throw StoreError("shift state", ["\(store.path)/\(staging)"], errno: .EEXIST,
+            throw ReplicaError("shift state", ["\(store.path)/\(staging)"], errno: .EEXIST,
                              hint: "is not a subvolume, so not ours; move it aside")
         }
         if let recorded = StateOwner.of(leftover), recorded != owner {
-            throw StoreError("shift state", ["\(store.path)/\(staging)"], errno: .EPERM,
+            throw ReplicaError("shift state", ["\(store.path)/\(staging)"], errno: .EPERM,
                              hint: "a staging copy of \(recorded.unit)'s state, not \(owner.unit)'s; left alone")
         }
         try Btrfs.deleteSubvolume(in: try store.directory("."), named: staging, parentPath: store.path)
@@ -118,19 +118,19 @@ public enum StateMigration {
 
     /// The state directory, or nil when there is none. It must be a real directory reached without
     /// symlinks: a service could have replaced it, or a directory above it, with a link to /etc or /.
-    static func openSource(_ source: String) throws(StoreError) -> OwnedFD? {
-        do throws(SystemError) {
+    static func openSource(_ source: String) throws(ReplicaError) -> OwnedFD? {
+        do throws(ReplicaError) {
             return try RootDirectory("/").openForReading(source, [.noSymlinks, .directory])
         } catch where error.errno == .ENOENT {
             return nil
         } catch {
-            throw StoreError(error.call, error.paths, errno: error.errno,
+            throw ReplicaError(error.operation, error.objects, errno: error.errno,
                              hint: error.errno == .ELOOP ? "the state path or a directory above it is a symlink; refusing to follow it" : error.hint)
         }
     }
 
     /// Mode, owner and times of one directory or file onto another.
-    static func copyAttributes(from source: borrowing OwnedFD, to target: borrowing OwnedFD) throws(SystemError) {
+    static func copyAttributes(from source: borrowing OwnedFD, to target: borrowing OwnedFD) throws(ReplicaError) {
         var st = stat()
         _ = try syscall("fstat") { fstat(source.rawValue, &st) }
         _ = try syscall("fchown") { fchown(target.rawValue, st.st_uid, st.st_gid) }
@@ -149,9 +149,9 @@ struct TreeCopier {
     private var linked: [String: String] = [:]
 
     /// Bytes the tree occupies on disk (allocated blocks, each hard-linked file once).
-    static func allocatedBytes(_ directory: borrowing OwnedFD, path: String) throws(SystemError) -> UInt64 {
+    static func allocatedBytes(_ directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> UInt64 {
         var seen: Set<String> = []
-        func walk(_ directory: borrowing OwnedFD, _ path: String) throws(SystemError) -> UInt64 {
+        func walk(_ directory: borrowing OwnedFD, _ path: String) throws(ReplicaError) -> UInt64 {
             var total: UInt64 = 0
             for name in try DirectoryEntries.names(in: directory) {
                 var st = stat()
@@ -170,7 +170,7 @@ struct TreeCopier {
     /// Copies what is in `source` into `target`; `top` is the copy's top directory, where hard links
     /// are made from (their first copy's path is relative to it).
     mutating func copyContents(of source: borrowing OwnedFD, into target: borrowing OwnedFD, top: borrowing OwnedFD,
-                               path: String, relative: String = "") throws(SystemError) {
+                               path: String, relative: String = "") throws(ReplicaError) {
         for name in try DirectoryEntries.names(in: source).sorted() {
             let entryPath = "\(path)/\(name)"
             let rel = relative.isEmpty ? name : "\(relative)/\(name)"
@@ -202,7 +202,7 @@ struct TreeCopier {
                 bytes += UInt64(st.st_size)
                 if st.st_nlink > 1 { linked[key] = rel }
             case S_IFLNK:
-                guard let link = readSymlink(name, in: source.rawValue) else { throw SystemError.current("readlinkat", [entryPath]) }
+                guard let link = readSymlink(name, in: source.rawValue) else { throw ReplicaError.current("readlinkat", [entryPath]) }
                 _ = try syscall("symlinkat", entryPath) { symlinkat(link, target.rawValue, name) }
                 _ = try syscall("fchownat", entryPath) { fchownat(target.rawValue, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
             default:  // FIFOs, sockets, device nodes: the node itself, never its contents
@@ -218,7 +218,7 @@ struct TreeCopier {
     /// trees of many small files).
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
 
-    private mutating func copyBytes(_ from: borrowing OwnedFD, _ to: borrowing OwnedFD, _ path: String) throws(SystemError) {
+    private mutating func copyBytes(_ from: borrowing OwnedFD, _ to: borrowing OwnedFD, _ path: String) throws(ReplicaError) {
         let (input, output) = (from.rawValue, to.rawValue)
         var st = stat()
         _ = try syscall("fstat", path) { fstat(input, &st) }
@@ -228,7 +228,7 @@ struct TreeCopier {
             let data = replica_seek_data(input, offset, 0)
             if data < 0 {
                 if Errno.current == .ENXIO { break }  // only a hole is left
-                throw SystemError.current("lseek(SEEK_DATA)", [path])
+                throw ReplicaError.current("lseek(SEEK_DATA)", [path])
             }
             let hole = try syscall("lseek(SEEK_HOLE)", path) { replica_seek_data(input, data, 1) }
             var position = data
@@ -254,14 +254,14 @@ struct TreeCopier {
 /// Compares two trees entry by entry: names, types, modes, owners, symlink targets, device
 /// numbers, and file contents byte for byte.
 enum TreeComparer {
-    static func requireEqual(_ a: borrowing OwnedFD, _ b: borrowing OwnedFD, path: String) throws(SystemError) {
+    static func requireEqual(_ a: borrowing OwnedFD, _ b: borrowing OwnedFD, path: String) throws(ReplicaError) {
         var ba = [UInt8](repeating: 0, count: 1 << 20), bb = [UInt8](repeating: 0, count: 1 << 20)
         try requireEqual(a, b, path: path, &ba, &bb)
     }
 
     /// `requireEqual` with the two read buffers shared by the whole walk.
     private static func requireEqual(_ a: borrowing OwnedFD, _ b: borrowing OwnedFD, path: String,
-                                     _ ba: inout [UInt8], _ bb: inout [UInt8]) throws(SystemError) {
+                                     _ ba: inout [UInt8], _ bb: inout [UInt8]) throws(ReplicaError) {
         let namesA = try DirectoryEntries.names(in: a).sorted(), namesB = try DirectoryEntries.names(in: b).sorted()
         guard namesA == namesB else { throw mismatch(path, "the copy has different entries") }
         for name in namesA {
@@ -300,7 +300,7 @@ enum TreeComparer {
         }
     }
 
-    static func mismatch(_ path: String, _ what: String) -> SystemError {
-        SystemError("verify copy", [path], errno: .EIO, hint: "\(what); the original is untouched and nothing was switched")
+    static func mismatch(_ path: String, _ what: String) -> ReplicaError {
+        ReplicaError("verify copy", [path], errno: .EIO, hint: "\(what); the original is untouched and nothing was switched")
     }
 }

@@ -28,20 +28,20 @@ public struct StateOwner: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Records this owner on a subvolume.
-    func record(on subvolume: borrowing OwnedFD, path: String) throws(StoreError) {
+    func record(on subvolume: borrowing OwnedFD, path: String) throws(ReplicaError) {
         try Btrfs.setAttribute(subvolume, Self.attribute, description, path: path)
     }
 
     /// Refuses subvolume `name` unless this owner's: another unit's state is never touched.
-    func requireOwns(_ name: String, in store: borrowing Store) throws(StoreError) {
+    func requireOwns(_ name: String, in store: borrowing Store) throws(ReplicaError) {
         let subvolume = try store.directory(name)
         guard let recorded = StateOwner.of(subvolume) else {
-            throw StoreError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
+            throw ReplicaError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
                              hint: "records no owning unit, so it is not touched for \(unit); if it is \(unit)'s state of \(path), "
                                  + "record that: setfattr -n \(Self.attribute) -v '\(self)' \(store.path)/\(name)")
         }
         guard recorded == self else {
-            throw StoreError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
+            throw ReplicaError("state owner", ["\(store.path)/\(name)"], errno: .EPERM,
                              hint: "belongs to \(recorded.unit) (state of \(recorded.path)), not to \(unit) for \(path); "
                                  + "give one of them another [Snapshots] Subvolume=")
         }
@@ -49,7 +49,7 @@ public struct StateOwner: Equatable, Sendable, CustomStringConvertible {
 
     /// A subvolume at the top of the store, other than `name`, that this owner already has: its
     /// state moved under another name (the profile's naming changed since).
-    func elsewhere(than name: String, in store: borrowing Store) throws(StoreError) -> String? {
+    func elsewhere(than name: String, in store: borrowing Store) throws(ReplicaError) -> String? {
         for other in try store.subvolumes() where other != name {
             if let fd = try? store.directory(other), StateOwner.of(fd) == self { return other }
         }

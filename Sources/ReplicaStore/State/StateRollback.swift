@@ -33,18 +33,18 @@ public enum StateRollback {
 
     /// Rolls each of `names` back to its snapshot taken at `time`, after checking all of them first.
     public static func rollback(_ names: [String], to time: UTCTimestamp, in store: borrowing Store,
-                                now: UTCTimestamp = .now) throws(StoreError) -> [Outcome] {
-        try withLocks(names.sorted()[...], in: store) { () throws(StoreError) in
+                                now: UTCTimestamp = .now) throws(ReplicaError) -> [Outcome] {
+        try withLocks(names.sorted()[...], in: store) { () throws(ReplicaError) in
             var chosen: [Snapshot] = []
             for name in names {
                 guard let snapshot = try store.snapshots(of: name).first(where: { $0.name.time == time }) else {
                     let have = try store.snapshots(of: name).suffix(5).map(\.name.description)
-                    throw StoreError("rollback", ["\(store.path)/\(name)", "\(name).\(time)"], errno: .ENOENT,
+                    throw ReplicaError("rollback", ["\(store.path)/\(name)", "\(name).\(time)"], errno: .ENOENT,
                                      hint: "no snapshot of \(name) taken at \(time)"
                                          + (have.isEmpty ? "; it has none" : "; the newest are \(have.joined(separator: ", "))"))
                 }
                 if let user = try users(of: name, in: store).first {
-                    throw StoreError("rollback", ["\(store.path)/\(name)"], errno: .EBUSY,
+                    throw ReplicaError("rollback", ["\(store.path)/\(name)"], errno: .EBUSY,
                                      hint: "process \(user.pid) (\(user.command)) has it mounted at \(user.mountPoint); "
                                          + "stop the service first; nothing was changed")
                 }
@@ -62,7 +62,7 @@ public enum StateRollback {
     /// Runs `body` holding the lock of each subvolume in `names` (taken in that order; callers
     /// that may contend pass them sorted), waiting up to `wait` for each.
     static func withLocks<T>(_ names: ArraySlice<String>, in store: borrowing Store, wait: Duration? = nil,
-                             _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+                             _ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
         guard let first = names.first else { return try body() }
         let lock = try SubvolumeLock.acquire(first, in: store, wait: wait)
         defer { _ = lock.subvolume }
@@ -70,7 +70,7 @@ public enum StateRollback {
     }
 
     private static func rollback(_ name: String, to snapshot: Snapshot, in store: borrowing Store,
-                                 now: UTCTimestamp) throws(StoreError) -> Outcome {
+                                 now: UTCTimestamp) throws(ReplicaError) -> Outcome {
         let top = try store.directory(".")
         try discardLeftovers(name, owner: StateOwner.of(try store.directory(name)), in: store)
         let saved = try store.snapshot(name, at: now)
@@ -81,10 +81,8 @@ public enum StateRollback {
         let present = try store.directory(name)
         let lineage = Btrfs.lineage(present) + [try Btrfs.info(present, path: "\(store.path)/\(name)").uuid]
         try Btrfs.setLineage(try store.directory(staging), lineage, path: "\(store.path)/\(staging)")
-        _ = try kit { () throws(SystemError) in
-            try syscall("renameat2(RENAME_EXCHANGE)", "\(store.path)/\(staging)", "\(store.path)/\(name)") {
-                replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_EXCHANGE)
-            }
+        _ = try syscall("renameat2(RENAME_EXCHANGE)", "\(store.path)/\(staging)", "\(store.path)/\(name)") {
+            replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_EXCHANGE)
         }
         try Btrfs.deleteSubvolume(in: top, named: staging, parentPath: store.path)
         return Outcome(subvolume: name, restored: snapshot.name.description, saved: saved)
@@ -92,15 +90,15 @@ public enum StateRollback {
 
     /// Deletes a `.rollback-NAME` left by an interrupted rollback (see the type's comment for why
     /// that is always safe), unless it records an owner other than `owner`.
-    public static func discardLeftovers(_ name: String, owner: StateOwner?, in store: borrowing Store) throws(StoreError) {
+    public static func discardLeftovers(_ name: String, owner: StateOwner?, in store: borrowing Store) throws(ReplicaError) {
         let staging = stagingName(name)
         guard let leftover = try? store.directory(staging) else { return }
         guard Btrfs.isSubvolume(leftover) else {
-            throw StoreError("rollback", ["\(store.path)/\(staging)"], errno: .EEXIST,
+            throw ReplicaError("rollback", ["\(store.path)/\(staging)"], errno: .EEXIST,
                              hint: "is not a subvolume, so not ours; move it aside")
         }
         if let recorded = StateOwner.of(leftover), let owner, recorded != owner {
-            throw StoreError("rollback", ["\(store.path)/\(staging)"], errno: .EPERM,
+            throw ReplicaError("rollback", ["\(store.path)/\(staging)"], errno: .EPERM,
                              hint: "a staging copy of \(recorded.unit)'s state, not \(owner.unit)'s; left alone")
         }
         try Btrfs.deleteSubvolume(in: try store.directory("."), named: staging, parentPath: store.path)
@@ -116,10 +114,10 @@ public enum StateRollback {
     /// Processes in whose mount namespace subvolume `name` of the store is mounted (the store's
     /// device and a mount root at or below the subvolume), one per namespace; `fuser -m` for one
     /// subvolume. Namespaces we cannot read are skipped.
-    public static func users(of name: String, in store: borrowing Store) throws(StoreError) -> [User] {
+    public static func users(of name: String, in store: borrowing Store) throws(ReplicaError) -> [User] {
         // The store's mount (the longest mount point above its path) gives the filesystem's
         // device as mountinfo shows it, and its root: "/" for a whole filesystem, "/sub" for subvol=.
-        let mounts = try kit { () throws(SystemError) in try MountInfo.read() }
+        let mounts = try MountInfo.read()
         func isAbove(_ mountPoint: String) -> Bool {
             mountPoint == "/" || store.path == mountPoint || store.path.hasPrefix(mountPoint + "/")
         }
@@ -131,8 +129,8 @@ public enum StateRollback {
         let device = (storeMount.major, storeMount.minor)
         var seen: Set<String> = []
         var found: [User] = []
-        let proc = try kit { () throws(SystemError) in try OwnedFD.open("/proc", O_RDONLY | O_DIRECTORY) }
-        for entry in try kit({ () throws(SystemError) in try DirectoryEntries.names(in: proc) }) {
+        let proc = try OwnedFD.open("/proc", O_RDONLY | O_DIRECTORY)
+        for entry in try DirectoryEntries.names(in: proc) {
             guard let pid = Int32(entry), let namespace = readSymlink("/proc/\(pid)/ns/mnt"),
                   seen.insert(namespace).inserted,
                   let entries = try? MountInfo.read(pid: entry) else { continue }

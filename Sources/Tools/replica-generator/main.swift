@@ -22,7 +22,7 @@ guard arguments.count == 1 || arguments.count == 3 else {
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
 let generator = ProfileGenerator(loader: loader, validate: { (profile) throws(ProfileError) in
     _ = try SnapshotSettings.all(profile)
-    _ = try NetworkPlan(profile: profile.raw, lease: { (subnet) throws(NetError) in subnet })
+    _ = try NetworkPlan(profile: profile.raw, lease: { (subnet) throws(ReplicaError) in subnet })
 })
 for ignored in generator.units().ignored {
     printError("replica-generator: \(ignored): not a profile name (UNIT.service.conf, or UNIT.service.conf.d/); ignored")

@@ -60,7 +60,7 @@ do {
         guard let seconds = Int(arguments.value("wait") ?? "30"), seconds >= 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
         let report: ServiceShift.Report
         do { report = try ServiceShift.prepare(settings, wait: .seconds(seconds)) } catch {
-            fail("\(error)", error.errno == .EWOULDBLOCK ? ExitCode.lockHeld : ExitCode.failure)
+            fail("\(error)", error.reason == .lockHeld ? ExitCode.lockHeld : ExitCode.failure)
         }
         for line in report { print("\(settings.unit): \(line)") }
     case "drop-in":

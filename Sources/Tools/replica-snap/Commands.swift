@@ -125,7 +125,7 @@ struct SnapCommand {
         let store = try openStore(target)
         let wait = try waitDuration()
         let lock: SubvolumeLock
-        do throws(StoreError) { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: wait) } catch {
+        do throws(ReplicaError) { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: wait) } catch {
             throw Exit(code: ExitCode.lockHeld, message: error.description)
         }
         let inventory = try store.inventory(of: target.subvolume)
@@ -160,7 +160,7 @@ struct SnapCommand {
         let now = try now()
         let targets = try targets(arguments.positionals, needPolicy: false)
         let results = targets.map { target in
-            do throws(StoreError) {
+            do throws(ReplicaError) {
                 let store = try Store(path: target.storePath)
                 return FreshnessCheck.check(target.subvolume, store: store, warning: warning, critical: critical, now: now)
             } catch {

@@ -1,0 +1,89 @@
+/// Replica's one error type, for every module: the call or operation that failed, the objects it
+/// acted on, the `errno`, what the kernel or library said beyond it, the rule broken with its fix,
+/// and a `reason` callers switch on instead of reading errno.
+///
+/// Reads like `mount("/src" → "/dst"): Operation not permitted (EPERM)`.
+public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// What went wrong, as a caller acts on it.
+    public enum Reason: Equatable, Sendable {
+        /// Another run holds the lock (a prepare, a snapshot run): wait or retry; exit 3.
+        case lockHeld
+        /// The object exists already (a snapshot of this second, a namespace or link name).
+        case exists
+        /// The object is missing.
+        case notFound
+        /// Refused by one of Replica's rules before anything changed (the hint names rule and fix).
+        case refused
+        /// The filesystem is full.
+        case noSpace
+        /// The object is in use (a mounted subvolume, a busy mount point).
+        case busy
+        /// Any other failure of a call; `errno` says which.
+        case system
+
+        /// The reason an errno means when the code that threw named none. `fromCall` is true for
+        /// an errno a kernel or library call returned (`syscall`): its EINVAL is the call's, not a
+        /// rule of ours; ELOOP still is (symlinks are refused by the flags Replica passes).
+        public init(_ errno: Errno, fromCall: Bool = false) {
+            switch errno {
+            case .EEXIST: self = .exists
+            case .ENOENT, .ENODEV: self = .notFound
+            case .ENOSPC: self = .noSpace
+            case .EBUSY: self = .busy
+            case .ELOOP: self = .refused
+            case .EINVAL, .EXDEV, .EMLINK, .ENAMETOOLONG, .EFBIG, .E2BIG, .EPERM: self = fromCall ? .system : .refused
+            default: self = .system
+            }
+        }
+    }
+
+    /// The call or operation, e.g. `openat2`, `mount`, `create snapshot`.
+    public var operation: String
+    /// The objects acted on, in call order (source before target).
+    public var objects: [String]
+    /// The error number reported by the kernel or library.
+    public var errno: Errno
+    /// What the kernel or library said beyond errno: netlink's extended ack, libbtrfsutil's message.
+    public var detail: String?
+    /// The rule broken and how to fix it, when the errno alone does not say.
+    public var hint: String?
+    public var reason: Reason
+
+    public init(_ operation: String, _ objects: [String] = [], errno: Errno, detail: String? = nil, hint: String? = nil,
+                reason: Reason? = nil) {
+        self.operation = operation
+        self.objects = objects
+        self.errno = errno
+        self.detail = detail
+        self.hint = hint
+        self.reason = reason ?? Reason(errno)
+    }
+
+    /// An error carrying the calling thread's current `errno`, as a failed call set it.
+    public static func current(_ operation: String, _ objects: [String] = [], hint: String? = nil) -> ReplicaError {
+        let errno = Errno.current
+        return ReplicaError(operation, objects, errno: errno, hint: hint, reason: Reason(errno, fromCall: true))
+    }
+
+    public var description: String {
+        var text = "\(operation)(\(objects.map { "\"\($0)\"" }.joined(separator: " → "))): \(errno)"
+        if let detail { text += ": \(detail)" }
+        if let hint { text += ": \(hint)" }
+        return text
+    }
+}
+
+/// Runs a C call that reports failure as -1 + errno, retrying on EINTR, and turns failure into a
+/// `ReplicaError` naming the call and paths.
+@inline(__always)
+public func syscall<T: FixedWidthInteger>(
+    _ call: String, _ paths: String..., hint: String? = nil, _ body: () -> T
+) throws(ReplicaError) -> T {
+    while true {
+        let result = body()
+        if result != -1 { return result }
+        let errno = Errno.current
+        if errno == .EINTR { continue }
+        throw ReplicaError(call, paths, errno: errno, hint: hint, reason: ReplicaError.Reason(errno, fromCall: true))
+    }
+}
