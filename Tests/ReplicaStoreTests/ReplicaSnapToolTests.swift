@@ -58,7 +58,27 @@ import Testing
             // Read-only commands never wait for or take the lock.
             #expect(try Self.snap(["list", "--store", store, "web"]).status == .exited(0))
             #expect(try Self.snap(["prune", "--dry-run", "--preserve", "1d", "--store", store, "web"]).status == .exited(0))
+            let delete = try Self.snap(["delete", "--store", store, "web", "web.20261122T000000Z"])
+            #expect(delete.status == .exited(3), "delete takes the same lock: \(delete.output)")
             _ = lock.subvolume
+        }
+    }
+
+    /// `delete` deletes what is ours, names why it will not touch the rest, and says partial.
+    @Test func deleteRemovesOnlyOurSnapshotsAndNamesWhyNot() throws {
+        try Self.withSetup { store, _, _ in
+            let common = ["--store", store, "--metrics-file", ""]
+            for minute in ["10", "11"] {
+                #expect(try Self.snap(["create"] + common + ["--now", "2026-11-22T00:\(minute):00Z", "web"]).status == .exited(0))
+            }
+            mkdir("\(store)/snapshots/web/web.20261122T001200Z", 0o755)  // not a snapshot of ours
+            let result = try Self.snap(["delete", "--store", store, "web", "web.20261122T001000Z", "web.20261122T001200Z", "web.nope"])
+            #expect(result.status == .exited(10), "\(result.output)")
+            #expect(result.output.contains("deleted web.20261122T001000Z"))
+            #expect(result.output.contains("web.20261122T001200Z: not deleted: not ours"), "\(result.output)")
+            #expect(result.output.contains("web.nope: not deleted: no such snapshot of web"), "\(result.output)")
+            #expect(try Store(path: store).snapshots(of: "web").map(\.name.description) == ["web.20261122T001100Z"])
+            #expect(access("\(store)/snapshots/web/web.20261122T001200Z", F_OK) == 0)
         }
     }
 

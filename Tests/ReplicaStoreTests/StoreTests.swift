@@ -108,6 +108,17 @@ import Testing
         #expect(time.description == "2026-03-29T01:30:05Z")
     }
 
+    /// `--now` takes exactly what `description` prints: the old parser kept only the digits, so
+    /// `2026/11/22 02:30:00Z` and `20261122T023000Z------` passed.
+    @Test func iso8601ParsesExactlyWhatDescriptionPrints() {
+        let time = UTCTimestamp(year: 2026, month: 11, day: 22, hour: 2, minute: 30, second: 0)!
+        #expect(UTCTimestamp(iso8601: time.description) == time)
+        for bad in ["2026/11/22T02:30:00Z", "2026-11-22 02:30:00Z", "2026-11-22T02:30:00", "2026-02-30T00:00:00Z",
+                    "2026-11-22T24:00:00Z", "20261122T023000Z----", "2026-11-22T02:30:0xZ", "", "２026-11-22T02:30:00Z"] {
+            #expect(UTCTimestamp(iso8601: bad) == nil, "\(bad)")
+        }
+    }
+
     @Test(arguments: ["svc", "svc.20261122T023000", "svc.20261122 023000Z", "svc.20260230T000000Z",
                       "svc.20261122T246000Z", ".20261122T023000Z", "svc.2026112xT023000Z", "svc-20261122T023000Z"])
     func rejectsAnythingThatDoesNotParseFully(text: String) {

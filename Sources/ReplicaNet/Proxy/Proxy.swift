@@ -59,6 +59,15 @@ public struct Proxy: ~Copyable {
         return withUnsafeBytes(of: storage) { UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self)) }
     }
 
+    /// Forwards until SIGTERM or SIGINT (`systemctl stop`, Ctrl-C), which arrive through a signalfd
+    /// polled with the sockets, so a stop is clean and no handler runs: the calling thread blocks
+    /// both signals first. Returns the number of connections served.
+    @discardableResult
+    public func runUntilTerminated() throws(ReplicaError) -> Int {
+        let stop = OwnedFD(adopting: try syscall("signalfd(SIGTERM, SIGINT)") { replica_termination_signalfd() })
+        return try run(until: stop.rawValue)
+    }
+
     /// Forwards until `stopFD` becomes readable (a pipe written to, or a signalfd), then closes
     /// every connection. Returns the number of connections served.
     @discardableResult

@@ -91,8 +91,8 @@ extension RetentionPolicy {
         return (n, unit)
     }
 
-    /// `30m` → 1800 seconds.
-    static func duration(_ word: String) -> Int64? {
+    /// `30m` → 1800 seconds (units s m h d w); nil for anything else.
+    public static func duration(_ word: String) -> Int64? {
         let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
         guard let last = word.last, let scale = units[last], let n = Int64(word.dropLast()), n >= 0,
               word.count > 1 else { return nil }

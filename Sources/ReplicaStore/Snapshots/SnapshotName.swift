@@ -40,6 +40,19 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
         guard check.year == year, check.month == month, check.day == day else { return nil }
     }
 
+    /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` (what `description` prints); nil for anything else,
+    /// a date that does not exist included.
+    public init?(iso8601 text: String) {
+        let bytes = Array(text.utf8)
+        let layout = Array("0000-00-00T00:00:00Z".utf8)
+        guard bytes.count == layout.count, zip(bytes, layout).allSatisfy({ b, l in
+            l == UInt8(ascii: "0") ? (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) : b == l
+        }) else { return nil }
+        func value(_ range: Range<Int>) -> Int { bytes[range].reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) } }
+        self.init(year: value(0..<4), month: value(5..<7), day: value(8..<10), hour: value(11..<13), minute: value(14..<16),
+                  second: value(17..<19))
+    }
+
     /// ISO 8601 with `Z`, e.g. `2026-11-22T02:30:00Z`.
     public var description: String {
         let f = fields

@@ -151,6 +151,31 @@ extension Store {
         if let failure = try delete([snapshot], of: name).first { throw failure.error }
     }
 
+    /// `replica-snap delete NAME SNAPSHOT…`: under the subvolume's lock (waiting up to `wait`),
+    /// deletes each named snapshot that is ours; a name that is not a snapshot, or not ours, is a
+    /// failure naming why, and does not stop the rest. Returns what was deleted and what was not.
+    public func deleteSnapshots(named requested: [String], of name: String, wait: Duration? = nil,
+                                deleted: (Snapshot) -> Void = { _ in }) throws(ReplicaError) -> [(name: String, error: ReplicaError)] {
+        let lock = try SubvolumeLock.acquire(name, in: self, wait: wait)
+        let inventory = try inventory(of: name)
+        var chosen: [Snapshot] = []
+        var failures: [(name: String, error: ReplicaError)] = []
+        for snapshotName in requested {
+            if let snapshot = inventory.snapshots.first(where: { $0.name.description == snapshotName }) {
+                chosen.append(snapshot)
+            } else if let foreign = inventory.foreign.first(where: { $0.name == snapshotName }) {
+                failures.append((snapshotName, ReplicaError("delete snapshot", [snapshotName], errno: .EPERM,
+                                                            hint: "not deleted: not ours (\(foreign.reason))", reason: .refused)))
+            } else {
+                failures.append((snapshotName, ReplicaError("delete snapshot", [snapshotName], errno: .ENOENT,
+                                                            hint: "not deleted: no such snapshot of \(name)")))
+            }
+        }
+        failures += try delete(chosen, of: name, deleted: deleted)
+        _ = lock.subvolume
+        return failures
+    }
+
     /// Deletes several snapshots of `name`, each checked again and deleted by ID as above. A failure
     /// does not stop the rest; the failures are returned.
     public func delete(_ snapshots: [Snapshot], of name: String,

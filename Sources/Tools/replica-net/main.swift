@@ -1,7 +1,6 @@
 // replica-net: a service's private network — a named netns, a veth into it from a bridge, an
 // address leased from the bridge's subnet, a default route — from its profile's [Network] section
 // or from flags. Parses, calls NetworkPlan, prints.
-import CReplicaShim
 import Glibc
 import ReplicaKit
 import ReplicaNet
@@ -138,14 +137,11 @@ do {
             fail("proxy needs --listen and --connect, e.g. --listen unix:/run/web.sock --connect tcp:127.0.0.1:8080 --connect-netns web",
                  ExitCode.usage)
         }
-        // SIGTERM and SIGINT arrive through a signalfd the proxy polls: a clean stop, no handler.
-        let stop = replica_termination_signalfd()
-        guard stop >= 0 else { fail("signalfd: \(Errno.current)") }
         let proxy = try Proxy(listen: try ProxyEndpoint(parsing: listen, namespace: arguments.value("listen-netns")),
                               connect: try ProxyEndpoint(parsing: connect, namespace: arguments.value("connect-netns")))
         let started = "replica-net: forwarding \(proxy.listen) → \(proxy.connect)\n"
         _ = write(1, started, started.utf8.count)
-        let served = try proxy.run(until: stop)
+        let served = try proxy.runUntilTerminated()
         print("replica-net: stopped after \(served) connections")
     default:
         var held: [(subnet: String, address: String, owner: String)] = []

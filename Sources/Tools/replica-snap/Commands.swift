@@ -124,39 +124,21 @@ struct SnapCommand {
         let requested = Array(arguments.positionals.dropFirst())
         let store = try openStore(target)
         let wait = try waitDuration()
-        let lock: SubvolumeLock
-        do throws(ReplicaError) { lock = try SubvolumeLock.acquire(target.subvolume, in: store, wait: wait) } catch {
-            throw Exit(code: ExitCode.lockHeld, message: error.description)
+        let failures: [(name: String, error: ReplicaError)]
+        do throws(ReplicaError) {
+            failures = try store.deleteSnapshots(named: requested, of: target.subvolume, wait: wait, deleted: { print("deleted \($0.name)") })
+        } catch {
+            throw Exit(code: error.reason == .lockHeld ? ExitCode.lockHeld : ExitCode.failure, message: error.description)
         }
-        let inventory = try store.inventory(of: target.subvolume)
-        var chosen: [Snapshot] = []
-        var failures = 0
-        for name in requested {
-            if let snapshot = inventory.snapshots.first(where: { $0.name.description == name }) {
-                chosen.append(snapshot)
-            } else {
-                let foreign = inventory.foreign.first { $0.name == name }
-                printError("replica-snap: \(name): not deleted: " + (foreign.map { "not ours (\($0.reason))" } ?? "no such snapshot"))
-                failures += 1
-            }
-        }
-        for failure in try store.delete(chosen, of: target.subvolume, deleted: { print("deleted \($0.name)") }) {
-            printError("replica-snap: \(failure.error)")
-            failures += 1
-        }
-        _ = lock.subvolume
-        return failures == 0 ? ExitCode.ok : failures == requested.count ? ExitCode.failure : ExitCode.partialFailure
+        for failure in failures { printError("replica-snap: \(failure.name): \(failure.error.hint ?? failure.error.description)") }
+        return failures.isEmpty ? ExitCode.ok : failures.count == requested.count ? ExitCode.failure : ExitCode.partialFailure
     }
 
     func check() throws -> Int32 {
-        var probe = RetentionPolicy()
-        let warning: Int64, critical: Int64
-        do {
-            try probe.set("min_age", arguments.value("warning") ?? "26h")
-            warning = probe.minimumAge
-            try probe.set("min_age", arguments.value("critical") ?? "50h")
-            critical = probe.minimumAge
-        } catch { throw Exit(code: ExitCode.usage, message: "--warning/--critical: \(error.reason)") }
+        let (warningText, criticalText) = (arguments.value("warning") ?? "26h", arguments.value("critical") ?? "50h")
+        guard let warning = RetentionPolicy.duration(warningText), let critical = RetentionPolicy.duration(criticalText) else {
+            throw Exit(code: ExitCode.usage, message: "--warning/--critical take a duration: N followed by s m h d w (26h)")
+        }
         let now = try now()
         let targets = try targets(arguments.positionals, needPolicy: false)
         let results = targets.map { target in
@@ -170,17 +152,5 @@ struct SnapCommand {
         let worst = results.map(\.status).max() ?? .ok
         print(json ? Render.checks(results, worst: worst).serialized() : "\(worst.label): " + results.map(\.message).joined(separator: "; "))
         return worst.rawValue
-    }
-}
-
-extension UTCTimestamp {
-    /// `2026-11-22T02:30:00Z`.
-    init?(iso8601 text: String) {
-        let digits = text.filter(\.isNumber)
-        guard text.count == 20, text.hasSuffix("Z"), digits.count == 14 else { return nil }
-        let n = digits.map { Int(String($0))! }
-        func value(_ range: Range<Int>) -> Int { n[range].reduce(0) { $0 * 10 + $1 } }
-        self.init(year: value(0..<4), month: value(4..<6), day: value(6..<8),
-                  hour: value(8..<10), minute: value(10..<12), second: value(12..<14))
     }
 }
