@@ -19,6 +19,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -146,3 +149,17 @@ int replica_termination_signalfd(void) {
     return signalfd(-1, &set, SFD_CLOEXEC);
 }
 int replica_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
+
+int replica_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0); }
+int replica_ambient_raise(int cap) { return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)cap, 0, 0); }
+int replica_set_keepcaps(int on) { return prctl(PR_SET_KEEPCAPS, (unsigned long)on, 0, 0, 0); }
+int replica_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
+int replica_seccomp_load_bpf(const void *filter, unsigned short count) {
+    struct sock_fprog program = { .len = count, .filter = (struct sock_filter *)filter };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program);
+}
+int replica_memfd_cloexec(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+const char *replica_errno_name(int number) { return strerrorname_np(number); }
+long replica_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
+    return syscall(nr, a0, a1, a2, a3, a4, a5);
+}

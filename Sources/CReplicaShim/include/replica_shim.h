@@ -109,4 +109,23 @@ int replica_termination_signalfd(void);
 /// prctl(PR_SET_PDEATHSIG): signal this process when its parent dies.
 int replica_set_parent_death_signal(int signal);
 
+// MARK: confinement (prctl(2) is variadic; seccomp(2) has no glibc wrapper)
+/// prctl(PR_CAPBSET_DROP, cap): remove a capability from the bounding set.
+int replica_capbset_drop(int cap);
+/// prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap).
+int replica_ambient_raise(int cap);
+/// prctl(PR_SET_KEEPCAPS, on): keep permitted capabilities across setuid from root.
+int replica_set_keepcaps(int on);
+/// prctl(PR_SET_NO_NEW_PRIVS, 1).
+int replica_set_no_new_privs(void);
+/// seccomp(SECCOMP_SET_MODE_FILTER, 0, {count, filter}): load a compiled classic BPF program of
+/// `count` 8-byte instructions.
+int replica_seccomp_load_bpf(const void *filter, unsigned short count);
+/// memfd_create(name, MFD_CLOEXEC).
+int replica_memfd_cloexec(const char *name);
+/// strerrorname_np(3): the symbolic name of an errno value ("EPERM"), or NULL.
+const char *replica_errno_name(int number);
+/// syscall(nr, a0 … a5): a raw call, for the probe and tests (the variadic syscall(2) is not callable).
+long replica_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5);
+
 #endif

@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 
 /// A C `errno` value with its symbolic name (`EPERM`) and its message (`Operation not permitted`).
@@ -9,7 +10,15 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static var current: Errno { Errno(rawValue: Glibc.errno) }
 
     /// The symbolic name, e.g. `ELOOP`; `E<number>` for values outside the table.
-    public var name: String { Errno.names[rawValue] ?? "E\(rawValue)" }
+    public var name: String {
+        Errno.names[rawValue] ?? replica_errno_name(rawValue).map { String(cString: $0) } ?? "E\(rawValue)"
+    }
+
+    /// The errno of a symbolic name (`EPERM`), as `strerrorname_np(3)` names them; nil for none.
+    public static func named(_ name: String) -> Errno? {
+        guard name.hasPrefix("E") else { return nil }
+        return (1...4095).lazy.map(Errno.init(rawValue:)).first { $0.name == name }
+    }
     /// The C library's message for this value, `strerror(3)`.
     public var message: String { String(cString: strerror(rawValue)) }
     /// `Too many levels of symbolic links (ELOOP)`.

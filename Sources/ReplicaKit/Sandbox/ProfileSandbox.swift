@@ -66,6 +66,7 @@ extension SandboxPlan {
         for setting in profile.list(section, "InaccessiblePaths") {
             for word in try ProfileWords.split(setting) { inaccessiblePaths.append(try ProfilePath.normalized(word, setting)) }
         }
+        confinement = try Confinement(profile: profile)
         do throws(ReplicaError) { try validate() } catch {
             let setting = profile.settings.last { $0.section == section } ?? ProfileSetting(
                 section: section, key: "Sandbox", value: "", file: profile.files.first ?? profile.unit, line: 0)

@@ -7,18 +7,27 @@ extension SandboxMounter {
     /// `$CACHE_DIRECTORY` as systemd does (colon-separated paths), and replaces this process with
     /// `command` (`execvp(3)`), which inherits all of it. Returns only by throwing: if anything fails, the command never runs,
     /// sandboxed or not.
+    ///
+    /// The confinement is prepared first — users resolved, seccomp filters compiled — so a bad
+    /// name fails before anything is applied; then the UTS namespace (`ProtectHostname=`), the
+    /// mounts, and `Confinement.apply`, whose seccomp filters are the last step before `execve`.
     public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(ReplicaError) -> Never {
         guard let program = command.first else {
             throw ReplicaError("execvp", [], errno: .EINVAL, hint: "no command given")
         }
+        let credentials = try plan.confinement.resolveCredentials()
+        let programs = try plan.confinement.seccompPrograms()
         if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
+        if plan.confinement.protectHostname { _ = try syscall("unshare(CLONE_NEWUTS)") { replica_unshare(replica_CLONE_NEWUTS) } }
         try enterPrivateMountNamespace(method: method)
         try apply(plan, method: method)
         for kind in ServiceDirectory.Kind.allCases {
             let paths = plan.serviceDirectories.filter { $0.kind == kind }.map(\.path)
             if !paths.isEmpty { setenv(kind.environmentVariable, paths.joined(separator: ":"), 1) }
         }
+        // Resolved before the filters load: execvp's PATH walk must not meet them half-applied.
         let argv = command.map { strdup($0) } + [nil]
+        try plan.confinement.apply(credentials, programs: programs)
         execvp(program, argv)
         let error = ReplicaError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)
         argv.forEach { free($0) }

@@ -62,35 +62,67 @@ public enum SandboxMounter {
         let optional = plan.optionalTargets
         var steps: [SandboxPlan.Step] = []
         for step in plan.steps {
-            if optional.contains(step.target) { guard try root.exists(step.target) else { continue } }
-            steps.append(step)
+            guard optional.contains(step.target) else { steps.append(step); continue }
+            // What a protection covers may be reached through a symlink (/lib/modules is
+            // /usr/lib/modules on merged-/usr systems): it then covers the real path, once.
+            guard let real = try root.realPath(step.target) else { continue }
+            let moved = step.moved(to: real, root: plan.root)
+            if !steps.contains(where: { $0.target == real }) && !plan.steps.contains(where: { $0.target == real && $0 != step }) {
+                steps.append(moved)
+            }
+        }
+        steps.sort { a, b in
+            let (da, db) = (a.target.split(separator: "/").count, b.target.split(separator: "/").count)
+            return da != db ? da < db : a.target < b.target
         }
         // Sources first (cloned before anything turns read-only, so they keep the host's flags),
         // then every missing mount point outside the plan's own tmpfs while the tree is writable.
         var prepared: [Prepared?] = []
         for step in steps { prepared.append(try prepare(step, host: host, clone: newAPI)) }
-        let temporary = steps.compactMap { if case .temporary(let tmp) = $0 { tmp.path } else { nil } }
+        let temporary = steps.compactMap { step -> String? in
+            switch step {
+            case .temporary(let tmp): tmp.path
+            case .procfs(let path): path
+            default: nil
+            }
+        }
         for (step, source) in zip(steps, prepared) where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
             if let kind = mountPointKind(step, source) { _ = try root.open(step.target, [.noSymlinks], creating: kind) }
         }
         if newAPI && strict { try makeReadOnly(plan.root, newAPI: true, except: []) }
         for (index, step) in steps.enumerated() {
-            switch step {
-            case .temporary(let tmp):
-                let target = try root.open(tmp.path, [.noSymlinks, .directory], creating: .directory)
-                if newAPI, let tree = prepared[index] { try attach(tree.fd, onto: target, name: tmp.path) }
-                else { try mountTemporary(tmp, onto: target, newAPI: false) }
-            case .bind(let bind):
-                guard let source = prepared[index] else { continue }  // an optional source that is missing
-                let kind: ResolveOptions = source.isDirectory ? .directory : .regularFile
-                let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular)
-                if newAPI { try attach(source.fd, onto: target, name: bind.target) }
-                else { try bindMount(source.fd, onto: target, bind, newAPI: false) }
-            case .inaccessible(let path):
-                try makeInaccessible(path, try root.open(path, [.noSymlinks, .noSpecialFiles]), newAPI: newAPI)
+            do throws(ReplicaError) {
+                try mountStep(step, prepared[index], in: root, newAPI: newAPI)
+            } catch where error.errno == .ENOENT && optional.contains(step.target) {
+                // What a protection covers may vanish or be unmountable as the kernel sees it (a
+                // deleted file bound there, as /proc/kmsg in a container): skipped, as systemd skips it.
+                continue
             }
         }
         if !newAPI && strict { try makeReadOnly(plan.root, newAPI: false, except: steps.map(\.target)) }
+    }
+
+    /// Makes one step's mount, its target resolved inside the root just before.
+    static func mountStep(_ step: SandboxPlan.Step, _ prepared: Prepared?, in root: borrowing MountPoints, newAPI: Bool) throws(ReplicaError) {
+        switch step {
+        case .temporary(let tmp):
+            let target = try root.open(tmp.path, [.noSymlinks, .directory], creating: .directory)
+            if newAPI, let tree = prepared { try attach(tree.fd, onto: target, name: tmp.path) }
+            else { try mountTemporary(tmp, onto: target, newAPI: false) }
+        case .bind(let bind):
+            guard let source = prepared else { return }  // an optional source that is missing
+            let kind: ResolveOptions = source.isDirectory ? .directory : .regularFile
+            let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular)
+            if newAPI { try attach(source.fd, onto: target, name: bind.target) }
+            else { try bindMount(source.fd, onto: target, bind, newAPI: false) }
+        case .procfs(let path):
+            let target = try root.open(path, [.noSymlinks, .directory])
+            if newAPI, let tree = prepared { try attach(tree.fd, onto: target, name: path) }
+            else { _ = try syscall("mount(proc)", path) { mount("proc", "/proc/self/fd/\(target.rawValue)", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) } }
+        case .inaccessible(let path):
+            // Device nodes too (/dev/kmsg): opened with O_PATH, covered, never opened for I/O.
+            try makeInaccessible(path, try root.open(path, [.noSymlinks]), newAPI: newAPI)
+        }
     }
 
     /// Resolves mount targets inside the plan's root, making missing ones first as systemd does:
@@ -108,14 +140,21 @@ public enum SandboxMounter {
             }
         }
 
-        /// Whether `path` exists in the root (as anything, a symlink included: refused later).
-        func exists(_ path: String) throws(ReplicaError) -> Bool {
-            do throws(ReplicaError) { _ = try directory.open(path, [.noSymlinks]) } catch {
-                if error.errno == .ENOENT { return false }
-                if error.errno == .ELOOP { return true }
+        /// `path` with its symlinks resolved inside the root (`openat2(RESOLVE_IN_ROOT)`, then the
+        /// descriptor's path), or nil when it does not exist.
+        func realPath(_ path: String) throws(ReplicaError) -> String? {
+            do throws(ReplicaError) { _ = try directory.open(path, [.noSymlinks]); return path } catch {
+                if error.errno == .ENOENT { return nil }
+                guard error.errno == .ELOOP else { throw error }
+            }
+            let fd: OwnedFD
+            do throws(ReplicaError) { fd = try directory.open(path, []) } catch {
+                if error.errno == .ENOENT { return nil }
                 throw error
             }
-            return true
+            guard let kernel = fd.kernelPath(), let rootPath = directory.fd.kernelPath() else { return nil }
+            if rootPath == "/" { return kernel }
+            return kernel.hasPrefix(rootPath + "/") ? String(kernel.dropFirst(rootPath.count)) : nil
         }
 
         func create(_ path: String, _ kind: FileStatus.Kind) throws(ReplicaError) {
@@ -141,7 +180,7 @@ public enum SandboxMounter {
     /// optional binds whose source is missing.
     static func mountPointKind(_ step: SandboxPlan.Step, _ source: Prepared?) -> FileStatus.Kind? {
         switch step {
-        case .temporary: .directory
+        case .temporary, .procfs: .directory
         case .bind: source.map { $0.isDirectory ? FileStatus.Kind.directory : .regular }
         case .inaccessible: nil
         }
@@ -171,6 +210,10 @@ public enum SandboxMounter {
             guard let source = try openSource(bind, host: host) else { return nil }
             let isDirectory = try source.status().kind == .directory
             return Prepared(clone ? try cloneTree(source, bind) : source, isDirectory: isDirectory)
+        case .procfs(let path):
+            guard clone else { return nil }
+            return Prepared(try FilesystemMount.detached(type: "proc", source: "proc", options: [:],
+                                                         attributes: attributes([.noSetUID, .noDevices, .noExec]), name: path), isDirectory: true)
         case .inaccessible:
             return nil
         }

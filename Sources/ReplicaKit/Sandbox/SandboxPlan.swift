@@ -22,6 +22,9 @@ public struct SandboxPlan: Equatable, Sendable {
     /// `RuntimeDirectory=`, `LogsDirectory=`, `CacheDirectory=`: made (0755) if missing below /run,
     /// /var/log or /var/cache, and writable whatever `ProtectSystem=` says.
     public var serviceDirectories: [ServiceDirectory] = []
+    /// Users, capabilities, no_new_privs and seccomp; its `Protect*=` and `PrivateDevices=`
+    /// settings also add mounts here (`protectionSteps`).
+    public var confinement = Confinement()
     /// `NetworkNamespacePath=`: a pinned network namespace the service joins (`/run/netns/NAME`,
     /// made by `replica-net up`); nil to keep the caller's network.
     public var networkNamespacePath: String?
@@ -36,12 +39,29 @@ public struct SandboxPlan: Equatable, Sendable {
         case temporary(TemporaryDirectory)
         case bind(Bind)
         case inaccessible(String)
+        /// A fresh procfs instance (what systemd mounts on /proc for the kernel protections), so
+        /// the service sees the kernel's own /proc, not overmounts made on the host's.
+        case procfs(String)
+
+        /// The same step at another target; a bind of the tree onto itself follows it.
+        func moved(to target: String, root: String) -> Step {
+            switch self {
+            case .temporary(var tmp): tmp.path = target; return .temporary(tmp)
+            case .inaccessible: return .inaccessible(target)
+            case .procfs: return .procfs(target)
+            case .bind(var bind):
+                if bind.source == (root == "/" ? bind.target : root + bind.target) { bind.source = root == "/" ? target : root + target }
+                bind.target = target
+                return .bind(bind)
+            }
+        }
 
         public var target: String {
             switch self {
             case .temporary(let tmp): tmp.path
             case .bind(let bind): bind.target
             case .inaccessible(let path): path
+            case .procfs(let path): path
             }
         }
     }
@@ -80,7 +100,32 @@ public struct SandboxPlan: Equatable, Sendable {
         case .yes: ProtectHome.paths.map(Step.inaccessible)
         case .readOnly: ProtectHome.paths.map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
         }
-        return system + home
+        return system + home + kernelSteps
+    }
+
+    /// The mounts of `ProtectKernelTunables=`, `ProtectKernelModules=`, `ProtectKernelLogs=` and
+    /// `ProtectControlGroups=`, as systemd 252 makes them: kernel tunables in /proc and /sys
+    /// read-only (the cgroup tree keeps its own flags unless protected too), symbol tables, module
+    /// folders and the kernel log hidden.
+    var kernelSteps: [Step] {
+        let readOnly = { (path: String) in Step.bind(Bind(self.inRoot(path), to: path, readOnly: true, optional: true)) }
+        let writable = { (path: String) in Step.bind(Bind(self.inRoot(path), to: path, readOnly: false, optional: true)) }
+        var steps: [Step] = []
+        let kernel = confinement
+        if kernel.protectKernelTunables || kernel.protectKernelModules || kernel.protectKernelLogs || kernel.protectControlGroups {
+            steps.append(.procfs("/proc"))
+        }
+        if confinement.protectKernelTunables {
+            steps += ["/proc/acpi", "/proc/apm", "/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/latency_stats", "/proc/mtrr",
+                      "/proc/scsi", "/proc/sys", "/proc/sysrq-trigger", "/proc/timer_list", "/sys", "/sys/fs/bpf", "/sys/kernel/debug",
+                      "/sys/kernel/tracing"].map(readOnly)
+            steps += ["/proc/kallsyms", "/proc/kcore"].map(Step.inaccessible)
+            if !confinement.protectControlGroups { steps.append(writable("/sys/fs/cgroup")) }
+        }
+        if confinement.protectControlGroups { steps.append(readOnly("/sys/fs/cgroup")) }
+        if confinement.protectKernelModules { steps += ["/usr/lib/modules", "/lib/modules"].map(Step.inaccessible) }
+        if confinement.protectKernelLogs { steps += ["/proc/kmsg", "/dev/kmsg"].map(Step.inaccessible) }
+        return steps
     }
 
     /// Targets skipped when they do not exist in the root (what `ProtectSystem=` and

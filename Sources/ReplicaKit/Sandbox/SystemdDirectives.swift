@@ -23,6 +23,7 @@ extension SandboxPlan {
             lines.append((access.writable ? "ReadWritePaths=" : "ReadOnlyPaths=") + Self.quote((access.optional ? "-" : "") + access.path))
         }
         for directory in serviceDirectories { lines.append("\(directory.kind.rawValue)=" + Self.quote(directory.name)) }
+        lines += confinement.systemdDirectives
         if let networkNamespacePath { lines.append("NetworkNamespacePath=" + Self.quote(networkNamespacePath)) }
         return lines
     }

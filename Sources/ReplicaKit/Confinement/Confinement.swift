@@ -1,0 +1,199 @@
+import CCap
+import Glibc
+
+/// Who a sandboxed service runs as and what the kernel still lets it do: the credentials,
+/// capability, no_new_privs and seccomp part of `[Sandbox]`, with systemd.exec(5)'s names and
+/// meaning (systemd 252). The generated drop-in carries it to systemd; `replica-run` applies it
+/// itself (`Confinement.apply`), in systemd's order, the seccomp filters last before `execve`.
+///
+/// ```ini
+/// [Sandbox]
+/// User=www-data
+/// Group=www-data
+/// SupplementaryGroups=adm
+/// UMask=0027
+/// CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+/// AmbientCapabilities=CAP_NET_BIND_SERVICE
+/// NoNewPrivileges=yes
+/// SystemCallFilter=@system-service
+/// SystemCallFilter=~@privileged @resources
+/// SystemCallErrorNumber=EPERM
+/// SystemCallArchitectures=native
+/// RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+/// RestrictNamespaces=yes
+/// LockPersonality=yes
+/// MemoryDenyWriteExecute=yes
+/// RestrictRealtime=yes
+/// RestrictSUIDSGID=yes
+/// ProtectKernelTunables=yes
+/// ProtectKernelModules=yes
+/// ProtectKernelLogs=yes
+/// ProtectControlGroups=yes
+/// ProtectClock=yes
+/// ProtectHostname=yes
+/// PrivateDevices=yes
+/// ```
+public struct Confinement: Equatable, Sendable {
+    public var user: String?
+    public var group: String?
+    public var supplementaryGroups: [String] = []
+    public var umask: mode_t?
+    /// nil: unchanged (every capability).
+    public var capabilityBoundingSet: CapabilitySet?
+    public var ambientCapabilities = CapabilitySet()
+    public var noNewPrivileges = false
+    public var syscallFilter: SyscallFilter?
+    /// `SystemCallErrorNumber=`: nil kills the process (systemd's default).
+    public var syscallErrorNumber: Int32?
+    /// `SystemCallArchitectures=native`: calls of any other ABI (i386 `int 0x80`, x32) kill.
+    public var nativeArchitectureOnly = false
+    public var restrictAddressFamilies: AddressFamilies?
+    /// `RestrictNamespaces=`: the namespace types still allowed; nil leaves all.
+    public var allowedNamespaces: NamespaceTypes?
+    public var lockPersonality = false
+    public var memoryDenyWriteExecute = false
+    public var restrictRealtime = false
+    public var restrictSUIDSGID = false
+    public var protectKernelTunables = false
+    public var protectKernelModules = false
+    public var protectKernelLogs = false
+    public var protectControlGroups = false
+    public var protectClock = false
+    public var protectHostname = false
+    public var privateDevices = false
+
+    public init() {}
+
+    /// Whether any seccomp filter is asked for, directly or by a setting that implies one.
+    public var usesSeccomp: Bool {
+        syscallFilter != nil || nativeArchitectureOnly || restrictAddressFamilies != nil || allowedNamespaces != nil
+            || lockPersonality || memoryDenyWriteExecute || restrictRealtime || restrictSUIDSGID || protectKernelTunables
+            || protectKernelModules || protectKernelLogs || protectClock || protectHostname || privateDevices
+    }
+
+    /// The bounding set after the settings that remove capabilities (`PrivateDevices=` drops
+    /// CAP_MKNOD and CAP_SYS_RAWIO, `ProtectKernelModules=` CAP_SYS_MODULE, `ProtectKernelLogs=`
+    /// CAP_SYSLOG, `ProtectClock=` CAP_SYS_TIME and CAP_WAKE_ALARM), as systemd computes it.
+    public var effectiveBoundingSet: CapabilitySet {
+        var set = capabilityBoundingSet ?? .all
+        if privateDevices { set.remove(["CAP_MKNOD", "CAP_SYS_RAWIO"]) }
+        if protectKernelModules { set.remove(["CAP_SYS_MODULE"]) }
+        if protectKernelLogs { set.remove(["CAP_SYSLOG"]) }
+        if protectClock { set.remove(["CAP_SYS_TIME", "CAP_WAKE_ALARM"]) }
+        return set
+    }
+
+    /// The settings as unit-file lines, each as systemd reads it back.
+    public var systemdDirectives: [String] {
+        var lines: [String] = []
+        if let user { lines.append("User=\(user)") }
+        if let group { lines.append("Group=\(group)") }
+        if !supplementaryGroups.isEmpty { lines.append("SupplementaryGroups=\(supplementaryGroups.joined(separator: " "))") }
+        if let umask { lines.append("UMask=" + String(umask, radix: 8).leftPadded(4)) }
+        if let capabilityBoundingSet { lines.append("CapabilityBoundingSet=\(capabilityBoundingSet.names.joined(separator: " "))") }
+        if !ambientCapabilities.isEmpty { lines.append("AmbientCapabilities=\(ambientCapabilities.names.joined(separator: " "))") }
+        if noNewPrivileges { lines.append("NoNewPrivileges=yes") }
+        if let syscallFilter { lines += syscallFilter.directives }
+        if let syscallErrorNumber { lines.append("SystemCallErrorNumber=\(Errno(rawValue: syscallErrorNumber).name)") }
+        // Replica filters native calls only, so it forbids the other ABIs wherever it filters.
+        if nativeArchitectureOnly || usesSeccomp { lines.append("SystemCallArchitectures=native") }
+        if let restrictAddressFamilies { lines.append("RestrictAddressFamilies=\(restrictAddressFamilies.directive)") }
+        if let allowedNamespaces { lines.append("RestrictNamespaces=\(allowedNamespaces.directive)") }
+        for (on, key) in [(lockPersonality, "LockPersonality"), (memoryDenyWriteExecute, "MemoryDenyWriteExecute"),
+                          (restrictRealtime, "RestrictRealtime"), (restrictSUIDSGID, "RestrictSUIDSGID"),
+                          (protectKernelTunables, "ProtectKernelTunables"), (protectKernelModules, "ProtectKernelModules"),
+                          (protectKernelLogs, "ProtectKernelLogs"), (protectControlGroups, "ProtectControlGroups"),
+                          (protectClock, "ProtectClock"), (protectHostname, "ProtectHostname"), (privateDevices, "PrivateDevices")]
+            where on {
+            lines.append("\(key)=yes")
+        }
+        return lines
+    }
+}
+
+/// A set of capabilities by number (`CAP_NET_BIND_SERVICE` is 10), named as libcap names them.
+public struct CapabilitySet: Equatable, Sendable {
+    public var numbers: Set<Int32>
+
+    public init(_ numbers: Set<Int32> = []) { self.numbers = numbers }
+
+    /// Every capability this kernel knows (0 … `CAP_LAST_CAP`, read from /proc).
+    public static var all: CapabilitySet { CapabilitySet(Set(0...lastCapability)) }
+
+    /// `/proc/sys/kernel/cap_last_cap`, or libcap's compiled-in value.
+    public static let lastCapability: Int32 = {
+        if let text = try? OwnedFD.open("/proc/sys/kernel/cap_last_cap", O_RDONLY).readLine(), let value = Int32(text) { return value }
+        return Int32(CAP_LAST_CAP)
+    }()
+
+    public var isEmpty: Bool { numbers.isEmpty }
+    public func contains(_ number: Int32) -> Bool { numbers.contains(number) }
+
+    /// Upper-case names in number order, as systemd prints them (`CAP_CHOWN CAP_NET_ADMIN`).
+    public var names: [String] { numbers.sorted().map(Self.name) }
+
+    /// `cap_to_name(3)`, upper-cased.
+    public static func name(_ number: Int32) -> String {
+        guard let raw = cap_to_name(cap_value_t(number)) else { return "CAP_\(number)" }
+        defer { cap_free(raw) }
+        return String(cString: raw).uppercased()
+    }
+
+    /// `cap_from_name(3)`: `CAP_SYS_ADMIN` or `cap_sys_admin`; nil when libcap does not know it.
+    public static func number(_ name: String) -> Int32? {
+        guard name.uppercased().hasPrefix("CAP_") else { return nil }
+        var value = cap_value_t(0)
+        guard cap_from_name(name.lowercased(), &value) == 0, value <= lastCapability else { return nil }
+        return Int32(value)
+    }
+
+    mutating func remove(_ names: [String]) { for name in names { if let n = Self.number(name) { numbers.remove(n) } } }
+}
+
+/// `RestrictAddressFamilies=`: an allow list (`AF_UNIX AF_INET`), a deny list (`~AF_PACKET`) or
+/// none at all (`none`).
+public struct AddressFamilies: Equatable, Sendable {
+    public var allowList: Bool
+    public var families: Set<Int32>
+
+    /// The families systemd knows by name, with their numbers (`<sys/socket.h>`).
+    public static let known: [String: Int32] = [
+        "AF_UNIX": 1, "AF_LOCAL": 1, "AF_INET": 2, "AF_AX25": 3, "AF_IPX": 4, "AF_APPLETALK": 5, "AF_NETROM": 6,
+        "AF_BRIDGE": 7, "AF_ATMPVC": 8, "AF_X25": 9, "AF_INET6": 10, "AF_ROSE": 11, "AF_DECnet": 12, "AF_NETBEUI": 13,
+        "AF_SECURITY": 14, "AF_KEY": 15, "AF_NETLINK": 16, "AF_ROUTE": 16, "AF_PACKET": 17, "AF_ASH": 18, "AF_ECONET": 19,
+        "AF_ATMSVC": 20, "AF_RDS": 21, "AF_SNA": 22, "AF_IRDA": 23, "AF_PPPOX": 24, "AF_WANPIPE": 25, "AF_LLC": 26,
+        "AF_IB": 27, "AF_MPLS": 28, "AF_CAN": 29, "AF_TIPC": 30, "AF_BLUETOOTH": 31, "AF_IUCV": 32, "AF_RXRPC": 33,
+        "AF_ISDN": 34, "AF_PHONET": 35, "AF_IEEE802154": 36, "AF_CAIF": 37, "AF_ALG": 38, "AF_NFC": 39, "AF_VSOCK": 40,
+        "AF_KCM": 41, "AF_QIPCRTR": 42, "AF_SMC": 43, "AF_XDP": 44, "AF_MCTP": 45,
+    ]
+    /// One past the highest family number (`AF_MAX`).
+    public static let maximum: Int32 = 46
+
+    public var directive: String {
+        if allowList && families.isEmpty { return "none" }
+        let preferred = ["AF_UNIX", "AF_NETLINK"]
+        let names = families.sorted().map { number in
+            let all = Self.known.filter { $0.value == number }.map(\.key).sorted()
+            return all.first(where: preferred.contains) ?? all.first ?? "\(number)"
+        }
+        return (allowList ? "" : "~") + names.joined(separator: " ")
+    }
+}
+
+/// Namespace types by their `CLONE_NEW*` flag.
+public struct NamespaceTypes: Equatable, Sendable {
+    public var flags: UInt64
+
+    public static let all: [(name: String, flag: UInt64)] = [
+        ("cgroup", 0x0200_0000), ("ipc", 0x0800_0000), ("net", 0x4000_0000), ("mnt", 0x0002_0000),
+        ("pid", 0x2000_0000), ("user", 0x1000_0000), ("uts", 0x0400_0000),
+    ]
+    public static let allFlags = all.reduce(UInt64(0)) { $0 | $1.flag }
+
+    public init(flags: UInt64) { self.flags = flags }
+
+    /// `yes` (none allowed), or the allowed types by name.
+    public var directive: String {
+        flags == 0 ? "yes" : Self.all.filter { flags & $0.flag != 0 }.map(\.name).joined(separator: " ")
+    }
+}

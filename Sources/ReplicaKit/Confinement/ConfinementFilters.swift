@@ -1,0 +1,94 @@
+import Glibc
+
+extension Confinement {
+    /// The seccomp filters the settings ask for, one per setting as systemd builds them and in the
+    /// order it loads them (so that where two filters answer one call the same one wins), the
+    /// `SystemCallFilter=` list last. Each filter allows what it does not name.
+    public func seccompPrograms() throws(ReplicaError) -> [SeccompProgram] {
+        typealias Rule = SeccompProgram.Rule
+        let eperm = SeccompProgram.Action.errno(EPERM)
+        var filters: [[Rule]] = []
+        if protectHostname { filters.append([Rule("sethostname", eperm), Rule("setdomainname", eperm)]) }
+        if let families = restrictAddressFamilies { filters.append(Self.addressFamilyRules(families)) }
+        if memoryDenyWriteExecute {
+            let (exec, write, shmExec): (UInt64, UInt64, UInt64) = (0x4, 0x2, 0o100000)
+            filters.append([Rule("mmap", eperm, [.masked(2, exec | write, exec | write)]), Rule("mprotect", eperm, [.masked(2, exec, exec)]),
+                            Rule("pkey_mprotect", eperm, [.masked(2, exec, exec)]), Rule("shmat", eperm, [.masked(2, shmExec, shmExec)])])
+        }
+        if restrictRealtime {
+            // SCHED_OTHER 0, SCHED_BATCH 3 and SCHED_IDLE 5 stay; FIFO, RR, DEADLINE and the rest do not.
+            filters.append([1, 2, 4].map { Rule("sched_setscheduler", eperm, [.equal(1, $0)]) }
+                           + [Rule("sched_setscheduler", eperm, [.greater(1, 5)])])
+        }
+        if restrictSUIDSGID {
+            var rules: [Rule] = []
+            for mode: UInt64 in [0o4000, 0o2000] {
+                rules += [Rule("chmod", eperm, [.masked(1, mode, mode)]), Rule("fchmod", eperm, [.masked(1, mode, mode)]),
+                          Rule("fchmodat", eperm, [.masked(2, mode, mode)]), Rule("mkdir", eperm, [.masked(1, mode, mode)]),
+                          Rule("mkdirat", eperm, [.masked(2, mode, mode)]), Rule("mknod", eperm, [.masked(1, mode, mode)]),
+                          Rule("mknodat", eperm, [.masked(2, mode, mode)]),
+                          Rule("open", eperm, [.masked(1, 0o100, 0o100), .masked(2, mode, mode)]),
+                          Rule("openat", eperm, [.masked(2, 0o100, 0o100), .masked(3, mode, mode)]),
+                          Rule("creat", eperm, [.masked(1, mode, mode)])]
+            }
+            // openat2 keeps its flags in a struct no filter can read: ENOSYS, so callers use openat.
+            filters.append(rules + [Rule("openat2", .errno(ENOSYS))])
+        }
+        if let allowed = allowedNamespaces, allowed.flags != NamespaceTypes.allFlags {
+            var rules = [Rule("clone3", .errno(ENOSYS))]
+            rules.append(allowed.flags == 0 ? Rule("setns", eperm) : Rule("setns", eperm, [.equal(1, 0)]))
+            for (_, flag) in NamespaceTypes.all where allowed.flags & flag == 0 {
+                rules += [Rule("unshare", eperm, [.masked(0, flag, flag)]), Rule("clone", eperm, [.masked(0, flag, flag)])]
+                if allowed.flags != 0 { rules.append(Rule("setns", eperm, [.masked(1, flag, flag)])) }
+            }
+            filters.append(rules)
+        }
+        if protectKernelTunables { filters.append([Rule("_sysctl", eperm)]) }
+        if protectKernelModules { filters.append(Self.groupRules("@module", eperm)) }
+        if protectKernelLogs { filters.append([Rule("syslog", eperm)]) }
+        if protectClock { filters.append(Self.groupRules("@clock", eperm)) }
+        if privateDevices { filters.append(Self.groupRules("@raw-io", eperm)) }
+        if nativeArchitectureOnly { filters.append([]) }
+        // Only the persona the service starts with (PER_LINUX).
+        if lockPersonality { filters.append([Rule("personality", eperm, [.notEqual(0, 0)])]) }
+        var programs = try filters.map { (rules) throws(ReplicaError) in try SeccompProgram(default: .allow, rules: rules) }
+        if let syscallFilter { programs.append(try mainProgram(syscallFilter)) }
+        return programs
+    }
+
+    /// `SystemCallFilter=`: an allow list fails everything else (the errno or kill of
+    /// `SystemCallErrorNumber=`) but answers ENOSYS for numbers no known call has, so libc falls
+    /// back as on an older kernel; a deny list fails what it names.
+    func mainProgram(_ filter: SyscallFilter) throws(ReplicaError) -> SeccompProgram {
+        let negative: SeccompProgram.Action = syscallErrorNumber.map { .outcome($0) } ?? .killProcess
+        var rules: [SeccompProgram.Rule] = filter.entries.sorted { $0.key < $1.key }.map { number, errno in
+            let action: SeccompProgram.Action = errno.map { .outcome($0) } ?? (filter.allowList ? .allow : negative)
+            return SeccompProgram.Rule(number: number, action)
+        }
+        if filter.allowList {
+            let highest = SyscallFilter.knownNumbers.max() ?? 0
+            for number in 0...(highest + 64) where !SyscallFilter.knownNumbers.contains(number) && filter.entries[number] == nil {
+                rules.append(SeccompProgram.Rule(number: number, .errno(ENOSYS)))
+            }
+        }
+        return try SeccompProgram(default: filter.allowList ? negative : .allow, rules: rules)
+    }
+
+    /// Every call of a systemd group (nested groups expanded), failing with `action`.
+    static func groupRules(_ group: String, _ action: SeccompProgram.Action) -> [SeccompProgram.Rule] {
+        var filter = SyscallFilter(allowList: false, entries: [:], assignments: [])
+        try? filter.apply(group, errno: nil, invert: true, nil)
+        return filter.entries.keys.sorted().map { SeccompProgram.Rule(number: $0, action) }
+    }
+
+    /// socket(): an allow list fails families below, above and between the listed ones; a deny
+    /// list fails the listed ones; both with EAFNOSUPPORT, as systemd does.
+    static func addressFamilyRules(_ families: AddressFamilies) -> [SeccompProgram.Rule] {
+        let fail = SeccompProgram.Action.errno(EAFNOSUPPORT)
+        guard families.allowList else { return families.families.sorted().map { SeccompProgram.Rule("socket", fail, [.equal(0, UInt64($0))]) } }
+        let listed = families.families.filter { $0 > 0 && $0 < AddressFamilies.maximum }
+        guard let first = listed.min(), let last = listed.max() else { return [SeccompProgram.Rule("socket", fail)] }
+        return [SeccompProgram.Rule("socket", fail, [.less(0, UInt64(first))]), SeccompProgram.Rule("socket", fail, [.greater(0, UInt64(last))])]
+            + (1..<AddressFamilies.maximum).filter { !listed.contains($0) }.map { SeccompProgram.Rule("socket", fail, [.equal(0, UInt64($0))]) }
+    }
+}
