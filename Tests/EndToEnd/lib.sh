@@ -65,9 +65,11 @@ install_sample() {
   systemctl daemon-reload
 }
 
-# A mount table with what a new namespace renumbers taken out (mount IDs, peer group numbers; the
-# propagation kind stays), to compare two.
 # The drop-in replica-generator wrote for a unit.
 generated() { cat "/run/systemd/generator/$1.d/replica.conf"; }
 
-mount_table() { awk '{ $1 = ""; $2 = ""; print }' "/proc/$1/mountinfo" | sed -E 's/(shared|master|propagate_from):[0-9]+/\1/g'; }
+# A mount table with what a new namespace renumbers taken out (mount IDs, peer group numbers, and
+# the anonymous device numbers of fresh instances such as the procfs each start mounts; the
+# propagation kind stays), to compare two.
+
+mount_table() { awk '{ $1 = ""; $2 = ""; if ($3 ~ /^0:/) $3 = "0:anonymous"; print }' "/proc/$1/mountinfo" | sed -E 's/(shared|master|propagate_from):[0-9]+/\1/g'; }

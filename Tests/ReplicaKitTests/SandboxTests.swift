@@ -19,6 +19,7 @@ import Testing
 
     @Test func rendersTheSystemdDirectives() {
         #expect(Self.sample.systemdDirectives == [
+            "PrivateMounts=yes",
             "ProtectSystem=strict",
             "TemporaryFileSystem=/tmp:mode=1777,size=67108864,nosuid,nodev",
             "BindPaths=/run/replica/store/web:/var/lib/web",
@@ -50,7 +51,7 @@ import Testing
         plan.protectHome = .readOnly
         plan.accessPaths = [AccessPath("/srv/spool", writable: true, optional: true), AccessPath("/srv/static", writable: false)]
         plan.serviceDirectories = [ServiceDirectory(.runtime, "nginx"), ServiceDirectory(.logs, "nginx")]
-        #expect(plan.systemdDirectives == ["ProtectSystem=full", "ProtectHome=read-only", "ReadWritePaths=-/srv/spool",
+        #expect(plan.systemdDirectives == ["PrivateMounts=yes", "ProtectSystem=full", "ProtectHome=read-only", "ReadWritePaths=-/srv/spool",
                                            "ReadOnlyPaths=/srv/static", "RuntimeDirectory=nginx", "LogsDirectory=nginx"])
         // What systemd does for them, as mounts: the tree's own paths bound onto themselves.
         #expect(plan.targets == ["/efi", "/etc", "/home", "/root", "/usr", "/boot", "/run/user", "/srv/spool", "/srv/static",

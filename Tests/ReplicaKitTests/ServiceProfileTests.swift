@@ -136,7 +136,7 @@ import Testing
             #expect(outcomes.map(\.unit) == ["bad.service", "web.service"])
             #expect(outcomes.map { $0.error == nil } == [false, true])
             let web = String(decoding: try OwnedFD.open("\(dir)/out/web.service.d/replica.conf", O_RDONLY).readAll(), as: UTF8.self)
-            #expect(web.contains("ExecStartPre=+/usr/bin/replica-shift prepare %n\nProtectSystem=strict\n"))
+            #expect(web.contains("ExecStartPre=+/usr/bin/replica-shift prepare %n\nPrivateMounts=yes\nProtectSystem=strict\n"))
             let bad = String(decoding: try OwnedFD.open("\(dir)/out/bad.service.d/replica.conf", O_RDONLY).readAll(), as: UTF8.self)
             #expect(bad.contains("ExecStartPre=\nExecStartPre=+/usr/bin/replica-shift refuse %n\n"))
             #expect(!bad.contains("ProtectSystem"), "a refusing drop-in sandboxes nothing: the unit never runs")

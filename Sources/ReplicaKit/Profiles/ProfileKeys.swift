@@ -59,6 +59,7 @@ public enum ProfileKeys {
             Key("RestrictSUIDSGID", .boolean), Key("ProtectKernelTunables", .boolean), Key("ProtectKernelModules", .boolean),
             Key("ProtectKernelLogs", .boolean), Key("ProtectControlGroups", .boolean), Key("ProtectClock", .boolean),
             Key("ProtectHostname", .boolean), Key("PrivateDevices", .boolean),
+            Key("Hardening", .choice(["service"])),
             Key("PrivateTmp", .boolean),
             Key("TemporaryFileSystem", .words, list: true),
             Key("BindPaths", .words, list: true),

@@ -115,6 +115,11 @@ public enum SandboxMounter {
             let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular)
             if newAPI { try attach(source.fd, onto: target, name: bind.target) }
             else { try bindMount(source.fd, onto: target, bind, newAPI: false) }
+        case .symlink(let path, let destination):
+            let (parent, name) = splitPath(path)
+            try root.create(parent, .directory)
+            let directory = try root.open(parent, [.noSymlinks, .directory])
+            _ = try syscall("symlinkat", path) { symlinkat(destination, directory.rawValue, name) }
         case .procfs(let path):
             let target = try root.open(path, [.noSymlinks, .directory])
             if newAPI, let tree = prepared { try attach(tree.fd, onto: target, name: path) }
@@ -181,6 +186,7 @@ public enum SandboxMounter {
     static func mountPointKind(_ step: SandboxPlan.Step, _ source: Prepared?) -> FileStatus.Kind? {
         switch step {
         case .temporary, .procfs: .directory
+        case .symlink: nil
         case .bind: source.map { $0.isDirectory ? FileStatus.Kind.directory : .regular }
         case .inaccessible: nil
         }
@@ -210,6 +216,8 @@ public enum SandboxMounter {
             guard let source = try openSource(bind, host: host) else { return nil }
             let isDirectory = try source.status().kind == .directory
             return Prepared(clone ? try cloneTree(source, bind) : source, isDirectory: isDirectory)
+        case .symlink:
+            return nil
         case .procfs(let path):
             guard clone else { return nil }
             return Prepared(try FilesystemMount.detached(type: "proc", source: "proc", options: [:],
@@ -221,7 +229,7 @@ public enum SandboxMounter {
 
     /// The bind's source, or nil when it is optional and missing.
     static func openSource(_ bind: Bind, host: borrowing RootDirectory) throws(ReplicaError) -> OwnedFD? {
-        do throws(ReplicaError) { return try host.open(bind.source, [.noSymlinks, .noSpecialFiles]) } catch {
+        do throws(ReplicaError) { return try host.open(bind.source, bind.device ? [.noSymlinks] : [.noSymlinks, .noSpecialFiles]) } catch {
             if bind.optional && error.errno == .ENOENT { return nil }
             throw error
         }

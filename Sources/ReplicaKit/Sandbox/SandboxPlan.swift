@@ -39,6 +39,8 @@ public struct SandboxPlan: Equatable, Sendable {
         case temporary(TemporaryDirectory)
         case bind(Bind)
         case inaccessible(String)
+        /// A symlink made inside one of the plan's own tmpfs (`PrivateDevices=`'s /dev/fd …).
+        case symlink(String, to: String)
         /// A fresh procfs instance (what systemd mounts on /proc for the kernel protections), so
         /// the service sees the kernel's own /proc, not overmounts made on the host's.
         case procfs(String)
@@ -49,6 +51,7 @@ public struct SandboxPlan: Equatable, Sendable {
             case .temporary(var tmp): tmp.path = target; return .temporary(tmp)
             case .inaccessible: return .inaccessible(target)
             case .procfs: return .procfs(target)
+            case .symlink(_, let destination): return .symlink(target, to: destination)
             case .bind(var bind):
                 if bind.source == (root == "/" ? bind.target : root + bind.target) { bind.source = root == "/" ? target : root + target }
                 bind.target = target
@@ -62,6 +65,7 @@ public struct SandboxPlan: Equatable, Sendable {
             case .bind(let bind): bind.target
             case .inaccessible(let path): path
             case .procfs(let path): path
+            case .symlink(let path, _): path
             }
         }
     }
@@ -100,7 +104,22 @@ public struct SandboxPlan: Equatable, Sendable {
         case .yes: ProtectHome.paths.map(Step.inaccessible)
         case .readOnly: ProtectHome.paths.map { .bind(Bind(inRoot($0), to: $0, readOnly: true, optional: true)) }
         }
-        return system + home + kernelSteps
+        return system + home + kernelSteps + deviceSteps
+    }
+
+    /// `PrivateDevices=`: a fresh /dev holding what systemd 252 puts there — the pseudo devices
+    /// (bound from the host's), the host's pts, shm, mqueue and hugepages, and the usual links.
+    var deviceSteps: [Step] {
+        guard confinement.privateDevices else { return [] }
+        let nodes = [("null", "1:3"), ("zero", "1:5"), ("full", "1:7"), ("random", "1:8"), ("urandom", "1:9"), ("tty", "5:0")]
+        var steps: [Step] = [.temporary(TemporaryDirectory("/dev", mode: 0o755, flags: [.noSetUID, .noExec]))]
+        steps += nodes.map { .bind(Bind(inRoot("/dev/\($0.0)"), to: "/dev/\($0.0)", readOnly: false, recursive: false, optional: true, device: true)) }
+        steps += nodes.map { .symlink("/dev/char/\($0.1)", to: "../\($0.0)") }
+        steps += ["pts", "shm", "mqueue", "hugepages"].map { .bind(Bind(inRoot("/dev/\($0)"), to: "/dev/\($0)", readOnly: false, optional: true)) }
+        steps += [.symlink("/dev/ptmx", to: "pts/ptmx"), .symlink("/dev/log", to: "/run/systemd/journal/dev-log"),
+                  .symlink("/dev/fd", to: "/proc/self/fd"), .symlink("/dev/stdin", to: "/proc/self/fd/0"),
+                  .symlink("/dev/stdout", to: "/proc/self/fd/1"), .symlink("/dev/stderr", to: "/proc/self/fd/2")]
+        return steps
     }
 
     /// The mounts of `ProtectKernelTunables=`, `ProtectKernelModules=`, `ProtectKernelLogs=` and
@@ -130,7 +149,7 @@ public struct SandboxPlan: Equatable, Sendable {
 
     /// Targets skipped when they do not exist in the root (what `ProtectSystem=` and
     /// `ProtectHome=` cover exists on some systems only), as systemd skips them.
-    public var optionalTargets: Set<String> { Set(protectionSteps.map(\.target)) }
+    public var optionalTargets: Set<String> { Set(protectionSteps.map(\.target)).subtracting(deviceSteps.map(\.target)) }
 
     /// `path` of the plan's tree as a host path: the source of a bind of the tree onto itself.
     func inRoot(_ path: String) -> String { root == "/" ? path : root + path }
@@ -284,8 +303,11 @@ public struct Bind: Equatable, Sendable {
     public var recursive: Bool
     /// A missing source is skipped instead of an error (systemd's `-` prefix).
     public var optional: Bool
+    /// The source may be a device node (`PrivateDevices=`'s /dev/null …); other binds refuse them.
+    public var device: Bool
 
-    public init(_ source: String, to target: String, readOnly: Bool, recursive: Bool = true, optional: Bool = false) {
+    public init(_ source: String, to target: String, readOnly: Bool, recursive: Bool = true, optional: Bool = false, device: Bool = false) {
+        self.device = device
         self.source = source
         self.target = target
         self.readOnly = readOnly

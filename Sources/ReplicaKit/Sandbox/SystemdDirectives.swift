@@ -5,6 +5,9 @@ extension SandboxPlan {
     /// cache), `NetworkNamespacePath=`. Paths with spaces are quoted as systemd's parser expects.
     public var systemdDirectives: [String] {
         var lines: [String] = []
+        // Its own mount namespace, receiving the host's mounts and sending none back: what
+        // replica-run makes (`unshare -m --propagation slave`), and what systemd-analyze rewards.
+        lines.append("PrivateMounts=yes")
         if protectSystem != .no { lines.append("ProtectSystem=\(protectSystem.rawValue)") }
         if protectHome != .no { lines.append("ProtectHome=\(protectHome.rawValue)") }
         for tmp in temporaryDirectories {

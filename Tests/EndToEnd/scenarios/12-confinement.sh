@@ -46,7 +46,8 @@ ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
-ProtectHostname=yes"
+ProtectHostname=yes
+PrivateDevices=yes"
 root_partial="ProtectSystem=strict
 PrivateTmp=yes
 CapabilityBoundingSet=~CAP_SYS_ADMIN CAP_SYS_MODULE
@@ -77,7 +78,7 @@ report=$(cat $out/hardened.report)
 for line in "NoNewPrivs:	1" "Seccomp:	2" "CapEff:	0000000000000400" "CapBnd:	0000000000000400" "CapAmb:	0000000000000400" \
   "remount_root_rw=EPERM" "mount=EPERM" "packet_socket=EAFNOSUPPORT" "unshare_net=EPERM" \
   "i386_call=killed:SYS" "x32_call=killed:SYS" "mmap_wx=EPERM" "chmod_suid=EPERM" "sethostname=EPERM" "bind_port_79=ok" "thread=ok" \
-  "Uid:	65534	65534	65534	65534" "Umask:	0027"; do
+  "Uid:	65534	65534	65534	65534" "Umask:	0027" "read_dev_kmsg=ENOENT" "dev=char fd full hugepages log mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"; do
   contains "hardened: $line" "$line" "$report"
 done
 contains "root_partial: ProtectKernelTunables= makes /proc/sys read-only for root" "write_proc_sys=EROFS" "$(cat $out/root_partial.report)"
