@@ -42,6 +42,10 @@ public struct SyscallFilter: Equatable, Sendable {
         filter = current
     }
 
+    /// The native number of a system call (`seccomp_syscall_resolve_name`); negative when this
+    /// architecture lacks it or libseccomp does not know it.
+    public static func number(of name: String) -> Int32 { seccomp_syscall_resolve_name(name) }
+
     /// `EPERM`, `1`, or `kill`.
     public static func errnoNumber(_ text: String) -> Int32? {
         if text == "kill" { return killNumber }

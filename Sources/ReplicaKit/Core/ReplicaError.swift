@@ -5,7 +5,7 @@
 /// Reads like `mount("/src" → "/dst"): Operation not permitted (EPERM)`.
 public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible {
     /// What went wrong, as a caller acts on it.
-    public enum Reason: Equatable, Sendable {
+    public enum Reason: String, Equatable, Sendable {
         /// Another run holds the lock (a prepare, a snapshot run): wait or retry; exit 3.
         case lockHeld
         /// The object exists already (a snapshot of this second, a namespace or link name).

@@ -102,10 +102,11 @@ public enum ChildProcess {
         }
     }
 
-    /// errno (4 bytes, little endian), then call, hint flag + hint, and paths, each NUL-terminated.
+    /// errno (4 bytes, little endian), then reason, call, hint flag + hint, and paths, each
+    /// NUL-terminated.
     static func encode(_ error: ReplicaError) -> [UInt8] {
         var out = withUnsafeBytes(of: error.errno.rawValue.littleEndian) { Array($0) }
-        for field in [error.operation, error.hint.map { "1" + $0 } ?? "0"] + error.objects {
+        for field in [error.reason.rawValue, error.operation, error.hint.map { "1" + $0 } ?? "0"] + error.objects {
             out += Array(field.utf8) + [0]
         }
         return out
@@ -116,9 +117,9 @@ public enum ChildProcess {
         let errno = Int32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
         let fields = bytes.dropFirst(4).split(separator: 0, omittingEmptySubsequences: false)
             .map { String(decoding: $0, as: UTF8.self) }
-        guard fields.count >= 2 else { return ReplicaError("child process", errno: Errno(rawValue: errno)) }
-        let hint = fields[1].hasPrefix("1") ? String(fields[1].dropFirst()) : nil
-        let paths = Array(fields.dropFirst(2).dropLast())  // the last NUL leaves one empty field
-        return ReplicaError(fields[0], paths, errno: Errno(rawValue: errno), hint: hint)
+        guard fields.count >= 3 else { return ReplicaError("child process", errno: Errno(rawValue: errno)) }
+        let hint = fields[2].hasPrefix("1") ? String(fields[2].dropFirst()) : nil
+        let paths = Array(fields.dropFirst(3).dropLast())  // the last NUL leaves one empty field
+        return ReplicaError(fields[1], paths, errno: Errno(rawValue: errno), hint: hint, reason: ReplicaError.Reason(rawValue: fields[0]))
     }
 }
