@@ -1,6 +1,6 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
 // Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
-// Groups: resolution, snapshots, sandbox, generator, migration (default: all).
+// Groups: resolution, snapshots, sandbox, generator, migration, confinement (default: all).
 import BenchmarkSupport
 import Glibc
 import ReplicaKit
@@ -173,6 +173,7 @@ do {
             for row in try benchmarkRecursiveReadOnly() { row.printRow() }
         }
         if wanted("migration") { for row in try benchmarkMigration() { row.printRow() } }
+        if wanted("confinement") { for row in try benchmarkConfinement() { row.printRow() } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }

@@ -195,3 +195,37 @@ func errnoName(_ result: Int) -> String { result < 0 ? Errno.current.name : "ok"
         #expect(error?.reason == .refused && error?.hint?.contains("useradd --system replica-no-such-user") == true)
     }
 }
+
+/// Compiled filters kept and loaded instead of compiled.
+@Suite(.requiresRoot) struct SeccompCacheTests {
+    @Test func aSecondStartLoadsWhatTheFirstCompiled() throws {
+        try withTemporaryDirectory { dir in
+            let cache = SeccompCache(directory: "\(dir)/cache")
+            let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\n")
+            let first = try cache.programs(for: confinement)
+            let second = try cache.programs(for: confinement)
+            #expect(!first.cached && second.cached)
+            #expect(first.programs == second.programs && first.programs.count > 5)
+            #expect(try FileStatus.of("\(dir)/cache").mode & 0o777 == 0o700)
+            let other = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\nRestrictAddressFamilies=AF_NETLINK\n")
+            #expect(SeccompCache.key(other) != SeccompCache.key(confinement), "other settings, another entry")
+            // A damaged entry is compiled again and replaced.
+            let entry = "\(dir)/cache/\(SeccompCache.key(confinement)).bpf"
+            try OwnedFD.open(entry, O_WRONLY | O_TRUNC).writeAll(Array("RSC1garbage".utf8))
+            #expect(try !cache.programs(for: confinement).cached)
+            #expect(try cache.programs(for: confinement).cached)
+        }
+    }
+
+    @Test func aFolderOthersCanWriteIsNotTrusted() throws {
+        try withTemporaryDirectory { dir in
+            mkdir("\(dir)/cache", 0o777)
+            chmod("\(dir)/cache", 0o777)
+            let cache = SeccompCache(directory: "\(dir)/cache")
+            let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nLockPersonality=yes\n")
+            #expect(try !cache.programs(for: confinement).cached)
+            #expect(try !cache.programs(for: confinement).cached, "never read from, never written to")
+            #expect(try DirectoryEntries.names(in: OwnedFD.open("\(dir)/cache", O_RDONLY | O_DIRECTORY)).isEmpty)
+        }
+    }
+}

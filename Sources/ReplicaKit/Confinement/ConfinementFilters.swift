@@ -57,19 +57,14 @@ extension Confinement {
     }
 
     /// `SystemCallFilter=`: an allow list fails everything else (the errno or kill of
-    /// `SystemCallErrorNumber=`) but answers ENOSYS for numbers no known call has, so libc falls
-    /// back as on an older kernel; a deny list fails what it names.
+    /// `SystemCallErrorNumber=`), numbers no call has included — as systemd 252 does, so both ways
+    /// agree (a newer glibc then sees EPERM, not ENOSYS, for a call this kernel lacks); a deny list
+    /// fails what it names.
     func mainProgram(_ filter: SyscallFilter) throws(ReplicaError) -> SeccompProgram {
         let negative: SeccompProgram.Action = syscallErrorNumber.map { .outcome($0) } ?? .killProcess
-        var rules: [SeccompProgram.Rule] = filter.entries.sorted { $0.key < $1.key }.map { number, errno in
+        let rules: [SeccompProgram.Rule] = filter.entries.sorted { $0.key < $1.key }.map { number, errno in
             let action: SeccompProgram.Action = errno.map { .outcome($0) } ?? (filter.allowList ? .allow : negative)
             return SeccompProgram.Rule(number: number, action)
-        }
-        if filter.allowList {
-            let highest = SyscallFilter.knownNumbers.max() ?? 0
-            for number in 0...(highest + 64) where !SyscallFilter.knownNumbers.contains(number) && filter.entries[number] == nil {
-                rules.append(SeccompProgram.Rule(number: number, .errno(ENOSYS)))
-            }
         }
         return try SeccompProgram(default: filter.allowList ? negative : .allow, rules: rules)
     }

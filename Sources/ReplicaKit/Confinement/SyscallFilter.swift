@@ -79,16 +79,4 @@ public struct SyscallFilter: Equatable, Sendable {
 
     /// The assignments as unit-file lines.
     var directives: [String] { assignments.map { "SystemCallFilter=\($0)" } }
-
-    /// The native numbers of every call in `@known`: an allow list answers ENOSYS for the others.
-    public static let knownNumbers: Set<Int32> = {
-        var numbers: Set<Int32> = []
-        func add(_ name: String) {
-            if name.hasPrefix("@") { for member in groups[name] ?? [] { add(member) } ; return }
-            let number = seccomp_syscall_resolve_name(name)
-            if number >= 0 { numbers.insert(number) }
-        }
-        add("@known")
-        return numbers
-    }()
 }

@@ -8,15 +8,17 @@ extension SandboxMounter {
     /// `command` (`execvp(3)`), which inherits all of it. Returns only by throwing: if anything fails, the command never runs,
     /// sandboxed or not.
     ///
-    /// The confinement is prepared first — users resolved, seccomp filters compiled — so a bad
+    /// The confinement is prepared first — users resolved, seccomp filters compiled or loaded from
+    /// `cache` — so a bad
     /// name fails before anything is applied; then the UTS namespace (`ProtectHostname=`), the
     /// mounts, and `Confinement.apply`, whose seccomp filters are the last step before `execve`.
-    public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic) throws(ReplicaError) -> Never {
+    public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic,
+                            cache: SeccompCache = SeccompCache()) throws(ReplicaError) -> Never {
         guard let program = command.first else {
             throw ReplicaError("execvp", [], errno: .EINVAL, hint: "no command given")
         }
         let credentials = try plan.confinement.resolveCredentials()
-        let programs = try plan.confinement.seccompPrograms()
+        let programs = try cache.programs(for: plan.confinement).programs
         if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
         if plan.confinement.protectHostname { _ = try syscall("unshare(CLONE_NEWUTS)") { replica_unshare(replica_CLONE_NEWUTS) } }
         try enterPrivateMountNamespace(method: method)

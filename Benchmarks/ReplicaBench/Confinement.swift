@@ -1,0 +1,107 @@
+import BenchmarkSupport
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// Confinement: replica-run with `@system-service`, an empty bounding set and no_new_privs as a whole
+/// process, against bwrap with the same mounts and the same filter (`--seccomp FD`) and plain
+/// `unshare -m`; the filters loaded from the cache against compiling them; and what the filter adds
+/// to every system call (a getppid loop in a child, before and after loading it).
+func benchmarkConfinement() throws -> [Comparison] {
+    var template = Array("/tmp/replica-bench-XXXXXX".utf8CString)
+    let dir = String(cString: mkdtemp(&template)!)
+    defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", dir]) }
+    for d in ["a", "b", "c", "view", "view/tmp", "view/a", "view/b", "view/c", "profiles", "cache"] { mkdir("\(dir)/\(d)", 0o700) }
+    let confinementText = "SystemCallFilter=@system-service\nCapabilityBoundingSet=\nNoNewPrivileges=yes\n"
+    let profile = """
+        [Sandbox]
+        TemporaryFileSystem=\(dir)/view/tmp:mode=1777,size=1M
+        BindReadOnlyPaths=\(dir)/a:\(dir)/view/a \(dir)/b:\(dir)/view/b
+        BindPaths=\(dir)/c:\(dir)/view/c
+        \(confinementText)
+        """
+    try OwnedFD.open("\(dir)/profiles/bench.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(profile.utf8))
+    let plan = try SandboxPlan(profile: Profile(unit: "bench.service", files: [], settings: ProfileParser.parse(profile, file: "bench")))
+    // bwrap's filter: the same rules, one program (bwrap takes one).
+    let programs = try plan.confinement.seccompPrograms()
+    try OwnedFD.open("\(dir)/filter.bpf", O_WRONLY | O_CREAT, mode: 0o600).writeAll(programs.flatMap(\.bpf))
+    // Warm replica-run's cache as a first start does.
+    try Command.check([Command.beside("replica-run"), "--profiles", "\(dir)/profiles", "bench", "--", "/bin/true"])
+
+    let bwrap = ["bwrap", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc", "--tmpfs", "\(dir)/view/tmp",
+                 "--ro-bind", "\(dir)/a", "\(dir)/view/a", "--ro-bind", "\(dir)/b", "\(dir)/view/b", "--bind", "\(dir)/c", "\(dir)/view/c",
+                 "--cap-drop", "ALL", "--seccomp", "9", "/bin/true"]
+    var runs: [[Double]] = [[], [], []]
+    for _ in 0..<60 {
+        var began = monotonicNanoseconds()
+        try Command.check([Command.beside("replica-run"), "--profiles", "\(dir)/profiles", "bench", "--", "/bin/true"])
+        runs[0].append(Double(monotonicNanoseconds() - began))
+        began = monotonicNanoseconds()
+        try spawnWaiting(bwrap, fd9: "\(dir)/filter.bpf")
+        runs[1].append(Double(monotonicNanoseconds() - began))
+        began = monotonicNanoseconds()
+        try Command.check(["unshare", "-m", "--propagation", "slave", "/bin/true"])
+        runs[2].append(Double(monotonicNanoseconds() - began))
+    }
+    let whole = runs.map(median)
+
+    // Compile against load: each in a child (a loaded filter stays with its process).
+    let cache = SeccompCache(directory: "\(dir)/cache")
+    _ = try cache.programs(for: plan.confinement)
+    var compile: [Double] = [], cached: [Double] = []
+    for _ in 0..<50 {
+        let began = monotonicNanoseconds()
+        _ = try plan.confinement.seccompPrograms()
+        compile.append(Double(monotonicNanoseconds() - began))
+        let loaded = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> Int in
+            _ = replica_set_no_new_privs()
+            let began = monotonicNanoseconds()
+            let (filters, _) = try cache.programs(for: plan.confinement)
+            for filter in filters { try filter.load() }
+            return Int(monotonicNanoseconds() - began)
+        }
+        cached.append(Double(loaded))
+    }
+
+    // Per call: getppid a million times before and after the filter, in one child.
+    let perCall = try ChildProcess.run(timeout: .seconds(60)) { () throws(ReplicaError) -> String in
+        func loop() -> Double {
+            let count = 1_000_000
+            let began = monotonicNanoseconds()
+            for _ in 0..<count { _ = getppid() }
+            return Double(monotonicNanoseconds() - began) / Double(count)
+        }
+        _ = loop()
+        let bare = (0..<5).map { _ in loop() }.sorted()[2]
+        _ = replica_set_no_new_privs()
+        for filter in programs { try filter.load() }
+        let filtered = (0..<5).map { _ in loop() }.sorted()[2]
+        return "\(bare) \(filtered)"
+    }.split(separator: " ").compactMap { Double($0) }
+
+    return [
+        Comparison(operation: "replica-run /bin/true, @system-service, no caps, nnp", replica: whole[0],
+                   tool: "bwrap, same mounts, same filter:", toolTime: whole[1]),
+        Comparison(operation: "replica-run /bin/true, @system-service, no caps, nnp", replica: whole[0],
+                   tool: "unshare -m --propagation slave:", toolTime: whole[2]),
+        Comparison(operation: "filters of that profile: read from cache + load", replica: median(cached),
+                   tool: "compiled with libseccomp:", toolTime: median(compile)),
+        Comparison(operation: "getppid() under the filter (ns per call, \(Int(perCall[1] - perCall[0])) ns added)",
+                   replica: perCall[1], tool: "without a filter:", toolTime: perCall[0]),
+    ]
+}
+
+/// posix_spawnp with `path` open as descriptor 9 (what `bwrap --seccomp 9` reads), then waits.
+func spawnWaiting(_ arguments: [String], fd9 path: String) throws {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 9, path, O_RDONLY, 0)
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var pid: pid_t = 0
+    let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
+    guard result == 0 else { throw ReplicaError("posix_spawnp", [arguments[0]], errno: Errno(rawValue: result)) }
+    let status = try ExitStatus.wait(for: pid)
+    guard status == .exited(0) else { throw ReplicaError("bwrap", arguments, errno: .EINVAL, hint: "\(status)") }
+}
