@@ -96,6 +96,7 @@ import Testing
 
                 [Service]
                 ExecStartPre=+/usr/bin/replica-shift prepare %n
+                PrivateMounts=yes
                 ProtectSystem=strict
                 TemporaryFileSystem=/tmp:mode=1777,nosuid,nodev
                 TemporaryFileSystem=/var/tmp:mode=1777,nosuid,nodev
