@@ -189,6 +189,20 @@ func errnoName(_ result: Int) -> String { result < 0 ? Errno.current.name : "ok"
         #expect(status.contains("Seccomp:\t2") && status.contains("Umask:\t0027"), "\(status)")
     }
 
+    /// As systemd does: the service directories belong to `User=`, so the service can write them.
+    @Test func serviceDirectoriesBelongToTheUser() throws {
+        try withTemporaryDirectory { dir in
+            let name = "replica-test-own-\(getpid())"
+            defer { rmdir("/run/\(name)") }
+            try OwnedFD.open("\(dir)/own.service.conf", O_WRONLY | O_CREAT, mode: 0o644)
+                .writeAll(Array("[Sandbox]\nUser=nobody\nRuntimeDirectory=\(name)\n".utf8))
+            let result = try Command.run([try builtTool("replica-run"), "--profiles", dir, "own", "--", "sh", "-c",
+                                          "touch /run/\(name)/x && stat -c %U /run/\(name)"])
+            #expect(result.status == .exited(0) && result.output == "nobody\n", "\(result.output)")
+            unlink("/run/\(name)/x")
+        }
+    }
+
     @Test func aUserThatDoesNotExistIsRefusedBeforeAnythingIsApplied() throws {
         let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nUser=replica-no-such-user\n")
         let error = #expect(throws: ReplicaError.self) { _ = try confinement.resolveCredentials() }

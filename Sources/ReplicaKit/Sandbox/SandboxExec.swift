@@ -23,6 +23,7 @@ extension SandboxMounter {
         if plan.confinement.protectHostname { _ = try syscall("unshare(CLONE_NEWUTS)") { replica_unshare(replica_CLONE_NEWUTS) } }
         try enterPrivateMountNamespace(method: method)
         try apply(plan, method: method)
+        try ownServiceDirectories(plan, credentials)
         for kind in ServiceDirectory.Kind.allCases {
             let paths = plan.serviceDirectories.filter { $0.kind == kind }.map(\.path)
             if !paths.isEmpty { setenv(kind.environmentVariable, paths.joined(separator: ":"), 1) }
@@ -34,6 +35,18 @@ extension SandboxMounter {
         let error = ReplicaError.current("execvp", [program], hint: Errno.current == .ENOENT ? "not found in PATH" : nil)
         argv.forEach { free($0) }
         throw error
+    }
+
+    /// `RuntimeDirectory=` and the others belong to `User=`/`Group=`, as systemd makes them:
+    /// `fchownat(AT_EMPTY_PATH)` on each, reached without symlinks.
+    static func ownServiceDirectories(_ plan: SandboxPlan, _ credentials: Confinement.Credentials) throws(ReplicaError) {
+        guard credentials.uid != nil || credentials.gid != nil, !plan.serviceDirectories.isEmpty else { return }
+        let root = try RootDirectory(plan.root)
+        let (uid, gid) = (credentials.uid ?? uid_t.max, credentials.gid ?? gid_t.max)  // -1: unchanged
+        for directory in plan.serviceDirectories {
+            let fd = try root.open(directory.path, [.noSymlinks, .directory])
+            _ = try syscall("fchownat", directory.path) { fchownat(fd.rawValue, "", uid, gid, replica_AT_EMPTY_PATH) }
+        }
     }
 
     /// `setns(open(PATH), CLONE_NEWNET)` for the calling thread (`ip netns exec`'s join).
