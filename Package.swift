@@ -13,7 +13,7 @@ func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
 
 let package = Package(
     name: "Replica",
-    platforms: [.macOS(.v15)],
+    // Linux only: namespaces, mounts, btrfs, netlink and seccomp have no counterpart elsewhere.
     products: [
         .library(name: "ReplicaKit", targets: ["ReplicaKit"]),
         .library(name: "ReplicaStore", targets: ["ReplicaStore"]),

@@ -78,6 +78,10 @@ import Testing
             #expect(result.output.contains("web.20261122T001200Z: not deleted: not ours"), "\(result.output)")
             #expect(result.output.contains("web.nope: not deleted: no such snapshot of web"), "\(result.output)")
             #expect(try Store(path: store).snapshots(of: "web").map(\.name.description) == ["web.20261122T001100Z"])
+            let all = try Self.snap(["list", "--store", store])
+            #expect(all.status == .exited(0) && all.output.contains("web.20261122T001100Z"), "list without names: every subvolume")
+            let unknown = try Self.snap(["check", "--store", store, "--warning", "5x", "web"])
+            #expect(unknown.status == .exited(3), "a check that cannot judge is UNKNOWN: \(unknown.output)")
             #expect(access("\(store)/snapshots/web/web.20261122T001200Z", F_OK) == 0)
         }
     }

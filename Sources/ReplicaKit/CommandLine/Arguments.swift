@@ -1,7 +1,8 @@
 import Glibc
 
 /// A tool's command line, declared as values: subcommands, `--option VALUE` / `--option=VALUE`,
-/// `--flag`, positionals, `--` ending options, and `--help` / `-h` anywhere. Replica's tools parse
+/// `--flag` (`-n` for `--dry-run`), positionals, `--` ending options, and `--help` / `-h` and
+/// `--version` anywhere. Replica's tools parse
 /// with this instead of swift-argument-parser, whose reflection-based setup costs milliseconds at
 /// every start: `replica-snap` runs from timers and `replica-run` in front of every command.
 public struct ToolSpec: Sendable {
@@ -24,12 +25,17 @@ public struct CommandSpec: Sendable {
     public var abstract: String
     public var options: [OptionSpec]
     public var positionals: [PositionalSpec]
+    /// The exit code of a usage error: 2, or 3 for a monitoring check (Nagios reads 2 as CRITICAL
+    /// and 3 as UNKNOWN).
+    public var usageExitCode: Int32
 
-    public init(_ name: String, _ abstract: String, options: [OptionSpec] = [], positionals: [PositionalSpec] = []) {
+    public init(_ name: String, _ abstract: String, options: [OptionSpec] = [], positionals: [PositionalSpec] = [],
+                usageExitCode: Int32 = ExitCode.usage) {
         self.name = name
         self.abstract = abstract
         self.options = options
         self.positionals = positionals
+        self.usageExitCode = usageExitCode
     }
 }
 
@@ -41,14 +47,16 @@ public struct OptionSpec: Sendable {
     public var defaultValue: String?
     public var repeatable: Bool
     public var hidden: Bool
+    /// A one-letter form (`-n`), for flags.
+    public var short: Character? = nil
 
     public static func option(_ name: String, _ value: String, _ help: String, default defaultValue: String? = nil,
                               repeatable: Bool = false, hidden: Bool = false) -> OptionSpec {
         OptionSpec(name: name, value: value, help: help, defaultValue: defaultValue, repeatable: repeatable, hidden: hidden)
     }
 
-    public static func flag(_ name: String, _ help: String) -> OptionSpec {
-        OptionSpec(name: name, value: nil, help: help, defaultValue: nil, repeatable: false, hidden: false)
+    public static func flag(_ name: String, _ help: String, short: Character? = nil) -> OptionSpec {
+        OptionSpec(name: name, value: nil, help: help, defaultValue: nil, repeatable: false, hidden: false, short: short)
     }
 }
 
@@ -80,9 +88,10 @@ public struct ParsedArguments: Sendable {
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 }
 
-/// Why parsing stopped: a usage error (exit 2) or a request for help (exit 0).
+/// Why parsing stopped: a usage error (exit 2, or the command's own code) or a request for help or
+/// the version (exit 0).
 public enum ArgumentOutcome: Error, Sendable {
-    case usage(String)
+    case usage(String, exitCode: Int32 = ExitCode.usage)
     case help(String)
 }
 
@@ -95,13 +104,27 @@ extension ToolSpec {
             command = commands[0]
         } else {
             guard let first = rest.first else { throw .usage("missing a subcommand\n\n\(help())") }
-            if first == "--help" || first == "-h" || first == "help" { throw .help(help()) }
+            if first == "--version" { throw .help("\(name) \(ReplicaVersion.string)") }
+            if first == "--help" || first == "-h" { throw .help(help()) }
+            if first == "help" {
+                // help COMMAND: that command's help.
+                if let name = rest.dropFirst().first, let command = commands.first(where: { $0.name == name }) { throw .help(help(for: command)) }
+                throw .help(help())
+            }
             guard let found = commands.first(where: { $0.name == first }) else {
                 throw .usage("unknown subcommand \"\(first)\"; one of: \(commands.map(\.name).joined(separator: ", "))")
             }
             command = found
             rest = rest.dropFirst()
         }
+        do throws(ArgumentOutcome) { return try parse(rest, command) } catch {
+            guard case .usage(let message, _) = error else { throw error }
+            throw .usage(message, exitCode: command.usageExitCode)
+        }
+    }
+
+    private func parse(_ arguments: ArraySlice<String>, _ command: CommandSpec) throws(ArgumentOutcome) -> ParsedArguments {
+        var rest = arguments
         var parsed = ParsedArguments(command: command.name)
         for option in command.options { if let d = option.defaultValue { parsed.values[option.name] = [d] } }
         var given: Set<String> = []
@@ -113,8 +136,17 @@ extension ToolSpec {
             }
             if argument == "--" { onlyPositionals = true; continue }
             if argument == "--help" || argument == "-h" { throw .help(help(for: command)) }
+            if argument == "--version" { throw .help("\(name) \(ReplicaVersion.string)") }
             let (name, inline) = Self.split(argument)
-            guard let option = command.options.first(where: { "--\($0.name)" == name }) else {
+            let short = name.count == 2 && !name.hasPrefix("--") ? name.last : nil
+            guard let option = command.options.first(where: { "--\($0.name)" == name || (short != nil && $0.short == short) }) else {
+                // A command of the tool's own (replica-run PROFILE ls -l): its flags go after --.
+                if let index = command.positionals.lastIndex(where: \.many), parsed.positionals.count > index {
+                    let words = [self.name, command.name].filter { !$0.isEmpty } + parsed.positionals.prefix(index) + ["--"]
+                        + parsed.positionals.dropFirst(index) + [argument, "…"]
+                    throw .usage("unknown option \(name); to give it to the <\(command.positionals[index].name)>, put -- before it: "
+                                 + words.joined(separator: " "))
+                }
                 throw .usage("unknown option \(name); see \(self.name) \(command.name) --help")
             }
             guard option.value != nil else {
@@ -164,8 +196,8 @@ extension ToolSpec {
             + positionals.joined(separator: " ") + "\n"
         let rows: [(String, String)] = command.positionals.map { ("<\($0.name)>", $0.help) }
             + visible.map { o in
-                ("--\(o.name)" + (o.value.map { " <\($0)>" } ?? ""), o.help + (o.defaultValue.map { $0.isEmpty ? "" : " (default: \($0))" } ?? ""))
-            } + [("-h, --help", "Show this help.")]
+                ((o.short.map { "-\($0), " } ?? "") + "--\(o.name)" + (o.value.map { " <\($0)>" } ?? ""), o.help + (o.defaultValue.map { $0.isEmpty ? "" : " (default: \($0))" } ?? ""))
+            } + [("-h, --help", "Show this help."), ("--version", "Print the version.")]
         let width = (rows.map(\.0.count).max() ?? 0) + 2
         text += "\nARGUMENTS AND OPTIONS:\n" + rows.map { "  \($0.0.padded(width))\($0.1)" }.joined(separator: "\n")
         if !discussion.isEmpty { text += "\n\n\(discussion)" }
@@ -186,9 +218,9 @@ extension ToolSpec {
             case .help(let text):
                 print(text)
                 exit(ExitCode.ok)
-            case .usage(let message):
+            case .usage(let message, let code):
                 printError("\(name): \(message)")
-                exit(ExitCode.usage)
+                exit(code)
             }
         }
     }

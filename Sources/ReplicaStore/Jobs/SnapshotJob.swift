@@ -128,6 +128,8 @@ public struct FreshnessCheck: Sendable {
         case ok = 0, warning = 1, critical = 2
         public static func < (a: Status, b: Status) -> Bool { a.rawValue < b.rawValue }
         public var label: String { ["OK", "WARNING", "CRITICAL"][Int(rawValue)] }
+        /// Nagios's UNKNOWN: the check could not judge (a usage error).
+        public static let unknownExitCode: Int32 = 3
     }
 
     public var subvolume: String

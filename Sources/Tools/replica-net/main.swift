@@ -30,7 +30,7 @@ let tool = ToolSpec(
         """,
     commands: [
         CommandSpec("up", "Make the namespace, veth, bridge port, address and route, all or nothing.",
-                    options: planOptions + [recordsOption, .flag("dry-run", "Print the plan as ip commands and change nothing."), json],
+                    options: planOptions + [recordsOption, .flag("dry-run", "Print the plan as ip commands and change nothing.", short: "n"), json],
                     positionals: [name]),
         CommandSpec("down", "Remove what up recorded for each name and give its address back; nothing recorded is fine.",
                     options: [leasesOption, recordsOption, json], positionals: [names]),

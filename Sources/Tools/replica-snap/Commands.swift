@@ -106,7 +106,15 @@ struct SnapCommand {
     }
 
     func list() throws -> Int32 {
-        let targets = try targets(arguments.positionals, needPolicy: false)
+        var names = arguments.positionals
+        if names.isEmpty {
+            // Every subvolume of the store (--store, else the embedded one).
+            let path = arguments.value("store") ?? EmbeddedStore.defaultMountPoint
+            do throws(ReplicaError) { names = try Store(path: path).subvolumes() } catch {
+                throw Exit(code: ExitCode.failure, message: error.description)
+            }
+        }
+        let targets = try targets(names, needPolicy: false)
         var inventories: [SnapshotInventory] = []
         var failures = 0
         for target in targets {
@@ -137,10 +145,13 @@ struct SnapCommand {
     func check() throws -> Int32 {
         let (warningText, criticalText) = (arguments.value("warning") ?? "26h", arguments.value("critical") ?? "50h")
         guard let warning = RetentionPolicy.duration(warningText), let critical = RetentionPolicy.duration(criticalText) else {
-            throw Exit(code: ExitCode.usage, message: "--warning/--critical take a duration: N followed by s m h d w (26h)")
+            throw Exit(code: FreshnessCheck.Status.unknownExitCode, message: "--warning/--critical take a duration: N followed by s m h d w (26h)")
         }
-        let now = try now()
-        let targets = try targets(arguments.positionals, needPolicy: false)
+        // Whatever keeps it from judging is UNKNOWN for a monitoring system, not CRITICAL.
+        let now: UTCTimestamp, targets: [SnapshotSettings]
+        do { (now, targets) = (try self.now(), try self.targets(arguments.positionals, needPolicy: false)) } catch let exit as Exit {
+            throw Exit(code: FreshnessCheck.Status.unknownExitCode, message: exit.message)
+        }
         let results = targets.map { target in
             do throws(ReplicaError) {
                 let store = try Store(path: target.storePath)

@@ -29,7 +29,7 @@ enum ReplicaSnap {
     static let policyOptions = policyFlags.map { OptionSpec.option($0.flag, "value", $0.help) }
     static let names = PositionalSpec("name", "Services (web, web.service) or subvolumes.", many: true)
     static let pruneFlags: [OptionSpec] = [
-        .flag("dry-run", "Show what would be done; change nothing, take no lock."),
+        .flag("dry-run", "Show what would be done; change nothing, take no lock.", short: "n"),
         .flag("explain", "Give the reason for every snapshot."),
     ]
 
@@ -40,7 +40,7 @@ enum ReplicaSnap {
             NAME is a service whose profile (/etc/replica/services/NAME.service.conf) has a [Snapshots]
             section, or a subvolume name with the policy given by flags.
             Exit codes: 0 ok, 1 failure, 2 usage, 3 lock held, 6 not configured, 10 partial failure;
-            check: 0 OK, 1 WARNING, 2 CRITICAL.
+            check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (it cannot judge: a usage error).
             """,
         commands: [
             CommandSpec("create", "Take a read-only snapshot of each subvolume now.",
@@ -49,8 +49,9 @@ enum ReplicaSnap {
                         options: storeOptions + writeOptions + policyOptions + pruneFlags, positionals: [names]),
             CommandSpec("run", "Create, then prune (what the timer runs).",
                         options: storeOptions + writeOptions + policyOptions + pruneFlags, positionals: [names]),
-            CommandSpec("list", "List snapshots, and what else is in the snapshot directory.",
-                        options: storeOptions, positionals: [names]),
+            CommandSpec("list", "List snapshots, and what else is in the snapshot directory; without names, of every subvolume.",
+                        options: storeOptions, positionals: [PositionalSpec("name", "Services or subvolumes (default: all in the store).",
+                                                                            many: true, optional: true)]),
             CommandSpec("delete", "Delete named snapshots of one subvolume (ours only).",
                         options: storeOptions + writeOptions,
                         positionals: [PositionalSpec("name", "The service or subvolume."),
@@ -59,7 +60,7 @@ enum ReplicaSnap {
                         options: storeOptions + [
                             .option("warning", "age", "Warn when the newest snapshot is at least this old.", default: "26h"),
                             .option("critical", "age", "Critical when the newest snapshot is at least this old.", default: "50h"),
-                        ], positionals: [names]),
+                        ], positionals: [names], usageExitCode: FreshnessCheck.Status.unknownExitCode),
         ])
 
     static func main() {

@@ -1,0 +1,4 @@
+/// Replica's version, printed by every tool's `--version` and used for the package's.
+public enum ReplicaVersion {
+    public static let string = "0.5.0"
+}
