@@ -72,4 +72,12 @@ generated() { cat "/run/systemd/generator/$1.d/replica.conf"; }
 # the anonymous device numbers of fresh instances such as the procfs each start mounts; the
 # propagation kind stays), to compare two.
 
+# The mounts of a process that the system (PID 1) does not have as they are: the sandbox's own
+# (its tmpfs, binds, read-only copies), not mounts the host adds meanwhile, which propagate into it
+# unchanged. Mount point, root, per-mount options, then type, source and filesystem options.
+own_mounts() {
+  local key='{ for (i = 7; $i != "-"; i++); line = $5 " " $4 " " $6; for (j = i + 1; j <= NF; j++) line = line " " $j; print line }'
+  comm -23 <(awk "$key" "/proc/$1/mountinfo" | sort) <(awk "$key" /proc/1/mountinfo | sort)
+}
+
 mount_table() { awk '{ $1 = ""; $2 = ""; if ($3 ~ /^0:/) $3 = "0:anonymous"; print }' "/proc/$1/mountinfo" | sed -E 's/(shared|master|propagate_from):[0-9]+/\1/g'; }

@@ -72,10 +72,13 @@ import Testing
 
     @Test(.requiresRoot)
     func neverChangesTheHostsNamespace() throws {
-        let before = try MountInfo.read()
+        // Only the plan's own targets are compared: the host may mount other things meanwhile.
+        let targets = Set(Self.sample.targets + ["/"])
+        let ours = { () throws -> [MountInfoEntry] in try MountInfo.read().filter { targets.contains($0.mountPoint) } }
+        let before = try ours()
         let error = #expect(throws: ReplicaError.self) { try SandboxMounter.apply(Self.sample) }
         #expect(error?.errno == .EPERM && error?.hint?.contains("not a mount namespace made by enterPrivateMountNamespace") == true)
-        #expect(try MountInfo.read() == before)
+        #expect(try ours() == before)
     }
 }
 
@@ -112,7 +115,9 @@ import Testing
                 Bind("\(dir)/missing", to: "\(dir)/view/none", readOnly: true, optional: true),
             ]
             plan.inaccessiblePaths = ["\(dir)/view/secret"]
-            let hostBefore = try MountInfo.read()
+            // Only mounts in this test's folder: the host may mount other things meanwhile.
+            let ours = { () throws -> [MountInfoEntry] in try MountInfo.read().filter { $0.mountPoint.hasPrefix(dir) } }
+            let hostBefore = try ours()
 
             let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
@@ -138,7 +143,7 @@ import Testing
                     + "config-current=true config-ro=true secret-hidden=true", "\(method)")
             // The writable state bind wrote through to the source; the host's mounts are as before.
             #expect(access("\(dir)/state/written", F_OK) == 0)
-            #expect(try MountInfo.read() == hostBefore)
+            #expect(try ours() == hostBefore)
         }
     }
 
@@ -184,9 +189,13 @@ import Testing
             plan.binds = [Bind("\(dir)/source", to: "\(dir)/target", readOnly: true)]
             let outcome = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
                 try SandboxMounter.enterPrivateMountNamespace(method: method)
-                let before = try MountInfo.read().count
+                // Mounts anywhere near this test (the host's own come and go: they propagate in).
+                let near = { () throws(ReplicaError) -> Int in
+                    try MountInfo.read().filter { $0.mountPoint.hasPrefix(dir) || $0.mountPoint == "/" || $0.source.hasPrefix(dir) }.count
+                }
+                let before = try near()
                 do throws(ReplicaError) { try SandboxMounter.apply(plan, method: method) } catch {
-                    return "\(error.errno.name) mounts-added=\(try MountInfo.read().count - before)"
+                    return "\(error.errno.name) mounts-added=\(try near() - before)"
                 }
                 return "applied"
             }
