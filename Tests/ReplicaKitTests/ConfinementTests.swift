@@ -98,6 +98,8 @@ import Testing
         ("RestrictNamespaces=network", "unknown namespace type network"),
         ("UMask=0999", "octal mask"),
         ("User=../root", "is not a user or group name"),
+        ("User=4294967295", "is not a user or group number a process can take"),
+        ("Group=65535", "is not a user or group number a process can take"),
         ("NoNewPrivileges=maybe", "takes yes or no"),
         ("Hardening=paranoid", "takes one of service"),
     ])

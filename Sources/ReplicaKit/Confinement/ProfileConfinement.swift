@@ -62,6 +62,13 @@ extension Confinement {
         let valid = !name.isEmpty && name.utf8.count <= 31 && !name.hasPrefix("-")
             && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }
         guard valid else { throw ProfileError(setting, "\"\(name)\" is not a user or group name (letters, digits, _ . -, at most 31) or number") }
+        // (uid_t)-1 means "unchanged" to setuid(2), and -2 and 65535 are nobody's old overflow IDs:
+        // a profile naming them would keep or fake an identity. systemd refuses them too.
+        if name.allSatisfy(\.isNumber) {
+            guard let number = UInt32(name), number != .max, number != .max - 1, number != 65535 else {
+                throw ProfileError(setting, "\(name) is not a user or group number a process can take (0 to 4294967293, not 65535)")
+            }
+        }
         return name
     }
 
