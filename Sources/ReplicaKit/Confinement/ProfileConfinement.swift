@@ -75,10 +75,9 @@ extension Confinement {
     /// systemd's capability-set merge: the first assignment (or an empty one, or a lone `~`)
     /// replaces the set; later ones add (or, with `~`, take away) the names they list.
     static func merge(_ setting: ProfileSetting, into set: inout CapabilitySet?, initial: CapabilitySet) throws(ProfileError) {
-        let invert = setting.value.hasPrefix("~")
-        let text = invert ? String(setting.value.dropFirst()) : setting.value
+        let (invert, words) = try ProfileWords.splitInvertible(setting)
         var listed = CapabilitySet()
-        for word in try ProfileWords.split(ProfileSetting(section: setting.section, key: setting.key, value: text, file: setting.file, line: setting.line)) {
+        for word in words {
             guard let number = CapabilitySet.number(word) else {
                 throw ProfileError(setting, "unknown capability \(word); names are as in capabilities(7), e.g. CAP_NET_BIND_SERVICE")
             }
@@ -97,10 +96,9 @@ extension Confinement {
     static func merge(_ setting: ProfileSetting, into families: inout AddressFamilies?) throws(ProfileError) {
         guard !setting.value.isEmpty else { families = nil; return }
         guard setting.value != "none" else { families = AddressFamilies(allowList: true, families: []); return }
-        let invert = setting.value.hasPrefix("~")
+        let (invert, words) = try ProfileWords.splitInvertible(setting)
         var current = families ?? AddressFamilies(allowList: !invert, families: [])
-        let text = invert ? String(setting.value.dropFirst()) : setting.value
-        for word in try ProfileWords.split(ProfileSetting(section: setting.section, key: setting.key, value: text, file: setting.file, line: setting.line)) {
+        for word in words {
             guard let number = AddressFamilies.known[word] else {
                 throw ProfileError(setting, "unknown address family \(word); e.g. AF_UNIX AF_INET AF_INET6 AF_NETLINK")
             }
@@ -114,10 +112,9 @@ extension Confinement {
     static func merge(_ setting: ProfileSetting, into allowed: inout NamespaceTypes?) throws(ProfileError) {
         if setting.value.isEmpty { allowed = nil; return }
         if let on = try? setting.boolean() { allowed = on ? NamespaceTypes(flags: 0) : nil; return }
-        let invert = setting.value.hasPrefix("~")
-        let text = invert ? String(setting.value.dropFirst()) : setting.value
+        let (invert, words) = try ProfileWords.splitInvertible(setting)
         var listed: UInt64 = 0
-        for word in try ProfileWords.split(ProfileSetting(section: setting.section, key: setting.key, value: text, file: setting.file, line: setting.line)) {
+        for word in words {
             guard let flag = NamespaceTypes.all.first(where: { $0.name == word })?.flag else {
                 throw ProfileError(setting, "unknown namespace type \(word); one of " + NamespaceTypes.all.map(\.name).joined(separator: " "))
             }

@@ -17,13 +17,11 @@ public struct SeccompCache: Sendable {
     public static func key(_ confinement: Confinement) -> String {
         let version = seccomp_version().map { "\($0.pointee.major).\($0.pointee.minor).\($0.pointee.micro)" } ?? "?"
         let text = ([ "libseccomp \(version)", "groups \(groupsDigest)"] + confinement.systemdDirectives).joined(separator: "\n")
-        let hash = text.utf8.reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
-        return String(hash, radix: 16)
+        return String(FNV1a.hash64(text), radix: 16)
     }
 
-    static let groupsDigest: UInt64 = SyscallFilter.groups.sorted { $0.key < $1.key }
-        .map { "\($0.key):\($0.value.joined(separator: ","))" }.joined(separator: ";").utf8
-        .reduce(UInt64(0xcbf2_9ce4_8422_2325)) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 }
+    static let groupsDigest = FNV1a.hash64(SyscallFilter.groups.sorted { $0.key < $1.key }
+        .map { "\($0.key):\($0.value.joined(separator: ","))" }.joined(separator: ";"))
 
     /// The filters of `confinement`, from the cache when it holds them, else compiled (and stored).
     public func programs(for confinement: Confinement) throws(ReplicaError) -> (programs: [SeccompProgram], cached: Bool) {

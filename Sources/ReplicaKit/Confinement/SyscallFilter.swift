@@ -18,10 +18,9 @@ public struct SyscallFilter: Equatable, Sendable {
     /// Parses one assignment into `filter` (nil before the first one).
     public static func parse(_ value: String, into filter: inout SyscallFilter?, _ setting: ProfileSetting) throws(ProfileError) {
         guard !value.isEmpty else { filter = nil; return }
-        let invert = value.hasPrefix("~")
-        let words = try ProfileWords.split(ProfileSetting(section: setting.section, key: setting.key,
-                                                          value: invert ? String(value.dropFirst()) : value,
-                                                          file: setting.file, line: setting.line))
+        var assignment = setting
+        assignment.value = value
+        let (invert, words) = try ProfileWords.splitInvertible(assignment)
         var current = filter ?? SyscallFilter(allowList: !invert, entries: [:], assignments: [])
         if filter == nil && !invert { try current.apply("@default", errno: nil, invert: false, nil) }
         for word in words {

@@ -11,6 +11,15 @@ public enum ProfileWords {
 
     struct WordError: Error { var reason: String }
 
+    /// A systemd list that a leading `~` inverts (`SystemCallFilter=~@mount`,
+    /// `CapabilityBoundingSet=~CAP_SYS_ADMIN`): whether it is inverted, and its words.
+    public static func splitInvertible(_ setting: ProfileSetting) throws(ProfileError) -> (invert: Bool, words: [String]) {
+        let invert = setting.value.hasPrefix("~")
+        var rest = setting
+        if invert { rest.value.removeFirst() }
+        return (invert, try split(rest))
+    }
+
     static func split(_ value: String) throws(WordError) -> [String] {
         var words: [String] = []
         var current: [Unicode.Scalar] = []

@@ -80,7 +80,7 @@ extension SandboxPlan {
     static func serviceDirectory(_ kind: ServiceDirectory.Kind, _ word: String, _ setting: ProfileSetting) throws(ProfileError) -> ServiceDirectory {
         let parts = word.split(separator: "/", omittingEmptySubsequences: false)
         guard !word.hasPrefix("/"), !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
-              word.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/._-@+~".contains($0)) }) else {
+              word.allSatisfy(StatePath.isSafe) else {
             throw ProfileError(setting, "\"\(word)\" is not a name relative to \(kind.base) (letters, digits and / . _ - @ + ~, "
                                + "no . or .. components, no leading /); write e.g. \(kind.rawValue)=app")
         }

@@ -43,8 +43,7 @@ public struct NetworkPlan: Equatable, Sendable {
     public static func hostLinkName(for namespace: String) -> String {
         let plain = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-") }
         if namespace.utf8.count <= 12 && namespace.allSatisfy(plain) { return "rv-" + namespace }
-        // FNV-1a, 32 bits: stable across runs and builds (Swift's Hasher is seeded per process).
-        let hash = namespace.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }
+        let hash = FNV1a.hash32(namespace)
         let digits = String(hash & 0xff_ffff, radix: 16)
         return "rv-" + String(namespace.filter(plain).prefix(5)) + "." + String(repeating: "0", count: 6 - digits.count) + digits
     }
