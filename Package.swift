@@ -32,13 +32,13 @@ let package = Package(
     ],
     targets: [
         // C: system libraries (each wrapped once, by the module that owns it) and one shim.
-        // Headers only: ReplicaKit opens libsystemd with dlopen on first use (CSystemd.h says why),
-        // so its pkg-config link flags are deliberately not taken.
+        // Headers only: ReplicaKit opens libsystemd and ReplicaNet libmnl with dlopen on first use
+        // (CSystemd.h and CMnl.h say why), so their pkg-config link flags are deliberately not taken.
         .systemLibrary(name: "CSystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CMnl", providers: [.apt(["libmnl-dev"])]),
         systemLibrary("CSeccomp", pkgConfig: "libseccomp", apt: "libseccomp-dev"),
         systemLibrary("CCap", pkgConfig: "libcap", apt: "libcap-dev"),
         systemLibrary("CBtrfsUtil", pkgConfig: "libbtrfsutil", apt: "libbtrfsutil-dev"),
-        systemLibrary("CMnl", pkgConfig: "libmnl", apt: "libmnl-dev"),
         .target(name: "CReplicaShim", cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]),
 
         // Libraries.

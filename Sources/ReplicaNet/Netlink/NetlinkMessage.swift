@@ -14,7 +14,7 @@ public struct NetlinkMessage: ~Copyable {
     public init(type: Int32, flags: Int32 = 0, sequence: UInt32 = 0) {
         buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.capacity, alignment: 8)
         buffer.initializeMemory(as: UInt8.self, repeating: 0, count: Self.capacity)
-        header = mnl_nlmsg_put_header(buffer)
+        header = LibMnl.putHeader(buffer)!
         header.pointee.nlmsg_type = UInt16(type)
         header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | flags)
         header.pointee.nlmsg_seq = sequence
@@ -40,30 +40,30 @@ public struct NetlinkMessage: ~Copyable {
     /// Appends a fixed family header (`struct ifinfomsg`, `ifaddrmsg`, `rtmsg`) —
     /// `mnl_nlmsg_put_extra_header` — also inside a nest, as a veth peer needs.
     public func put<Header>(_ value: Header) {
-        let space = mnl_nlmsg_put_extra_header(header, MemoryLayout<Header>.size)!
+        let space = LibMnl.putExtraHeader(header, MemoryLayout<Header>.size)!
         space.assumingMemoryBound(to: Header.self).pointee = value
     }
 
     /// `mnl_attr_put_strz`: a NUL-terminated string attribute; `mnl_attr_put_str` without the NUL
     /// (`IFLA_INFO_KIND`, as `ip` sends it).
     public func put(_ type: Int32, string: String, terminated: Bool = true) {
-        if terminated { mnl_attr_put_strz(header, UInt16(type), string) } else { mnl_attr_put_str(header, UInt16(type), string) }
+        if terminated { LibMnl.attrPutStrz(header, UInt16(type), string) } else { LibMnl.attrPutStr(header, UInt16(type), string) }
     }
     /// `mnl_attr_put_u8`.
-    public func put(_ type: Int32, u8 value: UInt8) { mnl_attr_put_u8(header, UInt16(type), value) }
+    public func put(_ type: Int32, u8 value: UInt8) { LibMnl.attrPutU8(header, UInt16(type), value) }
     /// `mnl_attr_put_u32`.
-    public func put(_ type: Int32, u32 value: UInt32) { mnl_attr_put_u32(header, UInt16(type), value) }
+    public func put(_ type: Int32, u32 value: UInt32) { LibMnl.attrPutU32(header, UInt16(type), value) }
     /// `mnl_attr_put`: raw bytes (an address in network order).
     public func put(_ type: Int32, bytes: [UInt8]) {
-        bytes.withUnsafeBytes { mnl_attr_put(header, UInt16(type), $0.count, $0.baseAddress) }
+        bytes.withUnsafeBytes { LibMnl.attrPut(header, UInt16(type), $0.count, $0.baseAddress) }
     }
 
     /// `mnl_attr_nest_start` … `mnl_attr_nest_end` around what `body` puts. Without libmnl's
     /// `NLA_F_NESTED` flag, as iproute2 sends these (the link attributes predate the flag).
     public func nest(_ type: Int32, _ body: () -> Void) {
-        let nest = mnl_attr_nest_start(header, UInt16(type))!
+        let nest = LibMnl.nestStart(header, UInt16(type))!
         nest.pointee.nla_type = UInt16(type)
         body()
-        mnl_attr_nest_end(header, nest)
+        LibMnl.nestEnd(header, nest)
     }
 }

@@ -28,25 +28,26 @@ public struct NetlinkSocket: ~Copyable {
     }
 
     private init(adopting fd: Int32) throws(ReplicaError) {
+        do { try LibMnl.available() } catch { Glibc.close(fd); throw error }
         var on: Int32 = 1
         for option in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
             _ = setsockopt(fd, SOL_NETLINK, option, &on, socklen_t(MemoryLayout<Int32>.size))
         }
-        guard let socket = mnl_socket_fdopen(fd) else {
+        guard let socket = LibMnl.socketFdopen(fd) else {
             Glibc.close(fd)
             throw ReplicaError.current("mnl_socket_fdopen")
         }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+        guard LibMnl.socketBind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let errno = Errno.current
-            mnl_socket_close(socket)
+            _ = LibMnl.socketClose(socket)
             throw ReplicaError("mnl_socket_bind", errno: errno, reason: .init(errno, fromCall: true))
         }
         self.socket = socket
-        portID = mnl_socket_get_portid(socket)
+        portID = LibMnl.socketPortID(socket)
         sequence = UInt32(truncatingIfNeeded: time(nil))
     }
 
-    deinit { mnl_socket_close(socket) }
+    deinit { _ = LibMnl.socketClose(socket) }
 
     /// Sends one request and waits for its answer: the data messages it returned (a `get` or a
     /// dump), or the kernel's error as a `ReplicaError` naming `operation` and `objects`.
@@ -55,7 +56,7 @@ public struct NetlinkSocket: ~Copyable {
                                  _ objects: [String] = []) throws(ReplicaError) -> [NetlinkReply] {
         sequence &+= 1
         message.sequence = sequence
-        let sent = mnl_socket_sendto(socket, message.start, message.length)
+        let sent = LibMnl.socketSendto(socket, message.start, message.length)
         guard sent >= 0 else { throw ReplicaError.current(operation, objects) }
         var replies: [NetlinkReply] = []
         var buffer = [UInt8](repeating: 0, count: 32768)
@@ -99,7 +100,7 @@ public struct NetlinkSocket: ~Copyable {
             withUnsafeBytes(of: sequence) { encoded.replaceSubrange(8..<12, with: $0) }
             bytes += encoded
         }
-        let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
+        let sent = bytes.withUnsafeBytes { LibMnl.socketSendto(socket, $0.baseAddress, $0.count) }
         guard sent >= 0 else { throw ReplicaError.current("sendto(batch)") }
         var failures: [Int: ReplicaError] = [:]
         var pending = Set(positions.keys)
@@ -117,7 +118,7 @@ public struct NetlinkSocket: ~Copyable {
     private func receive(_ buffer: inout [UInt8], _ operation: String, _ objects: [String]) throws(ReplicaError) -> Int {
         let socket = self.socket
         while true {
-            let received = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
+            let received = buffer.withUnsafeMutableBytes { LibMnl.socketRecvfrom(socket, $0.baseAddress, $0.count) }
             if received >= 0 { return received }
             if Errno.current == .EINTR { continue }
             throw ReplicaError.current(operation, objects)
