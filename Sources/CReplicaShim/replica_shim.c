@@ -106,6 +106,14 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
     return ioctl(loop_fd, LOOP_CONFIGURE, &config);
 }
 int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
+int replica_loop_set_capacity(int loop_fd) { return ioctl(loop_fd, LOOP_SET_CAPACITY, 0); }
+int replica_btrfs_resize(int fd, const char *spec) {
+    struct btrfs_ioctl_vol_args args;
+    memset(&args, 0, sizeof args);
+    if (strlen(spec) >= sizeof args.name) { errno = ENAMETOOLONG; return -1; }
+    strcpy(args.name, spec);
+    return ioctl(fd, BTRFS_IOC_RESIZE, &args);
+}
 int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
 int replica_syncfs(int fd) { return syncfs(fd); }
 int64_t replica_seek_data(int fd, int64_t offset, int hole) { return lseek(fd, offset, hole ? SEEK_HOLE : SEEK_DATA); }

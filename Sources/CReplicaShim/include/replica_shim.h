@@ -72,6 +72,11 @@ int replica_loop_get_free(int control_fd);
 int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int autoclear, int read_only);
 /// ioctl(LOOP_CLR_FD): detach a loop device.
 int replica_loop_clear(int loop_fd);
+/// ioctl(LOOP_SET_CAPACITY) (`losetup -c`): the loop device takes its backing file's new size.
+int replica_loop_set_capacity(int loop_fd);
+/// ioctl(BTRFS_IOC_RESIZE) on a descriptor of the mounted filesystem (`btrfs filesystem resize SPEC`):
+/// spec is "[devid:]bytes" or "[devid:]max".
+int replica_btrfs_resize(int fd, const char *spec);
 /// ioctl(FICLONE): reflink src into dst (btrfs, xfs).
 int replica_ficlone(int dst_fd, int src_fd);
 /// syncfs(2): flush the filesystem fd is on (a _GNU_SOURCE declaration Glibc's module lacks).

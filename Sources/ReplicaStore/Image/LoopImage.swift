@@ -38,7 +38,8 @@ public enum LoopImage {
         }
         let loop = try LoopDevice.attach(imageFD, imagePath: image)
         try FilesystemMount.mount(type: "btrfs", source: loop.path, onto: target, targetName: mountPoint)
-        return MountedImage(image: image, mountPoint: mountPoint, device: loop.path, backingFile: imageFD.kernelPath() ?? image)
+        return MountedImage(image: image, mountPoint: mountPoint, device: loop.path, backingFile: imageFD.kernelPath() ?? image,
+                            unmountsOnRelease: true)
     }
 }
 
@@ -51,8 +52,11 @@ public final class MountedImage {
     /// The image as the kernel names it in `/sys/block/loopN/loop/backing_file`.
     let backingFile: String
     private var isMounted = true
+    /// Whether this object made the mount and so unmounts it when it goes away (see `leaveMounted`).
+    private var unmountsOnRelease: Bool
 
-    init(image: String, mountPoint: String, device: String, backingFile: String) {
+    init(image: String, mountPoint: String, device: String, backingFile: String, unmountsOnRelease: Bool) {
+        self.unmountsOnRelease = unmountsOnRelease
         self.image = image
         self.mountPoint = mountPoint
         self.device = device
@@ -93,9 +97,50 @@ public final class MountedImage {
         }
     }
 
+    /// Grows or shrinks the mounted store to `size` bytes, online: to grow, the image file
+    /// (`truncate -s`), the loop device's capacity (`losetup -c`), then the filesystem
+    /// (`btrfs filesystem resize max`); to shrink, the filesystem first (the kernel moves what lies
+    /// beyond), then the device and file. Refused, changing nothing: below the smallest image btrfs
+    /// takes, or below the bytes the filesystem uses. Returns the size before.
+    @discardableResult
+    public func resize(to size: Int64) throws(ReplicaError) -> Int64 {
+        let file = try OwnedFD.open(backingFile, O_RDWR | O_NOFOLLOW)
+        let before = try file.status().size
+        guard size != before else { return before }
+        guard size >= LoopImage.minimumSize else {
+            throw ReplicaError("resize store", [image], errno: .EINVAL, hint: "\(size) bytes is too small; btrfs needs at least \(LoopImage.minimumSize)",
+                               reason: .refused)
+        }
+        let top = try OwnedFD.open(mountPoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        if size < before {
+            var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
+            _ = try syscall("fstatfs", mountPoint) { replica_fstatfs_space(top.rawValue, &available, &total, &flags) }
+            let used = Int64(total - available)
+            guard size >= used else {
+                throw ReplicaError("resize store", [image], errno: .ENOSPC, hint: "\(mountPoint) uses \(used >> 20) MiB; "
+                                   + "it cannot shrink to \(size >> 20) MiB (delete snapshots first, or choose a larger size)", reason: .refused)
+            }
+            _ = try syscall("ioctl(BTRFS_IOC_RESIZE)", mountPoint) { replica_btrfs_resize(top.rawValue, "\(size)") }
+        }
+        _ = try syscall("ftruncate", backingFile) { ftruncate(file.rawValue, off_t(size)) }
+        let loop = try OwnedFD.open(device, O_RDONLY)
+        _ = try syscall("ioctl(LOOP_SET_CAPACITY)", device) { replica_loop_set_capacity(loop.rawValue) }
+        if size > before {
+            do throws(ReplicaError) {
+                _ = try syscall("ioctl(BTRFS_IOC_RESIZE)", mountPoint) { replica_btrfs_resize(top.rawValue, "max") }
+            } catch {
+                // The filesystem kept its size: the file and device go back to theirs.
+                _ = ftruncate(file.rawValue, off_t(before))
+                _ = replica_loop_set_capacity(loop.rawValue)
+                throw error
+            }
+        }
+        return before
+    }
+
     /// Leaves the image mounted when this object goes away: the mount now belongs to the system
     /// (`replica-store mount`, or a unit), to be unmounted later through `mounted(at:)`.
-    public func leaveMounted() { isMounted = false }
+    public func leaveMounted() { unmountsOnRelease = false }
 
     /// The loop-mounted image at `mountPoint`, found in mountinfo and `/sys/block/loopN`, or nil
     /// when no loop device is mounted there. Unmounting it frees its autoclear loop device.
@@ -103,8 +148,9 @@ public final class MountedImage {
         let mounts = try MountInfo.read()
         guard let entry = mounts.last(where: { $0.mountPoint == mountPoint }), entry.source.hasPrefix("/dev/loop"),
               let backingFile = LoopDevice.backingFile(of: entry.source) else { return nil }
-        return MountedImage(image: backingFile, mountPoint: mountPoint, device: entry.source, backingFile: backingFile)
+        return MountedImage(image: backingFile, mountPoint: mountPoint, device: entry.source, backingFile: backingFile,
+                            unmountsOnRelease: false)
     }
 
-    deinit { if isMounted { try? FilesystemMount.unmount(mountPoint, detach: true) } }
+    deinit { if isMounted && unmountsOnRelease { try? FilesystemMount.unmount(mountPoint, detach: true) } }
 }

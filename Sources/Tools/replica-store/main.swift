@@ -12,11 +12,13 @@ let place: [OptionSpec] = [
 let tool = ToolSpec(
     name: "replica-store",
     abstract: "Mount, unmount and show the embedded btrfs store (a loop-mounted image file).",
-    discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 6 not mounted (status).",
+    discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 6 not mounted (status, resize).",
     commands: [
         CommandSpec("mount", "Make the image on first use (mkfs.btrfs), mount it and leave it mounted.", options: place),
         CommandSpec("unmount", "Commit and unmount the store; its loop device detaches itself.", options: place),
         CommandSpec("status", "Show the mounted store: image, device, space, subvolumes and snapshot counts.", options: place),
+        CommandSpec("resize", "Grow (or shrink) the mounted store online: image file, loop device, then filesystem.", options: place,
+                    positionals: [PositionalSpec("size", "The new size (8G), or how much to add (+2G); never below what is used.")]),
     ])
 
 let arguments = tool.parseOrExit()
@@ -49,6 +51,25 @@ do {
         }
         try mounted.unmount()
         print("replica-store: unmounted \(mountPoint); \(mounted.device) released \(mounted.image)")
+    case "resize":
+        let text = arguments.positionals[0]
+        guard let amount = parseByteSize(text.hasPrefix("+") ? String(text.dropFirst()) : text), amount <= UInt64(Int64.max) else {
+            printError("replica-store: resize: \"\(text)\" is not a size; write e.g. 8G (the new size) or +2G (to add)")
+            exit(ExitCode.usage)
+        }
+        guard let mounted = try MountedImage.mounted(at: mountPoint) else {
+            printError("replica-store: no loop-mounted store on \(mountPoint); mount it with: replica-store mount")
+            exit(ExitCode.notConfigured)
+        }
+        let current = try OwnedFD.open(mounted.image, O_RDONLY).status().size
+        let (target, overflow) = text.hasPrefix("+") ? current.addingReportingOverflow(Int64(amount)) : (Int64(amount), false)
+        guard !overflow else {
+            printError("replica-store: resize: \(text) is too large")
+            exit(ExitCode.usage)
+        }
+        let before = try mounted.resize(to: target)
+        let after = try Store(path: mountPoint).space()
+        print("replica-store: \(mountPoint) resized from \(before >> 20) MiB to \(target >> 20) MiB (\(after.available >> 20) MiB free)")
     default:
         guard let mounted = try MountedImage.mounted(at: mountPoint) else {
             printError("replica-store: no loop-mounted store on \(mountPoint); mount it with: replica-store mount")
