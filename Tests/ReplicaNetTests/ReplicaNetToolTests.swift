@@ -44,7 +44,7 @@ import Testing
             let up = try Self.net(["up", "--json"] + flags + state.suffix(2) + ["\(tag)a"])
             #expect(up.status == .exited(0), "\(up.output)")
             let made = try Self.json(up)
-            #expect(made["schema"] as? String == "replica.net.v1")
+            #expect(made["schema"] as? String == "replica.v1" && made["tool"] as? String == "replica-net")
             #expect(made["directive"] as? String == "NetworkNamespacePath=/run/netns/\(tag)a")
             let plan = try #require(made["plan"] as? [String: Any])
             let address = try #require((plan["addresses"] as? [String])?.first)

@@ -97,7 +97,7 @@ import Testing
             }
             let dry = try Self.snap(["prune", "--json", "--dry-run"] + common + ["--now", "2026-11-14T12:00:00Z", "web"])
             let json = try #require(try JSONSerialization.jsonObject(with: Data(dry.output.utf8)) as? [String: Any])
-            #expect(json["schema"] as? String == "replica.snap.v1")
+            #expect(json["schema"] as? String == "replica.v1" && json["tool"] as? String == "replica-snap")
             let subvolume = try #require((json["subvolumes"] as? [[String: Any]])?.first)
             let decisions = try #require(subvolume["decisions"] as? [[String: Any]])
             let wouldDelete = decisions.filter { $0["action"] as? String == "delete" }.compactMap { $0["name"] as? String }

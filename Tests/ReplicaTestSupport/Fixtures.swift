@@ -58,3 +58,6 @@ extension StateMigration {
         try shift(name, from: source, owner: StateOwner(unit: "test.service", path: source), in: store)
     }
 }
+
+/// The repository's top folder (where Package.swift is), for tests that read Docs/ or fixtures.
+public let repositoryRoot = String(#filePath.dropLast("Tests/ReplicaTestSupport/Fixtures.swift".count))

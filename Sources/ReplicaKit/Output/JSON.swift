@@ -68,3 +68,22 @@ public indirect enum JSON: Equatable, Sendable {
         out += "\""
     }
 }
+
+/// The one JSON envelope of every tool's `--json` output, schema `replica.v1` (described by
+/// Docs/replica.schema.json, installed as /usr/share/doc/replica/replica.schema.json): which tool,
+/// which version and which command made it, then the command's own members.
+public enum JSONEnvelope {
+    /// Bumped when a member is removed or changes meaning; new members do not bump it.
+    public static let schema = "replica.v1"
+
+    /// `{"schema": "replica.v1", "tool": …, "version": …, "action": …, members…}`.
+    public static func make(tool: String, action: String, _ members: [(String, JSON)]) -> JSON {
+        .object([("schema", .string(schema)), ("tool", .string(tool)), ("version", .string(ReplicaVersion.string)),
+                 ("action", .string(action))] + members)
+    }
+
+    /// Prints `make(…)` as one pretty-printed document on standard output.
+    public static func print(tool: String, action: String, _ members: [(String, JSON)]) {
+        Swift.print(make(tool: tool, action: action, members).serialized())
+    }
+}

@@ -18,7 +18,7 @@ let planOptions: [OptionSpec] = [
 ]
 let name = PositionalSpec("name", "The service (web, web.service) whose profile has [Network], or a namespace name with flags.")
 let names = PositionalSpec("name", "Names as given to up; several are torn down in one batch.", many: true)
-let json = OptionSpec.flag("json", "Print JSON (schema replica.net.v1).")
+let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
 let tool = ToolSpec(
     name: "replica-net",
     abstract: "Give a service its own network namespace, reachable through a bridge.",
@@ -75,9 +75,9 @@ func prepared(_ name: String) -> ServiceNetwork.Prepared {
     }
 }
 
-/// One JSON document on standard output, tagged with the schema.
+/// The command's one JSON document on standard output (`JSONEnvelope`).
 func printJSON(_ members: [(String, JSON)]) {
-    print(JSON.object([("schema", .string("replica.net.v1"))] + members).serialized())
+    JSONEnvelope.print(tool: "replica-net", action: arguments.command, members)
 }
 
 let target = arguments.positionals.first ?? ""
@@ -90,7 +90,7 @@ do {
         let directive = "NetworkNamespacePath=\(NetworkNamespace.directory)/\(plan.namespace)"
         if arguments.flag("dry-run") {
             if asJSON {
-                printJSON([("action", .string("up")), ("dry_run", .bool(true)), ("name", .string(target)), ("plan", plan.json),
+                printJSON([("dry_run", .bool(true)), ("name", .string(target)), ("plan", plan.json),
                            ("commands", .array(plan.commands.map(JSON.string)))])
             } else {
                 plan.commands.forEach { print($0) }
@@ -99,7 +99,7 @@ do {
         }
         let steps = try ServiceNetwork.up(prepared, leases: leases, records: records)
         if asJSON {
-            printJSON([("action", .string("up")), ("dry_run", .bool(false)), ("name", .string(target)), ("plan", plan.json),
+            printJSON([("dry_run", .bool(false)), ("name", .string(target)), ("plan", plan.json),
                        ("steps", .array(steps.map(JSON.string))), ("directive", .string(directive))])
         } else {
             steps.forEach { print($0) }  // each names the namespace or link it is about
@@ -113,7 +113,7 @@ do {
         }
         let removed = try ServiceNetwork.down(owners, leases: leases, records: records)
         if asJSON {
-            printJSON([("action", .string("down")), ("removed", .array(removed.map { entry in
+            printJSON([("removed", .array(removed.map { entry in
                 .object([("name", .string(entry.owner)), ("namespace", entry.record.map { .string($0.namespace) } ?? .null),
                          ("host_link", entry.record?.hostLink.map(JSON.string) ?? .null), ("steps", .array(entry.lines.map(JSON.string)))])
             }))])
@@ -124,7 +124,7 @@ do {
         let plan = prepared(target).plan
         let drift = try plan.check()
         if asJSON {
-            printJSON([("action", .string("check")), ("name", .string(target)), ("matches", .bool(drift.isEmpty)),
+            printJSON([("name", .string(target)), ("matches", .bool(drift.isEmpty)),
                        ("drift", .array(drift.map(JSON.string))), ("plan", plan.json)])
         } else if drift.isEmpty {
             print("\(target): matches the plan")
@@ -151,7 +151,6 @@ do {
         let namespaces = NetworkNamespace.list()
         if asJSON {
             printJSON([
-                ("action", .string("list")),
                 ("namespaces", .array(namespaces.map(JSON.string))),
                 ("leases", .array(held.map { .object([("subnet", .string($0.subnet)), ("address", .string($0.address)), ("owner", .string($0.owner))]) })),
             ])

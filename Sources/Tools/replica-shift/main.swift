@@ -5,6 +5,7 @@ import ReplicaKit
 import ReplicaStore
 
 let options: [OptionSpec] = [.option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true)]
+let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
 let unit = PositionalSpec("unit", "The service (web, web.service); its profile is /etc/replica/services/UNIT.conf.")
 let tool = ToolSpec(
     name: "replica-shift",
@@ -13,7 +14,7 @@ let tool = ToolSpec(
     commands: [
         CommandSpec("prepare", "Make the state subvolumes (migrating once), the pre-start snapshot; idempotent.",
                     options: options + [.option("wait", "seconds", "Wait this long for another prepare or snapshot run of the unit (then exit 3).",
-                                                default: "30")],
+                                                default: "30"), json],
                     positionals: [unit]),
         CommandSpec("drop-in", "Print the unit's drop-in as replica-generator writes it at boot and daemon-reload.",
                     options: options + [.option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
@@ -21,15 +22,16 @@ let tool = ToolSpec(
         CommandSpec("refuse", "Fail, saying why: what the drop-in of a unit whose profile does not parse runs instead of the service.",
                     options: options, positionals: [unit]),
         CommandSpec("rollback", "Put the (stopped) service's state back to a snapshot; the present state is kept as a new snapshot.",
-                    options: options, positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
+                    options: options + [json], positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
         CommandSpec("config", "List the config generations; with --file, write a new one and make it current.",
                     options: options + [
                         .option("file", "target=source", "A file or directory tree of the new generation: its path in the service, and where to copy it from.", repeatable: true),
                         .option("switch", "n", "Make generation N current."),
                         .flag("rollback", "Make the generation before the current one current."),
+                        json,
                     ], positionals: [unit]),
         CommandSpec("status", "Report where what the running service sees differs from the current config.",
-                    options: options + [.option("pid", "pid", "The service's main process (systemctl show -p MainPID UNIT).")],
+                    options: options + [.option("pid", "pid", "The service's main process (systemctl show -p MainPID UNIT)."), json],
                     positionals: [unit]),
     ])
 
@@ -37,6 +39,17 @@ let arguments = tool.parseOrExit()
 let directories = arguments.all("profiles")
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
 let name = arguments.positionals[0]
+
+let asJSON = arguments.flag("json")
+
+/// Lines for people, or the command's JSON document (`JSONEnvelope`) for programs.
+func report(_ lines: @autoclosure () -> [String], _ members: [(String, JSON)]) {
+    if asJSON {
+        JSONEnvelope.print(tool: "replica-shift", action: arguments.command, [("unit", .string(settings.unit))] + members)
+    } else {
+        lines().forEach { print($0) }
+    }
+}
 
 func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
     printError("replica-shift: \(message)")
@@ -58,22 +71,27 @@ do {
     switch arguments.command {
     case "prepare":
         guard let seconds = Int(arguments.value("wait") ?? "30"), seconds >= 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
-        let report: ServiceShift.Report
-        do { report = try ServiceShift.prepare(settings, wait: .seconds(seconds)) } catch {
+        let steps: ServiceShift.Report
+        do { steps = try ServiceShift.prepare(settings, wait: .seconds(seconds)) } catch {
             fail("\(error)", error.reason == .lockHeld ? ExitCode.lockHeld : ExitCode.failure)
         }
-        for line in report { print("\(settings.unit): \(line)") }
+        report(steps.map { "\(settings.unit): \($0)" }, [("steps", .array(steps.map(JSON.string)))])
     case "drop-in":
         print(try settings.dropIn(shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift"), terminator: "")
     case "refuse":
         fail("\(settings.unit): its profile parses now, but it did not when the drop-in was generated; "
              + "run systemctl daemon-reload so replica-generator writes its sandbox, then start it")
     case "rollback":
-        for outcome in try ServiceShift.rollback(settings, to: arguments.positionals[1]) {
-            print("\(settings.unit): \(outcome.subvolume) is now \(outcome.restored); the state before is kept as \(outcome.saved)")
-        }
+        let outcomes = try ServiceShift.rollback(settings, to: arguments.positionals[1])
+        report(outcomes.map { "\(settings.unit): \($0.subvolume) is now \($0.restored); the state before is kept as \($0.saved)" },
+               [("rolled_back", .array(outcomes.map { .object([("subvolume", .string($0.subvolume)), ("restored", .string($0.restored)),
+                                                               ("saved", .string($0.saved))]) }))])
     case "config":
         let config = settings.config
+        func current(_ generation: Int) {
+            report(["\(settings.unit): config generation \(generation) is current; restart the service to use it"],
+                   [("current", .int(Int64(generation))), ("changed", .bool(true))])
+        }
         let files = arguments.all("file")
         if !files.isEmpty {
             var sources: [(target: String, source: String)] = []
@@ -84,31 +102,36 @@ do {
             }
             let generation = try config.writeGeneration(copying: sources)
             try config.switchTo(generation)
-            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+            current(generation)
         } else if let number = arguments.value("switch") {
             guard let generation = Int(number) else { fail("--switch takes a generation number", ExitCode.usage) }
             try config.switchTo(generation)
-            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+            current(generation)
         } else if arguments.flag("rollback") {
             let generation = try config.rollback()
-            print("\(settings.unit): config generation \(generation) is current; restart the service to use it")
+            current(generation)
         } else {
             let current = try config.current()
+            var lines: [String] = [], generations: [JSON] = []
             for generation in try config.generations() {
                 let trees = try config.trees(in: generation)
                 let files = try config.files(in: generation).filter { file in !trees.contains { file.hasPrefix($0 + "/") } }
-                print("\(generation == current ? "*" : " ") \(generation)  \((trees.map { $0 + "/" } + files).joined(separator: " "))")
+                lines.append("\(generation == current ? "*" : " ") \(generation)  \((trees.map { $0 + "/" } + files).joined(separator: " "))")
+                generations.append(.object([("generation", .int(Int64(generation))), ("trees", .array(trees.map(JSON.string))),
+                                            ("files", .array(files.map(JSON.string)))]))
             }
+            report(lines, [("current", current.map { .int(Int64($0)) } ?? .null), ("changed", .bool(false)),
+                           ("generations", .array(generations))])
         }
     default:
         guard let pid = arguments.value("pid").flatMap({ Int32($0) }), pid > 0 else { fail("status needs --pid PID", ExitCode.usage) }
         let drift = try settings.config.drift(seenThrough: "/proc/\(pid)/root")
-        if drift.isEmpty {
-            print("\(settings.unit): the service sees config generation \(try settings.config.current().map(String.init) ?? "none")")
-        } else {
-            for entry in drift { print("\(settings.unit): \(entry.path): \(entry.reason)") }
-            exit(ExitCode.failure)
-        }
+        let current = try settings.config.current()
+        report(drift.isEmpty ? ["\(settings.unit): the service sees config generation \(current.map(String.init) ?? "none")"]
+                             : drift.map { "\(settings.unit): \($0.path): \($0.reason)" },
+               [("current", current.map { .int(Int64($0)) } ?? .null), ("matches", .bool(drift.isEmpty)),
+                ("drift", .array(drift.map { .object([("path", .string($0.path)), ("reason", .string($0.reason))]) }))])
+        if !drift.isEmpty { exit(ExitCode.failure) }
     }
 } catch {
     fail("\(error)")

@@ -133,11 +133,16 @@ struct SnapCommand {
         let store = try openStore(target)
         let wait = try waitDuration()
         let failures: [(name: String, error: ReplicaError)]
+        var deleted: [String] = []
         do throws(ReplicaError) {
-            failures = try store.deleteSnapshots(named: requested, of: target.subvolume, wait: wait, deleted: { print("deleted \($0.name)") })
+            failures = try store.deleteSnapshots(named: requested, of: target.subvolume, wait: wait, deleted: { snapshot in
+                deleted.append(snapshot.name.description)
+                if !json { print("deleted \(snapshot.name)") }
+            })
         } catch {
             throw Exit(code: error.reason == .lockHeld ? ExitCode.lockHeld : ExitCode.failure, message: error.description)
         }
+        if json { print(Render.deletion(subvolume: target.subvolume, deleted: deleted, failures: failures).serialized()) }
         for failure in failures { printError("replica-snap: \(failure.name): \(failure.error.hint ?? failure.error.description)") }
         return failures.isEmpty ? ExitCode.ok : failures.count == requested.count ? ExitCode.failure : ExitCode.partialFailure
     }

@@ -3,7 +3,6 @@ import ReplicaStore
 
 /// Tables for people and versioned JSON for programs.
 enum Render {
-    static let schema = "replica.snap.v1"
 
     static func report(_ report: SnapshotReport, dryRun: Bool, explain: Bool) -> String {
         var lines: [String] = []
@@ -56,7 +55,7 @@ enum Render {
     }
 
     static func inventories(_ inventories: [SnapshotInventory]) -> JSON {
-        .object([("schema", .string(schema)), ("subvolumes", .array(inventories.map { inventory in
+        JSONEnvelope.make(tool: "replica-snap", action: "list", [("subvolumes", .array(inventories.map { inventory in
             .object([("subvolume", .string(inventory.subvolume)), ("uuid", .string(inventory.sourceUUID)),
                      ("snapshots", .array(inventory.snapshots.map(snapshotJSON))),
                      ("foreign", .array(inventory.foreign.map { .object([("name", .string($0.name)), ("reason", .string($0.reason))]) }))])
@@ -64,7 +63,7 @@ enum Render {
     }
 
     static func reports(_ reports: [SnapshotReport], action: SnapshotJob.Action, dryRun: Bool, now: UTCTimestamp) -> JSON {
-        .object([("schema", .string(schema)), ("action", .string(action.rawValue)), ("dry_run", .bool(dryRun)),
+        JSONEnvelope.make(tool: "replica-snap", action: action.rawValue, [("dry_run", .bool(dryRun)),
                  ("now", .string(now.description)), ("subvolumes", .array(reports.map { report in
             var members: [(String, JSON)] = [("subvolume", .string(report.subvolume)), ("ok", .bool(report.succeeded)),
                                              ("created", report.created.map(JSON.string) ?? .null)]
@@ -86,8 +85,15 @@ enum Render {
         }))])
     }
 
+    static func deletion(subvolume: String, deleted: [String], failures: [(name: String, error: ReplicaError)]) -> JSON {
+        JSONEnvelope.make(tool: "replica-snap", action: "delete", [
+            ("subvolume", .string(subvolume)), ("deleted", .array(deleted.map(JSON.string))),
+            ("failed", .array(failures.map { .object([("name", .string($0.name)), ("error", .string($0.error.hint ?? $0.error.description))]) })),
+        ])
+    }
+
     static func checks(_ results: [FreshnessCheck], worst: FreshnessCheck.Status) -> JSON {
-        .object([("schema", .string(schema)), ("status", .string(worst.label)), ("subvolumes", .array(results.map { r in
+        JSONEnvelope.make(tool: "replica-snap", action: "check", [("status", .string(worst.label)), ("subvolumes", .array(results.map { r in
             .object([("subvolume", .string(r.subvolume)), ("status", .string(r.status.label)),
                      ("newest", r.newest.map { .string($0.description) } ?? .null),
                      ("age_seconds", r.ageSeconds.map { .int($0) } ?? .null), ("message", .string(r.message))])

@@ -10,7 +10,7 @@ enum ReplicaSnap {
         .option("store", "path", "The mounted btrfs store (default: the profile's [State] Store=, else \(EmbeddedStore.defaultMountPoint))."),
         .option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true),
         .option("now", "time", "Pretend it is this UTC time (YYYY-MM-DDTHH:MM:SSZ).", hidden: true),
-        .flag("json", "Print JSON (schema replica.snap.v1) instead of tables."),
+        .flag("json", "Print one JSON object (schema replica.v1) instead of tables."),
     ]
     static let writeOptions: [OptionSpec] = [
         .option("wait", "seconds", "Wait this long for another run on the same subvolume (default: exit 3 at once)."),

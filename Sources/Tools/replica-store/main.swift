@@ -8,6 +8,7 @@ import ReplicaStore
 let place: [OptionSpec] = [
     .option("image", "path", "The store's image file, made sparse on first use.", default: EmbeddedStore.defaultImage),
     .option("mount-point", "path", "Where services find the store.", default: EmbeddedStore.defaultMountPoint),
+    .flag("json", "Print one JSON object (schema replica.v1)."),
 ]
 let tool = ToolSpec(
     name: "replica-store",
@@ -23,6 +24,12 @@ let tool = ToolSpec(
 
 let arguments = tool.parseOrExit()
 let image = arguments.value("image")!, mountPoint = arguments.value("mount-point")!
+let asJSON = arguments.flag("json")
+
+/// The sentence for people, or the command's JSON document (`JSONEnvelope`) for programs.
+func report(_ text: @autoclosure () -> String, _ members: [(String, JSON)]) {
+    if asJSON { JSONEnvelope.print(tool: "replica-store", action: arguments.command, members) } else { print(text()) }
+}
 
 do {
     switch arguments.command {
@@ -30,27 +37,33 @@ do {
         // Idempotent, and the image is only a fallback: a btrfs already mounted there (this image,
         // or a real disk from fstab) is left as it is and used.
         if let existing = try MountInfo.read().last(where: { $0.mountPoint == mountPoint }), existing.fsType == "btrfs" {
-            print("replica-store: btrfs from \(existing.source) is already mounted on \(mountPoint); using it")
+            report("replica-store: btrfs from \(existing.source) is already mounted on \(mountPoint); using it",
+                   [("mount_point", .string(mountPoint)), ("source", .string(existing.source)), ("image", .null), ("created", .bool(false))])
             break
         }
         let opened = try EmbeddedStore.mount(image: image, at: mountPoint)
         opened.mounted.leaveMounted()
         let made = opened.createdImage ? "made \(EmbeddedStore.defaultSize >> 30) GiB sparse with mkfs.btrfs" : "reused"
-        print("replica-store: \(image) (\(made)) mounted on \(mountPoint) from \(opened.mounted.device)")
+        report("replica-store: \(image) (\(made)) mounted on \(mountPoint) from \(opened.mounted.device)",
+               [("mount_point", .string(mountPoint)), ("source", .string(opened.mounted.device)), ("image", .string(image)),
+                ("created", .bool(opened.createdImage))])
     case "unmount":
         guard let mounted = try MountedImage.mounted(at: mountPoint) else {
-            print("replica-store: no loop-mounted store on \(mountPoint); nothing to do")
+            report("replica-store: no loop-mounted store on \(mountPoint); nothing to do",
+                   [("mount_point", .string(mountPoint)), ("unmounted", .bool(false)), ("image", .null)])
             break
         }
         // Only this image's store: one mounted there from elsewhere (a container's bind of the host's
         // store, a real disk) is not ours to unmount, and waiting for its loop device would hang.
         let resolved = realpath(image, nil).map { path in defer { free(path) }; return String(cString: path) } ?? image
         guard mounted.image == resolved else {
-            print("replica-store: \(mountPoint) holds \(mounted.image), not \(image); left mounted (give --image \(mounted.image) to unmount it)")
+            report("replica-store: \(mountPoint) holds \(mounted.image), not \(image); left mounted (give --image \(mounted.image) to unmount it)",
+                   [("mount_point", .string(mountPoint)), ("unmounted", .bool(false)), ("image", .string(mounted.image))])
             break
         }
         try mounted.unmount()
-        print("replica-store: unmounted \(mountPoint); \(mounted.device) released \(mounted.image)")
+        report("replica-store: unmounted \(mountPoint); \(mounted.device) released \(mounted.image)",
+               [("mount_point", .string(mountPoint)), ("unmounted", .bool(true)), ("image", .string(mounted.image))])
     case "resize":
         let text = arguments.positionals[0]
         guard let amount = parseByteSize(text.hasPrefix("+") ? String(text.dropFirst()) : text), amount <= UInt64(Int64.max) else {
@@ -69,7 +82,9 @@ do {
         }
         let before = try mounted.resize(to: target)
         let after = try Store(path: mountPoint).space()
-        print("replica-store: \(mountPoint) resized from \(before >> 20) MiB to \(target >> 20) MiB (\(after.available >> 20) MiB free)")
+        report("replica-store: \(mountPoint) resized from \(before >> 20) MiB to \(target >> 20) MiB (\(after.available >> 20) MiB free)",
+               [("mount_point", .string(mountPoint)), ("image", .string(mounted.image)), ("bytes_before", .int(before)),
+                ("bytes", .int(target)), ("available_bytes", .int(Int64(after.available)))])
     default:
         guard let mounted = try MountedImage.mounted(at: mountPoint) else {
             printError("replica-store: no loop-mounted store on \(mountPoint); mount it with: replica-store mount")
@@ -77,15 +92,24 @@ do {
         }
         let store = try Store(path: mountPoint)
         let space = try store.space()
-        print("store      \(mountPoint) (btrfs\(space.readOnly ? ", read-only" : ""))")
-        print("image      \(mounted.image) on \(mounted.device)")
-        print("space      \(space.available >> 20) MiB free of \(space.total >> 20) MiB")
         var table = Table(["SUBVOLUME", "SNAPSHOTS", "NEWEST"])
+        var subvolumes: [JSON] = []
         for name in try store.subvolumes() {
             let snapshots = try store.snapshots(of: name)
             table.append([name, "\(snapshots.count)", snapshots.last?.name.time.description ?? "-"])
+            subvolumes.append(.object([("name", .string(name)), ("snapshots", .int(Int64(snapshots.count))),
+                                       ("newest", snapshots.last.map { .string($0.name.time.description) } ?? .null)]))
         }
-        print("\n\(table)")
+        report("""
+            store      \(mountPoint) (btrfs\(space.readOnly ? ", read-only" : ""))
+            image      \(mounted.image) on \(mounted.device)
+            space      \(space.available >> 20) MiB free of \(space.total >> 20) MiB
+
+            \(table)
+            """,
+               [("mount_point", .string(mountPoint)), ("image", .string(mounted.image)), ("source", .string(mounted.device)),
+                ("read_only", .bool(space.readOnly)), ("total_bytes", .int(Int64(space.total))),
+                ("available_bytes", .int(Int64(space.available))), ("subvolumes", .array(subvolumes))])
     }
 } catch {
     printError("replica-store: \(error)")
