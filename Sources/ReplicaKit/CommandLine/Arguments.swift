@@ -98,6 +98,7 @@ public enum ArgumentOutcome: Error, Sendable {
 extension ToolSpec {
     /// Parses `arguments` (without the program name).
     public func parse(_ arguments: [String]) throws(ArgumentOutcome) -> ParsedArguments {
+        if arguments == ["--generate-completion-script", "bash"] { throw .help(bashCompletion()) }
         var rest = arguments[...]
         let command: CommandSpec
         if commands.count == 1 && commands[0].name.isEmpty {
