@@ -6,11 +6,16 @@ import Glibc
 /// with this instead of swift-argument-parser, whose reflection-based setup costs milliseconds at
 /// every start: `replica-snap` runs from timers and `replica-run` in front of every command.
 public struct ToolSpec: Sendable {
+    /// The program's name, as the help prints it (`replica-snap`).
     public var name: String
+    /// One line: what the tool does.
     public var abstract: String
+    /// Printed after the commands in the help: exit codes, where things are looked up.
     public var discussion: String
+    /// The subcommands; one with an empty name for a tool without subcommands.
     public var commands: [CommandSpec]
 
+    /// A tool with these commands.
     public init(name: String, abstract: String, discussion: String = "", commands: [CommandSpec]) {
         self.name = name
         self.abstract = abstract
@@ -21,14 +26,19 @@ public struct ToolSpec: Sendable {
 
 /// One subcommand (or, with an empty name, the whole tool).
 public struct CommandSpec: Sendable {
+    /// The subcommand's word (`create`); empty for the whole tool.
     public var name: String
+    /// One line: what the command does.
     public var abstract: String
+    /// Its options, in the order the help lists them.
     public var options: [OptionSpec]
+    /// Its positional arguments, in order.
     public var positionals: [PositionalSpec]
     /// The exit code of a usage error: 2, or 3 for a monitoring check (Nagios reads 2 as CRITICAL
     /// and 3 as UNKNOWN).
     public var usageExitCode: Int32
 
+    /// A command with these options and positionals; `usageExitCode` 3 for a monitoring check.
     public init(_ name: String, _ abstract: String, options: [OptionSpec] = [], positionals: [PositionalSpec] = [],
                 usageExitCode: Int32 = ExitCode.usage) {
         self.name = name
@@ -41,20 +51,28 @@ public struct CommandSpec: Sendable {
 
 /// `--name VALUE` (or a `--name` flag when `value` is nil).
 public struct OptionSpec: Sendable {
+    /// The long name, without the dashes (`dry-run`).
     public var name: String
+    /// The value's placeholder in the help (`path`); nil for a flag.
     public var value: String?
+    /// One line for the help.
     public var help: String
+    /// The value when the option is not given.
     public var defaultValue: String?
+    /// Whether it may be given more than once (all values are kept).
     public var repeatable: Bool
+    /// Left out of the help and the completion: for tests and internal use.
     public var hidden: Bool
     /// A one-letter form (`-n`), for flags.
     public var short: Character? = nil
 
+    /// An option taking a value, `--NAME VALUE` or `--NAME=VALUE`.
     public static func option(_ name: String, _ value: String, _ help: String, default defaultValue: String? = nil,
                               repeatable: Bool = false, hidden: Bool = false) -> OptionSpec {
         OptionSpec(name: name, value: value, help: help, defaultValue: defaultValue, repeatable: repeatable, hidden: hidden)
     }
 
+    /// A flag without a value, with an optional one-letter form (`-n`).
     public static func flag(_ name: String, _ help: String, short: Character? = nil) -> OptionSpec {
         OptionSpec(name: name, value: nil, help: help, defaultValue: nil, repeatable: false, hidden: false, short: short)
     }
@@ -62,11 +80,16 @@ public struct OptionSpec: Sendable {
 
 /// A positional argument; `many` takes one or more (or zero when `optional`).
 public struct PositionalSpec: Sendable {
+    /// Its name in the help (`<name>`).
     public var name: String
+    /// One line for the help.
     public var help: String
+    /// Whether it takes every remaining argument.
     public var many: Bool
+    /// Whether it may be left out.
     public var optional: Bool
 
+    /// A positional argument.
     public init(_ name: String, _ help: String, many: Bool = false, optional: Bool = false) {
         self.name = name
         self.help = help
@@ -77,21 +100,29 @@ public struct PositionalSpec: Sendable {
 
 /// What was given.
 public struct ParsedArguments: Sendable {
+    /// The subcommand given (empty for a tool without subcommands).
     public var command: String
+    /// Each option's values, by long name, defaults included.
     public var values: [String: [String]] = [:]
+    /// The flags given, by long name.
     public var flags: Set<String> = []
+    /// The positional arguments, in order (after `--`, everything).
     public var positionals: [String] = []
 
     /// The last value of an option, else its default.
     public func value(_ name: String) -> String? { values[name]?.last }
+    /// Every value given for a repeatable option.
     public func all(_ name: String) -> [String] { values[name] ?? [] }
+    /// Whether a flag was given.
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 }
 
 /// Why parsing stopped: a usage error (exit 2, or the command's own code) or a request for help or
 /// the version (exit 0).
 public enum ArgumentOutcome: Error, Sendable {
+    /// A usage error: the message, and the exit code (2, or 3 for a monitoring check).
     case usage(String, exitCode: Int32 = ExitCode.usage)
+    /// `--help` or `--version` was asked for: the text to print, then exit 0.
     case help(String)
 }
 

@@ -24,6 +24,7 @@ public struct ConfigStore: Equatable, Sendable {
     /// The unit's directory, e.g. `/var/lib/replica/config/web.service`.
     public let directory: String
 
+    /// Where a service's generations live by default: `/var/lib/replica/config/UNIT`.
     public static let defaultParent = "/var/lib/replica/config"
 
     /// The file in a generation that lists its trees, one target per line.
@@ -31,12 +32,16 @@ public struct ConfigStore: Equatable, Sendable {
     /// Largest file a generation takes, and most entries and bytes in all.
     static let fileLimit = 16 << 20, entryLimit = 100_000, byteLimit = 256 << 20
 
+    /// The generations kept in `directory` (`generations/N/…` and a `current` link).
     public init(directory: String) { self.directory = directory }
 
     /// One entry of a generation, by its target path.
     public enum Entry: Equatable, Sendable {
+        /// A regular file: its bytes and permission bits.
         case file([UInt8], mode: mode_t)
+        /// A directory.
         case directory
+        /// A symbolic link and its target, kept as it is.
         case symlink(String)
     }
 

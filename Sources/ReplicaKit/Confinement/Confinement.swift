@@ -34,34 +34,54 @@ import Glibc
 /// PrivateDevices=yes
 /// ```
 public struct Confinement: Equatable, Sendable {
+    /// `User=`: a user name or number; nil keeps root.
     public var user: String?
+    /// `Group=`: a group name or number; nil uses the user's primary group.
     public var group: String?
+    /// `SupplementaryGroups=`: groups in addition to the user's own.
     public var supplementaryGroups: [String] = []
+    /// `UMask=`: the file mode creation mask.
     public var umask: mode_t?
     /// nil: unchanged (every capability).
     public var capabilityBoundingSet: CapabilitySet?
+    /// `AmbientCapabilities=`: kept across `execve` by a non-root user.
     public var ambientCapabilities = CapabilitySet()
+    /// `NoNewPrivileges=`: set no_new_privs (`PR_SET_NO_NEW_PRIVS`).
     public var noNewPrivileges = false
+    /// `SystemCallFilter=` with `SystemCallErrorNumber=`.
     public var syscallFilter: SyscallFilter?
     /// `SystemCallErrorNumber=`: nil kills the process (systemd's default).
     public var syscallErrorNumber: Int32?
     /// `SystemCallArchitectures=native`: calls of any other ABI (i386 `int 0x80`, x32) kill.
     public var nativeArchitectureOnly = false
+    /// `RestrictAddressFamilies=`: the socket families allowed or denied.
     public var restrictAddressFamilies: AddressFamilies?
     /// `RestrictNamespaces=`: the namespace types still allowed; nil leaves all.
     public var allowedNamespaces: NamespaceTypes?
+    /// `LockPersonality=`: `personality(2)` may not change the execution domain.
     public var lockPersonality = false
+    /// `MemoryDenyWriteExecute=`: no mapping both writable and executable.
     public var memoryDenyWriteExecute = false
+    /// `RestrictRealtime=`: no realtime scheduling policies.
     public var restrictRealtime = false
+    /// `RestrictSUIDSGID=`: no setting of the set-user-id or set-group-id bits.
     public var restrictSUIDSGID = false
+    /// `ProtectKernelTunables=`: /proc/sys and /sys read-only.
     public var protectKernelTunables = false
+    /// `ProtectKernelModules=`: no module loading, /usr/lib/modules hidden.
     public var protectKernelModules = false
+    /// `ProtectKernelLogs=`: no `syslog(2)`, /dev/kmsg and /proc/kmsg hidden.
     public var protectKernelLogs = false
+    /// `ProtectControlGroups=`: /sys/fs/cgroup read-only.
     public var protectControlGroups = false
+    /// `ProtectClock=`: no setting of the system clock.
     public var protectClock = false
+    /// `ProtectHostname=`: no change of the host or domain name.
     public var protectHostname = false
+    /// `PrivateDevices=`: a /dev with the pseudo-devices only.
     public var privateDevices = false
 
+    /// No confinement: root with every capability, no filter.
     public init() {}
 
     /// Whether any seccomp filter is asked for, directly or by a setting that implies one.
@@ -113,8 +133,10 @@ public struct Confinement: Equatable, Sendable {
 
 /// A set of capabilities by number (`CAP_NET_BIND_SERVICE` is 10), named as libcap names them.
 public struct CapabilitySet: Equatable, Sendable {
+    /// The capability numbers.
     public var numbers: Set<Int32>
 
+    /// A set of these numbers.
     public init(_ numbers: Set<Int32> = []) { self.numbers = numbers }
 
     /// Every capability this kernel knows (0 … `CAP_LAST_CAP`, read from /proc).
@@ -126,7 +148,9 @@ public struct CapabilitySet: Equatable, Sendable {
         return Int32(CAP_LAST_CAP)
     }()
 
+    /// Whether no capability is in the set.
     public var isEmpty: Bool { numbers.isEmpty }
+    /// Whether the capability with this number is in the set.
     public func contains(_ number: Int32) -> Bool { numbers.contains(number) }
 
     /// Upper-case names in number order, as systemd prints them (`CAP_CHOWN CAP_NET_ADMIN`).
@@ -153,7 +177,9 @@ public struct CapabilitySet: Equatable, Sendable {
 /// `RestrictAddressFamilies=`: an allow list (`AF_UNIX AF_INET`), a deny list (`~AF_PACKET`) or
 /// none at all (`none`).
 public struct AddressFamilies: Equatable, Sendable {
+    /// True for an allow list, false for a deny list (`~`).
     public var allowList: Bool
+    /// The family numbers (`AF_INET` is 2).
     public var families: Set<Int32>
 
     /// The families systemd knows by name, with their numbers (`<sys/socket.h>`).
@@ -169,6 +195,7 @@ public struct AddressFamilies: Equatable, Sendable {
     /// One past the highest family number (`AF_MAX`).
     public static let maximum: Int32 = 46
 
+    /// The directive's value as systemd reads it (`AF_UNIX AF_INET`, `~AF_PACKET`, `none`).
     public var directive: String {
         if allowList && families.isEmpty { return "none" }
         let preferred = ["AF_UNIX", "AF_NETLINK"]
@@ -182,14 +209,18 @@ public struct AddressFamilies: Equatable, Sendable {
 
 /// Namespace types by their `CLONE_NEW*` flag.
 public struct NamespaceTypes: Equatable, Sendable {
+    /// The `CLONE_NEW*` flags of the types.
     public var flags: UInt64
 
+    /// Every type by its name in `RestrictNamespaces=` and its `CLONE_NEW*` flag.
     public static let all: [(name: String, flag: UInt64)] = [
         ("cgroup", 0x0200_0000), ("ipc", 0x0800_0000), ("net", 0x4000_0000), ("mnt", 0x0002_0000),
         ("pid", 0x2000_0000), ("user", 0x1000_0000), ("uts", 0x0400_0000),
     ]
+    /// The flags of every type together.
     public static let allFlags = all.reduce(UInt64(0)) { $0 | $1.flag }
 
+    /// The types with these flags.
     public init(flags: UInt64) { self.flags = flags }
 
     /// `yes` (none allowed), or the allowed types by name.

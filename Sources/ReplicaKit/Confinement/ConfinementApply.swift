@@ -5,8 +5,11 @@ import Glibc
 extension Confinement {
     /// The user, group and supplementary groups, resolved to numbers.
     public struct Credentials: Equatable, Sendable {
+        /// The user id to switch to; nil keeps it.
         public var uid: uid_t?
+        /// The group id to switch to; nil keeps it.
         public var gid: gid_t?
+        /// The supplementary group ids; nil keeps them.
         public var groups: [gid_t]?
     }
 

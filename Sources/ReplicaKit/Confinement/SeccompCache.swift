@@ -8,9 +8,12 @@ import Glibc
 /// parse is compiled again and replaced. Writing is best effort: a read-only /var only costs the
 /// compile.
 public struct SeccompCache: Sendable {
+    /// Where compiled programs are kept, one file per key.
     public var directory: String
+    /// `/var/cache/replica/seccomp`.
     public static let defaultDirectory = "/var/cache/replica/seccomp"
 
+    /// A cache in `directory` (made on first store).
     public init(directory: String = SeccompCache.defaultDirectory) { self.directory = directory }
 
     /// The entry name for `confinement`: FNV-1a (64 bits) of what decides its filters, in hex.

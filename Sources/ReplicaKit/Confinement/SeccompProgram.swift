@@ -11,7 +11,12 @@ public struct SeccompProgram: Equatable, Sendable {
 
     /// libseccomp actions (`SCMP_ACT_*`, macros Swift cannot import).
     public enum Action: Equatable, Sendable {
-        case allow, killProcess, errno(Int32)
+        /// `SCMP_ACT_ALLOW`.
+        case allow
+        /// `SCMP_ACT_KILL_PROCESS`: the whole process is killed with SIGSYS.
+        case killProcess
+        /// `SCMP_ACT_ERRNO(n)`: the call fails with this errno.
+        case errno(Int32)
 
         var raw: UInt32 {
             switch self {
@@ -31,9 +36,13 @@ public struct SeccompProgram: Equatable, Sendable {
         var op: scmp_compare
         var a: UInt64
         var b: UInt64
+        /// The argument equals the value (`SCMP_CMP_EQ`).
         public static func equal(_ argument: UInt32, _ value: UInt64) -> Comparison { Comparison(argument: argument, op: SCMP_CMP_EQ, a: value, b: 0) }
+        /// The argument differs from the value (`SCMP_CMP_NE`).
         public static func notEqual(_ argument: UInt32, _ value: UInt64) -> Comparison { Comparison(argument: argument, op: SCMP_CMP_NE, a: value, b: 0) }
+        /// The argument is less than the value (`SCMP_CMP_LT`).
         public static func less(_ argument: UInt32, _ value: UInt64) -> Comparison { Comparison(argument: argument, op: SCMP_CMP_LT, a: value, b: 0) }
+        /// The argument is greater than the value (`SCMP_CMP_GT`).
         public static func greater(_ argument: UInt32, _ value: UInt64) -> Comparison { Comparison(argument: argument, op: SCMP_CMP_GT, a: value, b: 0) }
         /// `(argument & mask) == value`.
         public static func masked(_ argument: UInt32, _ mask: UInt64, _ value: UInt64) -> Comparison {
@@ -47,9 +56,11 @@ public struct SeccompProgram: Equatable, Sendable {
         var action: Action
         var comparisons: [Comparison]
 
+        /// A rule for the system call with this name (libseccomp's `seccomp_syscall_resolve_name`).
         public init(_ name: String, _ action: Action, _ comparisons: [Comparison] = []) {
             self.init(number: seccomp_syscall_resolve_name(name), action, comparisons)
         }
+        /// A rule for the system call with this number.
         public init(number: Int32, _ action: Action, _ comparisons: [Comparison] = []) {
             (call, self.action, self.comparisons) = (number, action, comparisons)
         }
@@ -84,6 +95,7 @@ public struct SeccompProgram: Equatable, Sendable {
         bpf = try fd.readAll(limit: 1 << 20, name: "seccomp filter")
     }
 
+    /// A program from its compiled instructions (as the cache keeps them).
     public init(bpf: [UInt8]) { self.bpf = bpf }
 
     /// Loads the program into the calling thread (inherited by its children and kept across

@@ -24,38 +24,71 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     /// `Too many levels of symbolic links (ELOOP)`.
     public var description: String { "\(message) (\(name))" }
 
+    /// `EPERM`: Operation not permitted.
     public static let EPERM = Errno(rawValue: Glibc.EPERM)
+    /// `ENOENT`: No such file or directory.
     public static let ENOENT = Errno(rawValue: Glibc.ENOENT)
+    /// `EINTR`: Interrupted system call.
     public static let EINTR = Errno(rawValue: Glibc.EINTR)
+    /// `EIO`: Input/output error.
     public static let EIO = Errno(rawValue: Glibc.EIO)
+    /// `EBADF`: Bad file descriptor.
     public static let EBADF = Errno(rawValue: Glibc.EBADF)
+    /// `ECHILD`: No child processes.
     public static let ECHILD = Errno(rawValue: Glibc.ECHILD)
+    /// `EAGAIN`: Resource temporarily unavailable.
     public static let EAGAIN = Errno(rawValue: Glibc.EAGAIN)
+    /// `EACCES`: Permission denied.
     public static let EACCES = Errno(rawValue: Glibc.EACCES)
+    /// `EBUSY`: Device or resource busy.
     public static let EBUSY = Errno(rawValue: Glibc.EBUSY)
+    /// `EEXIST`: File exists.
     public static let EEXIST = Errno(rawValue: Glibc.EEXIST)
+    /// `EXDEV`: Invalid cross-device link.
     public static let EXDEV = Errno(rawValue: Glibc.EXDEV)
+    /// `ENOTDIR`: Not a directory.
     public static let ENOTDIR = Errno(rawValue: Glibc.ENOTDIR)
+    /// `EISDIR`: Is a directory.
     public static let EISDIR = Errno(rawValue: Glibc.EISDIR)
+    /// `EINVAL`: Invalid argument.
     public static let EINVAL = Errno(rawValue: Glibc.EINVAL)
+    /// `ENOSPC`: No space left on device.
     public static let ENOSPC = Errno(rawValue: Glibc.ENOSPC)
+    /// `EROFS`: Read-only file system.
     public static let EROFS = Errno(rawValue: Glibc.EROFS)
+    /// `ENAMETOOLONG`: File name too long.
     public static let ENAMETOOLONG = Errno(rawValue: Glibc.ENAMETOOLONG)
+    /// `ENOSYS`: Function not implemented.
     public static let ENOSYS = Errno(rawValue: Glibc.ENOSYS)
+    /// `ELOOP`: Too many levels of symbolic links.
     public static let ELOOP = Errno(rawValue: Glibc.ELOOP)
+    /// `E2BIG`: Argument list too long.
     public static let E2BIG = Errno(rawValue: Glibc.E2BIG)
+    /// `EFBIG`: File too large.
     public static let EFBIG = Errno(rawValue: Glibc.EFBIG)
+    /// `ENXIO`: No such device or address.
     public static let ENXIO = Errno(rawValue: Glibc.ENXIO)
+    /// `ETIMEDOUT`: Connection timed out.
     public static let ETIMEDOUT = Errno(rawValue: Glibc.ETIMEDOUT)
+    /// `ENOTSUP`: Operation not supported.
     public static let ENOTSUP = Errno(rawValue: Glibc.EOPNOTSUPP)
+    /// `EMLINK`: Too many links.
     public static let EMLINK = Errno(rawValue: Glibc.EMLINK)
+    /// `EWOULDBLOCK`: Resource temporarily unavailable.
     public static let EWOULDBLOCK = Errno(rawValue: Glibc.EWOULDBLOCK)
+    /// `ESTALE`: Stale file handle.
     public static let ESTALE = Errno(rawValue: Glibc.ESTALE)
+    /// `ENOTEMPTY`: Directory not empty.
     public static let ENOTEMPTY = Errno(rawValue: Glibc.ENOTEMPTY)
+    /// `ENODEV`: No such device.
     public static let ENODEV = Errno(rawValue: Glibc.ENODEV)
+    /// `EPROTO`: Protocol error.
     public static let EPROTO = Errno(rawValue: Glibc.EPROTO)
+    /// `EADDRNOTAVAIL`: Cannot assign requested address.
     public static let EADDRNOTAVAIL = Errno(rawValue: Glibc.EADDRNOTAVAIL)
+    /// `ECANCELED`: Operation canceled.
     public static let ECANCELED = Errno(rawValue: Glibc.ECANCELED)
+    /// `EADDRINUSE`: Address already in use.
     public static let EADDRINUSE = Errno(rawValue: Glibc.EADDRINUSE)
 
     private static let names: [Int32: String] = [

@@ -4,6 +4,7 @@ import Glibc
 public struct FileStatus: Equatable, Sendable {
     /// The file type bits of `st_mode`.
     public enum Kind: Sendable, Equatable, CustomStringConvertible {
+        /// The file types `S_IFMT` distinguishes; `unknown` for any other value.
         case regular, directory, symlink, fifo, socket, characterDevice, blockDevice, unknown
 
         public var description: String {
@@ -20,14 +21,22 @@ public struct FileStatus: Equatable, Sendable {
         }
     }
 
+    /// The file's type.
     public var kind: Kind
+    /// `st_dev`: the device the file is on.
     public var device: UInt64
+    /// `st_ino`: its inode number.
     public var inode: UInt64
+    /// `st_mode`: type and permission bits.
     public var mode: UInt32
+    /// `st_nlink`: how many hard links it has.
     public var linkCount: UInt64
+    /// `st_uid`: the owner's user id.
     public var owner: UInt32
+    /// `st_size` in bytes.
     public var size: Int64
 
+    /// The facts of a `stat` structure, as `fstat(2)` filled it.
     public init(_ st: stat) {
         switch st.st_mode & S_IFMT {
         case S_IFREG: kind = .regular

@@ -113,8 +113,12 @@ public struct OwnedFD: ~Copyable, Sendable {
 
 /// Filesystem magic numbers (`linux/magic.h`) for `OwnedFD.filesystemType()`.
 public enum FilesystemMagic {
+    /// `BTRFS_SUPER_MAGIC`.
     public static let btrfs = replica_BTRFS_SUPER_MAGIC
+    /// `PROC_SUPER_MAGIC`.
     public static let proc = replica_PROC_SUPER_MAGIC
+    /// `TMPFS_MAGIC`.
     public static let tmpfs = replica_TMPFS_MAGIC
+    /// `OVERLAYFS_SUPER_MAGIC`.
     public static let overlayfs = replica_OVERLAYFS_SUPER_MAGIC
 }

@@ -47,8 +47,11 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public var detail: String?
     /// The rule broken and how to fix it, when the errno alone does not say.
     public var hint: String?
+    /// What kind of failure this is, for callers that act on it (wait on `lockHeld`, skip `notFound`).
     public var reason: Reason
 
+    /// An error of `operation` on `objects` with `errno`; `reason` defaults to what the errno means
+    /// (`EEXIST` is `exists`, `EINVAL` is `refused`).
     public init(_ operation: String, _ objects: [String] = [], errno: Errno, detail: String? = nil, hint: String? = nil,
                 reason: Reason? = nil) {
         self.operation = operation

@@ -8,16 +8,25 @@ import Logging
 /// other metadata key as an upper-case `REPLICA_*` field. To a terminal it writes
 /// `identifier: level: message key=value …` on standard error.
 public struct ReplicaLogHandler: LogHandler {
-    public enum Sink: Sendable { case journal, standardError }
+    /// Where a handler writes.
+    public enum Sink: Sendable {
+        /// The systemd journal, with structured fields (`sd_journal_sendv`).
+        case journal
+        /// Standard error, one line per entry.
+        case standardError
+    }
 
     /// The metadata key whose value becomes the entry's `MESSAGE_ID` (32 hex digits).
     public static let messageIDKey = "message_id"
 
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
+    /// The `SYSLOG_IDENTIFIER` of journal entries, and the prefix of lines on standard error.
     public let identifier: String
+    /// Where entries go.
     public let sink: Sink
 
+    /// A handler writing to `sink` under `identifier`.
     public init(identifier: String, sink: Sink) {
         self.identifier = identifier
         self.sink = sink

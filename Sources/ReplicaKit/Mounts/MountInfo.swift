@@ -3,9 +3,13 @@ import Glibc
 /// One line of `/proc/PID/mountinfo` (see proc(5)):
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`.
 public struct MountInfoEntry: Equatable, Sendable {
+    /// Field 1: the mount's unique id.
     public var mountID: Int
+    /// Field 2: the id of its parent mount.
     public var parentID: Int
+    /// Field 3: the major device number of the mounted filesystem.
     public var major: UInt32
+    /// Field 3: the minor device number.
     public var minor: UInt32
     /// The path inside the filesystem that forms the root of this mount (`/` for a whole filesystem).
     public var root: String
@@ -15,7 +19,9 @@ public struct MountInfoEntry: Equatable, Sendable {
     public var mountOptionsText: String
     /// Optional fields: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`.
     public var optionalFields: [String]
+    /// Field 9: the filesystem type (`btrfs`, `tmpfs`).
     public var fsType: String
+    /// Field 10: the mount source (`/dev/loop0`, `tmpfs`).
     public var source: String
     /// Per-superblock options as the kernel writes them.
     public var superOptionsText: String

@@ -1,12 +1,19 @@
 /// A JSON value for `--json` output, serialized without Foundation (RFC 8259). Object keys keep
 /// their order, so output is stable and diffable.
 public indirect enum JSON: Equatable, Sendable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
+    /// An integer.
     case int(Int64)
+    /// A number; not finite ones are written as `null`.
     case double(Double)
+    /// A string, escaped as RFC 8259 asks.
     case string(String)
+    /// An array.
     case array([JSON])
+    /// An object whose members keep their order.
     case object([(String, JSON)])
 
     public static func == (a: JSON, b: JSON) -> Bool { a.serialized() == b.serialized() }

@@ -3,22 +3,30 @@ import Glibc
 
 /// A value a child process can send back to its parent as bytes.
 public protocol ChildTransferable: Sendable {
+    /// The value as the bytes the child writes to its pipe.
     var childBytes: [UInt8] { get }
+    /// The value from the bytes the parent read; throws when they do not make one.
     init(childBytes: [UInt8]) throws(ReplicaError)
 }
 
 extension Array: ChildTransferable where Element == UInt8 {
+    /// The bytes themselves.
     public var childBytes: [UInt8] { self }
+    /// The bytes themselves.
     public init(childBytes: [UInt8]) { self = childBytes }
 }
 
 extension String: ChildTransferable {
+    /// The UTF-8 bytes.
     public var childBytes: [UInt8] { Array(utf8) }
+    /// The string of these UTF-8 bytes (invalid sequences replaced).
     public init(childBytes: [UInt8]) { self = String(decoding: childBytes, as: UTF8.self) }
 }
 
 extension Int: ChildTransferable {
+    /// Its little-endian bytes.
     public var childBytes: [UInt8] { withUnsafeBytes(of: self.littleEndian) { Array($0) } }
+    /// The integer of exactly `MemoryLayout<Int>.size` little-endian bytes.
     public init(childBytes: [UInt8]) throws(ReplicaError) {
         guard childBytes.count == MemoryLayout<Int>.size else {
             throw ReplicaError("child result", errno: .EINVAL, hint: "expected \(MemoryLayout<Int>.size) bytes")
@@ -28,7 +36,9 @@ extension Int: ChildTransferable {
 }
 
 extension Bool: ChildTransferable {
+    /// One byte, 1 or 0.
     public var childBytes: [UInt8] { [self ? 1 : 0] }
+    /// True for a first byte of 1.
     public init(childBytes: [UInt8]) { self = childBytes.first == 1 }
 }
 

@@ -3,7 +3,9 @@ import Glibc
 
 /// The end of an external command: how it exited and what it printed (stdout and stderr together).
 public struct CommandResult: Sendable {
+    /// How it ended.
     public var status: ExitStatus
+    /// What it wrote to standard output and standard error, interleaved.
     public var output: String
 }
 

@@ -4,6 +4,8 @@ import Glibc
 /// (`unshare(CLONE_NEWNET)`, `setns`) end with that thread, so they never reach the caller's thread
 /// or a pooled thread that would carry them into unrelated work.
 public enum DedicatedThread {
+    /// Runs `body` on a new thread (`pthread_create`), waits for it (`pthread_join`) and returns its
+    /// result or rethrows its error.
     public static func run<Value: Sendable>(
         _ body: @escaping @Sendable () throws(ReplicaError) -> Value
     ) throws(ReplicaError) -> Value {

@@ -2,7 +2,9 @@ import Glibc
 
 /// How a child process ended, decoded from a `waitpid(2)` status.
 public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+    /// It called `exit` with this code.
     case exited(Int32)
+    /// A signal with this number ended it.
     case signaled(Int32)
 
     /// Decodes `WIFEXITED`/`WEXITSTATUS`/`WTERMSIG` (function-like macros Swift does not import).
@@ -11,6 +13,7 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
         self = signal == 0 ? .exited((waitStatus >> 8) & 0xff) : .signaled(signal)
     }
 
+    /// Whether it exited with 0.
     public var isSuccess: Bool { self == .exited(0) }
 
     public var description: String {

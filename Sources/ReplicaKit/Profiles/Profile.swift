@@ -1,11 +1,17 @@
 /// One `Key=Value` line of a profile, with where it came from.
 public struct ProfileSetting: Equatable, Sendable {
+    /// The section it is in, without brackets (`State`).
     public var section: String
+    /// The key (`Path`).
     public var key: String
+    /// The value as written, whitespace around it dropped.
     public var value: String
+    /// The file it was read from.
     public var file: String
+    /// Its line number in that file (1-based; a continued line counts where it starts).
     public var line: Int
 
+    /// A setting read from `file` at `line`.
     public init(section: String, key: String, value: String, file: String, line: Int) {
         (self.section, self.key, self.value, self.file, self.line) = (section, key, value, file, line)
     }
@@ -34,6 +40,7 @@ public struct Profile: Equatable, Sendable {
     /// All settings in merge order.
     public var settings: [ProfileSetting]
 
+    /// The profile of `unit` made of `settings` read from `files`.
     public init(unit: String, files: [String] = [], settings: [ProfileSetting] = []) {
         self.unit = unit
         self.files = files
@@ -70,11 +77,16 @@ public struct Profile: Equatable, Sendable {
 
 /// A profile line that cannot be understood or cannot take effect: file, line, key and why.
 public struct ProfileError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The profile file.
     public var file: String
+    /// The line (0 when the error is about the file as a whole).
     public var line: Int
+    /// The key, when the error is about one.
     public var key: String?
+    /// What is wrong and how to fix it.
     public var reason: String
 
+    /// An error at `file`:`line`, about `key`.
     public init(file: String, line: Int, key: String?, reason: String) {
         self.file = file
         self.line = line
@@ -82,6 +94,7 @@ public struct ProfileError: Error, Equatable, Sendable, CustomStringConvertible 
         self.reason = reason
     }
 
+    /// An error about one setting: its file, line and key.
     public init(_ setting: ProfileSetting, _ reason: String) {
         self.init(file: setting.file, line: setting.line, key: setting.key, reason: reason)
     }

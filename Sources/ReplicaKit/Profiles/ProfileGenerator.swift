@@ -7,12 +7,15 @@ import Glibc
 /// the refusing drop-in (`ServiceProfile.refusingDropIn`): its unit fails to start, naming the
 /// error, and never runs unsandboxed.
 public struct ProfileGenerator {
+    /// Where profiles are looked up.
     public var loader: ProfileLoader
+    /// `replica-shift` as the units' drop-ins run it.
     public var shiftCommand: String
     /// Checks of the sections other modules own (`[Snapshots]`, `[Network]`), run on each profile
     /// after it parsed; a failure is treated like a parse error.
     public var validate: (ServiceProfile) throws(ProfileError) -> Void
 
+    /// A generator reading profiles with `loader`, writing drop-ins that run `shiftCommand`.
     public init(loader: ProfileLoader = ProfileLoader(), shiftCommand: String = "/usr/bin/replica-shift",
                 validate: @escaping (ServiceProfile) throws(ProfileError) -> Void = { _ in }) {
         self.loader = loader
@@ -22,6 +25,7 @@ public struct ProfileGenerator {
 
     /// One unit's outcome.
     public struct Outcome: Sendable {
+        /// The unit, e.g. `web.service`.
         public var unit: String
         /// nil when its drop-in sandboxes it; the error when it refuses to start.
         public var error: ProfileError?

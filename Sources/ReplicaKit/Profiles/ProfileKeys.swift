@@ -22,8 +22,11 @@ public enum ProfileKeys {
 
     /// One key: its kind, and whether each assignment appends (an empty one resets the list).
     public struct Key: Sendable {
+        /// The key as written (`ProtectSystem`).
         public var name: String
+        /// What its value must be.
         public var kind: Kind
+        /// Whether each assignment appends to a list (an empty one resets it) instead of replacing.
         public var isList: Bool
 
         init(_ name: String, _ kind: Kind, list: Bool = false) { (self.name, self.kind, self.isList) = (name, kind, list) }

@@ -9,8 +9,10 @@ public struct ProfileLoader: Sendable {
     /// Lowest priority first.
     public var directories: [String]
 
+    /// `/usr/lib/replica/services`, `/run/replica/services`, `/etc/replica/services`, lowest priority first.
     public static let systemDirectories = ["/usr/lib/replica/services", "/run/replica/services", "/etc/replica/services"]
 
+    /// A loader reading `directories`, lowest priority first.
     public init(directories: [String] = ProfileLoader.systemDirectories) { self.directories = directories }
 
     /// `web` and `web.service` both name `web.service`.

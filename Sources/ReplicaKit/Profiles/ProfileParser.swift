@@ -14,10 +14,12 @@ public enum ProfileParser {
     /// Largest profile file accepted.
     public static let maxFileSize = 1 << 20
 
+    /// Parses a profile's text (`file` names it in errors).
     public static func parse(_ text: String, file: String) throws(ProfileError) -> [ProfileSetting] {
         try parse(Array(text.utf8), file: file)
     }
 
+    /// Parses a profile's bytes, refusing invalid UTF-8 and control characters (`file` names it in errors).
     public static func parse(_ bytes: [UInt8], file: String) throws(ProfileError) -> [ProfileSetting] {
         guard bytes.count <= maxFileSize else {
             throw ProfileError(file: file, line: 0, key: nil, reason: "larger than \(maxFileSize) bytes")

@@ -30,10 +30,12 @@ public struct ServiceProfile: Equatable, Sendable {
     public var state: [StatePath]
     /// Where the store is mounted.
     public var storePath: String
+    /// `[State] SnapshotOnStart=`: snapshot the state before each start.
     public var snapshotOnStart: Bool
     /// The name the service's subvolumes are derived from: `[Snapshots] Subvolume=`, else the
     /// service name.
     public var subvolume: String
+    /// The config generations (`[Config] Directory=`, else `/var/lib/replica/config/UNIT`).
     public var config: ConfigStore
     /// The profile's own `[Sandbox]`; `sandbox(forSystemd:)` adds state, config and network.
     public var sandbox: SandboxPlan
@@ -54,6 +56,7 @@ public struct ServiceProfile: Equatable, Sendable {
         return try ServiceProfile(Profile(unit: unit))
     }
 
+    /// Reads and checks every section of `profile`; the first setting that cannot be honoured is the error.
     public init(_ profile: Profile) throws(ProfileError) {
         unit = profile.unit
         files = profile.files
@@ -107,9 +110,12 @@ public struct ServiceProfile: Equatable, Sendable {
 /// never do, so the split is unambiguous. Names starting with `.` are the store's own (staging)
 /// and `snapshots` is its snapshot folder: both are refused.
 public struct StatePath: Equatable, Sendable {
+    /// The state directory, absolute (`/var/lib/web`).
     public var path: String
+    /// The subvolume on the store that holds it (`web`, `web+var-lib-web`).
     public var subvolume: String
 
+    /// A state directory and its subvolume.
     public init(path: String, subvolume: String) { (self.path, self.subvolume) = (path, subvolume) }
 
     /// `systemd-escape --path PATH`: slashes become `-`; anything but ASCII letters, digits, `:`,

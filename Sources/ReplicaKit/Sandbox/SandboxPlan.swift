@@ -32,12 +32,16 @@ public struct SandboxPlan: Equatable, Sendable {
     /// Where named network namespaces are pinned, as `ip netns` does.
     public static let networkNamespaceDirectory = "/run/netns"
 
+    /// An empty plan: nothing mounted, nothing confined.
     public init() {}
 
     /// One mount the plan makes.
     public enum Step: Equatable, Sendable {
+        /// A fresh tmpfs.
         case temporary(TemporaryDirectory)
+        /// A bind mount.
         case bind(Bind)
+        /// An empty, mode-0 node over this path (`InaccessiblePaths=`).
         case inaccessible(String)
         /// A symlink made inside one of the plan's own tmpfs (`PrivateDevices=`'s /dev/fd …).
         case symlink(String, to: String)
@@ -59,6 +63,7 @@ public struct SandboxPlan: Equatable, Sendable {
             }
         }
 
+        /// The path the step mounts on.
         public var target: String {
             switch self {
             case .temporary(let tmp): tmp.path
@@ -198,6 +203,7 @@ public enum ProtectSystem: String, Sendable, CaseIterable {
 /// refused: systemd 238 to 256 (Debian 12 has 252) mounts those tmpfs writable, not read-only as
 /// documented (systemd issue 34825), so a profile asking for it would get less than it says.
 public enum ProtectHome: String, Sendable, CaseIterable {
+    /// Left as they are.
     case no
     /// Empty and inaccessible.
     case yes
@@ -210,19 +216,28 @@ public enum ProtectHome: String, Sendable, CaseIterable {
 
 /// `ReadWritePaths=` / `ReadOnlyPaths=`: a path of the tree bound onto itself, writable or not.
 public struct AccessPath: Equatable, Sendable {
+    /// The absolute path.
     public var path: String
+    /// True for `ReadWritePaths=`, false for `ReadOnlyPaths=`.
     public var writable: Bool
     /// A missing path is skipped instead of an error (systemd's `-` prefix).
     public var optional: Bool
 
+    /// A path made writable or read-only.
     public init(_ path: String, writable: Bool, optional: Bool = false) { (self.path, self.writable, self.optional) = (path, writable, optional) }
 }
 
 /// `RuntimeDirectory=NAME` (/run/NAME), `LogsDirectory=` (/var/log/NAME), `CacheDirectory=`
 /// (/var/cache/NAME): a directory the service owns, made if missing, always writable.
 public struct ServiceDirectory: Equatable, Sendable {
+    /// Which directive, and so which base folder.
     public enum Kind: String, Sendable, CaseIterable {
-        case runtime = "RuntimeDirectory", logs = "LogsDirectory", cache = "CacheDirectory"
+        /// `RuntimeDirectory=`: below /run.
+        case runtime = "RuntimeDirectory"
+        /// `LogsDirectory=`: below /var/log.
+        case logs = "LogsDirectory"
+        /// `CacheDirectory=`: below /var/cache.
+        case cache = "CacheDirectory"
 
         /// Where its names are relative to.
         public var base: String {
@@ -243,11 +258,14 @@ public struct ServiceDirectory: Equatable, Sendable {
         }
     }
 
+    /// Which directive.
     public var kind: Kind
     /// Relative to the kind's base: `nginx`, `app/sockets`.
     public var name: String
+    /// The absolute path: `/run/nginx`.
     public var path: String { "\(kind.base)/\(name)" }
 
+    /// The directory `name` of this kind.
     public init(_ kind: Kind, _ name: String) { (self.kind, self.name) = (kind, name) }
 }
 
@@ -273,10 +291,13 @@ public struct MountFlags: OptionSet, Hashable, Sendable {
 
 /// A tmpfs mounted fresh at `path`.
 public struct TemporaryDirectory: Equatable, Sendable {
+    /// Where it is mounted.
     public var path: String
+    /// The permission bits of its root (`mode=`).
     public var mode: UInt16
     /// Bytes, or nil for tmpfs's default (half of RAM).
     public var size: UInt64?
+    /// Mount flags (`nosuid`, `nodev` by default).
     public var flags: MountFlags
 
     /// The tmpfs parameters (`mode=`, `size=`) for `fsconfig` or `mount(2)` data.
@@ -286,6 +307,7 @@ public struct TemporaryDirectory: Equatable, Sendable {
         return options
     }
 
+    /// A tmpfs at `path` (`TemporaryFileSystem=PATH:mode=…,size=…`).
     public init(_ path: String, mode: UInt16 = 0o755, size: UInt64? = nil, flags: MountFlags = [.noSetUID, .noDevices]) {
         self.path = path
         self.mode = mode
@@ -296,8 +318,11 @@ public struct TemporaryDirectory: Equatable, Sendable {
 
 /// A bind mount of `source` (a directory or file) onto `target`.
 public struct Bind: Equatable, Sendable {
+    /// What is bound, outside the sandbox's view.
     public var source: String
+    /// Where it appears.
     public var target: String
+    /// Read-only (`BindReadOnlyPaths=`) or writable (`BindPaths=`).
     public var readOnly: Bool
     /// Include mounts below the source (`rbind`), systemd's default.
     public var recursive: Bool
@@ -306,6 +331,7 @@ public struct Bind: Equatable, Sendable {
     /// The source may be a device node (`PrivateDevices=`'s /dev/null …); other binds refuse them.
     public var device: Bool
 
+    /// A bind of `source` onto `target` (`BindPaths=SOURCE:TARGET`).
     public init(_ source: String, to target: String, readOnly: Bool, recursive: Bool = true, optional: Bool = false, device: Bool = false) {
         self.device = device
         self.source = source

@@ -4,10 +4,15 @@ import CCap
 public struct Capabilities: Sendable {
     /// A capability number from `linux/capability.h`.
     public struct Capability: RawRepresentable, Hashable, Sendable {
+        /// The number (`CAP_SYS_ADMIN` is 21).
         public let rawValue: Int32
+        /// The capability with this number.
         public init(rawValue: Int32) { self.rawValue = rawValue }
+        /// `CAP_SYS_ADMIN`: mounts, namespaces, most of administration.
         public static let sysAdmin = Capability(rawValue: CAP_SYS_ADMIN)
+        /// `CAP_NET_ADMIN`: links, addresses, routes.
         public static let netAdmin = Capability(rawValue: CAP_NET_ADMIN)
+        /// `CAP_SYS_CHROOT`: `chroot`, and `setns` into a mount namespace.
         public static let sysChroot = Capability(rawValue: CAP_SYS_CHROOT)
     }
 
@@ -28,5 +33,6 @@ public struct Capabilities: Sendable {
         return Capabilities(effective: effective)
     }
 
+    /// Whether the capability is in the effective set.
     public func has(_ capability: Capability) -> Bool { effective.contains(capability) }
 }

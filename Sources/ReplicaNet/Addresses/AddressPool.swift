@@ -7,10 +7,14 @@ import ReplicaKit
 /// exclusive `flock` of the subnet's `.lock` so concurrent leases never hand out one twice. The
 /// first host address is the gateway (the bridge's own); leases start after it.
 public struct AddressPool: Sendable {
+    /// The subnet addresses are leased from.
     public let subnet: IPPrefix
+    /// Where its leases are kept: one file per leased address.
     public let directory: String
+    /// `/var/lib/replica/net/leases`: one folder per subnet.
     public static let defaultRoot = "/var/lib/replica/net/leases"
 
+    /// The pool of `subnet` (IPv4, /8 to /30), keeping its leases below `root`.
     public init(subnet: IPPrefix, root: String = defaultRoot) throws(ReplicaError) {
         guard subnet.family == AF_INET, (8...30).contains(subnet.length) else {
             throw ReplicaError("address pool", [subnet.description], errno: .EINVAL, hint: "an IPv4 subnet from /8 to /30")

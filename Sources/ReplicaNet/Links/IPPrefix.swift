@@ -7,8 +7,10 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
     public let family: Int32
     /// The address in network byte order (4 or 16 bytes).
     public let address: [UInt8]
+    /// The prefix length in bits.
     public let length: Int
 
+    /// A prefix of `address` (4 bytes for IPv4, 16 for IPv6) and `length`.
     public init(address: [UInt8], length: Int) {
         self.family = address.count == 4 ? AF_INET : AF_INET6
         self.address = address

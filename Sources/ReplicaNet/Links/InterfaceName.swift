@@ -3,8 +3,10 @@ import ReplicaKit
 /// 1 to 15 bytes (`IFNAMSIZ` is 16 with the NUL), not `.` or `..`, no `/`, `:` or whitespace, and no
 /// `%` (the kernel would take `%d` as a template and pick a name itself).
 public enum InterfaceName {
+    /// `IFNAMSIZ` less the terminating NUL.
     public static let maxLength = 15
 
+    /// Throws, naming the rule broken, unless the kernel would take `name` as it is.
     public static func validate(_ name: String) throws(ReplicaError) {
         let bytes = Array(name.utf8)
         let why: String? =

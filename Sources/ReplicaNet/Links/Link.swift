@@ -4,11 +4,15 @@ import Glibc
 
 /// A network interface as rtnetlink reports it (`ip -d link show`).
 public struct Link: Equatable, Sendable {
+    /// The interface index (`ifindex`).
     public var index: Int32
+    /// The name (`IFLA_IFNAME`).
     public var name: String
     /// `veth`, `bridge`, `macvlan`, `dummy` … (`IFLA_INFO_KIND`); nil for physical and loopback.
     public var kind: String?
+    /// Whether it is administratively up (`IFF_UP`).
     public var isUp: Bool
+    /// Its MTU (`IFLA_MTU`).
     public var mtu: UInt32
     /// The bridge it is enslaved to (`IFLA_MASTER`).
     public var masterIndex: Int32?
@@ -28,7 +32,9 @@ public struct Link: Equatable, Sendable {
 
 /// An address on a link (`ip addr show`).
 public struct LinkAddress: Equatable, Sendable {
+    /// The index of the link it is on.
     public var index: Int32
+    /// The address and its prefix length (`IFA_LOCAL`, else `IFA_ADDRESS`).
     public var prefix: IPPrefix
 
     init?(_ reply: NetlinkReply) {
@@ -43,8 +49,11 @@ public struct LinkAddress: Equatable, Sendable {
 
 /// A route in the main table (`ip route show`).
 public struct Route: Equatable, Sendable {
+    /// Where it leads (`0.0.0.0/0` for the default route).
     public var destination: IPPrefix
+    /// The next hop (`RTA_GATEWAY`), if any.
     public var gateway: IPPrefix?
+    /// The outgoing link (`RTA_OIF`), if any.
     public var index: Int32?
 
     init?(_ reply: NetlinkReply) {

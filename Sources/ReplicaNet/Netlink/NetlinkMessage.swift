@@ -22,11 +22,13 @@ public struct NetlinkMessage: ~Copyable {
 
     deinit { buffer.deallocate() }
 
+    /// `nlmsg_seq`: matched against the replies; set by the socket when the message is sent.
     public var sequence: UInt32 {
         get { header.pointee.nlmsg_seq }
         nonmutating set { header.pointee.nlmsg_seq = newValue }
     }
 
+    /// `nlmsg_type` (`RTM_NEWLINK` …).
     public var type: UInt16 { header.pointee.nlmsg_type }
 
     /// The encoded message.

@@ -128,10 +128,14 @@ public struct NetlinkSocket: ~Copyable {
 
 /// One request of a batch: its bytes and how to name it in an error.
 public struct BatchRequest: Sendable {
+    /// The encoded message.
     public var bytes: [UInt8]
+    /// The operation an error names (`add veth`).
     public var operation: String
+    /// The objects an error names.
     public var objects: [String]
 
+    /// A request of `message` (copied), named `operation` on `objects` in errors.
     public init(_ message: borrowing NetlinkMessage, _ operation: String, _ objects: [String] = []) {
         (bytes, self.operation, self.objects) = (message.bytes, operation, objects)
     }
@@ -139,8 +143,11 @@ public struct BatchRequest: Sendable {
 
 /// One message the kernel sent back, with its payload.
 public struct NetlinkReply: Sendable {
+    /// `nlmsg_type`.
     public var type: Int
+    /// `nlmsg_flags` (`NLM_F_MULTI` …).
     public var flags: Int
+    /// `nlmsg_seq` of the request it answers.
     public var sequence: UInt32
     /// What follows the 16-byte header.
     public var payload: [UInt8]
@@ -178,8 +185,10 @@ public struct NetlinkReply: Sendable {
 
 /// The attributes (`struct nlattr` TLVs) of a message, by type; the last of each type wins.
 public struct NetlinkAttributes: Sendable {
+    /// Each attribute's payload by its type.
     public private(set) var values: [Int: [UInt8]] = [:]
 
+    /// The attributes in `bytes` (aligned TLVs); a truncated one ends the list.
     public init(_ bytes: ArraySlice<UInt8>) {
         var offset = bytes.startIndex
         while bytes.endIndex - offset >= 4 {
@@ -191,15 +200,18 @@ public struct NetlinkAttributes: Sendable {
         }
     }
 
+    /// A string attribute, up to its NUL.
     public func string(_ type: Int) -> String? {
         values[type].map { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
+    /// A 32-bit attribute in host byte order.
     public func u32(_ type: Int) -> UInt32? {
         guard let value = values[type], value.count >= 4 else { return nil }
         return value[...].u32(at: 0)
     }
 
+    /// A nested attribute's own attributes.
     public func nested(_ type: Int) -> NetlinkAttributes? { values[type].map { NetlinkAttributes($0[...]) } }
 }
 

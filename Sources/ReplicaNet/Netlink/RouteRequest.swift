@@ -55,7 +55,16 @@ public enum RouteRequest {
 
     /// The modes of a macvlan (`MACVLAN_MODE_*`).
     public enum MacvlanMode: UInt32, Sendable, CaseIterable {
-        case `private` = 1, vepa = 2, bridge = 4, passthru = 8, source = 16
+        /// No traffic between macvlans of the same parent.
+        case `private` = 1
+        /// Traffic between them goes out to the switch and back (802.1Qbg).
+        case vepa = 2
+        /// They talk to each other directly (the default).
+        case bridge = 4
+        /// One macvlan takes the parent over.
+        case passthru = 8
+        /// Only frames from listed source MACs.
+        case source = 16
     }
 
     /// `ip link add NAME link PARENT type macvlan mode MODE`, optionally born in a namespace.

@@ -5,9 +5,13 @@ import ReplicaKit
 /// "netns svc-a, veth to bridge br-replica, 10.88.0.5/24, default via 10.88.0.1". It is printed,
 /// compared and validated without privileges; `apply`, `teardown` and `check` act on the kernel.
 public struct NetworkPlan: Equatable, Sendable {
+    /// A route inside the namespace (`ip route add DESTINATION via GATEWAY`).
     public struct RouteSpec: Equatable, Sendable {
+        /// Where it leads (`0.0.0.0/0` for the default route).
         public var destination: IPPrefix
+        /// The next hop; nil for a route on the link.
         public var gateway: IPPrefix?
+        /// A route to `destination` through `gateway`.
         public init(_ destination: IPPrefix, via gateway: IPPrefix?) { (self.destination, self.gateway) = (destination, gateway) }
     }
 
@@ -20,16 +24,22 @@ public struct NetworkPlan: Equatable, Sendable {
     /// The bridge the host end joins; made (with `bridgeAddress`, up) when missing, and then only
     /// removed again if applying fails. An existing bridge is used, never changed.
     public var bridge: String?
+    /// The bridge's own address (the subnet's gateway), given to a bridge the plan makes.
     public var bridgeAddress: IPPrefix?
     /// Instead of a veth: a macvlan on this host interface (the external one), born inside the
     /// namespace as `innerLink`, so the service sits on that network itself. The parent is never
     /// changed; nothing is left on the host side.
     public var macvlanParent: String?
+    /// The macvlan's mode (`bridge` by default, as `ip link` uses).
     public var macvlanMode: RouteRequest.MacvlanMode = .bridge
+    /// The addresses inside the namespace, on `innerLink`.
     public var addresses: [IPPrefix] = []
+    /// The routes inside the namespace.
     public var routes: [RouteSpec] = []
+    /// The links' MTU; nil leaves the kernel's.
     public var mtu: UInt32?
 
+    /// A plan for `namespace` whose host link is `hostLink` (default: derived from the namespace).
     public init(namespace: String, hostLink: String? = nil) {
         self.namespace = namespace
         self.hostLink = hostLink ?? Self.hostLinkName(for: namespace)

@@ -11,6 +11,7 @@ public enum ServiceNetwork {
 
     /// A profile's plan, every name and address checked, and the lease it needs (not taken yet).
     public struct Prepared: Sendable {
+        /// What to make.
         public var plan: NetworkPlan
         /// The lease owner: the unit (`web.service`), or the name given with flags.
         public var owner: String
@@ -60,7 +61,9 @@ public enum ServiceNetwork {
 
     /// What `down` did for one owner.
     public struct Removed: Sendable {
+        /// The owner named to `down`.
         public var owner: String
+        /// What `up` had recorded; nil when there was nothing.
         public var record: NetworkRecord?
         /// One line per object: removed, already gone, or left alone and why.
         public var lines: [String]
@@ -124,15 +127,20 @@ public enum ServiceNetwork {
 
 /// What one `up` made, at /run/replica/net/OWNER: `key=value` lines, written atomically.
 public struct NetworkRecord: Equatable, Sendable {
+    /// The unit (`web.service`) or name it was made for.
     public var owner: String
+    /// The namespace's name, pinned at `/run/netns/NAME`.
     public var namespace: String
     /// The nsfs inode of the pinned namespace: a namespace of the same name made by someone else
     /// later has another.
     public var namespaceInode: UInt64
     /// The host veth and its index (nil for a macvlan, which lives and dies with the namespace).
     public var hostLink: String?
+    /// The host veth's interface index, so a link of the same name made later is left alone.
     public var hostLinkIndex: Int32?
+    /// The subnet its address was leased from; nil for an address given in the profile.
     public var leaseSubnet: IPPrefix?
+    /// The address inside.
     public var address: IPPrefix?
 
     /// The record of a plan just applied, reading the namespace's inode and the veth's index.

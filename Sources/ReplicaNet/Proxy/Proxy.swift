@@ -11,7 +11,9 @@ import ReplicaKit
 /// bounded buffer (a full buffer stops reading from its sender: backpressure, not memory growth);
 /// an end's EOF is passed on with `shutdown(SHUT_WR)` once its buffer is drained.
 public struct Proxy: ~Copyable {
+    /// Where connections are accepted.
     public let listen: ProxyEndpoint
+    /// Where each connection is forwarded.
     public let connect: ProxyEndpoint
     private let listener: OwnedFD
     /// The UNIX socket this proxy made (its inode), removed again on stop.

@@ -5,17 +5,23 @@ import ReplicaKit
 /// One side of a proxy: a UNIX socket path or a TCP address, on the host or inside a named network
 /// namespace. Written `unix:/run/web.sock` or `tcp:127.0.0.1:8080` (`tcp:[::1]:8080`).
 public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
+    /// The socket's address.
     public enum Address: Equatable, Sendable {
+        /// A UNIX socket path.
         case unix(String)
+        /// A TCP host (a literal IPv4 or IPv6 address) and port.
         case tcp(host: String, port: UInt16)
     }
 
+    /// The socket's address.
     public var address: Address
     /// The namespace the socket is made in (`/run/netns/NAME`); nil for the caller's.
     public var namespace: String?
 
+    /// An endpoint at `address`, in `namespace` (nil: the caller's).
     public init(_ address: Address, namespace: String? = nil) { (self.address, self.namespace) = (address, namespace) }
 
+    /// Parses `unix:/PATH`, `tcp:HOST:PORT` or `tcp:[V6]:PORT`; refuses anything else, naming the form.
     public init(parsing text: String, namespace: String? = nil) throws(ReplicaError) {
         self.namespace = namespace
         if text.hasPrefix("unix:"), text.count > 5 {

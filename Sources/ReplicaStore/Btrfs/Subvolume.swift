@@ -5,7 +5,9 @@ import ReplicaKit
 
 /// A point in time as btrfs records it (`struct timespec`, UTC).
 public struct BtrfsTime: Equatable, Comparable, Sendable {
+    /// Seconds since the Unix epoch.
     public var seconds: Int64
+    /// Nanoseconds within the second.
     public var nanoseconds: Int64
     public static func < (a: BtrfsTime, b: BtrfsTime) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
@@ -14,16 +16,21 @@ public struct BtrfsTime: Equatable, Comparable, Sendable {
 
 /// What `btrfs subvolume show` prints about a subvolume, from `btrfs_util_subvolume_info_fd`.
 public struct SubvolumeInfo: Equatable, Sendable {
+    /// The subvolume id (`btrfs subvolume show`'s "Subvolume ID").
     public var id: UInt64
     /// The subvolume containing this one (its tree parent), 0 for the top level.
     public var parentID: UInt64
+    /// Its uuid, as `btrfs` prints it.
     public var uuid: String
     /// The uuid of the subvolume this one is a snapshot of; nil when it is not a snapshot.
     public var parentUUID: String?
     /// Set when it was made by `btrfs receive`.
     public var receivedUUID: String?
+    /// Whether it is read-only (`BTRFS_SUBVOL_RDONLY`).
     public var isReadOnly: Bool
+    /// The generation (transaction) it was last changed in.
     public var generation: UInt64
+    /// When it was made (`otime`).
     public var createdAt: BtrfsTime
 
     init(_ info: replica_subvolume_info) {

@@ -60,6 +60,7 @@ public struct Store: ~Copyable {
 
     /// A staging subvolume a crashed migration or rollback left at the top of the store.
     public struct Leftover: Equatable, Sendable {
+        /// Its name at the top of the store (starting with `.`).
         public var name: String
         /// Its recorded owner, when it had one yet.
         public var owner: StateOwner?

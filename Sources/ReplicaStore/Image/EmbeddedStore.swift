@@ -4,13 +4,16 @@ import ReplicaKit
 /// The embedded default store: one sparse btrfs image file, loop-mounted where Replica expects its
 /// store. Nothing but a file is needed, so a demo or a small host runs without a spare disk.
 public enum EmbeddedStore {
+    /// `/var/lib/replica/store.img`.
     public static let defaultImage = "/var/lib/replica/store.img"
+    /// `/run/replica/store`, where services expect their store.
     public static let defaultMountPoint = "/run/replica/store"
     /// Sparse: only what is written takes space on the host.
     public static let defaultSize: Int64 = 2 << 30
 
     /// What `mount(image:at:size:)` did.
     public struct Opened {
+        /// The mounted image; it stays mounted when `leaveMounted()` is called on it.
         public let mounted: MountedImage
         /// True when the image did not exist and was made and formatted now.
         public let createdImage: Bool

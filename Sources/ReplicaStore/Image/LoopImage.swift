@@ -46,8 +46,11 @@ public enum LoopImage {
 /// A mounted image; unmounting it (explicitly, or when the last reference goes away) also frees its
 /// autoclear loop device.
 public final class MountedImage {
+    /// The image file, as given (or as the kernel names it, when found in mountinfo).
     public let image: String
+    /// Where it is mounted.
     public let mountPoint: String
+    /// The loop device (`/dev/loop0`).
     public let device: String
     /// The image as the kernel names it in `/sys/block/loopN/loop/backing_file`.
     let backingFile: String

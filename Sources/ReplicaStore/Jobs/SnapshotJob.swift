@@ -4,12 +4,18 @@ import ReplicaKit
 
 /// What one subvolume's create / prune / run did.
 public struct SnapshotReport: Sendable {
+    /// The subvolume it is about.
     public var subvolume: String
+    /// The snapshot made, by name; nil when none was.
     public var created: String?
+    /// The prune plan, when a prune ran (or would run, for a dry run).
     public var plan: PrunePlan?
+    /// What the prune deleted, when it ran.
     public var outcome: PruneOutcome?
+    /// What failed, if anything did.
     public var error: ReplicaError?
 
+    /// Whether everything asked for was done.
     public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) }
 
     /// After a prune, the snapshots left (the plan's inventory less what was deleted), without
@@ -19,6 +25,7 @@ public struct SnapshotReport: Sendable {
         let gone = Set((outcome.deleted + outcome.deletedForSpace).map(\.info.id))
         return plan.entries.map(\.snapshot).filter { !gone.contains($0.info.id) }
     }
+    /// Whether it failed only because another run held the subvolume's lock.
     public var lockWasBusy: Bool { error?.reason == .lockHeld }
 }
 
@@ -27,16 +34,31 @@ public struct SnapshotReport: Sendable {
 /// `MESSAGE_ID`, update the metrics textfile. A failure is reported, not thrown, so one subvolume's
 /// failure does not stop the others.
 public enum SnapshotJob {
-    public enum Action: String, Sendable { case create, prune, run }
+    /// Which command.
+    public enum Action: String, Sendable {
+        /// Take a snapshot.
+        case create
+        /// Delete what the policy no longer keeps.
+        case prune
+        /// Create, then prune.
+        case run
+    }
 
+    /// How a job runs.
     public struct Options: Sendable {
+        /// Plan only: show what would be deleted, take no lock, change nothing.
         public var dryRun = false
+        /// Wait this long for the lock; nil gives up at once (exit 3).
         public var wait: Duration?
+        /// The Prometheus textfile to update; nil for none.
         public var metricsPath: String? = MetricsTextfile.defaultPath
+        /// The time the policy is judged at.
         public var now = UTCTimestamp.now
+        /// The defaults: a real run, no waiting, the default metrics file, now.
         public init() {}
     }
 
+    /// Runs `action` on the subvolume of `settings`: never throws; the report says what happened.
     public static func perform(
         _ action: Action, _ settings: SnapshotSettings, store: borrowing Store, options: Options, logger: Logger
     ) -> SnapshotReport {
@@ -124,20 +146,34 @@ public enum SnapshotJob {
 
 /// `replica-snap check`: how old the newest snapshot is, judged like a monitoring plugin.
 public struct FreshnessCheck: Sendable {
+    /// The verdict, its raw value the exit code.
     public enum Status: Int32, Sendable, Comparable {
-        case ok = 0, warning = 1, critical = 2
+        /// Young enough.
+        case ok = 0
+        /// At least the warning age.
+        case warning = 1
+        /// At least the critical age, or no snapshot at all.
+        case critical = 2
+        /// Worse is greater.
         public static func < (a: Status, b: Status) -> Bool { a.rawValue < b.rawValue }
+        /// `OK`, `WARNING` or `CRITICAL`, as monitoring prints it.
         public var label: String { ["OK", "WARNING", "CRITICAL"][Int(rawValue)] }
         /// Nagios's UNKNOWN: the check could not judge (a usage error).
         public static let unknownExitCode: Int32 = 3
     }
 
+    /// The subvolume checked.
     public var subvolume: String
+    /// How old its newest snapshot is, judged.
     public var status: Status
+    /// When its newest snapshot was taken; nil when it has none.
     public var newest: UTCTimestamp?
+    /// How old that is, in seconds.
     public var ageSeconds: Int64?
+    /// One line for the monitoring system.
     public var message: String
 
+    /// A result for `subvolume`.
     public init(subvolume: String, status: Status, newest: UTCTimestamp? = nil, ageSeconds: Int64? = nil, message: String) {
         self.subvolume = subvolume
         self.status = status

@@ -3,14 +3,22 @@ import ReplicaKit
 
 /// One subvolume's figures for the Prometheus textfile collector.
 public struct SnapshotMetrics: Sendable {
+    /// The subvolume.
     public var subvolume: String
+    /// When the run was.
     public var runAt: UTCTimestamp
+    /// Whether it succeeded.
     public var succeeded: Bool
+    /// How long it took.
     public var runSeconds: Double
+    /// How many snapshots it has now.
     public var count: Int
+    /// When the oldest was taken.
     public var oldest: UTCTimestamp?
+    /// When the newest was taken.
     public var newest: UTCTimestamp?
 
+    /// The figures of a run of `subvolume` that left `snapshots`.
     public init(subvolume: String, runAt: UTCTimestamp, succeeded: Bool, runSeconds: Double, snapshots: [Snapshot]) {
         self.subvolume = subvolume
         self.runAt = runAt
@@ -26,6 +34,7 @@ public struct SnapshotMetrics: Sendable {
 /// only its own subvolume's lines) and replaced atomically (temporary file, fsync, rename), so the
 /// collector never reads half a file.
 public enum MetricsTextfile {
+    /// `/var/lib/replica/metrics/replica.prom`, where node_exporter's textfile collector can read it.
     public static let defaultPath = "/var/lib/replica/metrics/replica.prom"
 
     static let help: [(String, String)] = [

@@ -1,6 +1,8 @@
 /// What the policy says about one snapshot, and every reason it says so.
 public struct RetentionDecision: Equatable, Sendable {
+    /// When the snapshot was taken.
     public var time: UTCTimestamp
+    /// Whether the policy keeps it.
     public var keep: Bool
     /// Why it is kept, one line per rule that keeps it; empty when it is deleted.
     public var reasons: [String]
@@ -22,6 +24,7 @@ public struct RetentionDecision: Equatable, Sendable {
 /// months among weekly ones, quarters and years among monthly ones. A representative within the
 /// last N buckets of a `preserve` unit is kept.
 public enum Retention {
+    /// One decision per time, in the order given: which snapshots `policy` keeps at `now`, and why.
     public static func decide(_ times: [UTCTimestamp], policy: RetentionPolicy, now: UTCTimestamp) -> [RetentionDecision] {
         guard !times.isEmpty else { return [] }
         let order = times.indices.sorted { (times[$0], $0) < (times[$1], $1) }  // oldest first, stable

@@ -13,7 +13,19 @@
 public struct RetentionPolicy: Equatable, Sendable, CustomStringConvertible {
     /// A calendar unit of `preserve` and `preserve_min`.
     public enum Unit: String, CaseIterable, Sendable, Comparable {
-        case hour = "h", day = "d", week = "w", month = "m", quarter = "q", year = "y"
+        /// `h`.
+        case hour = "h"
+        /// `d`: days start at `preserve_hour_of_day`.
+        case day = "d"
+        /// `w`: weeks start on `preserve_day_of_week`.
+        case week = "w"
+        /// `m`.
+        case month = "m"
+        /// `q`: quarters of the year (Replica's addition to btrbk's units).
+        case quarter = "q"
+        /// `y`.
+        case year = "y"
+        /// Shorter units are less.
         public static func < (a: Unit, b: Unit) -> Bool { allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! }
         var name: String {
             switch self {
@@ -29,19 +41,29 @@ public struct RetentionPolicy: Equatable, Sendable, CustomStringConvertible {
 
     /// How many of a unit to keep: the last N (0 keeps none) or all.
     public enum Count: Equatable, Sendable {
+        /// The newest N representatives (`14d`).
         case last(Int)
+        /// Every representative (`*d`).
         case all
     }
 
     /// btrbk's `preserve_min`: keep everything, the latest, nothing extra, or all within N units.
     public enum Minimum: Equatable, Sendable {
-        case no, all, latest
+        /// No floor.
+        case no
+        /// Keep every snapshot.
+        case all
+        /// Keep the newest.
+        case latest
+        /// Keep every snapshot younger than N units (`2d`).
         case within(Int, Unit)
     }
 
     /// A floor of free space on the store's filesystem.
     public enum FreeSpace: Equatable, Sendable {
+        /// This many bytes (`20G`).
         case bytes(UInt64)
+        /// This share of the filesystem (`10%`).
         case percent(Int)
 
         /// The floor in bytes on a filesystem of `total` bytes.
@@ -53,7 +75,9 @@ public struct RetentionPolicy: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `preserve_min`: the floor kept whatever the calendar rules say.
     public var minimum: Minimum = .no
+    /// `preserve`: how many of each calendar unit's representatives to keep.
     public var preserve: [Unit: Count] = [:]
     /// The hour days start at, 0–23 (`preserve_hour_of_day`).
     public var hourOfDay = 0
@@ -66,6 +90,7 @@ public struct RetentionPolicy: Equatable, Sendable, CustomStringConvertible {
     /// After the policy, delete the oldest deletable snapshots until this much space is free.
     public var minimumFree: FreeSpace?
 
+    /// A policy that keeps only the newest snapshot.
     public init() {}
 
     /// Whether any rule keeps anything beyond the newest snapshot.
@@ -73,6 +98,7 @@ public struct RetentionPolicy: Equatable, Sendable, CustomStringConvertible {
         minimum != .no || preserve.values.contains { $0 != .last(0) } || latest > 0 || minimumAge > 0
     }
 
+    /// Day names as `preserve_day_of_week` takes them, Sunday first.
     public static let weekdays = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 
     /// The policy as profile lines, in the order the keys are documented.

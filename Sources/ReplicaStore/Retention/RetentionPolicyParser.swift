@@ -102,8 +102,11 @@ extension RetentionPolicy {
 
 /// A retention key whose value cannot take effect: names the key, the value and what is accepted.
 public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The retention key (`preserve`, `min_free`).
     public var key: String
+    /// The value given.
     public var value: String
+    /// What is wrong and what is accepted.
     public var reason: String
     public var description: String { "\(key) \"\(value)\": \(reason)" }
 }

@@ -17,9 +17,13 @@ import ReplicaKit
 /// AllowNested=no
 /// ```
 public struct SnapshotSettings: Equatable, Sendable {
+    /// The unit the policy is for (`web.service`), or the subvolume named on the command line.
     public var unit: String
+    /// The subvolume snapshotted.
     public var subvolume: String
+    /// The retention policy.
     public var policy: RetentionPolicy
+    /// `AllowNested=`: accept a state path whose snapshots would include another service's subvolume.
     public var allowNested: Bool
     /// The store the subvolume is on: the profile's `[State] Store=`.
     public var storePath: String
@@ -29,6 +33,7 @@ public struct SnapshotSettings: Equatable, Sendable {
         "Preserve": "preserve", "PreserveMin": "preserve_min", "PreserveHourOfDay": "preserve_hour_of_day",
         "PreserveDayOfWeek": "preserve_day_of_week", "Latest": "latest", "MinAge": "min_age", "MinFree": "min_free",
     ]
+    /// The profile section these settings come from.
     public static let section = "Snapshots"
 
     /// Reads `[Snapshots]` for `subvolume` (default: the profile's own subvolume name). A value

@@ -4,16 +4,23 @@ import ReplicaKit
 /// What pruning one subvolume will do: every snapshot of ours with its decision, and the foreign
 /// entries it leaves alone. `--dry-run` prints this; a real run executes exactly this.
 public struct PrunePlan: Sendable {
+    /// One snapshot and what the policy decided about it.
     public struct Entry: Sendable {
+        /// The snapshot.
         public var snapshot: Snapshot
+        /// The decision, with its reasons.
         public var decision: RetentionDecision
     }
 
+    /// The subvolume pruned.
     public var subvolume: String
+    /// The time the policy was judged at.
     public var now: UTCTimestamp
+    /// The policy.
     public var policy: RetentionPolicy
     /// Oldest first.
     public var entries: [Entry]
+    /// What the snapshot directory holds that is not ours: left alone.
     public var foreign: [ForeignEntry]
 
     /// What the policy deletes.
@@ -26,13 +33,16 @@ public struct PrunePlan: Sendable {
 
 /// What a prune did.
 public struct PruneOutcome: Sendable {
+    /// Deleted because the policy no longer keeps them.
     public var deleted: [Snapshot] = []
     /// Deleted beyond the policy to meet the free-space floor.
     public var deletedForSpace: [Snapshot] = []
+    /// Snapshots that could not be deleted, with why.
     public var failures: [(name: String, error: ReplicaError)] = []
     /// Bytes still missing below the free-space floor after every deletable snapshot went.
     public var spaceShortfall: UInt64?
 
+    /// Whether every deletion succeeded and the free-space floor is met.
     public var succeeded: Bool { failures.isEmpty && spaceShortfall == nil }
 }
 

@@ -1,7 +1,20 @@
 /// The kinds of event snapshot work logs, each with a fixed journal `MESSAGE_ID`:
 /// `journalctl MESSAGE_ID=5eebad6a1130448b9897db83e533d165` lists every snapshot taken.
 public enum SnapshotEvent: String, CaseIterable, Sendable {
-    case created, deleted, deletedForSpace, pruned, failed, lockBusy, spaceShort
+    /// A snapshot was taken.
+    case created
+    /// A snapshot the policy no longer keeps was deleted.
+    case deleted
+    /// A snapshot was deleted to meet the free-space floor.
+    case deletedForSpace
+    /// A prune finished: how many were kept and deleted.
+    case pruned
+    /// A step failed.
+    case failed
+    /// Another run held the subvolume's lock.
+    case lockBusy
+    /// The free-space floor could not be met.
+    case spaceShort
 
     /// A 128-bit id, made once with `systemd-id128 new` and never changed.
     public var messageID: String {

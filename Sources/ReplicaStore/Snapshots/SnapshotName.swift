@@ -4,6 +4,7 @@ import Glibc
 public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConvertible {
     /// Seconds since the Unix epoch.
     public var secondsSinceEpoch: Int64
+    /// The time `secondsSinceEpoch` seconds after 1970-01-01T00:00:00Z.
     public init(secondsSinceEpoch: Int64) { self.secondsSinceEpoch = secondsSinceEpoch }
 
     /// The wall clock now, `clock_gettime(CLOCK_REALTIME)`.
@@ -67,9 +68,12 @@ func pad(_ value: Int, _ width: Int = 2) -> String {
 
 /// A snapshot name, `NAME.YYYYMMDDTHHMMSSZ` in UTC: unambiguous across DST and sortable as text.
 public struct SnapshotName: Hashable, Sendable, CustomStringConvertible {
+    /// The subvolume it is a snapshot of.
     public var subvolume: String
+    /// When it was taken, to the second.
     public var time: UTCTimestamp
 
+    /// The name of a snapshot of `subvolume` taken at `time`: `web.20261122T023000Z`.
     public init(subvolume: String, time: UTCTimestamp) {
         self.subvolume = subvolume
         self.time = time

@@ -4,22 +4,29 @@ import ReplicaKit
 
 /// A snapshot of ours: its parsed name and what btrfs says about it.
 public struct Snapshot: Equatable, Sendable {
+    /// The name, parsed.
     public var name: SnapshotName
+    /// What btrfs says about it.
     public var info: SubvolumeInfo
 }
 
 /// Something in a snapshot directory that is not ours, with the reason. Never deleted.
 public struct ForeignEntry: Equatable, Sendable {
+    /// Its name in the directory.
     public var name: String
+    /// Why it is not ours (not read-only, another parent, a name we do not make …).
     public var reason: String
 }
 
 /// What a subvolume's snapshot directory holds.
 public struct SnapshotInventory: Sendable {
+    /// The subvolume.
     public var subvolume: String
+    /// Its uuid: a snapshot of ours has it as parent uuid.
     public var sourceUUID: String
     /// Ours, oldest first.
     public var snapshots: [Snapshot]
+    /// What else is in the directory: never deleted.
     public var foreign: [ForeignEntry]
 }
 

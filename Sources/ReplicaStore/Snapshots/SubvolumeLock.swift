@@ -7,6 +7,7 @@ import ReplicaKit
 /// goes with the holder's descriptor, so a holder killed with SIGKILL blocks nobody.
 public struct SubvolumeLock: ~Copyable {
     private let fd: OwnedFD
+    /// The subvolume locked.
     public let subvolume: String
 
     /// Takes the lock, waiting up to `wait` (nil: not at all). A held lock throws reason `lockHeld`

@@ -18,16 +18,21 @@ import ReplicaKit
 /// (listed by `Store.leftovers`), which the next run of its owner discards before copying again.
 /// Once `NAME` exists and is the owner's, a run does nothing. Callers hold the subvolume's lock.
 public enum StateMigration {
+    /// What `shift` did.
     public enum Outcome: Equatable, Sendable {
         /// `NAME` existed: nothing to do.
         case alreadyShifted
         /// There was no state directory: an empty subvolume was made.
         case createdEmpty
+        /// The state directory was copied and compared: how many files, bytes, and files reflinked.
         case migrated(files: Int, bytes: UInt64, reflinked: Int)
     }
 
+    /// The staging subvolume of a migration into `name`: `.migrating-NAME`.
     public static func stagingName(_ name: String) -> String { ".migrating-\(name)" }
 
+    /// Makes subvolume `name` hold the state of `source` for `owner`, migrating once: copy into the
+    /// staging subvolume, compare every byte, sync, rename. `source` is left as it was.
     public static func shift(_ name: String, from source: String, owner: StateOwner,
                              in store: borrowing Store) throws(ReplicaError) -> Outcome {
         try Btrfs.validate(name: name, in: store.path)

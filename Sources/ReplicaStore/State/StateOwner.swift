@@ -6,9 +6,12 @@ import ReplicaKit
 /// only on subvolumes their unit owns, never on a name alone: a profile that names another
 /// service's subvolume is refused, and so is one whose naming changed after the state moved.
 public struct StateOwner: Equatable, Sendable, CustomStringConvertible {
+    /// The unit (`web.service`).
     public var unit: String
+    /// The state directory (`/var/lib/web`).
     public var path: String
 
+    /// The owner `unit`, for its state directory `path`.
     public init(unit: String, path: String) { (self.unit, self.path) = (unit, path) }
 
     /// The extended attribute (`getfattr -n user.replica.owner`).

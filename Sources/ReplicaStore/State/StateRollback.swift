@@ -17,18 +17,22 @@ import ReplicaKit
 /// unused copy of a snapshot or the replaced state already snapshotted, and the next rollback or
 /// `discardLeftovers` removes it.
 public enum StateRollback {
+    /// What `rollback` did for one subvolume.
     public struct Outcome: Equatable, Sendable {
+        /// The subvolume rolled back.
         public var subvolume: String
         /// The snapshot the state now equals.
         public var restored: String
         /// The snapshot that keeps the state as it was before the rollback.
         public var saved: String
 
+        /// An outcome.
         public init(subvolume: String, restored: String, saved: String) {
             (self.subvolume, self.restored, self.saved) = (subvolume, restored, saved)
         }
     }
 
+    /// The staging subvolume of a rollback of `name`: `.rollback-NAME`.
     public static func stagingName(_ name: String) -> String { ".rollback-\(name)" }
 
     /// Rolls each of `names` back to its snapshot taken at `time`, after checking all of them first.
@@ -106,8 +110,11 @@ public enum StateRollback {
 
     /// A process that has a subvolume mounted, directly or below a bind.
     public struct User: Sendable {
+        /// Its process id.
         public var pid: Int32
+        /// Its command name (`/proc/PID/comm`).
         public var command: String
+        /// Where it has the subvolume mounted, in its own mount namespace.
         public var mountPoint: String
     }
 
