@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "replica-shift", targets: ["replica-shift"]),
         .executable(name: "replica-net", targets: ["replica-net"]),
         .executable(name: "replica-generator", targets: ["replica-generator"]),
+        .executable(name: "replica-volume", targets: ["replica-volume"]),
         .executable(name: "replica-bench", targets: ["ReplicaBench"]),
         .executable(name: "replica-net-bench", targets: ["ReplicaNetBench"]),
     ],
@@ -67,6 +68,8 @@ let package = Package(
                           path: "Sources/Tools/replica-run", swiftSettings: strict),
         .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
+        .executableTarget(name: "replica-volume", dependencies: ["ReplicaKit", "ReplicaStore"],
+                          path: "Sources/Tools/replica-volume", swiftSettings: strict),
         .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
                           path: "Sources/Tools/replica-generator", swiftSettings: strict),
 

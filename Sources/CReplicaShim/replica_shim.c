@@ -107,6 +107,21 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
 }
 int replica_loop_clear(int loop_fd) { return ioctl(loop_fd, LOOP_CLR_FD, 0); }
 int replica_loop_set_capacity(int loop_fd) { return ioctl(loop_fd, LOOP_SET_CAPACITY, 0); }
+int replica_btrfs_qgroup_limit(int fd, uint64_t max_referenced) {
+    struct btrfs_ioctl_qgroup_limit_args args;
+    memset(&args, 0, sizeof args);
+    args.qgroupid = 0;  /* the subvolume fd is in */
+    args.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    args.lim.max_rfer = max_referenced == 0 ? (uint64_t)-1 : max_referenced;
+    return ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &args);
+}
+int replica_btrfs_fsid(int fd, uint8_t *fsid) {
+    struct btrfs_ioctl_fs_info_args args;
+    memset(&args, 0, sizeof args);
+    if (ioctl(fd, BTRFS_IOC_FS_INFO, &args) != 0) return -1;
+    memcpy(fsid, args.fsid, BTRFS_FSID_SIZE);
+    return 0;
+}
 int replica_btrfs_resize(int fd, const char *spec) {
     struct btrfs_ioctl_vol_args args;
     memset(&args, 0, sizeof args);

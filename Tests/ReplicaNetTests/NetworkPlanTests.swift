@@ -14,12 +14,14 @@ import Testing
     static func plan(bridgeAddress: Bool = true) throws -> NetworkPlan {
         let n = counter.add(1, ordering: .relaxed).newValue
         let tag = "\(getpid() % 100_000)x\(n)"
-        let subnet = 200 + n % 50
+        // Its own /24 per process too (the third byte from the pid), so another suite running on the
+        // host at the same time never shows up among this plan's addresses and routes.
+        let subnet = "10.\(200 + n % 50).\(getpid() % 250)"
         var plan = NetworkPlan(namespace: "rt-\(tag)", hostLink: "rv\(tag)")
         plan.bridge = "rb\(tag)"
-        if bridgeAddress { plan.bridgeAddress = try IPPrefix("10.\(subnet).0.1/24") }
-        plan.addresses = [try IPPrefix("10.\(subnet).0.5/24")]
-        plan.routes = [.init(try IPPrefix("0.0.0.0/0"), via: try IPPrefix("10.\(subnet).0.1"))]
+        if bridgeAddress { plan.bridgeAddress = try IPPrefix("\(subnet).1/24") }
+        plan.addresses = [try IPPrefix("\(subnet).5/24")]
+        plan.routes = [.init(try IPPrefix("0.0.0.0/0"), via: try IPPrefix("\(subnet).1"))]
         return plan
     }
 
@@ -29,7 +31,7 @@ import Testing
     /// a span in which a bridge of ours lives on.
     static func seen(_ plan: NetworkPlan, details: Bool = true) throws -> String {
         let names = [plan.hostLink, plan.bridge ?? "-", plan.namespace]
-        let subnet = plan.addresses.first.map { $0.network.addressText.split(separator: ".").prefix(2).joined(separator: ".") } ?? "-"
+        let subnet = plan.addresses.first.map { $0.network.addressText.split(separator: ".").prefix(3).joined(separator: ".") } ?? "-"
         let mine = { (line: Substring) in names.contains { line.contains($0) } || line.contains(subnet + ".") }
         let brief = { (line: Substring) -> String in
             let words = line.split(separator: " ")

@@ -74,6 +74,12 @@ int replica_loop_configure(int loop_fd, int backing_fd, const char *name, int au
 int replica_loop_clear(int loop_fd);
 /// ioctl(LOOP_SET_CAPACITY) (`losetup -c`): the loop device takes its backing file's new size.
 int replica_loop_set_capacity(int loop_fd);
+/// ioctl(BTRFS_IOC_QGROUP_LIMIT) on a descriptor inside a subvolume (`btrfs qgroup limit BYTES PATH`):
+/// the referenced-bytes limit of that subvolume's own qgroup; 0 removes the limit. ENOTCONN when
+/// quotas are off.
+int replica_btrfs_qgroup_limit(int fd, uint64_t max_referenced);
+/// ioctl(BTRFS_IOC_FS_INFO): the filesystem's uuid, 16 bytes, as /sys/fs/btrfs/UUID names it.
+int replica_btrfs_fsid(int fd, uint8_t *fsid);
 /// ioctl(BTRFS_IOC_RESIZE) on a descriptor of the mounted filesystem (`btrfs filesystem resize SPEC`):
 /// spec is "[devid:]bytes" or "[devid:]max".
 int replica_btrfs_resize(int fd, const char *spec);

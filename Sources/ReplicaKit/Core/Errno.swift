@@ -90,6 +90,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ECANCELED = Errno(rawValue: Glibc.ECANCELED)
     /// `EADDRINUSE`: Address already in use.
     public static let EADDRINUSE = Errno(rawValue: Glibc.EADDRINUSE)
+    /// `ENOTCONN`: Transport endpoint is not connected (btrfs: quotas are off).
+    public static let ENOTCONN = Errno(rawValue: Glibc.ENOTCONN)
 
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",
@@ -106,6 +108,6 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         Glibc.EADDRINUSE: "EADDRINUSE", Glibc.EADDRNOTAVAIL: "EADDRNOTAVAIL", Glibc.ENETUNREACH: "ENETUNREACH",
         Glibc.ECONNREFUSED: "ECONNREFUSED", Glibc.ETIMEDOUT: "ETIMEDOUT", Glibc.EALREADY: "EALREADY",
         Glibc.EPROTONOSUPPORT: "EPROTONOSUPPORT", Glibc.ENOBUFS: "ENOBUFS", Glibc.EMSGSIZE: "EMSGSIZE",
-        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN", Glibc.ECANCELED: "ECANCELED",
+        Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN", Glibc.ENOTCONN: "ENOTCONN", Glibc.ECANCELED: "ECANCELED",
     ]
 }

@@ -44,8 +44,10 @@ extension Store {
     }
 
     /// `mkdir PARENT/NAME` (mode 0700) unless it exists.
-    private func makeDirectory(_ name: String, in parent: borrowing OwnedFD) throws(ReplicaError) {
-        if mkdirat(parent.rawValue, name, 0o700) != 0 && Errno.current != .EEXIST {
+    /// `mkdir PARENT/NAME` unless it exists (then it is opened as a directory by the caller, which
+    /// refuses anything else).
+    func makeDirectory(_ name: String, in parent: borrowing OwnedFD, mode: mode_t = 0o700) throws(ReplicaError) {
+        if mkdirat(parent.rawValue, name, mode) != 0 && Errno.current != .EEXIST {
             throw ReplicaError.current("mkdir", [path, name])
         }
     }
