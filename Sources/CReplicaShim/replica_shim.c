@@ -122,6 +122,18 @@ int replica_btrfs_fsid(int fd, uint8_t *fsid) {
     memcpy(fsid, args.fsid, BTRFS_FSID_SIZE);
     return 0;
 }
+int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root) {
+    struct btrfs_ioctl_send_args args;
+    __u64 sources[1] = { parent_root };
+    memset(&args, 0, sizeof args);
+    args.send_fd = out_fd;
+    args.parent_root = parent_root;
+    if (parent_root != 0) {
+        args.clone_sources = sources;
+        args.clone_sources_count = 1;
+    }
+    return ioctl(subvolume_fd, BTRFS_IOC_SEND, &args);
+}
 int replica_btrfs_resize(int fd, const char *spec) {
     struct btrfs_ioctl_vol_args args;
     memset(&args, 0, sizeof args);

@@ -207,22 +207,3 @@ import Testing
         }
     }
 }
-
-extension JSON {
-    /// A member of an object.
-    subscript(key: String) -> JSON? {
-        guard case .object(let members) = self else { return nil }
-        return members.first { $0.0 == key }?.1
-    }
-
-    /// An item of an array.
-    subscript(index: Int) -> JSON? {
-        guard case .array(let items) = self, items.indices.contains(index) else { return nil }
-        return items[index]
-    }
-
-    /// The string, for a string.
-    var string: String? { if case .string(let value) = self { value } else { nil } }
-    /// The items, for an array.
-    var array: [JSON]? { if case .array(let items) = self { items } else { nil } }
-}

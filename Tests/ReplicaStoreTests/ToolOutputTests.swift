@@ -70,6 +70,9 @@ import Testing
             sleep(1)  // rollback keeps the present state as a snapshot of this second
             try record("replica-shift", "rollback", ["--profiles", profiles, "web", snapshots[0]])
             try record("replica-snap", "delete", snap + ["web", snapshots[1]])
+            try record("replica-snap", "send", ["--profiles", profiles, "--to", "\(store)/backup", "web"])
+            try record("replica-snap", "clean", ["--profiles", profiles, "--target", "\(store)/backup", "web"])
+            try record("replica-snap", "receive", ["--list", "\(store)/backup/web"])
             let net = [namespace, "--bridge", bridge, "--subnet", "10.199.\(getpid() % 200).0/24"]
             try record("replica-net", "up", net + ["--dry-run"])
             try record("replica-net", "check", net, status: 1)  // nothing made yet: all drift
@@ -94,7 +97,7 @@ import Testing
                 """
             let verdict = try Command.run(["/usr/bin/python3", "-c", validator, "\(repositoryRoot)Docs/replica.schema.json"] + paths)
             #expect(verdict.status == .exited(0) && verdict.output.isEmpty, "\(verdict.output)")
-            #expect(documents.count == 20)
+            #expect(documents.count == 23)
         }
     }
 

@@ -90,6 +90,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ECANCELED = Errno(rawValue: Glibc.ECANCELED)
     /// `EADDRINUSE`: Address already in use.
     public static let EADDRINUSE = Errno(rawValue: Glibc.EADDRINUSE)
+    /// `EPIPE`: Broken pipe.
+    public static let EPIPE = Errno(rawValue: Glibc.EPIPE)
     /// `ENOTCONN`: Transport endpoint is not connected (btrfs: quotas are off).
     public static let ENOTCONN = Errno(rawValue: Glibc.ENOTCONN)
 

@@ -13,6 +13,23 @@ extension JSON {
         return value
     }
 
+    /// A member of an object; nil for a missing one or another kind of value.
+    public subscript(key: String) -> JSON? {
+        guard case .object(let members) = self else { return nil }
+        return members.first { $0.0 == key }?.1
+    }
+
+    /// An item of an array; nil out of range or for another kind of value.
+    public subscript(index: Int) -> JSON? {
+        guard case .array(let items) = self, items.indices.contains(index) else { return nil }
+        return items[index]
+    }
+
+    /// The string, for a string value.
+    public var string: String? { if case .string(let value) = self { value } else { nil } }
+    /// The items, for an array.
+    public var array: [JSON]? { if case .array(let items) = self { items } else { nil } }
+
     /// The members of an object whose every value is a string (`{"key": "value", …}`), in order;
     /// nil for any other value.
     public var stringMembers: [(String, String)]? {

@@ -43,18 +43,22 @@ public enum Command {
         return result.output
     }
 
-    /// Starts the program and returns its pid; `output` receives stdout and stderr (nil: `/dev/null`).
-    public static func spawn(_ arguments: [String], output: Int32? = nil) throws(ReplicaError) -> pid_t {
+    /// Starts the program and returns its pid: standard input from `input` (nil: `/dev/null`),
+    /// standard output to `output` and standard error to `errors`, or to `output` too when `errors`
+    /// is nil (nil for both: `/dev/null`).
+    public static func spawn(_ arguments: [String], input: Int32? = nil, output: Int32? = nil,
+                             errors: Int32? = nil) throws(ReplicaError) -> pid_t {
         precondition(!arguments.isEmpty, "a command needs a program name")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if let output {
-            posix_spawn_file_actions_adddup2(&actions, output, 1)
-            posix_spawn_file_actions_adddup2(&actions, output, 2)
-        } else {
+        if let input { posix_spawn_file_actions_adddup2(&actions, input, 0) } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        if let output { posix_spawn_file_actions_adddup2(&actions, output, 1) } else {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        if let stderr = errors ?? output { posix_spawn_file_actions_adddup2(&actions, stderr, 2) } else {
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
         _ = withUnsafeMutablePointer(to: &actions) { replica_spawn_addclosefrom($0, 3) }

@@ -25,6 +25,9 @@ struct SnapCommand {
             case "run": return try perform(.run)
             case "list": return try list()
             case "delete": return try delete()
+            case "send": return try send()
+            case "clean": return try clean()
+            case "receive": return try receive()
             default: return try check()
             }
         } catch let exit as Exit {
@@ -168,5 +171,85 @@ struct SnapCommand {
         let worst = results.map(\.status).max() ?? .ok
         print(json ? Render.checks(results, worst: worst).serialized() : "\(worst.label): " + results.map(\.message).joined(separator: "; "))
         return worst.rawValue
+    }
+
+    /// The --to/--target of send and clean, parsed.
+    func replicationTarget(_ option: String) throws -> ReplicationTarget {
+        guard let text = arguments.value(option) else {
+            throw Exit(code: ExitCode.usage, message: "\(arguments.command) needs --\(option) /PATH or --\(option) ssh://[USER@]HOST[:PORT]/PATH")
+        }
+        do { return try ReplicationTarget(parsing: text) } catch { throw Exit(code: ExitCode.usage, message: error.description) }
+    }
+
+    func send() throws -> Int32 {
+        let target = try replicationTarget("to")
+        let wait = try waitDuration()
+        let dryRun = arguments.flag("dry-run")
+        var reports: [ReplicationReport] = []
+        for settings in try targets(arguments.positionals, needPolicy: false) {
+            let store = try openStore(settings)
+            reports.append(store.send(settings.subvolume, to: target, dryRun: dryRun, wait: wait))
+        }
+        if json {
+            print(Render.replication(reports, dryRun: dryRun).serialized())
+        } else {
+            for report in reports { print(Render.replication(report, dryRun: dryRun)) }
+        }
+        for report in reports {
+            for failure in [report.error].compactMap({ $0 }) + report.sent.compactMap(\.error) {
+                printError("replica-snap: \(report.subvolume) → \(report.target): \(failure)")
+            }
+        }
+        if reports.allSatisfy(\.succeeded) { return ExitCode.ok }
+        if reports.contains(where: { $0.error?.reason == .lockHeld }) && reports.allSatisfy({ $0.succeeded || $0.error?.reason == .lockHeld }) {
+            return ExitCode.lockHeld
+        }
+        let anythingSent = reports.contains { report in report.sent.contains { $0.error == nil } || report.succeeded }
+        return anythingSent ? ExitCode.partialFailure : ExitCode.failure
+    }
+
+    func clean() throws -> Int32 {
+        let target = try replicationTarget("target")
+        var removed: [(String, [String])] = []
+        for settings in try targets(arguments.positionals, needPolicy: false) {
+            let store = try openStore(settings)
+            do { removed.append((settings.subvolume, try store.cleanTarget(settings.subvolume, target))) } catch {
+                throw Exit(code: ExitCode.failure, message: error.description)
+            }
+        }
+        if json {
+            print(JSONEnvelope.make(tool: "replica-snap", action: "clean", [("target", .string(target.description)), ("subvolumes", .array(removed.map {
+                .object([("subvolume", .string($0.0)), ("removed", .array($0.1.map(JSON.string)))])
+            }))]).serialized())
+        } else {
+            for (subvolume, names) in removed {
+                print(names.isEmpty ? "\(subvolume): nothing to clean in \(target)" : names.map { "\(subvolume): removed the interrupted copy \($0)" }.joined(separator: "\n"))
+            }
+        }
+        return ExitCode.ok
+    }
+
+    /// The remote end of `send` over ssh; always answers in JSON (the sender reads it).
+    func receive() throws -> Int32 {
+        let folder = arguments.positionals[0]
+        do {
+            if arguments.flag("list") || arguments.flag("list-only") {
+                let fd = try Receiver.openFolder(folder)
+                let cleaned = arguments.flag("list") ? try Receiver.clean(fd, path: folder) : []
+                let copies = try Receiver.copies(in: fd, path: folder)
+                print(JSONEnvelope.make(tool: "replica-snap", action: "receive", [
+                    ("folder", .string(folder)), ("copies", .array(copies.map(\.json))), ("cleaned", .array(cleaned.map(JSON.string))),
+                ]).serialized())
+                return ExitCode.ok
+            }
+            guard let name = arguments.value("name"), let uuid = arguments.value("uuid") else {
+                throw Exit(code: ExitCode.usage, message: "receive needs --name SNAPSHOT --uuid UUID (or --list)")
+            }
+            let copy = try Receiver.begin(from: 0, into: folder, name: name, sourceUUID: uuid).finish()
+            print(JSONEnvelope.make(tool: "replica-snap", action: "receive", [("folder", .string(folder)), ("copy", copy.json)]).serialized())
+            return ExitCode.ok
+        } catch let error as ReplicaError {
+            throw Exit(code: ExitCode.failure, message: error.description)
+        }
     }
 }

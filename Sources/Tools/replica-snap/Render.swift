@@ -99,4 +99,28 @@ enum Render {
                      ("age_seconds", r.ageSeconds.map { .int($0) } ?? .null), ("message", .string(r.message))])
         }))])
     }
+
+    static func replication(_ report: ReplicationReport, dryRun: Bool) -> String {
+        var lines: [String] = []
+        if let error = report.error { return "\(report.subvolume) → \(report.target): failed: \(error.hint ?? error.description)" }
+        for name in report.cleaned { lines.append("\(report.subvolume) → \(report.target): removed the interrupted copy \(name)") }
+        for sent in report.sent {
+            let how = sent.parent.map { "incremental from \($0)" } ?? "full"
+            lines.append("\(report.subvolume) → \(report.target): \(dryRun ? "would send" : sent.error == nil ? "sent" : "failed to send") \(sent.name) (\(how))")
+        }
+        if report.sent.isEmpty { lines.append("\(report.subvolume) → \(report.target): up to date (\(report.alreadyThere.count) snapshots there)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func replication(_ reports: [ReplicationReport], dryRun: Bool) -> JSON {
+        JSONEnvelope.make(tool: "replica-snap", action: "send", [("dry_run", .bool(dryRun)), ("subvolumes", .array(reports.map { report in
+            .object([("subvolume", .string(report.subvolume)), ("target", .string(report.target)), ("ok", .bool(report.succeeded)),
+                     ("sent", .array(report.sent.map { sent in
+                         .object([("name", .string(sent.name)), ("parent", sent.parent.map(JSON.string) ?? .null),
+                                  ("error", sent.error.map { .string($0.description) } ?? .null)])
+                     })),
+                     ("already_there", .array(report.alreadyThere.map(JSON.string))), ("cleaned", .array(report.cleaned.map(JSON.string))),
+                     ("error", report.error.map { .string($0.description) } ?? .null)])
+        }))])
+    }
 }

@@ -61,10 +61,29 @@ enum ReplicaSnap {
                             .option("warning", "age", "Warn when the newest snapshot is at least this old.", default: "26h"),
                             .option("critical", "age", "Critical when the newest snapshot is at least this old.", default: "50h"),
                         ], positionals: [names], usageExitCode: FreshnessCheck.Status.unknownExitCode),
+            CommandSpec("send", "Send the snapshots a target lacks, incrementally where it can (btrfs send | btrfs receive).",
+                        options: storeOptions + [
+                            .option("to", "target", "A folder on btrfs here (/PATH) or on another host (ssh://[USER@]HOST[:PORT]/PATH)."),
+                            .option("wait", "seconds", "Wait this long for another run on the same subvolume (default: exit 3 at once)."),
+                            .flag("dry-run", "Show what would be sent; send nothing, take no lock.", short: "n"),
+                        ], positionals: [names]),
+            CommandSpec("clean", "Remove the copies interrupted receives left in a target (by subvolume id; nothing else).",
+                        options: storeOptions + [
+                            .option("target", "target", "The target folder, as given to send --to."),
+                        ], positionals: [names]),
+            CommandSpec("receive", "The receiving end of send over ssh: take one stream on standard input into FOLDER.",
+                        options: [
+                            .option("name", "snapshot", "The snapshot the stream holds."),
+                            .option("uuid", "uuid", "Its uuid on the sending side."),
+                            .flag("list", "Instead: remove interrupted receives, then list the copies in FOLDER."),
+                            .flag("list-only", "Instead: list the copies in FOLDER, changing nothing."),
+                            .flag("json", "Print one JSON object (schema replica.v1)."),
+                        ], positionals: [PositionalSpec("folder", "The target folder of one subvolume (TARGET/NAME).")]),
         ])
 
     static func main() {
         ReplicaLogging.bootstrap(identifier: "replica-snap")
+        signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error to report, not a reason to die
         exit(SnapCommand(tool.parseOrExit()).run())
     }
 }

@@ -1,0 +1,131 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// The receiving side of replication, on the host that holds the target folder (this one, or the
+/// remote end of ssh through `replica-snap receive`). A receive is marked before it starts
+/// (`.receiving-NAME`, holding the source's uuid) and unmarked once verified, so a receive killed at
+/// any point leaves a marker naming exactly what it may have made: `clean` removes that subvolume
+/// by id unless it is a finished copy, and never touches a subvolume no marker names.
+public enum Receiver {
+    /// The marker of a receive of `name` under way.
+    static func markerName(_ name: String) -> String { ".receiving-\(name)" }
+
+    /// The target folder of one subvolume, made (0700) when missing: refused unless on a writable btrfs.
+    public static func openFolder(_ path: String) throws(ReplicaError) -> OwnedFD {
+        try createDirectories(path, mode: 0o700)
+        let folder = try OwnedFD.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let type = try folder.filesystemType()
+        guard type == FilesystemMagic.btrfs else {
+            throw ReplicaError("replication target", [path], errno: .EINVAL,
+                               hint: "not on btrfs; received snapshots need a btrfs filesystem", reason: .refused)
+        }
+        var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
+        _ = try syscall("fstatfs", path) { replica_fstatfs_space(folder.rawValue, &available, &total, &flags) }
+        guard flags & UInt64(ST_RDONLY) == 0 else {
+            throw ReplicaError("replication target", [path], errno: .EROFS, hint: "mounted read-only; remount it read-write", reason: .refused)
+        }
+        return folder
+    }
+
+    /// The subvolumes in the folder (markers and anything else left out), by name order.
+    public static func copies(in folder: borrowing OwnedFD, path: String) throws(ReplicaError) -> [TargetCopy] {
+        var copies: [TargetCopy] = []
+        for name in try DirectoryEntries.names(in: folder).sorted() where !name.hasPrefix(".") {
+            guard let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), Btrfs.isSubvolume(fd) else { continue }
+            let info = try Btrfs.info(fd, path: "\(path)/\(name)")
+            copies.append(TargetCopy(name: name, id: info.id, receivedUUID: info.receivedUUID, readOnly: info.isReadOnly))
+        }
+        return copies
+    }
+
+    /// Removes what interrupted receives left in the folder: for each marker, its subvolume unless
+    /// it is a finished copy of the marked snapshot (deleted by id, never by name alone), then the
+    /// marker. Returns the names of the copies removed.
+    public static func clean(_ folder: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String] {
+        var removed: [String] = []
+        for marker in try DirectoryEntries.names(in: folder).sorted() where marker.hasPrefix(".receiving-") {
+            let name = String(marker.dropFirst(".receiving-".count))
+            let uuid = (try? folder.openat(marker, O_RDONLY | O_NOFOLLOW).readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), Btrfs.isSubvolume(fd) {
+                let info = try Btrfs.info(fd, path: "\(path)/\(name)")
+                if !(info.isReadOnly && info.receivedUUID == uuid) {
+                    try Btrfs.deleteSubvolume(id: info.id, on: folder, path: "\(path)/\(name)")
+                    removed.append(name)
+                }
+            }
+            _ = unlinkat(folder.rawValue, marker, 0)
+        }
+        return removed
+    }
+
+    /// A `btrfs receive` under way into a folder: started by `begin`, ended by `finish`.
+    public struct Pending: ~Copyable {
+        let pid: pid_t
+        let folder: OwnedFD
+        let path: String
+        let name: String
+        let sourceUUID: String
+        let errors: OwnedFD
+
+        /// Waits for `btrfs receive`, then verifies the copy: read-only, received from `sourceUUID`.
+        /// A failed or garbled receive is deleted by id and the error names why.
+        public consuming func finish() throws(ReplicaError) -> TargetCopy {
+            let status = try ExitStatus.wait(for: pid)
+            let said = String(decoding: (try? errors.readAll(limit: 64 << 10)) ?? [], as: UTF8.self)
+                .split(separator: "\n").suffix(3).joined(separator: "; ")
+            var copy: TargetCopy?
+            if let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), Btrfs.isSubvolume(fd),
+               let info = try? Btrfs.info(fd, path: "\(path)/\(name)") {
+                copy = TargetCopy(name: name, id: info.id, receivedUUID: info.receivedUUID, readOnly: info.isReadOnly)
+            }
+            if status.isSuccess, let copy, copy.isCopy(of: sourceUUID) {
+                _ = unlinkat(folder.rawValue, Receiver.markerName(name), 0)
+                return copy
+            }
+            if let copy { try? Btrfs.deleteSubvolume(id: copy.id, on: folder, path: "\(path)/\(name)") }
+            _ = unlinkat(folder.rawValue, Receiver.markerName(name), 0)
+            throw ReplicaError("btrfs receive", ["\(path)/\(name)"], errno: .EIO,
+                               hint: "\(status)\(said.isEmpty ? "" : ": \(said)"); the incomplete copy was removed",
+                               reason: said.contains("No space left") ? .noSpace : .system)
+        }
+    }
+
+    /// Starts receiving a send stream of snapshot `name` (of uuid `sourceUUID`) from `input` into
+    /// the folder at `path` with `btrfs receive`. Refused when `name` exists there and is not a
+    /// finished copy of that snapshot: something else of that name is never overwritten or deleted.
+    public static func begin(from input: Int32, into path: String, name: String, sourceUUID: String) throws(ReplicaError) -> Pending {
+        let folder = try openFolder(path)
+        try Btrfs.validate(name: name, in: path)
+        if let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) {
+            let info = Btrfs.isSubvolume(fd) ? try Btrfs.info(fd, path: "\(path)/\(name)") : nil
+            throw ReplicaError("receive", ["\(path)/\(name)"], errno: .EEXIST,
+                               hint: info?.receivedUUID == sourceUUID ? "a copy of it is there already"
+                                   : "exists and is not a copy of this snapshot; it is left alone: move it aside to send here",
+                               reason: .exists)
+        }
+        // Written (and synced) before the receive starts: a subvolume of this name can only appear after it.
+        do throws(ReplicaError) {
+            let marker = try folder.openat(markerName(name), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
+            try marker.writeAll(Array(sourceUUID.utf8), name: "\(path)/\(markerName(name))")
+            _ = try syscall("fsync", "\(path)/\(markerName(name))") { fsync(marker.rawValue) }
+        } catch {
+            _ = unlinkat(folder.rawValue, markerName(name), 0)
+            throw error
+        }
+        var pipe: [Int32] = [-1, -1]
+        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
+        let errors = OwnedFD(adopting: pipe[0])
+        let pid: pid_t
+        do {
+            let writer = OwnedFD(adopting: pipe[1])
+            do throws(ReplicaError) {
+                pid = try Command.spawn(["btrfs", "receive", path], input: input, output: writer.rawValue)
+            } catch {
+                _ = unlinkat(folder.rawValue, markerName(name), 0)
+                throw error
+            }
+        }
+        return Pending(pid: pid, folder: folder, path: path, name: name, sourceUUID: sourceUUID, errors: errors)
+    }
+}

@@ -1,0 +1,177 @@
+import Glibc
+import ReplicaKit
+import ReplicaStore
+import ReplicaTestSupport
+import Testing
+
+/// `replica-snap send` between two real btrfs stores on loop images: what arrives, incrementally,
+/// verified; what an interrupted or refused receive leaves (nothing); what is never touched.
+@Suite(.requiresBtrfs, .serialized) struct ReplicationTests {
+    static func snap(_ arguments: [String]) throws -> CommandResult {
+        try Command.run([try builtTool("replica-snap")] + arguments)
+    }
+
+    /// A source store with subvolume `web`, and a second store for the copies.
+    static func withStores<T>(targetSize: Int64 = 512 << 20, _ body: (_ source: String, _ target: String) throws -> T) throws -> T {
+        try withBtrfsImage(size: 1 << 30) { source in
+            try withBtrfsImage(size: targetSize) { target in
+                try Store(path: source.mountPoint).ensureSubvolume("web")
+                return try body(source.mountPoint, target.mountPoint)
+            }
+        }
+    }
+
+    static func write(_ path: String, megabytes: Int) throws {
+        _ = try Command.check(["dd", "if=/dev/urandom", "of=\(path)", "bs=1M", "count=\(megabytes)", "status=none"])
+    }
+
+    /// Checksums of every file below `path`, by relative name.
+    static func checksums(_ path: String) throws -> String {
+        try Command.check(["sh", "-c", "cd '\(path)' && find . -type f -print0 | sort -z | xargs -0r sha256sum"])
+    }
+
+    static func snapshotNow(_ store: String, at second: Int64) throws -> String {
+        try Store(path: store).snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_800_000_000 + second))
+    }
+
+    static func copy(_ path: String) throws -> SubvolumeInfo {
+        try Btrfs.info(try OwnedFD.open(path, O_RDONLY | O_DIRECTORY), path: path)
+    }
+
+    @Test func fullThenIncrementalArriveEqualReadOnlyAndRelated() throws {
+        try Self.withStores { source, target in
+            try Self.write("\(source)/web/a", megabytes: 20)
+            let first = try Self.snapshotNow(source, at: 0)
+            let sent = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(sent.status == .exited(0), "\(sent.output)")
+            #expect(sent.output.contains("sent \(first) (full)"))
+
+            try Self.write("\(source)/web/b", megabytes: 5)
+            let second = try Self.snapshotNow(source, at: 60)
+            let dry = try Self.snap(["send", "-n", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(dry.output.contains("would send \(second) (incremental from \(first))"), "\(dry.output)")
+            #expect(access("\(target)/backup/web/\(second)", F_OK) != 0, "a dry run sent something")
+            let incremental = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(incremental.output.contains("sent \(second) (incremental from \(first))"), "\(incremental.output)")
+
+            for name in [first, second] {
+                let original = try Self.copy("\(source)/snapshots/web/\(name)")
+                let received = try Self.copy("\(target)/backup/web/\(name)")
+                #expect(received.isReadOnly && received.receivedUUID == original.uuid)
+                #expect(try Self.checksums("\(target)/backup/web/\(name)") == Self.checksums("\(source)/snapshots/web/\(name)"))
+            }
+            // The incremental copy is a snapshot of the first copy there, as btrfs receive -p makes it.
+            #expect(try Self.copy("\(target)/backup/web/\(second)").parentUUID == Self.copy("\(target)/backup/web/\(first)").uuid)
+            let again = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(again.status == .exited(0) && again.output.contains("up to date (2 snapshots there)"), "\(again.output)")
+        }
+    }
+
+    @Test(arguments: [0.1, 0.5, 0.9])
+    func aSenderKilledMidStreamLeavesWhatTheNextRunCleansThenSucceeds(fraction: Double) throws {
+        try Self.withStores(targetSize: 2 << 30) { source, target in
+            try Self.write("\(source)/web/big", megabytes: 300)
+            let name = try Self.snapshotNow(source, at: 0)
+            _ = try Command.check(["sync"])
+            let before = try Self.checksums("\(source)/snapshots/web/\(name)")
+            // How long a whole send takes, then one killed at the given share of it.
+            let began = ContinuousClock.now
+            #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/probe", "web"]).status == .exited(0))
+            let whole = ContinuousClock.now - began
+            _ = try Command.check(["btrfs", "-q", "subvolume", "delete", "\(target)/probe/web/\(name)"])
+            let pid = try Command.spawn([try builtTool("replica-snap"), "send", "--store", source, "--to", "\(target)/backup", "web"])
+            let pause = whole * fraction
+            usleep(UInt32(pause.components.seconds * 1_000_000 + pause.components.attoseconds / 1_000_000_000_000))
+            kill(pid, SIGKILL)
+            _ = try ExitStatus.wait(for: pid)
+            usleep(200_000)  // btrfs receive sees the end of its input and exits
+            // A receive cut short: its marker, and the writable, half-received subvolume.
+            let garbled = access("\(target)/backup/web/.receiving-\(name)", F_OK) == 0 && access("\(target)/backup/web/\(name)", F_OK) == 0
+
+            let next = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(next.status == .exited(0), "\(next.output)")
+            if garbled {
+                #expect(next.output.contains("removed the interrupted copy \(name)"), "\(next.output)")
+            }
+            let copies = try DirectoryEntries.names(in: try OwnedFD.open("\(target)/backup/web", O_RDONLY | O_DIRECTORY)).sorted()
+            #expect(copies == [name], "strays or markers left: \(copies)")
+            #expect(try Self.copy("\(target)/backup/web/\(name)").isReadOnly)
+            #expect(try Self.checksums("\(target)/backup/web/\(name)") == before)
+            #expect(try Self.checksums("\(source)/snapshots/web/\(name)") == before, "the source changed")
+        }
+    }
+
+    @Test func aReceiverKilledMidStreamFailsTheSendAndLeavesNothing() throws {
+        try Self.withStores { source, target in
+            try Self.write("\(source)/web/big", megabytes: 300)
+            let name = try Self.snapshotNow(source, at: 0)
+            let pid = try Command.spawn([try builtTool("replica-snap"), "send", "--store", source, "--to", "\(target)/backup", "web"])
+            var killed = false
+            for _ in 0..<200 where !killed {
+                let receivers = try Command.run(["pgrep", "-f", "btrfs receive \(target)/backup/web"]).output
+                if let receiver = receivers.split(separator: "\n").first.flatMap({ Int32($0) }) {
+                    usleep(100_000)
+                    kill(receiver, SIGKILL)
+                    killed = true
+                }
+                usleep(10_000)
+            }
+            #expect(killed)
+            #expect(try ExitStatus.wait(for: pid) == .exited(1))
+            let left = try DirectoryEntries.names(in: try OwnedFD.open("\(target)/backup/web", O_RDONLY | O_DIRECTORY))
+            #expect(left.isEmpty, "\(left)")
+            #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"]).status == .exited(0))
+            #expect(try Self.copy("\(target)/backup/web/\(name)").isReadOnly)
+        }
+    }
+
+    @Test func aFullTargetFailsCleanlyAndTheSourceIsUntouched() throws {
+        try Self.withStores(targetSize: 256 << 20) { source, target in
+            try Self.write("\(source)/web/big", megabytes: 400)
+            let name = try Self.snapshotNow(source, at: 0)
+            let before = try Self.checksums("\(source)/snapshots/web/\(name)")
+            let sent = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(sent.status == .exited(1), "\(sent.output)")
+            #expect(sent.output.contains("No space left") || sent.output.contains("ENOSPC"), "\(sent.output)")
+            let left = try DirectoryEntries.names(in: try OwnedFD.open("\(target)/backup/web", O_RDONLY | O_DIRECTORY))
+            #expect(left.isEmpty, "\(left)")
+            #expect(try Self.checksums("\(source)/snapshots/web/\(name)") == before)
+        }
+    }
+
+    @Test func somethingElseOfTheSameNameIsNeverOverwrittenOrDeleted() throws {
+        try Self.withStores { source, target in
+            let name = try Self.snapshotNow(source, at: 0)
+            _ = try Command.check(["mkdir", "-p", "\(target)/backup/web"])
+            _ = try Command.check(["btrfs", "-q", "subvolume", "create", "\(target)/backup/web/\(name)"])
+            try OwnedFD.open("\(target)/backup/web/\(name)/theirs", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("keep".utf8))
+            let sent = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(sent.status == .exited(1))
+            #expect(sent.output.contains("is not a copy of this snapshot"), "\(sent.output)")
+            let clean = try Self.snap(["clean", "--store", source, "--target", "\(target)/backup", "web"])
+            #expect(clean.status == .exited(0) && clean.output.contains("nothing to clean"))
+            #expect(access("\(target)/backup/web/\(name)/theirs", F_OK) == 0)
+        }
+    }
+
+    @Test(arguments: ["/tmp", "relative/path", "ssh://-oProxyCommand=x/path", "ssh://host:99999/path", "ssh://host"])
+    func targetsThatCannotBeUsedAreRefused(target: String) throws {
+        try Self.withStores { source, _ in
+            _ = try Self.snapshotNow(source, at: 0)
+            let sent = try Self.snap(["send", "--store", source, "--to", target, "web"])
+            #expect(sent.status != .exited(0))
+            #expect(sent.output.contains(target == "/tmp" ? "not on btrfs" : "write /PATH or ssh://"), "\(sent.output)")
+        }
+    }
+
+    @Test func aReadOnlyTargetIsRefused() throws {
+        try Self.withStores { source, target in
+            _ = try Self.snapshotNow(source, at: 0)
+            _ = try Command.check(["mkdir", "-p", "\(target)/backup/web"])
+            _ = try Command.check(["mount", "-o", "remount,ro", target])
+            defer { _ = try? Command.check(["mount", "-o", "remount,rw", target]) }
+            let sent = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
+            #expect(sent.status == .exited(1) && sent.output.contains("read-only"), "\(sent.output)")
+        }
+    }
+}
