@@ -67,6 +67,39 @@ import Testing
         }
     }
 
+    /// btrbk, the reference for this layout, reads the pair as its own: every snapshot paired with
+    /// its copy (`btrbk list backups`), nothing garbled to clean (`btrbk clean -n`).
+    @Test func btrbkPairsEveryCopyAndFindsNothingToClean() throws {
+        try Self.withStores { source, target in
+            let names = try (0..<3).map { round in
+                try Self.write("\(source)/web/f\(round)", megabytes: 1)
+                return try Self.snapshotNow(source, at: Int64(round) * 3600)
+            }
+            #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"]).status == .exited(0))
+            let config = """
+                timestamp_format long-iso
+                snapshot_preserve_min all
+                target_preserve_min all
+                volume \(source)
+                  snapshot_dir snapshots/web
+                  subvolume web
+                    snapshot_name web
+                    target send-receive \(target)/backup/web
+                """
+            try withTemporaryDirectory { dir in
+                try OwnedFD.open("\(dir)/btrbk.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(config.utf8))
+                let list = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "list", "backups"])
+                for name in names {
+                    #expect(list.split(separator: "\n").contains { $0.contains("snapshots/web/\(name)") && $0.contains("backup/web/\(name)") },
+                            "\(name) not paired:\n\(list)")
+                }
+                let clean = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "-n", "clean"])
+                let deletions = clean.split(separator: "\n").filter { $0.contains("---") && $0.contains("/backup/web/web.") }
+                #expect(clean.contains("<no_action>") && deletions.isEmpty, "\(clean)")
+            }
+        }
+    }
+
     @Test(arguments: [0.1, 0.5, 0.9])
     func aSenderKilledMidStreamLeavesWhatTheNextRunCleansThenSucceeds(fraction: Double) throws {
         try Self.withStores(targetSize: 2 << 30) { source, target in
@@ -172,6 +205,87 @@ import Testing
             defer { _ = try? Command.check(["mount", "-o", "remount,rw", target]) }
             let sent = try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"])
             #expect(sent.status == .exited(1) && sent.output.contains("read-only"), "\(sent.output)")
+        }
+    }
+
+    /// A second "host": sshd from Debian in a network namespace of its own, reached over a veth,
+    /// with keys made for the test; its `replica-snap` is this build's (its sessions' PATH).
+    static func withSSHHost<T>(_ body: (_ sshCommand: String, _ host: String) throws -> T) throws -> T {
+        try withTemporaryDirectory { dir in
+            let tag = getpid() % 250
+            let namespace = "replica-ssh-\(getpid())", link = "rssh\(getpid() % 100_000)"
+            let (hostAddress, remoteAddress) = ("10.251.\(tag).1", "10.251.\(tag).2")
+            _ = try Command.check(["ip", "netns", "add", namespace])
+            defer { _ = try? Command.run(["ip", "netns", "del", namespace]) }
+            _ = try Command.check(["ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", namespace])
+            _ = try Command.check(["ip", "addr", "add", "\(hostAddress)/30", "dev", link])
+            _ = try Command.check(["ip", "link", "set", link, "up"])
+            _ = try Command.check(["ip", "-n", namespace, "addr", "add", "\(remoteAddress)/30", "dev", "eth0"])
+            _ = try Command.check(["ip", "-n", namespace, "link", "set", "eth0", "up"])
+            _ = try Command.check(["ip", "-n", namespace, "link", "set", "lo", "up"])
+            for key in ["host_key", "client_key"] { _ = try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "\(dir)/\(key)"]) }
+            _ = try Command.check(["cp", "\(dir)/client_key.pub", "\(dir)/authorized_keys"])
+            let tools = String(try builtTool("replica-snap").dropLast("/replica-snap".count))
+            let sshd = """
+                ListenAddress \(remoteAddress)
+                Port 2222
+                HostKey \(dir)/host_key
+                AuthorizedKeysFile \(dir)/authorized_keys
+                PermitRootLogin prohibit-password
+                PasswordAuthentication no
+                UsePAM no
+                StrictModes no
+                PidFile \(dir)/sshd.pid
+                SetEnv PATH=\(tools):/usr/sbin:/usr/bin:/sbin:/bin
+                """
+            try OwnedFD.open("\(dir)/sshd_config", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Array(sshd.utf8))
+            let client = """
+                Host remote
+                  HostName \(remoteAddress)
+                  Port 2222
+                  User root
+                  IdentityFile \(dir)/client_key
+                  UserKnownHostsFile \(dir)/known_hosts
+                  StrictHostKeyChecking accept-new
+                  ConnectTimeout 5
+                """
+            try OwnedFD.open("\(dir)/ssh_config", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Array(client.utf8))
+            _ = try Command.check(["mkdir", "-p", "/run/sshd"])  // sshd's privilege separation folder, as its package makes it
+            let server = try Command.spawn(["ip", "netns", "exec", namespace, "/usr/sbin/sshd", "-D", "-e", "-f", "\(dir)/sshd_config"],
+                                           output: nil)
+            defer { kill(server, SIGTERM); _ = try? ExitStatus.wait(for: server) }
+            let ssh = "ssh -F \(dir)/ssh_config"
+            for _ in 0..<100 {
+                if try Command.run(["sh", "-c", "\(ssh) remote true"]).status == .exited(0) { break }
+                usleep(50_000)
+            }
+            return try body(ssh, "remote")
+        }
+    }
+
+    @Test func overSSHToAHostInItsOwnNetworkNamespace() throws {
+        try Self.withStores { source, target in
+            try Self.withSSHHost { ssh, host in
+                try Self.write("\(source)/web/a", megabytes: 10)
+                let first = try Self.snapshotNow(source, at: 0)
+                let send = { () throws -> CommandResult in
+                    try Command.run(["env", "REPLICA_SSH=\(ssh)", try builtTool("replica-snap"), "send", "--store", source,
+                                     "--to", "ssh://\(host)\(target)/backup", "web"])
+                }
+                let full = try send()
+                #expect(full.status == .exited(0) && full.output.contains("sent \(first) (full)"), "\(full.output)")
+                try Self.write("\(source)/web/b", megabytes: 2)
+                let second = try Self.snapshotNow(source, at: 60)
+                let incremental = try send()
+                #expect(incremental.output.contains("sent \(second) (incremental from \(first))"), "\(incremental.output)")
+                for name in [first, second] {
+                    #expect(try Self.copy("\(target)/backup/web/\(name)").receivedUUID == Self.copy("\(source)/snapshots/web/\(name)").uuid)
+                    #expect(try Self.checksums("\(target)/backup/web/\(name)") == Self.checksums("\(source)/snapshots/web/\(name)"))
+                }
+                let unreachable = try Command.run(["env", "REPLICA_SSH=\(ssh)", try builtTool("replica-snap"), "send", "--store", source,
+                                                   "--to", "ssh://\(host):2299\(target)/backup", "web"])
+                #expect(unreachable.status == .exited(1) && unreachable.output.contains("ssh could not reach the host"), "\(unreachable.output)")
+            }
         }
     }
 }
