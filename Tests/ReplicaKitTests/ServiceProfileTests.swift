@@ -17,7 +17,7 @@ import Testing
     @Test(arguments: [
         ("[Stat]\nPath=/var/lib/web\n", "web.conf:1: unknown section [Stat]; did you mean [State]?"),
         ("[Snapshots]\nPreserv=1d\n", "web.conf:2: Preserv=: unknown key in [Snapshots]; did you mean Preserve=?"),
-        ("[State]\nPreserve=1d\n", "web.conf:2: Preserve=: unknown key in [State]; Preserve= belongs in [Snapshots]"),
+        ("[State]\nPreserve=1d\n", "web.conf:2: Preserve=: unknown key in [State]; Preserve= belongs in [Replication] or [Snapshots]"),
         ("[Snapshots]\nSubvolume=web   # default\n", "a comment must be on a line of its own"),
         ("[State]\nPath=/var/lib/web ../../etc\n", "web.conf:2: Path=: \"../../etc\" is not an absolute path"),
         ("[State]\nPath=/var/lib/../../etc\n", "has a . or .. component"),

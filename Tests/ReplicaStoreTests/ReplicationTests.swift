@@ -67,6 +67,37 @@ import Testing
         }
     }
 
+    /// `[Replication]` in the profile: each `replica-snap run` snapshots, prunes, sends what the
+    /// target lacks, then prunes the target by its own policy (the newest copy always stays).
+    @Test func aRunSendsThenPrunesTheTargetByItsOwnPolicy() throws {
+        try Self.withStores { source, target in
+            try withTemporaryDirectory { profiles in
+                try OwnedFD.open("\(profiles)/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("""
+                    [State]
+                    Store=\(source)
+                    [Snapshots]
+                    PreserveMin=all
+                    [Replication]
+                    Target=\(target)/backup
+                    Latest=2
+                    """.utf8))
+                for hour in 0..<4 {
+                    try Self.write("\(source)/web/f\(hour)", megabytes: 1)
+                    let run = try Self.snap(["run", "--profiles", profiles, "--metrics-file", "", "--now", "2027-01-15T0\(hour):00:00Z", "web"])
+                    #expect(run.status == .exited(0), "\(run.output)")
+                    #expect(run.output.contains("web → \(target)/backup: sent web.20270115T0\(hour)0000Z"), "\(run.output)")
+                }
+                let copies = try DirectoryEntries.names(in: try OwnedFD.open("\(target)/backup/web", O_RDONLY | O_DIRECTORY)).sorted()
+                #expect(copies == ["web.20270115T020000Z", "web.20270115T030000Z"])
+                #expect(try Store(path: source).snapshots(of: "web").count == 4)
+                // A target that cannot be used is refused where the profile is read, naming the line.
+                try OwnedFD.open("\(profiles)/bad.service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("[Replication]\nTarget=backup\n".utf8))
+                let bad = try Self.snap(["run", "--profiles", profiles, "bad"])
+                #expect(bad.status == .exited(2) && bad.output.contains("bad.service.conf:2: Target="), "\(bad.output)")
+            }
+        }
+    }
+
     /// btrbk, the reference for this layout, reads the pair as its own: every snapshot paired with
     /// its copy (`btrbk list backups`), nothing garbled to clean (`btrbk clean -n`).
     @Test func btrbkPairsEveryCopyAndFindsNothingToClean() throws {

@@ -76,6 +76,14 @@ public indirect enum JSON: Equatable, Sendable {
     }
 }
 
+extension JSON {
+    /// An object with `members` added after its own (for a value that is not an object: itself).
+    public func merging(_ members: [(String, JSON)]) -> JSON {
+        guard case .object(let own) = self else { return self }
+        return .object(own + members)
+    }
+}
+
 /// The one JSON envelope of every tool's `--json` output, schema `replica.v1` (described by
 /// Docs/replica.schema.json, installed as /usr/share/doc/replica/replica.schema.json): which tool,
 /// which version and which command made it, then the command's own members.

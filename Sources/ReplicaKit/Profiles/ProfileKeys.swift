@@ -73,6 +73,10 @@ public enum ProfileKeys {
             Key("Namespace", .word), Key("Bridge", .word), Key("Macvlan", .word), Key("MacvlanMode", .word),
             Key("Subnet", .word), Key("Address", .word), Key("Gateway", .word), Key("HostLink", .word), Key("MTU", .word),
         ]),
+        "Replication": index([
+            Key("Target", .words, list: true), Key("Preserve", .words), Key("PreserveMin", .word), Key("PreserveHourOfDay", .word),
+            Key("PreserveDayOfWeek", .word), Key("Latest", .word), Key("MinAge", .word),
+        ]),
         "Snapshots": index([
             Key("Subvolume", .word), Key("Preserve", .words), Key("PreserveMin", .word), Key("PreserveHourOfDay", .word),
             Key("PreserveDayOfWeek", .word), Key("Latest", .word), Key("MinAge", .word), Key("MinFree", .word),
@@ -96,8 +100,9 @@ public enum ProfileKeys {
     /// Why `key` is not a key of `section`: the nearest key, or the section it belongs in.
     static func unknownKey(_ key: String, in section: String) -> String {
         let known = sections[section].map { Array($0.keys) } ?? []
-        if let home = sections.keys.sorted().first(where: { sections[$0]?[key] != nil }) {
-            return "unknown key in [\(section)]; \(key)= belongs in [\(home)]"
+        let homes = sections.keys.sorted().filter { sections[$0]?[key] != nil }
+        if !homes.isEmpty {
+            return "unknown key in [\(section)]; \(key)= belongs in " + homes.map { "[\($0)]" }.joined(separator: " or ")
         }
         return "unknown key in [\(section)]" + suggestion(key, among: known, format: { "\($0)=" })
             + "; known: " + known.sorted().joined(separator: ", ")

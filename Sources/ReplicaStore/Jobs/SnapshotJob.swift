@@ -14,9 +14,11 @@ public struct SnapshotReport: Sendable {
     public var outcome: PruneOutcome?
     /// What failed, if anything did.
     public var error: ReplicaError?
+    /// For a run with `[Replication]`: what was sent to each target, and the copies its policy deleted.
+    public var replication: [(report: ReplicationReport, pruned: [String])] = []
 
     /// Whether everything asked for was done.
-    public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) }
+    public var succeeded: Bool { error == nil && (outcome?.succeeded ?? true) && replication.allSatisfy(\.report.succeeded) }
 
     /// After a prune, the snapshots left (the plan's inventory less what was deleted), without
     /// listing the directory again; nil when no prune ran.
@@ -97,6 +99,32 @@ public enum SnapshotJob {
                     let deletedCount = outcome.deleted.count + outcome.deletedForSpace.count
                     log.info("pruned: kept \(plan.entries.count - deletedCount), deleted \(deletedCount)",
                              metadata: event(.pruned, ["deleted": "\(deletedCount)"]))
+                }
+            }
+            if action == .run, let replication = settings.replication {
+                for target in replication.targets {
+                    let sent = store.sendHoldingLock(settings.subvolume, to: target, dryRun: options.dryRun)
+                    var pruned: [String] = []
+                    for copy in sent.sent where copy.error == nil && !options.dryRun {
+                        log.info("sent \(copy.name) to \(target)", metadata: event(.sent, ["snapshot": "\(copy.name)", "target": "\(target)"]))
+                    }
+                    if let failure = sent.error ?? sent.sent.compactMap(\.error).first {
+                        log.error("sending to \(target) failed: \(failure)", metadata: event(.failed, ["target": "\(target)"]))
+                    } else if let policy = replication.policy, !options.dryRun {
+                        do throws(ReplicaError) {
+                            pruned = try store.pruneTarget(settings.subvolume, target, policy: policy, now: options.now)
+                            for name in pruned {
+                                log.info("deleted copy \(name) on \(target)", metadata: event(.deleted, ["snapshot": "\(name)", "target": "\(target)"]))
+                            }
+                        } catch {
+                            log.error("pruning \(target) failed: \(error)", metadata: event(.failed, ["target": "\(target)"]))
+                            var failed = sent
+                            failed.error = error
+                            report.replication.append((failed, pruned))
+                            continue
+                        }
+                    }
+                    report.replication.append((sent, pruned))
                 }
             }
         }

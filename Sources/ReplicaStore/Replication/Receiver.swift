@@ -59,6 +59,23 @@ public enum Receiver {
         return removed
     }
 
+    /// Deletes copies from the folder by subvolume id, each only while its name still leads to that
+    /// id and it is a received, read-only copy. Returns the names deleted.
+    public static func delete(_ copies: [TargetCopy], in folder: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String] {
+        var deleted: [String] = []
+        for copy in copies {
+            guard let fd = try? folder.openat(copy.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), Btrfs.isSubvolume(fd) else { continue }
+            let info = try Btrfs.info(fd, path: "\(path)/\(copy.name)")
+            guard info.id == copy.id, info.isReadOnly, info.receivedUUID != nil else {
+                throw ReplicaError("delete copy", ["\(path)/\(copy.name)"], errno: .ESTALE,
+                                   hint: "is not the received copy \(copy.id) any more; left alone", reason: .refused)
+            }
+            try Btrfs.deleteSubvolume(id: info.id, on: folder, path: "\(path)/\(copy.name)")
+            deleted.append(copy.name)
+        }
+        return deleted
+    }
+
     /// A `btrfs receive` under way into a folder: started by `begin`, ended by `finish`.
     public struct Pending: ~Copyable {
         let pid: pid_t

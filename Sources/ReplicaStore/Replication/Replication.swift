@@ -78,6 +78,11 @@ public struct TargetCopy: Equatable, Sendable {
     /// Whether it is read-only: a finished receive is.
     public var readOnly: Bool
 
+    /// A copy as a target describes it.
+    public init(name: String, id: UInt64, receivedUUID: String?, readOnly: Bool) {
+        (self.name, self.id, self.receivedUUID, self.readOnly) = (name, id, receivedUUID, readOnly)
+    }
+
     /// Whether it is a finished copy of the snapshot with this uuid.
     public func isCopy(of uuid: String) -> Bool { readOnly && receivedUUID == uuid }
 }

@@ -11,11 +11,22 @@ extension Store {
     /// runs do); a dry run takes none and sends nothing. Never throws: the report says what happened;
     /// the first snapshot that fails ends the run (the later ones would depend on it).
     public func send(_ name: String, to target: ReplicationTarget, dryRun: Bool = false, wait: Duration? = nil) -> ReplicationReport {
+        if dryRun { return sendHoldingLock(name, to: target, dryRun: true) }
+        do throws(ReplicaError) {
+            let lock = try SubvolumeLock.acquire(name, in: self, wait: wait)
+            defer { _ = lock.subvolume }  // held until the last snapshot is sent
+            return sendHoldingLock(name, to: target, dryRun: false)
+        } catch {
+            var report = ReplicationReport(subvolume: name, target: target.description)
+            report.error = error
+            return report
+        }
+    }
+
+    /// `send`, for a caller that holds the subvolume's lock already (a snapshot run).
+    func sendHoldingLock(_ name: String, to target: ReplicationTarget, dryRun: Bool) -> ReplicationReport {
         var report = ReplicationReport(subvolume: name, target: target.description)
         do throws(ReplicaError) {
-            var lock: SubvolumeLock?
-            if !dryRun { lock = try SubvolumeLock.acquire(name, in: self, wait: wait) }
-            defer { if lock != nil { lock = nil } }  // held until the last snapshot is sent
             let side = TargetSide(target: target, subvolume: name)
             let snapshots = try self.snapshots(of: name)
             let (copies, cleaned) = try side.prepare(dryRun: dryRun)
@@ -115,6 +126,19 @@ struct TargetSide {
             let answer = try remote(ssh((dryRun ? ["--list-only"] : ["--list"]) + [folder]))
             let copies = (answer["copies"]?.array ?? []).compactMap(TargetCopy.init(json:))
             return (copies, (answer["cleaned"]?.array ?? []).compactMap(\.string))
+        }
+    }
+
+    /// Deletes these copies from the folder, each by its id once its name still leads to that id.
+    func delete(_ copies: [TargetCopy]) throws(ReplicaError) -> [String] {
+        guard !copies.isEmpty else { return [] }
+        switch target.location {
+        case .local:
+            let fd = try Receiver.openFolder(folder)
+            return try Receiver.delete(copies, in: fd, path: folder)
+        case .ssh:
+            let answer = try remote(ssh(copies.flatMap { ["--delete", "\($0.name):\($0.id)"] } + [folder]))
+            return (answer["deleted"]?.array ?? []).compactMap(\.string)
         }
     }
 

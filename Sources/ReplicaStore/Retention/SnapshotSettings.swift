@@ -27,6 +27,8 @@ public struct SnapshotSettings: Equatable, Sendable {
     public var allowNested: Bool
     /// The store the subvolume is on: the profile's `[State] Store=`.
     public var storePath: String
+    /// `[Replication]`: where `run` sends the snapshots after pruning, and the targets' own policy.
+    public var replication: ReplicationSettings?
 
     /// Profile key → retention key.
     public static let policyKeys: [String: String] = [
@@ -51,6 +53,7 @@ public struct SnapshotSettings: Equatable, Sendable {
         self.subvolume = subvolume ?? profile.subvolume
         allowNested = try profile.raw.value(Self.section, "AllowNested")?.boolean() ?? false
         storePath = profile.storePath
+        replication = try ReplicationSettings(profile: profile)
     }
 
     /// The settings of each subvolume the profile's state is on (its own subvolume when it has no

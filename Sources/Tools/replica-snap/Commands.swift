@@ -242,6 +242,22 @@ struct SnapCommand {
                 ]).serialized())
                 return ExitCode.ok
             }
+            let deletions = arguments.all("delete")
+            if !deletions.isEmpty {
+                var copies: [TargetCopy] = []
+                for text in deletions {
+                    let parts = text.split(separator: ":")
+                    guard parts.count == 2, let id = UInt64(parts[1]) else {
+                        throw Exit(code: ExitCode.usage, message: "--delete takes NAME:ID, e.g. web.20261122T023000Z:261")
+                    }
+                    copies.append(TargetCopy(name: String(parts[0]), id: id, receivedUUID: nil, readOnly: true))
+                }
+                let fd = try Receiver.openFolder(folder)
+                let deleted = try Receiver.delete(copies, in: fd, path: folder)
+                print(JSONEnvelope.make(tool: "replica-snap", action: "receive", [("folder", .string(folder)),
+                                                                                  ("deleted", .array(deleted.map(JSON.string)))]).serialized())
+                return ExitCode.ok
+            }
             guard let name = arguments.value("name"), let uuid = arguments.value("uuid") else {
                 throw Exit(code: ExitCode.usage, message: "receive needs --name SNAPSHOT --uuid UUID (or --list)")
             }

@@ -33,6 +33,10 @@ enum Render {
                 lines.append("\(report.subvolume): would delete \(plan.deletions.count), keep \(plan.entries.count - plan.deletions.count) (dry run)")
             }
         }
+        for (sent, pruned) in report.replication {
+            lines.append(replication(sent, dryRun: dryRun))
+            for name in pruned { lines.append("\(report.subvolume) → \(sent.target): deleted the copy \(name) (no rule keeps it)") }
+        }
         if let error = report.error { lines.append("replica-snap: \(error)") }
         return lines.joined(separator: "\n")
     }
@@ -80,6 +84,9 @@ enum Render {
                 members.append(("deleted", .array(outcome.deleted.map { .string($0.name.description) })))
                 members.append(("deleted_for_space", .array(outcome.deletedForSpace.map { .string($0.name.description) })))
             }
+            members.append(("replication", .array(report.replication.map { sent, pruned in
+                replicationJSON(sent).merging([("pruned", .array(pruned.map(JSON.string)))])
+            })))
             members.append(("error", report.error.map { .string($0.description) } ?? .null))
             return .object(members)
         }))])
@@ -113,14 +120,16 @@ enum Render {
     }
 
     static func replication(_ reports: [ReplicationReport], dryRun: Bool) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: "send", [("dry_run", .bool(dryRun)), ("subvolumes", .array(reports.map { report in
-            .object([("subvolume", .string(report.subvolume)), ("target", .string(report.target)), ("ok", .bool(report.succeeded)),
-                     ("sent", .array(report.sent.map { sent in
-                         .object([("name", .string(sent.name)), ("parent", sent.parent.map(JSON.string) ?? .null),
-                                  ("error", sent.error.map { .string($0.description) } ?? .null)])
-                     })),
-                     ("already_there", .array(report.alreadyThere.map(JSON.string))), ("cleaned", .array(report.cleaned.map(JSON.string))),
-                     ("error", report.error.map { .string($0.description) } ?? .null)])
-        }))])
+        JSONEnvelope.make(tool: "replica-snap", action: "send", [("dry_run", .bool(dryRun)), ("subvolumes", .array(reports.map(replicationJSON)))])
+    }
+
+    static func replicationJSON(_ report: ReplicationReport) -> JSON {
+        .object([("subvolume", .string(report.subvolume)), ("target", .string(report.target)), ("ok", .bool(report.succeeded)),
+                 ("sent", .array(report.sent.map { sent in
+                     .object([("name", .string(sent.name)), ("parent", sent.parent.map(JSON.string) ?? .null),
+                              ("error", sent.error.map { .string($0.description) } ?? .null)])
+                 })),
+                 ("already_there", .array(report.alreadyThere.map(JSON.string))), ("cleaned", .array(report.cleaned.map(JSON.string))),
+                 ("error", report.error.map { .string($0.description) } ?? .null)])
     }
 }

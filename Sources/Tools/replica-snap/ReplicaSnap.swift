@@ -77,6 +77,7 @@ enum ReplicaSnap {
                             .option("uuid", "uuid", "Its uuid on the sending side."),
                             .flag("list", "Instead: remove interrupted receives, then list the copies in FOLDER."),
                             .flag("list-only", "Instead: list the copies in FOLDER, changing nothing."),
+                            .option("delete", "name:id", "Instead: delete this received copy (by subvolume id) from FOLDER.", repeatable: true),
                             .flag("json", "Print one JSON object (schema replica.v1)."),
                         ], positionals: [PositionalSpec("folder", "The target folder of one subvolume (TARGET/NAME).")]),
         ])
