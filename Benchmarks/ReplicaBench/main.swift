@@ -175,6 +175,7 @@ do {
         if wanted("migration") { for row in try benchmarkMigration() { row.printRow() } }
         if wanted("confinement") { for row in try benchmarkConfinement() { row.printRow() } }
         if wanted("volume") { for row in try benchmarkVolume() { row.printRow() } }
+        if wanted("replication") { for row in try benchmarkReplication() { row.printRow() } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }

@@ -64,10 +64,11 @@ extension Store {
         try TargetSide(target: target, subvolume: name).prepare(dryRun: false).cleaned
     }
 
-    /// `BTRFS_IOC_SEND` of `snapshot` (incremental from `parent`) into `output`, with SIGPIPE held
-    /// back on this thread: a receiver that dies makes the send fail with EPIPE instead of killing
-    /// the process.
-    func writeStream(of snapshot: Snapshot, parent: Snapshot?, to output: Int32) throws(ReplicaError) {
+    /// Writes the send stream of `snapshot` (incremental from `parent`, full when nil) into `output`
+    /// (`btrfs send [-p PARENT] SNAPSHOT > OUTPUT`, through the kernel's `BTRFS_IOC_SEND`), with
+    /// SIGPIPE held back on this thread: a reader that goes away makes it fail with EPIPE instead
+    /// of killing the process. Blocks until the whole stream is written.
+    public func writeStream(of snapshot: Snapshot, parent: Snapshot?, to output: Int32) throws(ReplicaError) {
         guard snapshot.info.isReadOnly else {
             throw ReplicaError("send", [snapshot.name.description], errno: .EINVAL, hint: "is writable; only read-only snapshots are sent", reason: .refused)
         }
