@@ -11,6 +11,8 @@
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/signalfd.h>
 #include <signal.h>
 #include <pthread.h>
@@ -121,6 +123,14 @@ int replica_btrfs_fsid(int fd, uint8_t *fsid) {
     if (ioctl(fd, BTRFS_IOC_FS_INFO, &args) != 0) return -1;
     memcpy(fsid, args.fsid, BTRFS_FSID_SIZE);
     return 0;
+}
+int replica_bind_unix(int fd, const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address.sun_path, path);
+    return bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1));
 }
 int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root) {
     struct btrfs_ioctl_send_args args;

@@ -7,7 +7,7 @@ import Testing
 /// shows is in its page, and every option its page names is one the tool takes. The bash
 /// completion comes from the same spec as the parser.
 @Suite struct ManualPageTests {
-    static let tools = ["replica-snap", "replica-run", "replica-shift", "replica-store", "replica-net", "replica-volume"]
+    static let tools = ["replica-snap", "replica-run", "replica-shift", "replica-store", "replica-net", "replica-volume", "replica-machine"]
 
     /// `--name` and `-x` words on the option lines of a help text (those indented under ARGUMENTS AND OPTIONS).
     private func options(inHelp help: String) -> Set<String> {

@@ -79,6 +79,14 @@ import Testing
             try record("replica-net", "up", net)
             try record("replica-net", "list", [])
             try record("replica-net", "down", [namespace])
+            _ = try Command.check(["mkdir", "-p", "\(dir)/root/etc", "\(dir)/root/usr"])
+            let machine = ["--store", store]
+            try record("replica-machine", "template", ["import", "tiny", "\(dir)/root"] + machine)
+            try record("replica-machine", "fork", ["box", "--template", "tiny"] + machine)
+            try record("replica-machine", "template", ["list"] + machine)
+            try record("replica-machine", "list", machine)
+            try record("replica-machine", "remove", ["box"] + machine)
+            try record("replica-machine", "template", ["remove", "tiny"] + machine)
             try record("replica-store", "unmount", place)
 
             var paths: [String] = []
@@ -97,7 +105,7 @@ import Testing
                 """
             let verdict = try Command.run(["/usr/bin/python3", "-c", validator, "\(repositoryRoot)Docs/replica.schema.json"] + paths)
             #expect(verdict.status == .exited(0) && verdict.output.isEmpty, "\(verdict.output)")
-            #expect(documents.count == 23)
+            #expect(documents.count == 29)
         }
     }
 

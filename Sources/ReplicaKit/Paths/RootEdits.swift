@@ -1,0 +1,38 @@
+import CReplicaShim
+import Glibc
+
+extension RootDirectory {
+    /// Removes the file (or empty directory, with `directory`) at `relativePath` inside the root
+    /// (`unlinkat(2)` in its parent, resolved inside the root without symlinks): the last component
+    /// itself is removed, never followed.
+    public func remove(_ relativePath: String, directory: Bool = false) throws(ReplicaError) {
+        var components = RootDirectory.components(relativePath)
+        guard let name = components.popLast(), name != ".." else {
+            throw ReplicaError("remove", [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
+        }
+        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
+        _ = try syscall("unlinkat", relativePath) { unlinkat(parent.rawValue, name, directory ? AT_REMOVEDIR : 0) }
+    }
+
+    /// The names in the directory at `relativePath` inside the root (no symlinks followed).
+    public func names(in relativePath: String) throws(ReplicaError) -> [String] {
+        try DirectoryEntries.names(in: try openForReading(relativePath, [.directory, .noSymlinks]))
+    }
+
+    /// `mkdir -p` inside the root: each missing component made with `mode`, each existing one
+    /// required to be a directory (a symlink on the way is refused, not followed).
+    public func makeDirectories(_ relativePath: String, mode: mode_t = 0o755) throws(ReplicaError) {
+        var done: [String] = []
+        for component in RootDirectory.components(relativePath) where component != "." {
+            guard component != ".." else {
+                throw ReplicaError("mkdir", [path, relativePath], errno: .EINVAL, hint: "write the path without ..")
+            }
+            let parent = try openForReading(done.joined(separator: "/"), [.directory, .noSymlinks])
+            if mkdirat(parent.rawValue, component, mode) != 0 && Errno.current != .EEXIST {
+                throw ReplicaError.current("mkdir", [path, (done + [component]).joined(separator: "/")])
+            }
+            done.append(component)
+        }
+        _ = try openForReading(done.joined(separator: "/"), [.directory, .noSymlinks])
+    }
+}

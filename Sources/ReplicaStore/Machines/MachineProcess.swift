@@ -1,0 +1,82 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// A machine booted outside systemd (`replica-machine start`): `systemd-nspawn` in a session of
+/// its own, its pid in `/run/replica/machines/NAME.pid` and its console in `NAME.log`. Under
+/// systemd, `replica-machine@NAME.service` runs the same command itself (Type=notify).
+public enum MachineProcess {
+    /// Where running machines are recorded.
+    public static let runDirectory = "/run/replica/machines"
+
+    /// The pid of the running machine `name`, or nil: its pid file names a live systemd-nspawn of
+    /// that machine (a stale file, or a pid reused by another program, is not it).
+    public static func running(_ name: String) -> Int32? {
+        guard let text = try? OwnedFD.open("\(runDirectory)/\(name).pid", O_RDONLY | O_NOFOLLOW).readLine(), let pid = Int32(text) else { return nil }
+        guard let command = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return nil }
+        let words = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) ? pid : nil
+    }
+
+    /// Boots `command` (from `Machines.spawnCommand`) for machine `name` and, with `wait`, returns
+    /// only once the container's systemd said READY (passed on by `--notify-ready=yes` to the
+    /// notify socket this call listens on), or fails after `timeout` with the console's last lines
+    /// (the container is then stopped).
+    public static func start(_ name: String, command: [String], wait: Duration? = .seconds(60)) throws(ReplicaError) -> Int32 {
+        if let pid = running(name) {
+            throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "it is running already (pid \(pid))", reason: .busy)
+        }
+        try createDirectories(runDirectory, mode: 0o700)
+        let socketPath = "\(runDirectory)/\(name).notify"
+        unlink(socketPath)
+        let socket = try syscall("socket") { Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let notify = OwnedFD(adopting: socket)
+        _ = try syscall("bind", socketPath) { replica_bind_unix(notify.rawValue, socketPath) }
+        defer { unlink(socketPath) }
+        let log = try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
+        let pid = try Command.spawn(["setsid", "env", "NOTIFY_SOCKET=\(socketPath)"] + command, output: log.rawValue)
+        try OwnedFD.open("\(runDirectory)/\(name).pid", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
+        guard let wait else { return pid }
+        let deadline = ContinuousClock.now + wait
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline {
+            var poll = pollfd(fd: notify.rawValue, events: Int16(POLLIN), revents: 0)
+            if Glibc.poll(&poll, 1, 100) > 0 {
+                let count = buffer.withUnsafeMutableBytes { recv(notify.rawValue, $0.baseAddress, $0.count, 0) }
+                if count > 0, String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").contains("READY=1") { return pid }
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                throw ReplicaError("start machine", [name], errno: .ECHILD,
+                                   hint: "systemd-nspawn ended (\(ExitStatus(waitStatus: status))) before the machine was ready: " + tail(name),
+                                   reason: .system)
+            }
+        }
+        try? stop(name, timeout: .seconds(10))
+        throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(wait); stopped: " + tail(name), reason: .system)
+    }
+
+    /// Powers the machine off (SIGTERM to systemd-nspawn, which asks the container's systemd to
+    /// shut down), waiting up to `timeout`, then kills it. Not running is not an error.
+    public static func stop(_ name: String, timeout: Duration = .seconds(30)) throws(ReplicaError) {
+        guard let pid = running(name) else {
+            unlink("\(runDirectory)/\(name).pid")
+            return
+        }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, running(name) != nil {
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)  // reaps it when it is our child
+            usleep(50_000)
+        }
+        if running(name) != nil { kill(pid, SIGKILL); usleep(100_000) }
+        unlink("\(runDirectory)/\(name).pid")
+    }
+
+    /// The console's last lines, for errors.
+    static func tail(_ name: String) -> String {
+        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 20)) ?? [], as: UTF8.self)
+        return text.split(separator: "\n").suffix(3).joined(separator: "; ")
+    }
+}

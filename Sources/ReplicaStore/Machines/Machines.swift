@@ -1,0 +1,192 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// Machines forked from templates: a writable snapshot `machines/NAME` of a template, its identity
+/// reset so no two forks clash (what `machinectl clone` and `systemd-nspawn --template=` leave as it
+/// was), a seed laid over it (NoCloud for cloud-init, and the same facts as systemd credentials for
+/// images without it), then booted with `systemd-nspawn --boot --notify-ready=yes`.
+public enum Machines {
+    /// The folder of the store machines are in.
+    public static let directory = "machines"
+    /// The extended attribute recording the template a machine was forked from: `NAME UUID`.
+    public static let attribute = "user.replica.machine"
+
+    /// One machine.
+    public struct Machine: Equatable, Sendable {
+        /// Its name: also its hostname, and the container's name.
+        public var name: String
+        /// The template it was forked from.
+        public var template: String
+        /// That template's uuid when it was forked.
+        public var templateUUID: String
+        /// Its root, `STORE/machines/NAME`.
+        public var path: String
+    }
+
+    /// What a fork gets on top of its template.
+    public struct Seed: Equatable, Sendable {
+        /// The machine's hostname (default: its name).
+        public var hostname: String?
+        /// Public keys root may log in with (`ssh.authorized_keys.root`, cloud-init's `ssh_authorized_keys`).
+        public var sshKeys: [String] = []
+        /// Its address and gateway on its network (`10.88.0.5/24`, `10.88.0.1`), for a static network-config.
+        public var address: String?
+        public var gateway: String?
+        /// A NoCloud folder of the operator's (meta-data, user-data …), copied instead of the one made here.
+        public var nocloud: String?
+        /// An empty seed.
+        public init() {}
+    }
+
+    /// Forks machine `name` from template `template`: a writable snapshot (`btrfs subvolume snapshot`)
+    /// made as `.forking-NAME`, its identity reset and its seed laid, then renamed into place.
+    /// Refused when the name is taken. Returns the machine and the facts seeded.
+    @discardableResult
+    public static func fork(_ name: String, template templateName: String, seed: Seed = Seed(),
+                            in store: borrowing Store) throws(ReplicaError) -> Machine {
+        try Templates.validate(name, "machine")
+        let template = try Templates.template(templateName, in: store)
+        try store.makeDirectory(directory, in: try store.directory("."), mode: 0o700)
+        let folder = try store.directory(directory)
+        let path = "\(store.path)/\(directory)"
+        guard (try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == nil else {
+            throw ReplicaError("fork machine", ["\(path)/\(name)"], errno: .EEXIST,
+                               hint: "a machine of that name exists; remove it first (replica-machine remove \(name))", reason: .exists)
+        }
+        let staging = ".forking-\(name)"
+        if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
+            try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
+        }
+        let source = try store.directory("\(Templates.directory)/\(templateName)")
+        try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
+                           sourcePath: "\(store.path)/\(Templates.directory)/\(templateName)", parentPath: path)
+        do throws(ReplicaError) {
+            let root = try RootDirectory("\(path)/\(staging)")
+            try resetIdentity(root, hostname: seed.hostname ?? name)
+            try lay(seed, name: name, in: root)
+            let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+            _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
+                replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
+            }
+        } catch {
+            try? Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
+            throw error
+        }
+        return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)")
+    }
+
+    /// Resets what makes a root one particular machine, inside `root` (never following its links):
+    /// an empty `/etc/machine-id` (systemd makes a new one at the first boot) and no
+    /// `/var/lib/dbus/machine-id`; the hostname in `/etc/hostname` and `/etc/hosts`; no SSH host keys
+    /// (regenerated at boot by `sshd-keygen` or the package's service), no DHCP leases, no random seed.
+    static func resetIdentity(_ root: borrowing RootDirectory, hostname: String) throws(ReplicaError) {
+        try root.writeFileAtomically("etc/machine-id", contents: [], mode: 0o444)
+        try? root.remove("var/lib/dbus/machine-id")
+        try root.writeFileAtomically("etc/hostname", contents: Array("\(hostname)\n".utf8))
+        try root.writeFileAtomically("etc/hosts", contents: Array("""
+            127.0.0.1\tlocalhost
+            127.0.1.1\t\(hostname)
+            ::1\tlocalhost ip6-localhost ip6-loopback
+            ff02::1\tip6-allnodes
+            ff02::2\tip6-allrouters
+
+            """.utf8))
+        for folder in ["etc/ssh", "var/lib/dhcp", "var/lib/NetworkManager", "var/lib/systemd"] {
+            guard let names = try? root.names(in: folder) else { continue }
+            for name in names where (folder == "etc/ssh" && name.hasPrefix("ssh_host_")) || (folder != "etc/ssh" && name.contains("lease"))
+                || (folder == "var/lib/systemd" && name == "random-seed") {
+                try? root.remove("\(folder)/\(name)")
+            }
+        }
+    }
+
+    /// The NoCloud seed (`/var/lib/cloud/seed/nocloud`, made read-only for the guest): a new
+    /// instance-id per fork, the hostname, root's SSH keys, a static network-config when an address
+    /// is given — or the operator's own folder.
+    static func lay(_ seed: Seed, name: String, in root: borrowing RootDirectory) throws(ReplicaError) {
+        try root.makeDirectories("var/lib/cloud/seed/nocloud", mode: 0o755)
+        let hostname = seed.hostname ?? name
+        var files: [(String, String)]
+        if let nocloud = seed.nocloud {
+            files = []
+            for file in ["meta-data", "user-data", "network-config", "vendor-data"] {
+                guard let bytes = try? OwnedFD.open("\(nocloud)/\(file)", O_RDONLY | O_NOFOLLOW).readAll(limit: 1 << 20) else { continue }
+                files.append((file, String(decoding: bytes, as: UTF8.self)))
+            }
+        } else {
+            let instance = "replica-" + [UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max)]
+                .map { String($0, radix: 16) }.joined(separator: "-")
+            files = [("meta-data", "instance-id: \(instance)\nlocal-hostname: \(hostname)\n")]
+            var user = "#cloud-config\nhostname: \(hostname)\n"
+            if !seed.sshKeys.isEmpty {
+                user += "ssh_authorized_keys:\n" + seed.sshKeys.map { "  - \($0)\n" }.joined()
+            }
+            files.append(("user-data", user))
+            if let address = seed.address {
+                files.append(("network-config", """
+                    version: 2
+                    ethernets:
+                      eth0:
+                        addresses: [\(address)]
+                    \(seed.gateway.map { "    gateway4: \($0)\n" } ?? "")
+                    """))
+            }
+        }
+        for (file, text) in files {
+            try root.writeFileAtomically("var/lib/cloud/seed/nocloud/\(file)", contents: Array(text.utf8), mode: 0o444)
+        }
+    }
+
+    /// The machine `name`.
+    public static func machine(_ name: String, in store: borrowing Store) throws(ReplicaError) -> Machine {
+        try Templates.validate(name, "machine")
+        let fd: OwnedFD
+        do { fd = try store.directory("\(directory)/\(name)") } catch {
+            throw ReplicaError("machine", [name], errno: .ENOENT, hint: "no such machine in \(store.path)/\(directory)", reason: .notFound)
+        }
+        let recorded = (Btrfs.attribute(fd, attribute) ?? "").split(separator: " ").map(String.init)
+        return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "",
+                       path: "\(store.path)/\(directory)/\(name)")
+    }
+
+    /// Every machine on the store, by name.
+    public static func list(in store: borrowing Store) throws(ReplicaError) -> [Machine] {
+        guard let folder = try? store.directory(directory) else { return [] }
+        var all: [Machine] = []
+        for name in try DirectoryEntries.names(in: folder).sorted() where !name.hasPrefix(".") {
+            if let machine = try? machine(name, in: store) { all.append(machine) }
+        }
+        return all
+    }
+
+    /// Removes machine `name` and its data; refused while it runs.
+    public static func remove(_ name: String, from store: borrowing Store) throws(ReplicaError) {
+        let machine = try machine(name, in: store)
+        if let pid = MachineProcess.running(name) {
+            throw ReplicaError("remove machine", [name], errno: .EBUSY, hint: "it is running (pid \(pid)); stop it first", reason: .busy)
+        }
+        let folder = try store.directory(directory)
+        let fd = try folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let info = try Btrfs.info(fd, path: machine.path)
+        try Btrfs.deleteSubvolume(id: info.id, on: folder, path: machine.path)
+        unlink("\(MachineProcess.runDirectory)/\(name).log")
+    }
+
+    /// `systemd-nspawn --boot` of the machine: its root, its name, READY passed on when its systemd
+    /// is up, its own network namespace when one is given (`/run/netns/NAME`; else a private one with
+    /// loopback only), the seed's facts as
+    /// systemd credentials, and `--keep-unit` (the unit or session it is started from holds it).
+    public static func spawnCommand(_ machine: Machine, networkNamespace: String? = nil, seed: Seed = Seed()) -> [String] {
+        var command = ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--register=no", "--directory=\(machine.path)",
+                       "--machine=\(machine.name)", "--console=passive"]
+        // Not a scope of its own (that needs the system bus): the unit, or the session, it is started from.
+        command.append("--keep-unit")
+        // Its own network namespace, or one of its own with loopback only: never the host's.
+        command.append(networkNamespace.map { "--network-namespace-path=\(SandboxPlan.networkNamespaceDirectory)/\($0)" } ?? "--private-network")
+        command.append("--set-credential=firstboot.hostname:\(seed.hostname ?? machine.name)")
+        if !seed.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(seed.sshKeys.joined(separator: "\n"))") }
+        return command
+    }
+}

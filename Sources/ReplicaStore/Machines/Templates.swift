@@ -1,0 +1,123 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// Container templates on the store: read-only subvolumes `templates/NAME` holding a root file
+/// system (a debootstrap'd Debian, an unpacked image), from which machines are forked in
+/// milliseconds. Each records where it came from and when (`user.replica.template`).
+public enum Templates {
+    /// The folder of the store templates are in.
+    public static let directory = "templates"
+    /// The extended attribute recording a template's source and import time.
+    public static let attribute = "user.replica.template"
+
+    /// One template.
+    public struct Template: Equatable, Sendable {
+        /// Its name.
+        public var name: String
+        /// Where it was imported from (a folder or a tarball) and when: `SOURCE at TIME`.
+        public var origin: String
+        /// Its subvolume's uuid: the parent uuid of every machine forked from it.
+        public var uuid: String
+        /// The btrfs generation it was last changed in.
+        public var generation: UInt64
+    }
+
+    /// Refuses names that are not one plain path component of letters, digits, `-`, `_` and `.`.
+    public static func validate(_ name: String, _ what: String) throws(ReplicaError) {
+        let plain = !name.isEmpty && name.utf8.count <= 64 && !name.hasPrefix(".") && name.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+                || $0 == UInt8(ascii: ".")
+        }
+        guard plain else {
+            throw ReplicaError(what, [name], errno: .EINVAL,
+                               hint: "takes 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'", reason: .refused)
+        }
+    }
+
+    /// Imports a root file system as template `name`: copied from a folder (`cp -a --reflink=auto`,
+    /// so a folder on the same btrfs costs no data) or unpacked from a tarball (`tar -xpf
+    /// --numeric-owner --xattrs`) into `templates/.importing-NAME`, checked to look like a root (an
+    /// `/etc` and a `/usr`), made read-only and renamed into place. Refused when the name is taken;
+    /// a failed import leaves nothing.
+    @discardableResult
+    public static func importTemplate(_ name: String, from source: String, into store: borrowing Store) throws(ReplicaError) -> Template {
+        try validate(name, "template")
+        let top = try store.directory(".")
+        try store.makeDirectory(directory, in: top, mode: 0o700)
+        let folder = try store.directory(directory)
+        let path = "\(store.path)/\(directory)"
+        guard (try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == nil else {
+            throw ReplicaError("import template", ["\(path)/\(name)"], errno: .EEXIST,
+                               hint: "a template of that name exists; remove it first (replica-machine template remove \(name))", reason: .exists)
+        }
+        let status = try OwnedFD.open(source, replica_O_PATH | O_NOFOLLOW).status()
+        let staging = ".importing-\(name)"
+        if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
+            try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
+        }
+        try Btrfs.createSubvolume(in: folder, named: staging, parentPath: path)
+        do throws(ReplicaError) {
+            if status.kind == .directory {
+                try Command.check(["cp", "-a", "--reflink=auto", "--", "\(source)/.", "\(path)/\(staging)/"])
+            } else {
+                try Command.check(["tar", "-xpf", source, "--numeric-owner", "--xattrs", "-C", "\(path)/\(staging)"])
+            }
+            let imported = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            for needed in ["etc", "usr"] where (try? imported.openat(needed, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == nil {
+                throw ReplicaError("import template", [source], errno: .EINVAL,
+                                   hint: "has no /\(needed): not a root file system", reason: .refused)
+            }
+            try Btrfs.setAttribute(imported, attribute, "\(source) at \(UTCTimestamp.now)", path: "\(path)/\(staging)")
+            try Btrfs.setReadOnly(imported, true, path: "\(path)/\(staging)")
+            _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
+                replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
+            }
+        } catch {
+            if let staged = try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) {
+                try? Btrfs.setReadOnly(staged, false, path: "\(path)/\(staging)")
+            }
+            try? Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
+            throw error
+        }
+        return try template(name, in: store)
+    }
+
+    /// The template `name`.
+    public static func template(_ name: String, in store: borrowing Store) throws(ReplicaError) -> Template {
+        try validate(name, "template")
+        let fd: OwnedFD
+        do { fd = try store.directory("\(directory)/\(name)") } catch {
+            throw ReplicaError("template", [name], errno: .ENOENT,
+                               hint: "no such template in \(store.path)/\(directory); import one (replica-machine template import \(name) DIR)",
+                               reason: .notFound)
+        }
+        let info = try Btrfs.info(fd, path: "\(store.path)/\(directory)/\(name)")
+        return Template(name: name, origin: Btrfs.attribute(fd, attribute) ?? "", uuid: info.uuid, generation: info.generation)
+    }
+
+    /// Every template on the store, by name.
+    public static func list(in store: borrowing Store) throws(ReplicaError) -> [Template] {
+        guard let folder = try? store.directory(directory) else { return [] }
+        var all: [Template] = []
+        for name in try DirectoryEntries.names(in: folder).sorted() where !name.hasPrefix(".") {
+            if let template = try? template(name, in: store) { all.append(template) }
+        }
+        return all
+    }
+
+    /// Removes template `name`: refused while a machine forked from it exists, unless `force`.
+    public static func remove(_ name: String, from store: borrowing Store, force: Bool = false) throws(ReplicaError) {
+        let template = try template(name, in: store)
+        let forks = try Machines.list(in: store).filter { $0.templateUUID == template.uuid }
+        guard forks.isEmpty || force else {
+            throw ReplicaError("remove template", [name], errno: .EBUSY,
+                               hint: "machines were forked from it (\(forks.map(\.name).joined(separator: ", "))); remove them first, "
+                                   + "or pass --force (they keep their data)", reason: .busy)
+        }
+        let folder = try store.directory(directory)
+        let fd = try folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        let info = try Btrfs.info(fd, path: "\(store.path)/\(directory)/\(name)")
+        try Btrfs.deleteSubvolume(id: info.id, on: folder, path: "\(store.path)/\(directory)/\(name)")
+    }
+}

@@ -1,0 +1,131 @@
+// replica-machine: containers forked from copy-on-write templates on the store, identity reset,
+// seeded, booted with systemd-nspawn and ready when their own systemd says so. Parses, calls
+// Templates / Machines / MachineProcess, prints.
+import Glibc
+import ReplicaKit
+import ReplicaStore
+
+let store = OptionSpec.option("store", "path", "The mounted btrfs store.", default: EmbeddedStore.defaultMountPoint)
+let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
+let machineName = PositionalSpec("name", "The machine (also its hostname).")
+let tool = ToolSpec(
+    name: "replica-machine",
+    abstract: "Fork containers from copy-on-write templates, seed them and boot them with systemd-nspawn.",
+    discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 6 no such template or machine.",
+    commands: [
+        CommandSpec("template", "Templates: import NAME DIR|TARBALL, list, remove NAME.",
+                    options: [store, json, .flag("force", "remove: even while machines forked from it exist.")],
+                    positionals: [PositionalSpec("action", "import, list or remove."),
+                                  PositionalSpec("template", "The template.", optional: true),
+                                  PositionalSpec("source", "import: a root file system folder, or a tarball of one.", optional: true)]),
+        CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.",
+                    options: [store, json,
+                              .option("template", "name", "The template to fork."),
+                              .option("hostname", "name", "Its hostname (default: its name)."),
+                              .option("ssh-key", "file", "A public key root may log in with.", repeatable: true),
+                              .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
+                              .option("gateway", "ip", "Its default gateway, with --address."),
+                              .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead.")],
+                    positionals: [machineName]),
+        CommandSpec("start", "Boot the machine; with --wait, return once its systemd is ready.",
+                    options: [store,
+                              .option("wait", "seconds", "Wait this long for READY (0: do not wait).", default: "60"),
+                              .option("network", "namespace", "Join this network namespace (/run/netns/NAME, e.g. from replica-net up)."),
+                              .flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")],
+                    positionals: [machineName]),
+        CommandSpec("stop", "Power the machine off (kill it after 30 s).", positionals: [machineName]),
+        CommandSpec("remove", "Remove a stopped machine and its data.", options: [store, json], positionals: [machineName]),
+        CommandSpec("list", "The machines, their templates and whether they run.", options: [store, json]),
+    ])
+
+let arguments = tool.parseOrExit()
+let asJSON = arguments.flag("json")
+
+func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
+    printError("replica-machine: \(message)")
+    exit(code)
+}
+
+func report(_ text: String, _ members: [(String, JSON)]) {
+    if asJSON { JSONEnvelope.print(tool: "replica-machine", action: arguments.command, members) } else { print(text) }
+}
+
+/// The store, opened by the commands that need it (stop does not).
+func openStore() throws(ReplicaError) -> Store { try Store(path: arguments.value("store")!) }
+
+do {
+    switch arguments.command {
+    case "template":
+        let name = arguments.positionals.dropFirst().first
+        switch arguments.positionals[0] {
+        case "import":
+            guard let name, arguments.positionals.count == 3 else { fail("usage: replica-machine template import NAME DIR|TARBALL", ExitCode.usage) }
+            let template = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore())
+            report("replica-machine: template \(name) imported from \(arguments.positionals[2])",
+                   [("template", .string(name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid))])
+        case "list":
+            let opened = try openStore()
+            let templates = try Templates.list(in: opened)
+            var table = Table(["TEMPLATE", "ORIGIN", "MACHINES"])
+            let machines = try Machines.list(in: opened)
+            for template in templates {
+                table.append([template.name, template.origin, "\(machines.filter { $0.templateUUID == template.uuid }.count)"])
+            }
+            report(table.description, [("templates", .array(templates.map { template in
+                .object([("name", .string(template.name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid)),
+                         ("machines", .array(machines.filter { $0.templateUUID == template.uuid }.map { .string($0.name) }))])
+            }))])
+        case "remove":
+            guard let name else { fail("usage: replica-machine template remove NAME [--force]", ExitCode.usage) }
+            try Templates.remove(name, from: try openStore(), force: arguments.flag("force"))
+            report("replica-machine: template \(name) removed", [("template", .string(name)), ("removed", .bool(true))])
+        default:
+            fail("template takes import, list or remove", ExitCode.usage)
+        }
+    case "fork":
+        guard let template = arguments.value("template") else { fail("fork needs --template NAME", ExitCode.usage) }
+        var seed = Machines.Seed()
+        seed.hostname = arguments.value("hostname")
+        for file in arguments.all("ssh-key") {
+            let key = String(decoding: try OwnedFD.open(file, O_RDONLY).readAll(limit: 64 << 10), as: UTF8.self)
+            seed.sshKeys.append(contentsOf: key.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+        }
+        seed.address = arguments.value("address")
+        seed.gateway = arguments.value("gateway")
+        seed.nocloud = arguments.value("seed")
+        let name = arguments.positionals[0]
+        let began = ContinuousClock.now
+        let machine = try Machines.fork(name, template: template, seed: seed, in: try openStore())
+        report("replica-machine: \(name) forked from \(template) in \(ContinuousClock.now - began)",
+               [("machine", .string(name)), ("template", .string(template)), ("path", .string(machine.path))])
+    case "start":
+        let name = arguments.positionals[0]
+        let machine = try Machines.machine(name, in: try openStore())
+        let command = Machines.spawnCommand(machine, networkNamespace: arguments.value("network"))
+        if arguments.flag("foreground") {
+            let argv = command.map { strdup($0) } + [nil]
+            execvp(command[0], argv)
+            fail("execvp(\(command[0])): \(Errno.current)")
+        }
+        guard let seconds = Int(arguments.value("wait") ?? "60"), seconds >= 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
+        let began = ContinuousClock.now
+        let pid = try MachineProcess.start(name, command: command, wait: seconds == 0 ? nil : .seconds(seconds))
+        print("replica-machine: \(name) \(seconds == 0 ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))")
+    case "stop":
+        try MachineProcess.stop(arguments.positionals[0])
+        print("replica-machine: \(arguments.positionals[0]) stopped")
+    case "remove":
+        try Machines.remove(arguments.positionals[0], from: try openStore())
+        report("replica-machine: \(arguments.positionals[0]) removed", [("machine", .string(arguments.positionals[0])), ("removed", .bool(true))])
+    default:
+        let machines = try Machines.list(in: try openStore())
+        var table = Table(["MACHINE", "TEMPLATE", "STATE"])
+        for machine in machines { table.append([machine.name, machine.template, MachineProcess.running(machine.name) == nil ? "stopped" : "running"]) }
+        report(table.description, [("machines", .array(machines.map { machine in
+            .object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
+                     ("running", .bool(MachineProcess.running(machine.name) != nil))])
+        }))])
+    }
+} catch {
+    fail("\(error)", error.reason == .notFound ? ExitCode.notConfigured : ExitCode.failure)
+}

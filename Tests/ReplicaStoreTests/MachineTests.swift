@@ -1,0 +1,114 @@
+import Glibc
+import ReplicaKit
+import ReplicaStore
+import ReplicaTestSupport
+import Testing
+
+/// `replica-machine` with the reference template: the end-to-end suite's debootstrap'd Debian 12
+/// (Tests/EndToEnd/rootfs makes it once and caches it), imported onto a loop-mounted store, forked
+/// twice, booted with systemd-nspawn until each one's systemd is ready, and checked from inside.
+@Suite(.requiresBtrfs, .serialized) struct MachineTests {
+    static func machine(_ arguments: [String]) throws -> CommandResult {
+        try Command.run([try builtTool("replica-machine")] + arguments)
+    }
+
+    /// The cached Debian 12 rootfs (built by the recipe the first time: about a minute).
+    static func rootfs() throws -> String {
+        let output = try Command.check(["sh", "-c", "'\(repositoryRoot)Tests/EndToEnd/rootfs' 2>/dev/null"])
+        return String(output.split(separator: "\n").last ?? "")
+    }
+
+    /// The pid of a booted container's systemd, below its systemd-nspawn.
+    static func containerInit(below pid: Int32) -> Int32? {
+        for child in ((try? OwnedFD.open("/proc/\(pid)/task/\(pid)/children", O_RDONLY).readAll()) ?? [])
+            .split(separator: UInt8(ascii: " ")).compactMap({ Int32(String(decoding: $0, as: UTF8.self)) }) {
+            if let comm = try? OwnedFD.open("/proc/\(child)/comm", O_RDONLY).readLine(), comm == "systemd" { return child }
+            if let found = containerInit(below: child) { return found }
+        }
+        return nil
+    }
+
+    static func inside(_ machine: String, _ command: [String]) throws -> String {
+        let text = try OwnedFD.open("\(MachineProcess.runDirectory)/\(machine).pid", O_RDONLY).readLine()
+        let leader = try #require(Int32(text).flatMap(containerInit(below:)))
+        return try Command.check(["nsenter", "--target", "\(leader)", "--all", "--"] + command)
+    }
+
+    @Test func forksBootWithIdentitiesOfTheirOwnAndTheTemplateStaysUntilTheyGo() throws {
+        let rootfs = try Self.rootfs()
+        let templateID = String(decoding: try OwnedFD.open("\(rootfs)/etc/machine-id", O_RDONLY).readAll(), as: UTF8.self)
+        try withBtrfsImage(size: 2 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            let again = try Self.machine(["template", "import", "debian12", rootfs] + store)
+            #expect(again.status == .exited(1) && again.output.contains("a template of that name exists"))
+            let template = try OwnedFD.open("\(image.mountPoint)/templates/debian12", O_RDONLY | O_DIRECTORY)
+            let info = try Btrfs.info(template, path: "debian12")
+            #expect(info.isReadOnly)
+
+            var forkTimes: [Duration] = []
+            for name in ["web1", "web2"] {
+                let began = ContinuousClock.now
+                let forked = try Self.machine(["fork", name, "--template", "debian12"] + store)
+                forkTimes.append(ContinuousClock.now - began)
+                #expect(forked.status == .exited(0), "\(forked.output)")
+                let root = "\(image.mountPoint)/machines/\(name)"
+                #expect(try OwnedFD.open("\(root)/etc/machine-id", O_RDONLY).readAll().isEmpty)
+                #expect(access("\(root)/var/lib/dbus/machine-id", F_OK) != 0)
+                #expect(try OwnedFD.open("\(root)/etc/hostname", O_RDONLY).readLine() == name)
+                let metaData = String(decoding: try OwnedFD.open("\(root)/var/lib/cloud/seed/nocloud/meta-data", O_RDONLY).readAll(), as: UTF8.self)
+                #expect(metaData.contains("local-hostname: \(name)") && metaData.contains("instance-id: replica-"))
+            }
+            #expect(forkTimes.allSatisfy { $0 < .seconds(1) }, "\(forkTimes)")
+            let seeds = try ["web1", "web2"].map { name in
+                try OwnedFD.open("\(image.mountPoint)/machines/\(name)/var/lib/cloud/seed/nocloud/meta-data", O_RDONLY).readLine()
+            }
+            #expect(seeds[0] != seeds[1], "two forks share an instance-id")
+
+            let busy = try Self.machine(["template", "remove", "debian12"] + store)
+            #expect(busy.status == .exited(1) && busy.output.contains("web1, web2"))
+
+            defer { for name in ["web1", "web2"] { _ = try? Self.machine(["stop", name]) } }
+            var ids: [String] = []
+            for name in ["web1", "web2"] {
+                let started = try Self.machine(["start", name, "--wait", "60"] + store)
+                #expect(started.status == .exited(0) && started.output.contains("ready in"), "\(started.output)")
+                #expect(try Self.inside(name, ["hostname"]) == "\(name)\n")
+                ids.append(try Self.inside(name, ["cat", "/etc/machine-id"]))
+            }
+            #expect(ids[0] != ids[1] && !ids.contains(templateID) && ids.allSatisfy { $0.count == 33 }, "\(ids) vs \(templateID)")
+            let listed = try Self.machine(["list", "--json"] + store).output
+            #expect(try JSON.parse(listed)["machines"]?.array?.compactMap { $0["running"] } == [.bool(true), .bool(true)])
+            let running = try Self.machine(["remove", "web1"] + store)
+            #expect(running.status == .exited(1) && running.output.contains("stop it first"))
+
+            for name in ["web1", "web2"] {
+                #expect(try Self.machine(["stop", name]).status == .exited(0))
+                #expect(MachineProcess.running(name) == nil)
+                #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+            }
+            #expect(try Self.machine(["template", "remove", "debian12"] + store).status == .exited(0))
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)).isEmpty)
+        }
+    }
+
+    @Test func aTarballImportsAndWhatIsNotARootIsRefusedLeavingNothing() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                _ = try Command.check(["mkdir", "-p", "\(dir)/root/etc", "\(dir)/root/usr/bin", "\(dir)/notroot/data"])
+                _ = try Command.check(["tar", "-cf", "\(dir)/root.tar", "-C", "\(dir)/root", "."])
+                let store = ["--store", image.mountPoint]
+                #expect(try Self.machine(["template", "import", "tiny", "\(dir)/root.tar"] + store).status == .exited(0))
+                #expect(access("\(image.mountPoint)/templates/tiny/usr/bin", F_OK) == 0)
+                let refused = try Self.machine(["template", "import", "junk", "\(dir)/notroot"] + store)
+                #expect(refused.status == .exited(1) && refused.output.contains("not a root file system"))
+                let names = try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY))
+                #expect(names == ["tiny"], "\(names)")
+                let bad = try Self.machine(["fork", "../x", "--template", "tiny"] + store)
+                #expect(bad.status == .exited(1) && bad.output.contains("not starting with '.'"))
+                let missing = try Self.machine(["fork", "x", "--template", "nosuch"] + store)
+                #expect(missing.status == .exited(6) && missing.output.contains("no such template"))
+            }
+        }
+    }
+}
