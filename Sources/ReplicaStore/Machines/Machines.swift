@@ -30,8 +30,9 @@ public enum Machines {
         public var hostname: String?
         /// Public keys root may log in with (`ssh.authorized_keys.root`, cloud-init's `ssh_authorized_keys`).
         public var sshKeys: [String] = []
-        /// Its address and gateway on its network (`10.88.0.5/24`, `10.88.0.1`), for a static network-config.
+        /// Its address on its network (`10.88.0.5/24`), for a static network-config.
         public var address: String?
+        /// Its default gateway (`10.88.0.1`), with `address`.
         public var gateway: String?
         /// A NoCloud folder of the operator's (meta-data, user-data …), copied instead of the one made here.
         public var nocloud: String?
