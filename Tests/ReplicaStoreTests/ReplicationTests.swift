@@ -35,6 +35,21 @@ import Testing
         try Store(path: store).snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_800_000_000 + second))
     }
 
+    /// Two 2 GiB stores with a 500 MB snapshot of `web`, and how long a whole send of it takes
+    /// (measured into a folder that is then emptied): for the kill tests.
+    static func withBigSnapshot(_ body: (_ source: String, _ target: String, _ name: String, _ whole: Duration) throws -> Void) throws {
+        try withStores(sourceSize: 2 << 30, targetSize: 2 << 30) { source, target in
+            try write("\(source)/web/big", megabytes: 500)
+            let name = try snapshotNow(source, at: 0)
+            _ = try Command.check(["sync"])
+            let began = ContinuousClock.now
+            #expect(try snap(["send", "--store", source, "--to", "\(target)/probe", "web"]).status == .exited(0))
+            let whole = ContinuousClock.now - began
+            _ = try Command.check(["btrfs", "-q", "subvolume", "delete", "\(target)/probe/web/\(name)"])
+            try body(source, target, name, whole)
+        }
+    }
+
     static func copy(_ path: String) throws -> SubvolumeInfo {
         try Btrfs.info(try OwnedFD.open(path, O_RDONLY | O_DIRECTORY), path: path)
     }
@@ -134,16 +149,9 @@ import Testing
 
     @Test(arguments: [0.1, 0.5, 0.9])
     func aSenderKilledMidStreamLeavesWhatTheNextRunCleansThenSucceeds(fraction: Double) throws {
-        try Self.withStores(sourceSize: 2 << 30, targetSize: 2 << 30) { source, target in
-            try Self.write("\(source)/web/big", megabytes: 500)
-            let name = try Self.snapshotNow(source, at: 0)
-            _ = try Command.check(["sync"])
+        try Self.withBigSnapshot { source, target, name, whole in
             let before = try Self.checksums("\(source)/snapshots/web/\(name)")
-            // How long a whole send takes, then one killed at the given share of it.
-            let began = ContinuousClock.now
-            #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/probe", "web"]).status == .exited(0))
-            let whole = ContinuousClock.now - began
-            _ = try Command.check(["btrfs", "-q", "subvolume", "delete", "\(target)/probe/web/\(name)"])
+            // A send killed at the given share of a whole one.
             let pid = try Command.spawn([try builtTool("replica-snap"), "send", "--store", source, "--to", "\(target)/backup", "web"])
             let pause = whole * fraction
             usleep(UInt32(pause.components.seconds * 1_000_000 + pause.components.attoseconds / 1_000_000_000_000))
@@ -168,14 +176,7 @@ import Testing
 
     @Test(arguments: [0.1, 0.5, 0.9])
     func aReceiverKilledMidStreamFailsTheSendAndLeavesNothing(fraction: Double) throws {
-        try Self.withStores(sourceSize: 2 << 30, targetSize: 2 << 30) { source, target in
-            try Self.write("\(source)/web/big", megabytes: 500)
-            let name = try Self.snapshotNow(source, at: 0)
-            _ = try Command.check(["sync"])
-            let began = ContinuousClock.now
-            #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/probe", "web"]).status == .exited(0))
-            let whole = ContinuousClock.now - began
-            _ = try Command.check(["btrfs", "-q", "subvolume", "delete", "\(target)/probe/web/\(name)"])
+        try Self.withBigSnapshot { source, target, name, whole in
             let pid = try Command.spawn([try builtTool("replica-snap"), "send", "--store", source, "--to", "\(target)/backup", "web"])
             let started = ContinuousClock.now
             var killed = false
