@@ -92,6 +92,37 @@ import Testing
         }
     }
 
+    @Test func aSetForksAndBootsItsMachinesAtOnceAndIsReadyWhenAllAre() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 2 << 30) { image in
+            try withTemporaryDirectory { sets in
+                let store = ["--store", image.mountPoint]
+                #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+                try OwnedFD.open("\(sets)/lab.conf", O_WRONLY | O_CREAT, mode: 0o644)
+                    .writeAll(Array("[Set]\nMachine=a:debian12 b:debian12\nMachine=c:debian12\n".utf8))
+                defer { _ = try? Self.machine(["set", "stop", "lab", "--sets", sets] + store) }
+                let started = try Self.machine(["set", "start", "lab", "--sets", sets] + store)
+                #expect(started.status == .exited(0) && started.output.contains("3 machines ready"), "\(started.output)")
+                for name in ["a", "b", "c"] {
+                    #expect(MachineProcess.running(name) != nil)
+                    #expect(try Self.inside(name, ["systemctl", "is-system-running", "--wait"]).hasPrefix("running"))
+                }
+                let again = try Self.machine(["set", "start", "lab", "--sets", sets] + store)
+                #expect(again.status == .exited(0) && again.output.contains("3 were running"), "\(again.output)")
+                #expect(try Self.machine(["set", "stop", "lab", "--sets", sets] + store).status == .exited(0))
+                #expect(["a", "b", "c"].allSatisfy { MachineProcess.running($0) == nil })
+                for name in ["a", "b", "c"] { #expect(try Self.machine(["remove", name] + store).status == .exited(0)) }
+
+                try OwnedFD.open("\(sets)/broken.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("[Set]\nMachine=web1\n".utf8))
+                let broken = try Self.machine(["set", "start", "broken", "--sets", sets] + store)
+                #expect(broken.status == .exited(2) && broken.output.contains("broken.conf:2: Machine=: \"web1\": write NAME:TEMPLATE"),
+                        "\(broken.output)")
+                let missing = try Self.machine(["set", "start", "nosuch", "--sets", sets] + store)
+                #expect(missing.status == .exited(6))
+            }
+        }
+    }
+
     @Test func aTarballImportsAndWhatIsNotARootIsRefusedLeavingNothing() throws {
         try withBtrfsImage { image in
             try withTemporaryDirectory { dir in

@@ -89,18 +89,25 @@ public enum ProfileKeys {
     }
 
     /// The key `name` of `section`, or nil.
-    public static func key(_ section: String, _ name: String) -> Key? { sections[section]?[name] }
+    public static func key(_ section: String, _ name: String, in grammar: [String: [String: Key]] = sections) -> Key? {
+        grammar[section]?[name]
+    }
+
+    /// The sections of a service-set file (`/etc/replica/sets/NAME.conf`, read by the same parser).
+    public static let setSections: [String: [String: Key]] = [
+        "Set": index([Key("Machine", .words, list: true), Key("SSHKey", .paths(prefixes: ""), list: true), Key("Network", .word)]),
+    ]
 
     /// Why `section` is not a known section, with the nearest one.
-    static func unknownSection(_ section: String) -> String {
-        "unknown section [\(section)]" + suggestion(section, among: Array(sections.keys), format: { "[\($0)]" })
-            + "; known: " + sections.keys.sorted().map { "[\($0)]" }.joined(separator: " ")
+    static func unknownSection(_ section: String, in grammar: [String: [String: Key]] = sections) -> String {
+        "unknown section [\(section)]" + suggestion(section, among: Array(grammar.keys), format: { "[\($0)]" })
+            + "; known: " + grammar.keys.sorted().map { "[\($0)]" }.joined(separator: " ")
     }
 
     /// Why `key` is not a key of `section`: the nearest key, or the section it belongs in.
-    static func unknownKey(_ key: String, in section: String) -> String {
-        let known = sections[section].map { Array($0.keys) } ?? []
-        let homes = sections.keys.sorted().filter { sections[$0]?[key] != nil }
+    static func unknownKey(_ key: String, in section: String, grammar: [String: [String: Key]] = sections) -> String {
+        let known = grammar[section].map { Array($0.keys) } ?? []
+        let homes = grammar.keys.sorted().filter { grammar[$0]?[key] != nil }
         if !homes.isEmpty {
             return "unknown key in [\(section)]; \(key)= belongs in " + homes.map { "[\($0)]" }.joined(separator: " or ")
         }
@@ -134,9 +141,11 @@ public enum ProfileKeys {
 
     /// Refuses a setting whose section or key is not in the registry, or whose value does not fit
     /// its key's kind: what the parser checks for every line, for settings made otherwise (flags).
-    public static func validate(_ setting: ProfileSetting) throws(ProfileError) {
-        guard sections[setting.section] != nil else { throw ProfileError(setting, unknownSection(setting.section)) }
-        guard let known = key(setting.section, setting.key) else { throw ProfileError(setting, unknownKey(setting.key, in: setting.section)) }
+    public static func validate(_ setting: ProfileSetting, in grammar: [String: [String: Key]] = sections) throws(ProfileError) {
+        guard grammar[setting.section] != nil else { throw ProfileError(setting, unknownSection(setting.section, in: grammar)) }
+        guard let known = key(setting.section, setting.key, in: grammar) else {
+            throw ProfileError(setting, unknownKey(setting.key, in: setting.section, grammar: grammar))
+        }
         try check(setting, known)
     }
 

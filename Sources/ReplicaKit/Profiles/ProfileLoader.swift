@@ -8,6 +8,21 @@ import Glibc
 public struct ProfileLoader: Sendable {
     /// Lowest priority first.
     public var directories: [String]
+    /// The sections and keys files are read with (a service's profile's, or a set's).
+    public var grammar = ProfileKeys.sections
+    /// True for files named as given (`lab.conf`), false for unit names (`web` → `web.service.conf`).
+    public var plainNames = false
+
+    /// `/usr/lib/replica/sets`, `/run/replica/sets`, `/etc/replica/sets`, lowest priority first.
+    public static let setDirectories = ["/usr/lib/replica/sets", "/run/replica/sets", "/etc/replica/sets"]
+
+    /// A loader of service-set files (`NAME.conf` and `NAME.conf.d/` in `directories`).
+    public static func sets(directories: [String] = setDirectories) -> ProfileLoader {
+        var loader = ProfileLoader(directories: directories)
+        loader.grammar = ProfileKeys.setSections
+        loader.plainNames = true
+        return loader
+    }
 
     /// `/usr/lib/replica/services`, `/run/replica/services`, `/etc/replica/services`, lowest priority first.
     public static let systemDirectories = ["/usr/lib/replica/services", "/run/replica/services", "/etc/replica/services"]
@@ -35,7 +50,7 @@ public struct ProfileLoader: Sendable {
 
     /// Loads the merged profile, or nil when no file for the unit exists anywhere.
     public func load(_ name: String) throws(ProfileError) -> Profile? {
-        let unit = Self.unitName(name)
+        let unit = plainNames ? name : Self.unitName(name)
         try Self.validate(unit: unit)
         var files: [String] = []
         let candidates: [String] = directories.reversed().map { "\($0)/\(unit).conf" }
@@ -52,7 +67,7 @@ public struct ProfileLoader: Sendable {
         files += dropIns.keys.sorted().map { dropIns[$0]! }
         guard !files.isEmpty else { return nil }
         var settings: [ProfileSetting] = []
-        for file in files { settings += try ProfileParser.parse(try read(file), file: file) }
+        for file in files { settings += try ProfileParser.parse(try read(file), file: file, grammar: grammar) }
         return Profile(unit: unit, files: files, settings: settings)
     }
 
@@ -63,7 +78,7 @@ public struct ProfileLoader: Sendable {
 
     /// Where `load` looks, for "not configured" messages.
     public func searchedPaths(_ name: String) -> [String] {
-        directories.reversed().map { "\($0)/\(Self.unitName(name)).conf" }
+        directories.reversed().map { "\($0)/\(plainNames ? name : Self.unitName(name)).conf" }
     }
 
     private func read(_ file: String) throws(ProfileError) -> [UInt8] {

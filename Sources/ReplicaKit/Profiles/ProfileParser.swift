@@ -14,13 +14,15 @@ public enum ProfileParser {
     /// Largest profile file accepted.
     public static let maxFileSize = 1 << 20
 
-    /// Parses a profile's text (`file` names it in errors).
-    public static func parse(_ text: String, file: String) throws(ProfileError) -> [ProfileSetting] {
-        try parse(Array(text.utf8), file: file)
+    /// Parses a profile's text (`file` names it in errors) with the sections and keys of `grammar`.
+    public static func parse(_ text: String, file: String,
+                             grammar: [String: [String: ProfileKeys.Key]] = ProfileKeys.sections) throws(ProfileError) -> [ProfileSetting] {
+        try parse(Array(text.utf8), file: file, grammar: grammar)
     }
 
     /// Parses a profile's bytes, refusing invalid UTF-8 and control characters (`file` names it in errors).
-    public static func parse(_ bytes: [UInt8], file: String) throws(ProfileError) -> [ProfileSetting] {
+    public static func parse(_ bytes: [UInt8], file: String,
+                             grammar: [String: [String: ProfileKeys.Key]] = ProfileKeys.sections) throws(ProfileError) -> [ProfileSetting] {
         guard bytes.count <= maxFileSize else {
             throw ProfileError(file: file, line: 0, key: nil, reason: "larger than \(maxFileSize) bytes")
         }
@@ -61,8 +63,8 @@ public enum ProfileParser {
                     throw ProfileError(file: file, line: number, key: nil, reason: "a section header is [Name]")
                 }
                 let name = String(line.dropFirst().dropLast())
-                guard ProfileKeys.sections[name] != nil else {
-                    throw ProfileError(file: file, line: number, key: nil, reason: ProfileKeys.unknownSection(name))
+                guard grammar[name] != nil else {
+                    throw ProfileError(file: file, line: number, key: nil, reason: ProfileKeys.unknownSection(name, in: grammar))
                 }
                 section = name
                 return
@@ -80,7 +82,7 @@ public enum ProfileParser {
             }
             let setting = ProfileSetting(section: section, key: key, value: String(line[line.index(after: equals)...]).trimmed,
                                          file: file, line: number)
-            try ProfileKeys.validate(setting)
+            try ProfileKeys.validate(setting, in: grammar)
             settings.append(setting)
         }
     }

@@ -18,11 +18,48 @@ public enum MachineProcess {
         return words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) ? pid : nil
     }
 
-    /// Boots `command` (from `Machines.spawnCommand`) for machine `name` and, with `wait`, returns
-    /// only once the container's systemd said READY (passed on by `--notify-ready=yes` to the
-    /// notify socket this call listens on), or fails after `timeout` with the console's last lines
-    /// (the container is then stopped).
-    public static func start(_ name: String, command: [String], wait: Duration? = .seconds(60)) throws(ReplicaError) -> Int32 {
+    /// A machine booting: its systemd-nspawn, and the notify socket its READY will arrive on.
+    public final class Starting {
+        /// The machine.
+        public let name: String
+        /// Its systemd-nspawn.
+        public let pid: Int32
+        let notify: OwnedFD
+        let socketPath: String
+
+        init(name: String, pid: Int32, notify: consuming OwnedFD, socketPath: String) {
+            (self.name, self.pid, self.socketPath) = (name, pid, socketPath)
+            self.notify = notify
+        }
+
+        /// Returns once the container's systemd said READY (passed on by `--notify-ready=yes`), or
+        /// fails after `timeout` with the console's last lines (the machine is then stopped).
+        public func waitReady(timeout: Duration) throws(ReplicaError) -> Int32 {
+            defer { unlink(socketPath) }
+            let deadline = ContinuousClock.now + timeout
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while ContinuousClock.now < deadline {
+                var poll = pollfd(fd: notify.rawValue, events: Int16(POLLIN), revents: 0)
+                if Glibc.poll(&poll, 1, 100) > 0 {
+                    let count = buffer.withUnsafeMutableBytes { recv(notify.rawValue, $0.baseAddress, $0.count, 0) }
+                    if count > 0, String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").contains("READY=1") { return pid }
+                }
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    throw ReplicaError("start machine", [name], errno: .ECHILD,
+                                       hint: "systemd-nspawn ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
+                                           + MachineProcess.tail(name), reason: .system)
+                }
+            }
+            try? MachineProcess.stop(name, timeout: .seconds(10))
+            throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(timeout); stopped: " + MachineProcess.tail(name),
+                               reason: .system)
+        }
+    }
+
+    /// Starts booting `command` (from `Machines.spawnCommand`) for machine `name`, in a session of
+    /// its own, listening for its READY; refused when it runs already.
+    public static func begin(_ name: String, command: [String]) throws(ReplicaError) -> Starting {
         if let pid = running(name) {
             throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "it is running already (pid \(pid))", reason: .busy)
         }
@@ -32,28 +69,20 @@ public enum MachineProcess {
         let socket = try syscall("socket") { Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         let notify = OwnedFD(adopting: socket)
         _ = try syscall("bind", socketPath) { replica_bind_unix(notify.rawValue, socketPath) }
-        defer { unlink(socketPath) }
         let log = try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
         let pid = try Command.spawn(["setsid", "env", "NOTIFY_SOCKET=\(socketPath)"] + command, output: log.rawValue)
         try OwnedFD.open("\(runDirectory)/\(name).pid", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
-        guard let wait else { return pid }
-        let deadline = ContinuousClock.now + wait
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now < deadline {
-            var poll = pollfd(fd: notify.rawValue, events: Int16(POLLIN), revents: 0)
-            if Glibc.poll(&poll, 1, 100) > 0 {
-                let count = buffer.withUnsafeMutableBytes { recv(notify.rawValue, $0.baseAddress, $0.count, 0) }
-                if count > 0, String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").contains("READY=1") { return pid }
-            }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                throw ReplicaError("start machine", [name], errno: .ECHILD,
-                                   hint: "systemd-nspawn ended (\(ExitStatus(waitStatus: status))) before the machine was ready: " + tail(name),
-                                   reason: .system)
-            }
+        return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
+    }
+
+    /// `begin`, then, with `wait`, `waitReady`: returns the pid of systemd-nspawn.
+    public static func start(_ name: String, command: [String], wait: Duration? = .seconds(60)) throws(ReplicaError) -> Int32 {
+        let starting = try begin(name, command: command)
+        guard let wait else {
+            unlink(starting.socketPath)
+            return starting.pid
         }
-        try? stop(name, timeout: .seconds(10))
-        throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(wait); stopped: " + tail(name), reason: .system)
+        return try starting.waitReady(timeout: wait)
     }
 
     /// Powers the machine off (SIGTERM to systemd-nspawn, which asks the container's systemd to

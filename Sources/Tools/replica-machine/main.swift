@@ -36,6 +36,11 @@ let tool = ToolSpec(
         CommandSpec("stop", "Power the machine off (kill it after 30 s).", positionals: [machineName]),
         CommandSpec("remove", "Remove a stopped machine and its data.", options: [store, json], positionals: [machineName]),
         CommandSpec("list", "The machines, their templates and whether they run.", options: [store, json]),
+        CommandSpec("set", "Service sets (/etc/replica/sets/NAME.conf): start forks and boots them all at once, ready when all are; stop.",
+                    options: [store,
+                              .option("wait", "seconds", "start: how long all may take to be ready.", default: "120"),
+                              .option("sets", "dir", "A set directory, lowest priority first.", repeatable: true, hidden: true)],
+                    positionals: [PositionalSpec("action", "start or stop."), PositionalSpec("set", "The set.")]),
     ])
 
 let arguments = tool.parseOrExit()
@@ -117,6 +122,29 @@ do {
     case "remove":
         try Machines.remove(arguments.positionals[0], from: try openStore())
         report("replica-machine: \(arguments.positionals[0]) removed", [("machine", .string(arguments.positionals[0])), ("removed", .bool(true))])
+    case "set":
+        let directories = arguments.all("sets")
+        let name = arguments.positionals[1]
+        let loaded: ServiceSet?
+        do { loaded = try ServiceSet.load(name, loader: directories.isEmpty ? .sets() : .sets(directories: directories)) } catch {
+            fail("\(error)", ExitCode.usage)
+        }
+        guard let set = loaded else {
+            fail("no set \(name): looked for \(ProfileLoader.sets().searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
+        }
+        switch arguments.positionals[0] {
+        case "start":
+            guard let seconds = Int(arguments.value("wait") ?? "120"), seconds > 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
+            let began = ContinuousClock.now
+            let started = try set.start(in: try openStore(), timeout: .seconds(seconds))
+            print("replica-machine: set \(name): \(set.machines.count) machines ready in \(ContinuousClock.now - began)"
+                  + (started.count < set.machines.count ? " (\(set.machines.count - started.count) were running)" : ""))
+        case "stop":
+            set.stop()
+            print("replica-machine: set \(name) stopped")
+        default:
+            fail("set takes start or stop", ExitCode.usage)
+        }
     default:
         let machines = try Machines.list(in: try openStore())
         var table = Table(["MACHINE", "TEMPLATE", "STATE"])

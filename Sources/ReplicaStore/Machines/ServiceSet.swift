@@ -1,0 +1,98 @@
+import Glibc
+import ReplicaKit
+
+/// A service set: machines started together behind one name, from a set file
+/// (`/etc/replica/sets/NAME.conf`, also `/run/replica/sets` and `/usr/lib/replica/sets`, with
+/// `NAME.conf.d/` drop-ins: the grammar and search path of profiles).
+///
+/// ```ini
+/// [Set]
+/// # NAME:TEMPLATE, forked on first start
+/// Machine=web1:debian12 web2:debian12 db:debian12
+/// # public keys root may log in with, on every fork
+/// SSHKey=/etc/replica/keys/admin.pub
+/// # a network namespace all of them join (/run/netns/NAME); default: one of their own each
+/// Network=lab
+/// ```
+public struct ServiceSet: Equatable, Sendable {
+    /// The set's name.
+    public var name: String
+    /// Its machines and the templates they are forked from, in order.
+    public var machines: [(name: String, template: String)]
+    /// Public keys for root on every fork.
+    public var sshKeys: [String]
+    /// The network namespace every machine joins; nil for one of its own each.
+    public var network: String?
+
+    /// Two sets are equal when they say the same.
+    public static func == (a: ServiceSet, b: ServiceSet) -> Bool {
+        a.name == b.name && a.machines.map { "\($0.name):\($0.template)" } == b.machines.map { "\($0.name):\($0.template)" }
+            && a.sshKeys == b.sshKeys && a.network == b.network
+    }
+
+    /// Reads set `name`; nil when no file names it. Every machine name and template is checked.
+    public static func load(_ name: String, loader: ProfileLoader = .sets()) throws(ProfileError) -> ServiceSet? {
+        guard let profile = try loader.load(name) else { return nil }
+        var machines: [(name: String, template: String)] = []
+        for setting in profile.list("Set", "Machine") {
+            for word in try ProfileWords.split(setting) {
+                let parts = word.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+                guard parts.count == 2 else { throw ProfileError(setting, "\"\(word)\": write NAME:TEMPLATE (web1:debian12)") }
+                do {
+                    try Templates.validate(parts[0], "machine")
+                    try Templates.validate(parts[1], "template")
+                } catch { throw ProfileError(setting, "\"\(word)\": \(error.hint ?? error.description)") }
+                guard !machines.contains(where: { $0.name == parts[0] }) else { throw ProfileError(setting, "machine \(parts[0]) is listed twice") }
+                machines.append((parts[0], parts[1]))
+            }
+        }
+        guard !machines.isEmpty else {
+            throw ProfileError(file: profile.files.first ?? name, line: 0, key: "Machine", reason: "a set needs at least one Machine=NAME:TEMPLATE")
+        }
+        var keys: [String] = []
+        for setting in profile.list("Set", "SSHKey") {
+            for path in try ProfileWords.split(setting) {
+                guard let bytes = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readAll(limit: 64 << 10) else {
+                    throw ProfileError(setting, "\(path) cannot be read")
+                }
+                keys += String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            }
+        }
+        return ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
+    }
+
+    /// Forks the machines that do not exist yet, then boots every one that is not running, all at
+    /// once, and returns when all are ready (or the first failure, after stopping what this call
+    /// started). Returns the machines started.
+    public func start(in store: borrowing Store, timeout: Duration = .seconds(120)) throws(ReplicaError) -> [String] {
+        var seed = Machines.Seed()
+        seed.sshKeys = sshKeys
+        var machines: [Machines.Machine] = []
+        for (name, template) in self.machines {
+            if let existing = try? Machines.machine(name, in: store) {
+                machines.append(existing)
+            } else {
+                machines.append(try Machines.fork(name, template: template, seed: seed, in: store))
+            }
+        }
+        var starting: [MachineProcess.Starting] = []
+        var started: [String] = []
+        do throws(ReplicaError) {
+            for machine in machines where MachineProcess.running(machine.name) == nil {
+                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: network, seed: seed)))
+                started.append(machine.name)
+            }
+            while let next = starting.popLast() { _ = try next.waitReady(timeout: timeout) }
+        } catch {
+            for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
+            throw error
+        }
+        return started
+    }
+
+    /// Powers every machine of the set off, all at once.
+    public func stop() {
+        for (name, _) in machines { if let pid = MachineProcess.running(name) { kill(pid, SIGTERM) } }
+        for (name, _) in machines { try? MachineProcess.stop(name) }
+    }
+}
