@@ -176,6 +176,7 @@ do {
         if wanted("confinement") { for row in try benchmarkConfinement() { row.printRow() } }
         if wanted("volume") { for row in try benchmarkVolume() { row.printRow() } }
         if wanted("replication") { for row in try benchmarkReplication() { row.printRow() } }
+        if wanted("machines") { for row in try benchmarkMachines() { row.printRow() } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }

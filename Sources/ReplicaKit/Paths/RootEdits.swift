@@ -14,6 +14,24 @@ extension RootDirectory {
         _ = try syscall("unlinkat", relativePath) { unlinkat(parent.rawValue, name, directory ? AT_REMOVEDIR : 0) }
     }
 
+    /// Replaces the file at `relativePath` inside the root with a new one holding `contents`: the
+    /// old name (a file, or a symlink, which is never followed) is removed and a new file made in
+    /// its parent, resolved inside the root without symlinks. Not atomic and not synced: for a root
+    /// no one else uses yet (a fork being made), which its maker syncs once (`syncfs`) when done.
+    public func replaceFile(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
+        var components = RootDirectory.components(relativePath)
+        guard let name = components.popLast(), name != ".." else {
+            throw ReplicaError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
+        }
+        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
+        if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
+            throw ReplicaError.current("unlinkat", [path, relativePath])
+        }
+        let file = try parent.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+        try file.writeAll(contents, name: relativePath)
+        _ = fchmod(file.rawValue, mode)  // whatever the umask took away
+    }
+
     /// The names in the directory at `relativePath` inside the root (no symlinks followed).
     public func names(in relativePath: String) throws(ReplicaError) -> [String] {
         try DirectoryEntries.names(in: try openForReading(relativePath, [.directory, .noSymlinks]))

@@ -68,6 +68,8 @@ public enum Machines {
             try lay(seed, name: name, in: root)
             let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+            // One commit for every file written, before the fork appears under its name.
+            _ = try syscall("syncfs", "\(path)/\(staging)") { replica_syncfs(fd.rawValue) }
             _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
                 replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
             }
@@ -83,10 +85,10 @@ public enum Machines {
     /// `/var/lib/dbus/machine-id`; the hostname in `/etc/hostname` and `/etc/hosts`; no SSH host keys
     /// (regenerated at boot by `sshd-keygen` or the package's service), no DHCP leases, no random seed.
     static func resetIdentity(_ root: borrowing RootDirectory, hostname: String) throws(ReplicaError) {
-        try root.writeFileAtomically("etc/machine-id", contents: [], mode: 0o444)
+        try root.replaceFile("etc/machine-id", contents: [], mode: 0o444)
         try? root.remove("var/lib/dbus/machine-id")
-        try root.writeFileAtomically("etc/hostname", contents: Array("\(hostname)\n".utf8))
-        try root.writeFileAtomically("etc/hosts", contents: Array("""
+        try root.replaceFile("etc/hostname", contents: Array("\(hostname)\n".utf8))
+        try root.replaceFile("etc/hosts", contents: Array("""
             127.0.0.1\tlocalhost
             127.0.1.1\t\(hostname)
             ::1\tlocalhost ip6-localhost ip6-loopback
@@ -136,7 +138,7 @@ public enum Machines {
             }
         }
         for (file, text) in files {
-            try root.writeFileAtomically("var/lib/cloud/seed/nocloud/\(file)", contents: Array(text.utf8), mode: 0o444)
+            try root.replaceFile("var/lib/cloud/seed/nocloud/\(file)", contents: Array(text.utf8), mode: 0o444)
         }
     }
 
