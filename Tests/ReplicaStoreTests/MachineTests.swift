@@ -7,6 +7,13 @@ import Testing
 /// `replica-machine` with the reference template: the end-to-end suite's debootstrap'd Debian 12
 /// (Tests/EndToEnd/rootfs makes it once and caches it), imported onto a loop-mounted store, forked
 /// twice, booted with systemd-nspawn until each one's systemd is ready, and checked from inside.
+/// The named network namespaces (`ip netns list`), read from /run/netns.
+enum NetworkNamespaceNames {
+    static func current() -> [String] {
+        (try? DirectoryEntries.names(in: try OwnedFD.open("/run/netns", O_RDONLY | O_DIRECTORY))) ?? []
+    }
+}
+
 @Suite(.requiresBtrfs, .serialized) struct MachineTests {
     static func machine(_ arguments: [String]) throws -> CommandResult {
         try Command.run([try builtTool("replica-machine")] + arguments)
@@ -120,6 +127,44 @@ import Testing
                 let missing = try Self.machine(["set", "start", "nosuch", "--sets", sets] + store)
                 #expect(missing.status == .exited(6))
             }
+        }
+    }
+
+    /// Two machines on a bridge, each in a namespace of its own with a leased address, reach each
+    /// other over TCP; their MACs differ; stopping them removes their links, namespaces and leases.
+    @Test func machinesOnABridgeReachEachOtherOverTCP() throws {
+        let rootfs = try Self.rootfs()
+        let tag = getpid() % 250
+        let (bridge, subnet) = ("rmb\(getpid() % 100_000)", "10.252.\(tag).0/24")
+        try withBtrfsImage(size: 2 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            defer {
+                for name in ["n1", "n2"] { _ = try? Self.machine(["stop", name]) }
+                _ = try? Command.run(["ip", "link", "del", bridge])
+            }
+            var addresses: [String] = [], macs: [String] = []
+            for name in ["n1", "n2"] {
+                #expect(try Self.machine(["fork", name, "--template", "debian12"] + store).status == .exited(0))
+                let started = try Self.machine(["start", name, "--bridge", bridge, "--subnet", subnet] + store)
+                #expect(started.status == .exited(0), "\(started.output)")
+                let shown = try Self.inside(name, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+                addresses.append(String(shown.split(separator: " ")[3].split(separator: "/")[0]))
+                let link = try Self.inside(name, ["ip", "-o", "link", "show", "dev", "eth0"]).split(separator: " ")
+                macs.append(link.firstIndex(of: "link/ether").map { String(link[$0 + 1]) } ?? "")
+            }
+            #expect(Set(addresses).count == 2 && Set(macs).count == 2, "\(addresses) \(macs)")
+            let leader = try #require(Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/n2.pid", O_RDONLY).readLine()).flatMap(Self.containerInit))
+            let listener = try Command.spawn(["nsenter", "--target", "\(leader)", "--all", "--", "socat", "-u", "TCP-LISTEN:7000,reuseaddr",
+                                              "OPEN:/tmp/received,creat"])
+            usleep(300_000)
+            _ = try Self.inside("n1", ["bash", "-c", "echo over-the-bridge > /dev/tcp/\(addresses[1])/7000"])
+            _ = try ExitStatus.wait(for: listener)
+            #expect(try Self.inside("n2", ["cat", "/tmp/received"]) == "over-the-bridge\n")
+            for name in ["n1", "n2"] { #expect(try Self.machine(["stop", name]).status == .exited(0)) }
+            #expect(NetworkNamespaceNames.current().filter { $0.hasPrefix("m-n") }.isEmpty)
+            let links = try Command.check(["ip", "-o", "link", "show"])
+            #expect(!links.contains("rv-m-n1") && !links.contains("rv-m-n2"), "\(links)")
         }
     }
 

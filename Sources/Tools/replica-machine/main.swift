@@ -3,6 +3,7 @@
 // Templates / Machines / MachineProcess, prints.
 import Glibc
 import ReplicaKit
+import ReplicaNet
 import ReplicaStore
 
 let store = OptionSpec.option("store", "path", "The mounted btrfs store.", default: EmbeddedStore.defaultMountPoint)
@@ -31,9 +32,11 @@ let tool = ToolSpec(
                     options: [store,
                               .option("wait", "seconds", "Wait this long for READY (0: do not wait).", default: "60"),
                               .option("network", "namespace", "Join this network namespace (/run/netns/NAME, e.g. from replica-net up)."),
+                              .option("bridge", "name", "Instead: a namespace of its own on this bridge (made when missing), as replica-net up makes it."),
+                              .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
                               .flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")],
                     positionals: [machineName]),
-        CommandSpec("stop", "Power the machine off (kill it after 30 s).", positionals: [machineName]),
+        CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove the network start made.", positionals: [machineName]),
         CommandSpec("remove", "Remove a stopped machine and its data.", options: [store, json], positionals: [machineName]),
         CommandSpec("list", "The machines, their templates and whether they run.", options: [store, json]),
         CommandSpec("set", "Service sets (/etc/replica/sets/NAME.conf): start forks and boots them all at once, ready when all are; stop.",
@@ -53,6 +56,22 @@ func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
 
 func report(_ text: String, _ members: [(String, JSON)]) {
     if asJSON { JSONEnvelope.print(tool: "replica-machine", action: arguments.command, members) } else { print(text) }
+}
+
+/// The owner of a machine's network records and lease.
+func machineOwner(_ name: String) -> String { "replica-machine-\(name).service" }
+
+/// A network namespace of the machine's own (`replica-net up` with flags): a veth born in it on
+/// `bridge`, an address leased from `subnet`, the default route; returns its name.
+func machineNetworkUp(_ name: String, bridge: String, subnet: String) throws(ReplicaError) -> String {
+    let settings = [("Namespace", "m-\(name)"), ("Bridge", bridge), ("Subnet", subnet)].map { key, value in
+        ProfileSetting(section: "Network", key: key, value: value, file: "command line", line: 0)
+    }
+    let prepared: ServiceNetwork.Prepared?
+    do { prepared = try ServiceNetwork.prepare(Profile(unit: machineOwner(name), settings: settings)) } catch { fail("\(error)", ExitCode.usage) }
+    guard let prepared else { fail("no network plan for \(name)", ExitCode.usage) }
+    _ = try ServiceNetwork.up(prepared)
+    return prepared.plan.namespace
 }
 
 /// The store, opened by the commands that need it (stop does not).
@@ -106,7 +125,12 @@ do {
     case "start":
         let name = arguments.positionals[0]
         let machine = try Machines.machine(name, in: try openStore())
-        let command = Machines.spawnCommand(machine, networkNamespace: arguments.value("network"))
+        var namespace = arguments.value("network")
+        if let bridge = arguments.value("bridge") {
+            guard let subnet = arguments.value("subnet") else { fail("--bridge needs --subnet CIDR (the bridge's subnet)", ExitCode.usage) }
+            namespace = try machineNetworkUp(name, bridge: bridge, subnet: subnet)
+        }
+        let command = Machines.spawnCommand(machine, networkNamespace: namespace)
         if arguments.flag("foreground") {
             let argv = command.map { strdup($0) } + [nil]
             execvp(command[0], argv)
@@ -114,10 +138,15 @@ do {
         }
         guard let seconds = Int(arguments.value("wait") ?? "60"), seconds >= 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
         let began = ContinuousClock.now
-        let pid = try MachineProcess.start(name, command: command, wait: seconds == 0 ? nil : .seconds(seconds))
+        let pid: Int32
+        do throws(ReplicaError) { pid = try MachineProcess.start(name, command: command, wait: seconds == 0 ? nil : .seconds(seconds)) } catch {
+            if arguments.value("bridge") != nil { _ = try? ServiceNetwork.down([machineOwner(name)]) }
+            fail("\(error)")
+        }
         print("replica-machine: \(name) \(seconds == 0 ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))")
     case "stop":
         try MachineProcess.stop(arguments.positionals[0])
+        _ = try ServiceNetwork.down([machineOwner(arguments.positionals[0])])
         print("replica-machine: \(arguments.positionals[0]) stopped")
     case "remove":
         try Machines.remove(arguments.positionals[0], from: try openStore())
