@@ -168,6 +168,41 @@ enum NetworkNamespaceNames {
         }
     }
 
+    @Test func badInputIsRefusedOrRolledBackLeavingNothing() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 2 << 30) { image in
+            try withTemporaryDirectory { dir in
+                let store = ["--store", image.mountPoint]
+                let machines = "\(image.mountPoint)/machines"
+                #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+                // A subvolume in templates/ that import did not make (writable, no origin) is not a template.
+                _ = try Command.check(["btrfs", "-q", "subvolume", "create", "\(image.mountPoint)/templates/hand"])
+                let notOurs = try Self.machine(["fork", "x", "--template", "hand"] + store)
+                #expect(notOurs.status == .exited(1) && notOurs.output.contains("is not a template of ours"), "\(notOurs.output)")
+                // A seed file that is a symlink is refused, not followed; nothing is left.
+                _ = try Command.check(["mkdir", "-p", "\(dir)/seed"])
+                _ = try Command.check(["ln", "-s", "/etc/shadow", "\(dir)/seed/meta-data"])
+                let linked = try Self.machine(["fork", "x", "--template", "debian12", "--seed", "\(dir)/seed"] + store)
+                #expect(linked.status == .exited(1) && linked.output.contains("meta-data"), "\(linked.output)")
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)).isEmpty)
+                // A fork killed before its rename leaves .forking-NAME: the next fork of that name takes its place.
+                _ = try Command.check(["btrfs", "-q", "subvolume", "create", "\(machines)/.forking-y"])
+                #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).status == .exited(0))
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)) == ["y"])
+                #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).output.contains("a machine of that name exists"))
+                // A guest that never says READY: stopped after --wait, nothing running.
+                try OwnedFD.open("\(dir)/init", O_WRONLY | O_CREAT, mode: 0o755).writeAll(Array("#!/bin/sh\nexec sleep 600\n".utf8))
+                _ = try Command.check(["cp", "--remove-destination", "\(dir)/init", "\(machines)/y/usr/lib/systemd/systemd"])
+                let began = ContinuousClock.now
+                let silent = try Self.machine(["start", "y", "--wait", "2"] + store)
+                #expect(silent.status == .exited(1) && silent.output.contains("not ready after"), "\(silent.output)")
+                #expect(ContinuousClock.now - began < .seconds(20))
+                #expect(MachineProcess.running("y") == nil)
+                #expect(try Self.machine(["remove", "y"] + store).status == .exited(0))
+            }
+        }
+    }
+
     @Test func aTarballImportsAndWhatIsNotARootIsRefusedLeavingNothing() throws {
         try withBtrfsImage { image in
             try withTemporaryDirectory { dir in

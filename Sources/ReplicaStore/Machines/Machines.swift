@@ -114,9 +114,16 @@ public enum Machines {
         var files: [(String, String)]
         if let nocloud = seed.nocloud {
             files = []
+            // Read inside the folder, never through a link: a seed file that is a symlink (which could
+            // lead anywhere on the host) is refused, not followed.
+            let folder = try RootDirectory(nocloud)
             for file in ["meta-data", "user-data", "network-config", "vendor-data"] {
-                guard let bytes = try? OwnedFD.open("\(nocloud)/\(file)", O_RDONLY | O_NOFOLLOW).readAll(limit: 1 << 20) else { continue }
-                files.append((file, String(decoding: bytes, as: UTF8.self)))
+                let fd: OwnedFD
+                do { fd = try folder.openForReading(file, [.regularFile, .noSymlinks]) } catch where error.errno == .ENOENT { continue }
+                files.append((file, String(decoding: try fd.readAll(limit: 1 << 20, name: "\(nocloud)/\(file)"), as: UTF8.self)))
+            }
+            guard files.contains(where: { $0.0 == "meta-data" }) else {
+                throw ReplicaError("seed", [nocloud], errno: .ENOENT, hint: "a NoCloud folder needs a meta-data file", reason: .refused)
             }
         } else {
             let instance = "replica-" + [UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max)]

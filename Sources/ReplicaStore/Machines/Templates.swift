@@ -93,7 +93,14 @@ public enum Templates {
                                reason: .notFound)
         }
         let info = try Btrfs.info(fd, path: "\(store.path)/\(directory)/\(name)")
-        return Template(name: name, origin: Btrfs.attribute(fd, attribute) ?? "", uuid: info.uuid, generation: info.generation)
+        // Only what import made: a read-only subvolume with its origin recorded. Anything else there
+        // could change under the machines forked from it.
+        guard Btrfs.isSubvolume(fd), info.isReadOnly, let origin = Btrfs.attribute(fd, attribute) else {
+            throw ReplicaError("template", ["\(store.path)/\(directory)/\(name)"], errno: .EPERM,
+                               hint: "is not a template of ours (a read-only subvolume made by replica-machine template import); "
+                                   + "import the root file system instead", reason: .refused)
+        }
+        return Template(name: name, origin: origin, uuid: info.uuid, generation: info.generation)
     }
 
     /// Every template on the store, by name.
