@@ -219,6 +219,17 @@ enum NetworkNamespaceNames {
                 #expect(bad.status == .exited(1) && bad.output.contains("not starting with '.'"))
                 let missing = try Self.machine(["fork", "x", "--template", "nosuch"] + store)
                 #expect(missing.status == .exited(6) && missing.output.contains("no such template"))
+                // Where sshd is installed, each fork gets a host key of its own.
+                _ = try Command.check(["mkdir", "-p", "\(dir)/sshd/etc/ssh", "\(dir)/sshd/usr"])
+                _ = try Command.check(["touch", "\(dir)/sshd/etc/ssh/sshd_config"])
+                _ = try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "\(dir)/sshd/etc/ssh/ssh_host_ed25519_key"])
+                #expect(try Self.machine(["template", "import", "sshd", "\(dir)/sshd"] + store).status == .exited(0))
+                let prints = try ["k1", "k2"].map { name in
+                    _ = try Self.machine(["fork", name, "--template", "sshd"] + store)
+                    return try Command.check(["ssh-keygen", "-lf", "\(image.mountPoint)/machines/\(name)/etc/ssh/ssh_host_ed25519_key.pub"])
+                }
+                let template = try Command.check(["ssh-keygen", "-lf", "\(dir)/sshd/etc/ssh/ssh_host_ed25519_key.pub"])
+                #expect(Set(prints + [template]).count == 3, "\(prints) \(template)")
             }
         }
     }

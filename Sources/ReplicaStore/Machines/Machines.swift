@@ -83,7 +83,7 @@ public enum Machines {
     /// Resets what makes a root one particular machine, inside `root` (never following its links):
     /// an empty `/etc/machine-id` (systemd makes a new one at the first boot) and no
     /// `/var/lib/dbus/machine-id`; the hostname in `/etc/hostname` and `/etc/hosts`; no SSH host keys
-    /// (regenerated at boot by `sshd-keygen` or the package's service), no DHCP leases, no random seed.
+    /// (a new Ed25519 one where sshd is installed), no DHCP leases, no random seed.
     static func resetIdentity(_ root: borrowing RootDirectory, hostname: String) throws(ReplicaError) {
         try root.replaceFile("etc/machine-id", contents: [], mode: 0o444)
         try? root.remove("var/lib/dbus/machine-id")
@@ -102,6 +102,15 @@ public enum Machines {
                 || (folder == "var/lib/systemd" && name == "random-seed") {
                 try? root.remove("\(folder)/\(name)")
             }
+        }
+        // Where sshd is installed, a new host key of its own (Ed25519, made in milliseconds; sshd
+        // starts with it, and Debian's does not make missing keys at boot).
+        if (try? root.open("etc/ssh/sshd_config", [.regularFile, .noSymlinks])) != nil {
+            // etc/ssh checked to be a real folder of the fork (no link on the way): the fork is not
+            // in use yet, so its path stays what was checked.
+            _ = try root.openForReading("etc/ssh", [.directory, .noSymlinks])
+            try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@\(hostname)",
+                               "-f", "\(root.path)/etc/ssh/ssh_host_ed25519_key"])
         }
     }
 
