@@ -151,7 +151,8 @@ import Testing
     }
 }
 
-/// Operators copy the examples in Docs/: every `ini` block there must parse as a profile.
+/// Operators copy the examples in Docs/: every `ini` block there must parse as a profile (or, for a
+/// block starting with `[Set]`, as a service-set file).
 @Suite struct DocumentedProfileTests {
     @Test func everyIniExampleInTheDocsParses() throws {
         let docs = RepositoryPath.root + "/Docs"
@@ -166,7 +167,10 @@ import Testing
                 if line == "```" {
                     blocks += 1
                     let body = block!.joined(separator: "\n")
-                    #expect(throws: Never.self, "Docs/\(name):\(start)") { _ = try ProfileParser.parse(body, file: "Docs/\(name):\(start)") }
+                    let grammar = body.hasPrefix("[Set]") ? ProfileKeys.setSections : ProfileKeys.sections
+                    #expect(throws: Never.self, "Docs/\(name):\(start)") {
+                        _ = try ProfileParser.parse(body, file: "Docs/\(name):\(start)", grammar: grammar)
+                    }
                     block = nil
                 } else {
                     block!.append(line)
