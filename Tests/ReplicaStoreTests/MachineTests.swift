@@ -198,6 +198,8 @@ enum NetworkNamespaceNames {
                 #expect(silent.status == .exited(1) && silent.output.contains("not ready after"), "\(silent.output)")
                 #expect(ContinuousClock.now - began < .seconds(20))
                 #expect(MachineProcess.running("y") == nil)
+                // Nothing of the guest outlives it (its init would keep the store mounted in its namespace).
+                #expect(try Command.run(["pgrep", "-f", "^sleep 600$"]).status != .exited(0), "the guest's init survived")
                 #expect(try Self.machine(["remove", "y"] + store).status == .exited(0))
             }
         }

@@ -99,8 +99,34 @@ public enum MachineProcess {
             _ = waitpid(pid, &status, WNOHANG)  // reaps it when it is our child
             usleep(50_000)
         }
-        if running(name) != nil { kill(pid, SIGKILL); usleep(100_000) }
+        if running(name) != nil {
+            // A guest that ignores the request: its whole tree goes, the container's init first (its
+            // PID namespace, and every process in it, ends with it), then systemd-nspawn.
+            for process in descendants(of: pid) { kill(process, SIGKILL) }
+            kill(pid, SIGKILL)
+            for _ in 0..<100 where running(name) != nil {
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, WNOHANG)
+                usleep(20_000)
+            }
+        }
         unlink("\(runDirectory)/\(name).pid")
+    }
+
+    /// Every process below `pid`, nearest first (`/proc/PID/task/*/children`).
+    static func descendants(of pid: Int32) -> [Int32] {
+        var found: [Int32] = []
+        var queue = [pid]
+        while let next = queue.popLast() {
+            guard let tasks = try? DirectoryEntries.names(in: try OwnedFD.open("/proc/\(next)/task", O_RDONLY | O_DIRECTORY)) else { continue }
+            for task in tasks {
+                let text = (try? OwnedFD.open("/proc/\(next)/task/\(task)/children", O_RDONLY).readAll(limit: 1 << 16)) ?? []
+                let children = text.split(separator: UInt8(ascii: " ")).compactMap { Int32(String(decoding: $0, as: UTF8.self)) }
+                found += children
+                queue += children
+            }
+        }
+        return found
     }
 
     /// The console's last lines, for errors.
