@@ -27,12 +27,7 @@ enum NetworkNamespaceNames {
 
     /// The pid of a booted container's systemd, below its systemd-nspawn.
     static func containerInit(below pid: Int32) -> Int32? {
-        for child in ((try? OwnedFD.open("/proc/\(pid)/task/\(pid)/children", O_RDONLY).readAll()) ?? [])
-            .split(separator: UInt8(ascii: " ")).compactMap({ Int32(String(decoding: $0, as: UTF8.self)) }) {
-            if let comm = try? OwnedFD.open("/proc/\(child)/comm", O_RDONLY).readLine(), comm == "systemd" { return child }
-            if let found = containerInit(below: child) { return found }
-        }
-        return nil
+        MachineProcess.descendants(of: pid).first { child in (try? OwnedFD.open("/proc/\(child)/comm", O_RDONLY).readLine()) == "systemd" }
     }
 
     static func inside(_ machine: String, _ command: [String]) throws -> String {

@@ -114,7 +114,7 @@ public enum MachineProcess {
     }
 
     /// Every process below `pid`, nearest first (`/proc/PID/task/*/children`).
-    static func descendants(of pid: Int32) -> [Int32] {
+    public static func descendants(of pid: Int32) -> [Int32] {
         var found: [Int32] = []
         var queue = [pid]
         while let next = queue.popLast() {
