@@ -167,6 +167,7 @@ int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
         info->id = args.treeid;
         info->parent_id = args.parent_id;
         info->generation = args.generation;
+        info->changed_generation = args.ctransid;
         info->flags = args.flags;
         memcpy(info->uuid, args.uuid, 16);
         memcpy(info->parent_uuid, args.parent_uuid, 16);

@@ -163,6 +163,72 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// Ten machines forked from one template and started together on a bridge: ten distinct
+    /// machine-ids, hostnames, MACs and instance-ids; each reaches the next over TCP; the template
+    /// unchanged; after they are removed, none of their links, namespaces, leases or subvolumes left.
+    @Test func tenForksStartedTogetherAreTenMachines() throws {
+        let rootfs = try Self.rootfs()
+        let tag = getpid() % 250
+        let (bridge, subnet) = ("rmt\(getpid() % 100_000)", "10.254.\(tag).0/24")
+        let names = (0..<10).map { "t\($0)" }
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            let template = "\(image.mountPoint)/templates/debian12"
+            _ = try Command.check(["btrfs", "filesystem", "sync", image.mountPoint])  // the import's last transaction on disk
+            let before = (try Btrfs.info(try OwnedFD.open(template, O_RDONLY | O_DIRECTORY), path: template).changedGeneration,
+                          try Command.check(["sh", "-c", "cd \(template) && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"]))
+            defer {
+                for name in names { _ = try? Self.machine(["stop", name]) }
+                _ = try? Command.run(["ip", "link", "del", bridge])
+            }
+            for name in names { #expect(try Self.machine(["fork", name, "--template", "debian12"] + store).status == .exited(0)) }
+            // Started together: each start returns at its READY, the next one already booting.
+            let starts = try names.map { name in
+                try Command.spawn([try builtTool("replica-machine"), "start", name, "--bridge", bridge, "--subnet", subnet] + store)
+            }
+            for pid in starts { #expect(try ExitStatus.wait(for: pid) == .exited(0)) }
+            var ids: Set<String> = [], hosts: Set<String> = [], macs: Set<String> = [], instances: Set<String> = [], addresses: [String] = []
+            for name in names {
+                ids.insert(try Self.inside(name, ["cat", "/etc/machine-id"]))
+                hosts.insert(try Self.inside(name, ["hostname"]))
+                let link = try Self.inside(name, ["ip", "-o", "link", "show", "dev", "eth0"]).split(separator: " ")
+                macs.insert(link.firstIndex(of: "link/ether").map { String(link[$0 + 1]) } ?? "")
+                instances.insert(try Self.inside(name, ["head", "-1", "/var/lib/cloud/seed/nocloud/meta-data"]))
+                let shown = try Self.inside(name, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+                addresses.append(String(shown.split(separator: " ")[3].split(separator: "/")[0]))
+            }
+            #expect(ids.count == 10 && hosts.count == 10 && macs.count == 10 && instances.count == 10 && Set(addresses).count == 10)
+            // A ring: each machine sends to the next over the bridge.
+            for (index, name) in names.enumerated() {
+                let next = names[(index + 1) % names.count]
+                let leader = try #require(Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/\(next).pid", O_RDONLY).readLine())
+                    .flatMap(Self.containerInit))
+                let listener = try Command.spawn(["nsenter", "--target", "\(leader)", "--all", "--", "socat", "-u", "TCP-LISTEN:7100,reuseaddr",
+                                                  "OPEN:/tmp/from-ring,creat"])
+                var sent = false
+                for _ in 0..<50 where !sent {
+                    sent = (try? Self.inside(name, ["bash", "-c", "echo from-\(name) > /dev/tcp/\(addresses[(index + 1) % names.count])/7100"])) != nil
+                    if !sent { usleep(50_000) }
+                }
+                _ = try ExitStatus.wait(for: listener)
+                #expect(try Self.inside(next, ["cat", "/tmp/from-ring"]) == "from-\(name)\n")
+            }
+            for name in names {
+                #expect(try Self.machine(["stop", name]).status == .exited(0))
+                #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+            }
+            let after = (try Btrfs.info(try OwnedFD.open(template, O_RDONLY | O_DIRECTORY), path: template).changedGeneration,
+                         try Command.check(["sh", "-c", "cd \(template) && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"]))
+            #expect(after == before, "the template changed")
+            #expect(NetworkNamespaceNames.current().filter { $0.hasPrefix("m-t") }.isEmpty)
+            let links = try Command.check(["ip", "-o", "link", "show"])
+            #expect(names.allSatisfy { !links.contains("rv-m-\($0):") }, "\(links)")
+            #expect(try Command.run(["sh", "-c", "grep -rl replica-machine-t /var/lib/replica/net/leases 2>/dev/null"]).output.isEmpty)
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)).isEmpty)
+        }
+    }
+
     @Test func badInputIsRefusedOrRolledBackLeavingNothing() throws {
         let rootfs = try Self.rootfs()
         try withBtrfsImage(size: 2 << 30) { image in

@@ -99,7 +99,7 @@ int64_t replica_seek_data(int fd, int64_t offset, int hole);
 // MARK: btrfs
 /// What BTRFS_IOC_GET_SUBVOL_INFO reports, in fixed-size fields.
 struct replica_subvolume_info {
-    uint64_t id, parent_id, generation, flags;
+    uint64_t id, parent_id, generation, changed_generation, flags;
     uint8_t uuid[16], parent_uuid[16], received_uuid[16];
     uint64_t otime_sec;
     uint32_t otime_nsec;

@@ -28,8 +28,10 @@ public struct SubvolumeInfo: Equatable, Sendable {
     public var receivedUUID: String?
     /// Whether it is read-only (`BTRFS_SUBVOL_RDONLY`).
     public var isReadOnly: Bool
-    /// The generation (transaction) it was last changed in.
+    /// The generation (transaction) its root was last written in (a snapshot of it counts).
     public var generation: UInt64
+    /// The generation its content last changed in (`ctransid`): snapshots of it leave it as it is.
+    public var changedGeneration: UInt64
     /// When it was made (`otime`).
     public var createdAt: BtrfsTime
 
@@ -41,6 +43,7 @@ public struct SubvolumeInfo: Equatable, Sendable {
         receivedUUID = SubvolumeInfo.formatOptional(info.received_uuid)
         isReadOnly = info.flags & 1 != 0  // BTRFS_ROOT_SUBVOL_RDONLY
         generation = info.generation
+        changedGeneration = info.changed_generation
         createdAt = BtrfsTime(seconds: Int64(info.otime_sec), nanoseconds: Int64(info.otime_nsec))
     }
 

@@ -19,7 +19,7 @@ public enum Templates {
         public var origin: String
         /// Its subvolume's uuid: the parent uuid of every machine forked from it.
         public var uuid: String
-        /// The btrfs generation it was last changed in.
+        /// The btrfs generation its content last changed in (forks leave it as it is).
         public var generation: UInt64
     }
 
@@ -100,7 +100,7 @@ public enum Templates {
                                hint: "is not a template of ours (a read-only subvolume made by replica-machine template import); "
                                    + "import the root file system instead", reason: .refused)
         }
-        return Template(name: name, origin: origin, uuid: info.uuid, generation: info.generation)
+        return Template(name: name, origin: origin, uuid: info.uuid, generation: info.changedGeneration)
     }
 
     /// Every template on the store, by name.
