@@ -52,9 +52,13 @@ public struct SubvolumeInfo: Equatable, Sendable {
 
     /// `8-4-4-4-12` lower-case hex, written byte by byte (listing 1,000 snapshots formats 3,000).
     private static func format(_ raw: Raw) -> String {
+        withUnsafeBytes(of: raw) { format(bytes: $0) }
+    }
+
+    /// A 16-byte btrfs uuid (of a subvolume, or of a filesystem) as `btrfs` and sysfs write it.
+    static func format(bytes: some Collection<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
-        return withUnsafeBytes(of: raw) { bytes in
-            String(unsafeUninitializedCapacity: 36) { out in
+        return String(unsafeUninitializedCapacity: 36) { out in
                 var i = 0
                 for (index, byte) in bytes.enumerated() {
                     if index == 4 || index == 6 || index == 8 || index == 10 { out[i] = UInt8(ascii: "-"); i += 1 }
@@ -63,7 +67,6 @@ public struct SubvolumeInfo: Equatable, Sendable {
                     i += 2
                 }
                 return i
-            }
         }
     }
 
@@ -88,6 +91,16 @@ public enum Btrfs {
             : name.utf8.count > maxNameLength ? "\(name.utf8.count) bytes; btrfs allows \(maxNameLength)"
             : nil
         if let why { throw ReplicaError("validate name", [parent, name], errno: .EINVAL, hint: why) }
+    }
+
+    /// Whether `name` is a plain name for things Replica names from outside input (machines,
+    /// templates, Nomad namespaces and volumes): 1 to `maxLength` ASCII letters, digits, `-`, `_`
+    /// or `.`, not starting with `.` (so never `.`, `..` or one of the store's staging names).
+    static func isPlainName(_ name: String, maxLength: Int) -> Bool {
+        !name.isEmpty && name.utf8.count <= maxLength && !name.hasPrefix(".") && name.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A)
+                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+        }
     }
 
     /// `btrfs subvolume create PARENT/NAME`.

@@ -25,11 +25,7 @@ public enum Templates {
 
     /// Refuses names that are not one plain path component of letters, digits, `-`, `_` and `.`.
     public static func validate(_ name: String, _ what: String) throws(ReplicaError) {
-        let plain = !name.isEmpty && name.utf8.count <= 64 && !name.hasPrefix(".") && name.utf8.allSatisfy {
-            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
-                || $0 == UInt8(ascii: ".")
-        }
-        guard plain else {
+        guard Btrfs.isPlainName(name, maxLength: 64) else {
             throw ReplicaError(what, [name], errno: .EINVAL,
                                hint: "takes 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'", reason: .refused)
         }

@@ -226,12 +226,8 @@ struct RemoteProcess: ~Copyable {
 extension TargetCopy {
     /// The copy as `replica-snap receive --json` describes it.
     init?(json: JSON) {
-        guard case .object(let members) = json else { return nil }
-        let get = { (key: String) in members.first { $0.0 == key }?.1 }
-        guard case .string(let name)? = get("name"), case .int(let id)? = get("id"), case .bool(let readOnly)? = get("read_only") else { return nil }
-        var received: String?
-        if case .string(let uuid)? = get("received_uuid") { received = uuid }
-        self.init(name: name, id: UInt64(id), receivedUUID: received, readOnly: readOnly)
+        guard let name = json["name"]?.string, case .int(let id)? = json["id"], case .bool(let readOnly)? = json["read_only"] else { return nil }
+        self.init(name: name, id: UInt64(id), receivedUUID: json["received_uuid"]?.string, readOnly: readOnly)
     }
 
     /// The copy as `replica-snap receive --json` prints it.

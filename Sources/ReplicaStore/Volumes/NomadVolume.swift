@@ -105,9 +105,7 @@ public enum NomadVolume {
             }
             self.init(namespace: try value("DHV_NAMESPACE"), name: try value("DHV_VOLUME_NAME"), id: try value("DHV_VOLUME_ID"))
             for (key, word, limit) in [("DHV_NAMESPACE", namespace, 128), ("DHV_VOLUME_NAME", name, 128), ("DHV_VOLUME_ID", id, 64)] {
-                let safe = word.utf8.allSatisfy { $0 < 0x80 && (($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A)
-                                                              || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")) }
-                guard safe, !word.hasPrefix("."), word.utf8.count <= limit else {
+                guard Btrfs.isPlainName(word, maxLength: limit) else {
                     throw ReplicaError(operation, [key], errno: .EINVAL,
                                        hint: "\(key)=\(word): takes 1 to \(limit) letters, digits, '-', '_' or '.', not starting with '.'",
                                        reason: .refused)
@@ -275,10 +273,7 @@ public enum NomadVolume {
         var fsid = [UInt8](repeating: 0, count: 16)
         let top = try store.directory(".")
         _ = try syscall("ioctl(BTRFS_IOC_FS_INFO)", store.path) { replica_btrfs_fsid(top.rawValue, &fsid) }
-        let hex = fsid.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
-        let uuid = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { range in
-            String(hex[hex.index(hex.startIndex, offsetBy: range.lowerBound)..<hex.index(hex.startIndex, offsetBy: range.upperBound)])
-        }.joined(separator: "-")
+        let uuid = SubvolumeInfo.format(bytes: fsid)
         guard access("/sys/fs/btrfs/\(uuid)/qgroups", F_OK) == 0 else {
             throw ReplicaError("create volume", [store.path], errno: .ENOTCONN,
                                hint: "a capacity needs btrfs quotas, which are off on this store; enable them "
