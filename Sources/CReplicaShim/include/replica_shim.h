@@ -110,6 +110,9 @@ struct replica_subvolume_info {
 int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info);
 
 // MARK: processes
+/// POSIX_SPAWN_SETSID (glibc 2.26, a GNU extension): the child starts a session of its own (setsid).
+extern const short replica_POSIX_SPAWN_SETSID;
+
 /// posix_spawn_file_actions_addclosefrom_np (glibc 2.34): close every fd >= from in the child.
 int replica_spawn_addclosefrom(void *file_actions, int from);
 /// The calling thread's id, gettid(2).

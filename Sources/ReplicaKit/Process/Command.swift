@@ -45,9 +45,11 @@ public enum Command {
 
     /// Starts the program and returns its pid: standard input from `input` (nil: `/dev/null`),
     /// standard output to `output` and standard error to `errors`, or to `output` too when `errors`
-    /// is nil (nil for both: `/dev/null`).
+    /// is nil (nil for both: `/dev/null`); `environment` added to ours (`env NAME=VALUE …`), and
+    /// with `newSession` in a session of its own (`setsid`, `POSIX_SPAWN_SETSID`) — no extra programs.
     public static func spawn(_ arguments: [String], input: Int32? = nil, output: Int32? = nil,
-                             errors: Int32? = nil) throws(ReplicaError) -> pid_t {
+                             errors: Int32? = nil, environment: [(String, String)] = [],
+                             newSession: Bool = false) throws(ReplicaError) -> pid_t {
         precondition(!arguments.isEmpty, "a command needs a program name")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -64,8 +66,21 @@ public enum Command {
         _ = withUnsafeMutablePointer(to: &actions) { replica_spawn_addclosefrom($0, 3) }
         let argv = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        if newSession { posix_spawnattr_setflags(&attributes, replica_POSIX_SPAWN_SETSID) }
+        var variables: [UnsafeMutablePointer<CChar>?] = []
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if !environment.contains(where: { text.hasPrefix("\($0.0)=") }) { variables.append(strdup(entry)) }
+            index += 1
+        }
+        variables += environment.map { strdup("\($0.0)=\($0.1)") } + [nil]
+        defer { for pointer in variables { free(pointer) } }
         var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, environ)
+        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, variables)
         guard result == 0 else {
             throw ReplicaError("posix_spawnp", [arguments[0]], errno: Errno(rawValue: result),
                               hint: result == ENOENT ? "install it or add it to PATH" : nil)

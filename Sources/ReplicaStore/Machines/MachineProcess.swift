@@ -70,9 +70,17 @@ public enum MachineProcess {
         let notify = OwnedFD(adopting: socket)
         _ = try syscall("bind", socketPath) { replica_bind_unix(notify.rawValue, socketPath) }
         let log = try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
-        let pid = try Command.spawn(["setsid", "env", "NOTIFY_SOCKET=\(socketPath)"] + command, output: log.rawValue)
-        try OwnedFD.open("\(runDirectory)/\(name).pid", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
+        let pid = try Command.spawn(command, output: log.rawValue, environment: [("NOTIFY_SOCKET", socketPath)],
+                                      newSession: true)
+        try record(name, pid: pid)
         return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
+    }
+
+    /// Records `pid` as the machine's systemd-nspawn (`/run/replica/machines/NAME.pid`): `begin`
+    /// does, and `start --foreground` before it execs systemd-nspawn under its unit.
+    public static func record(_ name: String, pid: Int32) throws(ReplicaError) {
+        try createDirectories(runDirectory, mode: 0o700)
+        try OwnedFD.open("\(runDirectory)/\(name).pid", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
     }
 
     /// `begin`, then, with `wait`, `waitReady`: returns the pid of systemd-nspawn.
