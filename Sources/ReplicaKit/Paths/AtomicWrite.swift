@@ -5,7 +5,8 @@ extension RootDirectory {
     /// Replaces `relativePath` inside the root with `contents` atomically: a reader sees the old file
     /// or the new one, never a mix. The parent directory is resolved inside the root with no symlinks
     /// allowed; the data goes to a temporary file beside the target, is fsync'ed, then renamed over it
-    /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched.
+    /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched; the
+    /// temporary files of writers killed before their rename (their pid gone) are removed too.
     public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
@@ -13,6 +14,7 @@ extension RootDirectory {
         }
         let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
         let temporary = ".\(name).replica-\(getpid())-\(replica_gettid())"
+        Self.removeStaleTemporaries(in: parent)
         let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
         do throws(ReplicaError) {
             try file.writeAll(contents, name: relativePath)
@@ -23,6 +25,17 @@ extension RootDirectory {
         } catch {
             unlinkat(parent.rawValue, temporary, 0)
             throw error
+        }
+    }
+
+    /// Unlinks `.NAME.replica-PID-TID` files in `folder` whose writer process no longer exists
+    /// (`kill(PID, 0)` fails with ESRCH): what a write killed between create and rename left.
+    public static func removeStaleTemporaries(in folder: borrowing OwnedFD) {
+        guard let names = try? DirectoryEntries.names(in: folder) else { return }
+        for name in names where name.hasPrefix(".") && name.contains(".replica-") {
+            let ids = name.split(separator: "-").suffix(2)
+            guard ids.count == 2, let pid = Int32(ids.first!), Int32(ids.last!) != nil, pid > 0 else { continue }
+            if kill(pid, 0) != 0 && Errno.current.rawValue == ESRCH { unlinkat(folder.rawValue, name, 0) }
         }
     }
 }

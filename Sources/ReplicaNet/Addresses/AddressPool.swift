@@ -78,6 +78,7 @@ public struct AddressPool: Sendable {
     /// Every lease, by address.
     public func leases() throws(ReplicaError) -> [(address: IPPrefix, owner: String)] {
         guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
+        RootDirectory.removeStaleTemporaries(in: fd)  // a lease a killed `take` was writing is no lease
         var found: [(address: IPPrefix, owner: String)] = []
         for name in try DirectoryEntries.names(in: fd) {
             guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4,
