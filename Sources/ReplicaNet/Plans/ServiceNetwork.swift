@@ -30,6 +30,17 @@ public enum ServiceNetwork {
         return Prepared(plan: plan, owner: profile.unit, leaseSubnet: subnet)
     }
 
+    /// Takes the address `prepared` leases (the owner's own if it holds one) without making
+    /// anything, so that it can be known — and written into a seed — before `up`, which then finds
+    /// the same lease. Returns it, the plan's gateway, and whether this call took it (`down` of the
+    /// owner gives it back). Nil when the plan leases nothing (an `Address=` of its own).
+    public static func lease(_ prepared: Prepared, leases: String = AddressPool.defaultRoot)
+        throws(ReplicaError) -> (address: IPPrefix, gateway: IPPrefix?, isNew: Bool)? {
+        guard let subnet = prepared.leaseSubnet else { return nil }
+        let lease = try AddressPool(subnet: subnet, root: leases).take(for: prepared.owner)
+        return (lease.address, prepared.plan.routes.first { $0.gateway != nil }?.gateway, lease.isNew)
+    }
+
     /// `replica-net up`: leases the address (the owner's own if it holds one), applies the plan
     /// (all or nothing) and records what it made. On any failure the lease is given back when this
     /// call took it, and nothing stays.
@@ -73,8 +84,9 @@ public enum ServiceNetwork {
     /// veth only while it is still the link `up` made (same name and index), the namespace only
     /// while it is still the one `up` pinned (same inode) — gives its address back, and removes the
     /// record. Without a record (never up, already down, or up in an earlier boot) only the owner's
-    /// leases are given back. The veths of all owners go in one batch.
-    public static func down(_ owners: [String], leases: String = AddressPool.defaultRoot,
+    /// leases are given back. The veths of all owners go in one batch. With `keepLeases` the
+    /// addresses stay the owners' (a stopped machine keeps the address its seed names).
+    public static func down(_ owners: [String], keepLeases: Bool = false, leases: String = AddressPool.defaultRoot,
                             records: String = recordDirectory) throws(ReplicaError) -> [Removed] {
         for owner in owners { try NetworkRecord.validate(owner: owner) }
         var results: [Removed] = []
@@ -82,6 +94,10 @@ public enum ServiceNetwork {
         var host = try NetlinkSocket()
         for owner in owners {
             guard let record = try NetworkRecord.read(owner, in: records) else {
+                if keepLeases {
+                    results.append(Removed(owner: owner, record: nil, lines: ["nothing recorded as made by up"]))
+                    continue
+                }
                 var released: [String] = []
                 for pool in try AddressPool.all(root: leases) where try pool.leases().contains(where: { $0.owner == owner }) {
                     try pool.release(owner)
@@ -115,7 +131,7 @@ public enum ServiceNetwork {
             } else {
                 results[index].lines.append("namespace \(record.namespace) already gone")
             }
-            if let subnet = record.leaseSubnet {
+            if let subnet = record.leaseSubnet, !keepLeases {
                 try AddressPool(subnet: subnet, root: leases).release(record.owner)
                 results[index].lines.append("address \(record.address.map { $0.description } ?? "") given back")
             }

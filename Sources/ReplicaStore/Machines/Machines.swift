@@ -11,6 +11,11 @@ public enum Machines {
     public static let directory = "machines"
     /// The extended attribute recording the template a machine was forked from: `NAME UUID`.
     public static let attribute = "user.replica.machine"
+    /// The unit a machine runs as under systemd, less its name: `replica-machine@NAME.service`. Its
+    /// state is the machine's root, so `replica-snap run replica-machine@NAME` snapshots the machine.
+    public static let unitPrefix = "replica-machine@"
+    /// The extended attribute recording the machine's network: `[Network]` lines (`Bridge=lab`).
+    public static let networkAttribute = "user.replica.network"
 
     /// One machine.
     public struct Machine: Equatable, Sendable {
@@ -22,6 +27,23 @@ public enum Machines {
         public var templateUUID: String
         /// Its root, `STORE/machines/NAME`.
         public var path: String
+        /// Its network, as `[Network]` lines of a profile (`Bridge=lab`, `Subnet=10.88.0.0/24`);
+        /// empty for a namespace of its own with loopback only.
+        public var network: [String] = []
+    }
+
+    /// Refuses a machine name that is not a hostname systemd accepts (`hostname_is_valid`, which
+    /// `systemd-nspawn --machine=` checks): 1 to 64 letters, digits and `-`, in labels joined by `.`;
+    /// not starting with `-`. It is also the fork's hostname.
+    public static func validate(_ name: String) throws(ReplicaError) {
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard name.utf8.count <= 64, !name.hasPrefix("-"), labels.allSatisfy({ label in
+            !label.isEmpty && label.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == UInt8(ascii: "-") }
+        }) else {
+            throw ReplicaError("machine", [name], errno: .EINVAL,
+                               hint: "a machine name is its hostname: 1 to 64 letters, digits and '-', labels joined by '.' "
+                                   + "(no '_', not starting with '-' or '.'), e.g. web1 or web1.lab", reason: .refused)
+        }
     }
 
     /// What a fork gets on top of its template.
@@ -40,13 +62,33 @@ public enum Machines {
         public init() {}
     }
 
+    /// A machine's network as `fork` sees it: what to record, and how to make and unmake it. The
+    /// store knows no network; replica-machine gives ReplicaNet's (a veth on a bridge, a lease).
+    public struct Network: Sendable {
+        /// `[Network]` lines of a profile (`Bridge=lab`, `Subnet=10.88.0.0/24`), recorded with the machine.
+        public var settings: [String]
+        /// Makes it and returns the machine's address and gateway for the seed (nil: none to seed).
+        public var up: @Sendable () throws(ReplicaError) -> (address: String, gateway: String?)?
+        /// Removes what `up` made and gives its address back.
+        public var down: @Sendable () -> Void
+
+        /// A network: its recorded lines, how to make it, how to unmake it.
+        public init(settings: [String], up: @escaping @Sendable () throws(ReplicaError) -> (address: String, gateway: String?)?,
+                    down: @escaping @Sendable () -> Void) {
+            (self.settings, self.up, self.down) = (settings, up, down)
+        }
+    }
+
     /// Forks machine `name` from template `template`: a writable snapshot (`btrfs subvolume snapshot`)
     /// made as `.forking-NAME`, its identity reset and its seed laid, then renamed into place.
-    /// Refused when the name is taken. Returns the machine and the facts seeded.
+    /// With a `network`, that network is made on a thread of its own meanwhile and its address is
+    /// seeded; it is recorded with the machine. Refused when the name is taken or another fork of
+    /// it runs (the machine's lock). On any failure nothing is left: no fork, no network, no lease.
     @discardableResult
-    public static func fork(_ name: String, template templateName: String, seed: Seed = Seed(),
+    public static func fork(_ name: String, template templateName: String, seed: Seed = Seed(), network: Network? = nil,
                             in store: borrowing Store) throws(ReplicaError) -> Machine {
-        try Templates.validate(name, "machine")
+        let held = try lock(name, in: store)
+        defer { _ = held.subvolume }  // held until here
         let template = try Templates.template(templateName, in: store)
         try store.makeDirectory(directory, in: try store.directory("."), mode: 0o700)
         let folder = try store.directory(directory)
@@ -57,27 +99,52 @@ public enum Machines {
         }
         let staging = ".forking-\(name)"
         if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
-            try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
+            try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)  // a killed fork's
         }
         let source = try store.directory("\(Templates.directory)/\(templateName)")
-        try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
-                           sourcePath: "\(store.path)/\(Templates.directory)/\(templateName)", parentPath: path)
+        let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start(network.up) }
+        var seeded = seed
         do throws(ReplicaError) {
+            do throws(ReplicaError) {
+                try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
+                                   sourcePath: "\(store.path)/\(Templates.directory)/\(templateName)", parentPath: path)
+            } catch {
+                _ = try? making?.join()
+                throw error
+            }
             let root = try RootDirectory("\(path)/\(staging)")
             try resetIdentity(root, hostname: seed.hostname ?? name)
-            try lay(seed, name: name, in: root)
+            if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
+            try lay(seeded, name: name, in: root)
             let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+            if let network {
+                try Btrfs.setAttribute(fd, networkAttribute, network.settings.joined(separator: "\n"), path: "\(path)/\(staging)")
+            }
             // One commit for every file written, before the fork appears under its name.
             _ = try syscall("syncfs", "\(path)/\(staging)") { replica_syncfs(fd.rawValue) }
             _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
                 replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
             }
         } catch {
+            _ = try? making?.join()
+            network?.down()
             try? Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
             throw error
         }
-        return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)")
+        return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
+                       network: network?.settings ?? [])
+    }
+
+    /// One fork, remove or snapshot run of machine `name` at a time: the lock of its subvolume
+    /// (`replica-machine@NAME`, `SubvolumeLock`). A held lock throws reason `lockHeld`.
+    public static func lock(_ name: String, in store: borrowing Store) throws(ReplicaError) -> SubvolumeLock {
+        try validate(name)
+        do { return try SubvolumeLock.acquire(unitPrefix + name, in: store) } catch where error.reason == .lockHeld {
+            throw ReplicaError("machine", [name], errno: .EWOULDBLOCK,
+                               hint: "another fork, remove or snapshot of it is running (\(error.hint ?? "")); try again when it is done",
+                               reason: .lockHeld)
+        }
     }
 
     /// Resets what makes a root one particular machine, inside `root` (never following its links):
@@ -160,14 +227,21 @@ public enum Machines {
 
     /// The machine `name`.
     public static func machine(_ name: String, in store: borrowing Store) throws(ReplicaError) -> Machine {
-        try Templates.validate(name, "machine")
+        try validate(name)
         let fd: OwnedFD
         do { fd = try store.directory("\(directory)/\(name)") } catch {
             throw ReplicaError("machine", [name], errno: .ENOENT, hint: "no such machine in \(store.path)/\(directory)", reason: .notFound)
         }
         let recorded = (Btrfs.attribute(fd, attribute) ?? "").split(separator: " ").map(String.init)
         return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "",
-                       path: "\(store.path)/\(directory)/\(name)")
+                       path: "\(store.path)/\(directory)/\(name)",
+                       network: (Btrfs.attribute(fd, networkAttribute) ?? "").split(separator: "\n").map(String.init))
+    }
+
+    /// Records `network` as the machine's (a first `start` given one).
+    public static func recordNetwork(_ network: [String], of name: String, in store: borrowing Store) throws(ReplicaError) {
+        let fd = try store.directory("\(directory)/\(try machine(name, in: store).name)")
+        try Btrfs.setAttribute(fd, networkAttribute, network.joined(separator: "\n"), path: "\(store.path)/\(directory)/\(name)")
     }
 
     /// Every machine on the store, by name.
@@ -180,16 +254,30 @@ public enum Machines {
         return all
     }
 
-    /// Removes machine `name` and its data; refused while it runs.
+    /// Removes machine `name` and its data; refused while it runs, or while another fork, remove
+    /// or snapshot run holds it. What a fork killed before its end left (`.forking-NAME`) goes too;
+    /// when that is all there was, this is not an error.
     public static func remove(_ name: String, from store: borrowing Store) throws(ReplicaError) {
-        let machine = try machine(name, in: store)
-        if let pid = MachineProcess.running(name) {
-            throw ReplicaError("remove machine", [name], errno: .EBUSY, hint: "it is running (pid \(pid)); stop it first", reason: .busy)
+        try validate(name)
+        let held = try lock(name, in: store)
+        defer { _ = held.subvolume }  // held until here
+        let path = "\(store.path)/\(directory)"
+        let folder = try? store.directory(directory)
+        var removed = false
+        if let folder, (try? folder.openat(".forking-\(name)", O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
+            try Btrfs.deleteSubvolume(in: folder, named: ".forking-\(name)", parentPath: path)
+            removed = true
         }
-        let folder = try store.directory(directory)
-        let fd = try folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        let info = try Btrfs.info(fd, path: machine.path)
-        try Btrfs.deleteSubvolume(id: info.id, on: folder, path: machine.path)
+        do throws(ReplicaError) {
+            let machine = try machine(name, in: store)
+            if let pid = MachineProcess.running(name) {
+                throw ReplicaError("remove machine", [name], errno: .EBUSY, hint: "it is running (pid \(pid)); stop it first", reason: .busy)
+            }
+            let fd = try store.directory("\(directory)/\(name)")
+            let info = try Btrfs.info(fd, path: machine.path)
+            try Btrfs.deleteSubvolume(id: info.id, on: try store.directory(directory), path: machine.path)
+        } catch where error.reason == .notFound && removed {
+        }
         unlink("\(MachineProcess.runDirectory)/\(name).log")
     }
 

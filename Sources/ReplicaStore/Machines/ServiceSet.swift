@@ -39,7 +39,7 @@ public struct ServiceSet: Equatable, Sendable {
                 let parts = word.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
                 guard parts.count == 2 else { throw ProfileError(setting, "\"\(word)\": write NAME:TEMPLATE (web1:debian12)") }
                 do {
-                    try Templates.validate(parts[0], "machine")
+                    try Machines.validate(parts[0])
                     try Templates.validate(parts[1], "template")
                 } catch { throw ProfileError(setting, "\"\(word)\": \(error.hint ?? error.description)") }
                 guard !machines.contains(where: { $0.name == parts[0] }) else { throw ProfileError(setting, "machine \(parts[0]) is listed twice") }

@@ -52,20 +52,27 @@ extension Store {
         }
     }
 
+    /// Where subvolume `name` is, below the store: at its top (`web`), except the state of
+    /// `replica-machine@NAME.service`, which is machine NAME's root (`machines/NAME`).
+    func location(of name: String) -> String {
+        guard name.hasPrefix(Machines.unitPrefix) else { return name }
+        return "\(Machines.directory)/\(name.dropFirst(Machines.unitPrefix.count))"
+    }
+
     /// Takes a read-only snapshot of subvolume `name` as `snapshots/NAME/NAME.YYYYMMDDTHHMMSSZ`
     /// (`btrfs subvolume snapshot -r`). Snapshots are not recursive: a subvolume with subvolumes
     /// nested in it is refused unless `allowNested`, because their content would silently be missing.
     @discardableResult
     public func snapshot(_ name: String, at time: UTCTimestamp, allowNested: Bool = false) throws(ReplicaError) -> String {
-        let source = try directory(name)
+        let source = try directory(location(of: name))
         guard Btrfs.isSubvolume(source) else {
-            throw ReplicaError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+            throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
                              hint: "is a plain directory, not a subvolume; only subvolumes can be snapshotted")
         }
         if !allowNested {
-            let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(name)")
+            let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(location(of: name))")
             if !nested.isEmpty {
-                throw ReplicaError("snapshot", ["\(path)/\(name)"], errno: .EINVAL,
+                throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
                                  hint: "contains nested subvolumes (\(nested.joined(separator: ", "))) that a snapshot "
                                      + "would not include; give each its own snapshot policy, or allow nested "
                                      + "subvolumes to appear as empty directories")
@@ -75,7 +82,7 @@ extension Store {
         let snapshotName = SnapshotName(subvolume: name, time: time).description
         do throws(ReplicaError) {
             try Btrfs.snapshot(source, into: parent, named: snapshotName, readOnly: true,
-                               sourcePath: "\(path)/\(name)", parentPath: "\(path)/\(Store.snapshotsDirectory)/\(name)")
+                               sourcePath: "\(path)/\(location(of: name))", parentPath: "\(path)/\(Store.snapshotsDirectory)/\(name)")
         } catch where error.reason == .exists {
             throw ReplicaError("snapshot", ["\(path)/\(name)", snapshotName], errno: .EEXIST,
                              hint: "a snapshot of that second exists; names have one-second resolution")
@@ -103,8 +110,8 @@ extension Store {
     /// The uuids a snapshot's parent uuid may name for the snapshot to be ours: the subvolume's own,
     /// and those of the subvolumes it replaced by rollback (`Btrfs.lineage`).
     func ownUUIDs(of name: String) throws(ReplicaError) -> (current: String, all: Set<String>) {
-        let source = try directory(name)
-        let uuid = try Btrfs.info(source, path: "\(path)/\(name)").uuid
+        let source = try directory(location(of: name))
+        let uuid = try Btrfs.info(source, path: "\(path)/\(location(of: name))").uuid
         return (uuid, Set(Btrfs.lineage(source) + [uuid]))
     }
 

@@ -26,18 +26,24 @@ let tool = ToolSpec(
                               .option("ssh-key", "file", "A public key root may log in with.", repeatable: true),
                               .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
                               .option("gateway", "ip", "Its default gateway, with --address."),
-                              .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead.")],
+                              .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead."),
+                              .option("network", "profile", "Its network: the [Network] section of this profile (a namespace of its own, a veth on its bridge, a leased address)."),
+                              .option("bridge", "name", "Instead: a veth on this bridge (made when missing)."),
+                              .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it.")],
                     positionals: [machineName]),
-        CommandSpec("start", "Boot the machine; with --wait, return once its systemd is ready.",
+        CommandSpec("start", "Boot the machine, in the network it was forked with; with --wait, return once its systemd is ready.",
                     options: [store,
                               .option("wait", "seconds", "Wait this long for READY (0: do not wait).", default: "60"),
-                              .option("network", "namespace", "Join this network namespace (/run/netns/NAME, e.g. from replica-net up)."),
-                              .option("bridge", "name", "Instead: a namespace of its own on this bridge (made when missing), as replica-net up makes it."),
+                              .option("namespace", "name", "Join this network namespace instead (/run/netns/NAME, e.g. from replica-net up)."),
+                              .option("network", "profile", "A machine forked without a network: give it this profile's [Network], kept from now on."),
+                              .option("bridge", "name", "Or a veth on this bridge (made when missing), kept from now on."),
                               .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
                               .flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")],
                     positionals: [machineName]),
-        CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove the network start made.", positionals: [machineName]),
-        CommandSpec("remove", "Remove a stopped machine and its data.", options: [store, json], positionals: [machineName]),
+        CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove its veth and namespace (its address stays leased to it).",
+                    positionals: [machineName]),
+        CommandSpec("remove", "Remove a stopped machine, its data and its network (its address given back).", options: [store, json],
+                    positionals: [machineName]),
         CommandSpec("list", "The machines, their templates and whether they run.", options: [store, json]),
         CommandSpec("set", "Service sets (/etc/replica/sets/NAME.conf): start forks and boots them all at once, ready when all are; stop.",
                     options: [store,
@@ -61,17 +67,63 @@ func report(_ text: String, _ members: [(String, JSON)]) {
 /// The owner of a machine's network records and lease.
 func machineOwner(_ name: String) -> String { "replica-machine-\(name).service" }
 
-/// A network namespace of the machine's own (`replica-net up` with flags): a veth born in it on
-/// `bridge`, an address leased from `subnet`, the default route; returns its name.
-func machineNetworkUp(_ name: String, bridge: String, subnet: String) throws(ReplicaError) -> String {
-    let settings = [("Namespace", "m-\(name)"), ("Bridge", bridge), ("Subnet", subnet)].map { key, value in
-        ProfileSetting(section: "Network", key: key, value: value, file: "command line", line: 0)
+/// The `[Network]` lines the options give: a profile's section (`--network PROFILE`) or
+/// `--bridge`/`--subnet`; the namespace is always the machine's own (`m-NAME`). Empty: none.
+func networkLines() -> [String] {
+    if let bridge = arguments.value("bridge") {
+        guard let subnet = arguments.value("subnet") else { fail("--bridge needs --subnet CIDR (the bridge's subnet)", ExitCode.usage) }
+        guard arguments.value("network") == nil else { fail("give --network PROFILE or --bridge/--subnet, not both", ExitCode.usage) }
+        return ["Bridge=\(bridge)", "Subnet=\(subnet)"]
+    }
+    guard let name = arguments.value("network") else { return [] }
+    let loaded: Profile?
+    do { loaded = try ProfileLoader().load(name) } catch { fail("\(error)", ExitCode.usage) }
+    guard let profile = loaded else {
+        fail("no profile \(name): looked for \(ProfileLoader().searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
+    }
+    let lines = profile.settings.filter { $0.section == "Network" && !["Namespace", "HostLink"].contains($0.key) }.map { "\($0.key)=\($0.value)" }
+    guard !lines.isEmpty else { fail("profile \(name) has no [Network] section to give the machine", ExitCode.usage) }
+    return lines
+}
+
+/// The machine's network plan from its `[Network]` lines, every name and address checked.
+func machinePlan(_ name: String, _ lines: [String]) -> ServiceNetwork.Prepared {
+    let settings = (["Namespace=m-\(name)"] + lines).map { line in
+        let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+        return ProfileSetting(section: "Network", key: parts[0], value: parts.count == 2 ? parts[1] : "", file: "machine \(name)", line: 0)
     }
     let prepared: ServiceNetwork.Prepared?
     do { prepared = try ServiceNetwork.prepare(Profile(unit: machineOwner(name), settings: settings)) } catch { fail("\(error)", ExitCode.usage) }
     guard let prepared else { fail("no network plan for \(name)", ExitCode.usage) }
-    _ = try ServiceNetwork.up(prepared)
-    return prepared.plan.namespace
+    return prepared
+}
+
+/// Removes the machine's network: `replica-net down` of its owner, then its namespace and veth
+/// by their names — what a fork killed before it recorded them leaves (they are the machine's
+/// names: no one else makes them). Returns whether there was anything.
+@discardableResult
+func clearNetwork(_ name: String, keepLease: Bool) throws(ReplicaError) -> Bool {
+    let plan = NetworkPlan(namespace: "m-\(name)")
+    var found = access("\(NetworkNamespace.directory)/\(plan.namespace)", F_OK) == 0
+    found = try ServiceNetwork.down([machineOwner(name)], keepLeases: keepLease).contains { $0.record != nil || $0.lines.count > 1 } || found
+    try plan.teardown()
+    return found
+}
+
+/// What `fork` makes the machine's network with: its lease (known before the seed is laid), then
+/// its namespace, veth and bridge (`replica-net up`); undone by `replica-net down` of its owner.
+func forkNetwork(_ name: String, _ lines: [String]) -> Machines.Network? {
+    guard !lines.isEmpty else { return nil }
+    let prepared = machinePlan(name, lines)
+    return Machines.Network(settings: lines, up: { () throws(ReplicaError) -> (address: String, gateway: String?)? in
+        // The name is free (fork checked, holding its lock): a network its owner has is what a
+        // killed fork left. It goes; its address stays, to be taken again.
+        try clearNetwork(name, keepLease: true)
+        let leased = try ServiceNetwork.lease(prepared)
+        _ = try ServiceNetwork.up(prepared)
+        guard let address = leased?.address ?? prepared.plan.addresses.first else { return nil }
+        return (address.description, (leased?.gateway ?? prepared.plan.routes.first { $0.gateway != nil }?.gateway)?.addressText)
+    }, down: { _ = try? clearNetwork(name, keepLease: false) })
 }
 
 /// The store, opened by the commands that need it (stop does not).
@@ -118,20 +170,45 @@ do {
         seed.gateway = arguments.value("gateway")
         seed.nocloud = arguments.value("seed")
         let name = arguments.positionals[0]
+        try Machines.validate(name)
+        let lines = networkLines()
+        if !lines.isEmpty && seed.address != nil { fail("--address is for a machine without --network or --bridge (those lease one)", ExitCode.usage) }
         let began = ContinuousClock.now
-        let machine = try Machines.fork(name, template: template, seed: seed, in: try openStore())
-        report("replica-machine: \(name) forked from \(template) in \(ContinuousClock.now - began)",
-               [("machine", .string(name)), ("template", .string(template)), ("path", .string(machine.path))])
+        let machine = try Machines.fork(name, template: template, seed: seed, network: forkNetwork(name, lines), in: try openStore())
+        let address = try NetworkRecord.read(machineOwner(name))?.address
+        report("replica-machine: \(name) forked from \(template) in \(ContinuousClock.now - began)"
+               + (address.map { ", address \($0)" } ?? ""),
+               [("machine", .string(name)), ("template", .string(template)), ("path", .string(machine.path)),
+                ("address", address.map { .string($0.description) } ?? .null)])
     case "start":
         let name = arguments.positionals[0]
-        let machine = try Machines.machine(name, in: try openStore())
-        var namespace = arguments.value("network")
-        if let bridge = arguments.value("bridge") {
-            guard let subnet = arguments.value("subnet") else { fail("--bridge needs --subnet CIDR (the bridge's subnet)", ExitCode.usage) }
-            namespace = try machineNetworkUp(name, bridge: bridge, subnet: subnet)
+        let opened = try openStore()
+        var machine = try Machines.machine(name, in: opened)
+        var namespace = arguments.value("namespace")
+        let given = networkLines()
+        if !given.isEmpty {
+            guard namespace == nil else { fail("give --namespace or a network of its own, not both", ExitCode.usage) }
+            guard machine.network.isEmpty || machine.network == given else {
+                fail("\(name) has a network already (\(machine.network.joined(separator: " "))); start it without one, "
+                     + "or remove and fork it again", ExitCode.usage)
+            }
+            if machine.network.isEmpty { _ = machinePlan(name, given) }  // checked before it is recorded
+            try Machines.recordNetwork(given, of: name, in: opened)
+            machine.network = given
+        }
+        var madeNetwork = false
+        if namespace == nil && !machine.network.isEmpty {
+            namespace = "m-\(name)"
+            // Made by fork, or by a start before the last stop or reboot: made again, with the same lease.
+            if try NetworkRecord.read(machineOwner(name)) == nil || access("/run/netns/m-\(name)", F_OK) != 0 {
+                _ = try ServiceNetwork.up(machinePlan(name, machine.network))
+                madeNetwork = true
+            }
         }
         let command = Machines.spawnCommand(machine, networkNamespace: namespace)
         if arguments.flag("foreground") {
+            if let pid = MachineProcess.running(name) { fail("\(name) is running already (pid \(pid))") }
+            try MachineProcess.record(name, pid: getpid())  // the pid systemd-nspawn keeps
             let argv = command.map { strdup($0) } + [nil]
             execvp(command[0], argv)
             fail("execvp(\(command[0])): \(Errno.current)")
@@ -140,17 +217,24 @@ do {
         let began = ContinuousClock.now
         let pid: Int32
         do throws(ReplicaError) { pid = try MachineProcess.start(name, command: command, wait: seconds == 0 ? nil : .seconds(seconds)) } catch {
-            if arguments.value("bridge") != nil { _ = try? ServiceNetwork.down([machineOwner(name)]) }
+            if madeNetwork { _ = try? ServiceNetwork.down([machineOwner(name)], keepLeases: true) }
             fail("\(error)")
         }
         print("replica-machine: \(name) \(seconds == 0 ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))")
     case "stop":
         try MachineProcess.stop(arguments.positionals[0])
-        _ = try ServiceNetwork.down([machineOwner(arguments.positionals[0])])
+        _ = try ServiceNetwork.down([machineOwner(arguments.positionals[0])], keepLeases: true)
         print("replica-machine: \(arguments.positionals[0]) stopped")
     case "remove":
-        try Machines.remove(arguments.positionals[0], from: try openStore())
-        report("replica-machine: \(arguments.positionals[0]) removed", [("machine", .string(arguments.positionals[0])), ("removed", .bool(true))])
+        let name = arguments.positionals[0]
+        do throws(ReplicaError) {
+            try Machines.remove(name, from: try openStore())
+        } catch where error.reason == .notFound {
+            // No machine: what a fork killed before its end left, if anything — its network and lease.
+            guard try clearNetwork(name, keepLease: false) else { fail("\(error)", ExitCode.notConfigured) }
+        }
+        try clearNetwork(name, keepLease: false)
+        report("replica-machine: \(name) removed", [("machine", .string(name)), ("removed", .bool(true))])
     case "set":
         let directories = arguments.all("sets")
         let name = arguments.positionals[1]
