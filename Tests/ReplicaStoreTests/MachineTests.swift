@@ -257,7 +257,11 @@ enum NetworkNamespaceNames {
                 _ = try? Command.run(["ip", "link", "del", bridge])
             }
             #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
-            let forked = try Self.machine(["fork", "w1", "--template", "debian12", "--bridge", bridge, "--subnet", subnet, "--json"] + store)
+            let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq2LCe9Uq0H6yQ2Zc4w1cNQx9S4wW0x3S7yE3bYy3oI admin@replica"
+            let keyFile = "\(image.mountPoint)/admin.pub"
+            try OwnedFD.open(keyFile, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array("\(key)\n".utf8))
+            let forked = try Self.machine(["fork", "w1", "--template", "debian12", "--bridge", bridge, "--subnet", subnet, "--ssh-key", keyFile,
+                                           "--json"] + store)
             #expect(forked.status == .exited(0), "\(forked.output)")
             let address = try #require(try JSON.parse(forked.output)["address"]?.string)
             let config = try String(decoding: OwnedFD.open("\(image.mountPoint)/machines/w1/var/lib/cloud/seed/nocloud/network-config", O_RDONLY)
@@ -270,6 +274,8 @@ enum NetworkNamespaceNames {
                 #expect(started.status == .exited(0), "\(started.output)")
                 let inside = try Self.inside("w1", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
                 #expect(inside.contains(" \(address) "), "round \(round): \(inside)")
+                // The key reaches root's authorized_keys through the credential every start passes.
+                #expect(try Self.inside("w1", ["cat", "/root/.ssh/authorized_keys"]).contains(key), "round \(round)")
                 if round == 0 {
                     let snap = try Command.run([try builtTool("replica-snap"), "create", "replica-machine@w1", "--metrics-file", ""] + store)
                     #expect(snap.status == .exited(0), "\(snap.output)")

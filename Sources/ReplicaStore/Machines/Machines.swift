@@ -16,6 +16,9 @@ public enum Machines {
     public static let unitPrefix = "replica-machine@"
     /// The extended attribute recording the machine's network: `[Network]` lines (`Bridge=lab`).
     public static let networkAttribute = "user.replica.network"
+    /// The extended attribute recording what every start passes as credentials: `hostname=NAME`
+    /// and one `ssh-key=KEY` line per key.
+    public static let credentialsAttribute = "user.replica.credentials"
 
     /// One machine.
     public struct Machine: Equatable, Sendable {
@@ -30,6 +33,10 @@ public enum Machines {
         /// Its network, as `[Network]` lines of a profile (`Bridge=lab`, `Subnet=10.88.0.0/24`);
         /// empty for a namespace of its own with loopback only.
         public var network: [String] = []
+        /// Its hostname, passed as `firstboot.hostname` at every start.
+        public var hostname: String = ""
+        /// Root's SSH keys, passed as `ssh.authorized_keys.root` at every start.
+        public var sshKeys: [String] = []
     }
 
     /// Refuses a machine name that is not a hostname systemd accepts (`hostname_is_valid`, which
@@ -118,6 +125,8 @@ public enum Machines {
             try lay(seeded, name: name, in: root)
             let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+            let credentials = ["hostname=\(seed.hostname ?? name)"] + seed.sshKeys.map { "ssh-key=\($0)" }
+            try Btrfs.setAttribute(fd, credentialsAttribute, credentials.joined(separator: "\n"), path: "\(path)/\(staging)")
             if let network {
                 try Btrfs.setAttribute(fd, networkAttribute, network.settings.joined(separator: "\n"), path: "\(path)/\(staging)")
             }
@@ -133,7 +142,7 @@ public enum Machines {
             throw error
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
-                       network: network?.settings ?? [])
+                       network: network?.settings ?? [], hostname: seed.hostname ?? name, sshKeys: seed.sshKeys)
     }
 
     /// One fork, remove or snapshot run of machine `name` at a time: the lock of its subvolume
@@ -233,9 +242,14 @@ public enum Machines {
             throw ReplicaError("machine", [name], errno: .ENOENT, hint: "no such machine in \(store.path)/\(directory)", reason: .notFound)
         }
         let recorded = (Btrfs.attribute(fd, attribute) ?? "").split(separator: " ").map(String.init)
-        return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "",
-                       path: "\(store.path)/\(directory)/\(name)",
-                       network: (Btrfs.attribute(fd, networkAttribute) ?? "").split(separator: "\n").map(String.init))
+        var machine = Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "",
+                              path: "\(store.path)/\(directory)/\(name)",
+                              network: (Btrfs.attribute(fd, networkAttribute) ?? "").split(separator: "\n").map(String.init), hostname: name)
+        for line in (Btrfs.attribute(fd, credentialsAttribute, limit: 64 << 10) ?? "").split(separator: "\n") {
+            if line.hasPrefix("hostname=") { machine.hostname = String(line.dropFirst("hostname=".count)) }
+            if line.hasPrefix("ssh-key=") { machine.sshKeys.append(String(line.dropFirst("ssh-key=".count))) }
+        }
+        return machine
     }
 
     /// Records `network` as the machine's (a first `start` given one).
@@ -283,17 +297,17 @@ public enum Machines {
 
     /// `systemd-nspawn --boot` of the machine: its root, its name, READY passed on when its systemd
     /// is up, its own network namespace when one is given (`/run/netns/NAME`; else a private one with
-    /// loopback only), the seed's facts as
-    /// systemd credentials, and `--keep-unit` (the unit or session it is started from holds it).
-    public static func spawnCommand(_ machine: Machine, networkNamespace: String? = nil, seed: Seed = Seed()) -> [String] {
+    /// loopback only), the seed's facts recorded at fork as systemd credentials, and `--keep-unit`
+    /// (the unit or session it is started from holds it).
+    public static func spawnCommand(_ machine: Machine, networkNamespace: String? = nil) -> [String] {
         var command = ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--register=no", "--directory=\(machine.path)",
                        "--machine=\(machine.name)", "--console=passive"]
         // Not a scope of its own (that needs the system bus): the unit, or the session, it is started from.
         command.append("--keep-unit")
         // Its own network namespace, or one of its own with loopback only: never the host's.
         command.append(networkNamespace.map { "--network-namespace-path=\(SandboxPlan.networkNamespaceDirectory)/\($0)" } ?? "--private-network")
-        command.append("--set-credential=firstboot.hostname:\(seed.hostname ?? machine.name)")
-        if !seed.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(seed.sshKeys.joined(separator: "\n"))") }
+        command.append("--set-credential=firstboot.hostname:\(machine.hostname)")
+        if !machine.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(machine.sshKeys.joined(separator: "\n"))") }
         return command
     }
 }

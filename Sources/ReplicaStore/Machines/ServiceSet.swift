@@ -79,7 +79,7 @@ public struct ServiceSet: Equatable, Sendable {
         var started: [String] = []
         do throws(ReplicaError) {
             for machine in machines where MachineProcess.running(machine.name) == nil {
-                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: network, seed: seed)))
+                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: network)))
                 started.append(machine.name)
             }
             while let next = starting.popLast() { _ = try next.waitReady(timeout: timeout) }

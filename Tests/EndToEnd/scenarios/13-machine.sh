@@ -26,5 +26,34 @@ check "the guest sees its NoCloud seed" nsenter --target "$leader" --all grep -q
 check "it stops" systemctl stop replica-machine@web1.service
 equal "the unit is inactive" inactive "$(systemctl is-active replica-machine@web1.service)"
 check "the machine is removed" replica-machine remove web1
+
+# A machine with a network and a key: forked onto a bridge with a leased address, started by its
+# unit; the guest has the address its seed names and the key in root's authorized_keys; stopping
+# the unit removes its veth and namespace (ExecStopPost), remove gives the address back.
+echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq2LCe9Uq0H6yQ2Zc4w1cNQx9S4wW0x3S7yE3bYy3oI e2e@replica" > /root/e2e-key.pub
+forked=$(replica-machine fork web2 --template debian12 --bridge br-e2e --subnet 10.87.0.0/24 --ssh-key /root/e2e-key.pub --json)
+address=$(printf '%s' "$forked" | sed -n 's/.*"address": "\([^"]*\)".*/\1/p')
+check "web2 forks with a leased address ($address)" test -n "$address"
+check "replica-machine@web2 starts" systemctl start replica-machine@web2.service
+pid=$(systemctl show -P MainPID replica-machine@web2.service)
+leader=
+for _ in $(seq 100); do
+  for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
+    for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
+      [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && leader=$inner
+    done
+  done
+  [ -n "$leader" ] && break
+  sleep 0.05
+done
+check "the guest has the address its seed names" bash -c "nsenter --target $leader --all ip -o -4 addr show dev eth0 | grep -q ' $address '"
+check "the seed's network-config names it too" grep -q "addresses: \\[$address\\]" /run/replica/store/machines/web2/var/lib/cloud/seed/nocloud/network-config
+check "root's authorized_keys holds the key" nsenter --target "$leader" --all grep -q e2e@replica /root/.ssh/authorized_keys
+check "replica-machine list shows it running" bash -c "replica-machine list --json | grep -q '\"running\": true'"
+check "it stops" systemctl stop replica-machine@web2.service
+check "its namespace went with it" bash -c "! ip netns list | grep -q m-web2"
+check "its veth went with it" bash -c "! ip -o link show | grep -q rv-m-web2"
+check "it is removed" replica-machine remove web2
+check "its address is given back" bash -c "! grep -rq replica-machine-web2 /var/lib/replica/net/leases"
 check "the template is removed" replica-machine template remove debian12
 finish
