@@ -5,8 +5,10 @@ import ReplicaStore
 
 /// Machines forked from the end-to-end suite's Debian 12 template: the host-side fork (snapshot,
 /// identity reset, seed) against what a user would run (`btrfs subvolume snapshot`, then a manual
-/// sysprep with `truncate`, `rm` and a hostname file); fork to READY against a bare
-/// `systemd-nspawn --boot --notify-ready=yes` of a plain snapshot; ten machines in parallel.
+/// sysprep with `truncate`, `rm` and a hostname file); the same with the network, `replica-machine
+/// fork --bridge` against that plus the `ip` commands of a veth on a bridge in a namespace; fork to
+/// READY against a bare `systemd-nspawn --template= --boot --notify-ready=yes` (nspawn's own
+/// snapshot of the template, then the same boot); ten machines in parallel.
 func benchmarkMachines() throws -> [Comparison] {
     guard let rootfs = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/rootfs-*/ | head -1"]).split(separator: "\n").first,
           !rootfs.isEmpty else {
@@ -28,25 +30,20 @@ func benchmarkMachines() throws -> [Comparison] {
             byHand.append(Double(monotonicNanoseconds() - began))
         }
 
+        // With the network: the whole tool against the sysprep and the ip commands a user types.
+        let bridge = "rbench\(getpid() % 10_000)"
+        let networked = try forkWithNetwork(store: mountPoint, bridge: bridge)
+        for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }
+
         // Fork → READY, against a bare nspawn of a plain snapshot; alternating.
-        var ready: [Double] = [], bare: [Double] = []
-        for round in 0..<5 {
-            var began = monotonicNanoseconds()
-            let machine = try Machines.fork("r\(round)", template: "debian12", in: store)
-            _ = try MachineProcess.start(machine.name, command: Machines.spawnCommand(machine), wait: .seconds(60))
-            ready.append(Double(monotonicNanoseconds() - began))
-            try MachineProcess.stop(machine.name)
-            let plain = "\(mountPoint)/plain-\(round)"
-            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "\(mountPoint)/templates/debian12", plain])
-            began = monotonicNanoseconds()
-            let pid = try MachineProcess.start("plain\(round)", command: ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes",
-                                                                         "--register=no", "--keep-unit", "--private-network",
-                                                                         "--directory=\(plain)", "--machine=plain\(round)"],
-                                               wait: .seconds(60))
-            bare.append(Double(monotonicNanoseconds() - began))
-            _ = pid
-            try MachineProcess.stop("plain\(round)")
-            unlink("\(MachineProcess.runDirectory)/plain\(round).log")
+        var ready: [Double] = [], bare: [Double] = [], boots: [Double] = []
+        for round in 0..<15 {
+            // Alternating which goes first, so that neither always boots on a warmer cache.
+            if round % 2 == 1 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
+            let (total, boot) = try forkAndBoot(round, store: store)
+            ready.append(total)
+            boots.append(boot)
+            if round % 2 == 0 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
         }
 
         // Ten at once, ready when all are.
@@ -60,12 +57,87 @@ func benchmarkMachines() throws -> [Comparison] {
         let ten = Double(monotonicNanoseconds() - began)
         for name in names { try MachineProcess.stop(name) }
         for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }  // and their console logs
+        print("replica-bench: fork → READY \(formatDuration(median(ready))) of which the boot \(formatDuration(median(boots))); "
+              + "bare nspawn \(formatDuration(median(bare))) (middle half \(formatDuration(quartile(bare, 1)))–\(formatDuration(quartile(bare, 3))))")
         print("replica-bench: ten machines forked and booted at once, all READY in \(formatDuration(ten)) (target: under 3 s)")
         return [
             Comparison(operation: "fork: snapshot + identity reset + seed", replica: median(forks),
                        tool: "btrfs subvolume snapshot + sysprep by hand:", toolTime: median(byHand)),
+            networked,
             Comparison(operation: "fork → READY (replica-machine start --wait)", replica: median(ready),
-                       tool: "systemd-nspawn --boot --notify-ready=yes:", toolTime: median(bare)),
+                       tool: "systemd-nspawn --template= --boot --notify-ready:", toolTime: median(bare)),
         ]
     }
 }
+
+/// `replica-machine fork NAME --bridge --subnet` (snapshot, identity reset, seed with the lease,
+/// namespace, veth, bridge port, address, route), a whole process, against the same by hand:
+/// `btrfs subvolume snapshot`, a sysprep and seed in `sh`, and the `ip` commands.
+func forkWithNetwork(store mountPoint: String, bridge: String) throws -> Comparison {
+    let tool = Command.beside("replica-machine")
+    let subnet = "10.24.\(getpid() % 200).0/24"
+    let prefix = subnet.split(separator: ".").prefix(3).joined(separator: ".")
+    defer { _ = try? Command.run(["ip", "link", "del", bridge]) }
+    // The bridge made once, as it is on a host that runs machines.
+    try Command.check([tool, "fork", "warm", "--template", "debian12", "--bridge", bridge, "--subnet", subnet, "--store", mountPoint])
+    try Command.check([tool, "remove", "warm", "--store", mountPoint])
+    var ours: [Double] = [], byHand: [Double] = []
+    for round in 0..<15 {
+        var began = monotonicNanoseconds()
+        try Command.check([tool, "fork", "n\(round)", "--template", "debian12", "--bridge", bridge, "--subnet", subnet, "--store", mountPoint])
+        ours.append(Double(monotonicNanoseconds() - began))
+        let copy = "\(mountPoint)/by-hand-net-\(round)", namespace = "bh\(getpid() % 10_000)-\(round)", veth = "bh\(getpid() % 10_000)v\(round)"
+        let address = "\(prefix).\(200 + round)"
+        began = monotonicNanoseconds()
+        try Command.check(["btrfs", "-q", "subvolume", "snapshot", "\(mountPoint)/templates/debian12", copy])
+        try Command.check(["sh", "-c", "truncate -s 0 \(copy)/etc/machine-id && rm -f \(copy)/var/lib/dbus/machine-id "
+                           + "\(copy)/etc/ssh/ssh_host_* \(copy)/var/lib/systemd/random-seed && echo h\(round) > \(copy)/etc/hostname && "
+                           + "mkdir -p \(copy)/var/lib/cloud/seed/nocloud && cd \(copy)/var/lib/cloud/seed/nocloud && "
+                           + "printf 'instance-id: h\(round)-%s\\nlocal-hostname: h\(round)\\n' $(date +%s%N) > meta-data && "
+                           + "printf 'version: 2\\nethernets:\\n  eth0:\\n    addresses: [\(address)/24]\\n' > network-config"])
+        try Command.check(["ip", "netns", "add", namespace])
+        try Command.check(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", namespace])
+        try Command.check(["ip", "link", "set", veth, "master", bridge, "up"])
+        try Command.check(["ip", "-n", namespace, "addr", "add", "\(address)/24", "dev", "eth0"])
+        try Command.check(["ip", "-n", namespace, "link", "set", "eth0", "up"])
+        try Command.check(["ip", "-n", namespace, "link", "set", "lo", "up"])
+        try Command.check(["ip", "-n", namespace, "route", "add", "default", "via", "\(prefix).1"])
+        byHand.append(Double(monotonicNanoseconds() - began))
+        try Command.check(["ip", "netns", "del", namespace])
+        try Command.check(["btrfs", "-q", "subvolume", "delete", copy])
+        try Command.check([tool, "remove", "n\(round)", "--store", mountPoint])
+    }
+    return Comparison(operation: "fork + network (replica-machine fork --bridge)", replica: median(ours),
+                      tool: "snapshot + sysprep + seed + 7 ip commands:", toolTime: median(byHand))
+}
+
+/// Fork → READY of machine `rROUND`: `Machines.fork` then `MachineProcess.start --wait`; stopped after.
+func forkAndBoot(_ round: Int, store: borrowing Store) throws -> (total: Double, boot: Double) {
+    let began = monotonicNanoseconds()
+    let machine = try Machines.fork("r\(round)", template: "debian12", in: store)
+    let forked = monotonicNanoseconds()
+    _ = try MachineProcess.start(machine.name, command: Machines.spawnCommand(machine), wait: .seconds(60))
+    let ready = monotonicNanoseconds()
+    try MachineProcess.stop(machine.name)
+    try Command.check(["btrfs", "filesystem", "sync", store.path])  // what the guest wrote, on disk before the next round
+    return (Double(ready - began), Double(ready - forked))
+}
+
+/// A bare `systemd-nspawn --template=TEMPLATE --boot --notify-ready=yes`: nspawn's own fork of
+/// the template (a btrfs snapshot into --directory, identity unchanged), to READY; stopped after.
+func bootPlainSnapshot(_ round: Int, mountPoint: String) throws -> Double {
+    let path = "\(mountPoint)/plain-\(round)"
+    let began = monotonicNanoseconds()
+    _ = try MachineProcess.start("plain\(round)", command: ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--register=no",
+                                                            "--keep-unit", "--private-network", "--template=\(mountPoint)/templates/debian12",
+                                                            "--directory=\(path)", "--machine=plain\(round)"],
+                                 wait: .seconds(60))
+    let took = Double(monotonicNanoseconds() - began)
+    try MachineProcess.stop("plain\(round)")
+    unlink("\(MachineProcess.runDirectory)/plain\(round).log")
+    try Command.check(["btrfs", "filesystem", "sync", mountPoint])  // what the guest wrote, on disk before the next round
+    return took
+}
+
+/// The `q`th quartile (1 or 3) of `values`: with the median, how wide the spread is.
+func quartile(_ values: [Double], _ q: Int) -> Double { values.sorted()[values.count * q / 4] }
