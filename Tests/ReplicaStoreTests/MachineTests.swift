@@ -100,14 +100,22 @@ enum NetworkNamespaceNames {
             try withTemporaryDirectory { sets in
                 let store = ["--store", image.mountPoint]
                 #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+                let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq2LCe9Uq0H6yQ2Zc4w1cNQx9S4wW0x3S7yE3bYy3oI lab@replica"
+                try OwnedFD.open("\(sets)/lab.pub", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("\(key)\n".utf8))
                 try OwnedFD.open("\(sets)/lab.conf", O_WRONLY | O_CREAT, mode: 0o644)
-                    .writeAll(Array("[Set]\nMachine=a:debian12 b:debian12\nMachine=c:debian12\n".utf8))
+                    .writeAll(Array("[Set]\nMachine=a:debian12 b:debian12\nMachine=c:debian12\nSSHKey=\(sets)/lab.pub\n".utf8))
                 defer { _ = try? Self.machine(["set", "stop", "lab", "--sets", sets] + store) }
+                // One member forked ahead of time (its template from the set); a name the set lacks is refused.
+                let ahead = try Self.machine(["fork", "c", "--set", "lab", "--sets", sets] + store)
+                #expect(ahead.status == .exited(0), "\(ahead.output)")
+                let stranger = try Self.machine(["fork", "x", "--set", "lab", "--sets", sets] + store)
+                #expect(stranger.status == .exited(2) && stranger.output.contains("set lab has no machine x"), "\(stranger.output)")
                 let started = try Self.machine(["set", "start", "lab", "--sets", sets] + store)
                 #expect(started.status == .exited(0) && started.output.contains("3 machines ready"), "\(started.output)")
                 for name in ["a", "b", "c"] {
                     #expect(MachineProcess.running(name) != nil)
                     #expect(try Self.inside(name, ["hostname"]) == "\(name)\n")
+                    #expect(try Self.inside(name, ["cat", "/root/.ssh/authorized_keys"]).contains(key), "\(name)")
                 }
                 let again = try Self.machine(["set", "start", "lab", "--sets", sets] + store)
                 #expect(again.status == .exited(0) && again.output.contains("3 were running"), "\(again.output)")

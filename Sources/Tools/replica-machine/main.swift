@@ -22,6 +22,8 @@ let tool = ToolSpec(
         CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.",
                     options: [store, json,
                               .option("template", "name", "The template to fork."),
+                              .option("set", "name", "Fork it as a machine of this service set: its template and the set's SSH keys from the set file."),
+                              .option("sets", "dir", "A set directory, lowest priority first.", repeatable: true, hidden: true),
                               .option("hostname", "name", "Its hostname (default: its name)."),
                               .option("ssh-key", "file", "A public key root may log in with.", repeatable: true),
                               .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
@@ -159,8 +161,28 @@ do {
             fail("template takes import, list or remove", ExitCode.usage)
         }
     case "fork":
-        guard let template = arguments.value("template") else { fail("fork needs --template NAME", ExitCode.usage) }
         var seed = Machines.Seed()
+        var template = arguments.value("template")
+        if let setName = arguments.value("set") {
+            // A machine of a set: its template and the set's keys from the set file.
+            let loaded: ServiceSet?
+            let directories = arguments.all("sets")
+            do { loaded = try ServiceSet.load(setName, loader: directories.isEmpty ? .sets() : .sets(directories: directories)) } catch {
+                fail("\(error)", ExitCode.usage)
+            }
+            guard let set = loaded else {
+                fail("no set \(setName): looked for \(ProfileLoader.sets().searchedPaths(setName).joined(separator: ", "))", ExitCode.notConfigured)
+            }
+            guard let member = set.machines.first(where: { $0.name == arguments.positionals[0] }) else {
+                fail("set \(setName) has no machine \(arguments.positionals[0]); add Machine=\(arguments.positionals[0]):TEMPLATE to it", ExitCode.usage)
+            }
+            guard template == nil || template == member.template else {
+                fail("set \(setName) forks \(member.name) from \(member.template), not \(template!)", ExitCode.usage)
+            }
+            template = member.template
+            seed.sshKeys = set.sshKeys
+        }
+        guard let template else { fail("fork needs --template NAME (or --set SET)", ExitCode.usage) }
         seed.hostname = arguments.value("hostname")
         for file in arguments.all("ssh-key") {
             let key = String(decoding: try OwnedFD.open(file, O_RDONLY).readAll(limit: 64 << 10), as: UTF8.self)
