@@ -30,9 +30,13 @@ enum NetworkNamespaceNames {
         MachineProcess.descendants(of: pid).first { child in (try? OwnedFD.open("/proc/\(child)/comm", O_RDONLY).readLine()) == "systemd" }
     }
 
+    /// The pid of machine `machine`'s systemd.
+    static func leader(_ machine: String) throws -> Int32? {
+        Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/\(machine).pid", O_RDONLY).readLine()).flatMap(containerInit(below:))
+    }
+
     static func inside(_ machine: String, _ command: [String]) throws -> String {
-        let text = try OwnedFD.open("\(MachineProcess.runDirectory)/\(machine).pid", O_RDONLY).readLine()
-        let leader = try #require(Int32(text).flatMap(containerInit(below:)))
+        let leader = try #require(try leader(machine))
         return try Command.check(["nsenter", "--target", "\(leader)", "--all", "--"] + command)
     }
 
@@ -185,7 +189,14 @@ enum NetworkNamespaceNames {
         let names = (0..<10).map { "t\($0)" }
         try withBtrfsImage(size: 3 << 30) { image in
             let store = ["--store", image.mountPoint]
-            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            #expect(try Self.machine(["template", "import", "base", rootfs] + store).status == .exited(0))
+            // The operator's workflow for a template of their own: fork the base, change it, import
+            // the fork. Here it gets an sshd configuration, so that every fork gets a host key.
+            #expect(try Self.machine(["fork", "custom", "--template", "base"] + store).status == .exited(0))
+            _ = try Command.check(["mkdir", "-p", "\(image.mountPoint)/machines/custom/etc/ssh"])
+            _ = try Command.check(["touch", "\(image.mountPoint)/machines/custom/etc/ssh/sshd_config"])
+            #expect(try Self.machine(["template", "import", "debian12", "\(image.mountPoint)/machines/custom"] + store).status == .exited(0))
+            #expect(try Self.machine(["remove", "custom"] + store).status == .exited(0))
             let template = "\(image.mountPoint)/templates/debian12"
             _ = try Command.check(["btrfs", "filesystem", "sync", image.mountPoint])  // the import's last transaction on disk
             // The template as a fork could change it: its content generation and every file's bytes.
@@ -205,7 +216,10 @@ enum NetworkNamespaceNames {
             }
             for pid in starts { #expect(try ExitStatus.wait(for: pid) == .exited(0)) }
             var ids: Set<String> = [], hosts: Set<String> = [], macs: Set<String> = [], instances: Set<String> = [], addresses: [String] = []
+            var hostKeys: Set<String> = []
             for name in names {
+                let key = try Self.inside(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+                hostKeys.insert(String(key.split(separator: " ").dropFirst().first ?? ""))
                 ids.insert(try Self.inside(name, ["cat", "/etc/machine-id"]))
                 hosts.insert(try Self.inside(name, ["hostname"]))
                 let link = try Self.inside(name, ["ip", "-o", "link", "show", "dev", "eth0"]).split(separator: " ")
@@ -215,6 +229,7 @@ enum NetworkNamespaceNames {
                 addresses.append(String(shown.split(separator: " ")[3].split(separator: "/")[0]))
             }
             #expect(ids.count == 10 && hosts.count == 10 && macs.count == 10 && instances.count == 10 && Set(addresses).count == 10)
+            #expect(hostKeys.count == 10 && !hostKeys.contains(""), "\(hostKeys)")
             // A ring: each machine sends to the next over the bridge.
             for (index, name) in names.enumerated() {
                 let next = names[(index + 1) % names.count]
@@ -285,6 +300,10 @@ enum NetworkNamespaceNames {
                 // The key reaches root's authorized_keys through the credential every start passes.
                 #expect(try Self.inside("w1", ["cat", "/root/.ssh/authorized_keys"]).contains(key), "round \(round)")
                 if round == 0 {
+                    let leader = try #require(try Self.leader("w1"))
+                    let write = try Command.run(["nsenter", "--target", "\(leader)", "--all", "--",
+                                                 "touch", "/var/lib/cloud/seed/nocloud/meta-data"])
+                    #expect(write.status != .exited(0) && write.output.contains("Read-only file system"), "\(write.output)")
                     let snap = try Command.run([try builtTool("replica-snap"), "create", "replica-machine@w1", "--metrics-file", ""] + store)
                     #expect(snap.status == .exited(0), "\(snap.output)")
                     let taken = try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/snapshots/replica-machine@w1", O_RDONLY | O_DIRECTORY))

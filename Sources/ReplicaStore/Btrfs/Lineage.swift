@@ -36,4 +36,17 @@ extension Btrfs {
         let result = bytes.withUnsafeBytes { fsetxattr(raw, name, $0.baseAddress, $0.count, 0) }
         if result != 0 { throw ReplicaError.current("fsetxattr(\(name))", [path]) }
     }
+
+    /// Removes every extended attribute whose name starts with `prefix` (`getfattr -m` then
+    /// `setfattr -x`): a copy or snapshot must not carry what was recorded about its source.
+    static func removeAttributes(_ fd: borrowing OwnedFD, prefix: String, path: String) throws(ReplicaError) {
+        var buffer = [CChar](repeating: 0, count: 64 << 10)
+        let raw = fd.rawValue
+        let count = buffer.withUnsafeMutableBufferPointer { flistxattr(raw, $0.baseAddress, $0.count) }
+        guard count > 0 else { return }
+        let names = buffer[..<count].split(separator: 0).map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        for name in names where name.hasPrefix(prefix) {
+            if fremovexattr(raw, name) != 0 && Errno.current.rawValue != ENODATA { throw ReplicaError.current("fremovexattr(\(name))", [path]) }
+        }
+    }
 }

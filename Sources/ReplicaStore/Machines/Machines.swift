@@ -20,6 +20,9 @@ public enum Machines {
     /// and one `ssh-key=KEY` line per key.
     public static let credentialsAttribute = "user.replica.credentials"
 
+    /// Where the NoCloud seed is, inside a machine's root.
+    public static let seedDirectory = "var/lib/cloud/seed/nocloud"
+
     /// One machine.
     public struct Machine: Equatable, Sendable {
         /// Its name: also its hostname, and the container's name.
@@ -124,6 +127,7 @@ public enum Machines {
             if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
             try lay(seeded, name: name, in: root)
             let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
             try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
             let credentials = ["hostname=\(seed.hostname ?? name)"] + seed.sshKeys.map { "ssh-key=\($0)" }
             try Btrfs.setAttribute(fd, credentialsAttribute, credentials.joined(separator: "\n"), path: "\(path)/\(staging)")
@@ -194,7 +198,7 @@ public enum Machines {
     /// instance-id per fork, the hostname, root's SSH keys, a static network-config when an address
     /// is given — or the operator's own folder.
     static func lay(_ seed: Seed, name: String, in root: borrowing RootDirectory) throws(ReplicaError) {
-        try root.makeDirectories("var/lib/cloud/seed/nocloud", mode: 0o755)
+        try root.makeDirectories(seedDirectory, mode: 0o755)
         let hostname = seed.hostname ?? name
         var files: [(String, String)]
         if let nocloud = seed.nocloud {
@@ -230,7 +234,7 @@ public enum Machines {
             }
         }
         for (file, text) in files {
-            try root.replaceFile("var/lib/cloud/seed/nocloud/\(file)", contents: Array(text.utf8), mode: 0o444)
+            try root.replaceFile("\(seedDirectory)/\(file)", contents: Array(text.utf8), mode: 0o444)
         }
     }
 
@@ -306,6 +310,8 @@ public enum Machines {
         command.append("--keep-unit")
         // Its own network namespace, or one of its own with loopback only: never the host's.
         command.append(networkNamespace.map { "--network-namespace-path=\(SandboxPlan.networkNamespaceDirectory)/\($0)" } ?? "--private-network")
+        // The seed, read-only for the guest (cloud-init reads it; nothing inside may rewrite it).
+        command.append("--bind-ro=\(machine.path.replacingAll(":", with: "\\:"))/\(seedDirectory):/\(seedDirectory)")
         command.append("--set-credential=firstboot.hostname:\(machine.hostname)")
         if !machine.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(machine.sshKeys.joined(separator: "\n"))") }
         return command

@@ -64,6 +64,7 @@ public enum Templates {
                 throw ReplicaError("import template", [source], errno: .EINVAL,
                                    hint: "has no /\(needed): not a root file system", reason: .refused)
             }
+            try Btrfs.removeAttributes(imported, prefix: "user.replica.", path: "\(path)/\(staging)")  // a machine's, when one is imported
             try Btrfs.setAttribute(imported, attribute, "\(source) at \(UTCTimestamp.now)", path: "\(path)/\(staging)")
             try Btrfs.setReadOnly(imported, true, path: "\(path)/\(staging)")
             _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
