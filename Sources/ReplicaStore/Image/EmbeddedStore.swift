@@ -19,6 +19,21 @@ public enum EmbeddedStore {
         public let createdImage: Bool
     }
 
+    /// Creates the image (and its directory) when missing, mounting nothing: what
+    /// `replica-store.service` does before `run-replica-store.mount` mounts it (systemd makes the
+    /// mount point). An existing image must be a btrfs filesystem (`LoopImage.check`). Returns
+    /// whether it was made.
+    @discardableResult
+    public static func prepare(image: String = defaultImage, size: Int64 = defaultSize) throws(ReplicaError) -> Bool {
+        try createDirectories(splitPath(image).directory, mode: 0o700)
+        guard access(image, F_OK) == 0 else {
+            try LoopImage.create(at: image, size: size)
+            return true
+        }
+        try LoopImage.check(image)
+        return false
+    }
+
     /// Creates the image (and its directory) when missing, makes the mount point, and mounts it.
     /// Refuses a mount point that already has something mounted on it.
     public static func mount(
@@ -34,7 +49,7 @@ public enum EmbeddedStore {
                                  + "unmount it (umount \(mountPoint)) or choose another mount point")
         }
         let created = access(image, F_OK) != 0
-        if created { try LoopImage.create(at: image, size: size) }
+        if created { try LoopImage.create(at: image, size: size) } else { try LoopImage.check(image) }
         return Opened(mounted: try LoopImage.mount(image, at: mountPoint), createdImage: created)
     }
 

@@ -25,6 +25,24 @@ public enum LoopImage {
         }
     }
 
+    /// Refuses an image that is not a regular file holding a btrfs filesystem: its superblock, at
+    /// 64 KiB, carries the magic `_BHRfS_M` at byte 0x40 (what `blkid` looks for).
+    public static func check(_ image: String) throws(ReplicaError) {
+        let fd = try OwnedFD.open(image, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        var st = stat()
+        _ = try syscall("fstat", image) { fstat(fd.rawValue, &st) }
+        guard FileStatus(st).kind == .regular else {
+            throw ReplicaError("check image", [image], errno: .EINVAL, hint: "is not a regular file; move it aside", reason: .refused)
+        }
+        var magic = [UInt8](repeating: 0, count: 8)
+        let read = magic.withUnsafeMutableBytes { pread(fd.rawValue, $0.baseAddress, 8, 0x10000 + 0x40) }
+        guard read == 8, magic == Array("_BHRfS_M".utf8) else {
+            throw ReplicaError("check image", [image], errno: .EINVAL,
+                               hint: "holds no btrfs filesystem; move it aside (a new one is made in its place), or format it with mkfs.btrfs",
+                               reason: .refused)
+        }
+    }
+
     /// Attaches the image to an autoclear loop device and mounts it on `mountPoint` (`mount -o loop`).
     /// The loop device goes away with the mount.
     public static func mount(_ image: String, at mountPoint: String) throws(ReplicaError) -> MountedImage {

@@ -15,6 +15,8 @@ let tool = ToolSpec(
     abstract: "Mount, unmount and show the embedded btrfs store (a loop-mounted image file).",
     discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 6 not mounted (status, resize).",
     commands: [
+        CommandSpec("prepare", "Make the image on first use (mkfs.btrfs), or check it is btrfs; mount nothing (replica-store.service).",
+                    options: place),
         CommandSpec("mount", "Make the image on first use (mkfs.btrfs), mount it and leave it mounted.", options: place),
         CommandSpec("unmount", "Commit and unmount the store; its loop device detaches itself.", options: place),
         CommandSpec("status", "Show the mounted store: image, device, space, subvolumes and snapshot counts.", options: place),
@@ -33,6 +35,17 @@ func report(_ text: @autoclosure () -> String, _ members: [(String, JSON)]) {
 
 do {
     switch arguments.command {
+    case "prepare":
+        // The image is only a fallback: a btrfs already mounted there (a real disk) is used instead.
+        if let existing = try MountInfo.read().last(where: { $0.mountPoint == mountPoint }), existing.fsType == "btrfs" {
+            report("replica-store: btrfs from \(existing.source) is already mounted on \(mountPoint); no image needed",
+                   [("mount_point", .string(mountPoint)), ("image", .string(image)), ("created", .bool(false))])
+            break
+        }
+        let created = try EmbeddedStore.prepare(image: image)
+        report("replica-store: \(image) \(created ? "made, \(EmbeddedStore.defaultSize >> 30) GiB sparse with mkfs.btrfs" : "is a btrfs image"); "
+               + "run-replica-store.mount mounts it on \(mountPoint)",
+               [("mount_point", .string(mountPoint)), ("image", .string(image)), ("created", .bool(created))])
     case "mount":
         // Idempotent, and the image is only a fallback: a btrfs already mounted there (this image,
         // or a real disk from fstab) is left as it is and used.
