@@ -22,6 +22,21 @@ import Testing
             let again = try Self.store(["prepare", "--image", image, "--json"])
             #expect(try JSON.parse(again.output)["created"] == .bool(false), "\(again.output)")
 
+            // What run-replica-store.mount runs (mount WHAT WHERE -t TYPE -o OPTIONS): the tools
+            // find that store as their own (status, resize), and it goes with its loop device.
+            let mountPoint = "\(dir)/store"
+            _ = try Command.check(["mkdir", mountPoint])
+            _ = try Command.check(["mount", image, mountPoint, "-t", "btrfs", "-o", "loop,nodev,nosuid"])
+            var mounted = true
+            defer { if mounted { _ = try? Command.run(["umount", mountPoint]) } }
+            let status = try Self.store(["status", "--image", image, "--mount-point", mountPoint, "--json"])
+            #expect(status.status == .exited(0) && status.output.contains("/dev/loop"), "\(status.output)")
+            #expect(try Self.store(["resize", "--image", image, "--mount-point", mountPoint, "+64M"]).status == .exited(0))
+            let device = try #require(try MountedImage.mounted(at: mountPoint)).device
+            #expect(try Self.store(["unmount", "--image", image, "--mount-point", mountPoint]).status == .exited(0))
+            mounted = false
+            #expect(try Command.run(["losetup", device]).status != .exited(0), "\(device) still attached")
+
             // Not btrfs: refused by prepare and by mount alike, the file left as it was.
             let junk = "\(dir)/junk.img"
             _ = try Command.check(["dd", "if=/dev/urandom", "of=\(junk)", "bs=1M", "count=2", "status=none"])
