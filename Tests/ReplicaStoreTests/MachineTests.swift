@@ -212,9 +212,15 @@ enum NetworkNamespaceNames {
             for name in names { #expect(try Self.machine(["fork", name, "--template", "debian12"] + store).status == .exited(0)) }
             // Started together: each start returns at its READY, the next one already booting.
             let starts = try names.map { name in
-                try Command.spawn([try builtTool("replica-machine"), "start", name, "--bridge", bridge, "--subnet", subnet] + store)
+                let log = try OwnedFD.open("\(image.mountPoint)/start-\(name).log", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+                return try Command.spawn([try builtTool("replica-machine"), "start", name, "--bridge", bridge, "--subnet", subnet] + store,
+                                         output: log.rawValue)
             }
-            for pid in starts { #expect(try ExitStatus.wait(for: pid) == .exited(0)) }
+            for (name, pid) in zip(names, starts) {
+                let status = try ExitStatus.wait(for: pid)
+                let said = { String(decoding: (try? OwnedFD.open("\(image.mountPoint)/start-\(name).log", O_RDONLY).readAll()) ?? [], as: UTF8.self) }
+                #expect(status == .exited(0), "\(name): \(status): \(said())")
+            }
             var ids: Set<String> = [], hosts: Set<String> = [], macs: Set<String> = [], instances: Set<String> = [], addresses: [String] = []
             var hostKeys: Set<String> = []
             for name in names {

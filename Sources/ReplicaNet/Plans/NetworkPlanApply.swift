@@ -45,7 +45,17 @@ extension NetworkPlan {
                     report.append("bridge \(bridge) exists; used as it is")
                 } else {
                     try next("bridge")
-                    try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
+                    do throws(ReplicaError) {
+                        try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
+                    } catch where error.errno == .EEXIST {
+                        // Another plan made it meanwhile (two services or machines started at once
+                        // on a new bridge): theirs, used as it is, never removed by our undo.
+                        guard let theirs = try host.link(named: bridge), theirs.kind == "bridge" else { throw error }
+                        bridgeIndex = theirs.index
+                        report.append("bridge \(bridge) made meanwhile by another; used as it is")
+                    }
+                }
+                if bridgeIndex == nil {
                     undo.append { try? Self.deleteLinks([bridge]) }
                     guard let made = try host.link(named: bridge) else { throw ReplicaError("add bridge", [bridge], errno: .ENODEV) }
                     bridgeIndex = made.index
