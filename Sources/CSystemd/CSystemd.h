@@ -15,3 +15,33 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_booted), replica_sd_b
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_notify), replica_sd_notify_fn), "sd_notify changed");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_journal_sendv), replica_sd_journal_sendv_fn),
                "sd_journal_sendv changed");
+
+// sd-bus: the few calls that ask the service manager for a transient unit (a mount made by PID 1
+// in the host's mount namespace, for a process that runs in a private one) and stop it again.
+#include <systemd/sd-bus.h>
+typedef int (*replica_sd_bus_open_system_fn)(sd_bus **ret);
+typedef sd_bus *(*replica_sd_bus_flush_close_unref_fn)(sd_bus *bus);
+typedef int (*replica_sd_bus_message_new_method_call_fn)(sd_bus *bus, sd_bus_message **m, const char *destination,
+                                                         const char *path, const char *interface, const char *member);
+typedef int (*replica_sd_bus_message_append_basic_fn)(sd_bus_message *m, char type, const void *p);
+typedef int (*replica_sd_bus_message_open_container_fn)(sd_bus_message *m, char type, const char *contents);
+typedef int (*replica_sd_bus_message_close_container_fn)(sd_bus_message *m);
+typedef int (*replica_sd_bus_call_fn)(sd_bus *bus, sd_bus_message *m, uint64_t usec, sd_bus_error *ret_error,
+                                      sd_bus_message **reply);
+typedef sd_bus_message *(*replica_sd_bus_message_unref_fn)(sd_bus_message *m);
+typedef void (*replica_sd_bus_error_free_fn)(sd_bus_error *e);
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_open_system), replica_sd_bus_open_system_fn), "sd_bus_open_system changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_flush_close_unref), replica_sd_bus_flush_close_unref_fn),
+               "sd_bus_flush_close_unref changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_new_method_call), replica_sd_bus_message_new_method_call_fn),
+               "sd_bus_message_new_method_call changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_append_basic), replica_sd_bus_message_append_basic_fn),
+               "sd_bus_message_append_basic changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_open_container), replica_sd_bus_message_open_container_fn),
+               "sd_bus_message_open_container changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_close_container), replica_sd_bus_message_close_container_fn),
+               "sd_bus_message_close_container changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_call), replica_sd_bus_call_fn), "sd_bus_call changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_unref), replica_sd_bus_message_unref_fn),
+               "sd_bus_message_unref changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_error_free), replica_sd_bus_error_free_fn), "sd_bus_error_free changed");

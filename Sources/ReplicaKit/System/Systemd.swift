@@ -9,6 +9,15 @@ enum LibSystemd {
     static let booted: replica_sd_booted_fn? = symbol("sd_booted")
     static let notify: replica_sd_notify_fn? = symbol("sd_notify")
     static let journalSendv: replica_sd_journal_sendv_fn? = symbol("sd_journal_sendv")
+    static let busOpenSystem: replica_sd_bus_open_system_fn? = symbol("sd_bus_open_system")
+    static let busFlushCloseUnref: replica_sd_bus_flush_close_unref_fn? = symbol("sd_bus_flush_close_unref")
+    static let busNewMethodCall: replica_sd_bus_message_new_method_call_fn? = symbol("sd_bus_message_new_method_call")
+    static let busAppendBasic: replica_sd_bus_message_append_basic_fn? = symbol("sd_bus_message_append_basic")
+    static let busOpenContainer: replica_sd_bus_message_open_container_fn? = symbol("sd_bus_message_open_container")
+    static let busCloseContainer: replica_sd_bus_message_close_container_fn? = symbol("sd_bus_message_close_container")
+    static let busCall: replica_sd_bus_call_fn? = symbol("sd_bus_call")
+    static let busMessageUnref: replica_sd_bus_message_unref_fn? = symbol("sd_bus_message_unref")
+    static let busErrorFree: replica_sd_bus_error_free_fn? = symbol("sd_bus_error_free")
 
     private static func symbol<Function>(_ name: String) -> Function? {
         guard let handle, let address = dlsym(handle, name) else { return nil }

@@ -20,10 +20,13 @@ public enum NetworkNamespace {
 
     /// `ip netns add NAME`: a new namespace, pinned by bind-mounting its nsfs file onto
     /// `/run/netns/NAME`. The namespace is made on a dedicated thread, so the caller's stays put.
-    /// On failure nothing is left behind.
+    /// Where this process's mounts do not reach the host (a hardened unit in a mount namespace of
+    /// its own: `SystemdManager.mountsThroughPID1`), PID 1 makes the pin (`SystemdManager.bindMount`) while the thread holds the
+    /// namespace. On failure nothing is left behind.
     public static func create(_ name: String) throws(ReplicaError) {
         try validate(name: name)
-        try prepareDirectory()
+        let byHost = SystemdManager.mountsThroughPID1
+        try prepareDirectory(shared: !byHost)
         let path = "\(directory)/\(name)"
         let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
         if fd < 0 {
@@ -35,6 +38,11 @@ public enum NetworkNamespace {
         do throws(ReplicaError) {
             try DedicatedThread.run { () throws(ReplicaError) in
                 _ = try syscall("unshare(CLONE_NEWNET)") { replica_unshare(replica_CLONE_NEWNET) }
+                if byHost {
+                    try SystemdManager.bindMount("/proc/\(getpid())/task/\(replica_gettid())/ns/net", on: path,
+                                                 description: "Network namespace \(name), pinned for replica-net")
+                    return
+                }
                 let tree = OwnedFD(adopting: try syscall("open_tree", "/proc/thread-self/ns/net") {
                     replica_open_tree(AT_FDCWD, "/proc/thread-self/ns/net", replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC)
                 })
@@ -49,11 +57,14 @@ public enum NetworkNamespace {
     }
 
     /// `ip netns del NAME`: unpins the namespace (it ends when its last process leaves). Deleting a
-    /// namespace that does not exist is not an error.
+    /// namespace that does not exist is not an error. Where this process's mounts do not reach the
+    /// host, PID 1 unmounts the pin (`SystemdManager.unmount`).
     public static func delete(_ name: String) throws(ReplicaError) {
         try validate(name: name)
         let path = "\(directory)/\(name)"
-        if umount2(path, Int32(MNT_DETACH)) != 0 && ![.EINVAL, .ENOENT].contains(Errno.current) {
+        if SystemdManager.mountsThroughPID1 {
+            if SystemdManager.isMountPoint(path) { try SystemdManager.unmount(path) }
+        } else if umount2(path, Int32(MNT_DETACH)) != 0 && ![.EINVAL, .ENOENT].contains(Errno.current) {
             throw ReplicaError.current("umount2", [path])
         }
         if unlink(path) != 0 && Errno.current != .ENOENT { throw ReplicaError.current("unlink", [path]) }
@@ -90,12 +101,14 @@ public enum NetworkNamespace {
         return OwnedFD(adopting: fd)
     }
 
-    /// Makes `/run/netns` exist and be a shared mount point, as `ip netns add` does, so pins made
-    /// later propagate into mount namespaces created earlier.
-    static func prepareDirectory() throws(ReplicaError) {
+    /// Makes `/run/netns` exist and, with `shared`, be a shared mount point, as `ip netns add`
+    /// does, so pins made later propagate into mount namespaces created earlier. (Pins PID 1 makes
+    /// are in its namespace, where `/run` is shared already.)
+    static func prepareDirectory(shared: Bool = true) throws(ReplicaError) {
         if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST {
             throw ReplicaError.current("mkdir", [directory])
         }
+        guard shared else { return }
         if Glibc.mount("", directory, "none", UInt(MS_SHARED | MS_REC), nil) == 0 { return }
         guard Errno.current == .EINVAL else { throw ReplicaError.current("mount(MS_SHARED)", [directory]) }
         guard Glibc.mount(directory, directory, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {

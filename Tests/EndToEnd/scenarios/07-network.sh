@@ -12,6 +12,10 @@ contains "the drop-in joins the namespace" "NetworkNamespacePath=/run/netns/repl
 check "the service starts with its network" systemctl start $net
 pid=$(main_pid $net)
 equal "it is in the pinned namespace" "$(stat -L -c %i /run/netns/replica-netsample)" "$(stat -L -c %i /proc/$pid/ns/net)"
+# replica-net@ runs in a mount namespace of its own (ProtectSystem=strict and the rest): PID 1 made
+# the pin, as a transient mount unit, in the host's namespace.
+equal "the pin is PID 1's mount unit" active "$(systemctl show -P ActiveState run-netns-replica\\x2dnetsample.mount)"
+equal "the network unit ran sandboxed (ProtectSystem=strict)" strict "$(systemctl show -P ProtectSystem replica-net@replica-netsample.service)"
 contains "it has the leased address" "10.88.0.2/24" "$(nsenter -t "$pid" -n ip -o addr show dev eth0)"
 contains "it has the default route via the gateway" "default via 10.88.0.1 dev eth0" "$(nsenter -t "$pid" -n ip route)"
 out=$(nsenter -t "$pid" -n timeout 3 bash -c 'echo > /dev/tcp/10.88.0.1/9' 2>&1)
@@ -47,6 +51,7 @@ systemctl stop $net
 # StopWhenUnneeded= stops the network unit after the service; wait until it is inactive.
 for _ in $(seq 100); do [ "$(systemctl show -P ActiveState replica-net@replica-netsample.service)" = inactive ] && break; sleep 0.05; done
 check "stopping it removes its namespace" test ! -e /run/netns/replica-netsample
+check "and PID 1's mount unit of its pin" bash -c "! systemctl is-active -q 'run-netns-replica\\x2dnetsample.mount'"
 check "and its veth" bash -c "! ip link show '$veth' 2>/dev/null"
 equal "and gives its address back" "" "$(replica-net list | grep replica-netsample || true)"
 finish
