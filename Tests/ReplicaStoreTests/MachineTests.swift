@@ -133,6 +133,37 @@ enum NetworkNamespaceNames {
                         "\(broken.output)")
                 let missing = try Self.machine(["set", "start", "nosuch", "--sets", sets] + store)
                 #expect(missing.status == .exited(6))
+                for (file, text, says) in [("half", "Bridge=rmh0\n", "Bridge= and Subnet= go together"),
+                                           ("both", "Bridge=rmh0\nSubnet=10.0.0.0/24\nNetwork=lab\n", "not both")] {
+                    try OwnedFD.open("\(sets)/\(file).conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("[Set]\nMachine=h:debian12\n\(text)".utf8))
+                    let refused = try Self.machine(["set", "start", file, "--sets", sets] + store)
+                    #expect(refused.status == .exited(2) && refused.output.contains(says), "\(refused.output)")
+                }
+
+                // Bridge= and Subnet=: each member forked onto the bridge with an address of its own.
+                let bridge = "rms\(getpid() % 100_000)"
+                let subnet = "10.248.\(getpid() % 250)"
+                defer { _ = try? Command.run(["ip", "link", "del", bridge]) }
+                try OwnedFD.open("\(sets)/net.conf", O_WRONLY | O_CREAT, mode: 0o644)
+                    .writeAll(Array("[Set]\nMachine=n1:debian12 n2:debian12\nBridge=\(bridge)\nSubnet=\(subnet).0/24\n".utf8))
+                let networked = try Self.machine(["set", "start", "net", "--sets", sets] + store)
+                #expect(networked.status == .exited(0), "\(networked.output)")
+                var addresses: [String] = []
+                for name in ["n1", "n2"] {
+                    let shown = try Self.inside(name, ["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+                    addresses.append(String(shown.split(separator: " ")[3]))
+                    let config = String(decoding: try OwnedFD.open("\(image.mountPoint)/machines/\(name)/var/lib/cloud/seed/nocloud/network-config",
+                                                                   O_RDONLY).readAll(), as: UTF8.self)
+                    #expect(config.contains("addresses: [\(addresses.last!)]"), "\(config)")
+                }
+                #expect(Set(addresses).count == 2 && addresses.allSatisfy { $0.hasPrefix(subnet + ".") }, "\(addresses)")
+                #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
+                #expect(!NetworkNamespaceNames.current().contains("m-n1") && !NetworkNamespaceNames.current().contains("m-n2"))
+                #expect(try Self.lease(of: "replica-machine-n1.service") != nil, "a stopped member keeps its address")
+                for name in ["n1", "n2"] {
+                    #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+                    #expect(try Self.lease(of: "replica-machine-\(name).service") == nil)
+                }
             }
         }
     }

@@ -95,7 +95,8 @@ public enum ProfileKeys {
 
     /// The sections of a service-set file (`/etc/replica/sets/NAME.conf`, read by the same parser).
     public static let setSections: [String: [String: Key]] = [
-        "Set": index([Key("Machine", .words, list: true), Key("SSHKey", .paths(prefixes: ""), list: true), Key("Network", .word)]),
+        "Set": index([Key("Machine", .words, list: true), Key("SSHKey", .paths(prefixes: ""), list: true), Key("Network", .word),
+                      Key("Bridge", .word), Key("Subnet", .word)]),
     ]
 
     /// Why `section` is not a known section, with the nearest one.

@@ -13,6 +13,9 @@ import ReplicaKit
 /// SSHKey=/etc/replica/keys/admin.pub
 /// # a network namespace all of them join (/run/netns/NAME); default: one of their own each
 /// Network=lab
+/// # or: each a namespace of its own with a veth on this bridge and an address leased from Subnet=
+/// #Bridge=br-lab
+/// #Subnet=10.88.0.0/24
 /// ```
 public struct ServiceSet: Equatable, Sendable {
     /// The set's name.
@@ -23,11 +26,14 @@ public struct ServiceSet: Equatable, Sendable {
     public var sshKeys: [String]
     /// The network namespace every machine joins; nil for one of its own each.
     public var network: String?
+    /// `[Network]` lines each machine is forked with (`Bridge=`, `Subnet=`): a namespace, veth and
+    /// lease of its own; empty for none.
+    public var machineNetwork: [String] = []
 
     /// Two sets are equal when they say the same.
     public static func == (a: ServiceSet, b: ServiceSet) -> Bool {
         a.name == b.name && a.machines.map { "\($0.name):\($0.template)" } == b.machines.map { "\($0.name):\($0.template)" }
-            && a.sshKeys == b.sshKeys && a.network == b.network
+            && a.sshKeys == b.sshKeys && a.network == b.network && a.machineNetwork == b.machineNetwork
     }
 
     /// Reads set `name`; nil when no file names it. Every machine name and template is checked.
@@ -58,13 +64,26 @@ public struct ServiceSet: Equatable, Sendable {
                 keys += String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
             }
         }
-        return ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
+        let bridge = profile.value("Set", "Bridge"), subnet = profile.value("Set", "Subnet")
+        if let setting = bridge ?? subnet, bridge == nil || subnet == nil {
+            throw ProfileError(setting, "Bridge= and Subnet= go together: the bridge, and the subnet its machines' addresses are leased from")
+        }
+        if let bridge, let network = profile.value("Set", "Network") {
+            throw ProfileError(network, "give Network= (one namespace all join) or Bridge= (one of their own each on \(bridge.value)), not both")
+        }
+        var set = ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
+        if let bridge, let subnet { set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"] }
+        return set
     }
 
     /// Forks the machines that do not exist yet, then boots every one that is not running, all at
     /// once, and returns when all are ready (or the first failure, after stopping what this call
-    /// started). Returns the machines started.
-    public func start(in store: borrowing Store, timeout: Duration = .seconds(120)) throws(ReplicaError) -> [String] {
+    /// started). With `machineNetwork`, `network(name)` gives each fork its network and
+    /// `namespaces` names the namespace each machine joins (made by the caller, which owns
+    /// networks). Returns the machines started.
+    public func start(in store: borrowing Store, timeout: Duration = .seconds(120),
+                      network: (String) -> Machines.Network? = { _ in nil },
+                      namespaces: (Machines.Machine) throws(ReplicaError) -> String? = { _ in nil }) throws(ReplicaError) -> [String] {
         var seed = Machines.Seed()
         seed.sshKeys = sshKeys
         var machines: [Machines.Machine] = []
@@ -72,14 +91,15 @@ public struct ServiceSet: Equatable, Sendable {
             if let existing = try? Machines.machine(name, in: store) {
                 machines.append(existing)
             } else {
-                machines.append(try Machines.fork(name, template: template, seed: seed, in: store))
+                machines.append(try Machines.fork(name, template: template, seed: seed, network: network(name), in: store))
             }
         }
         var starting: [MachineProcess.Starting] = []
         var started: [String] = []
         do throws(ReplicaError) {
             for machine in machines where MachineProcess.running(machine.name) == nil {
-                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: network)))
+                let namespace = try namespaces(machine) ?? self.network
+                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: namespace)))
                 started.append(machine.name)
             }
             while let next = starting.popLast() { _ = try next.waitReady(timeout: timeout) }

@@ -112,6 +112,18 @@ func clearNetwork(_ name: String, keepLease: Bool) throws(ReplicaError) -> Bool 
     return found
 }
 
+/// The namespace of a machine with a network of its own, made again (same lease) when a stop or a
+/// reboot removed it; nil for a machine without one. `made`: this call made it.
+func machineNetworkUp(_ machine: Machines.Machine) throws(ReplicaError) -> (namespace: String, made: Bool)? {
+    guard !machine.network.isEmpty else { return nil }
+    let owner = machineOwner(machine.name)
+    if try NetworkRecord.read(owner) != nil && access("\(NetworkNamespace.directory)/m-\(machine.name)", F_OK) == 0 {
+        return ("m-\(machine.name)", false)
+    }
+    _ = try ServiceNetwork.up(machinePlan(machine.name, machine.network))
+    return ("m-\(machine.name)", true)
+}
+
 /// What `fork` makes the machine's network with: its lease (known before the seed is laid), then
 /// its namespace, veth and bridge (`replica-net up`); undone by `replica-net down` of its owner.
 func forkNetwork(_ name: String, _ lines: [String]) -> Machines.Network? {
@@ -219,14 +231,7 @@ do {
             machine.network = given
         }
         var madeNetwork = false
-        if namespace == nil && !machine.network.isEmpty {
-            namespace = "m-\(name)"
-            // Made by fork, or by a start before the last stop or reboot: made again, with the same lease.
-            if try NetworkRecord.read(machineOwner(name)) == nil || access("/run/netns/m-\(name)", F_OK) != 0 {
-                _ = try ServiceNetwork.up(machinePlan(name, machine.network))
-                madeNetwork = true
-            }
-        }
+        if namespace == nil, let made = try machineNetworkUp(machine) { (namespace, madeNetwork) = made }
         let command = Machines.spawnCommand(machine, networkNamespace: namespace)
         if arguments.flag("foreground") {
             if let pid = MachineProcess.running(name) { fail("\(name) is running already (pid \(pid))") }
@@ -271,11 +276,14 @@ do {
         case "start":
             guard let seconds = Int(arguments.value("wait") ?? "120"), seconds > 0 else { fail("--wait takes whole seconds", ExitCode.usage) }
             let began = ContinuousClock.now
-            let started = try set.start(in: try openStore(), timeout: .seconds(seconds))
+            let started = try set.start(in: try openStore(), timeout: .seconds(seconds),
+                                        network: { member in set.machineNetwork.isEmpty ? nil : forkNetwork(member, set.machineNetwork) },
+                                        namespaces: { (machine) throws(ReplicaError) in try machineNetworkUp(machine)?.namespace })
             print("replica-machine: set \(name): \(set.machines.count) machines ready in \(ContinuousClock.now - began)"
                   + (started.count < set.machines.count ? " (\(set.machines.count - started.count) were running)" : ""))
         case "stop":
             set.stop()
+            _ = try ServiceNetwork.down(set.machines.map { machineOwner($0.name) }, keepLeases: true)
             print("replica-machine: set \(name) stopped")
         default:
             fail("set takes start or stop", ExitCode.usage)
