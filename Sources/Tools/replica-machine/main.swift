@@ -66,9 +66,6 @@ func report(_ text: String, _ members: [(String, JSON)]) {
     if asJSON { JSONEnvelope.print(tool: "replica-machine", action: arguments.command, members) } else { print(text) }
 }
 
-/// The owner of a machine's network records and lease.
-func machineOwner(_ name: String) -> String { "replica-machine-\(name).service" }
-
 /// The `[Network]` lines the options give: a profile's section (`--network PROFILE`) or
 /// `--bridge`/`--subnet`; the namespace is always the machine's own (`m-NAME`). Empty: none.
 func networkLines() -> [String] {
@@ -88,56 +85,15 @@ func networkLines() -> [String] {
     return lines
 }
 
-/// The machine's network plan from its `[Network]` lines, every name and address checked.
-func machinePlan(_ name: String, _ lines: [String]) -> ServiceNetwork.Prepared {
-    let settings = (["Namespace=m-\(name)"] + lines).map { line in
-        let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-        return ProfileSetting(section: "Network", key: parts[0], value: parts.count == 2 ? parts[1] : "", file: "machine \(name)", line: 0)
-    }
-    let prepared: ServiceNetwork.Prepared?
-    do { prepared = try ServiceNetwork.prepare(Profile(unit: machineOwner(name), settings: settings)) } catch { fail("\(error)", ExitCode.usage) }
-    guard let prepared else { fail("no network plan for \(name)", ExitCode.usage) }
-    return prepared
-}
-
-/// Removes the machine's network: `replica-net down` of its owner, then its namespace and veth
-/// by their names — what a fork killed before it recorded them leaves (they are the machine's
-/// names: no one else makes them). Returns whether there was anything.
-@discardableResult
-func clearNetwork(_ name: String, keepLease: Bool) throws(ReplicaError) -> Bool {
-    let plan = NetworkPlan(namespace: "m-\(name)")
-    var found = access("\(NetworkNamespace.directory)/\(plan.namespace)", F_OK) == 0
-    found = try ServiceNetwork.down([machineOwner(name)], keepLeases: keepLease).contains { $0.record != nil || $0.lines.count > 1 } || found
-    try plan.teardown()
-    return found
-}
-
-/// The namespace of a machine with a network of its own, made again (same lease) when a stop or a
-/// reboot removed it; nil for a machine without one. `made`: this call made it.
-func machineNetworkUp(_ machine: Machines.Machine) throws(ReplicaError) -> (namespace: String, made: Bool)? {
-    guard !machine.network.isEmpty else { return nil }
-    let owner = machineOwner(machine.name)
-    if try NetworkRecord.read(owner) != nil && access("\(NetworkNamespace.directory)/m-\(machine.name)", F_OK) == 0 {
-        return ("m-\(machine.name)", false)
-    }
-    _ = try ServiceNetwork.up(machinePlan(machine.name, machine.network))
-    return ("m-\(machine.name)", true)
-}
-
-/// What `fork` makes the machine's network with: its lease (known before the seed is laid), then
-/// its namespace, veth and bridge (`replica-net up`); undone by `replica-net down` of its owner.
-func forkNetwork(_ name: String, _ lines: [String]) -> Machines.Network? {
-    guard !lines.isEmpty else { return nil }
-    let prepared = machinePlan(name, lines)
-    return Machines.Network(settings: lines, up: { () throws(ReplicaError) -> (address: String, gateway: String?)? in
-        // The name is free (fork checked, holding its lock): a network its owner has is what a
-        // killed fork left. It goes; its address stays, to be taken again.
-        try clearNetwork(name, keepLease: true)
-        let leased = try ServiceNetwork.lease(prepared)
-        _ = try ServiceNetwork.up(prepared)
-        guard let address = leased?.address ?? prepared.plan.addresses.first else { return nil }
-        return (address.description, (leased?.gateway ?? prepared.plan.routes.first { $0.gateway != nil }?.gateway)?.addressText)
-    }, down: { _ = try? clearNetwork(name, keepLease: false) })
+/// Set `name`, from the set directories (`--sets`, else the system's); a usage error when it is
+/// broken, exit 6 when no file names it.
+func loadSet(_ name: String) -> ServiceSet {
+    let directories = arguments.all("sets")
+    let loader: ProfileLoader = directories.isEmpty ? .sets() : .sets(directories: directories)
+    let loaded: ServiceSet?
+    do { loaded = try ServiceSet.load(name, loader: loader) } catch { fail("\(error)", ExitCode.usage) }
+    guard let set = loaded else { fail("no set \(name): looked for \(loader.searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured) }
+    return set
 }
 
 /// The store, opened by the commands that need it (stop does not).
@@ -177,14 +133,7 @@ do {
         var template = arguments.value("template")
         if let setName = arguments.value("set") {
             // A machine of a set: its template and the set's keys from the set file.
-            let loaded: ServiceSet?
-            let directories = arguments.all("sets")
-            do { loaded = try ServiceSet.load(setName, loader: directories.isEmpty ? .sets() : .sets(directories: directories)) } catch {
-                fail("\(error)", ExitCode.usage)
-            }
-            guard let set = loaded else {
-                fail("no set \(setName): looked for \(ProfileLoader.sets().searchedPaths(setName).joined(separator: ", "))", ExitCode.notConfigured)
-            }
+            let set = loadSet(setName)
             guard let member = set.machines.first(where: { $0.name == arguments.positionals[0] }) else {
                 fail("set \(setName) has no machine \(arguments.positionals[0]); add Machine=\(arguments.positionals[0]):TEMPLATE to it", ExitCode.usage)
             }
@@ -263,15 +212,8 @@ do {
         try clearNetwork(name, keepLease: false)
         report("replica-machine: \(name) removed", [("machine", .string(name)), ("removed", .bool(true))])
     case "set":
-        let directories = arguments.all("sets")
         let name = arguments.positionals[1]
-        let loaded: ServiceSet?
-        do { loaded = try ServiceSet.load(name, loader: directories.isEmpty ? .sets() : .sets(directories: directories)) } catch {
-            fail("\(error)", ExitCode.usage)
-        }
-        guard let set = loaded else {
-            fail("no set \(name): looked for \(ProfileLoader.sets().searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
-        }
+        let set = loadSet(name)
         switch arguments.positionals[0] {
         case "start":
             guard let seconds = Int(arguments.value("wait") ?? "120"), seconds > 0 else { fail("--wait takes whole seconds", ExitCode.usage) }

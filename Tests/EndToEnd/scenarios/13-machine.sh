@@ -2,22 +2,27 @@
 # machine forked from it and started by replica-machine@.service (Type=notify), which is active
 # only once the guest's systemd is up; the guest sees its seed; stopped and removed, nothing left.
 . /e2e/lib.sh
+# The pid of the guest's systemd below the unit's systemd-nspawn (waiting up to 5 s for it).
+guest_init() {
+  local pid found=
+  pid=$(systemctl show -P MainPID "$1")
+  for _ in $(seq 100); do
+    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
+      for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
+        [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && found=$inner
+      done
+    done
+    [ -n "$found" ] && break
+    sleep 0.05
+  done
+  echo "$found"
+}
 template=/var/lib/replica-e2e/template
 check "the template imports" replica-machine template import debian12 $template
 check "a machine forks from it" replica-machine fork web1 --template debian12
 check "replica-machine@web1 starts (Type=notify: it returns after READY)" systemctl start replica-machine@web1.service
 equal "the unit is active" active "$(systemctl is-active replica-machine@web1.service)"
-pid=$(systemctl show -P MainPID replica-machine@web1.service)
-leader=
-for _ in $(seq 100); do
-  for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
-    for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
-      [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && leader=$inner
-    done
-  done
-  [ -n "$leader" ] && break
-  sleep 0.05
-done
+leader=$(guest_init replica-machine@web1.service)
 check "the guest's systemd runs below the unit's systemd-nspawn" test -n "$leader"
 state=$(nsenter --target "$leader" --all systemctl is-system-running 2>/dev/null)
 check "the guest had finished starting when the unit became active ($state)" bash -c "[ '$state' = running ] || [ '$state' = degraded ]"
@@ -35,17 +40,7 @@ forked=$(replica-machine fork web2 --template debian12 --bridge br-e2e --subnet 
 address=$(printf '%s' "$forked" | sed -n 's/.*"address": "\([^"]*\)".*/\1/p')
 check "web2 forks with a leased address ($address)" test -n "$address"
 check "replica-machine@web2 starts" systemctl start replica-machine@web2.service
-pid=$(systemctl show -P MainPID replica-machine@web2.service)
-leader=
-for _ in $(seq 100); do
-  for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
-    for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
-      [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && leader=$inner
-    done
-  done
-  [ -n "$leader" ] && break
-  sleep 0.05
-done
+leader=$(guest_init replica-machine@web2.service)
 check "the guest has the address its seed names" bash -c "nsenter --target $leader --all ip -o -4 addr show dev eth0 | grep -q ' $address '"
 check "the seed's network-config names it too" grep -q "addresses: \\[$address\\]" /run/replica/store/machines/web2/var/lib/cloud/seed/nocloud/network-config
 check "root's authorized_keys holds the key" nsenter --target "$leader" --all grep -q e2e@replica /root/.ssh/authorized_keys
