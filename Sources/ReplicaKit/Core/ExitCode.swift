@@ -1,4 +1,4 @@
-/// Replica's process exit codes (DESIGN: never 200–243, which are systemd's).
+/// Replica's process exit codes: never 200–243, which systemd uses for its own failures (systemd.exec(5)).
 public enum ExitCode {
     /// 0: done.
     public static let ok: Int32 = 0
