@@ -28,6 +28,16 @@ state=$(nsenter --target "$leader" --all systemctl is-system-running 2>/dev/null
 check "the guest had finished starting when the unit became active ($state)" bash -c "[ '$state' = running ] || [ '$state' = degraded ]"
 equal "the guest's hostname is its name" web1 "$(nsenter --target "$leader" --all hostname)"
 check "the guest sees its NoCloud seed" nsenter --target "$leader" --all grep -q "local-hostname: web1" /var/lib/cloud/seed/nocloud/meta-data
+# A guest that reboots: systemd-nspawn exits 133 and the unit starts the machine again.
+before=$leader
+nsenter --target "$leader" --all systemctl reboot
+for _ in $(seq 200); do
+  leader=$(guest_init replica-machine@web1.service)
+  [ -n "$leader" ] && [ "$leader" != "$before" ] && [ "$(systemctl is-active replica-machine@web1.service)" = active ] && break
+  sleep 0.05
+done
+check "after the guest's reboot the unit runs a new guest" bash -c "[ -n '$leader' ] && [ '$leader' != '$before' ]"
+equal "the unit is active again" active "$(systemctl is-active replica-machine@web1.service)"
 check "it stops" systemctl stop replica-machine@web1.service
 equal "the unit is inactive" inactive "$(systemctl is-active replica-machine@web1.service)"
 check "the machine is removed" replica-machine remove web1
