@@ -480,6 +480,16 @@ enum NetworkNamespaceNames {
                 }
                 let missing = try Self.machine(["fork", "x", "--template", "nosuch"] + store)
                 #expect(missing.status == .exited(6) && missing.output.contains("no such template"))
+                // A network that cannot be had: refused before anything is made.
+                for (arguments, code, says) in [(["--network", "replica-no-such-profile"], 6, "no profile replica-no-such-profile"),
+                                                (["--bridge", "rmx0"], 2, "--bridge needs --subnet"),
+                                                (["--bridge", "rmx0", "--subnet", "10.0.0.0/33"], 2, "Subnet="),
+                                                (["--bridge", "this-is-too-long-a-bridge", "--subnet", "10.0.0.0/24"], 2, "Bridge=")] {
+                    let refused = try Self.machine(["fork", "x", "--template", "tiny"] + arguments + store)
+                    #expect(refused.status == .exited(Int32(code)) && refused.output.contains(says), "\(arguments): \(refused.output)")
+                }
+                #expect(access("\(image.mountPoint)/machines/x", F_OK) != 0 && access("\(image.mountPoint)/machines/.forking-x", F_OK) != 0)
+                #expect(!NetworkNamespaceNames.current().contains("m-x"))
                 // Where sshd is installed, each fork gets a host key of its own.
                 _ = try Command.check(["mkdir", "-p", "\(dir)/sshd/etc/ssh", "\(dir)/sshd/usr"])
                 _ = try Command.check(["touch", "\(dir)/sshd/etc/ssh/sshd_config"])
