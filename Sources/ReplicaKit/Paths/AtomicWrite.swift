@@ -5,8 +5,9 @@ extension RootDirectory {
     /// Replaces `relativePath` inside the root with `contents` atomically: a reader sees the old file
     /// or the new one, never a mix. The parent directory is resolved inside the root with no symlinks
     /// allowed; the data goes to a temporary file beside the target, is fsync'ed, then renamed over it
-    /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched; the
-    /// temporary files of writers killed before their rename (their pid gone) are removed too.
+    /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched. A
+    /// writer killed before its rename leaves its temporary file; folders where that matters clear
+    /// them with `removeStaleTemporaries(in:)`.
     public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
@@ -14,7 +15,6 @@ extension RootDirectory {
         }
         let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
         let temporary = ".\(name).replica-\(getpid())-\(replica_gettid())"
-        Self.removeStaleTemporaries(in: parent)
         let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
         do throws(ReplicaError) {
             try file.writeAll(contents, name: relativePath)

@@ -207,7 +207,9 @@ public struct NetworkRecord: Equatable, Sendable {
 
     func write(in directory: String) throws(ReplicaError) {
         try createDirectories(directory, mode: 0o755)
-        try RootDirectory(directory).writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
+        let folder = try RootDirectory(directory)
+        RootDirectory.removeStaleTemporaries(in: try folder.openForReading(".", [.directory]))  // a killed up's
+        try folder.writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
     }
 
     /// The owner's record, or nil when there is none.
