@@ -76,6 +76,9 @@ public struct OptionSpec: Sendable {
     public static func flag(_ name: String, _ help: String, short: Character? = nil) -> OptionSpec {
         OptionSpec(name: name, value: nil, help: help, defaultValue: nil, repeatable: false, hidden: false, short: short)
     }
+
+    /// `--json`: one JSON object in the `replica.v1` envelope (`JSONEnvelope`), the same flag in every tool.
+    public static let json = flag("json", "Print one JSON object (schema replica.v1).")
 }
 
 /// A positional argument; `many` takes one or more (or zero when `optional`).

@@ -7,7 +7,7 @@ import ReplicaNet
 import ReplicaStore
 
 let store = OptionSpec.option("store", "path", "The mounted btrfs store.", default: EmbeddedStore.defaultMountPoint)
-let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
+let json = OptionSpec.json
 let machineName = PositionalSpec("name", "The machine (also its hostname).")
 let tool = ToolSpec(
     name: "replica-machine",

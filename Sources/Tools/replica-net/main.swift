@@ -18,7 +18,7 @@ let planOptions: [OptionSpec] = [
 ]
 let name = PositionalSpec("name", "The service (web, web.service) whose profile has [Network], or a namespace name with flags.")
 let names = PositionalSpec("name", "Names as given to up; several are torn down in one batch.", many: true)
-let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
+let json = OptionSpec.json
 let tool = ToolSpec(
     name: "replica-net",
     abstract: "Give a service its own network namespace, reachable through a bridge.",

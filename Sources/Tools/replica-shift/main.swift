@@ -5,7 +5,7 @@ import ReplicaKit
 import ReplicaStore
 
 let options: [OptionSpec] = [.option("profiles", "dir", "A profile directory, lowest priority first.", repeatable: true, hidden: true)]
-let json = OptionSpec.flag("json", "Print one JSON object (schema replica.v1).")
+let json = OptionSpec.json
 let unit = PositionalSpec("unit", "The service (web, web.service); its profile is /etc/replica/services/UNIT.conf.")
 let tool = ToolSpec(
     name: "replica-shift",

@@ -78,7 +78,7 @@ enum ReplicaSnap {
                             .flag("list", "Instead: remove interrupted receives, then list the copies in FOLDER."),
                             .flag("list-only", "Instead: list the copies in FOLDER, changing nothing."),
                             .option("delete", "name:id", "Instead: delete this received copy (by subvolume id) from FOLDER.", repeatable: true),
-                            .flag("json", "Print one JSON object (schema replica.v1)."),
+                            .json,
                         ], positionals: [PositionalSpec("folder", "The target folder of one subvolume (TARGET/NAME).")]),
         ])
 

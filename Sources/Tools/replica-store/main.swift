@@ -8,7 +8,7 @@ import ReplicaStore
 let place: [OptionSpec] = [
     .option("image", "path", "The store's image file, made sparse on first use.", default: EmbeddedStore.defaultImage),
     .option("mount-point", "path", "Where services find the store.", default: EmbeddedStore.defaultMountPoint),
-    .flag("json", "Print one JSON object (schema replica.v1)."),
+    .json,
 ]
 let tool = ToolSpec(
     name: "replica-store",
