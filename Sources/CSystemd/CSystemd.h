@@ -45,3 +45,13 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_call), replica_sd
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_unref), replica_sd_bus_message_unref_fn),
                "sd_bus_message_unref changed");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_error_free), replica_sd_bus_error_free_fn), "sd_bus_error_free changed");
+
+// sd-bus: reading a unit's property (its ActiveState), under its object path.
+typedef int (*replica_sd_bus_get_property_string_fn)(sd_bus *bus, const char *destination, const char *path,
+                                                     const char *interface, const char *member, sd_bus_error *ret_error,
+                                                     char **ret);
+typedef int (*replica_sd_bus_path_encode_fn)(const char *prefix, const char *external_id, char **ret_path);
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_get_property_string), replica_sd_bus_get_property_string_fn),
+               "sd_bus_get_property_string changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_path_encode), replica_sd_bus_path_encode_fn),
+               "sd_bus_path_encode changed");

@@ -143,6 +143,26 @@ import Testing
         }
     }
 
+    @Test func aTemplatesProfileRefusesEveryInstanceAndNamesTheInstanceForm() throws {
+        try withTemporaryDirectory { dir in
+            try createDirectories("\(dir)/etc")
+            try createDirectories("\(dir)/out")
+            for name in ["postgresql@.service.conf", "postgresql@15-main.service.conf"] {
+                try OwnedFD.open("\(dir)/etc/\(name)", O_WRONLY | O_CREAT, mode: 0o644)
+                    .writeAll(Array("[State]\nPath=/var/lib/postgresql/15/main\n".utf8))
+            }
+            let generator = ProfileGenerator(loader: ProfileLoader(directories: ["\(dir)/etc"]))
+            let outcomes = try generator.generate(into: "\(dir)/out")
+            #expect(outcomes.map(\.unit) == ["postgresql@.service", "postgresql@15-main.service"])
+            #expect(outcomes[1].error == nil, "an instance's profile sandboxes that instance")
+            let reason = outcomes[0].error?.description ?? ""
+            #expect(reason.contains("postgresql@INSTANCE.service.conf"), "\(reason)")
+            let template = String(decoding: try OwnedFD.open("\(dir)/out/postgresql@.service.d/replica.conf", O_RDONLY).readAll(),
+                                  as: UTF8.self)
+            #expect(template.contains("ExecStartPre=+/usr/bin/replica-shift refuse %n\n"), "every instance fails closed")
+        }
+    }
+
     @Test func valuesCannotAddDirectives() throws {
         let profile = try ProfileGrammarTests.profile("[Sandbox]\nBindReadOnlyPaths=\"/srv/a b:/x\" /srv/100%:/y\n")
         let text = try profile.dropIn()

@@ -109,3 +109,30 @@ import Testing
         }
     }
 }
+
+/// `replica-shift rollback UNIT SNAPSHOT` takes the snapshot's name as `replica-snap list` prints it
+/// (one form in every doc and message); without privileges, the name alone decides.
+@Suite struct RollbackNameTests {
+    @Test func aListedNameOrTheBareTimeGivesTheMoment() throws {
+        let time = try #require(UTCTimestamp(compact: "20261122T042415Z".utf8))
+        let subvolumes = ["postgresql@15-main", "postgresql@15-main+var-log-postgresql"]
+        for given in ["postgresql@15-main.20261122T042415Z", "postgresql@15-main+var-log-postgresql.20261122T042415Z",
+                      "20261122T042415Z"] {
+            #expect(try ServiceShift.rollbackTime(given, subvolumes: subvolumes, unit: "postgresql@15-main.service") == time)
+        }
+    }
+
+    @Test(arguments: [
+        ("web.20261122T042415Z", "web is not postgresql.service's state; its snapshots are named postgresql.YYYYMMDDTHHMMSSZ"),
+        ("postgresql.2026-11-22", "not a snapshot name: give one as replica-snap list postgresql.service prints it"),
+        ("", "not a snapshot name"),
+    ])
+    func anotherServicesSnapshotOrANonNameIsRefused(given: String, expected: String) {
+        do {
+            _ = try ServiceShift.rollbackTime(given, subvolumes: ["postgresql"], unit: "postgresql.service")
+            Issue.record("\(given) was taken")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
+    }
+}

@@ -48,10 +48,22 @@ public struct ProfileLoader: Sendable {
         }
     }
 
+    /// A profile is for one instance of a template unit (`postgresql@15-main.service.conf`), never
+    /// for the template (`postgresql@.service.conf`): each instance has state paths of its own, and
+    /// a template's drop-in would apply to every instance. The error names the fix.
+    static func refuseTemplate(_ unit: String) throws(ProfileError) {
+        guard let at = unit.firstIndex(of: "@"), unit[unit.index(after: at)...].hasPrefix(".") else { return }
+        let base = unit[..<at], type = unit[unit.index(after: at)...]
+        throw ProfileError(file: "\(unit).conf", line: 0, key: nil,
+                           reason: "a profile names one instance of a template unit, not the template: name it "
+                               + "\(base)@INSTANCE\(type).conf (e.g. \(base)@main\(type).conf), one per instance with its own state paths")
+    }
+
     /// Loads the merged profile, or nil when no file for the unit exists anywhere.
     public func load(_ name: String) throws(ProfileError) -> Profile? {
         let unit = plainNames ? name : Self.unitName(name)
         try Self.validate(unit: unit)
+        if !plainNames { try Self.refuseTemplate(unit) }
         var files: [String] = []
         let candidates: [String] = directories.reversed().map { "\($0)/\(unit).conf" }
         if let main = candidates.first(where: { (path: String) in access(path, F_OK) == 0 }) {

@@ -18,6 +18,8 @@ enum LibSystemd {
     static let busCall: replica_sd_bus_call_fn? = symbol("sd_bus_call")
     static let busMessageUnref: replica_sd_bus_message_unref_fn? = symbol("sd_bus_message_unref")
     static let busErrorFree: replica_sd_bus_error_free_fn? = symbol("sd_bus_error_free")
+    static let busGetPropertyString: replica_sd_bus_get_property_string_fn? = symbol("sd_bus_get_property_string")
+    static let busPathEncode: replica_sd_bus_path_encode_fn? = symbol("sd_bus_path_encode")
 
     private static func symbol<Function>(_ name: String) -> Function? {
         guard let handle, let address = dlsym(handle, name) else { return nil }

@@ -1,7 +1,7 @@
 import CSystemd
 import Glibc
 
-/// The service manager over D-Bus (`org.freedesktop.systemd1`), for the one thing a sandboxed
+/// The service manager over D-Bus (`org.freedesktop.systemd1`): what state a unit is in, and the one thing a sandboxed
 /// unit of ours cannot do itself: a mount in the host's mount namespace. A unit with
 /// `ProtectSystem=` and the like runs in a mount namespace of its own whose mounts never reach
 /// the host; PID 1 makes the mount instead, as a transient `.mount` unit (what `systemd-mount`
@@ -87,6 +87,29 @@ public enum SystemdManager {
             guard ContinuousClock.now < deadline else { throw ReplicaError("systemd mount", paths, errno: .ETIMEDOUT, hint: hint) }
             usleep(2_000)
         }
+    }
+
+    /// The unit's `ActiveState` as the service manager reports it (`systemctl show -P ActiveState
+    /// UNIT`): `active`, `activating`, `deactivating`, `reloading`, `inactive`, `failed`. nil when
+    /// no service manager answers on the system bus (a container without systemd, a test, Nomad's
+    /// raw_exec), so callers decide what not knowing means.
+    public static func activeState(of unit: String) -> String? {
+        guard let open = LibSystemd.busOpenSystem, let close = LibSystemd.busFlushCloseUnref,
+              let encode = LibSystemd.busPathEncode, let get = LibSystemd.busGetPropertyString,
+              let free = LibSystemd.busErrorFree else { return nil }
+        var bus: OpaquePointer?
+        guard open(&bus) >= 0, let bus else { return nil }
+        defer { _ = close(bus) }
+        var path: UnsafeMutablePointer<CChar>?
+        guard encode("/org/freedesktop/systemd1/unit", unit, &path) >= 0, let path else { return nil }
+        defer { Glibc.free(path) }
+        var error = sd_bus_error(name: nil, message: nil, _need_free: 0)
+        defer { free(&error) }
+        var value: UnsafeMutablePointer<CChar>?
+        guard get(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Unit", "ActiveState", &error, &value) >= 0,
+              let value else { return nil }
+        defer { Glibc.free(value) }
+        return String(cString: value)
     }
 
     /// One method call on `org.freedesktop.systemd1.Manager` over the system bus, its arguments

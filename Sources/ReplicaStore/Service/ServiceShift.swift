@@ -24,6 +24,7 @@ public enum ServiceShift {
             for directory in state where !directory.path.isEmpty {
                 let owner = StateOwner(unit: settings.unit, path: directory.path)
                 try StateRollback.discardLeftovers(directory.subvolume, owner: owner, in: store)
+                try refuseCopyWhileRunning(settings.unit, directory, in: store)
                 switch try StateMigration.shift(directory.subvolume, from: directory.path, owner: owner, in: store) {
                 case .alreadyShifted: break
                 case .createdEmpty: report.append("\(directory.path): new subvolume \(directory.subvolume)")
@@ -42,19 +43,41 @@ public enum ServiceShift {
         return report
     }
 
-    /// Rolls every state subvolume of the service back to its snapshot of `time` (the service must
-    /// be stopped), keeping the present state as a new snapshot. `time` may also be given as a
-    /// snapshot name, `NAME.YYYYMMDDTHHMMSSZ`.
+    /// The moment a rollback goes back to: `snapshot` is one of `subvolumes`' snapshot names
+    /// (`NAME.YYYYMMDDTHHMMSSZ`, as `replica-snap list` prints them) or the bare time. A name of
+    /// another subvolume is refused: it would roll this service back to a time chosen by mistake.
+    public static func rollbackTime(_ snapshot: String, subvolumes: [String], unit: String) throws(ReplicaError) -> UTCTimestamp {
+        let name = SnapshotName(parsing: snapshot)
+        if let name, subvolumes.contains(name.subvolume) { return name.time }
+        if let time = UTCTimestamp(compact: snapshot.utf8) { return time }
+        let listed = subvolumes.map { "\($0).YYYYMMDDTHHMMSSZ" }.joined(separator: " or ")
+        throw ReplicaError("rollback", [unit, snapshot], errno: .EINVAL,
+                           hint: name == nil ? "not a snapshot name: give one as replica-snap list \(unit) prints it (\(listed))"
+                                             : "\(name!.subvolume) is not \(unit)'s state; its snapshots are named \(listed) (replica-snap list \(unit))")
+    }
+
+    /// A daemon that is running writes its directory while it is copied: the copy could be torn
+    /// (a database's files from different moments). The first migration therefore waits until the
+    /// unit is stopped; from its own `ExecStartPre=` the unit is `activating`, never `active`.
+    /// Without a service manager to ask (replica-run, Nomad), nothing is refused.
+    static func refuseCopyWhileRunning(_ unit: String, _ directory: StatePath, in store: borrowing Store) throws(ReplicaError) {
+        guard let state = SystemdManager.activeState(of: unit), ["active", "reloading", "deactivating"].contains(state),
+              try StateMigration.wouldCopy(directory.subvolume, from: directory.path, in: store) else { return }
+        throw ReplicaError("shift state", [unit, directory.path], errno: .EBUSY,
+                           hint: "\(unit) is \(state): a running daemon's directory is not copied (the copy could be torn). "
+                               + "Stop it first (systemctl stop \(unit)), then run replica-shift prepare \(unit) again; nothing was copied")
+    }
+
+    /// Rolls every state subvolume of the service back to the snapshot named `snapshot` as
+    /// `replica-snap list` prints it (`NAME.YYYYMMDDTHHMMSSZ`; the service must be stopped), keeping
+    /// the present state as a new snapshot. A service with several state subvolumes goes back to
+    /// that moment in all of them. The bare time is taken too.
     public static func rollback(_ settings: ServiceProfile, to snapshot: String,
                                 now: UTCTimestamp = .now) throws(ReplicaError) -> [StateRollback.Outcome] {
         guard !settings.state.isEmpty else {
             throw ReplicaError("rollback", [settings.unit], errno: .EINVAL, hint: "its profile has no [State] Path=")
         }
-        let stamp = snapshot.split(separator: ".").last.map(String.init) ?? snapshot
-        guard let time = UTCTimestamp(compact: stamp.utf8) else {
-            throw ReplicaError("rollback", [settings.unit, snapshot], errno: .EINVAL,
-                             hint: "give the snapshot's time as YYYYMMDDTHHMMSSZ or its name (replica-snap list)")
-        }
+        let time = try rollbackTime(snapshot, subvolumes: settings.state.map(\.subvolume), unit: settings.unit)
         let store = try Store(path: settings.storePath)
         for directory in settings.state {
             try StateOwner(unit: settings.unit, path: directory.path).requireOwns(directory.subvolume, in: store)

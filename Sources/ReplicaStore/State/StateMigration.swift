@@ -31,6 +31,13 @@ public enum StateMigration {
     /// The staging subvolume of a migration into `name`: `.migrating-NAME`.
     public static func stagingName(_ name: String) -> String { ".migrating-\(name)" }
 
+    /// Whether `shift` would copy `source` now: the store has no `name` yet and `source` is a
+    /// directory. A caller asks before copying a directory a running daemon may be writing.
+    public static func wouldCopy(_ name: String, from source: String, in store: borrowing Store) throws(ReplicaError) -> Bool {
+        if (try? store.directory(name)) != nil { return false }
+        return try openSource(source) != nil
+    }
+
     /// Makes subvolume `name` hold the state of `source` for `owner`, migrating once: copy into the
     /// staging subvolume, compare every byte, sync, rename. `source` is left as it was.
     public static func shift(_ name: String, from source: String, owner: StateOwner,

@@ -5,7 +5,15 @@
 . /e2e/lib.sh
 ngx=nginx.service
 mkdir -p /etc/replica/services /etc/systemd/system/$ngx.d
+# As on an operator's machine, nginx runs (unsandboxed, as Debian ships it) when its profile arrives:
+# the first prepare refuses to copy a running daemon's state and makes nothing; stopped, it copies.
+check "Debian's nginx runs as shipped" systemctl start $ngx
 cp /e2e/fixtures/nginx.service.conf /etc/replica/services/$ngx.conf
+out=$(replica-shift prepare $ngx 2>&1)
+contains "the first prepare of a running nginx is refused, naming the fix" "Stop it first (systemctl stop $ngx)" "$out"
+check "and makes no subvolume" test ! -e $store/nginx
+check "nginx kept running" systemctl is-active -q $ngx
+systemctl stop $ngx
 cp /e2e/fixtures/nginx-pid.conf /etc/systemd/system/$ngx.d/pid.conf
 # The operator's config: Debian's /etc/nginx with the pid file moved, taken whole as generation 1.
 rm -rf /var/tmp/nginx-config
