@@ -1,6 +1,6 @@
 // swift-tools-version: 6.2
 // Replica: sandboxing primitives and tools for running services partially containerized under systemd.
-// Layers: C targets → ReplicaKit → ReplicaStore | ReplicaNet → Tools.
+// Layers: C targets → ReplicaKit → ReplicaStore | ReplicaNet → Replica (the composing module) → Tools.
 import PackageDescription
 
 /// Every target of ours builds in Swift 6 mode with warnings as errors; dependencies are not affected.
@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "ReplicaKit", targets: ["ReplicaKit"]),
         .library(name: "ReplicaStore", targets: ["ReplicaStore"]),
         .library(name: "ReplicaNet", targets: ["ReplicaNet"]),
+        .library(name: "Replica", targets: ["Replica"]),
         .executable(name: "replica-store", targets: ["replica-store"]),
         .executable(name: "replica-snap", targets: ["replica-snap"]),
         .executable(name: "replica-run", targets: ["replica-run"]),
@@ -52,6 +53,8 @@ let package = Package(
                 swiftSettings: strict),
         .target(name: "ReplicaNet", dependencies: ["ReplicaKit", "CReplicaShim", "CMnl"],
                 swiftSettings: strict),
+        // The one module that joins the three: a service's plan and what renders it for systemd.
+        .target(name: "Replica", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"], swiftSettings: strict),
 
         // Tools: parse, call one entry point, print.
         .executableTarget(name: "replica-store",
@@ -67,18 +70,18 @@ let package = Package(
 
         .executableTarget(name: "replica-run", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-run", swiftSettings: strict),
-        .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore"],
+        .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore", "Replica"],
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
         .executableTarget(name: "replica-machine", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
                           path: "Sources/Tools/replica-machine", swiftSettings: strict),
         .executableTarget(name: "replica-volume", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-volume", swiftSettings: strict),
-        .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+        .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "Replica"],
                           path: "Sources/Tools/replica-generator", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),
-        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "BenchmarkSupport"],
+        .executableTarget(name: "ReplicaBench", dependencies: ["ReplicaKit", "ReplicaStore", "Replica", "BenchmarkSupport"],
                           path: "Benchmarks/ReplicaBench", swiftSettings: strict),
         .executableTarget(name: "ReplicaNetBench", dependencies: ["ReplicaKit", "ReplicaNet", "BenchmarkSupport"],
                           path: "Benchmarks/ReplicaNetBench", swiftSettings: strict),
@@ -92,5 +95,6 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaNet", "ReplicaTestSupport"],
                     swiftSettings: strict),
+        .testTarget(name: "ReplicaTests", dependencies: ["Replica", "ReplicaTestSupport"], swiftSettings: strict),
     ]
 )

@@ -192,7 +192,12 @@ int replica_termination_signalfd(void) {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    // pthread_sigmask returns its error instead of setting errno; every shim call reports -1 + errno.
+    int error = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
     return signalfd(-1, &set, SFD_CLOEXEC);
 }
 int replica_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }

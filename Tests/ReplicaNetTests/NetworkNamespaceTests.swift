@@ -45,7 +45,7 @@ import Testing
     func badNamesAreRefusedBeforeAnythingIsMade(name: String) throws {
         let error = #expect(throws: ReplicaError.self) { try NetworkNamespace.create(name) }
         #expect(error?.errno == .EINVAL)
-        #expect(error?.operation == "validate netns name")
+        #expect(error?.operation == "network namespace")
         // Only what this name could have made is checked: the host may add others meanwhile.
         let first = String(name.split(separator: "/").first ?? "")
         #expect(!NetworkNamespace.list().contains { $0 == name || (!first.isEmpty && $0 == first) })

@@ -77,12 +77,12 @@ import Testing
         ("a/b", "\"/\""), ("a:1", "\":\""), ("a b", "spaces"), ("eth%d", "%"), ("tab\tx", "spaces"),
     ])
     func badInterfaceNamesAreRefusedBeforeAnyNetlinkCall(name: String, why: String) {
-        let error = #expect(throws: ReplicaError.self) { try InterfaceName.validate(name) }
+        let error = #expect(throws: ReplicaError.self) { _ = try LinkName(name) }
         #expect(error?.hint?.contains(why) == true, "\(String(describing: error))")
     }
 
     @Test func fifteenBytesIsAllowed() throws {
-        try InterfaceName.validate("fifteen-bytes-x")
+        _ = try LinkName("fifteen-bytes-x")
     }
 
     @Test func prefixesParseAndKnowTheirNetwork() throws {

@@ -30,40 +30,36 @@ public struct ProfileLoader: Sendable {
     /// A loader reading `directories`, lowest priority first.
     public init(directories: [String] = ProfileLoader.systemDirectories) { self.directories = directories }
 
-    /// `web` and `web.service` both name `web.service`.
-    public static func unitName(_ name: String) -> String {
-        let suffixes = [".service", ".socket", ".timer", ".target", ".mount", ".path"]
-        return suffixes.contains { name.hasSuffix($0) } ? name : name + ".service"
-    }
-
-    /// Refuses what systemd would not take as a unit name (`unit_name_is_valid`): at most 255 bytes,
-    /// ASCII letters, digits and `: - _ . \\ @` only, not starting with `.`. A name with a newline
-    /// or `/` could otherwise reach a path or a drop-in.
-    public static func validate(unit: String) throws(ProfileError) {
-        guard !unit.isEmpty, unit.utf8.count <= 255, !unit.hasPrefix("."), !unit.hasPrefix("@"),
-              unit.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ":-_.\\@".contains($0)) }) else {
-            let shown = String(String.UnicodeScalarView(unit.unicodeScalars.map { ProfileWords.isControl($0) ? "?" : $0 }))
-            throw ProfileError(file: shown, line: 0, key: nil,
-                               reason: "not a unit name: letters, digits and : - _ . \\ @ only, at most 255 bytes, not starting with . or @")
+    /// The unit `name` names (`web` is `web.service`), refused as a profile error unless systemd
+    /// would take it (`UnitName`): a name with a newline or `/` could otherwise reach a path or a drop-in.
+    public static func unit(_ name: String) throws(ProfileError) -> UnitName {
+        do throws(ReplicaError) { return try UnitName(name) } catch {
+            throw ProfileError(file: error.objects.first ?? name, line: 0, key: nil, reason: error.hint ?? error.description)
         }
     }
 
     /// A profile is for one instance of a template unit (`postgresql@15-main.service.conf`), never
     /// for the template (`postgresql@.service.conf`): each instance has state paths of its own, and
     /// a template's drop-in would apply to every instance. The error names the fix.
-    static func refuseTemplate(_ unit: String) throws(ProfileError) {
-        guard let at = unit.firstIndex(of: "@"), unit[unit.index(after: at)...].hasPrefix(".") else { return }
-        let base = unit[..<at], type = unit[unit.index(after: at)...]
+    static func refuseTemplate(_ unit: UnitName) throws(ProfileError) {
+        guard unit.isTemplate else { return }
+        let base = unit.prefix.dropLast(), type = unit.type
         throw ProfileError(file: "\(unit).conf", line: 0, key: nil,
                            reason: "a profile names one instance of a template unit, not the template: name it "
-                               + "\(base)@INSTANCE\(type).conf (e.g. \(base)@main\(type).conf), one per instance with its own state paths")
+                               + "\(base)@INSTANCE.\(type).conf (e.g. \(base)@main.\(type).conf), one per instance with its own state paths")
     }
 
     /// Loads the merged profile, or nil when no file for the unit exists anywhere.
     public func load(_ name: String) throws(ProfileError) -> Profile? {
-        let unit = plainNames ? name : Self.unitName(name)
-        try Self.validate(unit: unit)
-        if !plainNames { try Self.refuseTemplate(unit) }
+        let unit: String
+        if plainNames {
+            _ = try Self.unit(name)     // a set's name: the characters of a unit name
+            unit = name
+        } else {
+            let named = try Self.unit(name)
+            try Self.refuseTemplate(named)
+            unit = named.rawValue
+        }
         var files: [String] = []
         let candidates: [String] = directories.reversed().map { "\($0)/\(unit).conf" }
         if let main = candidates.first(where: { (path: String) in access(path, F_OK) == 0 }) {
@@ -90,7 +86,7 @@ public struct ProfileLoader: Sendable {
 
     /// Where `load` looks, for "not configured" messages.
     public func searchedPaths(_ name: String) -> [String] {
-        directories.reversed().map { "\($0)/\(plainNames ? name : Self.unitName(name)).conf" }
+        directories.reversed().map { "\($0)/\(plainNames ? name : (try? UnitName(name).rawValue) ?? name).conf" }
     }
 
     private func read(_ file: String) throws(ProfileError) -> [UInt8] {

@@ -42,6 +42,11 @@ public enum ProfileParser {
             guard let line = String(validating: raw, as: UTF8.self) else {
                 throw ProfileError(file: file, line: number, key: nil, reason: "not valid UTF-8; profiles are UTF-8 text")
             }
+            if let bad = line.unicodeScalars.first(where: { $0 != "\t" && ControlCharacters.contains($0) }) {
+                throw ProfileError(file: file, line: number, key: nil,
+                                   reason: "control character U+\(String(bad.value, radix: 16, uppercase: true)): a log or terminal "
+                                       + "ends a line there, so it is refused")
+            }
             if continuation != nil, isComment(line.trimmed) { continue }
             let joined = (continuation?.text ?? "") + line
             let start = continuation?.line ?? number

@@ -6,10 +6,13 @@
 public enum ProfileWords {
     /// The words of `setting`'s value, or an error naming its file, line and key.
     public static func split(_ setting: ProfileSetting) throws(ProfileError) -> [String] {
-        do throws(WordError) { return try split(setting.value) } catch { throw ProfileError(setting, error.reason) }
+        do throws(ReplicaError) { return try split(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
     }
 
-    struct WordError: Error { var reason: String }
+    /// A value that does not split into words: `why` names the rule.
+    static func refused(_ why: String) -> ReplicaError {
+        ReplicaError("split words", errno: .EINVAL, hint: why, reason: .refused)
+    }
 
     /// A systemd list that a leading `~` inverts (`SystemCallFilter=~@mount`,
     /// `CapabilityBoundingSet=~CAP_SYS_ADMIN`): whether it is inverted, and its words.
@@ -20,7 +23,7 @@ public enum ProfileWords {
         return (invert, try split(rest))
     }
 
-    static func split(_ value: String) throws(WordError) -> [String] {
+    static func split(_ value: String) throws(ReplicaError) -> [String] {
         var words: [String] = []
         var current: [Unicode.Scalar] = []
         var inWord = false
@@ -28,7 +31,7 @@ public enum ProfileWords {
         var scalars = value.unicodeScalars[...]
         while let c = scalars.popFirst() {
             if c == "\\" {
-                guard let decoded = try unescape(&scalars) else { throw WordError(reason: "a backslash ends the value") }
+                guard let decoded = try unescape(&scalars) else { throw refused("a backslash ends the value") }
                 current.append(decoded)
                 inWord = true
             } else if let open = quote {
@@ -43,23 +46,23 @@ public enum ProfileWords {
                 inWord = true
             }
         }
-        if let quote { throw WordError(reason: "a \(quote == "\"" ? "double" : "single") quote is not closed") }
+        if let quote { throw refused("a \(quote == "\"" ? "double" : "single") quote is not closed") }
         if inWord { words.append(String(String.UnicodeScalarView(current))) }
-        for word in words where word.unicodeScalars.contains(where: isControl) {
-            throw WordError(reason: "a word decodes to a control character; systemd would end the line there")
+        for word in words where ControlCharacters.appear(in: word) {
+            throw refused("a word decodes to a control character; systemd would end the line there")
         }
         return words
     }
 
     /// The character after a backslash, decoded (`cunescape_one`); nil at the end of the value.
-    private static func unescape(_ rest: inout Substring.UnicodeScalarView) throws(WordError) -> Unicode.Scalar? {
+    private static func unescape(_ rest: inout Substring.UnicodeScalarView) throws(ReplicaError) -> Unicode.Scalar? {
         guard let c = rest.popFirst() else { return nil }
-        func digits(_ count: Int, radix: Int, first: Unicode.Scalar? = nil) throws(WordError) -> Unicode.Scalar {
+        func digits(_ count: Int, radix: Int, first: Unicode.Scalar? = nil) throws(ReplicaError) -> Unicode.Scalar {
             let taken = Array(rest.prefix(count))
             let text = String(String.UnicodeScalarView((first.map { [$0] } ?? []) + taken))
             guard taken.count == count, let value = UInt32(text, radix: radix),
                   let scalar = Unicode.Scalar(value), value != 0 else {
-                throw WordError(reason: "\\\(c) takes \(count) \(radix == 16 ? "hex" : "octal") digits naming a character other than NUL")
+                throw refused("\\\(c) takes \(count) \(radix == 16 ? "hex" : "octal") digits naming a character other than NUL")
             }
             rest.removeFirst(count)
             return scalar
@@ -78,12 +81,11 @@ public enum ProfileWords {
         case "u": return try digits(4, radix: 16)
         case "U": return try digits(8, radix: 16)
         case "0"..."7": return try digits(2, radix: 8, first: c)
-        default: throw WordError(reason: "\\\(c) is not an escape systemd knows (\\n \\t \\\\ \\\" \\' \\s \\xNN \\NNN \\uNNNN)")
+        default: throw refused("\\\(c) is not an escape systemd knows (\\n \\t \\\\ \\\" \\' \\s \\xNN \\NNN \\uNNNN)")
         }
     }
 
     /// C0 controls and DEL: what a value may never hold, raw or decoded.
-    static func isControl(_ c: Unicode.Scalar) -> Bool { c.value < 0x20 || c.value == 0x7F }
 
     /// A word as systemd reads it back: quoted with C escapes when it holds a space, quote or
     /// backslash; as it is otherwise. `split(quote(w)) == [w]` for every word without control characters.

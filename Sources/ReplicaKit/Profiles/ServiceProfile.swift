@@ -51,9 +51,7 @@ public struct ServiceProfile: Equatable, Sendable {
 
     /// The profile of a unit that has no file: every default (for commands given a bare name).
     public static func bare(_ name: String) throws(ProfileError) -> ServiceProfile {
-        let unit = ProfileLoader.unitName(name)
-        try ProfileLoader.validate(unit: unit)
-        return try ServiceProfile(Profile(unit: unit))
+        try ServiceProfile(Profile(unit: try ProfileLoader.unit(name).rawValue))
     }
 
     /// Reads and checks every section of `profile`; the first setting that cannot be honoured is the error.
@@ -118,28 +116,8 @@ public struct StatePath: Equatable, Sendable {
     /// A state directory and its subvolume.
     public init(path: String, subvolume: String) { (self.path, self.subvolume) = (path, subvolume) }
 
-    /// `systemd-escape --path PATH`: slashes become `-`; anything but ASCII letters, digits, `:`,
-    /// `_` and `.` (and a leading `.`) becomes `\xNN`.
-    public static func escape(path: String) -> String {
-        let trimmed = path.split(separator: "/").joined(separator: "/")
-        guard !trimmed.isEmpty else { return "-" }
-        var out = ""
-        for (index, byte) in trimmed.utf8.enumerated() {
-            switch byte {
-            case UInt8(ascii: "/"): out += "-"
-            case UInt8(ascii: "."): out += index == 0 ? "\\x2e" : "."
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: ":"), UInt8(ascii: "_"):
-                out.append(Character(Unicode.Scalar(byte)))
-            default:
-                out += "\\x" + (byte < 16 ? "0" : "") + String(byte, radix: 16)
-            }
-        }
-        return out
-    }
-
     /// The subvolume of `path` for a service with several state directories.
-    public static func subvolumeName(base: String, path: String) -> String { "\(base)+\(escape(path: path))" }
+    public static func subvolumeName(base: String, path: String) -> String { "\(base)+\(SystemdEscape.path(path))" }
 
     /// Characters a state path may hold: what is safe in every systemd directive and mount option
     /// it ends up in (no spaces, quotes, `:`, `%` or backslashes).
@@ -180,13 +158,14 @@ public struct StatePath: Equatable, Sendable {
         }
     }
 
-    /// `[Snapshots] Subvolume=`: letters, digits, `_ . : @ -`, not starting with `.`, not `snapshots`.
+    /// `[Snapshots] Subvolume=`: letters, digits, `_ . : @ -` (safe in every directive), at most
+    /// `maxNameLength` bytes, and a name the store does not keep for itself (`SubvolumeName`).
     static func validateBaseName(_ name: String, _ setting: ProfileSetting) throws(ProfileError) {
-        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.:@-".contains($0)) }), !name.hasPrefix("."),
-              name != "snapshots", name.utf8.count <= maxNameLength else {
-            throw ProfileError(setting, "a subvolume name is letters, digits and _ . : @ -, does not start with \".\", is not "
-                               + "\"snapshots\" (names starting with . are the store's own) and is at most \(maxNameLength) bytes")
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.:@-".contains($0)) }),
+              name.utf8.count <= maxNameLength else {
+            throw ProfileError(setting, "a subvolume name is letters, digits and _ . : @ -, at most \(maxNameLength) bytes")
         }
+        do throws(ReplicaError) { try validateName(name) } catch { throw ProfileError(setting, error.hint ?? error.description) }
     }
 
     /// Longest subvolume name: btrfs allows 255 bytes, and a snapshot adds `.YYYYMMDDTHHMMSSZ`.
@@ -194,13 +173,13 @@ public struct StatePath: Equatable, Sendable {
 
     /// Refuses a derived name that is too long or reserved.
     static func validateName(_ name: String) throws(ReplicaError) {
-        guard !name.hasPrefix("."), name != "snapshots", !name.isEmpty else {
-            throw ReplicaError("state subvolume", [name], errno: .EINVAL,
-                              hint: "names starting with . and \"snapshots\" are the store's own; set [Snapshots] Subvolume=")
-        }
         guard name.utf8.count <= maxNameLength else {
             throw ReplicaError("state subvolume", [name], errno: .ENAMETOOLONG,
                               hint: "\(name.utf8.count) bytes; at most \(maxNameLength); choose a shorter path or [Snapshots] Subvolume=")
+        }
+        do throws(ReplicaError) { _ = try SubvolumeName(name) } catch {
+            throw ReplicaError("state subvolume", error.objects, errno: error.errno,
+                               hint: (error.hint ?? "") + "; set [Snapshots] Subvolume=", reason: .refused)
         }
     }
 }

@@ -21,33 +21,13 @@ public enum SystemdManager {
     /// (a shell, a test, a container without systemd) mounts are made directly, as before.
     public static var mountsThroughPID1: Bool { Systemd.isUnderSystemd && !mountsReachHost }
 
-    /// `systemd-escape --path --suffix=mount PATH`: the name of the mount unit for `path`.
-    public static func mountUnitName(for path: String) -> String {
-        let trimmed = path.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
-        guard !trimmed.isEmpty else { return "-.mount" }
-        var name = ""
-        for (index, byte) in trimmed.utf8.enumerated() {
-            switch byte {
-            case UInt8(ascii: "/"): name += "-"
-            case UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"):
-                if index == 0 && byte == UInt8(ascii: ".") { fallthrough }
-                name.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = String(byte, radix: 16)
-                name += "\\x" + (hex.count == 1 ? "0" : "") + hex
-            }
-        }
-        return name + ".mount"
-    }
-
     /// Has PID 1 bind-mount `source` on `target` in the host's mount namespace: a transient mount
     /// unit (`systemd-mount -o bind SOURCE TARGET`; collected once stopped or failed), then waits up
     /// to `timeout` for the mount to show in this process's namespace. `target` must exist (a file
     /// to bind a file on).
     public static func bindMount(_ source: String, on target: String, description: String,
                                  timeout: Duration = .seconds(10)) throws(ReplicaError) {
-        let unit = mountUnitName(for: target)
+        let unit = SystemdEscape.mountUnit(for: target)
         try call("StartTransientUnit", [source, target], hint: "journalctl -u '\(unit)' says why") { (message) throws(ReplicaError) in
             try append(message, "s", unit)
             try append(message, "s", "fail")
@@ -68,7 +48,7 @@ public enum SystemdManager {
     /// Stops the mount unit of `target` (`systemctl stop`), so PID 1 unmounts it in the host's
     /// namespace, and waits up to `timeout` until it is gone from this process's namespace too.
     public static func unmount(_ target: String, timeout: Duration = .seconds(10)) throws(ReplicaError) {
-        let unit = mountUnitName(for: target)
+        let unit = SystemdEscape.mountUnit(for: target)
         try call("StopUnit", [target], hint: "journalctl -u '\(unit)' says why") { (message) throws(ReplicaError) in
             try append(message, "s", unit)
             try append(message, "s", "replace")

@@ -26,6 +26,10 @@ public struct AddressPool: Sendable {
     /// The subnet's first host address, with the subnet's length: the bridge's address.
     public var gateway: IPPrefix { host(1) }
 
+    /// The address an empty pool leases first (the host after the gateway): what a plan is checked
+    /// with before any lease is taken.
+    public var firstLease: IPPrefix { host(2) }
+
     func host(_ n: UInt32) -> IPPrefix {
         let base = subnet.address.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } + n
         return IPPrefix(address: [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: base >> $0) }, length: subnet.length)
@@ -40,7 +44,7 @@ public struct AddressPool: Sendable {
     /// `lease`, also saying whether this call made the lease, so that an attempt that fails gives
     /// back only what it took — never the address a running service already holds.
     public func take(for owner: String, dryRun: Bool = false) throws(ReplicaError) -> (address: IPPrefix, isNew: Bool) {
-        try Self.validate(owner: owner)
+        _ = try LeaseOwner(owner)
         return try locked { () throws(ReplicaError) -> (address: IPPrefix, isNew: Bool) in
             let current = try leases()
             if let held = current.first(where: { $0.owner == owner }) { return (held.address, false) }
@@ -69,7 +73,7 @@ public struct AddressPool: Sendable {
 
     /// Gives the owner's address back; nothing to give back is fine.
     public func release(_ owner: String) throws(ReplicaError) {
-        try Self.validate(owner: owner)
+        _ = try LeaseOwner(owner)
         try locked { () throws(ReplicaError) in
             for lease in try leases() where lease.owner == owner { unlink("\(directory)/\(lease.address.addressText)") }
         }
@@ -91,16 +95,8 @@ public struct AddressPool: Sendable {
     private func locked<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
         try createDirectories(directory, mode: 0o755)
         let lock = try OwnedFD.open("\(directory)/.lock", O_RDWR | O_CREAT, mode: 0o644)
-        while flock(lock.rawValue, LOCK_EX) != 0 {
-            guard Errno.current == .EINTR else { throw ReplicaError.current("flock", ["\(directory)/.lock"]) }
-        }
+        _ = try lock.lockExclusively(wait: nil, name: "\(directory)/.lock")
         return try body()
-    }
-
-    static func validate(owner: String) throws(ReplicaError) {
-        guard !owner.isEmpty, owner.utf8.count <= 255, !owner.contains("\n") else {
-            throw ReplicaError("lease address", [owner], errno: .EINVAL, hint: "an owner is a service name: one line, 1 to 255 bytes")
-        }
     }
 }
 

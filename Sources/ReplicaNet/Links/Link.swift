@@ -72,7 +72,7 @@ public struct Route: Equatable, Sendable {
 extension NetlinkSocket {
     /// `ip link show NAME`; nil when there is no such link.
     public mutating func link(named name: String) throws(ReplicaError) -> Link? {
-        try InterfaceName.validate(name)
+        _ = try LinkName(name)
         do throws(ReplicaError) {
             return try perform(RouteRequest.getLink(named: name), "get link", [name]).compactMap(Link.init).first
         } catch where error.errno == .ENODEV {

@@ -7,24 +7,13 @@ public enum NetworkNamespace {
     /// Where named namespaces are pinned (`ip netns` uses the same directory).
     public static let directory = SandboxPlan.networkNamespaceDirectory
 
-    /// Refuses names `ip netns` would refuse, and any that could leave the directory.
-    public static func validate(name: String) throws(ReplicaError) {
-        let why: String? =
-            name.isEmpty ? "a namespace name cannot be empty"
-            : (name == "." || name == "..") ? "\"\(name)\" is not a name"
-            : name.contains("/") ? "a namespace name cannot contain \"/\""
-            : name.utf8.count > 255 ? "\(name.utf8.count) bytes; the limit is 255"
-            : nil
-        if let why { throw ReplicaError("validate netns name", [name], errno: .EINVAL, hint: why) }
-    }
-
     /// `ip netns add NAME`: a new namespace, pinned by bind-mounting its nsfs file onto
     /// `/run/netns/NAME`. The namespace is made on a dedicated thread, so the caller's stays put.
     /// Where this process's mounts do not reach the host (a hardened unit in a mount namespace of
     /// its own: `SystemdManager.mountsThroughPID1`), PID 1 makes the pin (`SystemdManager.bindMount`) while the thread holds the
     /// namespace. On failure nothing is left behind.
     public static func create(_ name: String) throws(ReplicaError) {
-        try validate(name: name)
+        _ = try NamespaceName(name)
         let byHost = SystemdManager.mountsThroughPID1
         try prepareDirectory(shared: !byHost)
         let path = "\(directory)/\(name)"
@@ -60,7 +49,7 @@ public enum NetworkNamespace {
     /// namespace that does not exist is not an error. Where this process's mounts do not reach the
     /// host, PID 1 unmounts the pin (`SystemdManager.unmount`).
     public static func delete(_ name: String) throws(ReplicaError) {
-        try validate(name: name)
+        _ = try NamespaceName(name)
         let path = "\(directory)/\(name)"
         if SystemdManager.mountsThroughPID1 {
             if SystemdManager.isMountPoint(path) { try SystemdManager.unmount(path) }
@@ -80,7 +69,7 @@ public enum NetworkNamespace {
     public static func run<Result: ChildTransferable>(
         in name: String, _ body: () throws(ReplicaError) -> Result
     ) throws(ReplicaError) -> Result {
-        try validate(name: name)
+        _ = try NamespaceName(name)
         let path = "\(directory)/\(name)"
         return try ChildProcess.run { () throws(ReplicaError) in
             try SandboxMounter.joinNetworkNamespace(path)
@@ -92,7 +81,7 @@ public enum NetworkNamespace {
     /// joined it: the socket acts there for as long as it lives, whichever thread uses it; the
     /// caller's thread never changes namespace.
     public static func socket(in name: String, family: Int32, type: Int32, protocol: Int32 = 0) throws(ReplicaError) -> OwnedFD {
-        try validate(name: name)
+        _ = try NamespaceName(name)
         let path = "\(directory)/\(name)"
         let fd = try DedicatedThread.run { () throws(ReplicaError) -> Int32 in
             try SandboxMounter.joinNetworkNamespace(path)

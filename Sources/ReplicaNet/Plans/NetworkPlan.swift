@@ -58,16 +58,16 @@ public struct NetworkPlan: Equatable, Sendable {
         return "rv-" + String(namespace.filter(plain).prefix(5)) + "." + String(repeating: "0", count: 6 - digits.count) + digits
     }
 
-    /// Refuses what cannot be applied, before anything is made: names (`InterfaceName`,
-    /// `NetworkNamespace.validate`), routes whose gateway is in no address's network.
+    /// Refuses what cannot be applied, before anything is made: names (`LinkName`,
+    /// `NamespaceName`), routes whose gateway is in no address's network.
     public func validate() throws(ReplicaError) {
-        try NetworkNamespace.validate(name: namespace)
-        for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) { try InterfaceName.validate(name) }
+        _ = try NamespaceName(namespace)
+        for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) { _ = try LinkName(name) }
         guard hostLink != bridge else {
             throw ReplicaError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
         }
         if let macvlanParent {
-            try InterfaceName.validate(macvlanParent)
+            _ = try LinkName(macvlanParent)
             guard bridge == nil else {
                 throw ReplicaError("network plan", [macvlanParent, bridge!], errno: .EINVAL,
                                hint: "a macvlan on \(macvlanParent) and a bridge port are two ways in; give one")

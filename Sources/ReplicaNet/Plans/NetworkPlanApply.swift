@@ -135,7 +135,7 @@ extension NetworkPlan {
     /// batch that moves them into a fresh link group, then one `ip link del group`: the kernel
     /// then unregisters them together and waits for RCU once, not once per link.
     public static func deleteLinks(_ names: [String]) throws(ReplicaError) {
-        for name in names { try InterfaceName.validate(name) }
+        for name in names { _ = try LinkName(name) }
         guard !names.isEmpty else { return }
         var socket = try NetlinkSocket()
         guard names.count > 1 else {

@@ -34,11 +34,11 @@ extension NetworkPlan {
             guard let setting = profile.value(section, key) else { return nil }
             do throws(ReplicaError) { return try parse(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
         }
-        _ = try parsed("Namespace") { (text) throws(ReplicaError) in try NetworkNamespace.validate(name: text) }
-        let hostLink = try parsed("HostLink") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
+        _ = try parsed("Namespace") { (text) throws(ReplicaError) in _ = try NamespaceName(text) }
+        let hostLink = try parsed("HostLink") { (text) throws(ReplicaError) -> String in _ = try LinkName(text); return text }
         self.init(namespace: profile.networkNamespace ?? profile.serviceName, hostLink: hostLink)
-        bridge = try parsed("Bridge") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
-        macvlanParent = try parsed("Macvlan") { (text) throws(ReplicaError) -> String in try InterfaceName.validate(text); return text }
+        bridge = try parsed("Bridge") { (text) throws(ReplicaError) -> String in _ = try LinkName(text); return text }
+        macvlanParent = try parsed("Macvlan") { (text) throws(ReplicaError) -> String in _ = try LinkName(text); return text }
         if let mode = try parsed("MacvlanMode", { (text) throws(ReplicaError) -> RouteRequest.MacvlanMode in
             guard let mode = RouteRequest.MacvlanMode.allCases.first(where: { "\($0)" == text }) else {
                 throw ReplicaError("MacvlanMode", [text], errno: .EINVAL,

@@ -88,7 +88,7 @@ public enum ServiceNetwork {
     /// addresses stay the owners' (a stopped machine keeps the address its seed names).
     public static func down(_ owners: [String], keepLeases: Bool = false, leases: String = AddressPool.defaultRoot,
                             records: String = recordDirectory) throws(ReplicaError) -> [Removed] {
-        for owner in owners { try NetworkRecord.validate(owner: owner) }
+        for owner in owners { _ = try LeaseOwner(owner) }
         var results: [Removed] = []
         var links: [String] = []
         var host = try NetlinkSocket()
@@ -173,13 +173,6 @@ public struct NetworkRecord: Equatable, Sendable {
         address = plan.addresses.first
     }
 
-    static func validate(owner: String) throws(ReplicaError) {
-        guard !owner.isEmpty, owner.utf8.count <= 255, !owner.hasPrefix("."), !owner.contains("/"),
-              !owner.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
-            throw ReplicaError("network record", [owner], errno: .EINVAL, hint: "a name is a service or namespace name: no /, no control characters")
-        }
-    }
-
     var text: String {
         var lines = ["owner=\(owner)", "namespace=\(namespace)", "namespace_inode=\(namespaceInode)"]
         if let hostLink, let hostLinkIndex { lines += ["host_link=\(hostLink)", "host_link_index=\(hostLinkIndex)"] }
@@ -214,7 +207,7 @@ public struct NetworkRecord: Equatable, Sendable {
 
     /// The owner's record, or nil when there is none.
     public static func read(_ owner: String, in directory: String = ServiceNetwork.recordDirectory) throws(ReplicaError) -> NetworkRecord? {
-        try validate(owner: owner)
+        _ = try LeaseOwner(owner)
         let path = "\(directory)/\(owner)"
         guard let fd = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW) else { return nil }
         return try NetworkRecord(parsing: String(decoding: try fd.readAll(limit: 64 << 10, name: path),

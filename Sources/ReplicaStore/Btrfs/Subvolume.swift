@@ -78,28 +78,11 @@ public struct SubvolumeInfo: Equatable, Sendable {
 /// Subvolume operations on open descriptors (libbtrfsutil's `_fd` calls), so each acts on the
 /// directory that was checked. Names are single path components.
 public enum Btrfs {
-    /// Longest subvolume name btrfs accepts (`BTRFS_VOL_NAME_MAX`).
-    public static let maxNameLength = 255
-
-    /// Refuses names that are empty, `.`/`..`, contain `/` or NUL, or exceed 255 bytes.
+    /// Refuses what btrfs would not take as a name (`SubvolumeName.requireBtrfsName`: empty, `.`,
+    /// `..`, `/`, NUL, over 255 bytes), naming the folder it was to be made in too.
     public static func validate(name: String, in parent: String) throws(ReplicaError) {
-        let why: String? =
-            name.isEmpty ? "a subvolume name cannot be empty"
-            : (name == "." || name == "..") ? "\"\(name)\" is not a name"
-            : name.contains("/") ? "a name is one path component and cannot contain \"/\""
-            : name.utf8.contains(0) ? "a name cannot contain NUL"
-            : name.utf8.count > maxNameLength ? "\(name.utf8.count) bytes; btrfs allows \(maxNameLength)"
-            : nil
-        if let why { throw ReplicaError("validate name", [parent, name], errno: .EINVAL, hint: why) }
-    }
-
-    /// Whether `name` is a plain name for things Replica names from outside input (machines,
-    /// templates, Nomad namespaces and volumes): 1 to `maxLength` ASCII letters, digits, `-`, `_`
-    /// or `.`, not starting with `.` (so never `.`, `..` or one of the store's staging names).
-    static func isPlainName(_ name: String, maxLength: Int) -> Bool {
-        !name.isEmpty && name.utf8.count <= maxLength && !name.hasPrefix(".") && name.utf8.allSatisfy {
-            ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A)
-                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+        do throws(ReplicaError) { try SubvolumeName.requireBtrfsName(name) } catch {
+            throw ReplicaError("validate name", [parent, name], errno: error.errno, hint: error.hint, reason: .refused)
         }
     }
 

@@ -9,10 +9,15 @@ public enum MachineProcess {
     /// Where running machines are recorded.
     public static let runDirectory = "/run/replica/machines"
 
+    /// The machine's pid file, `/run/replica/machines/NAME.pid`: only for a name that is a machine
+    /// name (`MachineName`), so no name given on a command line can reach another path.
+    static func pidFile(_ name: String) throws(ReplicaError) -> String { "\(runDirectory)/\(try MachineName(name)).pid" }
+
     /// The pid of the running machine `name`, or nil: its pid file names a live systemd-nspawn of
     /// that machine (a stale file, or a pid reused by another program, is not it).
     public static func running(_ name: String) -> Int32? {
-        guard let text = try? OwnedFD.open("\(runDirectory)/\(name).pid", O_RDONLY | O_NOFOLLOW).readLine(), let pid = Int32(text) else { return nil }
+        guard let path = try? pidFile(name), let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readLine(),
+              let pid = Int32(text) else { return nil }
         guard let command = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return nil }
         let words = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         return words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) ? pid : nil
@@ -35,8 +40,13 @@ public enum MachineProcess {
         /// Returns once the container's systemd said READY (passed on by `--notify-ready=yes`), or
         /// fails after `timeout` with the console's last lines (the machine is then stopped).
         public func waitReady(timeout: Duration) throws(ReplicaError) -> Int32 {
+            try waitReady(until: ContinuousClock.now + timeout, timeout: timeout)
+        }
+
+        /// `waitReady` against a deadline shared with other machines started at the same time (a
+        /// set's `--wait` is for all of them together); `timeout` is what the message names.
+        public func waitReady(until deadline: ContinuousClock.Instant, timeout: Duration) throws(ReplicaError) -> Int32 {
             defer { unlink(socketPath) }
-            let deadline = ContinuousClock.now + timeout
             var buffer = [UInt8](repeating: 0, count: 4096)
             while ContinuousClock.now < deadline {
                 var poll = pollfd(fd: notify.rawValue, events: Int16(POLLIN), revents: 0)
@@ -60,6 +70,7 @@ public enum MachineProcess {
     /// Starts booting `command` (from `Machines.spawnCommand`) for machine `name`, in a session of
     /// its own, listening for its READY; refused when it runs already.
     public static func begin(_ name: String, command: [String]) throws(ReplicaError) -> Starting {
+        _ = try MachineName(name)
         if let pid = running(name) {
             throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "it is running already (pid \(pid))", reason: .busy)
         }
@@ -80,7 +91,8 @@ public enum MachineProcess {
     /// does, and `start --foreground` before it execs systemd-nspawn under its unit.
     public static func record(_ name: String, pid: Int32) throws(ReplicaError) {
         try createDirectories(runDirectory, mode: 0o700)
-        try OwnedFD.open("\(runDirectory)/\(name).pid", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
+        let path = try pidFile(name)
+        try OwnedFD.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
     }
 
     /// `begin`, then, with `wait`, `waitReady`: returns the pid of systemd-nspawn.
@@ -96,8 +108,9 @@ public enum MachineProcess {
     /// Powers the machine off (SIGTERM to systemd-nspawn, which asks the container's systemd to
     /// shut down), waiting up to `timeout`, then kills it. Not running is not an error.
     public static func stop(_ name: String, timeout: Duration = .seconds(30)) throws(ReplicaError) {
+        let path = try pidFile(name)
         guard let pid = running(name) else {
-            unlink("\(runDirectory)/\(name).pid")
+            unlink(path)
             return
         }
         kill(pid, SIGTERM)
@@ -118,7 +131,7 @@ public enum MachineProcess {
                 usleep(20_000)
             }
         }
-        unlink("\(runDirectory)/\(name).pid")
+        unlink(path)
     }
 
     /// Every process below `pid`, nearest first (`/proc/PID/task/*/children`).

@@ -42,20 +42,6 @@ public enum Machines {
         public var sshKeys: [String] = []
     }
 
-    /// Refuses a machine name that is not a hostname systemd accepts (`hostname_is_valid`, which
-    /// `systemd-nspawn --machine=` checks): 1 to 64 letters, digits and `-`, in labels joined by `.`;
-    /// not starting with `-`. It is also the fork's hostname.
-    public static func validate(_ name: String) throws(ReplicaError) {
-        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard name.utf8.count <= 64, !name.hasPrefix("-"), labels.allSatisfy({ label in
-            !label.isEmpty && label.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == UInt8(ascii: "-") }
-        }) else {
-            throw ReplicaError("machine", [name], errno: .EINVAL,
-                               hint: "a machine name is its hostname: 1 to 64 letters, digits and '-', labels joined by '.' "
-                                   + "(no '_', not starting with '-' or '.'), e.g. web1 or web1.lab", reason: .refused)
-        }
-    }
-
     /// What a fork gets on top of its template.
     public struct Seed: Equatable, Sendable {
         /// The machine's hostname (default: its name).
@@ -115,34 +101,25 @@ public enum Machines {
         let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start(network.up) }
         var seeded = seed
         do throws(ReplicaError) {
-            do throws(ReplicaError) {
+            try Btrfs.publish(name, staging: staging, in: folder, path: path, make: { (folder) throws(ReplicaError) in
                 try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
                                    sourcePath: "\(store.path)/\(Templates.directory)/\(templateName)", parentPath: path)
-            } catch {
-                _ = try? making?.join()
-                throw error
-            }
-            let root = try RootDirectory("\(path)/\(staging)")
-            try resetIdentity(root, hostname: seed.hostname ?? name)
-            if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
-            try lay(seeded, name: name, in: root)
-            let fd = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
-            try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
-            let credentials = ["hostname=\(seed.hostname ?? name)"] + seed.sshKeys.map { "ssh-key=\($0)" }
-            try Btrfs.setAttribute(fd, credentialsAttribute, credentials.joined(separator: "\n"), path: "\(path)/\(staging)")
-            if let network {
-                try Btrfs.setAttribute(fd, networkAttribute, network.settings.joined(separator: "\n"), path: "\(path)/\(staging)")
-            }
-            // One commit for every file written, before the fork appears under its name.
-            _ = try syscall("syncfs", "\(path)/\(staging)") { replica_syncfs(fd.rawValue) }
-            _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
-                replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
-            }
+            }, fill: { (fd) throws(ReplicaError) in
+                let root = try RootDirectory("\(path)/\(staging)")
+                try resetIdentity(root, hostname: seed.hostname ?? name)
+                if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
+                try lay(seeded, name: name, in: root)
+                try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
+                try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+                let credentials = ["hostname=\(seed.hostname ?? name)"] + seed.sshKeys.map { "ssh-key=\($0)" }
+                try Btrfs.setAttribute(fd, credentialsAttribute, credentials.joined(separator: "\n"), path: "\(path)/\(staging)")
+                if let network {
+                    try Btrfs.setAttribute(fd, networkAttribute, network.settings.joined(separator: "\n"), path: "\(path)/\(staging)")
+                }
+            })
         } catch {
             _ = try? making?.join()
             network?.down()
-            try? Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
             throw error
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
@@ -152,7 +129,7 @@ public enum Machines {
     /// One fork, remove or snapshot run of machine `name` at a time: the lock of its subvolume
     /// (`replica-machine@NAME`, `SubvolumeLock`). A held lock throws reason `lockHeld`.
     public static func lock(_ name: String, in store: borrowing Store) throws(ReplicaError) -> SubvolumeLock {
-        try validate(name)
+        _ = try MachineName(name)
         do { return try SubvolumeLock.acquire(unitPrefix + name, in: store) } catch where error.reason == .lockHeld {
             throw ReplicaError("machine", [name], errno: .EWOULDBLOCK,
                                hint: "another fork, remove or snapshot of it is running (\(error.hint ?? "")); try again when it is done",
@@ -240,7 +217,7 @@ public enum Machines {
 
     /// The machine `name`.
     public static func machine(_ name: String, in store: borrowing Store) throws(ReplicaError) -> Machine {
-        try validate(name)
+        _ = try MachineName(name)
         let fd: OwnedFD
         do { fd = try store.directory("\(directory)/\(name)") } catch {
             throw ReplicaError("machine", [name], errno: .ENOENT, hint: "no such machine in \(store.path)/\(directory)", reason: .notFound)
@@ -276,7 +253,7 @@ public enum Machines {
     /// or snapshot run holds it. What a fork killed before its end left (`.forking-NAME`) goes too;
     /// when that is all there was, this is not an error.
     public static func remove(_ name: String, from store: borrowing Store) throws(ReplicaError) {
-        try validate(name)
+        _ = try MachineName(name)
         let held = try lock(name, in: store)
         defer { _ = held.subvolume }  // held until here
         let path = "\(store.path)/\(directory)"

@@ -45,8 +45,8 @@ public struct ServiceSet: Equatable, Sendable {
                 let parts = word.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
                 guard parts.count == 2 else { throw ProfileError(setting, "\"\(word)\": write NAME:TEMPLATE (web1:debian12)") }
                 do {
-                    try Machines.validate(parts[0])
-                    try Templates.validate(parts[1], "template")
+                    _ = try MachineName(parts[0])
+                    _ = try PlainName(parts[1], kind: "template")
                 } catch { throw ProfileError(setting, "\"\(word)\": \(error.hint ?? error.description)") }
                 guard !machines.contains(where: { $0.name == parts[0] }) else { throw ProfileError(setting, "machine \(parts[0]) is listed twice") }
                 machines.append((parts[0], parts[1]))
@@ -96,13 +96,14 @@ public struct ServiceSet: Equatable, Sendable {
         }
         var starting: [MachineProcess.Starting] = []
         var started: [String] = []
+        let deadline = ContinuousClock.now + timeout  // for all of them together, not each
         do throws(ReplicaError) {
             for machine in machines where MachineProcess.running(machine.name) == nil {
                 let namespace = try namespaces(machine) ?? self.network
                 starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: namespace)))
                 started.append(machine.name)
             }
-            while let next = starting.popLast() { _ = try next.waitReady(timeout: timeout) }
+            while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
         } catch {
             for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
             throw error

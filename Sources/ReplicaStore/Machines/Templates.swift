@@ -23,14 +23,6 @@ public enum Templates {
         public var generation: UInt64
     }
 
-    /// Refuses names that are not one plain path component of letters, digits, `-`, `_` and `.`.
-    public static func validate(_ name: String, _ what: String) throws(ReplicaError) {
-        guard Btrfs.isPlainName(name, maxLength: 64) else {
-            throw ReplicaError(what, [name], errno: .EINVAL,
-                               hint: "takes 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'", reason: .refused)
-        }
-    }
-
     /// Imports a root file system as template `name`: copied from a folder (`cp -a --reflink=auto`,
     /// so a folder on the same btrfs costs no data) or unpacked from a tarball (`tar -xpf
     /// --numeric-owner --xattrs`) into `templates/.importing-NAME`, checked to look like a root (an
@@ -38,7 +30,7 @@ public enum Templates {
     /// a failed import leaves nothing.
     @discardableResult
     public static func importTemplate(_ name: String, from source: String, into store: borrowing Store) throws(ReplicaError) -> Template {
-        try validate(name, "template")
+        _ = try PlainName(name, kind: "template")
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
         let folder = try store.directory(directory)
@@ -52,14 +44,12 @@ public enum Templates {
         if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
             try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
         }
-        try Btrfs.createSubvolume(in: folder, named: staging, parentPath: path)
-        do throws(ReplicaError) {
+        try Btrfs.publish(name, staging: staging, in: folder, path: path) { (imported) throws(ReplicaError) in
             if status.kind == .directory {
                 try Command.check(["cp", "-a", "--reflink=auto", "--", "\(source)/.", "\(path)/\(staging)/"])
             } else {
                 try Command.check(["tar", "-xpf", source, "--numeric-owner", "--xattrs", "-C", "\(path)/\(staging)"])
             }
-            let imported = try folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             for needed in ["etc", "usr"] where (try? imported.openat(needed, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == nil {
                 throw ReplicaError("import template", [source], errno: .EINVAL,
                                    hint: "has no /\(needed): not a root file system", reason: .refused)
@@ -67,22 +57,13 @@ public enum Templates {
             try Btrfs.removeAttributes(imported, prefix: "user.replica.", path: "\(path)/\(staging)")  // a machine's, when one is imported
             try Btrfs.setAttribute(imported, attribute, "\(source) at \(UTCTimestamp.now)", path: "\(path)/\(staging)")
             try Btrfs.setReadOnly(imported, true, path: "\(path)/\(staging)")
-            _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
-                replica_renameat2(folder.rawValue, staging, folder.rawValue, name, replica_RENAME_NOREPLACE)
-            }
-        } catch {
-            if let staged = try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) {
-                try? Btrfs.setReadOnly(staged, false, path: "\(path)/\(staging)")
-            }
-            try? Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
-            throw error
         }
         return try template(name, in: store)
     }
 
     /// The template `name`.
     public static func template(_ name: String, in store: borrowing Store) throws(ReplicaError) -> Template {
-        try validate(name, "template")
+        _ = try PlainName(name, kind: "template")
         let fd: OwnedFD
         do { fd = try store.directory("\(directory)/\(name)") } catch {
             throw ReplicaError("template", [name], errno: .ENOENT,

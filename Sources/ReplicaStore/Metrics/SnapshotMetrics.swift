@@ -55,7 +55,7 @@ public enum MetricsTextfile {
             try createDirectories(directory)
             let root = try RootDirectory(directory)
             let lock = try root.fd.reopen(O_RDONLY | O_DIRECTORY)
-            _ = try syscall("flock", directory) { flock(lock.rawValue, LOCK_EX) }
+            _ = try lock.lockExclusively(wait: nil, name: directory)
             var samples = (try? root.openForReading(file, [.regularFile, .noSymlinks]).readAll(limit: 16 << 20))
                 .map { parse(String(decoding: $0, as: UTF8.self)) } ?? [:]
             let label = "subvolume=\"\(escape(metrics.subvolume))\""

@@ -15,21 +15,14 @@ public struct SubvolumeLock: ~Copyable {
     public static func acquire(_ subvolume: String, in store: borrowing Store, wait: Duration? = nil) throws(ReplicaError) -> SubvolumeLock {
         try Btrfs.validate(name: subvolume, in: store.path)
         let directory = try store.makeSnapshotsDirectory()
-        let name = "\(subvolume).lock"
+        let name = subvolume + SubvolumeName.lockSuffix
         let path = "\(store.path)/\(Store.snapshotsDirectory)/\(name)"
         let fd = try directory.openat(name, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
-        let deadline = ContinuousClock.now + (wait ?? .zero)
-        while flock(fd.rawValue, LOCK_EX | LOCK_NB) != 0 {
-            let errno = Errno.current
-            if errno == .EINTR { continue }
-            guard errno == .EWOULDBLOCK else { throw ReplicaError("flock", [path], errno: errno, reason: .init(errno, fromCall: true)) }
-            if ContinuousClock.now >= deadline {
-                let holder = (try? fd.readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-                let who = holder.isEmpty ? "another process" : "process \(holder)"
-                throw ReplicaError("lock", [path], errno: .EWOULDBLOCK,
-                                   hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS", reason: .lockHeld)
-            }
-            usleep(20_000)
+        guard try fd.lockExclusively(wait: wait ?? .zero, name: path) else {
+            let holder = (try? fd.readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let who = holder.isEmpty ? "another process" : "process \(holder)"
+            throw ReplicaError("lock", [path], errno: .EWOULDBLOCK,
+                               hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS", reason: .lockHeld)
         }
         _ = ftruncate(fd.rawValue, 0)
         _ = pwrite(fd.rawValue, "\(getpid())", "\(getpid())".utf8.count, 0)

@@ -95,21 +95,9 @@ public enum StateMigration {
         let top = try store.directory(".")
         let staging = stagingName(name)
         try discardStaging(staging, of: owner, in: store)
-        try Btrfs.createSubvolume(in: top, named: staging, parentPath: store.path)
-        do throws(ReplicaError) {
-            let target = try store.directory(staging)
+        try Btrfs.publish(name, staging: staging, in: top, path: store.path) { (target) throws(ReplicaError) in
             try owner.record(on: target, path: "\(store.path)/\(staging)")
             try fill(target)
-            do {
-                _ = try syscall("syncfs", store.path) { replica_syncfs(top.rawValue) }
-                _ = try syscall("renameat2(RENAME_NOREPLACE)", staging, name) {
-                    replica_renameat2(top.rawValue, staging, top.rawValue, name, replica_RENAME_NOREPLACE)
-                }
-            }
-        } catch {
-            // Never leave a partial copy holding the store's space: delete it, then report.
-            try? Btrfs.deleteSubvolume(in: top, named: staging, parentPath: store.path)
-            throw error
         }
     }
 

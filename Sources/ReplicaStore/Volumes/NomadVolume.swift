@@ -105,9 +105,8 @@ public enum NomadVolume {
             }
             self.init(namespace: try value("DHV_NAMESPACE"), name: try value("DHV_VOLUME_NAME"), id: try value("DHV_VOLUME_ID"))
             for (key, word, limit) in [("DHV_NAMESPACE", namespace, 128), ("DHV_VOLUME_NAME", name, 128), ("DHV_VOLUME_ID", id, 64)] {
-                guard Btrfs.isPlainName(word, maxLength: limit) else {
-                    throw ReplicaError(operation, [key], errno: .EINVAL,
-                                       hint: "\(key)=\(word): takes 1 to \(limit) letters, digits, '-', '_' or '.', not starting with '.'",
+                do throws(ReplicaError) { _ = try PlainName(word, kind: key, maxLength: limit) } catch {
+                    throw ReplicaError(operation, [key], errno: .EINVAL, hint: "\(key)=\(error.objects[0]): \(error.hint ?? "")",
                                        reason: .refused)
                 }
             }
@@ -185,17 +184,9 @@ public enum NomadVolume {
         if (try? parent.openat(request.stagingName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
             try Btrfs.deleteSubvolume(in: parent, named: request.stagingName, parentPath: parentPath)
         }
-        try Btrfs.createSubvolume(in: parent, named: request.stagingName, parentPath: parentPath)
-        do throws(ReplicaError) {
-            let staging = try parent.openat(request.stagingName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        try Btrfs.publish(request.name, staging: request.stagingName, in: parent, path: parentPath) { (staging) throws(ReplicaError) in
             try Btrfs.setAttribute(staging, attribute, request.id, path: "\(parentPath)/\(request.stagingName)")
             if request.limit > 0 { try limit(staging, request) }
-            _ = try syscall("renameat2(RENAME_NOREPLACE)", request.stagingName, request.name) {
-                replica_renameat2(parent.rawValue, request.stagingName, parent.rawValue, request.name, replica_RENAME_NOREPLACE)
-            }
-        } catch {
-            try? Btrfs.deleteSubvolume(in: parent, named: request.stagingName, parentPath: parentPath)
-            throw error
         }
         return Created(path: request.path, bytes: request.limit, made: true)
     }

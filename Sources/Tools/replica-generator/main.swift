@@ -2,9 +2,8 @@
 // /lib/systemd/system-generators. At every boot and daemon-reload it writes each profiled unit's
 // drop-in into the generator output folder. Parses its arguments, calls ProfileGenerator, logs.
 import Glibc
+import Replica
 import ReplicaKit
-import ReplicaNet
-import ReplicaStore
 
 // systemd passes NORMAL-DIR EARLY-DIR LATE-DIR; `--profiles DIR` (repeatable, lowest priority
 // first, before them) replaces the profile directories, for tests.
@@ -20,10 +19,7 @@ guard arguments.count == 1 || arguments.count == 3 else {
 }
 // Under systemd a generator's standard error goes to the kernel log; keep it to what an operator needs.
 let loader = directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
-let generator = ProfileGenerator(loader: loader, validate: { (profile) throws(ProfileError) in
-    _ = try SnapshotSettings.all(profile)
-    _ = try NetworkPlan(profile: profile.raw, lease: { (subnet) throws(ReplicaError) in subnet })
-})
+let generator = ProfileGenerator(loader: loader)
 for ignored in generator.units().ignored {
     printError("replica-generator: \(ignored): not a profile name (UNIT.service.conf, or UNIT.service.conf.d/); ignored")
 }

@@ -153,7 +153,7 @@ do {
         seed.gateway = arguments.value("gateway")
         seed.nocloud = arguments.value("seed")
         let name = arguments.positionals[0]
-        try Machines.validate(name)
+        _ = try MachineName(name)
         let lines = networkLines()
         if !lines.isEmpty && seed.address != nil { fail("--address is for a machine without --network or --bridge (those lease one)", ExitCode.usage) }
         let began = ContinuousClock.now

@@ -63,7 +63,7 @@ func prepared(_ name: String) -> ServiceNetwork.Prepared {
     let flags = [("Bridge", "bridge"), ("Macvlan", "macvlan"), ("Subnet", "subnet"), ("Address", "address"), ("Gateway", "gateway")]
         .compactMap { key, flag in arguments.value(flag).map { ProfileSetting(section: "Network", key: key, value: $0, file: "command line", line: 0) } }
     do {
-        var profile = try loader.load(name) ?? Profile(unit: ProfileLoader.unitName(name))
+        var profile = try loader.load(name) ?? Profile(unit: try ProfileLoader.unit(name).rawValue)
         profile.settings += flags
         guard let prepared = try ServiceNetwork.prepare(profile, leases: leases) else {
             fail("\(name) is not configured: no [Network] in \(loader.searchedPaths(name).joined(separator: ", ")) and no --subnet/--address",
@@ -107,9 +107,8 @@ do {
         }
     case "down":
         // Records are kept by unit, as up keeps them: web and web.service name one.
-        let owners = arguments.positionals.map(ProfileLoader.unitName)
-        for owner in owners {
-            do throws(ProfileError) { try ProfileLoader.validate(unit: owner) } catch { fail("\(error)", ExitCode.usage) }
+        let owners = arguments.positionals.map { name in
+            do throws(ProfileError) { return try ProfileLoader.unit(name).rawValue } catch { fail("\(error)", ExitCode.usage) }
         }
         let removed = try ServiceNetwork.down(owners, leases: leases, records: records)
         if asJSON {

@@ -1,6 +1,7 @@
 // replica-shift: prepares what a sandboxed service needs (ExecStartPre=+replica-shift prepare %n) and
 // writes the unit's drop-in from its profile. Parses, calls ServiceShift, prints.
 import Glibc
+import Replica
 import ReplicaKit
 import ReplicaStore
 
@@ -22,7 +23,7 @@ let tool = ToolSpec(
         CommandSpec("refuse", "Fail, saying why: what the drop-in of a unit whose profile does not parse runs instead of the service.",
                     options: options, positionals: [unit]),
         CommandSpec("rollback", "Put the (stopped) service's state back to a snapshot; the present state is kept as a new snapshot.",
-                    options: options + [json], positionals: [unit, PositionalSpec("snapshot", "Its time (20261122T042415Z) or name (replica-snap list UNIT).")]),
+                    options: options + [json], positionals: [unit, PositionalSpec("snapshot", "Its name as replica-snap list UNIT prints it (web.20261122T042415Z).")]),
         CommandSpec("config", "List the config generations; with --file, write a new one and make it current.",
                     options: options + [
                         .option("file", "target=source", "A file or directory tree of the new generation: its path in the service, and where to copy it from.", repeatable: true),
@@ -56,16 +57,18 @@ func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
     exit(code)
 }
 
-let settings: ServiceProfile
+// The whole plan, checked as the generator checks it: a profile one accepts, the other accepts.
+let plan: ServicePlan
 do {
-    guard let loaded = try loader.loadService(name) else {
+    guard let loaded = try ServicePlan.load(name, loader: loader) else {
         fail("\(name) is not configured: no profile at \(loader.searchedPaths(name).joined(separator: ", "))", ExitCode.notConfigured)
     }
-    settings = loaded
+    plan = loaded
 } catch {
     // A profile that does not parse: the unit's drop-in runs `refuse`, which must fail whatever happens.
     fail("\(error)", arguments.command == "refuse" ? ExitCode.failure : ExitCode.usage)
 }
+let settings = plan.profile
 
 do {
     switch arguments.command {
@@ -77,7 +80,7 @@ do {
         }
         report(steps.map { "\(settings.unit): \($0)" }, [("steps", .array(steps.map(JSON.string)))])
     case "drop-in":
-        print(try settings.dropIn(shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift"), terminator: "")
+        print(try plan.dropIn(shiftCommand: arguments.value("command") ?? "/usr/bin/replica-shift"), terminator: "")
     case "refuse":
         fail("\(settings.unit): its profile parses now, but it did not when the drop-in was generated; "
              + "run systemctl daemon-reload so replica-generator writes its sandbox, then start it")

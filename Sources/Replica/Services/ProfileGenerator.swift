@@ -1,26 +1,23 @@
 import Glibc
+import ReplicaKit
 
 /// What `replica-generator` does at every boot and `systemctl daemon-reload`: read every profile
 /// (`/usr/lib` → `/run` → `/etc`, with drop-ins) and write each unit's drop-in,
 /// `OUTPUT/UNIT.d/replica.conf`, into the generator's output folder (systemd empties it each run,
 /// so nothing stale survives and nothing is lost at a reboot). A profile that does not parse gets
-/// the refusing drop-in (`ServiceProfile.refusingDropIn`): its unit fails to start, naming the
-/// error, and never runs unsandboxed.
+/// the refusing drop-in (`ServicePlan.refusingDropIn`): its unit fails to start, naming the
+/// error, and never runs unsandboxed. Each profile is checked whole, as a `ServicePlan`: one that
+/// `replica-shift`, `replica-snap` or `replica-net` would refuse is refused here first.
 public struct ProfileGenerator {
     /// Where profiles are looked up.
     public var loader: ProfileLoader
     /// `replica-shift` as the units' drop-ins run it.
     public var shiftCommand: String
-    /// Checks of the sections other modules own (`[Snapshots]`, `[Network]`), run on each profile
-    /// after it parsed; a failure is treated like a parse error.
-    public var validate: (ServiceProfile) throws(ProfileError) -> Void
 
     /// A generator reading profiles with `loader`, writing drop-ins that run `shiftCommand`.
-    public init(loader: ProfileLoader = ProfileLoader(), shiftCommand: String = "/usr/bin/replica-shift",
-                validate: @escaping (ServiceProfile) throws(ProfileError) -> Void = { _ in }) {
+    public init(loader: ProfileLoader = ProfileLoader(), shiftCommand: String = "/usr/bin/replica-shift") {
         self.loader = loader
         self.shiftCommand = shiftCommand
-        self.validate = validate
     }
 
     /// One unit's outcome.
@@ -42,7 +39,7 @@ public struct ProfileGenerator {
                 let unit = name.hasSuffix(".conf") ? String(name.dropLast(5))
                     : name.hasSuffix(".conf.d") ? String(name.dropLast(7)) : nil
                 guard let unit else { continue }
-                if ProfileLoader.unitName(unit) == unit, (try? ProfileLoader.validate(unit: unit)) != nil {
+                if (try? UnitName(unit))?.rawValue == unit {
                     units.insert(unit)
                 } else {
                     ignored.append("\(directory)/\(name)")
@@ -59,14 +56,13 @@ public struct ProfileGenerator {
             var text: String
             var failure: ProfileError?
             do throws(ProfileError) {
-                guard let profile = try loader.loadService(unit) else { continue }
-                try validate(profile)
-                do throws(ReplicaError) { text = try profile.dropIn(shiftCommand: shiftCommand) } catch {
-                    throw ProfileError(file: profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
+                guard let plan = try ServicePlan.load(unit, loader: loader) else { continue }
+                do throws(ReplicaError) { text = try plan.dropIn(shiftCommand: shiftCommand) } catch {
+                    throw ProfileError(file: plan.profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
                 }
             } catch {
                 failure = error
-                text = ServiceProfile.refusingDropIn(unit: unit, error: error, shiftCommand: shiftCommand)
+                text = ServicePlan.refusingDropIn(unit: unit, error: error, shiftCommand: shiftCommand)
             }
             let directory = "\(output)/\(unit).d"
             if mkdir(directory, 0o755) != 0 && Errno.current != .EEXIST { throw ReplicaError.current("mkdir", [directory]) }
