@@ -105,8 +105,8 @@ import Testing
     ])
     func badValuesAreRefusedNamingKeyAndFix(line: String, reason: String) {
         let error = #expect(throws: ProfileError.self) { _ = try Self.confinement("[Sandbox]\n\(line)\n") }
-        #expect(error?.line == 2 && error?.key == String(line.prefix { $0 != "=" }), "\(String(describing: error))")
-        #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+        #expect(error?.location?.line == 2 && error?.location?.key == String(line.prefix { $0 != "=" }), "\(String(describing: error))")
+        #expect(error?.rule.contains(reason) == true, "\(String(describing: error))")
     }
 
     @Test func directivesAreWhatSystemdReadsBack() throws {

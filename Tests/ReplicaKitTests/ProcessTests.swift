@@ -21,6 +21,14 @@ import Testing
         #expect(error == ReplicaError("mount", ["/src", "/dst"], errno: .EPERM, hint: "a hint"))
     }
 
+    @Test func aProfileErrorComesBackWithItsPlace() {
+        let thrown = ProfileError(file: "web.service.conf", line: 3, key: "Preserve", reason: "a bad policy")
+        let error = #expect(throws: ReplicaError.self) {
+            _ = try ChildProcess.run { () throws(ReplicaError) -> Bool in throw thrown }
+        }
+        #expect(error == thrown && error?.description == "web.service.conf:3: Preserve=: a bad policy", "\(String(describing: error))")
+    }
+
     @Test func aChildThatDiesWithoutAResultIsReported() {
         let error = #expect(throws: ReplicaError.self) {
             _ = try ChildProcess.run { () throws(ReplicaError) -> Bool in

@@ -57,11 +57,11 @@ import Testing
                 }
                 // A typed profile either builds or says why, naming a line of the file.
                 do { _ = try ServiceProfile(Profile(unit: "fuzz.service", files: ["fuzz.conf"], settings: settings)) } catch {
-                    #expect(error.file == "fuzz.conf")
+                    #expect(error.location?.file == "fuzz.conf")
                 }
             } catch {
                 refused += 1
-                #expect(error.file == "fuzz.conf" && !error.reason.isEmpty)
+                #expect(error.location?.file == "fuzz.conf" && !error.rule.isEmpty)
             }
         }
         print("profile fuzz: \(iterations) inputs, \(parsed) parsed and round-tripped, \(refused) refused with a reason")

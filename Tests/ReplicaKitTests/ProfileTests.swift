@@ -74,7 +74,7 @@ import Testing
         try withTemporaryDirectory { dir in
             mkfifo("\(dir)/web.service.conf", 0o600)
             let error = #expect(throws: ProfileError.self) { _ = try ProfileLoader(directories: [dir]).load("web") }
-            #expect(error?.reason.contains("a profile must be a regular file") == true, "\(String(describing: error))")
+            #expect(error?.rule.contains("a profile must be a regular file") == true, "\(String(describing: error))")
         }
     }
 

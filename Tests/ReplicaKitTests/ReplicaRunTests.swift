@@ -65,8 +65,8 @@ import Testing
     ])
     func errorsNameFileLineAndKey(text: String, line: Int, key: String, reason: String) {
         let error = #expect(throws: ProfileError.self) { _ = try Self.plan(text) }
-        #expect(error?.line == line && error?.key == key, "\(String(describing: error))")
-        #expect(error?.reason.contains(reason) == true, "\(String(describing: error))")
+        #expect(error?.location?.line == line && error?.location?.key == key, "\(String(describing: error))")
+        #expect(error?.rule.contains(reason) == true, "\(String(describing: error))")
     }
 }
 

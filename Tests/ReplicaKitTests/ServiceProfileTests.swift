@@ -39,7 +39,7 @@ import Testing
     @Test func invalidUTF8IsRefusedNotReplaced() {
         let bytes = Array("[State]\nPath=/var/lib/".utf8) + [0xFF, 0xFE] + Array("\n".utf8)
         let error = #expect(throws: ProfileError.self) { _ = try ProfileParser.parse(bytes, file: "web.conf") }
-        #expect(error?.line == 2 && error?.reason.contains("not valid UTF-8") == true)
+        #expect(error?.location?.line == 2 && error?.rule.contains("not valid UTF-8") == true)
     }
 
     @Test func commentsOnlyAtLineStartAndContinuationsAsSystemd() throws {

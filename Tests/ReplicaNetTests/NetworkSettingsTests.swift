@@ -68,6 +68,6 @@ import Testing
             try NetworkPlan(profile: try Self.profile(text)) { (subnet) throws(ReplicaError) in subnet }
         }
         #expect(error?.description.contains(rule) == true, "\(String(describing: error))")
-        #expect(error?.file == "web.service.conf" && error?.key == key, "\(String(describing: error))")
+        #expect(error?.location?.file == "web.service.conf" && error?.location?.key == key, "\(String(describing: error))")
     }
 }

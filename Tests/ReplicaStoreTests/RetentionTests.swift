@@ -48,7 +48,7 @@ func kept(_ times: [UTCTimestamp], _ policy: RetentionPolicy, now: UTCTimestamp)
     ])
     func aPolicyThatCannotTakeEffectIsRefusedWithTheReason(text: String, key: String, reason: String) {
         let error = #expect(throws: PolicyError.self) { _ = try RetentionPolicy.parse(text) }
-        #expect(error?.key == key)
+        #expect(error?.location?.key == key)
         #expect(error?.description.contains(reason) == true, "\(String(describing: error))")
     }
 }

@@ -32,14 +32,14 @@ import Testing
         let error = #expect(throws: ProfileError.self) {
             _ = try SnapshotSettings(profile: try Self.profile("[Snapshots]\nPreserv=24h\n"))
         }
-        #expect(error?.line == 2 && error?.key == "Preserv")
+        #expect(error?.location?.line == 2 && error?.location?.key == "Preserv")
     }
 
     @Test func aSubvolumeNameThatCouldEscapeIsRefused() throws {
         let error = #expect(throws: ProfileError.self) {
             _ = try SnapshotSettings(profile: try Self.profile("[Snapshots]\nSubvolume=../etc\n"))
         }
-        #expect(error?.key == "Subvolume" && error?.line == 2)
+        #expect(error?.location?.key == "Subvolume" && error?.location?.line == 2)
     }
 
     @Test func flagsOverrideTheProfile() throws {

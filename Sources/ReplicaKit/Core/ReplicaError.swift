@@ -49,18 +49,46 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     public var hint: String?
     /// What kind of failure this is, for callers that act on it (wait on `lockHeld`, skip `notFound`).
     public var reason: Reason
+    /// Where in a text the error is — a profile, a set file, a retention policy, a command-line
+    /// flag — for errors about what was written rather than what was done.
+    public var location: Location?
+
+    /// A place in a text: the file (or `command line`), the line (0: the file as a whole) and the key.
+    public struct Location: Equatable, Sendable {
+        /// The file, or `command line` for a flag.
+        public var file: String
+        /// The line, from 1; 0 when the error is about the file as a whole.
+        public var line: Int
+        /// The key (`Preserve`, or a flag as `--preserve`), when the error is about one.
+        public var key: String?
+
+        /// A place in `file`.
+        public init(file: String, line: Int, key: String?) { (self.file, self.line, self.key) = (file, line, key) }
+    }
 
     /// An error of `operation` on `objects` with `errno`; `reason` defaults to what the errno means
     /// (`EEXIST` is `exists`, `EINVAL` is `refused`).
     public init(_ operation: String, _ objects: [String] = [], errno: Errno, detail: String? = nil, hint: String? = nil,
-                reason: Reason? = nil) {
+                reason: Reason? = nil, location: Location? = nil) {
         self.operation = operation
         self.objects = objects
         self.errno = errno
         self.detail = detail
         self.hint = hint
         self.reason = reason ?? Reason(errno)
+        self.location = location
     }
+
+    /// What was written cannot be understood or cannot take effect: `rule` says what is wrong and
+    /// how to fix it, `file`, `line` and `key` where (a profile's error; reason `refused`).
+    public init(file: String, line: Int, key: String?, rule: String) {
+        self.init("read \(file)", [file], errno: .EINVAL, hint: rule, reason: .refused,
+                  location: Location(file: file, line: line, key: key))
+    }
+
+    /// The rule broken, as the hint says it (for an error with a location, the whole message after
+    /// the place), or the description when there is no hint.
+    public var rule: String { hint ?? description }
 
     /// An error carrying the calling thread's current `errno`, as a failed call set it.
     public static func current(_ operation: String, _ objects: [String] = [], hint: String? = nil) -> ReplicaError {
@@ -68,7 +96,14 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
         return ReplicaError(operation, objects, errno: errno, hint: hint, reason: Reason(errno, fromCall: true))
     }
 
+    /// `web.service.conf:12: Preserve=: the rule` for an error with a location (`command line:
+    /// --preserve: the rule` for a flag); `call("object" → "object"): ERRNO: detail: hint` otherwise.
     public var description: String {
+        if let location {
+            let place = location.line > 0 ? "\(location.file):\(location.line)" : location.file
+            let what = location.key.map { $0.hasPrefix("-") ? "\($0): " : "\($0)=: " } ?? ""
+            return (place.isEmpty ? "" : "\(place): ") + what + (hint ?? "\(errno)")
+        }
         var text = "\(operation)(\(objects.map { "\"\($0)\"" }.joined(separator: " → "))): \(errno)"
         if let detail { text += ": \(detail)" }
         if let hint { text += ": \(hint)" }

@@ -112,11 +112,12 @@ public enum ChildProcess {
         }
     }
 
-    /// errno (4 bytes, little endian), then reason, call, hint flag + hint, and paths, each
-    /// NUL-terminated.
+    /// errno (4 bytes, little endian), then reason, call, hint flag + hint, location flag (and file,
+    /// line, key flag + key), and paths, each NUL-terminated.
     static func encode(_ error: ReplicaError) -> [UInt8] {
         var out = withUnsafeBytes(of: error.errno.rawValue.littleEndian) { Array($0) }
-        for field in [error.reason.rawValue, error.operation, error.hint.map { "1" + $0 } ?? "0"] + error.objects {
+        let location = error.location.map { ["1", $0.file, String($0.line), $0.key.map { "1" + $0 } ?? "0"] } ?? ["0"]
+        for field in [error.reason.rawValue, error.operation, error.hint.map { "1" + $0 } ?? "0"] + location + error.objects {
             out += Array(field.utf8) + [0]
         }
         return out
@@ -125,11 +126,18 @@ public enum ChildProcess {
     static func decode(_ bytes: [UInt8]) -> ReplicaError {
         guard bytes.count >= 4 else { return ReplicaError("child process", errno: .EIO, hint: "truncated error") }
         let errno = Int32(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
-        let fields = bytes.dropFirst(4).split(separator: 0, omittingEmptySubsequences: false)
-            .map { String(decoding: $0, as: UTF8.self) }
-        guard fields.count >= 3 else { return ReplicaError("child process", errno: Errno(rawValue: errno)) }
-        let hint = fields[2].hasPrefix("1") ? String(fields[2].dropFirst()) : nil
-        let paths = Array(fields.dropFirst(3).dropLast())  // the last NUL leaves one empty field
-        return ReplicaError(fields[1], paths, errno: Errno(rawValue: errno), hint: hint, reason: ReplicaError.Reason(rawValue: fields[0]))
+        var fields = bytes.dropFirst(4).split(separator: 0, omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }[...]
+        guard fields.count >= 4 else { return ReplicaError("child process", errno: Errno(rawValue: errno)) }
+        let (reason, operation, hintField) = (fields.popFirst()!, fields.popFirst()!, fields.popFirst()!)
+        let hint = hintField.hasPrefix("1") ? String(hintField.dropFirst()) : nil
+        var location: ReplicaError.Location?
+        if fields.popFirst() == "1", fields.count >= 3 {
+            let (file, line, key) = (fields.popFirst()!, fields.popFirst()!, fields.popFirst()!)
+            location = ReplicaError.Location(file: file, line: Int(line) ?? 0, key: key.hasPrefix("1") ? String(key.dropFirst()) : nil)
+        }
+        let paths = Array(fields.dropLast())  // the last NUL leaves one empty field
+        return ReplicaError(operation, paths, errno: Errno(rawValue: errno), hint: hint, reason: ReplicaError.Reason(rawValue: reason),
+                            location: location)
     }
 }

@@ -75,34 +75,18 @@ public struct Profile: Equatable, Sendable {
     }
 }
 
-/// A profile line that cannot be understood or cannot take effect: file, line, key and why.
-public struct ProfileError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The profile file.
-    public var file: String
-    /// The line (0 when the error is about the file as a whole).
-    public var line: Int
-    /// The key, when the error is about one.
-    public var key: String?
-    /// What is wrong and how to fix it.
-    public var reason: String
+/// A profile line that cannot be understood or cannot take effect: a `ReplicaError` with its file,
+/// line and key (`location`) and the rule (`hint`), reason `refused`. One error type for every module.
+public typealias ProfileError = ReplicaError
 
-    /// An error at `file`:`line`, about `key`.
+extension ReplicaError {
+    /// An error at `file`:`line`, about `key`; `reason` says what is wrong and how to fix it.
     public init(file: String, line: Int, key: String?, reason: String) {
-        self.file = file
-        self.line = line
-        self.key = key
-        self.reason = reason
+        self.init(file: file, line: line, key: key, rule: reason)
     }
 
     /// An error about one setting: its file, line and key.
     public init(_ setting: ProfileSetting, _ reason: String) {
-        self.init(file: setting.file, line: setting.line, key: setting.key, reason: reason)
-    }
-
-    /// `web.service.conf:12: Preserve=: reason`; for flags, `command line: --preserve: reason`.
-    public var description: String {
-        let place = line > 0 ? "\(file):\(line)" : file
-        let what = key.map { $0.hasPrefix("-") ? "\($0): " : "\($0)=: " } ?? ""
-        return "\(place): \(what)\(reason)"
+        self.init(file: setting.file, line: setting.line, key: setting.key, rule: reason)
     }
 }

@@ -180,7 +180,7 @@ public enum ProfileKeys {
             for word in try ProfileWords.split(setting) {
                 let path = word.first.map { prefixes.contains($0) } == true ? String(word.dropFirst()) : word
                 do throws(ProfileError) { _ = try ProfilePath.normalized(path, setting) } catch {
-                    throw ProfileError(setting, error.reason + commentHint())
+                    throw ProfileError(setting, error.rule + commentHint())
                 }
             }
         }

@@ -6,7 +6,7 @@
 public enum ProfileWords {
     /// The words of `setting`'s value, or an error naming its file, line and key.
     public static func split(_ setting: ProfileSetting) throws(ProfileError) -> [String] {
-        do throws(ReplicaError) { return try split(setting.value) } catch { throw ProfileError(setting, error.hint ?? "\(error)") }
+        do throws(ReplicaError) { return try split(setting.value) } catch { throw ProfileError(setting, error.rule) }
     }
 
     /// A value that does not split into words: `why` names the rule.

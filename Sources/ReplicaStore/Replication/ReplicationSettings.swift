@@ -37,7 +37,7 @@ public struct ReplicationSettings: Equatable, Sendable {
             var parsed = RetentionPolicy()
             for setting in policySettings {
                 do throws(PolicyError) { try parsed.set(Self.policyKeys[setting.key]!, setting.value) } catch {
-                    throw ProfileError(setting, error.reason)
+                    throw ProfileError(setting, error.rule)
                 }
             }
             policy = parsed

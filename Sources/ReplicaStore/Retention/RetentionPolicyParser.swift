@@ -100,13 +100,14 @@ extension RetentionPolicy {
     }
 }
 
-/// A retention key whose value cannot take effect: names the key, the value and what is accepted.
-public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The retention key (`preserve`, `min_free`).
-    public var key: String
-    /// The value given.
-    public var value: String
-    /// What is wrong and what is accepted.
-    public var reason: String
-    public var description: String { "\(key) \"\(value)\": \(reason)" }
+/// A retention key whose value cannot take effect: a `ReplicaError` naming the key (`location`), the
+/// value (`objects`) and what is accepted (`hint`).
+public typealias PolicyError = ReplicaError
+
+extension ReplicaError {
+    /// The retention key `key` cannot take `value`: `reason` says what is accepted.
+    public init(key: String, value: String, reason: String) {
+        self.init("retention policy", [value], errno: .EINVAL, hint: reason, reason: .refused,
+                  location: Location(file: "", line: 0, key: key))
+    }
 }

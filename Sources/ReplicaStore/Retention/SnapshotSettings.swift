@@ -46,7 +46,7 @@ public struct SnapshotSettings: Equatable, Sendable {
         for setting in profile.settings where setting.section == Self.section {
             guard let key = Self.policyKeys[setting.key] else { continue }
             do throws(PolicyError) { try policy.set(key, setting.value) } catch {
-                throw ProfileError(setting, error.reason)
+                throw ProfileError(setting, error.rule)
             }
         }
         self.policy = policy
@@ -85,7 +85,7 @@ extension SnapshotSettings {
         for index in all.indices {
             for (key, value) in overrides {
                 do throws(PolicyError) { try all[index].policy.set(key, value) } catch {
-                    throw ProfileError(file: "command line", line: 0, key: "--\(key.replacingAll("_", with: "-"))", reason: error.reason)
+                    throw ProfileError(file: "command line", line: 0, key: "--\(key.replacingAll("_", with: "-"))", reason: error.rule)
                 }
             }
         }

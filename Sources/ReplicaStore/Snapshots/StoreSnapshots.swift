@@ -126,7 +126,7 @@ extension Store {
         for entry in try DirectoryEntries.names(in: parent) {
             switch classify(entry, of: name, in: parent, sourceUUIDs: uuids.all) {
             case .success(let snapshot): ours.append(snapshot)
-            case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.reason))
+            case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.rule))
             }
         }
         return SnapshotInventory(subvolume: name, sourceUUID: uuids.current,
@@ -137,25 +137,28 @@ extension Store {
     /// Our snapshots of `name`, oldest first.
     public func snapshots(of name: String) throws(ReplicaError) -> [Snapshot] { try inventory(of: name).snapshots }
 
-    struct NotOurs: Error { var reason: String }
+    /// Why an entry of the snapshot folder is not one of ours (`hint`), as a `Result`'s failure.
+    static func notOurs(_ entry: String, _ why: String) -> ReplicaError {
+        ReplicaError("classify snapshot", [entry], errno: .EINVAL, hint: why, reason: .refused)
+    }
 
     /// One entry, opened by a single name with O_NOFOLLOW from the snapshot directory's descriptor.
     private func classify(_ entry: String, of name: String, in parent: borrowing OwnedFD,
-                          sourceUUIDs: Set<String>) -> Result<Snapshot, NotOurs> {
+                          sourceUUIDs: Set<String>) -> Result<Snapshot, ReplicaError> {
         guard let parsed = SnapshotName(parsing: entry), parsed.subvolume == name else {
-            return .failure(NotOurs(reason: "name is not \(name).YYYYMMDDTHHMMSSZ"))
+            return .failure(Self.notOurs(entry, "name is not \(name).YYYYMMDDTHHMMSSZ"))
         }
         let raw = Glibc.openat(parent.rawValue, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard raw >= 0 else { return .failure(NotOurs(reason: "not a directory (\(Errno.current.name))")) }
+        guard raw >= 0 else { return .failure(Self.notOurs(entry, "not a directory (\(Errno.current.name))")) }
         let fd = OwnedFD(adopting: raw)
         // Inode 256 is a subvolume root; the ioctl only answers on btrfs (any other filesystem
         // mounted here fails it, and another btrfs's subvolume fails the parent uuid check below).
         guard (try? fd.status().inode) == 256, let info = try? Btrfs.info(fd, path: entry) else {
-            return .failure(NotOurs(reason: "not a subvolume"))
+            return .failure(Self.notOurs(entry, "not a subvolume"))
         }
-        guard info.isReadOnly else { return .failure(NotOurs(reason: "writable, so not a snapshot we took")) }
+        guard info.isReadOnly else { return .failure(Self.notOurs(entry, "writable, so not a snapshot we took")) }
         guard let parentUUID = info.parentUUID, sourceUUIDs.contains(parentUUID) else {
-            return .failure(NotOurs(reason: "parent uuid \(info.parentUUID ?? "none") is not \(name)'s "
+            return .failure(Self.notOurs(entry, "parent uuid \(info.parentUUID ?? "none") is not \(name)'s "
                                     + sourceUUIDs.sorted().joined(separator: " or ")))
         }
         return .success(Snapshot(name: parsed, info: info))
