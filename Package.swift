@@ -72,7 +72,7 @@ let package = Package(
                           path: "Sources/Tools/replica-run", swiftSettings: strict),
         .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore", "Replica"],
                           path: "Sources/Tools/replica-shift", swiftSettings: strict),
-        .executableTarget(name: "replica-machine", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"],
+        .executableTarget(name: "replica-machine", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet", "Replica"],
                           path: "Sources/Tools/replica-machine", swiftSettings: strict),
         .executableTarget(name: "replica-volume", dependencies: ["ReplicaKit", "ReplicaStore"],
                           path: "Sources/Tools/replica-volume", swiftSettings: strict),

@@ -78,6 +78,16 @@ public enum ServiceNetwork {
         public var record: NetworkRecord?
         /// One line per object: removed, already gone, or left alone and why.
         public var lines: [String]
+        /// Whether an address leased to the owner was given back.
+        public var releasedLease = false
+
+        /// What `down` did for `owner`.
+        public init(owner: String, record: NetworkRecord?, lines: [String], releasedLease: Bool = false) {
+            (self.owner, self.record, self.lines, self.releasedLease) = (owner, record, lines, releasedLease)
+        }
+
+        /// Whether there was anything of the owner's: a record of what `up` made, or a lease.
+        public var foundAnything: Bool { record != nil || releasedLease }
     }
 
     /// `replica-net down NAME…`: for each owner, removes what its record says `up` made — the host
@@ -103,7 +113,8 @@ public enum ServiceNetwork {
                     try pool.release(owner)
                     released.append("its address in \(pool.subnet) given back")
                 }
-                results.append(Removed(owner: owner, record: nil, lines: ["nothing recorded as made by up"] + released))
+                results.append(Removed(owner: owner, record: nil, lines: ["nothing recorded as made by up"] + released,
+                                       releasedLease: !released.isEmpty))
                 continue
             }
             var lines: [String] = []
@@ -134,6 +145,7 @@ public enum ServiceNetwork {
             if let subnet = record.leaseSubnet, !keepLeases {
                 try AddressPool(subnet: subnet, root: leases).release(record.owner)
                 results[index].lines.append("address \(record.address.map { $0.description } ?? "") given back")
+                results[index].releasedLease = true
             }
             try record.remove(in: records)
         }

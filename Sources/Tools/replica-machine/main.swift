@@ -2,6 +2,7 @@
 // seeded, booted with systemd-nspawn and ready when their own systemd says so. Parses, calls
 // Templates / Machines / MachineProcess, prints.
 import Glibc
+import Replica
 import ReplicaKit
 import ReplicaNet
 import ReplicaStore
@@ -60,6 +61,12 @@ let asJSON = arguments.flag("json")
 func fail(_ message: String, _ code: Int32 = ExitCode.failure) -> Never {
     printError("replica-machine: \(message)")
     exit(code)
+}
+
+/// The network a fork is made with (`MachineNetwork.forFork`); one that cannot be had is a usage
+/// error, before anything is made.
+func forkNetwork(_ name: String, _ lines: [String]) -> Machines.Network? {
+    do { return try MachineNetwork.forFork(name, lines) } catch { fail("\(error)", ExitCode.usage) }
 }
 
 func report(_ text: String, _ members: [(String, JSON)]) {
@@ -158,7 +165,7 @@ do {
         if !lines.isEmpty && seed.address != nil { fail("--address is for a machine without --network or --bridge (those lease one)", ExitCode.usage) }
         let began = ContinuousClock.now
         let machine = try Machines.fork(name, template: template, seed: seed, network: forkNetwork(name, lines), in: try openStore())
-        let address = try NetworkRecord.read(machineOwner(name))?.address
+        let address = try NetworkRecord.read(MachineNetwork.owner(name))?.address
         report("replica-machine: \(name) forked from \(template) in \(ContinuousClock.now - began)"
                + (address.map { ", address \($0)" } ?? ""),
                [("machine", .string(name)), ("template", .string(template)), ("path", .string(machine.path)),
@@ -175,12 +182,12 @@ do {
                 fail("\(name) has a network already (\(machine.network.joined(separator: " "))); start it without one, "
                      + "or remove and fork it again", ExitCode.usage)
             }
-            if machine.network.isEmpty { _ = machinePlan(name, given) }  // checked before it is recorded
+            if machine.network.isEmpty { _ = forkNetwork(name, given) }  // checked before it is recorded
             try Machines.recordNetwork(given, of: name, in: opened)
             machine.network = given
         }
         var madeNetwork = false
-        if namespace == nil, let made = try machineNetworkUp(machine) { (namespace, madeNetwork) = made }
+        if namespace == nil, let made = try MachineNetwork.up(machine) { (namespace, madeNetwork) = made }
         let command = Machines.spawnCommand(machine, networkNamespace: namespace)
         if arguments.flag("foreground") {
             if let pid = MachineProcess.running(name) { fail("\(name) is running already (pid \(pid))") }
@@ -193,13 +200,13 @@ do {
         let began = ContinuousClock.now
         let pid: Int32
         do throws(ReplicaError) { pid = try MachineProcess.start(name, command: command, wait: seconds == 0 ? nil : .seconds(seconds)) } catch {
-            if madeNetwork { _ = try? ServiceNetwork.down([machineOwner(name)], keepLeases: true) }
+            if madeNetwork { try? MachineNetwork.stop([name]) }
             fail("\(error)")
         }
         print("replica-machine: \(name) \(seconds == 0 ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))")
     case "stop":
         try MachineProcess.stop(arguments.positionals[0])
-        _ = try ServiceNetwork.down([machineOwner(arguments.positionals[0])], keepLeases: true)
+        try MachineNetwork.stop([arguments.positionals[0]])
         print("replica-machine: \(arguments.positionals[0]) stopped")
     case "remove":
         let name = arguments.positionals[0]
@@ -207,9 +214,9 @@ do {
             try Machines.remove(name, from: try openStore())
         } catch where error.reason == .notFound {
             // No machine: what a fork killed before its end left, if anything — its network and lease.
-            guard try clearNetwork(name, keepLease: false) else { fail("\(error)", ExitCode.notConfigured) }
+            guard try MachineNetwork.clear(name, keepLease: false) else { fail("\(error)", ExitCode.notConfigured) }
         }
-        try clearNetwork(name, keepLease: false)
+        try MachineNetwork.clear(name, keepLease: false)
         report("replica-machine: \(name) removed", [("machine", .string(name)), ("removed", .bool(true))])
     case "set":
         let name = arguments.positionals[1]
@@ -220,12 +227,12 @@ do {
             let began = ContinuousClock.now
             let started = try set.start(in: try openStore(), timeout: .seconds(seconds),
                                         network: { member in set.machineNetwork.isEmpty ? nil : forkNetwork(member, set.machineNetwork) },
-                                        namespaces: { (machine) throws(ReplicaError) in try machineNetworkUp(machine)?.namespace })
+                                        namespaces: { (machine) throws(ReplicaError) in try MachineNetwork.up(machine)?.namespace })
             print("replica-machine: set \(name): \(set.machines.count) machines ready in \(ContinuousClock.now - began)"
                   + (started.count < set.machines.count ? " (\(set.machines.count - started.count) were running)" : ""))
         case "stop":
             set.stop()
-            _ = try ServiceNetwork.down(set.machines.map { machineOwner($0.name) }, keepLeases: true)
+            try MachineNetwork.stop(set.machines.map(\.name))
             print("replica-machine: set \(name) stopped")
         default:
             fail("set takes start or stop", ExitCode.usage)
