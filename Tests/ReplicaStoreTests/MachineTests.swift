@@ -506,3 +506,35 @@ enum NetworkNamespaceNames {
         }
     }
 }
+
+/// Key files, read one way for `--ssh-key` and a set's `SSHKey=`: without privileges.
+@Suite struct SSHKeyFileTests {
+    @Test func keysAreTheLinesCommentsAndBlankLinesSkipped() throws {
+        try withTemporaryDirectory { dir in
+            let text = "# laptop\r\nssh-ed25519 AAAAC3Nza one@laptop\r\n\r\n  ssh-rsa AAAAB3Nza two@desk  \n"
+            try OwnedFD.open("\(dir)/keys", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(text.utf8))
+            #expect(try Machines.Seed.keys(in: "\(dir)/keys") == ["ssh-ed25519 AAAAC3Nza one@laptop", "ssh-rsa AAAAB3Nza two@desk"])
+        }
+    }
+
+    @Test func aLinkAFIFOOrAControlCharacterIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            try OwnedFD.open("\(dir)/real", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("ssh-ed25519 AAAA x\n".utf8))
+            #expect(symlink("\(dir)/real", "\(dir)/link") == 0)
+            #expect(mkfifo("\(dir)/fifo", 0o644) == 0)
+            try OwnedFD.open("\(dir)/forged", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("ssh-ed25519 AAAA x\u{2028}injected\n".utf8))
+            #expect(try Machines.Seed.keys(in: "\(dir)/real").count == 1, "the positive control")
+            let link = #expect(throws: ReplicaError.self) { try Machines.Seed.keys(in: "\(dir)/link") }
+            #expect(link?.errno == .ELOOP)
+            let fifo = #expect(throws: ReplicaError.self) { try Machines.Seed.keys(in: "\(dir)/fifo") }
+            #expect(fifo?.hint == "not a regular file")
+            let forged = #expect(throws: ReplicaError.self) { try Machines.Seed.keys(in: "\(dir)/forged") }
+            #expect(forged?.hint?.contains("control character") == true)
+        }
+    }
+
+    @Test func aMissingKeyFileIsAUsageErrorOfFork() throws {
+        let result = try Command.run([try builtTool("replica-machine"), "fork", "x", "--template", "t", "--ssh-key", "/nonexistent/key"])
+        #expect(result.status == .exited(2) && result.output.contains("--ssh-key /nonexistent/key"), "\(result.output)")
+    }
+}

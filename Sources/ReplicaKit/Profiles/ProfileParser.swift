@@ -117,7 +117,7 @@ public enum ProfileParser {
 
 extension StringProtocol {
     /// Without leading and trailing spaces and tabs.
-    var trimmed: String {
+    public var trimmed: String {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }

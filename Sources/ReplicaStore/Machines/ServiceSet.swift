@@ -58,10 +58,9 @@ public struct ServiceSet: Equatable, Sendable {
         var keys: [String] = []
         for setting in profile.list("Set", "SSHKey") {
             for path in try ProfileWords.split(setting) {
-                guard let bytes = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readAll(limit: 64 << 10) else {
-                    throw ProfileError(setting, "\(path) cannot be read")
+                do throws(ReplicaError) { keys += try Machines.Seed.keys(in: path) } catch {
+                    throw ProfileError(setting, "\(path) cannot be read: \(error.hint ?? "\(error.errno)")")
                 }
-                keys += String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
             }
         }
         let bridge = profile.value("Set", "Bridge"), subnet = profile.value("Set", "Subnet")

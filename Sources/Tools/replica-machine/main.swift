@@ -153,8 +153,7 @@ do {
         guard let template else { fail("fork needs --template NAME (or --set SET)", ExitCode.usage) }
         seed.hostname = arguments.value("hostname")
         for file in arguments.all("ssh-key") {
-            let key = String(decoding: try OwnedFD.open(file, O_RDONLY).readAll(limit: 64 << 10), as: UTF8.self)
-            seed.sshKeys.append(contentsOf: key.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+            do throws(ReplicaError) { seed.sshKeys += try Machines.Seed.keys(in: file) } catch { fail("--ssh-key \(file): \(error)", ExitCode.usage) }
         }
         seed.address = arguments.value("address")
         seed.gateway = arguments.value("gateway")
