@@ -185,36 +185,38 @@ public struct NetworkRecord: Equatable, Sendable {
         address = plan.addresses.first
     }
 
-    var text: String {
-        var lines = ["owner=\(owner)", "namespace=\(namespace)", "namespace_inode=\(namespaceInode)"]
-        if let hostLink, let hostLinkIndex { lines += ["host_link=\(hostLink)", "host_link_index=\(hostLinkIndex)"] }
-        if let leaseSubnet { lines.append("lease_subnet=\(leaseSubnet)") }
-        if let address { lines.append("address=\(address)") }
-        return lines.joined(separator: "\n") + "\n"
+    func encoded() throws(ReplicaError) -> String {
+        var record = Record()
+        try record.append("owner", owner)
+        try record.append("namespace", namespace)
+        try record.append("namespace_inode", String(namespaceInode))
+        if let hostLink, let hostLinkIndex {
+            try record.append("host_link", hostLink)
+            try record.append("host_link_index", String(hostLinkIndex))
+        }
+        if let leaseSubnet { try record.append("lease_subnet", leaseSubnet.description) }
+        if let address { try record.append("address", address.description) }
+        return record.encoded
     }
 
     init(parsing text: String, path: String) throws(ReplicaError) {
-        var values: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-            if parts.count == 2 { values[parts[0]] = parts[1] }
-        }
-        guard let owner = values["owner"], let namespace = values["namespace"],
-              let inode = values["namespace_inode"].flatMap({ UInt64($0) }) else {
+        let record = try Record(decoding: text, source: path)
+        guard let owner = record.value("owner"), let namespace = record.value("namespace"),
+              let inode = record.value("namespace_inode").flatMap({ UInt64($0) }) else {
             throw ReplicaError("read network record", [path], errno: .EINVAL, hint: "not a record replica-net up wrote; remove it by hand")
         }
         (self.owner, self.namespace, namespaceInode) = (owner, namespace, inode)
-        hostLink = values["host_link"]
-        hostLinkIndex = values["host_link_index"].flatMap { Int32($0) }
-        leaseSubnet = try values["lease_subnet"].map { (text) throws(ReplicaError) in try IPPrefix(text) }
-        address = try values["address"].map { (text) throws(ReplicaError) in try IPPrefix(text) }
+        hostLink = record.value("host_link")
+        hostLinkIndex = record.value("host_link_index").flatMap { Int32($0) }
+        leaseSubnet = try record.value("lease_subnet").map { (text) throws(ReplicaError) in try IPPrefix(text) }
+        address = try record.value("address").map { (text) throws(ReplicaError) in try IPPrefix(text) }
     }
 
     func write(in directory: String) throws(ReplicaError) {
         try createDirectories(directory, mode: 0o755)
         let folder = try RootDirectory(directory)
         RootDirectory.removeStaleTemporaries(in: try folder.openForReading(".", [.directory]))  // a killed up's
-        try folder.writeFileAtomically(owner, contents: Array(text.utf8), mode: 0o644)
+        try folder.writeFileAtomically(owner, contents: Array(try encoded().utf8), mode: 0o644)
     }
 
     /// The owner's record, or nil when there is none.

@@ -111,10 +111,12 @@ public enum Machines {
                 try lay(seeded, name: name, in: root)
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
                 try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
-                let credentials = ["hostname=\(seed.hostname ?? name)"] + seed.sshKeys.map { "ssh-key=\($0)" }
-                try Btrfs.setAttribute(fd, credentialsAttribute, credentials.joined(separator: "\n"), path: "\(path)/\(staging)")
+                var credentials = Record()
+                try credentials.append("hostname", seed.hostname ?? name)
+                try credentials.append("ssh-key", each: seed.sshKeys)
+                try Btrfs.setAttribute(fd, credentialsAttribute, credentials.encoded, path: "\(path)/\(staging)")
                 if let network {
-                    try Btrfs.setAttribute(fd, networkAttribute, network.settings.joined(separator: "\n"), path: "\(path)/\(staging)")
+                    try Btrfs.setAttribute(fd, networkAttribute, try networkRecord(network.settings).encoded, path: "\(path)/\(staging)")
                 }
             })
         } catch {
@@ -223,20 +225,29 @@ public enum Machines {
             throw ReplicaError("machine", [name], errno: .ENOENT, hint: "no such machine in \(store.path)/\(directory)", reason: .notFound)
         }
         let recorded = (Btrfs.attribute(fd, attribute) ?? "").split(separator: " ").map(String.init)
-        var machine = Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "",
-                              path: "\(store.path)/\(directory)/\(name)",
-                              network: (Btrfs.attribute(fd, networkAttribute) ?? "").split(separator: "\n").map(String.init), hostname: name)
-        for line in (Btrfs.attribute(fd, credentialsAttribute, limit: 64 << 10) ?? "").split(separator: "\n") {
-            if line.hasPrefix("hostname=") { machine.hostname = String(line.dropFirst("hostname=".count)) }
-            if line.hasPrefix("ssh-key=") { machine.sshKeys.append(String(line.dropFirst("ssh-key=".count))) }
-        }
-        return machine
+        let path = "\(store.path)/\(directory)/\(name)"
+        let network = try Record(decoding: Btrfs.attribute(fd, networkAttribute) ?? "", source: "\(path) \(networkAttribute)")
+        let credentials = try Record(decoding: Btrfs.attribute(fd, credentialsAttribute, limit: 64 << 10) ?? "",
+                                     source: "\(path) \(credentialsAttribute)")
+        return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "", path: path,
+                       network: network.fields.map { "\($0.key)=\($0.value)" }, hostname: credentials.value("hostname") ?? name,
+                       sshKeys: credentials.values("ssh-key"))
     }
 
     /// Records `network` as the machine's (a first `start` given one).
     public static func recordNetwork(_ network: [String], of name: String, in store: borrowing Store) throws(ReplicaError) {
         let fd = try store.directory("\(directory)/\(try machine(name, in: store).name)")
-        try Btrfs.setAttribute(fd, networkAttribute, network.joined(separator: "\n"), path: "\(store.path)/\(directory)/\(name)")
+        try Btrfs.setAttribute(fd, networkAttribute, try networkRecord(network).encoded, path: "\(store.path)/\(directory)/\(name)")
+    }
+
+    /// The machine's `[Network]` lines (`Bridge=br0`) as a record.
+    static func networkRecord(_ lines: [String]) throws(ReplicaError) -> Record {
+        var record = Record()
+        for line in lines {
+            let parts = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            try record.append(parts[0], parts.count == 2 ? parts[1] : "")
+        }
+        return record
     }
 
     /// Every machine on the store, by name.
