@@ -21,6 +21,20 @@ import Testing
         }
     }
 
+    /// A stray folder (or FIFO) named as an address is no lease, but its address is not handed out:
+    /// it once was, and every new lease in the subnet failed on it.
+    @Test func aStrayEntryNamedAsAnAddressBlocksOnlyThatAddress() throws {
+        try withTemporaryDirectory { dir in
+            let pool = try AddressPool(subnet: try IPPrefix("10.88.0.0/24"), root: dir)
+            #expect(try pool.lease(for: "control").description == "10.88.0.2/24", "the positive control")
+            try createDirectories("\(pool.directory)/10.88.0.3")
+            #expect(mkfifo("\(pool.directory)/10.88.0.4", 0o644) == 0)
+            #expect(try pool.lease(for: "web.service").description == "10.88.0.5/24")
+            #expect(try pool.leases().map(\.owner) == ["control", "web.service"])
+            #expect(try pool.lease(for: "db.service").description == "10.88.0.6/24")
+        }
+    }
+
     @Test func aFullSubnetIsRefusedWithTheFix() throws {
         try withTemporaryDirectory { dir in
             let pool = try AddressPool(subnet: try IPPrefix("10.88.0.0/30"), root: dir)

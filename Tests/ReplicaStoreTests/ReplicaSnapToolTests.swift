@@ -150,3 +150,24 @@ import Testing
         }
     }
 }
+
+/// A check that cannot open its store judges nothing: UNKNOWN (3), never CRITICAL, which would page
+/// someone about snapshots that may well be there. Without privileges: the store is not btrfs.
+@Suite struct FreshnessCheckUnknownTests {
+    @Test func aStoreThatCannotBeOpenedIsUnknown() throws {
+        try withTemporaryDirectory { dir in
+            for store in ["\(dir)/missing", dir] {
+                let result = try ReplicaSnapToolTests.snap(["check", "--store", store, "web"])
+                #expect(result.status == .exited(3) && result.output.hasPrefix("UNKNOWN: web: "), "\(store): \(result.output)")
+                let json = try ReplicaSnapToolTests.snap(["check", "--store", store, "--json", "web"])
+                #expect(json.status == .exited(3) && json.output.contains("\"status\": \"UNKNOWN\""), "\(json.output)")
+            }
+        }
+    }
+
+    @Test func criticalOutranksUnknown() {
+        typealias Status = FreshnessCheck.Status
+        #expect([Status.unknown, .critical, .ok].max() == .critical)
+        #expect([Status.unknown, .warning, .ok].max() == .unknown)
+    }
+}

@@ -48,7 +48,9 @@ public struct AddressPool: Sendable {
         return try locked { () throws(ReplicaError) -> (address: IPPrefix, isNew: Bool) in
             let current = try leases()
             if let held = current.first(where: { $0.owner == owner }) { return (held.address, false) }
-            let taken = Set(current.map(\.address.address))
+            // Every entry named as an address is taken, lease or not: a stray folder or file there
+            // would otherwise be the lowest free address for ever, and every new lease would fail on it.
+            let taken = Set(try entries().map(\.address)).union(current.map(\.address.address))
             let hosts = UInt32(1) << (32 - subnet.length) - 2
             for n in 2...hosts where !taken.contains(host(n).address) {
                 let address = host(n)
@@ -84,12 +86,21 @@ public struct AddressPool: Sendable {
         guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
         RootDirectory.removeStaleTemporaries(in: fd)  // a lease a killed `take` was writing is no lease
         var found: [(address: IPPrefix, owner: String)] = []
-        for name in try DirectoryEntries.names(in: fd) {
-            guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4,
-                  let owner = try? fd.openat(name, O_RDONLY | O_NOFOLLOW).readLine() else { continue }
-            found.append((IPPrefix(address: bytes, length: subnet.length), owner))
+        for entry in try entries() {
+            guard let file = try? fd.openat(entry.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK), (try? file.status().kind) == .regular,
+                  let owner = try? file.readLine() else { continue }
+            found.append((IPPrefix(address: entry.address, length: subnet.length), owner))
         }
         return found.sorted { $0.address.address.lexicographicallyPrecedes($1.address.address) }
+    }
+
+    /// The entries of the pool's folder named as an IPv4 address, whatever they are.
+    func entries() throws(ReplicaError) -> [(name: String, address: [UInt8])] {
+        guard let fd = try? OwnedFD.open(directory, O_RDONLY | O_DIRECTORY) else { return [] }
+        return try DirectoryEntries.names(in: fd).compactMap { name in
+            guard let bytes = IPPrefix.parseAddress(name), bytes.count == 4 else { return nil }
+            return (name, bytes)
+        }
     }
 
     private func locked<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {

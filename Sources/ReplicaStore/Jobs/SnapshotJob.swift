@@ -182,12 +182,16 @@ public struct FreshnessCheck: Sendable {
         case warning = 1
         /// At least the critical age, or no snapshot at all.
         case critical = 2
-        /// Worse is greater.
-        public static func < (a: Status, b: Status) -> Bool { a.rawValue < b.rawValue }
-        /// `OK`, `WARNING` or `CRITICAL`, as monitoring prints it.
-        public var label: String { ["OK", "WARNING", "CRITICAL"][Int(rawValue)] }
-        /// Nagios's UNKNOWN: the check could not judge (a usage error).
-        public static let unknownExitCode: Int32 = 3
+        /// The check could not judge: the store cannot be opened or read.
+        case unknown = 3
+        /// Worse is greater: OK, WARNING, UNKNOWN, CRITICAL (a judgment of CRITICAL outranks a
+        /// subvolume that could not be judged, as Nagios plugins order them).
+        public static func < (a: Status, b: Status) -> Bool { a.severity < b.severity }
+        private var severity: Int { [0, 1, 3, 2][Int(rawValue)] }
+        /// `OK`, `WARNING`, `CRITICAL` or `UNKNOWN`, as monitoring prints it.
+        public var label: String { ["OK", "WARNING", "CRITICAL", "UNKNOWN"][Int(rawValue)] }
+        /// Nagios's UNKNOWN: the check could not judge (a usage error, a store it cannot read).
+        public static let unknownExitCode: Int32 = Status.unknown.rawValue
     }
 
     /// The subvolume checked.
@@ -210,12 +214,13 @@ public struct FreshnessCheck: Sendable {
         self.message = message
     }
 
-    /// Never takes the lock. No snapshot at all, or a store that cannot be read, is critical.
+    /// Never takes the lock. No snapshot at all is critical; a store that cannot be read is
+    /// unknown (nothing was judged).
     public static func check(_ subvolume: String, store: borrowing Store, warning: Int64, critical: Int64,
                              now: UTCTimestamp) -> FreshnessCheck {
         let snapshots: [Snapshot]
         do throws(ReplicaError) { snapshots = try store.snapshots(of: subvolume) } catch {
-            return FreshnessCheck(subvolume: subvolume, status: .critical, message: "\(subvolume): \(error)")
+            return FreshnessCheck(subvolume: subvolume, status: .unknown, message: "\(subvolume): \(error)")
         }
         guard let newest = snapshots.last?.name.time else {
             return FreshnessCheck(subvolume: subvolume, status: .critical, message: "\(subvolume): no snapshots")

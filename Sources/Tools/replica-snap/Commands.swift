@@ -165,7 +165,7 @@ struct SnapCommand {
                 let store = try Store(path: target.storePath)
                 return FreshnessCheck.check(target.subvolume, store: store, warning: warning, critical: critical, now: now)
             } catch {
-                return FreshnessCheck(subvolume: target.subvolume, status: .critical, message: "\(target.subvolume): \(error)")
+                return FreshnessCheck(subvolume: target.subvolume, status: .unknown, message: "\(target.subvolume): \(error)")
             }
         }
         let worst = results.map(\.status).max() ?? .ok
