@@ -123,6 +123,23 @@ import Testing
         }
     }
 
+    /// Two creates in one second: the first makes a snapshot and says so; the second makes none and
+    /// says that (it once printed "created" for the first one's snapshot), in text and JSON.
+    @Test func twoCreatesInOneSecondGiveOneResultEach() throws {
+        try Self.withSetup { store, _, _ in
+            let create = ["create", "--store", store, "--metrics-file", "", "--now", "2026-11-22T00:00:00Z", "web"]
+            let first = try Self.snap(create)
+            #expect(first.status == .exited(0) && first.output.contains("web: created web.20261122T000000Z"), "\(first.output)")
+            let second = try Self.snap(create)
+            #expect(second.status == .exited(0) && !second.output.contains("created")
+                    && second.output.contains("web.20261122T000000Z of this second exists already; nothing made"), "\(second.output)")
+            let json = try Self.snap(create + ["--json"])
+            #expect(json.output.contains("\"created\": null") && json.output.contains("\"already_taken\": \"web.20261122T000000Z\""),
+                    "\(json.output)")
+            #expect(try Store(path: store).snapshots(of: "web").count == 1)
+        }
+    }
+
     /// Two `replica-snap run` on one subvolume at once, 1,000 times: in each pair exactly one writes.
     @Test func pairedRunsWriteExactlyOnce() throws {
         try Self.withSetup { store, _, metrics in

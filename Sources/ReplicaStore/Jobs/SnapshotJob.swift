@@ -8,6 +8,9 @@ public struct SnapshotReport: Sendable {
     public var subvolume: String
     /// The snapshot made, by name; nil when none was.
     public var created: String?
+    /// The snapshot of this second that existed already, when a create made none (names have
+    /// one-second resolution): one result per create, never "created" for what was not made.
+    public var alreadyTaken: String?
     /// The prune plan, when a prune ran (or would run, for a dry run).
     public var plan: PrunePlan?
     /// What the prune deleted, when it ran.
@@ -72,7 +75,7 @@ public enum SnapshotJob {
             if !options.dryRun { try store.requireWritable() }
             if action != .prune && !options.dryRun {
                 let taken = try store.snapshotUnlessTaken(settings.subvolume, at: options.now, allowNested: settings.allowNested)
-                report.created = taken.name
+                if taken.created { report.created = taken.name } else { report.alreadyTaken = taken.name }
                 if taken.created {
                     log.info("created snapshot \(taken.name)", metadata: event(.created, ["snapshot": "\(taken.name)"]))
                 } else {

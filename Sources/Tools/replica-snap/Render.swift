@@ -7,6 +7,7 @@ enum Render {
     static func report(_ report: SnapshotReport, dryRun: Bool, explain: Bool) -> String {
         var lines: [String] = []
         if let created = report.created { lines.append("\(report.subvolume): created \(created)") }
+        if let taken = report.alreadyTaken { lines.append("\(report.subvolume): \(taken) of this second exists already; nothing made") }
         if let plan = report.plan {
             let deleting = Set(plan.deletions.map(\.name.description))
             if explain || dryRun {
@@ -70,7 +71,8 @@ enum Render {
         JSONEnvelope.make(tool: "replica-snap", action: action.rawValue, [("dry_run", .bool(dryRun)),
                  ("now", .string(now.description)), ("subvolumes", .array(reports.map { report in
             var members: [(String, JSON)] = [("subvolume", .string(report.subvolume)), ("ok", .bool(report.succeeded)),
-                                             ("created", report.created.map(JSON.string) ?? .null)]
+                                             ("created", report.created.map(JSON.string) ?? .null),
+                                             ("already_taken", report.alreadyTaken.map(JSON.string) ?? .null)]
             if let plan = report.plan {
                 let deleting = Set(plan.deletions.map(\.name.description))
                 members.append(("decisions", .array(plan.entries.map { entry in
