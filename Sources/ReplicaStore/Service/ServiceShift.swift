@@ -61,8 +61,10 @@ public enum ServiceShift {
     /// unit is stopped; from its own `ExecStartPre=` the unit is `activating`, never `active`.
     /// Without a service manager to ask (replica-run, Nomad), nothing is refused.
     static func refuseCopyWhileRunning(_ unit: String, _ directory: StatePath, in store: borrowing Store) throws(ReplicaError) {
-        guard let state = SystemdManager.activeState(of: unit), ["active", "reloading", "deactivating"].contains(state),
-              try StateMigration.wouldCopy(directory.subvolume, from: directory.path, in: store) else { return }
+        // The copy is checked first (an openat): the service manager is asked only when one would
+        // happen, so a start whose state is on the store already pays nothing for this.
+        guard try StateMigration.wouldCopy(directory.subvolume, from: directory.path, in: store),
+              let state = SystemdManager.activeState(of: unit), ["active", "reloading", "deactivating"].contains(state) else { return }
         throw ReplicaError("shift state", [unit, directory.path], errno: .EBUSY,
                            hint: "\(unit) is \(state): a running daemon's directory is not copied (the copy could be torn). "
                                + "Stop it first (systemctl stop \(unit)), then run replica-shift prepare \(unit) again; nothing was copied")
