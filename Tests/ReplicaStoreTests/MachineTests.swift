@@ -480,6 +480,13 @@ enum NetworkNamespaceNames {
                 }
                 let missing = try Self.machine(["fork", "x", "--template", "nosuch"] + store)
                 #expect(missing.status == .exited(6) && missing.output.contains("no such template"))
+                // stop takes --store, as its manual page says; a machine that does not exist is not "stopped".
+                let stopMissing = try Self.machine(["stop", "nosuch"] + store)
+                #expect(stopMissing.status == .exited(6) && stopMissing.output.contains("no such machine"), "\(stopMissing.output)")
+                #expect(try Self.machine(["fork", "stopped", "--template", "tiny"] + store).status == .exited(0))
+                let stopStopped = try Self.machine(["stop", "stopped"] + store)
+                #expect(stopStopped.status == .exited(0) && stopStopped.output.contains("stopped stopped"), "the positive control: \(stopStopped.output)")
+                #expect(try Self.machine(["remove", "stopped"] + store).status == .exited(0))
                 // A network that cannot be had: refused before anything is made.
                 for (arguments, code, says) in [(["--network", "replica-no-such-profile"], 6, "no profile replica-no-such-profile"),
                                                 (["--bridge", "rmx0"], 2, "--bridge needs --subnet"),

@@ -44,7 +44,7 @@ let tool = ToolSpec(
                               .flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")],
                     positionals: [machineName]),
         CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove its veth and namespace (its address stays leased to it).",
-                    positionals: [machineName]),
+                    options: [store], positionals: [machineName]),
         CommandSpec("remove", "Remove a stopped machine, its data and its network (its address given back).", options: [store, json],
                     positionals: [machineName]),
         CommandSpec("list", "The machines, their templates and whether they run.", options: [store, json]),
@@ -204,6 +204,10 @@ do {
         }
         print("replica-machine: \(name) \(seconds == 0 ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))")
     case "stop":
+        // A name that is no machine on the store, and runs nowhere, is not "stopped": exit 6.
+        do { _ = try Machines.machine(arguments.positionals[0], in: try openStore()) } catch where error.reason == .notFound {
+            if MachineProcess.running(arguments.positionals[0]) == nil { fail("\(error)", ExitCode.notConfigured) }
+        }
         try MachineProcess.stop(arguments.positionals[0])
         try MachineNetwork.stop([arguments.positionals[0]])
         print("replica-machine: \(arguments.positionals[0]) stopped")
