@@ -363,3 +363,25 @@ import Testing
         }
     }
 }
+
+/// The receiving side's requests, without privileges: what a sender names is read exactly, and a
+/// folder that is not on btrfs is refused before anything is made in it.
+@Suite struct ReceiveRequestTests {
+    @Test func aDeletionRequestSplitsAtTheLastColon() throws {
+        let copy = try #require(TargetCopy(deletionRequest: "a:b.20261122T023000Z:261"))
+        #expect(copy.name == "a:b.20261122T023000Z" && copy.id == 261)
+        #expect(TargetCopy(name: copy.name, id: 261, receivedUUID: nil, readOnly: true).deletionRequest == "a:b.20261122T023000Z:261")
+        for bad in ["web", "web:", ":261", "web:x", "web:-1"] { #expect(TargetCopy(deletionRequest: bad) == nil, "\(bad)") }
+    }
+
+    @Test func listingAFolderNotOnBtrfsMakesNothing() throws {
+        try withTemporaryDirectory { dir in
+            guard try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY).filesystemType() != FilesystemMagic.btrfs else {
+                print("skipped: the temporary folder is on btrfs here"); return
+            }
+            let result = try Command.run([try builtTool("replica-snap"), "receive", "--list", "\(dir)/new/folder"])
+            #expect(result.status == .exited(1) && result.output.contains("not on btrfs"), "\(result.output)")
+            #expect(access("\(dir)/new", F_OK) != 0, "nothing was made before the refusal")
+        }
+    }
+}

@@ -13,13 +13,19 @@ public enum Receiver {
 
     /// The target folder of one subvolume, made (0700) when missing: refused unless on a writable btrfs.
     public static func openFolder(_ path: String) throws(ReplicaError) -> OwnedFD {
+        // Refused before anything is made: the nearest folder that exists must be on btrfs already.
+        var existing = path
+        while access(existing, F_OK) != 0, let slash = existing.lastIndex(of: "/") {
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+        let notBtrfs = ReplicaError("replication target", [path], errno: .EINVAL,
+                                    hint: "not on btrfs; received snapshots need a btrfs filesystem", reason: .refused)
+        guard try OwnedFD.open(existing.isEmpty ? "." : existing, O_RDONLY | O_DIRECTORY).filesystemType() == FilesystemMagic.btrfs else {
+            throw notBtrfs
+        }
         try createDirectories(path, mode: 0o700)
         let folder = try OwnedFD.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        let type = try folder.filesystemType()
-        guard type == FilesystemMagic.btrfs else {
-            throw ReplicaError("replication target", [path], errno: .EINVAL,
-                               hint: "not on btrfs; received snapshots need a btrfs filesystem", reason: .refused)
-        }
+        guard try folder.filesystemType() == FilesystemMagic.btrfs else { throw notBtrfs }
         var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
         _ = try syscall("fstatfs", path) { replica_fstatfs_space(folder.rawValue, &available, &total, &flags) }
         guard flags & UInt64(ST_RDONLY) == 0 else {

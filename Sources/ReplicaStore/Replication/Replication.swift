@@ -83,6 +83,18 @@ public struct TargetCopy: Equatable, Sendable {
         (self.name, self.id, self.receivedUUID, self.readOnly) = (name, id, receivedUUID, readOnly)
     }
 
+    /// How the sender names a copy to delete on the other side: `NAME:ID`.
+    public var deletionRequest: String { "\(name):\(id)" }
+
+    /// The copy a `NAME:ID` deletion request names, split at the last `:` (a name may hold `:`; an
+    /// id never does); nil when it is not one.
+    public init?(deletionRequest text: String) {
+        guard let colon = text.lastIndex(of: ":"), colon != text.startIndex, let id = UInt64(text[text.index(after: colon)...]) else {
+            return nil
+        }
+        self.init(name: String(text[..<colon]), id: id, receivedUUID: nil, readOnly: true)
+    }
+
     /// Whether it is a finished copy of the snapshot with this uuid.
     public func isCopy(of uuid: String) -> Bool { readOnly && receivedUUID == uuid }
 }

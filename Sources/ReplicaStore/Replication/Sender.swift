@@ -138,7 +138,7 @@ struct TargetSide {
             let fd = try Receiver.openFolder(folder)
             return try Receiver.delete(copies, in: fd, path: folder)
         case .ssh:
-            let answer = try remote(ssh(copies.flatMap { ["--delete", "\($0.name):\($0.id)"] } + [folder]))
+            let answer = try remote(ssh(copies.flatMap { ["--delete", $0.deletionRequest] } + [folder]))
             return (answer["deleted"]?.array ?? []).compactMap(\.string)
         }
     }

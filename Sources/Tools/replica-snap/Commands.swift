@@ -246,11 +246,10 @@ struct SnapCommand {
             if !deletions.isEmpty {
                 var copies: [TargetCopy] = []
                 for text in deletions {
-                    let parts = text.split(separator: ":")
-                    guard parts.count == 2, let id = UInt64(parts[1]) else {
+                    guard let copy = TargetCopy(deletionRequest: text) else {
                         throw Exit(code: ExitCode.usage, message: "--delete takes NAME:ID, e.g. web.20261122T023000Z:261")
                     }
-                    copies.append(TargetCopy(name: String(parts[0]), id: id, receivedUUID: nil, readOnly: true))
+                    copies.append(copy)
                 }
                 let fd = try Receiver.openFolder(folder)
                 let deleted = try Receiver.delete(copies, in: fd, path: folder)
