@@ -29,6 +29,27 @@ import Testing
         #expect(error == thrown && error?.description == "web.service.conf:3: Preserve=: a bad policy", "\(String(describing: error))")
     }
 
+    /// A child that writes more than a pipe holds to standard error before anything to standard
+    /// output: both read at once, it finishes (read one after the other, it never would). In a
+    /// child process with a deadline, so a regression fails instead of hanging the suite.
+    @Test func bothPipesAreReadAtOnce() throws {
+        let counts = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> Int in
+            var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
+            _ = try syscall("pipe2") { replica_pipe_cloexec(&out) }
+            _ = try syscall("pipe2") { replica_pipe_cloexec(&err) }
+            let outReader = OwnedFD(adopting: out[0]), outWriter = OwnedFD(adopting: out[1])
+            let errReader = OwnedFD(adopting: err[0]), errWriter = OwnedFD(adopting: err[1])
+            let pid = try Command.spawn(["sh", "-c", "head -c 300000 /dev/zero >&2; echo done"],
+                                        output: outWriter.rawValue, errors: errWriter.rawValue)
+            _ = consume outWriter
+            _ = consume errWriter
+            let (output, errors) = try OwnedFD.readBoth(outReader, limit: 1 << 20, errReader, limit: 100_000)
+            _ = try ExitStatus.wait(for: pid)
+            return output.count * 1_000_000 + errors.count
+        }
+        #expect(counts == 5 * 1_000_000 + 100_000, "\"done\\n\" and the error output up to its limit (the rest drained)")
+    }
+
     @Test func aChildThatDiesWithoutAResultIsReported() {
         let error = #expect(throws: ReplicaError.self) {
             _ = try ChildProcess.run { () throws(ReplicaError) -> Bool in

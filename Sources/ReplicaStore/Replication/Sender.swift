@@ -210,9 +210,8 @@ struct RemoteProcess: ~Copyable {
 
     /// Waits for it and returns the JSON it printed; its failure (or ssh's) as an error.
     consuming func finish(_ target: ReplicationTarget) throws(ReplicaError) -> JSON {
-        let printed = (try? output.readAll(limit: 16 << 20)) ?? []
-        let said = String(decoding: (try? errors.readAll(limit: 64 << 10)) ?? [], as: UTF8.self).split(separator: "\n").suffix(3)
-            .joined(separator: "; ")
+        let (printed, stderr) = (try? OwnedFD.readBoth(output, limit: 16 << 20, errors, limit: 64 << 10)) ?? ([], [])
+        let said = String(decoding: stderr, as: UTF8.self).split(separator: "\n").suffix(3).joined(separator: "; ")
         let status = try ExitStatus.wait(for: pid)
         guard status.isSuccess, let answer = try? JSON.parse(String(decoding: printed, as: UTF8.self)) else {
             throw ReplicaError("ssh", [target.description], errno: .EIO,
