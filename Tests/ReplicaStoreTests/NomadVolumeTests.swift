@@ -140,6 +140,8 @@ import Testing
         (#"not json"#, "is not JSON"), (#"{"store":"/x","size":"1"}"#, "unknown parameter \"size\""),
         (#"{"store":1}"#, "values are strings"), (#"{"snapshot_on_delete":"yes"}"#, "\"true\" or \"false\""),
         (#"{"store":"/tmp"}"#, "not a btrfs filesystem"), (#"{"store":"relative"}"#, "an absolute path"),
+        (#"{"store":"/run/replica/store\u0000x"}"#, "without . or .. or control characters"),
+        (#"{"store":"/run/replica/store\nx"}"#, "without . or .. or control characters"),
     ])
     func badParametersAreRefusedAndNothingIsMade(parameters: String, message: String) throws {
         try withBtrfsImage { image in
@@ -147,6 +149,29 @@ import Testing
             #expect(run.status != .exited(0) && run.output.isEmpty)
             #expect(run.errors.contains(message), "\(run.errors)")
             #expect(try Self.made(image.mountPoint).isEmpty)
+        }
+    }
+
+    /// A job's `store` may name only the root of a mounted store: one inside another volume would nest
+    /// this volume in that one, whose delete then failed for good. A symlink to a store is resolved
+    /// and the volume reported under the store's own path.
+    @Test func aStoreInsideAVolumeIsRefusedAndALinkedStoreIsReportedCanonically() throws {
+        try withBtrfsImage { image in
+            let store = image.mountPoint
+            let victim = try Self.plugin("create", store: store)
+            #expect(victim.status == .exited(0), "the positive control: \(victim.errors)")
+            let inside = "\(store)/nomad/default/data"
+            let nested = try Self.plugin("create", store: inside, set: ["DHV_VOLUME_NAME": "evil", "DHV_VOLUME_ID": "id-evil"])
+            #expect(nested.status != .exited(0) && nested.errors.contains("not the root of one"), "\(nested.errors)")
+            #expect(try Self.made(store) == "nomad\nnomad/default\nnomad/default/data\n", "nothing made inside the victim")
+            #expect(try Self.plugin("delete", store: store).status == .exited(0), "the victim's delete still works")
+            try withTemporaryDirectory { dir in
+                #expect(symlink(store, "\(dir)/link") == 0)
+                let linked = try Self.plugin("create", store: "\(dir)/link")
+                #expect(linked.status == .exited(0) && linked.member("path")?.string == "\(store)/nomad/default/data", "\(linked.output)")
+                let delete = try Self.plugin("delete", store: "\(dir)/link", set: ["DHV_CREATED_PATH": "\(store)/nomad/default/data"])
+                #expect(delete.status == .exited(0), "\(delete.errors)")
+            }
         }
     }
 

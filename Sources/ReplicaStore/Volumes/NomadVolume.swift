@@ -45,8 +45,10 @@ public enum NomadVolume {
             for (key, value) in members {
                 switch key {
                 case "store":
-                    guard value.hasPrefix("/"), !value.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
-                        throw Self.refused(key, value, "an absolute path to a mounted btrfs store, without . or ..")
+                    guard value.hasPrefix("/"), !value.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }),
+                          !ControlCharacters.appear(in: value) else {
+                        throw Self.refused(key, ControlCharacters.masked(value),
+                                           "an absolute path to a mounted btrfs store, without . or .. or control characters")
                     }
                     store = value
                 case "snapshot_on_delete":
@@ -160,6 +162,7 @@ public enum NomadVolume {
     /// is read-only, a capacity asked for while quotas are off, a `capacity_min` above the free
     /// space, a name that holds another volume or something else.
     public static func create(_ request: Request) throws(ReplicaError) -> Created {
+        let request = try resolvingStore(request)
         let store = try Store(path: request.parameters.store)
         try store.requireWritable()
         if request.limit > 0 { try requireQuotas(store) }
@@ -196,6 +199,7 @@ public enum NomadVolume {
     /// one create returned, a volume recorded for another id (or none), a subvolume with others
     /// nested in it.
     public static func delete(_ request: Request) throws(ReplicaError) -> Deleted {
+        let request = try resolvingStore(request)
         if let createdPath = request.createdPath, createdPath != request.path {
             throw ReplicaError("delete volume", [createdPath], errno: .EPERM,
                                hint: "is not where volume \(request.id) lives (\(request.path)); nothing deleted", reason: .refused)
@@ -233,6 +237,26 @@ public enum NomadVolume {
     }
 
     /// `nomad/NAMESPACE`, made when missing (0755, so a task's user can reach its volume).
+    /// The request with its `store` named canonically (symlinks resolved, `realpath(3)`), once it is
+    /// the root of a mounted btrfs store: a path inside a store — inside another volume, say — would
+    /// nest this volume in that one. Refused before anything is made.
+    static func resolvingStore(_ request: Request) throws(ReplicaError) -> Request {
+        let given = request.parameters.store
+        guard let resolved = realpath(given, nil) else {
+            throw ReplicaError("store", [given], errno: Errno.current, hint: "the store parameter names no folder", reason: .refused)
+        }
+        defer { free(resolved) }
+        var request = request
+        request.parameters.store = String(cString: resolved)
+        _ = try Store(path: request.parameters.store)     // btrfs, or refused naming what it is
+        guard SystemdManager.isMountPoint(request.parameters.store) else {
+            throw ReplicaError("store", [given], errno: .EINVAL,
+                               hint: "\(request.parameters.store) is inside a store, not the root of one: give the store's mount point",
+                               reason: .refused)
+        }
+        return request
+    }
+
     private static func namespaceDirectory(_ request: Request, in store: borrowing Store) throws(ReplicaError) -> OwnedFD {
         try store.makeDirectory(directory, in: store.directory("."), mode: 0o755)
         try store.makeDirectory(request.namespace, in: store.directory(directory), mode: 0o755)
