@@ -21,9 +21,7 @@ public struct Record: Equatable, Sendable {
     /// Appends `key=value`, refused (reason `refused`) when the key or the value cannot be a line of
     /// the format as they are.
     public mutating func append(_ key: String, _ value: String) throws(ReplicaError) {
-        guard !key.isEmpty, key.utf8.allSatisfy({ byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-        }) else {
+        guard !key.isEmpty, key.utf8.allSatisfy({ IdentityText.isLetterOrDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
             throw ReplicaError("record", [ControlCharacters.masked(key)], errno: .EINVAL, hint: "a key is letters, digits, '_' and '-'",
                                reason: .refused)
         }
