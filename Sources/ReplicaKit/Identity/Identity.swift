@@ -16,8 +16,8 @@ extension Identity {
 
     /// The refusal every identity throws: `kind`, the name as given (control characters shown as
     /// `?`, so a message cannot be forged), and the rule with its fix.
-    static func refusal(_ name: String, _ rule: String, errno: Errno = .EINVAL) -> ReplicaError {
-        ReplicaError(kind, [ControlCharacters.masked(name)], errno: errno, hint: rule, reason: .refused)
+    static func refusal(_ name: String, _ rule: String) -> ReplicaError {
+        ReplicaError(kind, [ControlCharacters.masked(name)], errno: .EINVAL, hint: rule, reason: .refused)
     }
 }
 

@@ -162,8 +162,8 @@ public enum NomadVolume {
     /// is read-only, a capacity asked for while quotas are off, a `capacity_min` above the free
     /// space, a name that holds another volume or something else.
     public static func create(_ request: Request) throws(ReplicaError) -> Created {
-        let request = try resolvingStore(request)
-        let store = try Store(path: request.parameters.store)
+        var request = request
+        let store = try openStore(&request)
         try store.requireWritable()
         if request.limit > 0 { try requireQuotas(store) }
         if request.capacityMin > 0 {
@@ -199,12 +199,12 @@ public enum NomadVolume {
     /// one create returned, a volume recorded for another id (or none), a subvolume with others
     /// nested in it.
     public static func delete(_ request: Request) throws(ReplicaError) -> Deleted {
-        let request = try resolvingStore(request)
+        var request = request
+        let store = try openStore(&request)
         if let createdPath = request.createdPath, createdPath != request.path {
             throw ReplicaError("delete volume", [createdPath], errno: .EPERM,
                                hint: "is not where volume \(request.id) lives (\(request.path)); nothing deleted", reason: .refused)
         }
-        let store = try Store(path: request.parameters.store)
         let lock = try SubvolumeLock.acquire(request.flatName, in: store, wait: lockWait)
         defer { _ = lock.subvolume }  // held until the operation returns
         guard let parent = try? store.directory("\(directory)/\(request.namespace)") else {
@@ -237,24 +237,23 @@ public enum NomadVolume {
     }
 
     /// `nomad/NAMESPACE`, made when missing (0755, so a task's user can reach its volume).
-    /// The request with its `store` named canonically (symlinks resolved, `realpath(3)`), once it is
-    /// the root of a mounted btrfs store: a path inside a store — inside another volume, say — would
-    /// nest this volume in that one. Refused before anything is made.
-    static func resolvingStore(_ request: Request) throws(ReplicaError) -> Request {
+    /// Opens the request's store, naming it canonically in `request` (symlinks resolved,
+    /// `realpath(3)`) once it is the root of a mounted btrfs store: a path inside a store — inside
+    /// another volume, say — would nest this volume in that one. Refused before anything is made.
+    static func openStore(_ request: inout Request) throws(ReplicaError) -> Store {
         let given = request.parameters.store
         guard let resolved = realpath(given, nil) else {
             throw ReplicaError("store", [given], errno: Errno.current, hint: "the store parameter names no folder", reason: .refused)
         }
         defer { free(resolved) }
-        var request = request
         request.parameters.store = String(cString: resolved)
-        _ = try Store(path: request.parameters.store)     // btrfs, or refused naming what it is
+        let store = try Store(path: request.parameters.store)     // btrfs, or refused naming what it is
         guard SystemdManager.isMountPoint(request.parameters.store) else {
             throw ReplicaError("store", [given], errno: .EINVAL,
                                hint: "\(request.parameters.store) is inside a store, not the root of one: give the store's mount point",
                                reason: .refused)
         }
-        return request
+        return store
     }
 
     private static func namespaceDirectory(_ request: Request, in store: borrowing Store) throws(ReplicaError) -> OwnedFD {
