@@ -53,31 +53,20 @@ let package = Package(
                 swiftSettings: strict),
         .target(name: "ReplicaNet", dependencies: ["ReplicaKit", "CReplicaShim", "CMnl"],
                 swiftSettings: strict),
-        // The one module that joins the three: a service's plan and what renders it for systemd.
-        .target(name: "Replica", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet"], swiftSettings: strict),
+        // The one module that joins the three: a service's and a machine's plan, what renders them for
+        // systemd, and every tool's commands.
+        .target(name: "Replica", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
 
-        // Tools: parse, call one entry point, print.
-        .executableTarget(name: "replica-store",
-                          dependencies: ["ReplicaKit", "ReplicaStore"],
-                          path: "Sources/Tools/replica-store", swiftSettings: strict),
-
-        .executableTarget(name: "replica-net", dependencies: ["ReplicaKit", "ReplicaNet", "CReplicaShim"],
-                          path: "Sources/Tools/replica-net", swiftSettings: strict),
-
-        .executableTarget(name: "replica-snap",
-                          dependencies: ["ReplicaKit", "ReplicaStore", .product(name: "Logging", package: "swift-log")],
-                          path: "Sources/Tools/replica-snap", swiftSettings: strict),
-
-        .executableTarget(name: "replica-run", dependencies: ["ReplicaKit", "ReplicaStore"],
-                          path: "Sources/Tools/replica-run", swiftSettings: strict),
-        .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "ReplicaStore", "Replica"],
-                          path: "Sources/Tools/replica-shift", swiftSettings: strict),
-        .executableTarget(name: "replica-machine", dependencies: ["ReplicaKit", "ReplicaStore", "ReplicaNet", "Replica"],
-                          path: "Sources/Tools/replica-machine", swiftSettings: strict),
-        .executableTarget(name: "replica-volume", dependencies: ["ReplicaKit", "ReplicaStore"],
-                          path: "Sources/Tools/replica-volume", swiftSettings: strict),
-        .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "Replica"],
-                          path: "Sources/Tools/replica-generator", swiftSettings: strict),
+        // Tools: doorways, each one call of its Tool in Replica (parse, run, print, exit).
+        .executableTarget(name: "replica-store", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-store", swiftSettings: strict),
+        .executableTarget(name: "replica-net", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-net", swiftSettings: strict),
+        .executableTarget(name: "replica-snap", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-snap", swiftSettings: strict),
+        .executableTarget(name: "replica-run", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-run", swiftSettings: strict),
+        .executableTarget(name: "replica-shift", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-shift", swiftSettings: strict),
+        .executableTarget(name: "replica-machine", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-machine", swiftSettings: strict),
+        .executableTarget(name: "replica-volume", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-volume", swiftSettings: strict),
+        .executableTarget(name: "replica-generator", dependencies: ["ReplicaKit", "Replica"], path: "Sources/Tools/replica-generator", swiftSettings: strict),
 
         // Benchmarks: in-process loops against the command a user would run, same run.
         .target(name: "BenchmarkSupport", path: "Benchmarks/Support", swiftSettings: strict),

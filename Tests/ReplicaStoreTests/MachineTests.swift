@@ -488,7 +488,7 @@ enum NetworkNamespaceNames {
                 #expect(stopStopped.status == .exited(0) && stopStopped.output.contains("stopped stopped"), "the positive control: \(stopStopped.output)")
                 #expect(try Self.machine(["remove", "stopped"] + store).status == .exited(0))
                 // A network that cannot be had: refused before anything is made.
-                for (arguments, code, says) in [(["--network", "replica-no-such-profile"], 6, "no profile replica-no-such-profile"),
+                for (arguments, code, says) in [(["--network", "replica-no-such-profile"], 6, "replica-no-such-profile is not configured: no profile at"),
                                                 (["--bridge", "rmx0"], 2, "--bridge needs --subnet"),
                                                 (["--bridge", "rmx0", "--subnet", "10.0.0.0/33"], 2, "Subnet="),
                                                 (["--bridge", "this-is-too-long-a-bridge", "--subnet", "10.0.0.0/24"], 2, "Bridge=")] {

@@ -59,6 +59,11 @@ import Testing
             try record("replica-shift", "config", ["--profiles", profiles, "web", "--file", "/etc/app.conf=\(dir)/app.conf"])
             try record("replica-shift", "config", ["--profiles", profiles, "web"])
             try record("replica-shift", "status", ["--profiles", profiles, "web", "--pid", "\(getpid())"], status: 1)  // this process sees no config
+            try record("replica-shift", "drop-in", ["--profiles", profiles, "web"])
+            let printed = try json("replica-run", ["--profiles", profiles, "--print", "web"])
+            #expect(printed.status == .exited(0), "\(printed.errors)")
+            documents.append(("replica-run-print", ("replica-run", "run"), printed.output))
+            try record("replica-volume", "fingerprint", [])
             let snap = ["--profiles", profiles, "--metrics-file", ""]
             try record("replica-snap", "create", snap + ["web"])
             sleep(1)  // snapshot names are to the second
@@ -86,6 +91,11 @@ import Testing
             try record("replica-machine", "fork", ["box", "--template", "tiny"] + machine)
             try record("replica-machine", "template", ["list"] + machine)
             try record("replica-machine", "list", machine)
+            try record("replica-machine", "stop", ["box"] + machine)
+            // A failure is an envelope too: its error's message, reason, errno and exit code.
+            try record("replica-machine", "fork", ["other", "--template", "nosuch"] + machine, status: 6)
+            try record("replica-machine", "start", ["box", "--wait", "soon"] + machine, status: 2)
+            #expect(documents.suffix(2).allSatisfy { $0.text.contains("\"error\": {") && $0.text.contains("\"exit_code\": ") })
             try record("replica-machine", "remove", ["box"] + machine)
             try record("replica-machine", "template", ["remove", "tiny"] + machine)
             try record("replica-store", "unmount", place)
@@ -106,7 +116,7 @@ import Testing
                 """
             let verdict = try Command.run(["/usr/bin/python3", "-c", validator, "\(repositoryRoot)Docs/replica.schema.json"] + paths)
             #expect(verdict.status == .exited(0) && verdict.output.isEmpty, "\(verdict.output)")
-            #expect(documents.count == 30)
+            #expect(documents.count == 36)
         }
     }
 

@@ -34,18 +34,27 @@ public struct CommandSpec: Sendable {
     public var options: [OptionSpec]
     /// Its positional arguments, in order.
     public var positionals: [PositionalSpec]
-    /// The exit code of a usage error: 2, or 3 for a monitoring check (Nagios reads 2 as CRITICAL
-    /// and 3 as UNKNOWN).
-    public var usageExitCode: Int32
+    /// A monitoring check: every error, usage included, exits 3 (Nagios reads 2 as CRITICAL and 3
+    /// as UNKNOWN: it could not judge).
+    public var monitoring: Bool
+    /// It always answers in JSON (the remote end of a protocol), `--json` or not.
+    public var alwaysJSON: Bool
 
-    /// A command with these options and positionals; `usageExitCode` 3 for a monitoring check.
+    /// A command with these options and positionals; every command takes `--json` too.
     public init(_ name: String, _ abstract: String, options: [OptionSpec] = [], positionals: [PositionalSpec] = [],
-                usageExitCode: Int32 = ExitCode.usage) {
+                monitoring: Bool = false, alwaysJSON: Bool = false) {
         self.name = name
         self.abstract = abstract
-        self.options = options
+        self.options = options.contains { $0.name == "json" } ? options : options + [.json]
         self.positionals = positionals
-        self.usageExitCode = usageExitCode
+        self.monitoring = monitoring
+        self.alwaysJSON = alwaysJSON
+    }
+
+    /// The exit code of `error` for this command: the table's (`ExitCode.of`), or 3 (UNKNOWN) for
+    /// a monitoring check.
+    public func exitCode(of error: ReplicaError) -> Int32 {
+        monitoring ? ExitCode.unknown : ExitCode.of(error)
     }
 }
 
@@ -120,31 +129,55 @@ public struct ParsedArguments: Sendable {
     public func flag(_ name: String) -> Bool { flags.contains(name) }
 }
 
-/// Why parsing stopped: a usage error (exit 2, or the command's own code) or a request for help or
-/// the version (exit 0).
-public enum ArgumentOutcome: Error, Sendable {
-    /// A usage error: the message, and the exit code (2, or 3 for a monitoring check).
-    case usage(String, exitCode: Int32 = ExitCode.usage)
-    /// `--help` or `--version` was asked for: the text to print, then exit 0.
-    case help(String)
+/// What a command line asks for: a command to run, or text to print and exit 0 (`--help`,
+/// `--version`, the completion script).
+public enum CommandLineRequest: Sendable {
+    /// Run this command.
+    case run(ParsedArguments)
+    /// Print this and exit 0.
+    case show(String)
+
+    /// The command to run; nil for a request to print.
+    public var arguments: ParsedArguments? {
+        if case .run(let parsed) = self { return parsed }
+        return nil
+    }
 }
 
+/// Parsing stops early with text to show; internal to the parser.
+private enum Stop: Error { case show(String), usage(String) }
+
 extension ToolSpec {
-    /// Parses `arguments` (without the program name).
-    public func parse(_ arguments: [String]) throws(ArgumentOutcome) -> ParsedArguments {
-        if arguments == ["--generate-completion-script", "bash"] { throw .help(bashCompletion()) }
+    /// The command a command line names (its first word), when it is one of this tool's.
+    public func command(for arguments: [String]) -> CommandSpec? {
+        commands.count == 1 && commands[0].name.isEmpty ? commands[0] : commands.first { $0.name == arguments.first }
+    }
+
+    /// Parses `arguments` (without the program name); a usage error is a `ReplicaError` with reason
+    /// `usage` whose message says what to write instead.
+    public func parse(_ arguments: [String]) throws(ReplicaError) -> CommandLineRequest {
+        do throws(Stop) { return .run(try parseOrStop(arguments)) } catch {
+            switch error {
+            case .show(let text): return .show(text)
+            case .usage(let message): throw .usage(message)
+            }
+        }
+    }
+
+    private func parseOrStop(_ arguments: [String]) throws(Stop) -> ParsedArguments {
+        if arguments == ["--generate-completion-script", "bash"] { throw .show(bashCompletion()) }
         var rest = arguments[...]
         let command: CommandSpec
         if commands.count == 1 && commands[0].name.isEmpty {
             command = commands[0]
         } else {
             guard let first = rest.first else { throw .usage("missing a subcommand\n\n\(help())") }
-            if first == "--version" { throw .help("\(name) \(ReplicaVersion.string)") }
-            if first == "--help" || first == "-h" { throw .help(help()) }
+            if first == "--version" { throw .show("\(name) \(ReplicaVersion.string)") }
+            if first == "--help" || first == "-h" { throw .show(help()) }
             if first == "help" {
                 // help COMMAND: that command's help.
-                if let name = rest.dropFirst().first, let command = commands.first(where: { $0.name == name }) { throw .help(help(for: command)) }
-                throw .help(help())
+                if let name = rest.dropFirst().first, let command = commands.first(where: { $0.name == name }) { throw .show(help(for: command)) }
+                throw .show(help())
             }
             guard let found = commands.first(where: { $0.name == first }) else {
                 throw .usage("unknown subcommand \"\(first)\"; one of: \(commands.map(\.name).joined(separator: ", "))")
@@ -152,13 +185,10 @@ extension ToolSpec {
             command = found
             rest = rest.dropFirst()
         }
-        do throws(ArgumentOutcome) { return try parse(rest, command) } catch {
-            guard case .usage(let message, _) = error else { throw error }
-            throw .usage(message, exitCode: command.usageExitCode)
-        }
+        return try parse(rest, command)
     }
 
-    private func parse(_ arguments: ArraySlice<String>, _ command: CommandSpec) throws(ArgumentOutcome) -> ParsedArguments {
+    private func parse(_ arguments: ArraySlice<String>, _ command: CommandSpec) throws(Stop) -> ParsedArguments {
         var rest = arguments
         var parsed = ParsedArguments(command: command.name)
         for option in command.options { if let d = option.defaultValue { parsed.values[option.name] = [d] } }
@@ -170,8 +200,8 @@ extension ToolSpec {
                 continue
             }
             if argument == "--" { onlyPositionals = true; continue }
-            if argument == "--help" || argument == "-h" { throw .help(help(for: command)) }
-            if argument == "--version" { throw .help("\(name) \(ReplicaVersion.string)") }
+            if argument == "--help" || argument == "-h" { throw .show(help(for: command)) }
+            if argument == "--version" { throw .show("\(name) \(ReplicaVersion.string)") }
             let (name, inline) = Self.split(argument)
             let short = name.count == 2 && !name.hasPrefix("--") ? name.last : nil
             guard let option = command.options.first(where: { "--\($0.name)" == name || (short != nil && $0.short == short) }) else {
@@ -203,7 +233,7 @@ extension ToolSpec {
         return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
     }
 
-    private func checkPositionals(_ values: [String], _ command: CommandSpec) throws(ArgumentOutcome) {
+    private func checkPositionals(_ values: [String], _ command: CommandSpec) throws(Stop) {
         let required = command.positionals.filter { !$0.optional }
         let takesMany = command.positionals.contains { $0.many }
         if values.count < required.count {
@@ -242,21 +272,4 @@ extension ToolSpec {
 
 extension String {
     func padded(_ width: Int) -> String { self + String(repeating: " ", count: max(1, width - count)) }
-}
-
-extension ToolSpec {
-    /// Parses this process's arguments; on `--help` prints the help and exits 0, on a usage error
-    /// prints it to standard error and exits 2.
-    public func parseOrExit() -> ParsedArguments {
-        do { return try parse(Array(CommandLine.arguments.dropFirst())) } catch {
-            switch error {
-            case .help(let text):
-                print(text)
-                exit(ExitCode.ok)
-            case .usage(let message, let code):
-                printError("\(name): \(message)")
-                exit(code)
-            }
-        }
-    }
 }

@@ -230,6 +230,39 @@ public struct ConfigStore: Equatable, Sendable {
         return found.sorted()
     }
 
+    /// One generation as `replica-shift config` lists it: its trees, and the files outside them.
+    public struct Generation: Sendable {
+        /// Its number.
+        public var number: Int
+        /// The trees bound whole.
+        public var trees: [String]
+        /// The files not inside a tree.
+        public var files: [String]
+
+        /// `{"generation": N, "trees": […], "files": […]}`.
+        public var json: JSON {
+            .object([("generation", .int(Int64(number))), ("trees", .array(trees.map(JSON.string))), ("files", .array(files.map(JSON.string)))])
+        }
+    }
+
+    /// Every generation, oldest first.
+    public func listing() throws(ReplicaError) -> [Generation] {
+        var listed: [Generation] = []
+        for generation in try generations() {
+            let trees = try trees(in: generation)
+            let files = try files(in: generation).filter { file in !trees.contains { file.hasPrefix($0 + "/") } }
+            listed.append(Generation(number: generation, trees: trees, files: files))
+        }
+        return listed
+    }
+
+    /// `--file TARGET=SOURCE`: a file or tree of a new generation, and where to copy it from.
+    public static func source(parsing spec: String) throws(ReplicaError) -> (target: String, source: String) {
+        let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw .usage("--file \(spec): give TARGET=SOURCE, e.g. /etc/app.conf=./app.conf") }
+        return (parts[0], parts[1])
+    }
+
     /// Read-only, non-recursive binds of each tree of `generation` (the current one by default)
     /// over its directory and each other file over its target, each source checked: reached without
     /// symlinks, a file with one link. Concrete paths (`generations/N/...`), so a switch during a

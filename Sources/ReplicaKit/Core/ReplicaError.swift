@@ -6,6 +6,10 @@
 public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible {
     /// What went wrong, as a caller acts on it.
     public enum Reason: String, Equatable, Sendable {
+        /// The command line was wrong, or a file it names cannot be understood; nothing was done.
+        case usage
+        /// Nothing of that name is configured: no profile, policy, set, machine or template.
+        case notConfigured
         /// Another run holds the lock (a prepare, a snapshot run): wait or retry; exit 3.
         case lockHeld
         /// The object exists already (a snapshot of this second, a namespace or link name).
@@ -86,6 +90,26 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
                   location: Location(file: file, line: line, key: key))
     }
 
+    /// The command line cannot be understood: `message` says what and how to write it (reason
+    /// `usage`, exit 2). Reads as the message alone.
+    public static func usage(_ message: String) -> ReplicaError {
+        ReplicaError("", errno: .EINVAL, hint: message, reason: .usage)
+    }
+
+    /// Nothing named `name` is configured: `message` says where it was looked for and how to
+    /// configure it (reason `notConfigured`, exit 6). Reads as the message alone.
+    public static func notConfigured(_ message: String) -> ReplicaError {
+        ReplicaError("", errno: .ENOENT, hint: message, reason: .notConfigured)
+    }
+
+    /// The same error with another reason (a lookup's `notFound` that, for the tool, means
+    /// nothing of that name is configured).
+    public func because(_ reason: Reason) -> ReplicaError {
+        var error = self
+        error.reason = reason
+        return error
+    }
+
     /// The rule broken, as the hint says it (for an error with a location, the whole message after
     /// the place), or the description when there is no hint.
     public var rule: String { hint ?? description }
@@ -99,6 +123,7 @@ public struct ReplicaError: Error, Equatable, Sendable, CustomStringConvertible 
     /// `web.service.conf:12: Preserve=: the rule` for an error with a location (`command line:
     /// --preserve: the rule` for a flag); `call("object" → "object"): ERRNO: detail: hint` otherwise.
     public var description: String {
+        if operation.isEmpty { return hint ?? "\(errno)" }
         if let location {
             let place = location.line > 0 ? "\(location.file):\(location.line)" : location.file
             let what = location.key.map { $0.hasPrefix("-") ? "\($0): " : "\($0)=: " } ?? ""

@@ -9,6 +9,14 @@ public func readSymlink(_ name: String, in directory: Int32 = AT_FDCWD) -> Strin
     return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
+/// `realpath(3)`: `path` absolute, every symlink, `.` and `..` resolved; `notFound` when no such
+/// file exists.
+public func resolvedPath(_ path: String) throws(ReplicaError) -> String {
+    guard let resolved = realpath(path, nil) else { throw .current("realpath", [path]) }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
 /// `dirname` and `basename` in one: `/var/lib/x.img` → (`/var/lib`, `x.img`); `x` → (`.`, `x`).
 public func splitPath(_ path: String) -> (directory: String, name: String) {
     guard let slash = path.lastIndex(of: "/") else { return (".", path) }

@@ -89,6 +89,11 @@ public struct ProfileLoader: Sendable {
         directories.reversed().map { "\($0)/\(plainNames ? name : (try? UnitName(name).rawValue) ?? name).conf" }
     }
 
+    /// "NAME is not configured: no profile at …", then `fix` (reason `notConfigured`, exit 6).
+    public func notConfigured(_ name: String, _ fix: String = "") -> ReplicaError {
+        .notConfigured("\(name) is not configured: no profile at \(searchedPaths(name).joined(separator: ", "))" + (fix.isEmpty ? "" : ". \(fix)"))
+    }
+
     private func read(_ file: String) throws(ProfileError) -> [UInt8] {
         do throws(ReplicaError) {
             let fd = try OwnedFD.open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)

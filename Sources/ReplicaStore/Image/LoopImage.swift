@@ -118,6 +118,19 @@ public final class MountedImage {
         }
     }
 
+    /// The size `text` asks for: a new size (`8G`) or, with `+`, how much to add to the image's
+    /// size now (`+2G`); a usage error for anything else.
+    public func size(asked text: String) throws(ReplicaError) -> Int64 {
+        let adding = text.hasPrefix("+")
+        guard let amount = parseByteSize(adding ? String(text.dropFirst()) : text), amount <= UInt64(Int64.max) else {
+            throw .usage("resize: \"\(text)\" is not a size; write e.g. 8G (the new size) or +2G (to add)")
+        }
+        guard adding else { return Int64(amount) }
+        let (size, overflow) = try OwnedFD.open(backingFile, O_RDONLY | O_NOFOLLOW).status().size.addingReportingOverflow(Int64(amount))
+        guard !overflow else { throw .usage("resize: \(text) is too large") }
+        return size
+    }
+
     /// Grows or shrinks the mounted store to `size` bytes, online: to grow, the image file
     /// (`truncate -s`), the loop device's capacity (`losetup -c`), then the filesystem
     /// (`btrfs filesystem resize max`); to shrink, the filesystem first (the kernel moves what lies

@@ -155,13 +155,10 @@ public enum SnapshotJob {
         return report
     }
 
-    /// 0 when every subvolume succeeded; 3 when the only failures were held locks and nothing
-    /// succeeded; 10 when some succeeded and some failed; 1 when all failed.
+    /// The exit code of a run over these subvolumes (`ExitCode.of(done:failures:)`).
     public static func exitCode(_ reports: [SnapshotReport]) -> Int32 {
-        let failed = reports.filter { !$0.succeeded }
-        if failed.isEmpty { return ExitCode.ok }
-        if failed.count < reports.count { return ExitCode.partialFailure }
-        return failed.allSatisfy(\.lockWasBusy) ? ExitCode.lockHeld : ExitCode.failure
+        ExitCode.of(done: reports.filter(\.succeeded).count,
+                    failures: reports.filter { !$0.succeeded }.map { $0.error ?? ReplicaError("snapshot", [$0.subvolume], errno: .EIO) })
     }
 
     static func event(_ kind: SnapshotEvent, _ metadata: Logger.Metadata) -> Logger.Metadata {

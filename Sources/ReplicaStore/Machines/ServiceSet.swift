@@ -75,41 +75,6 @@ public struct ServiceSet: Equatable, Sendable {
         return set
     }
 
-    /// Forks the machines that do not exist yet, then boots every one that is not running, all at
-    /// once, and returns when all are ready (or the first failure, after stopping what this call
-    /// started). With `machineNetwork`, `network(name)` gives each fork its network and
-    /// `namespaces` names the namespace each machine joins (made by the caller, which owns
-    /// networks). Returns the machines started.
-    public func start(in store: borrowing Store, timeout: Duration = .seconds(120),
-                      network: (String) -> Machines.Network? = { _ in nil },
-                      namespaces: (Machines.Machine) throws(ReplicaError) -> String? = { _ in nil }) throws(ReplicaError) -> [String] {
-        var seed = Machines.Seed()
-        seed.sshKeys = sshKeys
-        var machines: [Machines.Machine] = []
-        for (name, template) in self.machines {
-            if let existing = try? Machines.machine(name, in: store) {
-                machines.append(existing)
-            } else {
-                machines.append(try Machines.fork(name, template: template, seed: seed, network: network(name), in: store))
-            }
-        }
-        var starting: [MachineProcess.Starting] = []
-        var started: [String] = []
-        let deadline = ContinuousClock.now + timeout  // for all of them together, not each
-        do throws(ReplicaError) {
-            for machine in machines where MachineProcess.running(machine.name) == nil {
-                let namespace = try namespaces(machine) ?? self.network
-                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: namespace)))
-                started.append(machine.name)
-            }
-            while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
-        } catch {
-            for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
-            throw error
-        }
-        return started
-    }
-
     /// Powers every machine of the set off, all at once.
     public func stop() {
         for (name, _) in machines { if let pid = MachineProcess.running(name) { kill(pid, SIGTERM) } }

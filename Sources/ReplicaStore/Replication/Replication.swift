@@ -129,4 +129,11 @@ public struct ReplicationReport: Sendable {
 
     /// Whether everything that was to be sent arrived.
     public var succeeded: Bool { error == nil && sent.allSatisfy { $0.error == nil } }
+
+    /// The exit code of a send of these subvolumes (`ExitCode.of(done:failures:)`): a subvolume
+    /// counts as done when it succeeded or sent anything.
+    public static func exitCode(_ reports: [ReplicationReport]) -> Int32 {
+        ExitCode.of(done: reports.filter { $0.succeeded || $0.sent.contains { $0.error == nil } }.count,
+                    failures: reports.flatMap { [$0.error].compactMap { $0 } + $0.sent.compactMap(\.error) })
+    }
 }

@@ -242,11 +242,9 @@ public enum NomadVolume {
     /// another volume, say — would nest this volume in that one. Refused before anything is made.
     static func openStore(_ request: inout Request) throws(ReplicaError) -> Store {
         let given = request.parameters.store
-        guard let resolved = realpath(given, nil) else {
-            throw ReplicaError("store", [given], errno: Errno.current, hint: "the store parameter names no folder", reason: .refused)
+        do throws(ReplicaError) { request.parameters.store = try resolvedPath(given) } catch {
+            throw ReplicaError("store", [given], errno: error.errno, hint: "the store parameter names no folder", reason: .refused)
         }
-        defer { free(resolved) }
-        request.parameters.store = String(cString: resolved)
         let store = try Store(path: request.parameters.store)     // btrfs, or refused naming what it is
         guard SystemdManager.isMountPoint(request.parameters.store) else {
             throw ReplicaError("store", [given], errno: .EINVAL,

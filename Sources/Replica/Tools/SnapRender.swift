@@ -1,8 +1,8 @@
 import ReplicaKit
 import ReplicaStore
 
-/// Tables for people and versioned JSON for programs.
-enum Render {
+/// `replica-snap`'s reports: tables for people, and the JSON envelope's members for programs.
+enum SnapRender {
 
     static func report(_ report: SnapshotReport, dryRun: Bool, explain: Bool) -> String {
         var lines: [String] = []
@@ -59,16 +59,16 @@ enum Render {
                  ("read_only", .bool(s.info.isReadOnly))])
     }
 
-    static func inventories(_ inventories: [SnapshotInventory]) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: "list", [("subvolumes", .array(inventories.map { inventory in
+    static func inventories(_ inventories: [SnapshotInventory]) -> [(String, JSON)] {
+        [("subvolumes", .array(inventories.map { inventory in
             .object([("subvolume", .string(inventory.subvolume)), ("uuid", .string(inventory.sourceUUID)),
                      ("snapshots", .array(inventory.snapshots.map(snapshotJSON))),
                      ("foreign", .array(inventory.foreign.map { .object([("name", .string($0.name)), ("reason", .string($0.reason))]) }))])
-        }))])
+        }))]
     }
 
-    static func reports(_ reports: [SnapshotReport], action: SnapshotJob.Action, dryRun: Bool, now: UTCTimestamp) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: action.rawValue, [("dry_run", .bool(dryRun)),
+    static func reports(_ reports: [SnapshotReport], dryRun: Bool, now: UTCTimestamp) -> [(String, JSON)] {
+        [("dry_run", .bool(dryRun)),
                  ("now", .string(now.description)), ("subvolumes", .array(reports.map { report in
             var members: [(String, JSON)] = [("subvolume", .string(report.subvolume)), ("ok", .bool(report.succeeded)),
                                              ("created", report.created.map(JSON.string) ?? .null),
@@ -91,22 +91,22 @@ enum Render {
             })))
             members.append(("error", report.error.map { .string($0.description) } ?? .null))
             return .object(members)
-        }))])
+        }))]
     }
 
-    static func deletion(subvolume: String, deleted: [String], failures: [(name: String, error: ReplicaError)]) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: "delete", [
+    static func deletion(subvolume: String, deleted: [String], failures: [(name: String, error: ReplicaError)]) -> [(String, JSON)] {
+        [
             ("subvolume", .string(subvolume)), ("deleted", .array(deleted.map(JSON.string))),
             ("failed", .array(failures.map { .object([("name", .string($0.name)), ("error", .string($0.error.hint ?? $0.error.description))]) })),
-        ])
+        ]
     }
 
-    static func checks(_ results: [FreshnessCheck], worst: FreshnessCheck.Status) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: "check", [("status", .string(worst.label)), ("subvolumes", .array(results.map { r in
+    static func checks(_ results: [FreshnessCheck], worst: FreshnessCheck.Status) -> [(String, JSON)] {
+        [("status", .string(worst.label)), ("subvolumes", .array(results.map { r in
             .object([("subvolume", .string(r.subvolume)), ("status", .string(r.status.label)),
                      ("newest", r.newest.map { .string($0.description) } ?? .null),
                      ("age_seconds", r.ageSeconds.map { .int($0) } ?? .null), ("message", .string(r.message))])
-        }))])
+        }))]
     }
 
     static func replication(_ report: ReplicationReport, dryRun: Bool) -> String {
@@ -121,8 +121,8 @@ enum Render {
         return lines.joined(separator: "\n")
     }
 
-    static func replication(_ reports: [ReplicationReport], dryRun: Bool) -> JSON {
-        JSONEnvelope.make(tool: "replica-snap", action: "send", [("dry_run", .bool(dryRun)), ("subvolumes", .array(reports.map(replicationJSON)))])
+    static func replication(_ reports: [ReplicationReport], dryRun: Bool) -> [(String, JSON)] {
+        [("dry_run", .bool(dryRun)), ("subvolumes", .array(reports.map(replicationJSON)))]
     }
 
     static func replicationJSON(_ report: ReplicationReport) -> JSON {

@@ -1,0 +1,35 @@
+import Glibc
+import ReplicaKit
+import ReplicaStore
+
+extension ServiceSet {
+    /// Forks the machines that do not exist yet (each a `MachinePlan`: the set's template and keys,
+    /// the set's `[Network]` for each), then boots every one that is not running, all at once, and
+    /// returns when all are ready — within `timeout` for all of them together — or at the first
+    /// failure, after stopping what this call started. Returns the machines started.
+    public func start(in store: borrowing Store, timeout: Duration = .seconds(120)) throws(ReplicaError) -> [String] {
+        var machines: [Machines.Machine] = []
+        for (name, template) in self.machines {
+            if let existing = try? Machines.machine(name, in: store) {
+                machines.append(existing)
+            } else {
+                machines.append(try MachinePlan(name, template: template, network: machineNetwork, set: self).fork(in: store).machine)
+            }
+        }
+        var starting: [MachineProcess.Starting] = []
+        var started: [String] = []
+        let deadline = ContinuousClock.now + timeout
+        do throws(ReplicaError) {
+            for machine in machines where MachineProcess.running(machine.name) == nil {
+                let namespace = try MachineNetwork.up(machine)?.namespace ?? network
+                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: namespace)))
+                started.append(machine.name)
+            }
+            while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
+        } catch {
+            for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
+            throw error
+        }
+        return started
+    }
+}

@@ -1,0 +1,184 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaStore
+
+/// One parsed invocation of `replica-machine`.
+struct MachineCommand {
+    let arguments: ParsedArguments
+    init(_ arguments: ParsedArguments) { self.arguments = arguments }
+
+    /// The store, opened by the commands that need it (stop does not).
+    func openStore() throws(ReplicaError) -> Store { try Store(path: arguments.value("store")!) }
+
+    func run() throws(ReplicaError) -> ToolOutput {
+        switch arguments.command {
+        case "template": return try template()
+        case "fork": return try fork()
+        case "start": return try start()
+        case "stop": return try stop()
+        case "remove": return try remove()
+        case "set": return try set()
+        default: return try list()
+        }
+    }
+
+    /// The `[Network]` lines the options give: a profile's section (`--network PROFILE`) or
+    /// `--bridge`/`--subnet`. Empty: none.
+    func networkLines() throws(ReplicaError) -> [String] {
+        if let bridge = arguments.value("bridge") {
+            guard let subnet = arguments.value("subnet") else { throw .usage("--bridge needs --subnet CIDR (the bridge's subnet)") }
+            guard arguments.value("network") == nil else { throw .usage("give --network PROFILE or --bridge/--subnet, not both") }
+            return ["Bridge=\(bridge)", "Subnet=\(subnet)"]
+        }
+        return try arguments.value("network").map { (name) throws(ReplicaError) in try MachinePlan.network(fromProfile: name) } ?? []
+    }
+
+    /// Set `name`, from the set directories (`--sets`, else the system's); a usage error when it is
+    /// broken, exit 6 when no file names it.
+    func loadSet(_ name: String) throws(ReplicaError) -> ServiceSet {
+        let directories = arguments.all("sets")
+        let loader: ProfileLoader = directories.isEmpty ? .sets() : .sets(directories: directories)
+        let loaded: ServiceSet?
+        do throws(ReplicaError) { loaded = try ServiceSet.load(name, loader: loader) } catch { throw error.because(.usage) }
+        guard let set = loaded else { throw .notConfigured("no set \(name): looked for \(loader.searchedPaths(name).joined(separator: ", "))") }
+        return set
+    }
+
+    func template() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals.dropFirst().first
+        switch arguments.positionals[0] {
+        case "import":
+            guard let name, arguments.positionals.count == 3 else { throw .usage("usage: replica-machine template import NAME DIR|TARBALL") }
+            let template = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore())
+            return ToolOutput("replica-machine: template \(name) imported from \(arguments.positionals[2])",
+                              [("template", .string(name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid))])
+        case "list":
+            let opened = try openStore()
+            let templates = try Templates.list(in: opened), machines = try Machines.list(in: opened)
+            var table = Table(["TEMPLATE", "ORIGIN", "MACHINES"])
+            var listed: [JSON] = []
+            for template in templates {
+                let forks = machines.filter { $0.templateUUID == template.uuid }.map(\.name)
+                table.append([template.name, template.origin, "\(forks.count)"])
+                listed.append(.object([("name", .string(template.name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid)),
+                                       ("machines", .array(forks.map(JSON.string)))]))
+            }
+            return ToolOutput(table.description, [("templates", .array(listed))])
+        case "remove":
+            guard let name else { throw .usage("usage: replica-machine template remove NAME [--force]") }
+            try Templates.remove(name, from: try openStore(), force: arguments.flag("force"))
+            return ToolOutput("replica-machine: template \(name) removed", [("template", .string(name)), ("removed", .bool(true))])
+        default:
+            throw .usage("template takes import, list or remove")
+        }
+    }
+
+    func fork() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0]
+        var seed = Machines.Seed()
+        seed.hostname = arguments.value("hostname")
+        for file in arguments.all("ssh-key") {
+            do throws(ReplicaError) { seed.sshKeys += try Machines.Seed.keys(in: file) } catch { throw .usage("--ssh-key \(file): \(error)") }
+        }
+        (seed.address, seed.gateway, seed.nocloud) = (arguments.value("address"), arguments.value("gateway"), arguments.value("seed"))
+        let plan = try MachinePlan(name, template: arguments.value("template"), seed: seed, network: try networkLines(),
+                                   set: try arguments.value("set").map { (set) throws(ReplicaError) in try loadSet(set) })
+        let began = ContinuousClock.now
+        let (machine, address) = try plan.fork(in: try openStore())
+        return ToolOutput("replica-machine: \(name) forked from \(plan.template) in \(ContinuousClock.now - began)" + (address.map { ", address \($0)" } ?? ""),
+                          [("machine", .string(name)), ("template", .string(plan.template)), ("path", .string(machine.path)),
+                           ("address", address.map(JSON.string) ?? .null)])
+    }
+
+    func start() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0], wait = try arguments.seconds("wait")!
+        let opened = try openStore()
+        var machine = try Machines.machine(name, in: opened)
+        var namespace = arguments.value("namespace")
+        let given = try networkLines()
+        if !given.isEmpty {
+            guard namespace == nil else { throw .usage("give --namespace or a network of its own, not both") }
+            guard machine.network.isEmpty || machine.network == given else {
+                throw .usage("\(name) has a network already (\(machine.network.joined(separator: " "))); start it without one, or remove and fork it again")
+            }
+            if machine.network.isEmpty { do throws(ReplicaError) { _ = try MachineNetwork.plan(name, given) } catch { throw error.because(.usage) } }
+            try Machines.recordNetwork(given, of: name, in: opened)
+            machine.network = given
+        }
+        var madeNetwork = false
+        if namespace == nil, let made = try MachineNetwork.up(machine) { (namespace, madeNetwork) = made }
+        let command = Machines.spawnCommand(machine, networkNamespace: namespace)
+        if arguments.flag("foreground") {
+            if let pid = MachineProcess.running(name) { throw ReplicaError("", errno: .EEXIST, hint: "\(name) is running already (pid \(pid))") }
+            try MachineProcess.record(name, pid: getpid())  // the pid systemd-nspawn keeps
+            let argv = command.map { strdup($0) } + [nil]
+            execvp(command[0], argv)
+            throw .current("execvp", [command[0]])
+        }
+        let began = ContinuousClock.now
+        let pid: Int32
+        do throws(ReplicaError) { pid = try MachineProcess.start(name, command: command, wait: wait == .zero ? nil : wait) } catch {
+            if madeNetwork { try? MachineNetwork.stop([name]) }
+            throw error
+        }
+        return ToolOutput("replica-machine: \(name) \(wait == .zero ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))",
+                          [("machine", .string(name)), ("pid", .int(Int64(pid))), ("ready", .bool(wait != .zero)),
+                           ("namespace", namespace.map(JSON.string) ?? .null)])
+    }
+
+    /// A name that is no machine on the store, and runs nowhere, is not "stopped": exit 6.
+    func stop() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0]
+        do throws(ReplicaError) { _ = try Machines.machine(name, in: try openStore()) } catch where error.reason == .notFound {
+            if MachineProcess.running(name) == nil { throw error }
+        }
+        try MachineProcess.stop(name)
+        try MachineNetwork.stop([name])
+        return ToolOutput("replica-machine: \(name) stopped", [("machine", .string(name)), ("stopped", .bool(true))])
+    }
+
+    /// No machine: what a fork killed before its end left, if anything — its network and lease.
+    func remove() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0]
+        do throws(ReplicaError) { try Machines.remove(name, from: try openStore()) } catch where error.reason == .notFound {
+            guard try MachineNetwork.clear(name, keepLease: false) else { throw error }
+        }
+        try MachineNetwork.clear(name, keepLease: false)
+        return ToolOutput("replica-machine: \(name) removed", [("machine", .string(name)), ("removed", .bool(true))])
+    }
+
+    func set() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[1]
+        let set = try loadSet(name)
+        switch arguments.positionals[0] {
+        case "start":
+            let timeout = try arguments.seconds("wait", minimum: 1)!
+            let began = ContinuousClock.now
+            let started = try set.start(in: try openStore(), timeout: timeout)
+            return ToolOutput("replica-machine: set \(name): \(set.machines.count) machines ready in \(ContinuousClock.now - began)"
+                              + (started.count < set.machines.count ? " (\(set.machines.count - started.count) were running)" : ""),
+                              [("set", .string(name)), ("machines", .array(set.machines.map { .string($0.name) })),
+                               ("started", .array(started.map(JSON.string)))])
+        case "stop":
+            set.stop()
+            try MachineNetwork.stop(set.machines.map(\.name))
+            return ToolOutput("replica-machine: set \(name) stopped", [("set", .string(name)), ("stopped", .bool(true))])
+        default:
+            throw .usage("set takes start or stop")
+        }
+    }
+
+    func list() throws(ReplicaError) -> ToolOutput {
+        let machines = try Machines.list(in: try openStore())
+        var table = Table(["MACHINE", "TEMPLATE", "STATE"])
+        var listed: [JSON] = []
+        for machine in machines {
+            let running = MachineProcess.running(machine.name) != nil
+            table.append([machine.name, machine.template, running ? "running" : "stopped"])
+            listed.append(.object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
+                                   ("running", .bool(running))]))
+        }
+        return ToolOutput(table.description, [("machines", .array(listed))])
+    }
+}

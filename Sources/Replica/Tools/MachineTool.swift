@@ -1,0 +1,54 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaStore
+
+/// `replica-machine`: containers forked from copy-on-write templates on the store, identity reset,
+/// seeded, booted with systemd-nspawn and ready when their own systemd says so. Every step is one
+/// call of `MachinePlan`, `Templates`, `Machines`, `MachineProcess` or `MachineNetwork`.
+public enum MachineTool: Tool {
+    static let store = OptionSpec.option("store", "path", "The mounted btrfs store.", default: EmbeddedStore.defaultMountPoint)
+    static let machineName = PositionalSpec("name", "The machine (also its hostname).")
+    static let sets = OptionSpec.option("sets", "dir", "A set directory, lowest priority first.", repeatable: true, hidden: true)
+    static let network: [OptionSpec] = [
+        .option("network", "profile", "Its network: the [Network] section of this profile (a namespace of its own, a veth on its bridge, a leased address)."),
+        .option("bridge", "name", "Instead: a veth on this bridge (made when missing)."),
+        .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
+    ]
+    public static let spec = ToolSpec(
+        name: "replica-machine",
+        abstract: "Fork containers from copy-on-write templates, seed them and boot them with systemd-nspawn.",
+        discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 3 lock held, 6 no such template or machine.",
+        commands: [
+            CommandSpec("template", "Templates: import NAME DIR|TARBALL, list, remove NAME.",
+                        options: [store, .flag("force", "remove: even while machines forked from it exist.")],
+                        positionals: [PositionalSpec("action", "import, list or remove."), PositionalSpec("template", "The template.", optional: true),
+                                      PositionalSpec("source", "import: a root file system folder, or a tarball of one.", optional: true)]),
+            CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.", options: [
+                store, .option("template", "name", "The template to fork."),
+                .option("set", "name", "Fork it as a machine of this service set: its template and the set's SSH keys from the set file."), sets,
+                .option("hostname", "name", "Its hostname (default: its name)."),
+                .option("ssh-key", "file", "A public key root may log in with.", repeatable: true),
+                .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
+                .option("gateway", "ip", "Its default gateway, with --address."),
+                .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead."),
+            ] + network, positionals: [machineName]),
+            CommandSpec("start", "Boot the machine, in the network it was forked with; with --wait, return once its systemd is ready.", options: [
+                store, .option("wait", "seconds", "Wait this long for READY (0: do not wait).", default: "60"),
+                .option("namespace", "name", "Join this network namespace instead (/run/netns/NAME, e.g. from replica-net up)."),
+            ] + network + [.flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")], positionals: [machineName]),
+            CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove its veth and namespace (its address stays leased to it).",
+                        options: [store], positionals: [machineName]),
+            CommandSpec("remove", "Remove a stopped machine, its data and its network (its address given back).", options: [store],
+                        positionals: [machineName]),
+            CommandSpec("list", "The machines, their templates and whether they run.", options: [store]),
+            CommandSpec("set", "Service sets (/etc/replica/sets/NAME.conf): start forks and boots them all at once, ready when all are; stop.",
+                        options: [store, .option("wait", "seconds", "start: how long all may take to be ready.", default: "120"), sets],
+                        positionals: [PositionalSpec("action", "start or stop."), PositionalSpec("set", "The set.")]),
+        ])
+
+    /// A machine or template that is not there is not configured (exit 6).
+    public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
+        do throws(ReplicaError) { return try MachineCommand(arguments).run() } catch where error.reason == .notFound { throw error.because(.notConfigured) }
+    }
+}

@@ -1,0 +1,35 @@
+import Glibc
+import ReplicaKit
+
+/// `replica-run`: runs a command in the sandbox a service profile describes, without systemd (Nomad
+/// raw_exec, scripts, tests): the same plan gives the command the same view as the unit.
+public enum RunTool: Tool {
+    public static let spec = ToolSpec(
+        name: "replica-run",
+        abstract: "Run a command in the sandbox a service profile describes.",
+        discussion: """
+            PROFILE is a service (web, web.service) whose profile in /etc/replica/services/ describes its
+            [Sandbox], [State] and [Config]; run replica-shift prepare PROFILE first when it has state.
+            Exit codes: the command's own; before it runs: 1 setup failed, 2 usage, 6 not configured.
+            """,
+        commands: [CommandSpec("", "Run a command in the sandbox a service profile describes.", options: [
+            .profiles, .flag("print", "Print the plan as systemd directives instead of running anything."),
+        ], positionals: [PositionalSpec("profile", "The service profile."),
+                         PositionalSpec("command", "The command and its arguments, after --.", many: true, optional: true)])])
+
+    public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0], loader = arguments.profileLoader
+        let plan: ServicePlan
+        do throws(ReplicaError) {
+            guard let loaded = try ServicePlan.load(name, loader: loader) else { throw loader.notConfigured(name) }
+            plan = loaded
+        } catch { throw error.reason == .notConfigured ? error : error.because(.usage) }
+        let sandbox = try plan.profile.sandbox()
+        if arguments.flag("print") {
+            return ToolOutput(lines: sandbox.systemdDirectives, [("directives", .array(sandbox.systemdDirectives.map(JSON.string)))])
+        }
+        let command = Array(arguments.positionals.dropFirst())
+        guard !command.isEmpty else { throw .usage("no command; usage: replica-run PROFILE -- COMMAND [ARGS...]") }
+        try SandboxMounter.exec(sandbox, command: command)
+    }
+}
