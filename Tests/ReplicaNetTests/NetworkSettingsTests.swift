@@ -71,3 +71,30 @@ import Testing
         #expect(error?.location?.file == "web.service.conf" && error?.location?.key == key, "\(String(describing: error))")
     }
 }
+
+/// A plan's steps, decided without privileges: what the dry run prints is what `apply` takes, in
+/// the same order, host steps before those inside the namespace.
+@Suite struct NetworkStepTests {
+    @Test func aBridgedPlanIsOneStepPerCommandHostStepsFirst() throws {
+        var plan = NetworkPlan(namespace: "web")
+        (plan.bridge, plan.bridgeAddress) = ("br-replica", try IPPrefix("10.88.0.1/24"))
+        plan.addresses = [try IPPrefix("10.88.0.7/24")]
+        plan.routes = [.init(try IPPrefix("0.0.0.0/0"), via: try IPPrefix("10.88.0.1/24"))]
+        let (gateway, address) = (try IPPrefix("10.88.0.1/24"), try IPPrefix("10.88.0.7/24"))
+        #expect(plan.steps == [.addNamespace, .addBridge("br-replica"), .addBridgeAddress(gateway, bridge: "br-replica"),
+                               .bridgeUp("br-replica"), .addVeth, .hostLinkUp, .loopbackUp, .innerLinkUp,
+                               .addAddress(address), .addRoute(plan.routes[0])])
+        #expect(plan.commands.count == plan.steps.count)
+        let inside = plan.steps.map(\.isInside)
+        #expect(inside == [false, false, false, false, false, false, true, true, true, true], "apply opens the namespace's socket once, after the host steps")
+    }
+
+    @Test func aMacvlanPlanHasNoVethNoBridgeAndNothingLeftOnTheHost() throws {
+        var plan = NetworkPlan(namespace: "lan")
+        plan.macvlanParent = "eth1"
+        plan.addresses = [try IPPrefix("192.168.1.50/24")]
+        let address = try IPPrefix("192.168.1.50/24")
+        #expect(plan.steps == [.addNamespace, .addMacvlan(parent: "eth1", mode: .bridge), .loopbackUp, .innerLinkUp, .addAddress(address)])
+        #expect(plan.commands[1] == "ip link add link eth1 name eth0 netns lan type macvlan mode bridge")
+    }
+}

@@ -102,28 +102,4 @@ public struct NetworkPlan: Equatable, Sendable {
             ("mtu", mtu.map { .int(Int64($0)) } ?? .null),
         ])
     }
-
-    /// The plan as `ip` commands, for `--dry-run` and the docs.
-    public var commands: [String] {
-        var lines = ["ip netns add \(namespace)"]
-        if let macvlanParent {
-            lines.append("ip link add link \(macvlanParent) name \(innerLink) netns \(namespace) type macvlan mode \(macvlanMode)")
-        } else if let bridge {
-            lines.append("ip link add \(bridge) type bridge   # when missing")
-            if let bridgeAddress { lines.append("ip addr add \(bridgeAddress) dev \(bridge)") }
-            lines.append("ip link set \(bridge) up")
-        }
-        if macvlanParent == nil {
-            lines.append("ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)")
-            lines.append("ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up")
-        }
-        lines.append("ip -n \(namespace) link set lo up")
-        lines.append("ip -n \(namespace) link set \(innerLink)\(mtu.map { " mtu \($0)" } ?? "") up")
-        for address in addresses { lines.append("ip -n \(namespace) addr add \(address) dev \(innerLink)") }
-        for route in routes {
-            let destination = route.destination.length == 0 ? "default" : route.destination.description
-            lines.append("ip -n \(namespace) route add \(destination)\(route.gateway.map { " via \($0.addressText)" } ?? "") dev \(innerLink)")
-        }
-        return lines
-    }
 }

@@ -5,11 +5,11 @@ extension NetworkPlan {
     /// What `apply` did, one line per step.
     public typealias Report = [String]
 
-    /// Makes the plan, all or nothing: each step that creates something records how to remove it,
-    /// and a failure at any step removes everything made so far, in reverse, before the error is
-    /// thrown. Nothing that existed before is modified: a namespace or veth name already taken is
-    /// refused up front, and an existing bridge only gains our veth as a port.
-    /// `injectingFailureAt` (tests) fails the run just before that step (0-based).
+    /// Makes the plan, all or nothing, by taking its `steps` in order: each step that creates
+    /// something records how to remove it, and a failure at any step removes everything made so
+    /// far, in reverse, before the error is thrown. Nothing that existed before is modified: a
+    /// namespace or veth name already taken is refused up front, and an existing bridge only gains
+    /// our veth as a port. `injectingFailureAt` (tests) fails the run just before that step (0-based).
     @discardableResult
     public func apply(injectingFailureAt failure: Int? = nil) throws(ReplicaError) -> Report {
         try validate()
@@ -22,100 +22,107 @@ extension NetworkPlan {
             throw ReplicaError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .EEXIST,
                            hint: "the namespace exists and is left untouched; run replica-net down \(namespace) first")
         }
-        var undo: [() -> Void] = []
-        var report: Report = []
-        var step = 0
-        func next(_ what: String) throws(ReplicaError) {
-            if step == failure { throw ReplicaError("network plan", [what], errno: .ECANCELED, hint: "failure injected before step \(step)") }
-            step += 1
-        }
+        var run = Run()
+        let steps = steps
         do throws(ReplicaError) {
-            try next("netns")
-            try NetworkNamespace.create(namespace)
-            undo.append { [namespace] in try? NetworkNamespace.delete(namespace) }
-            report.append("namespace \(namespace) (\(NetworkNamespace.directory)/\(namespace))")
-
-            var bridgeIndex: Int32?
-            if let bridge {
-                if let existing = try host.link(named: bridge) {
-                    guard existing.kind == "bridge" else {
-                        throw ReplicaError("network plan", [bridge], errno: .EINVAL, hint: "exists but is a \(existing.kind ?? "device"), not a bridge")
-                    }
-                    bridgeIndex = existing.index
-                    report.append("bridge \(bridge) exists; used as it is")
-                } else {
-                    try next("bridge")
-                    do throws(ReplicaError) {
-                        try host.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
-                    } catch where error.errno == .EEXIST {
-                        // Another plan made it meanwhile (two services or machines started at once
-                        // on a new bridge): theirs, used as it is, never removed by our undo.
-                        guard let theirs = try host.link(named: bridge), theirs.kind == "bridge" else { throw error }
-                        bridgeIndex = theirs.index
-                        report.append("bridge \(bridge) made meanwhile by another; used as it is")
-                    }
-                }
-                if bridgeIndex == nil {
-                    undo.append { try? Self.deleteLinks([bridge]) }
-                    guard let made = try host.link(named: bridge) else { throw ReplicaError("add bridge", [bridge], errno: .ENODEV) }
-                    bridgeIndex = made.index
-                    if let bridgeAddress {
-                        try next("bridge address")
-                        try host.perform(RouteRequest.addAddress(bridgeAddress, index: made.index), "add address", [bridgeAddress.description, bridge])
-                    }
-                    try next("bridge up")
-                    try host.perform(RouteRequest.setLink(index: made.index, up: true), "set link up", [bridge])
-                    report.append("bridge \(bridge)\(bridgeAddress.map { " \($0)" } ?? "") made and up")
-                }
-            }
-
-            let namespacePath = "\(NetworkNamespace.directory)/\(namespace)"
-            let namespaceFD = try OwnedFD.open(namespacePath, O_RDONLY)
-            if let macvlanParent {
-                // Born inside the namespace: it goes with the namespace on undo and teardown.
-                try next("macvlan")
-                guard let parent = try host.link(named: macvlanParent) else {
-                    throw ReplicaError("network plan", [macvlanParent], errno: .ENODEV, hint: "no such interface to put a macvlan on")
-                }
-                try host.perform(RouteRequest.addMacvlan(innerLink, parentIndex: parent.index, mode: macvlanMode, namespaceFD: namespaceFD.rawValue),
-                                 "add macvlan", ["\(namespace):\(innerLink)", macvlanParent])
-                report.append("macvlan \(namespace):\(innerLink) on \(macvlanParent), mode \(macvlanMode)")
-            } else {
-                try next("veth")
-                try host.perform(RouteRequest.addVeth(hostLink, peer: innerLink, peerNamespaceFD: namespaceFD.rawValue),
-                                 "add veth", [hostLink, "\(namespace):\(innerLink)"])
-                undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
-                guard let veth = try host.link(named: hostLink) else { throw ReplicaError("add veth", [hostLink], errno: .ENODEV) }
-                try next("veth up")
-                try host.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: bridgeIndex,
-                                                      noIPv6LinkLocal: bridgeIndex != nil), "set link", [hostLink])
-                report.append("veth \(hostLink)\(bridge.map { " in \($0)" } ?? "") ↔ \(namespace):\(innerLink), up")
-            }
-
+            // Host steps on the host's socket, then the namespace's own steps on one opened inside it.
+            for (index, step) in steps.enumerated() where !step.isInside { try perform(step, index, failure, &host, &run) }
             var inside = try NetlinkSocket(namespace: namespace)
-            guard let inner = try inside.link(named: innerLink), let loopback = try inside.link(named: "lo") else {
-                throw ReplicaError("network plan", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the link is not in the namespace")
-            }
-            try next("inside up")
-            try inside.perform(RouteRequest.setLink(index: loopback.index, up: true), "set link up", ["\(namespace):lo"])
-            try inside.perform(RouteRequest.setLink(index: inner.index, up: true, mtu: mtu), "set link up", ["\(namespace):\(innerLink)"])
-            for address in addresses {
-                try next("address \(address)")
-                try inside.perform(RouteRequest.addAddress(address, index: inner.index), "add address", [address.description, "\(namespace):\(innerLink)"])
-                report.append("\(namespace):\(innerLink) \(address)")
-            }
-            for route in routes {
-                try next("route \(route.destination)")
-                try inside.perform(RouteRequest.addRoute(to: route.destination, via: route.gateway, index: inner.index), "add route",
-                                   [route.destination.description, route.gateway?.addressText ?? innerLink])
-                report.append("\(namespace): route \(route.destination.length == 0 ? "default" : route.destination.description)"
-                              + (route.gateway.map { " via \($0.addressText)" } ?? ""))
-            }
+            for (index, step) in steps.enumerated() where step.isInside { try perform(step, index, failure, &inside, &run) }
         } catch {
-            for action in undo.reversed() { action() }
+            for action in run.undo.reversed() { action() }
             throw error
         }
-        return report
+        return run.report
+    }
+
+    /// What a run of the steps knows so far: how to undo what it made, what it reports, and the
+    /// kernel's indices later steps act on.
+    private struct Run {
+        var undo: [() -> Void] = []
+        var report: Report = []
+        var bridgeIndex: Int32?
+        /// The bridge was made by this run: its address and state are ours to set.
+        var madeBridge = false
+        var innerIndex: Int32?
+    }
+
+    /// Takes one step on `socket` (the host's, or the namespace's for an inside step).
+    private func perform(_ step: NetworkStep, _ index: Int, _ failure: Int?, _ socket: inout NetlinkSocket, _ run: inout Run) throws(ReplicaError) {
+        if index == failure { throw ReplicaError("network plan", [command(step)], errno: .ECANCELED, hint: "failure injected before step \(index)") }
+        switch step {
+        case .addNamespace:
+            try NetworkNamespace.create(namespace)
+            run.undo.append { [namespace] in try? NetworkNamespace.delete(namespace) }
+            run.report.append("namespace \(namespace) (\(NetworkNamespace.directory)/\(namespace))")
+        case .addBridge(let bridge):
+            if let existing = try socket.link(named: bridge) {
+                guard existing.kind == "bridge" else {
+                    throw ReplicaError("network plan", [bridge], errno: .EINVAL, hint: "exists but is a \(existing.kind ?? "device"), not a bridge")
+                }
+                run.bridgeIndex = existing.index
+                run.report.append("bridge \(bridge) exists; used as it is")
+                return
+            }
+            do throws(ReplicaError) {
+                try socket.perform(RouteRequest.addBridge(bridge), "add bridge", [bridge])
+            } catch where error.errno == .EEXIST {
+                // Another plan made it meanwhile (two services or machines started at once on a new
+                // bridge): theirs, used as it is, never removed by our undo.
+                guard let theirs = try socket.link(named: bridge), theirs.kind == "bridge" else { throw error }
+                run.bridgeIndex = theirs.index
+                run.report.append("bridge \(bridge) made meanwhile by another; used as it is")
+                return
+            }
+            run.undo.append { try? Self.deleteLinks([bridge]) }
+            guard let made = try socket.link(named: bridge) else { throw ReplicaError("add bridge", [bridge], errno: .ENODEV) }
+            (run.bridgeIndex, run.madeBridge) = (made.index, true)
+            run.report.append("bridge \(bridge) made")
+        case .addBridgeAddress(let address, let bridge):
+            guard run.madeBridge, let index = run.bridgeIndex else { return }
+            try socket.perform(RouteRequest.addAddress(address, index: index), "add address", [address.description, bridge])
+            run.report.append("bridge \(bridge) \(address)")
+        case .bridgeUp(let bridge):
+            guard run.madeBridge, let index = run.bridgeIndex else { return }
+            try socket.perform(RouteRequest.setLink(index: index, up: true), "set link up", [bridge])
+            run.report.append("bridge \(bridge) up")
+        case .addMacvlan(let parentName, let mode):
+            // Born inside the namespace: it goes with the namespace on undo and teardown.
+            guard let parent = try socket.link(named: parentName) else {
+                throw ReplicaError("network plan", [parentName], errno: .ENODEV, hint: "no such interface to put a macvlan on")
+            }
+            let namespaceFD = try OwnedFD.open("\(NetworkNamespace.directory)/\(namespace)", O_RDONLY)
+            try socket.perform(RouteRequest.addMacvlan(innerLink, parentIndex: parent.index, mode: mode, namespaceFD: namespaceFD.rawValue),
+                               "add macvlan", ["\(namespace):\(innerLink)", parentName])
+            run.report.append("macvlan \(namespace):\(innerLink) on \(parentName), mode \(mode)")
+        case .addVeth:
+            let namespaceFD = try OwnedFD.open("\(NetworkNamespace.directory)/\(namespace)", O_RDONLY)
+            try socket.perform(RouteRequest.addVeth(hostLink, peer: innerLink, peerNamespaceFD: namespaceFD.rawValue),
+                               "add veth", [hostLink, "\(namespace):\(innerLink)"])
+            run.undo.append { [hostLink] in try? Self.deleteLinks([hostLink]) }
+            run.report.append("veth \(hostLink) ↔ \(namespace):\(innerLink)")
+        case .hostLinkUp:
+            guard let veth = try socket.link(named: hostLink) else { throw ReplicaError("add veth", [hostLink], errno: .ENODEV) }
+            try socket.perform(RouteRequest.setLink(index: veth.index, up: true, mtu: mtu, master: run.bridgeIndex,
+                                                    noIPv6LinkLocal: run.bridgeIndex != nil), "set link", [hostLink])
+            run.report.append("\(hostLink)\(bridge.map { " in \($0)" } ?? ""), up")
+        case .loopbackUp:
+            guard let loopback = try socket.link(named: "lo") else { throw ReplicaError("network plan", ["\(namespace):lo"], errno: .ENODEV) }
+            try socket.perform(RouteRequest.setLink(index: loopback.index, up: true), "set link up", ["\(namespace):lo"])
+        case .innerLinkUp:
+            guard let inner = try socket.link(named: innerLink) else {
+                throw ReplicaError("network plan", ["\(namespace):\(innerLink)"], errno: .ENODEV, hint: "the link is not in the namespace")
+            }
+            run.innerIndex = inner.index
+            try socket.perform(RouteRequest.setLink(index: inner.index, up: true, mtu: mtu), "set link up", ["\(namespace):\(innerLink)"])
+        case .addAddress(let address):
+            try socket.perform(RouteRequest.addAddress(address, index: run.innerIndex ?? 0), "add address", [address.description, "\(namespace):\(innerLink)"])
+            run.report.append("\(namespace):\(innerLink) \(address)")
+        case .addRoute(let route):
+            try socket.perform(RouteRequest.addRoute(to: route.destination, via: route.gateway, index: run.innerIndex ?? 0), "add route",
+                               [route.destination.description, route.gateway?.addressText ?? innerLink])
+            run.report.append("\(namespace): route \(route.name)" + (route.gateway.map { " via \($0.addressText)" } ?? ""))
+        }
     }
 
     /// Removes what `apply` made for this service — the namespace and the host veth — and keeps
@@ -152,34 +159,50 @@ extension NetworkPlan {
         }
     }
 
-    /// Where the kernel differs from the plan, one line each; empty when it matches. Changes nothing.
+    /// Where the kernel differs from the plan, one line each, step by step; empty when it matches.
+    /// Changes nothing. A missing namespace or inner link ends the comparison (nothing after it
+    /// can be there); an existing bridge's own address and state are not the plan's.
     public func check() throws(ReplicaError) -> [String] {
         try validate()
-        var drift: [String] = []
-        var host = try NetlinkSocket()
         guard NetworkNamespace.list().contains(namespace) else { return ["namespace \(namespace) is missing"] }
-        if let macvlanParent {
-            if try host.link(named: macvlanParent) == nil { drift.append("\(macvlanParent), the macvlan's parent, is missing") }
-        } else if let link = try host.link(named: hostLink) {
-            if !link.isUp { drift.append("\(hostLink) is down") }
-            if let bridge {
-                let master = try host.link(named: bridge)
-                if master == nil { drift.append("bridge \(bridge) is missing") }
-                else if link.masterIndex != master?.index { drift.append("\(hostLink) is not a port of \(bridge)") }
-            }
-        } else {
-            drift.append("veth \(hostLink) is missing")
-        }
+        var host = try NetlinkSocket()
+        var drift: [String] = []
+        var inner: Link?
+        var present: [IPPrefix]?, table: [Route]?  // read once, at the first address and route
         var inside = try NetlinkSocket(namespace: namespace)
-        guard let inner = try inside.link(named: innerLink) else { return drift + ["\(namespace):\(innerLink) is missing"] }
-        if !inner.isUp { drift.append("\(namespace):\(innerLink) is down") }
-        let present = try inside.addresses().filter { $0.index == inner.index }.map(\.prefix)
-        for address in addresses where !present.contains(address) { drift.append("\(namespace):\(innerLink) lacks \(address)") }
-        let table = try inside.routes()
-        for route in routes where !table.contains(where: {
-            $0.destination == route.destination && $0.gateway?.address == route.gateway?.address && $0.index == inner.index
-        }) {
-            drift.append("\(namespace): route \(route.destination)\(route.gateway.map { " via \($0.addressText)" } ?? "") is missing")
+        for step in steps {
+            switch step {
+            case .addNamespace, .addBridgeAddress, .bridgeUp, .loopbackUp:
+                continue
+            case .addBridge(let bridge):
+                if try host.link(named: bridge) == nil { drift.append("bridge \(bridge) is missing") }
+            case .addMacvlan(let parent, _):
+                if try host.link(named: parent) == nil { drift.append("\(parent), the macvlan's parent, is missing") }
+            case .addVeth:
+                if try host.link(named: hostLink) == nil { drift.append("veth \(hostLink) is missing") }
+            case .hostLinkUp:
+                guard let link = try host.link(named: hostLink) else { continue }
+                if !link.isUp { drift.append("\(hostLink) is down") }
+                if let bridge, let master = try host.link(named: bridge), link.masterIndex != master.index {
+                    drift.append("\(hostLink) is not a port of \(bridge)")
+                }
+            case .innerLinkUp:
+                guard let link = try inside.link(named: innerLink) else { return drift + ["\(namespace):\(innerLink) is missing"] }
+                if !link.isUp { drift.append("\(namespace):\(innerLink) is down") }
+                inner = link
+            case .addAddress(let address):
+                if present == nil { present = try inside.addresses().filter { $0.index == inner?.index }.map(\.prefix) }
+                if present?.contains(address) != true {
+                    drift.append("\(namespace):\(innerLink) lacks \(address)")
+                }
+            case .addRoute(let route):
+                if table == nil { table = try inside.routes() }
+                if !(table ?? []).contains(where: {
+                    $0.destination == route.destination && $0.gateway?.address == route.gateway?.address && $0.index == inner?.index
+                }) {
+                    drift.append("\(namespace): route \(route.destination)\(route.gateway.map { " via \($0.addressText)" } ?? "") is missing")
+                }
+            }
         }
         return drift
     }
