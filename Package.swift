@@ -84,6 +84,6 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "ReplicaNetTests", dependencies: ["ReplicaNet", "ReplicaTestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "ReplicaTests", dependencies: ["Replica", "ReplicaTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ReplicaTests", dependencies: ["Replica", "ReplicaStore", "ReplicaNet", "ReplicaTestSupport"], swiftSettings: strict),
     ]
 )

@@ -1,5 +1,6 @@
 import BenchmarkSupport
 import Glibc
+import Replica
 import ReplicaKit
 import ReplicaStore
 

@@ -21,7 +21,7 @@ extension Btrfs {
     }
 
     /// An extended attribute's value as text (`getfattr -n NAME`); nil when it is not set.
-    static func attribute(_ fd: borrowing OwnedFD, _ name: String, limit: Int = 4096) -> String? {
+    public static func attribute(_ fd: borrowing OwnedFD, _ name: String, limit: Int = 4096) -> String? {
         var buffer = [UInt8](repeating: 0, count: limit)
         let raw = fd.rawValue
         let count = buffer.withUnsafeMutableBytes { fgetxattr(raw, name, $0.baseAddress, $0.count) }
@@ -30,7 +30,7 @@ extension Btrfs {
     }
 
     /// Sets an extended attribute (`setfattr -n NAME -v VALUE`).
-    static func setAttribute(_ fd: borrowing OwnedFD, _ name: String, _ value: String, path: String) throws(ReplicaError) {
+    public static func setAttribute(_ fd: borrowing OwnedFD, _ name: String, _ value: String, path: String) throws(ReplicaError) {
         let bytes = Array(value.utf8)
         let raw = fd.rawValue
         let result = bytes.withUnsafeBytes { fsetxattr(raw, name, $0.baseAddress, $0.count, 0) }
@@ -39,7 +39,7 @@ extension Btrfs {
 
     /// Removes every extended attribute whose name starts with `prefix` (`getfattr -m` then
     /// `setfattr -x`): a copy or snapshot must not carry what was recorded about its source.
-    static func removeAttributes(_ fd: borrowing OwnedFD, prefix: String, path: String) throws(ReplicaError) {
+    public static func removeAttributes(_ fd: borrowing OwnedFD, prefix: String, path: String) throws(ReplicaError) {
         var buffer = [CChar](repeating: 0, count: 64 << 10)
         let raw = fd.rawValue
         let count = buffer.withUnsafeMutableBufferPointer { flistxattr(raw, $0.baseAddress, $0.count) }

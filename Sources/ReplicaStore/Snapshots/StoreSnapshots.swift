@@ -43,10 +43,9 @@ extension Store {
         return try directory("\(Store.snapshotsDirectory)/\(name)")
     }
 
-    /// `mkdir PARENT/NAME` (mode 0700) unless it exists.
     /// `mkdir PARENT/NAME` unless it exists (then it is opened as a directory by the caller, which
     /// refuses anything else).
-    func makeDirectory(_ name: String, in parent: borrowing OwnedFD, mode: mode_t = 0o700) throws(ReplicaError) {
+    public func makeDirectory(_ name: String, in parent: borrowing OwnedFD, mode: mode_t = 0o700) throws(ReplicaError) {
         if mkdirat(parent.rawValue, name, mode) != 0 && Errno.current != .EEXIST {
             throw ReplicaError.current("mkdir", [path, name])
         }
@@ -55,8 +54,8 @@ extension Store {
     /// Where subvolume `name` is, below the store: at its top (`web`), except the state of
     /// `replica-machine@NAME.service`, which is machine NAME's root (`machines/NAME`).
     func location(of name: String) -> String {
-        guard name.hasPrefix(Machines.unitPrefix) else { return name }
-        return "\(Machines.directory)/\(name.dropFirst(Machines.unitPrefix.count))"
+        guard name.hasPrefix(Store.machineSubvolumePrefix) else { return name }
+        return "\(Store.machinesDirectory)/\(name.dropFirst(Store.machineSubvolumePrefix.count))"
     }
 
     /// Takes a read-only snapshot of subvolume `name` as `snapshots/NAME/NAME.YYYYMMDDTHHMMSSZ`

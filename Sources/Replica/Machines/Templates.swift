@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 /// Container templates on the store: read-only subvolumes `templates/NAME` holding a root file
 /// system (a debootstrap'd Debian, an unpacked image), from which machines are forked in

@@ -1,5 +1,6 @@
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 extension Machines.Seed {
     /// The public keys in the file at `path`, as `authorized_keys` holds them: one a line, blank

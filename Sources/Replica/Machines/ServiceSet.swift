@@ -1,5 +1,6 @@
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 /// A service set: machines started together behind one name, from a set file
 /// (`/etc/replica/sets/NAME.conf`, also `/run/replica/sets` and `/usr/lib/replica/sets`, with

@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 /// A machine booted outside systemd (`replica-machine start`): `systemd-nspawn` in a session of
 /// its own, its pid in `/run/replica/machines/NAME.pid` and its console in `NAME.log`. Under

@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import ReplicaStore
 
 /// Machines forked from templates: a writable snapshot `machines/NAME` of a template, its identity
 /// reset so no two forks clash (what `machinectl clone` and `systemd-nspawn --template=` leave as it
@@ -8,12 +9,12 @@ import ReplicaKit
 /// images without it), then booted with `systemd-nspawn --boot --notify-ready=yes`.
 public enum Machines {
     /// The folder of the store machines are in.
-    public static let directory = "machines"
+    public static let directory = Store.machinesDirectory
     /// The extended attribute recording the template a machine was forked from: `NAME UUID`.
     public static let attribute = "user.replica.machine"
     /// The unit a machine runs as under systemd, less its name: `replica-machine@NAME.service`. Its
     /// state is the machine's root, so `replica-snap run replica-machine@NAME` snapshots the machine.
-    public static let unitPrefix = "replica-machine@"
+    public static let unitPrefix = Store.machineSubvolumePrefix
     /// The extended attribute recording the machine's network: `[Network]` lines (`Bridge=lab`).
     public static let networkAttribute = "user.replica.network"
     /// The extended attribute recording what every start passes as credentials: `hostname=NAME`

@@ -1,4 +1,5 @@
 import Glibc
+import Replica
 import ReplicaKit
 import ReplicaStore
 import ReplicaTestSupport
