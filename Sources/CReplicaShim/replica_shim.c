@@ -200,6 +200,33 @@ int replica_termination_signalfd(void) {
     }
     return signalfd(-1, &set, SFD_CLOEXEC);
 }
+static void replica_supervisor_set(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGCHLD);
+}
+int replica_supervisor_signalfd(void) {
+    sigset_t set;
+    replica_supervisor_set(&set);
+    int error = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
+    return signalfd(-1, &set, SFD_CLOEXEC);
+}
+int replica_unblock_supervisor_signals(void) {
+    sigset_t set;
+    replica_supervisor_set(&set);
+    int error = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
+    return 0;
+}
 int replica_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
 int replica_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0); }

@@ -126,6 +126,12 @@ int replica_accept_nonblocking(int fd);
 /// close-on-exec signalfd(2) that becomes readable when one arrives: a clean stop for a poll loop,
 /// without a signal handler. signalfd is not in Swift's Glibc module.
 int replica_termination_signalfd(void);
+/// The signals a supervisor passes on — SIGTERM, SIGINT, SIGHUP — and SIGCHLD, blocked in the
+/// calling thread and read from the returned close-on-exec signalfd(2) instead.
+int replica_supervisor_signalfd(void);
+/// Unblocks what replica_supervisor_signalfd blocked (a forked child's first step, before exec);
+/// returns 0, or -1 with errno.
+int replica_unblock_supervisor_signals(void);
 /// prctl(PR_SET_PDEATHSIG): signal this process when its parent dies.
 int replica_set_parent_death_signal(int signal);
 

@@ -51,9 +51,7 @@ public enum MachineNetwork {
     public static func up(_ machine: Machines.Machine) throws(ReplicaError) -> (namespace: String, made: Bool)? {
         guard !machine.network.isEmpty else { return nil }
         let namespace = namespace(machine.name)
-        if try NetworkRecord.read(owner(machine.name)) != nil && access("\(NetworkNamespace.directory)/\(namespace)", F_OK) == 0 {
-            return (namespace, false)
-        }
+        if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
         _ = try ServiceNetwork.up(plan(machine.name, machine.network))
         return (namespace, true)
     }

@@ -70,6 +70,11 @@ public enum ServiceNetwork {
         }
     }
 
+    /// Whether what `up` records for the owner is there: its record, and its namespace pinned.
+    public static func isUp(_ owner: String, namespace: String, records: String = recordDirectory) throws(ReplicaError) -> Bool {
+        try NetworkRecord.read(owner, in: records) != nil && access("\(NetworkNamespace.directory)/\(namespace)", F_OK) == 0
+    }
+
     /// What `down` did for one owner.
     public struct Removed: Sendable {
         /// The owner named to `down`.
