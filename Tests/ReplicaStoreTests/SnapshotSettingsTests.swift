@@ -49,3 +49,18 @@ import Testing
         #expect(try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []), overrides: []) == nil)
     }
 }
+
+/// The owner record of a state subvolume, read and written without a store.
+@Suite struct StateOwnerRecordTests {
+    @Test func anOwnerIsARecordAndTheOldFormIsStillRead() throws {
+        let owner = StateOwner(unit: "web.service", path: "/var/lib/web data")
+        #expect(try owner.encoded == "unit=web.service\npath=/var/lib/web data\n")
+        #expect(StateOwner(recorded: try owner.encoded) == owner)
+        #expect(StateOwner(recorded: "web.service /var/lib/web data") == owner, "what Replica 0.7 recorded")
+        #expect(StateOwner(recorded: "web.service") == nil && StateOwner(recorded: "unit=web.service\n") == nil)
+    }
+
+    @Test func aPathThatWouldAddALineIsRefusedNotEscaped() {
+        #expect(throws: ReplicaError.self) { _ = try StateOwner(unit: "web.service", path: "/var/lib/web\npath=/etc").encoded }
+    }
+}
