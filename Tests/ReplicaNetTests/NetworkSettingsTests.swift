@@ -98,3 +98,38 @@ import Testing
         #expect(plan.commands[1] == "ip link add link eth1 name eth0 netns lan type macvlan mode bridge")
     }
 }
+
+/// What `replica-net down` does with what `up` recorded, decided from the record and what is there
+/// now, without a kernel: only the very link and namespace `up` made are removed.
+@Suite struct TeardownDecisionTests {
+    static let record = """
+        owner=web.service
+        namespace=web
+        namespace_inode=4026532801
+        host_link=rv-web
+        host_link_index=17
+        lease_subnet=10.88.0.0/24
+        address=10.88.0.7/24
+
+        """
+
+    @Test func theLinkAndNamespaceUpMadeAreRemoved() throws {
+        let made = try NetworkRecord(parsing: Self.record, path: "web.service")
+        #expect(made.hostLinkDecision(found: 17) == .remove("rv-web"))
+        #expect(made.namespaceDecision(found: 4026532801) == .remove("namespace web"))
+    }
+
+    @Test func aNameTakenAgainByAnotherIsLeftAlone() throws {
+        let made = try NetworkRecord(parsing: Self.record, path: "web.service")
+        #expect(made.hostLinkDecision(found: 23) == .leave("rv-web", why: "index 23, not 17"))
+        #expect(made.namespaceDecision(found: 4026532999) == .leave("namespace web", why: "inode 4026532999, not 4026532801"))
+        #expect(made.hostLinkDecision(found: nil) == .gone("veth rv-web") && made.namespaceDecision(found: nil) == .gone("namespace web"))
+    }
+
+    @Test func aMacvlanRecordHasNoHostLinkAndARecordMissingAKeyIsRefused() throws {
+        let macvlan = try NetworkRecord(parsing: Self.record.split(separator: "\n").filter { !$0.hasPrefix("host_link") }.joined(separator: "\n") + "\n",
+                                        path: "lan.service")
+        #expect(macvlan.hostLinkDecision(found: 17) == TeardownDecision.none)
+        #expect(throws: ReplicaError.self) { try NetworkRecord(parsing: "owner=web.service\nnamespace=web\n", path: "web.service") }
+    }
+}

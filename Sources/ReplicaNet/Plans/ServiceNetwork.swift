@@ -122,31 +122,17 @@ public enum ServiceNetwork {
                                        releasedLease: !released.isEmpty))
                 continue
             }
-            var lines: [String] = []
-            if let name = record.hostLink {
-                if let link = try host.link(named: name) {
-                    if link.index == record.hostLinkIndex { links.append(name); lines.append("veth \(name) removed") }
-                    else { lines.append("\(name) is not the link up made (index \(link.index), not \(record.hostLinkIndex ?? 0)); left alone") }
-                } else {
-                    lines.append("veth \(name) already gone")
-                }
-            }
-            results.append(Removed(owner: owner, record: record, lines: lines))
+            let found = try record.hostLink.map { (name) throws(ReplicaError) in try host.link(named: name)?.index } ?? nil
+            let decision = record.hostLinkDecision(found: found)
+            if case .remove(let name) = decision { links.append(name) }
+            results.append(Removed(owner: owner, record: record, lines: decision.line.map { [$0] } ?? []))
         }
         try NetworkPlan.deleteLinks(links)
         for index in results.indices {
             guard let record = results[index].record else { continue }
-            let path = "\(NetworkNamespace.directory)/\(record.namespace)"
-            if let status = try? FileStatus.of(path) {
-                if status.inode == record.namespaceInode {
-                    try NetworkNamespace.delete(record.namespace)
-                    results[index].lines.append("namespace \(record.namespace) removed")
-                } else {
-                    results[index].lines.append("namespace \(record.namespace) is not the one up made; left alone")
-                }
-            } else {
-                results[index].lines.append("namespace \(record.namespace) already gone")
-            }
+            let decision = record.namespaceDecision(found: (try? FileStatus.of("\(NetworkNamespace.directory)/\(record.namespace)"))?.inode)
+            if case .remove = decision { try NetworkNamespace.delete(record.namespace) }
+            if let line = decision.line { results[index].lines.append(line) }
             if let subnet = record.leaseSubnet, !keepLeases {
                 try AddressPool(subnet: subnet, root: leases).release(record.owner)
                 results[index].lines.append("address \(record.address.map { $0.description } ?? "") given back")
@@ -155,6 +141,44 @@ public enum ServiceNetwork {
             try record.remove(in: records)
         }
         return results
+    }
+}
+
+/// What `down` does with one object `up` recorded, decided from the record and what is there
+/// now: remove it only while it is still the one `up` made.
+public enum TeardownDecision: Equatable, Sendable {
+    /// It is the one `up` made: remove it.
+    case remove(String)
+    /// Something of that name is there, but not the one `up` made (another index or inode): leave it.
+    case leave(String, why: String)
+    /// Nothing of that name is there.
+    case gone(String)
+    /// The record names none (a macvlan has no host link).
+    case none
+
+    /// What `down` reports for it.
+    public var line: String? {
+        switch self {
+        case .remove(let name): "\(name) removed"
+        case .leave(let name, let why): "\(name) is not the one up made (\(why)); left alone"
+        case .gone(let name): "\(name) already gone"
+        case .none: nil
+        }
+    }
+}
+
+extension NetworkRecord {
+    /// The host veth: removed only while the link of its name has the index `up` recorded.
+    public func hostLinkDecision(found index: Int32?) -> TeardownDecision {
+        guard let hostLink else { return .none }
+        guard let index else { return .gone("veth \(hostLink)") }
+        return index == hostLinkIndex ? .remove(hostLink) : .leave(hostLink, why: "index \(index), not \(hostLinkIndex ?? 0)")
+    }
+
+    /// The namespace: unpinned only while `/run/netns/NAME` has the inode `up` recorded.
+    public func namespaceDecision(found inode: UInt64?) -> TeardownDecision {
+        guard let inode else { return .gone("namespace \(namespace)") }
+        return inode == namespaceInode ? .remove("namespace \(namespace)") : .leave("namespace \(namespace)", why: "inode \(inode), not \(namespaceInode)")
     }
 }
 
@@ -204,7 +228,8 @@ public struct NetworkRecord: Equatable, Sendable {
         return record.encoded
     }
 
-    init(parsing text: String, path: String) throws(ReplicaError) {
+    /// The record `up` wrote (`encoded()`), read from `path`; refused when a key it always writes is missing.
+    public init(parsing text: String, path: String) throws(ReplicaError) {
         let record = try Record(decoding: text, source: path)
         guard let owner = record.value("owner"), let namespace = record.value("namespace"),
               let inode = record.value("namespace_inode").flatMap({ UInt64($0) }) else {

@@ -137,3 +137,27 @@ public struct ReplicationReport: Sendable {
                     failures: reports.flatMap { [$0.error].compactMap { $0 } + $0.sent.compactMap(\.error) })
     }
 }
+
+/// What a send does, decided from the snapshots alone: oldest first, each one the target holds a
+/// copy of (by its received uuid) is already there; each other one is sent, incrementally from the
+/// snapshot before it — which the target holds by then, already or just sent — and in full only
+/// when it is the oldest.
+public struct SendPlan: Equatable, Sendable {
+    /// One snapshot's fate, by its index in the oldest-first list.
+    public enum Step: Equatable, Sendable {
+        /// The target holds a copy.
+        case alreadyThere(Int)
+        /// Send it, incrementally from `parent` (an index), in full when nil.
+        case send(Int, parent: Int?)
+    }
+
+    /// One step per snapshot, in order.
+    public let steps: [Step]
+
+    /// The plan for snapshots with these uuids (oldest first) and a target holding copies of `held`.
+    public init(uuids: [String], held: Set<String>) {
+        steps = uuids.indices.map { index in
+            held.contains(uuids[index]) ? .alreadyThere(index) : .send(index, parent: index == 0 ? nil : index - 1)
+        }
+    }
+}

@@ -31,27 +31,23 @@ extension Store {
             let snapshots = try self.snapshots(of: name)
             let (copies, cleaned) = try side.prepare(dryRun: dryRun)
             report.cleaned = cleaned
-            var held = Set(copies.filter(\.readOnly).compactMap(\.receivedUUID))
-            var parent: Snapshot?
-            for snapshot in snapshots {
-                if held.contains(snapshot.info.uuid) {
-                    report.alreadyThere.append(snapshot.name.description)
-                    parent = snapshot
-                    continue
-                }
-                var sent = ReplicationReport.Sent(name: snapshot.name.description, parent: parent?.name.description)
-                if !dryRun {
-                    do throws(ReplicaError) {
-                        try side.receive(snapshot, parent: parent, from: self)
-                    } catch {
-                        sent.error = error
-                        report.sent.append(sent)
-                        break
+            let plan = SendPlan(uuids: snapshots.map(\.info.uuid), held: Set(copies.filter(\.readOnly).compactMap(\.receivedUUID)))
+            for step in plan.steps {
+                switch step {
+                case .alreadyThere(let index):
+                    report.alreadyThere.append(snapshots[index].name.description)
+                case .send(let index, let parent):
+                    let parent = parent.map { snapshots[$0] }
+                    var sent = ReplicationReport.Sent(name: snapshots[index].name.description, parent: parent?.name.description)
+                    if !dryRun {
+                        do throws(ReplicaError) { try side.receive(snapshots[index], parent: parent, from: self) } catch {
+                            sent.error = error
+                            report.sent.append(sent)
+                            return report  // the later ones would be sent from this one
+                        }
                     }
+                    report.sent.append(sent)
                 }
-                report.sent.append(sent)
-                held.insert(snapshot.info.uuid)
-                parent = snapshot
             }
         } catch {
             report.error = error
