@@ -187,18 +187,21 @@ pid_t replica_gettid(void) { return gettid(); }
 
 int replica_accept_nonblocking(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
 
+// pthread_sigmask returns its error instead of setting errno; every shim call reports -1 + errno.
+static int replica_sigmask(int how, const sigset_t *set) {
+    int error = pthread_sigmask(how, set, NULL);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
+    return 0;
+}
 int replica_termination_signalfd(void) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
-    // pthread_sigmask returns its error instead of setting errno; every shim call reports -1 + errno.
-    int error = pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (error != 0) {
-        errno = error;
-        return -1;
-    }
-    return signalfd(-1, &set, SFD_CLOEXEC);
+    return replica_sigmask(SIG_BLOCK, &set) == 0 ? signalfd(-1, &set, SFD_CLOEXEC) : -1;
 }
 static void replica_supervisor_set(sigset_t *set) {
     sigemptyset(set);
@@ -210,22 +213,12 @@ static void replica_supervisor_set(sigset_t *set) {
 int replica_supervisor_signalfd(void) {
     sigset_t set;
     replica_supervisor_set(&set);
-    int error = pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (error != 0) {
-        errno = error;
-        return -1;
-    }
-    return signalfd(-1, &set, SFD_CLOEXEC);
+    return replica_sigmask(SIG_BLOCK, &set) == 0 ? signalfd(-1, &set, SFD_CLOEXEC) : -1;
 }
 int replica_unblock_supervisor_signals(void) {
     sigset_t set;
     replica_supervisor_set(&set);
-    int error = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    if (error != 0) {
-        errno = error;
-        return -1;
-    }
-    return 0;
+    return replica_sigmask(SIG_UNBLOCK, &set);
 }
 int replica_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 

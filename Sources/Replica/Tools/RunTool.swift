@@ -22,12 +22,7 @@ public enum RunTool: Tool {
                          PositionalSpec("command", "The command and its arguments, after --.", many: true, optional: true)])])
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
-        let name = arguments.positionals[0], loader = arguments.profileLoader
-        let plan: ServicePlan
-        do throws(ReplicaError) {
-            guard let loaded = try ServicePlan.load(name, loader: loader) else { throw loader.notConfigured(name) }
-            plan = loaded
-        } catch { throw error.reason == .notConfigured ? error : error.because(.usage) }
+        let plan = try arguments.servicePlan(arguments.positionals[0])
         let sandbox = try plan.profile.sandbox()
         if arguments.flag("print") {
             return ToolOutput(lines: sandbox.systemdDirectives, [("directives", .array(sandbox.systemdDirectives.map(JSON.string)))])

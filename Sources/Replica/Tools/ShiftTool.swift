@@ -34,14 +34,10 @@ public enum ShiftTool: Tool {
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
         // The whole plan, checked as the generator checks it: a profile one accepts, the other accepts.
-        let name = arguments.positionals[0], loader = arguments.profileLoader
         let plan: ServicePlan
-        do throws(ReplicaError) {
-            guard let loaded = try ServicePlan.load(name, loader: loader) else { throw loader.notConfigured(name) }
-            plan = loaded
-        } catch where error.reason != .notConfigured {
+        do throws(ReplicaError) { plan = try arguments.servicePlan(arguments.positionals[0]) } catch where error.reason == .usage && arguments.command == "refuse" {
             // A profile that does not parse: the unit's drop-in runs `refuse`, which must fail whatever happens.
-            throw arguments.command == "refuse" ? ReplicaError("", errno: .EINVAL, hint: error.description, reason: .refused) : error.because(.usage)
+            throw ReplicaError("", errno: .EINVAL, hint: error.description, reason: .refused)
         }
         let settings = plan.profile
         func output(_ lines: [String], _ members: [(String, JSON)], exitCode: Int32 = ExitCode.ok) -> ToolOutput {

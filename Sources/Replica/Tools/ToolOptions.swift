@@ -21,6 +21,13 @@ extension ParsedArguments {
         return .seconds(seconds)
     }
 
-    /// The value of an option that has a default.
-    func required(_ name: String) -> String { value(name) ?? "" }
+    /// The plan of service `name` from the profiles (`--profiles`, else the system's), checked as
+    /// the generator checks it; exit 6 without a profile, a usage error for one that is wrong.
+    func servicePlan(_ name: String) throws(ReplicaError) -> ServicePlan {
+        let loader = profileLoader
+        do throws(ReplicaError) {
+            guard let plan = try ServicePlan.load(name, loader: loader) else { throw loader.notConfigured(name) }
+            return plan
+        } catch { throw error.reason == .notConfigured ? error : error.because(.usage) }
+    }
 }
