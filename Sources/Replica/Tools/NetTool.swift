@@ -87,8 +87,10 @@ public enum NetTool: Tool {
                 _ = write(1, started, started.utf8.count)  // at once: a caller waits for it before connecting
             }
             let served = try proxy.runUntilTerminated()
+            // Named now: the proxy goes (removing its socket) when this returns, not at exit.
+            let (listened, connected) = ("\(proxy.listen)", "\(proxy.connect)")
             return ToolOutput("replica-net: stopped after \(served) connections",
-                              [("listen", .string("\(proxy.listen)")), ("connect", .string("\(proxy.connect)")), ("connections", .int(Int64(served)))])
+                              [("listen", .string(listened)), ("connect", .string(connected)), ("connections", .int(Int64(served)))])
         default:
             var held: [(subnet: String, address: String, owner: String)] = []
             for pool in try AddressPool.all(root: leases) {

@@ -40,8 +40,8 @@ public enum ShiftTool: Tool {
             throw ReplicaError("", errno: .EINVAL, hint: error.description, reason: .refused)
         }
         let settings = plan.profile
-        func output(_ lines: [String], _ members: [(String, JSON)], exitCode: Int32 = ExitCode.ok) -> ToolOutput {
-            ToolOutput(lines: lines.map { "\(settings.unit): \($0)" }, [("unit", .string(settings.unit))] + members, exitCode: exitCode)
+        func output(_ lines: [String], _ members: @autoclosure @escaping () -> [(String, JSON)], exitCode: Int32 = ExitCode.ok) -> ToolOutput {
+            ToolOutput(lines: lines.map { "\(settings.unit): \($0)" }, [("unit", .string(settings.unit))] + members(), exitCode: exitCode)
         }
         switch arguments.command {
         case "prepare":

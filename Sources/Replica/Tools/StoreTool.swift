@@ -26,8 +26,8 @@ public enum StoreTool: Tool {
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
         let image = arguments.value("image")!, mountPoint = arguments.value("mount-point")!
-        func output(_ text: String, _ members: [(String, JSON)], prefix: String = "replica-store: ") -> ToolOutput {
-            ToolOutput(prefix + text, [("mount_point", .string(mountPoint))] + members)
+        func output(_ text: String, _ members: @autoclosure @escaping () -> [(String, JSON)], prefix: String = "replica-store: ") -> ToolOutput {
+            ToolOutput(prefix + text, [("mount_point", .string(mountPoint))] + members())
         }
         /// The image is only a fallback: a btrfs already mounted there (this image, or a real disk
         /// from fstab) is left as it is and used.

@@ -144,9 +144,6 @@ public enum CommandLineRequest: Sendable {
     }
 }
 
-/// Parsing stops early with text to show; internal to the parser.
-private enum Stop: Error { case show(String), usage(String) }
-
 extension ToolSpec {
     /// The command a command line names (its first word), when it is one of this tool's.
     public func command(for arguments: [String]) -> CommandSpec? {
@@ -156,28 +153,19 @@ extension ToolSpec {
     /// Parses `arguments` (without the program name); a usage error is a `ReplicaError` with reason
     /// `usage` whose message says what to write instead.
     public func parse(_ arguments: [String]) throws(ReplicaError) -> CommandLineRequest {
-        do throws(Stop) { return .run(try parseOrStop(arguments)) } catch {
-            switch error {
-            case .show(let text): return .show(text)
-            case .usage(let message): throw .usage(message)
-            }
-        }
-    }
-
-    private func parseOrStop(_ arguments: [String]) throws(Stop) -> ParsedArguments {
-        if arguments == ["--generate-completion-script", "bash"] { throw .show(bashCompletion()) }
+        if arguments == ["--generate-completion-script", "bash"] { return .show(bashCompletion()) }
         var rest = arguments[...]
         let command: CommandSpec
         if commands.count == 1 && commands[0].name.isEmpty {
             command = commands[0]
         } else {
             guard let first = rest.first else { throw .usage("missing a subcommand\n\n\(help())") }
-            if first == "--version" { throw .show("\(name) \(ReplicaVersion.string)") }
-            if first == "--help" || first == "-h" { throw .show(help()) }
+            if first == "--version" { return .show("\(name) \(ReplicaVersion.string)") }
+            if first == "--help" || first == "-h" { return .show(help()) }
             if first == "help" {
                 // help COMMAND: that command's help.
-                if let name = rest.dropFirst().first, let command = commands.first(where: { $0.name == name }) { throw .show(help(for: command)) }
-                throw .show(help())
+                if let name = rest.dropFirst().first, let command = commands.first(where: { $0.name == name }) { return .show(help(for: command)) }
+                return .show(help())
             }
             guard let found = commands.first(where: { $0.name == first }) else {
                 throw .usage("unknown subcommand \"\(first)\"; one of: \(commands.map(\.name).joined(separator: ", "))")
@@ -188,7 +176,7 @@ extension ToolSpec {
         return try parse(rest, command)
     }
 
-    private func parse(_ arguments: ArraySlice<String>, _ command: CommandSpec) throws(Stop) -> ParsedArguments {
+    private func parse(_ arguments: ArraySlice<String>, _ command: CommandSpec) throws(ReplicaError) -> CommandLineRequest {
         var rest = arguments
         var parsed = ParsedArguments(command: command.name)
         for option in command.options { if let d = option.defaultValue { parsed.values[option.name] = [d] } }
@@ -200,8 +188,8 @@ extension ToolSpec {
                 continue
             }
             if argument == "--" { onlyPositionals = true; continue }
-            if argument == "--help" || argument == "-h" { throw .show(help(for: command)) }
-            if argument == "--version" { throw .show("\(name) \(ReplicaVersion.string)") }
+            if argument == "--help" || argument == "-h" { return .show(help(for: command)) }
+            if argument == "--version" { return .show("\(name) \(ReplicaVersion.string)") }
             let (name, inline) = Self.split(argument)
             let short = name.count == 2 && !name.hasPrefix("--") ? name.last : nil
             guard let option = command.options.first(where: { "--\($0.name)" == name || (short != nil && $0.short == short) }) else {
@@ -225,7 +213,7 @@ extension ToolSpec {
             given.insert(option.name)
         }
         try checkPositionals(parsed.positionals, command)
-        return parsed
+        return .run(parsed)
     }
 
     private static func split(_ argument: String) -> (String, String?) {
@@ -233,7 +221,7 @@ extension ToolSpec {
         return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
     }
 
-    private func checkPositionals(_ values: [String], _ command: CommandSpec) throws(Stop) {
+    private func checkPositionals(_ values: [String], _ command: CommandSpec) throws(ReplicaError) {
         let required = command.positionals.filter { !$0.optional }
         let takesMany = command.positionals.contains { $0.many }
         if values.count < required.count {

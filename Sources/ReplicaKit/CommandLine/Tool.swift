@@ -16,8 +16,9 @@ public protocol Tool {
 public struct ToolOutput {
     /// Printed on standard output without `--json`; nothing when empty.
     public var text: String
-    /// The JSON envelope's members after schema, tool, version and action.
-    public var members: [(String, JSON)]
+    /// The JSON envelope's members after schema, tool, version and action; made only for `--json`
+    /// (building JSON a command does not print would cost every start).
+    public var members: () -> [(String, JSON)]
     /// Lines for standard error after the output (a failed object of several), each prefixed by the
     /// tool's name.
     public var warnings: [String]
@@ -25,13 +26,15 @@ public struct ToolOutput {
     public var exitCode: Int32
 
     /// A command's result.
-    public init(_ text: String, _ members: [(String, JSON)], warnings: [String] = [], exitCode: Int32 = ExitCode.ok) {
+    public init(_ text: String, _ members: @autoclosure @escaping () -> [(String, JSON)], warnings: [String] = [],
+                exitCode: Int32 = ExitCode.ok) {
         (self.text, self.members, self.warnings, self.exitCode) = (text, members, warnings, exitCode)
     }
 
     /// Lines of text, one per step.
-    public init(lines: [String], _ members: [(String, JSON)], warnings: [String] = [], exitCode: Int32 = ExitCode.ok) {
-        self.init(lines.joined(separator: "\n"), members, warnings: warnings, exitCode: exitCode)
+    public init(lines: [String], _ members: @autoclosure @escaping () -> [(String, JSON)], warnings: [String] = [],
+                exitCode: Int32 = ExitCode.ok) {
+        self.init(lines.joined(separator: "\n"), members(), warnings: warnings, exitCode: exitCode)
     }
 }
 
@@ -63,7 +66,7 @@ extension Tool {
             exit(code)
         }
         if asJSON {
-            JSONEnvelope.print(tool: spec.name, action: action, output.members)
+            JSONEnvelope.print(tool: spec.name, action: action, output.members())
         } else if !output.text.isEmpty {
             print(output.text, terminator: output.text.hasSuffix("\n") ? "" : "\n")
         }
