@@ -18,4 +18,10 @@ for i in $(seq 100); do replica-run $unit -- true || { fail "run $i"; break; }; 
 equal "... and after 100 more runs" "$before" "$(cat /proc/self/mountinfo)"
 out=$(replica-run $unit -- sh -c 'exit 7'; echo "status=$?")
 contains "the command's exit status is passed through" "status=7" "$out"
+
+# --standalone, the packaged static tool: it prepares and supervises (fork in a static executable),
+# the command's code comes back, and the mount table is still as it was.
+out=$(replica-run --standalone $unit -- sh -c 'test -d /var/lib/sample && exit 5'; echo "status=$?")
+contains "--standalone runs the command in the sandbox and passes its status" "status=5" "$out"
+equal "... leaving the mount table as it was" "$before" "$(cat /proc/self/mountinfo)"
 finish
