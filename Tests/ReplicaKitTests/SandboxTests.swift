@@ -24,7 +24,7 @@ import Testing
             "TemporaryFileSystem=/tmp:mode=1777,size=67108864,nosuid,nodev",
             "BindPaths=/run/replica/store/web:/var/lib/web",
             "BindReadOnlyPaths=/var/lib/replica/config/web/current/nginx.conf:/etc/nginx/nginx.conf:norbind",
-            "BindReadOnlyPaths=\"-/srv/with space:/srv/data\"",
+            "BindReadOnlyPaths=-/srv/with\\ space:/srv/data",  // each path escaped, never the whole spec quoted
             "InaccessiblePaths=/home",
         ])
     }

@@ -51,7 +51,8 @@ import Testing
         let profile = try ServiceProfile(Profile(unit: "web.service", files: ["web.conf"],
             settings: try ProfileParser.parse("[Sandbox]\nBindReadOnlyPaths=\"/srv/a b:/x\" /srv/100%:/y\n", file: "web.conf")))
         let text = try ServicePlan(profile).dropIn()
-        #expect(text.contains("BindReadOnlyPaths=\"/srv/a b:/x\"\n") && text.contains("BindReadOnlyPaths=/srv/100%%:/y\n"), "\(text)")
+        // Each path escaped on its own: quoting "SOURCE:TARGET" whole made systemd read one path.
+        #expect(text.contains("BindReadOnlyPaths=/srv/a\\ b:/x\n") && text.contains("BindReadOnlyPaths=/srv/100%%:/y\n"), "\(text)")
         #expect(text.split(separator: "\n").allSatisfy { !$0.contains("\r") })
     }
 }

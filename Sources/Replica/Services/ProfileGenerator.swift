@@ -56,7 +56,10 @@ public struct ProfileGenerator {
             var text: String
             var failure: ProfileError?
             do throws(ProfileError) {
-                guard let plan = try ServicePlan.load(unit, loader: loader) else { continue }
+                guard let plan = try ServicePlan.load(unit, loader: loader) else {
+                    // Listed in a profile directory, yet nothing to read: fail closed, never unsandboxed.
+                    throw ProfileError(file: unit, line: 0, key: nil, reason: "its profile is listed but cannot be read")
+                }
                 do throws(ReplicaError) { text = try plan.dropIn(shiftCommand: shiftCommand) } catch {
                     throw ProfileError(file: plan.profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
                 }

@@ -62,7 +62,9 @@ public struct ProfileLoader: Sendable {
         }
         var files: [String] = []
         let candidates: [String] = directories.reversed().map { "\($0)/\(unit).conf" }
-        if let main = candidates.first(where: { (path: String) in access(path, F_OK) == 0 }) {
+        // Not following symlinks: a dangling one is a profile that exists (and is refused as one
+        // when read), never a unit without a profile that would start unsandboxed.
+        if let main = candidates.first(where: { (path: String) in faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0 }) {
             files.append(main)
         }
         var dropIns: [String: String] = [:]  // file name → path; later (higher) directories win

@@ -4,7 +4,8 @@
 /// - comments are lines whose first non-blank character is `#` or `;` — a `#` after a value is
 ///   part of the value (and then fails that key's check, with a hint);
 /// - a line ending in an unescaped backslash continues on the next one, the backslash becoming a
-///   space; comment lines inside a continuation are skipped;
+///   space; comment lines are skipped whole, inside a continuation or not (a backslash ending a
+///   comment continues nothing, as in systemd);
 /// - a UTF-8 byte-order mark at the start is skipped;
 /// - refused, with the line: invalid UTF-8 (never replaced), CR, NUL and every other control
 ///   character but tab (systemd ends a line at CR and NUL, so one could smuggle a directive into a
@@ -47,7 +48,9 @@ public enum ProfileParser {
                                    reason: "control character U+\(String(bad.value, radix: 16, uppercase: true)): a log or terminal "
                                        + "ends a line there, so it is refused")
             }
-            if continuation != nil, isComment(line.trimmed) { continue }
+            // A comment line is skipped whole, inside a continuation or not: as systemd does, a
+            // trailing backslash on it continues nothing.
+            if isComment(line.trimmed) { continue }
             let joined = (continuation?.text ?? "") + line
             let start = continuation?.line ?? number
             if endsWithEscape(joined) {

@@ -18,8 +18,8 @@ extension SandboxPlan {
         }
         for bind in binds {
             let key = bind.readOnly ? "BindReadOnlyPaths" : "BindPaths"
-            let spec = (bind.optional ? "-" : "") + "\(bind.source):\(bind.target)" + (bind.recursive ? "" : ":norbind")
-            lines.append("\(key)=" + Self.quote(spec))
+            lines.append("\(key)=" + (bind.optional ? "-" : "") + Self.bindPath(bind.source) + ":" + Self.bindPath(bind.target)
+                         + (bind.recursive ? "" : ":norbind"))
         }
         for path in inaccessiblePaths { lines.append("InaccessiblePaths=" + Self.quote(path)) }
         for access in accessPaths {
@@ -36,6 +36,23 @@ extension SandboxPlan {
     /// a space, quote or backslash (`ProfileWords.quote`).
     public static func quote(_ value: String) -> String {
         ProfileWords.quote(value.replacingAll("%", with: "%%"))
+    }
+}
+
+extension SandboxPlan {
+    /// One path of a `BindPaths=` or `BindReadOnlyPaths=` value as systemd splits it: `%` doubled,
+    /// and `\`, `:`, quotes and blanks each escaped with a backslash. systemd splits the value at
+    /// unquoted `:` and blanks and takes the character after a backslash as it is
+    /// (`extract_first_word` with `EXTRACT_UNQUOTE`, no C unescaping), so a state path's
+    /// `\x2d` stays `\x2d`, a `:` in a name stays in the name — where quoting the whole
+    /// `SOURCE:TARGET` would make it one path that does not exist, skipped as optional.
+    public static func bindPath(_ path: String) -> String {
+        var escaped = ""
+        for character in path.replacingAll("%", with: "%%") {
+            if "\\: \t\"'".contains(character) { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped
     }
 }
 

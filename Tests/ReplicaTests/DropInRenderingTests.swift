@@ -1,0 +1,70 @@
+import Glibc
+import Replica
+import ReplicaKit
+import ReplicaTestSupport
+import Testing
+
+/// Drop-ins systemd reads as they were meant: each case here made systemd run a service on the
+/// wrong directory, or unsandboxed, before. (The end-to-end suite loads the same drop-ins into a
+/// booted systemd and compares `systemctl show` with the plan.)
+@Suite struct DropInRenderingTests {
+    static func plan(_ text: String, files: [String] = ["web.service.conf"]) throws -> ServicePlan {
+        try ServicePlan(ServiceProfile(Profile(unit: "web.service", files: files, settings: try ProfileParser.parse(text, file: "web.service.conf"))))
+    }
+
+    /// `[State] Path=/srv/a-data` names its subvolume `srv-a\x2ddata`; systemd splits `BindPaths=`
+    /// at unquoted `:` and takes the character after a backslash as it is, so each path is escaped
+    /// on its own and never quoted whole (which made `SOURCE:TARGET` one missing, optional path).
+    @Test func aStatePathWithADashBindsItsOwnSubvolume() throws {
+        let dropIn = try Self.plan("[State]\nPath=/srv/a-data /srv/b\n").dropIn()
+        #expect(dropIn.contains("\nBindPaths=-/run/replica/store/web+srv-a\\\\x2ddata:/srv/a-data\n"), "\(dropIn)")
+        #expect(!dropIn.contains("BindPaths=\""), "never quoted whole")
+    }
+
+    @Test func aColonOrABlankInAPathIsEscapedNotASeparator() {
+        #expect(SandboxPlan.bindPath("/run/replica/store/a:b") == "/run/replica/store/a\\:b")
+        #expect(SandboxPlan.bindPath("/srv/with space/100%") == "/srv/with\\ space/100%%")
+        #expect(SandboxPlan.bindPath("/srv/\"q\"'s\\") == "/srv/\\\"q\\\"\\'s\\\\")
+    }
+
+    /// A backslash at the end of a comment continues nothing, in systemd and so here: the next
+    /// line is a directive (our parser used to swallow it into the comment; systemd applied it).
+    @Test func aCommentEndingInABackslashDoesNotSwallowTheNextLine() throws {
+        let settings = try ProfileParser.parse("[Sandbox]\n# a note \\\nProtectHome=yes\n", file: "web.service.conf")
+        #expect(settings.map(\.key) == ["ProtectHome"])
+        // The control: a value line ending in a backslash still continues.
+        let continued = try ProfileParser.parse("[Sandbox]\nReadOnlyPaths=/a \\\n /b\n", file: "web.service.conf")
+        #expect(continued.count == 1 && continued[0].value.contains("/b"))
+    }
+
+    /// A profile file name is the operator's: a newline in it would end the header comment and
+    /// start a directive.
+    @Test func aFileNameCannotAddALine() throws {
+        let dropIn = try Self.plan("[Sandbox]\nProtectHome=yes\n", files: ["/etc/replica/services/web.service.conf.d/x\nUser=root\n.conf"]).dropIn()
+        #expect(!dropIn.contains("\nUser=root"), "\(dropIn)")
+        #expect(dropIn.split(separator: "\n").filter { $0.hasPrefix("User=") }.isEmpty)
+    }
+
+    /// A line systemd would stop reading at (LONG_LINE_MAX, 1 MiB; `%` doubles) is refused, so the
+    /// generator writes the refusing drop-in rather than one systemd reads only half of.
+    @Test func aLineSystemdWouldNotReadWholeIsRefused() throws {
+        let bind = { (percents: Int) in "[Sandbox]\nBindReadOnlyPaths=/srv/" + String(repeating: "%", count: percents) + ":/y\n" }
+        let error = #expect(throws: ReplicaError.self) { _ = try Self.plan(bind(600_000)).dropIn() }
+        #expect(error?.hint?.contains("systemd reads at most") == true, "\(String(describing: error))")
+        #expect(try Self.plan(bind(1000)).dropIn().count > 2000, "the control")
+    }
+
+    /// A profile that is a dangling symlink is a profile that cannot be read: its unit gets the
+    /// refusing drop-in, not none (with none it started unsandboxed).
+    @Test func aDanglingSymlinkProfileRefusesItsUnit() throws {
+        try withTemporaryDirectory { dir in
+            try createDirectories("\(dir)/etc")
+            try createDirectories("\(dir)/out")
+            symlink("/nonexistent/web.service.conf", "\(dir)/etc/web.service.conf")
+            let outcomes = try ProfileGenerator(loader: ProfileLoader(directories: ["\(dir)/etc"])).generate(into: "\(dir)/out")
+            #expect(outcomes.map(\.unit) == ["web.service"] && outcomes[0].error != nil)
+            let written = String(decoding: try OwnedFD.open("\(dir)/out/web.service.d/replica.conf", O_RDONLY).readAll(), as: UTF8.self)
+            #expect(written.contains("ExecStartPre=+/usr/bin/replica-shift refuse %n"), "\(written)")
+        }
+    }
+}
