@@ -14,6 +14,15 @@ import Testing
         do { _ = try profile(text); return "accepted" } catch { return error.description }
     }
 
+    /// A machine's root is its own unit's: another service's profile naming it would have
+    /// `replica-snap run` prune that machine's snapshots.
+    @Test func aMachinesRootIsItsOwnUnitsAlone() throws {
+        #expect(Self.reason("[Snapshots]\nSubvolume=replica-machine@web1\n").contains("machine web1's root, kept for replica-machine@web1.service"))
+        #expect(Self.reason("[State]\nPath=/srv/a /srv/b\n[Snapshots]\nSubvolume=replica-machine@web1\n").contains("machine web1's root"))
+        let own = try Self.profile("[Snapshots]\nPreserve=1d\n", unit: "replica-machine@web1.service")
+        #expect(own.subvolume == "replica-machine@web1", "the control: the machine's own unit names it")
+    }
+
     @Test(arguments: [
         ("[Stat]\nPath=/var/lib/web\n", "web.conf:1: unknown section [Stat]; did you mean [State]?"),
         ("[Snapshots]\nPreserv=1d\n", "web.conf:2: Preserv=: unknown key in [Snapshots]; did you mean Preserve=?"),

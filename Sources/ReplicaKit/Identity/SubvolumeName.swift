@@ -12,6 +12,9 @@ public struct SubvolumeName: Identity {
     public static let storeFolders = ["snapshots", "machines", "templates", "nomad"]
     /// The ending of each subvolume's lock file (`snapshots/web.lock`).
     public static let lockSuffix = ".lock"
+    /// How snapshot runs name a machine's root (`replica-machine@web1`, the state of
+    /// `replica-machine@web1.service`): kept for that unit alone.
+    public static let machineRootPrefix = "replica-machine@"
 
     public let rawValue: String
 

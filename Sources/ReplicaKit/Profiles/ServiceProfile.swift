@@ -72,6 +72,7 @@ public struct ServiceProfile: Equatable, Sendable {
         } else {
             subvolume = profile.serviceName
         }
+        try Self.refuseMachineRoot(subvolume, of: profile, profile.value("Snapshots", "Subvolume"))
         var paths: [(path: String, setting: ProfileSetting)] = []
         for setting in profile.list("State", "Path") {
             for word in try ProfileWords.split(setting) { paths.append((try ProfilePath.normalized(word, setting), setting)) }
@@ -89,10 +90,21 @@ public struct ServiceProfile: Equatable, Sendable {
             do throws(ReplicaError) { try StatePath.validateName(name) } catch {
                 throw ProfileError(entry.setting, error.hint ?? "\(error)")
             }
+            try Self.refuseMachineRoot(name, of: profile, profile.value("Snapshots", "Subvolume") ?? entry.setting)
             state.append(StatePath(path: entry.path, subvolume: name))
         }
         sandbox = try SandboxPlan(profile: profile)
         networkNamespace = profile.networkNamespace
+    }
+
+    /// A machine's root (`replica-machine@NAME`) is its own unit's alone: another profile naming it
+    /// would snapshot, prune or roll back that machine.
+    static func refuseMachineRoot(_ name: String, of profile: Profile, _ setting: ProfileSetting?) throws(ProfileError) {
+        guard name.hasPrefix(SubvolumeName.machineRootPrefix), name != profile.serviceName else { return }
+        let reason = "\(name) is how snapshot runs name machine \(name.dropFirst(SubvolumeName.machineRootPrefix.count))'s root, "
+            + "kept for \(name).service itself; choose another [Snapshots] Subvolume="
+        guard let setting else { throw ProfileError(file: profile.files.first ?? profile.unit, line: 0, key: nil, reason: reason) }
+        throw ProfileError(setting, reason)
     }
 
     /// `/run/replica/store`, where `replica-store` mounts the embedded store.

@@ -15,7 +15,7 @@ public struct Store: ~Copyable {
     /// Directory holding machines' roots: `machines/NAME`, the subvolume `replica-machine@NAME`.
     public static let machinesDirectory = "machines"
     /// The name snapshot runs give machine NAME's root: the state of `replica-machine@NAME.service`.
-    public static let machineSubvolumePrefix = "replica-machine@"
+    public static let machineSubvolumePrefix = SubvolumeName.machineRootPrefix
 
     /// Opens a mounted btrfs filesystem (or a directory on one) as a store.
     public init(path: String) throws(ReplicaError) {
