@@ -71,6 +71,31 @@ import Testing
         }
     }
 
+    /// A state directory that does not exist yet becomes a subvolume the service's `User=` owns,
+    /// as systemd makes a `StateDirectory=`: the service's own process (here under `replica-run`,
+    /// as `nobody`) writes its state. The control, without `User=`: root's, as before.
+    @Test func aNewStateSubvolumeBelongsToTheServicesUser() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                try createDirectories("\(dir)/profiles")
+                chmod(dir, 0o755)  // nobody reaches the state path's parent
+                for (unit, sandbox) in [("web", "[Sandbox]\nUser=nobody\nGroup=nogroup\n"), ("root", "")] {
+                    try Self.write("\(dir)/profiles/\(unit).service.conf",
+                                   "[State]\nPath=\(dir)/\(unit)-state\nStore=\(image.mountPoint)\n" + sandbox)
+                    let prepared = try Self.tool("replica-shift", ["prepare", "--profiles", "\(dir)/profiles", unit])
+                    #expect(prepared.status == .exited(0) && prepared.output.contains("new subvolume"), "\(prepared.output)")
+                }
+                var owned = stat(), control = stat()
+                #expect(stat("\(image.mountPoint)/web", &owned) == 0 && stat("\(image.mountPoint)/root", &control) == 0)
+                #expect(owned.st_uid == 65534 && owned.st_gid == 65534, "nobody:nogroup own it: \(owned.st_uid):\(owned.st_gid)")
+                #expect(control.st_uid == 0 && control.st_gid == 0, "the control: no User=, root's")
+                let wrote = try Self.tool("replica-run", ["--profiles", "\(dir)/profiles", "web", "--", "sh", "-c",
+                                                          "id -un; echo v1 > \(dir)/web-state/data && echo wrote"])
+                #expect(wrote.status == .exited(0) && wrote.output.contains("nobody") && wrote.output.contains("wrote"), "\(wrote.output)")
+            }
+        }
+    }
+
     @Test func theDropInComesFromTheSameProfile() throws {
         try withTemporaryDirectory { dir in
             try createDirectories("\(dir)/profiles")

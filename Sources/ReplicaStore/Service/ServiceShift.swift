@@ -1,3 +1,4 @@
+import Glibc
 import ReplicaKit
 
 /// Prepares what a sandboxed service needs and describes the sandbox: the one place `replica-shift`
@@ -20,12 +21,20 @@ public enum ServiceShift {
         // A boolean by the registry's check when the profile was parsed, so reading it cannot fail.
         let allowNested = (try? settings.raw.value("Snapshots", "AllowNested")?.boolean()) ?? false
         let state = settings.state.isEmpty ? [StatePath(path: "", subvolume: settings.subvolume)] : settings.state
+        // A new state subvolume is the service's own, as systemd makes a StateDirectory=: User= and
+        // Group= resolved now (a name that does not exist fails the start, naming it).
+        let confinement = settings.sandbox.confinement
+        var user: (uid: uid_t, gid: gid_t)?
+        if confinement.user != nil || confinement.group != nil {
+            let credentials = try confinement.resolveCredentials()
+            user = (credentials.uid ?? uid_t.max, credentials.gid ?? gid_t.max)  // -1 leaves it as it is (chown(2))
+        }
         try StateRollback.withLocks(state.map(\.subvolume).sorted()[...], in: store, wait: wait) { () throws(ReplicaError) in
             for directory in state where !directory.path.isEmpty {
                 let owner = StateOwner(unit: settings.unit, path: directory.path)
                 try StateRollback.discardLeftovers(directory.subvolume, owner: owner, in: store)
                 try refuseCopyWhileRunning(settings.unit, directory, in: store)
-                switch try StateMigration.shift(directory.subvolume, from: directory.path, owner: owner, in: store) {
+                switch try StateMigration.shift(directory.subvolume, from: directory.path, owner: owner, user: user, in: store) {
                 case .alreadyShifted: break
                 case .createdEmpty: report.append("\(directory.path): new subvolume \(directory.subvolume)")
                 case .migrated(let files, let bytes, let reflinked):

@@ -40,7 +40,9 @@ public enum StateMigration {
 
     /// Makes subvolume `name` hold the state of `source` for `owner`, migrating once: copy into the
     /// staging subvolume, compare every byte, sync, rename. `source` is left as it was.
-    public static func shift(_ name: String, from source: String, owner: StateOwner,
+    /// A state directory that does not exist yet becomes an empty subvolume owned by `user` (the
+    /// service's `User=` and `Group=`, as systemd gives a `StateDirectory=`); nil keeps root's.
+    public static func shift(_ name: String, from source: String, owner: StateOwner, user: (uid: uid_t, gid: gid_t)? = nil,
                              in store: borrowing Store) throws(ReplicaError) -> Outcome {
         try Btrfs.validate(name: name, in: store.path)
         let top = try store.directory(".")
@@ -62,7 +64,11 @@ public enum StateMigration {
         // The state path must be a real directory reached without symlinks: a service could have
         // replaced it (or a parent) with a link to /etc or /.
         guard let sourceFD = try openSource(source) else {
-            try publish(name, owner: owner, in: store) { (_: borrowing OwnedFD) throws(ReplicaError) in }
+            try publish(name, owner: owner, in: store) { (target: borrowing OwnedFD) throws(ReplicaError) in
+                guard let user else { return }
+                let fd = target.rawValue
+                _ = try syscall("fchown", "\(store.path)/\(name)") { fchown(fd, user.uid, user.gid) }
+            }
             return .createdEmpty
         }
         // A copy that cannot fit is refused before it starts. It takes what the tree occupies
