@@ -114,6 +114,29 @@ import Testing
         return tree
     }
 
+    /// Debian's PostgreSQL config is `postgres:postgres`, files 0640 in a 0755 tree: a generation
+    /// keeps owner, group and bits, so the service can read its own config (root's 0640 locked it out).
+    @Test(.requiresRoot) func aGenerationKeepsOwnerGroupAndMode() throws {
+        try withTemporaryDirectory { dir in
+            let tree = try Self.nginxTree(dir)
+            for path in [tree, "\(tree)/nginx.conf", "\(tree)/conf.d"] { _ = chown(path, 65534, 65534) }
+            chmod("\(tree)/conf.d", 0o750)
+            try OwnedFD.open("\(dir)/app.conf", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Self.text("one file\n"))
+            _ = chown("\(dir)/app.conf", 65534, 0)
+            let store = ConfigStore(directory: "\(dir)/store")
+            let number = try store.writeGeneration(copying: [(target: "\(dir)/target/nginx", source: tree),
+                                                             (target: "/etc/app.conf", source: "\(dir)/app.conf")])
+            let base = "\(dir)/store/generations/\(number)"
+            for (path, owner, group, mode) in [("\(dir)/target/nginx", 65534, 65534, 0o755), ("\(dir)/target/nginx/nginx.conf", 65534, 65534, 0o640),
+                                               ("\(dir)/target/nginx/conf.d", 65534, 65534, 0o750),
+                                               ("\(dir)/target/nginx/sites-available/default", 0, 0, 0o644), ("/etc/app.conf", 65534, 0, 0o600)] {
+                let kept = try FileStatus.of(base + path)
+                #expect(kept.owner == owner && kept.group == group && kept.mode & 0o777 == mode,
+                        "\(path): \(kept.owner):\(kept.group) \(String(kept.mode & 0o777, radix: 8))")
+            }
+        }
+    }
+
     @Test func aDirectoryIsKeptWholeWithTheSymlinksThatStayInside() throws {
         try withTemporaryDirectory { dir in
             let tree = try Self.nginxTree(dir)

@@ -37,12 +37,34 @@ public struct ConfigStore: Equatable, Sendable {
 
     /// One entry of a generation, by its target path.
     public enum Entry: Equatable, Sendable {
-        /// A regular file: its bytes and permission bits.
-        case file([UInt8], mode: mode_t)
-        /// A directory.
-        case directory
+        /// A regular file: its bytes, permission bits, owner and group.
+        case file([UInt8], Attributes)
+        /// A directory, with its permission bits, owner and group.
+        case directory(Attributes)
         /// A symbolic link and its target, kept as it is.
         case symlink(String)
+    }
+
+    /// What a generation keeps of a source besides its bytes: permission bits, owner and group
+    /// (Debian's `/etc/postgresql` is `postgres:postgres 0640`; root's copy would lock the service out).
+    public struct Attributes: Equatable, Sendable {
+        /// The permission bits (`0o640`).
+        public var mode: mode_t
+        /// The owner's user id.
+        public var owner: uid_t
+        /// The group's id.
+        public var group: gid_t
+
+        /// These bits, owner and group.
+        public init(mode: mode_t, owner: uid_t = 0, group: gid_t = 0) { (self.mode, self.owner, self.group) = (mode, owner, group) }
+
+        /// The permission bits, owner and group of a source file or directory.
+        public init(_ status: FileStatus) { self.init(mode: mode_t(status.mode & 0o777), owner: status.owner, group: status.group) }
+
+        /// A file given by its bytes: root's, readable by all.
+        public static let file = Attributes(mode: 0o644)
+        /// A directory made on the way to a target: root's, open to all.
+        public static let directory = Attributes(mode: 0o755)
     }
 
     /// Generation numbers present, ascending.
@@ -64,7 +86,7 @@ public struct ConfigStore: Equatable, Sendable {
     /// Writes a new generation from file contents keyed by target path (`/etc/app.conf`), and
     /// returns its number. It does not become current until `switchTo`.
     public func writeGeneration(_ files: [String: [UInt8]]) throws(ReplicaError) -> Int {
-        try writeGeneration(entries: files.mapValues { .file($0, mode: 0o644) }, trees: [])
+        try writeGeneration(entries: files.mapValues { .file($0, .file) }, trees: [])
     }
 
     /// Writes a new generation copying each target from its source: a regular file, or a directory
@@ -79,14 +101,15 @@ public struct ConfigStore: Equatable, Sendable {
         for (target, source) in sources {
             try Self.validateTarget(target)
             let fd = try host.open(source, [.noSymlinks, .noSpecialFiles])
-            if try fd.status().kind == .directory {
+            let status = try fd.status()
+            if status.kind == .directory {
                 trees.append(target)
-                entries[target] = .directory
+                entries[target] = .directory(Attributes(status))
                 try Self.collect(tree: try fd.reopen(O_RDONLY | O_DIRECTORY), source: source, target: target, below: target,
                                  into: &entries, budget: &budget)
             } else {
                 try Self.refuseHardlink(fd, source)
-                entries[target] = .file(try fd.reopen(O_RDONLY).readAll(limit: Self.fileLimit, name: source), mode: 0o644)
+                entries[target] = .file(try fd.reopen(O_RDONLY).readAll(limit: Self.fileLimit, name: source), Attributes(status))
             }
         }
         return try writeGeneration(entries: entries, trees: trees)
@@ -106,7 +129,7 @@ public struct ConfigStore: Equatable, Sendable {
             let status = FileStatus(st)
             switch status.kind {
             case .directory:
-                entries[to] = .directory
+                entries[to] = .directory(Attributes(status))
                 let child = try tree.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                 try collect(tree: child, source: from, target: root, below: to, into: &entries, budget: &budget)
             case .regular:
@@ -117,7 +140,7 @@ public struct ConfigStore: Equatable, Sendable {
                 guard budget.bytes >= 0 else {
                     throw ReplicaError("config tree", [from], errno: .EFBIG, hint: "more than \(byteLimit >> 20) MiB in all; a config tree is small")
                 }
-                entries[to] = .file(bytes, mode: mode_t(status.mode & 0o777))
+                entries[to] = .file(bytes, Attributes(status))
             case .symlink:
                 guard let destination = readSymlink(name, in: tree.rawValue) else { throw ReplicaError.current("readlinkat", [from]) }
                 try refuseEscape(destination, link: to, tree: root, source: from)
@@ -165,8 +188,12 @@ public struct ConfigStore: Equatable, Sendable {
                 let parent = target.split(separator: "/").dropLast().joined(separator: "/")
                 if !parent.isEmpty { try createDirectories("\(staging)/\(parent)") }
                 switch entry {
-                case .file(let contents, let mode): try root.writeFileAtomically(target, contents: contents, mode: mode)
-                case .directory: try createDirectories(staging + target)
+                case .file(let contents, let attributes):
+                    try root.writeFileAtomically(target, contents: contents, mode: attributes.mode)
+                    try Self.give(staging + target, attributes)
+                case .directory(let attributes):
+                    try createDirectories(staging + target)
+                    try Self.give(staging + target, attributes)
                 case .symlink(let destination): _ = try syscall("symlink", staging + target) { symlink(destination, staging + target) }
                 }
             }
@@ -183,6 +210,15 @@ public struct ConfigStore: Equatable, Sendable {
             throw error
         }
         return number
+    }
+
+    /// Gives what was just written in the (root's, fresh) staging folder its owner, group and
+    /// bits (`fchownat(2)` without following a link, then `chmod(2)`: chown clears set-id bits).
+    static func give(_ path: String, _ attributes: Attributes) throws(ReplicaError) {
+        if attributes.owner != 0 || attributes.group != 0 {
+            _ = try syscall("fchownat", path) { fchownat(AT_FDCWD, path, attributes.owner, attributes.group, AT_SYMLINK_NOFOLLOW) }
+        }
+        _ = try syscall("chmod", path) { chmod(path, attributes.mode) }
     }
 
     /// Makes `generation` current: a new symlink renamed over `current` in one step.

@@ -1,6 +1,6 @@
 import Glibc
 
-/// The parts of `struct stat` Replica checks: type, identity (device + inode), links, owner, size.
+/// The parts of `struct stat` Replica checks: type, identity (device + inode), links, owner and group, size.
 public struct FileStatus: Equatable, Sendable {
     /// The file type bits of `st_mode`.
     public enum Kind: Sendable, Equatable, CustomStringConvertible {
@@ -33,6 +33,8 @@ public struct FileStatus: Equatable, Sendable {
     public var linkCount: UInt64
     /// `st_uid`: the owner's user id.
     public var owner: UInt32
+    /// `st_gid`: the group's id.
+    public var group: UInt32
     /// `st_size` in bytes.
     public var size: Int64
 
@@ -53,6 +55,7 @@ public struct FileStatus: Equatable, Sendable {
         mode = UInt32(st.st_mode)
         linkCount = UInt64(st.st_nlink)
         owner = UInt32(st.st_uid)
+        group = UInt32(st.st_gid)
         size = Int64(st.st_size)
     }
 
