@@ -38,4 +38,15 @@ contains "metrics: the snapshot count" 'replica_snapshot_count{subvolume="replic
 last=$(sed -n 's/^replica_snapshot_last_success_timestamp_seconds{subvolume="replica-sample"} //p' $metrics)
 check "metrics: the last success is this run's" test "${last%.*}" -ge "$(date -d "$since" +%s)"
 check "replica-snap check is OK" replica-snap check --warning 1h --critical 2h replica-sample
+
+# State only its owner may open (PostgreSQL's data directory is 0700 postgres): the hardened
+# replica-snap@.service snapshots it too.
+mkdir -p /var/lib/private-state && echo data >/var/lib/private-state/file
+chown -R nobody:nogroup /var/lib/private-state && chmod 0700 /var/lib/private-state
+printf '[State]\nPath=/var/lib/private-state\n[Snapshots]\nPreserve=1d\n' >/etc/replica/services/replica-private.service.conf
+check "its state is shifted onto the store" replica-shift prepare replica-private.service
+equal "... still nobody's, 0700" "nobody 700" "$(stat -c '%U %a' $store/replica-private)"
+check "the hardened replica-snap@ unit snapshots it" systemctl start replica-snap@replica-private.service
+equal "... one snapshot is there" 1 "$(replica-snap list replica-private | grep -c '^replica-private\.')"
+rm -f /etc/replica/services/replica-private.service.conf
 finish
