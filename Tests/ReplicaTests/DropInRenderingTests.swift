@@ -68,3 +68,29 @@ import Testing
         }
     }
 }
+
+/// What no profile shows alone, seen by the generator, which reads them all: two services on one
+/// state, nested states, or one subvolume refuse to start, each naming the other.
+@Suite struct ProfileConflictTests {
+    @Test func servicesSharingOrNestingStateBothRefuseAndOthersStart() throws {
+        try withTemporaryDirectory { dir in
+            try createDirectories("\(dir)/etc")
+            try createDirectories("\(dir)/out")
+            for (unit, text) in [("a", "[State]\nPath=/srv/x\n"), ("b", "[State]\nPath=/srv/x/y\n"), ("c", "[State]\nPath=/srv/z\n"),
+                                 ("d", "[State]\nPath=/srv/d\n[Snapshots]\nSubvolume=shared\n"),
+                                 ("e", "[State]\nPath=/srv/e\n[Snapshots]\nSubvolume=shared\n"),
+                                 ("f", "[State]\nPath=/srv/x/y\n")] {
+                try OwnedFD.open("\(dir)/etc/\(unit).service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(text.utf8))
+            }
+            let outcomes = try ProfileGenerator(loader: ProfileLoader(directories: ["\(dir)/etc"])).generate(into: "\(dir)/out")
+            let refused = Dictionary(uniqueKeysWithValues: outcomes.map { ($0.unit, $0.error?.description ?? "") })
+            #expect(refused["a.service"]?.contains("their state paths /srv/x and /srv/x/y are nested") == true, "\(refused)")
+            #expect(refused["b.service"]?.contains("a.service") == true && refused["f.service"]?.contains("/srv/x/y") == true, "\(refused)")
+            #expect(refused["d.service"]?.contains("both name subvolume shared of /run/replica/store") == true, "\(refused)")
+            #expect(refused["e.service"]?.contains("d.service") == true)
+            #expect(refused["c.service"] == "", "the control: a service alone on its state starts")
+            let a = String(decoding: try OwnedFD.open("\(dir)/out/a.service.d/replica.conf", O_RDONLY).readAll(), as: UTF8.self)
+            #expect(a.contains("replica-shift refuse %n") && !a.contains("BindPaths"))
+        }
+    }
+}

@@ -49,17 +49,30 @@ public struct ProfileGenerator {
         return (units.sorted(), ignored.sorted())
     }
 
-    /// Writes every unit's drop-in into `output`, returning what was written.
+    /// Writes every unit's drop-in into `output`, returning what was written. Every profile is
+    /// checked alone, then against the others (`conflicts`): two services on one state path, on
+    /// nested ones, or on one subvolume of one store both refuse to start, each naming the other.
     public func generate(into output: String) throws(ReplicaError) -> [Outcome] {
-        var outcomes: [Outcome] = []
+        var loaded: [(unit: String, plan: Result<ServicePlan, ProfileError>)] = []
         for unit in units().units {
-            var text: String
-            var failure: ProfileError?
             do throws(ProfileError) {
                 guard let plan = try ServicePlan.load(unit, loader: loader) else {
                     // Listed in a profile directory, yet nothing to read: fail closed, never unsandboxed.
                     throw ProfileError(file: unit, line: 0, key: nil, reason: "its profile is listed but cannot be read")
                 }
+                loaded.append((unit, .success(plan)))
+            } catch {
+                loaded.append((unit, .failure(error)))
+            }
+        }
+        let conflicts = Self.conflicts(loaded.compactMap { try? $0.plan.get() })
+        var outcomes: [Outcome] = []
+        for (unit, result) in loaded {
+            var text: String
+            var failure: ProfileError?
+            do throws(ProfileError) {
+                let plan = try result.get()
+                if let conflict = conflicts[unit] { throw conflict }
                 do throws(ReplicaError) { text = try plan.dropIn(shiftCommand: shiftCommand) } catch {
                     throw ProfileError(file: plan.profile.files.first ?? unit, line: 0, key: nil, reason: error.description)
                 }
@@ -74,5 +87,34 @@ public struct ProfileGenerator {
             outcomes.append(Outcome(unit: unit, error: failure))
         }
         return outcomes
+    }
+
+    /// What no profile shows alone: two services whose state paths are the same or nested (one would
+    /// run on the other's state, or bind over it), or whose state is one subvolume of one store (the
+    /// second's prepare, snapshots and rollback would act on the first's). Each unit involved gets an
+    /// error naming the other; a unit not involved gets none.
+    public static func conflicts(_ plans: [ServicePlan]) -> [String: ProfileError] {
+        struct Claim { var unit: String; var path: String; var store: String; var subvolume: String; var file: String }
+        let claims = plans.flatMap { plan in
+            plan.profile.state.map { Claim(unit: plan.profile.unit, path: $0.path, store: plan.profile.storePath, subvolume: $0.subvolume,
+                                           file: plan.profile.files.first ?? plan.profile.unit) }
+        }
+        var errors: [String: ProfileError] = [:]
+        for (index, a) in claims.enumerated() {
+            for b in claims[(index + 1)...] where a.unit != b.unit {
+                let why: String? =
+                    a.path == b.path ? "both keep their state in \(a.path)"
+                    : StatePath.isBelow(a.path, b.path) || StatePath.isBelow(b.path, a.path) ? "their state paths \(a.path) and \(b.path) are nested"
+                    : a.store == b.store && a.subvolume == b.subvolume ? "both name subvolume \(a.subvolume) of \(a.store)"
+                    : nil
+                guard let why else { continue }
+                for (this, other) in [(a, b), (b, a)] where errors[this.unit] == nil {
+                    errors[this.unit] = ProfileError(file: this.file, line: 0, key: nil,
+                                                     reason: "\(this.unit) and \(other.unit): \(why); each service's state is its own, "
+                                                         + "so neither starts until one of them changes its [State] Path= or [Snapshots] Subvolume=")
+                }
+            }
+        }
+        return errors
     }
 }

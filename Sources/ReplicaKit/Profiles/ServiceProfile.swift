@@ -138,7 +138,7 @@ public struct StatePath: Equatable, Sendable {
     }
 
     /// Below `parent` (not equal to it).
-    static func isBelow(_ path: String, _ parent: String) -> Bool {
+    public static func isBelow(_ path: String, _ parent: String) -> Bool {
         parent == "/" ? path != "/" : path.hasPrefix(parent + "/")
     }
 
