@@ -13,8 +13,8 @@ extension ParsedArguments {
         return directories.isEmpty ? ProfileLoader() : ProfileLoader(directories: directories)
     }
 
-    /// `--NAME SECONDS` as a duration, nil when not given (or `absent` when the option has a default);
-    /// a usage error unless whole seconds at least `minimum`.
+    /// `--NAME SECONDS` as a duration, nil when not given (an option with a default always is); a
+    /// usage error unless whole seconds, at least `minimum`.
     func seconds(_ name: String, minimum: Int = 0) throws(ReplicaError) -> Duration? {
         guard let text = value(name) else { return nil }
         guard let seconds = Int(text), seconds >= minimum else { throw .usage("--\(name) takes whole seconds") }
