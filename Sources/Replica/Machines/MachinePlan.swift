@@ -35,8 +35,15 @@ public struct MachinePlan: Sendable {
         }
         guard let template else { throw .usage("fork needs --template NAME (or --set SET)") }
         if !network.isEmpty && seed.address != nil { throw .usage("--address is for a machine without --network or --bridge (those lease one)") }
-        if !network.isEmpty { do throws(ReplicaError) { _ = try MachineNetwork.plan(name, network) } catch { throw error.because(.usage) } }
+        try Self.check(network: network, of: name)
         (self.template, self.seed, self.network) = (template, seed, network)
+    }
+
+    /// Refuses, as a usage error and before anything is made, `[Network]` lines machine `name` cannot
+    /// have (`MachineNetwork.plan`); no lines are no network, which is fine.
+    public static func check(network: [String], of name: String) throws(ReplicaError) {
+        guard !network.isEmpty else { return }
+        do throws(ReplicaError) { _ = try MachineNetwork.plan(name, network) } catch { throw error.because(.usage) }
     }
 
     /// Forks it (`Machines.fork`), its network made meanwhile; returns the machine and its address.

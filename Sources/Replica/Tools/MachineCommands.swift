@@ -102,7 +102,7 @@ struct MachineCommand {
             guard machine.network.isEmpty || machine.network == given else {
                 throw .usage("\(name) has a network already (\(machine.network.joined(separator: " "))); start it without one, or remove and fork it again")
             }
-            if machine.network.isEmpty { do throws(ReplicaError) { _ = try MachineNetwork.plan(name, given) } catch { throw error.because(.usage) } }
+            if machine.network.isEmpty { try MachinePlan.check(network: given, of: name) }
             try Machines.recordNetwork(given, of: name, in: opened)
             machine.network = given
         }
