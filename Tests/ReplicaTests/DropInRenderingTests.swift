@@ -21,6 +21,34 @@ import Testing
         #expect(!dropIn.contains("BindPaths=\""), "never quoted whole")
     }
 
+    /// The store, Replica's folders and the service's own config generations are hidden from the
+    /// service; its state still reaches it through its bind. `replica-run` also hides other units'
+    /// credentials, which systemd hides by itself.
+    @Test func theStoreAndReplicasFoldersAreHidden() throws {
+        let plan = try Self.plan("[State]\nPath=/var/lib/web\nStore=/srv/store\n")
+        let dropIn = try plan.dropIn()
+        for hidden in ["/etc/replica", "/run/replica", "/srv/store", "/var/lib/replica"] {
+            #expect(dropIn.contains("\nInaccessiblePaths=-\(hidden)\n"), "\(hidden): \(dropIn)")
+        }
+        #expect(dropIn.contains("\nBindPaths=-/srv/store/web:/var/lib/web\n"), "\(dropIn)")
+        #expect(!dropIn.contains("/run/credentials"), "systemd shows a unit only its own credentials")
+        #expect(try plan.profile.sandbox().hiddenPaths.contains("/run/credentials"))
+        // The config generations are below /var/lib/replica: hidden once, as the outermost folder.
+        #expect(plan.profile.replicaPaths == ["/etc/replica", "/run/replica", "/srv/store", "/var/lib/replica"])
+    }
+
+    /// A mount of the profile's own at or below a hidden path would be hidden with it: refused,
+    /// naming the line, and so is a state path there.
+    @Test(arguments: [("[Sandbox]\nReadWritePaths=/run/replica/x\n", "ReadWritePaths"),
+                      ("[Sandbox]\nRuntimeDirectory=replica\n", "RuntimeDirectory"),
+                      ("[Sandbox]\nBindReadOnlyPaths=/srv/a:/etc/replica\n", "BindReadOnlyPaths"),
+                      ("[State]\nPath=/var/lib/replica/web\n", "Path")])
+    func aPathOfReplicasOwnIsRefused(text: String, key: String) {
+        let error = #expect(throws: ProfileError.self) { _ = try Self.plan(text) }
+        #expect(error?.location?.key == key && error?.location?.line == 2, "\(String(describing: error))")
+        #expect(error.map { "\($0)" }?.contains("Replica's own") == true, "\(String(describing: error))")
+    }
+
     @Test func aColonOrABlankInAPathIsEscapedNotASeparator() {
         #expect(SandboxPlan.bindPath("/run/replica/store/a:b") == "/run/replica/store/a\\:b")
         #expect(SandboxPlan.bindPath("/srv/with space/100%") == "/srv/with\\ space/100%%")

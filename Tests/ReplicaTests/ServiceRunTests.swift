@@ -72,3 +72,45 @@ import Testing
         }
     }
 }
+
+/// Each service reaches its own state only: from inside service A (its own process, as root, under
+/// `replica-run`), service B's subvolume, the store, its lock files and Replica's folders are all
+/// out of reach, while A's own state is at its path. The same command run outside the sandbox
+/// reaches B's state: the control that the probe would see a leak.
+@Suite(.requiresBtrfs, .serialized) struct ServiceIsolationTests {
+    static func withTwoServices(_ body: (_ profiles: String, _ a: String, _ b: String, _ store: String) throws -> Void) throws {
+        let (a, b) = ("isa\(getpid() % 100_000)", "isb\(getpid() % 100_000)")
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { profiles in
+                defer { _ = try? Command.run(["rm", "-rf", "/var/lib/\(a)", "/var/lib/\(b)"]) }
+                for unit in [a, b] {
+                    let fd = try OwnedFD.open("\(profiles)/\(unit).service.conf", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+                    try fd.writeAll(Array("[State]\nPath=/var/lib/\(unit)\nStore=\(image.mountPoint)\n[Sandbox]\nHardening=service\nUser=root\n".utf8))
+                }
+                try body(profiles, a, b, image.mountPoint)
+            }
+        }
+    }
+
+    @Test func aServiceReachesNothingOfAnother() throws {
+        try Self.withTwoServices { profiles, a, b, store in
+            let secret = "\(store)/\(b)/secret"
+            let made = try ServiceRunTests.run(["--standalone", "--profiles", profiles, b, "--", "sh", "-c",
+                                                "echo b-secret > /var/lib/\(b)/secret; chmod 600 /var/lib/\(b)/secret"])
+            #expect(made.status == .exited(0), "\(made.output)")
+            #expect(try Command.run(["cat", secret]).output == "b-secret\n", "the control: outside a sandbox B's state is readable")
+            let probe = """
+                echo own > /var/lib/\(a)/mine && echo own=ok
+                cat \(secret) 2>/dev/null || echo peer=refused
+                ls \(store) 2>/dev/null | grep -q . && echo store=listed || echo store=hidden
+                for dir in /run/replica /var/lib/replica /etc/replica; do ls -A $dir 2>/dev/null | grep -q . && echo $dir=listed; done
+                touch /dev/replica-probe 2>/dev/null && echo dev=written || echo dev=read-only
+                touch /dev/shm/replica-probe && rm /dev/shm/replica-probe && echo shm=written
+                """
+            let ran = try ServiceRunTests.run(["--standalone", "--profiles", profiles, a, "--", "sh", "-c", probe])
+            #expect(ran.status == .exited(0), "\(ran.output)")
+            #expect(ran.output == "own=ok\npeer=refused\nstore=hidden\ndev=read-only\nshm=written\n", "\(ran.output)")
+            #expect(try Command.run(["cat", "\(store)/\(a)/mine"]).output == "own\n", "A's own state is its subvolume")
+        }
+    }
+}

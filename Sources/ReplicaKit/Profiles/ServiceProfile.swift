@@ -95,6 +95,37 @@ public struct ServiceProfile: Equatable, Sendable {
         }
         sandbox = try SandboxPlan(profile: profile)
         networkNamespace = profile.networkNamespace
+        try Self.refuseReplicaTargets(sandbox, hidden: replicaPaths, of: profile)
+    }
+
+    /// What no service reaches, whatever its profile says: its store, its config generations
+    /// (bound in file by file), and Replica's own folders, outermost first.
+    public var replicaPaths: [String] {
+        let all = Set([storePath, config.directory] + Self.replicaDirectories)
+        return all.filter { path in !all.contains { StatePath.isBelow(path, $0) } }.sorted()
+    }
+
+    /// Replica's folders: profiles and sets, runtime (the embedded store, leases' records, machines),
+    /// state (the store image, config generations, leases, metrics).
+    public static let replicaDirectories = ["/etc/replica", "/run/replica", "/var/lib/replica"]
+
+    /// A `[Sandbox]` mount at or below one of Replica's paths would land in what is hidden.
+    static func refuseReplicaTargets(_ plan: SandboxPlan, hidden: [String], of profile: Profile) throws(ProfileError) {
+        for target in plan.targets {
+            guard let own = hidden.first(where: { target == $0 || StatePath.isBelow(target, $0) }) else { continue }
+            let reason = "\(target) is \(target == own ? "" : "below \(own), ")Replica's own (the store, profiles, leases, config "
+                + "generations), which no service may reach; choose another path"
+            // The line that asked for it: the path itself, or a service directory's name below its base.
+            let asked = { (setting: ProfileSetting) -> Bool in
+                guard setting.section == "Sandbox" else { return false }
+                guard let kind = ServiceDirectory.Kind(rawValue: setting.key) else { return setting.value.contains(target) }
+                return target.hasPrefix(kind.base + "/") && setting.value.contains(target.dropFirst(kind.base.count + 1))
+            }
+            guard let setting = profile.settings.last(where: asked) else {
+                throw ProfileError(file: profile.files.first ?? profile.unit, line: 0, key: nil, reason: reason)
+            }
+            throw ProfileError(setting, reason)
+        }
     }
 
     /// A machine's root (`replica-machine@NAME`) is its own unit's alone: another profile naming it
@@ -164,7 +195,7 @@ public struct StatePath: Equatable, Sendable {
         if let kernel = kernelDirectories.first(where: { path == $0 || isBelow(path, $0) }) {
             throw ProfileError(setting, "\(path) is in \(kernel), a kernel filesystem; it cannot be state")
         }
-        for (what, other) in [("the store", store), ("the config directory", config)]
+        for (what, other) in [("the store", store), ("the config directory", config)] + ServiceProfile.replicaDirectories.map({ ("Replica's own folder", $0) })
             where path == other || isBelow(path, other) || isBelow(other, path) {
             throw ProfileError(setting, "\(path) overlaps \(what) (\(other)); state must be outside it, or it would copy into itself")
         }

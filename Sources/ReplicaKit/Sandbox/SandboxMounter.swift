@@ -100,6 +100,23 @@ public enum SandboxMounter {
             }
         }
         if !newAPI && strict { try makeReadOnly(plan.root, newAPI: false, except: steps.map(\.target)) }
+        if plan.confinement.privateDevices { try sealDevices(in: root, newAPI: newAPI) }
+    }
+
+    /// `PrivateDevices=`'s /dev read-only once it is populated, as systemd leaves it: its own mount
+    /// only (`mount_setattr` without `AT_RECURSIVE`), so /dev/shm, pts and mqueue stay writable and
+    /// not even root can add a node or a file beside them.
+    static func sealDevices(in root: borrowing MountPoints, newAPI: Bool) throws(ReplicaError) {
+        let devices = try root.open("/dev", [.noSymlinks, .directory])
+        let fd = devices.rawValue
+        if newAPI {
+            _ = try syscall("mount_setattr(MOUNT_ATTR_RDONLY)", "/dev") {
+                replica_mount_setattr(fd, "", UInt32(replica_AT_EMPTY_PATH), replica_MOUNT_ATTR_RDONLY, 0, 0)
+            }
+        } else {
+            let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+            _ = try syscall("mount(MS_REMOUNT|MS_RDONLY)", "/dev") { mount(nil, "/proc/self/fd/\(fd)", nil, flags, nil) }
+        }
     }
 
     /// Makes one step's mount, its target resolved inside the root just before.

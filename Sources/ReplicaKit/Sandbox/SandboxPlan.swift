@@ -16,6 +16,12 @@ public struct SandboxPlan: Equatable, Sendable {
     public var binds: [Bind] = []
     /// `InaccessiblePaths=`: replaced by an empty, mode-0000, read-only directory or file.
     public var inaccessiblePaths: [String] = []
+    /// Paths no service reaches whatever its other settings say: Replica's own (the store, its
+    /// runtime, state and profile folders) and, outside systemd, other units' credentials. Each is
+    /// hidden as `InaccessiblePaths=` hides, where it exists (`InaccessiblePaths=-PATH`). Bind
+    /// sources below them are opened before anything is hidden, by systemd and by
+    /// `SandboxMounter` alike, so a service's own state still appears at its own path.
+    public var hiddenPaths: [String] = []
     /// `ReadWritePaths=` / `ReadOnlyPaths=`: paths of the tree itself kept writable (under a
     /// read-only root) or made read-only.
     public var accessPaths: [AccessPath] = []
@@ -84,6 +90,7 @@ public struct SandboxPlan: Equatable, Sendable {
     /// (`optionalTargets`) and only where no setting of the plan names the same target.
     public var steps: [Step] {
         let explicit = temporaryDirectories.map(Step.temporary) + binds.map(Step.bind) + inaccessiblePaths.map(Step.inaccessible)
+            + hiddenPaths.map(Step.inaccessible)
             + accessPaths.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: !$0.writable, optional: $0.optional)) }
             + serviceDirectories.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: false)) }
         let named = Set(explicit.map(\.target))
@@ -153,8 +160,10 @@ public struct SandboxPlan: Equatable, Sendable {
     }
 
     /// Targets skipped when they do not exist in the root (what `ProtectSystem=` and
-    /// `ProtectHome=` cover exists on some systems only), as systemd skips them.
-    public var optionalTargets: Set<String> { Set(protectionSteps.map(\.target)).subtracting(deviceSteps.map(\.target)) }
+    /// `ProtectHome=` cover exists on some systems only, and hidden paths), as systemd skips them.
+    public var optionalTargets: Set<String> {
+        Set(protectionSteps.map(\.target)).subtracting(deviceSteps.map(\.target)).union(hiddenPaths)
+    }
 
     /// `path` of the plan's tree as a host path: the source of a bind of the tree onto itself.
     func inRoot(_ path: String) -> String { root == "/" ? path : root + path }

@@ -22,6 +22,7 @@ extension SandboxPlan {
                          + (bind.recursive ? "" : ":norbind"))
         }
         for path in inaccessiblePaths { lines.append("InaccessiblePaths=" + Self.quote(path)) }
+        for path in hiddenPaths { lines.append("InaccessiblePaths=" + Self.quote("-" + path)) }
         for access in accessPaths {
             lines.append((access.writable ? "ReadWritePaths=" : "ReadOnlyPaths=") + Self.quote((access.optional ? "-" : "") + access.path))
         }
