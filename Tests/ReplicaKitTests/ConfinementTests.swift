@@ -76,6 +76,7 @@ import Testing
         let plan = try SandboxPlan(profile: Profile(unit: "web.service", files: ["web.conf"], settings: ProfileParser.parse("""
             [Sandbox]
             Hardening=service
+            User=www-data
             CapabilityBoundingSet=CAP_NET_BIND_SERVICE
             ProtectHome=read-only
             """, file: "web.conf")))
@@ -107,6 +108,19 @@ import Testing
         let error = #expect(throws: ProfileError.self) { _ = try Self.confinement("[Sandbox]\n\(line)\n") }
         #expect(error?.location?.line == 2 && error?.location?.key == String(line.prefix { $0 != "=" }), "\(String(describing: error))")
         #expect(error?.rule.contains(reason) == true, "\(String(describing: error))")
+    }
+
+    /// As root without capabilities a service still reads every root-owned file: the preset asks
+    /// for a user, and takes root only when the profile says so.
+    @Test func hardeningServiceNeedsAUser() throws {
+        let profile = { (text: String) throws in
+            try SandboxPlan(profile: Profile(unit: "web.service", files: ["web.conf"], settings: ProfileParser.parse(text, file: "web.conf")))
+        }
+        let error = #expect(throws: ProfileError.self) { _ = try profile("[Sandbox]\nHardening=service\n") }
+        #expect(error?.location?.line == 2 && error?.location?.key == "Hardening", "\(String(describing: error))")
+        #expect(error?.rule.contains("add User=NAME") == true && error?.rule.contains("User=root") == true, "\(String(describing: error))")
+        #expect(try profile("[Sandbox]\nHardening=service\nUser=root\n").confinement.user == "root", "root, said knowingly")
+        #expect(try profile("[Sandbox]\nUser=nobody\nHardening=service\n").confinement.user == "nobody", "User= before the preset counts too")
     }
 
     @Test func directivesAreWhatSystemdReadsBack() throws {
@@ -205,6 +219,16 @@ func errnoName(_ result: Int) -> String { result < 0 ? Errno.current.name : "ok"
         }
     }
 
+    /// systemd looks up no groups for gid 0: root keeps only `SupplementaryGroups=` (the probe
+    /// differential showed `Groups: 0` under replica-run and none under systemd).
+    @Test func rootGetsOnlyTheGroupsTheProfileNames() throws {
+        #expect(try ConfinementParsingTests.confinement("[Sandbox]\nUser=root\n").resolveCredentials().groups == [])
+        let named = try ConfinementParsingTests.confinement("[Sandbox]\nUser=root\nSupplementaryGroups=nogroup\n").resolveCredentials()
+        #expect(named.groups == [65534])
+        // The control: another user gets its groups from the database, its own primary one included.
+        #expect(try ConfinementParsingTests.confinement("[Sandbox]\nUser=nobody\n").resolveCredentials().groups?.contains(65534) == true)
+    }
+
     @Test func aUserThatDoesNotExistIsRefusedBeforeAnythingIsApplied() throws {
         let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nUser=replica-no-such-user\n")
         let error = #expect(throws: ReplicaError.self) { _ = try confinement.resolveCredentials() }
@@ -217,13 +241,13 @@ func errnoName(_ result: Int) -> String { result < 0 ? Errno.current.name : "ok"
     @Test func aSecondStartLoadsWhatTheFirstCompiled() throws {
         try withTemporaryDirectory { dir in
             let cache = SeccompCache(directory: "\(dir)/cache")
-            let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\n")
+            let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\nUser=nobody\n")
             let first = try cache.programs(for: confinement)
             let second = try cache.programs(for: confinement)
             #expect(!first.cached && second.cached)
             #expect(first.programs == second.programs && first.programs.count > 5)
             #expect(try FileStatus.of("\(dir)/cache").mode & 0o777 == 0o700)
-            let other = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\nRestrictAddressFamilies=AF_NETLINK\n")
+            let other = try ConfinementParsingTests.confinement("[Sandbox]\nHardening=service\nUser=nobody\nRestrictAddressFamilies=AF_NETLINK\n")
             #expect(SeccompCache.key(other) != SeccompCache.key(confinement), "other settings, another entry")
             // A damaged entry is compiled again and replaced.
             let entry = "\(dir)/cache/\(SeccompCache.key(confinement)).bpf"

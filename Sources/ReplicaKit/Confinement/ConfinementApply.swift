@@ -34,7 +34,8 @@ extension Confinement {
             credentials.gid = gid
         }
         var groups: [gid_t] = []
-        if let userName, let gid = credentials.gid {
+        // As systemd: no group database lookup for gid 0, so root keeps only SupplementaryGroups=.
+        if let userName, let gid = credentials.gid, gid != 0 {
             var count: Int32 = 64
             var list = [gid_t](repeating: 0, count: Int(count))
             if getgrouplist(userName, gid, &list, &count) < 0 {

@@ -22,6 +22,17 @@ public enum HardeningPreset {
         ("SystemCallFilter", "~@privileged @resources"), ("SystemCallErrorNumber", "EPERM"),
     ]
 
+    /// `Hardening=service` needs a `User=`: as root without capabilities a service still opens every
+    /// root-owned file (/etc/shadow, other services' root-owned state) and signals root's processes,
+    /// so the preset alone would promise more than it gives. `User=root` says it knowingly.
+    static func requireUser(_ profile: Profile, section: String) throws(ProfileError) {
+        guard let setting = profile.value(section, "Hardening"), setting.value == "service",
+              (profile.value(section, "User")?.value ?? "").isEmpty else { return }
+        throw ProfileError(setting, "Hardening=service as root still reads every root-owned file (/etc/shadow, other services' state) "
+                           + "and signals root's processes: add User=NAME (a user of its own; a new state directory becomes its), "
+                           + "or User=root to run as root knowingly")
+    }
+
     /// `settings` with each `Hardening=` line replaced by its preset's settings (same file and
     /// line, so an error in what follows still names where it came from).
     public static func expand(_ settings: [ProfileSetting]) -> [ProfileSetting] {

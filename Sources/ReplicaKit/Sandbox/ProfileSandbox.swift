@@ -25,8 +25,9 @@ extension SandboxPlan {
     /// assignment resets them. Errors name the file, the line and the key.
     public init(profile: Profile) throws(ProfileError) {
         self.init()
-        let profile = Profile(unit: profile.unit, files: profile.files, settings: HardeningPreset.expand(profile.settings))
         let section = "Sandbox"
+        try HardeningPreset.requireUser(profile, section: section)
+        let profile = Profile(unit: profile.unit, files: profile.files, settings: HardeningPreset.expand(profile.settings))
         if let setting = profile.value(section, "ProtectSystem"), !setting.value.isEmpty {
             let on = ProtectSystem(rawValue: setting.value) == nil ? try setting.boolean() : false
             protectSystem = ProtectSystem(rawValue: setting.value) ?? (on ? .yes : .no)
