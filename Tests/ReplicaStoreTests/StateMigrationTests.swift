@@ -103,6 +103,21 @@ import Testing
         }
     }
 
+    /// Another store mounted where the state path is: its content would be copied while the mount
+    /// stays. Refused, nothing made; the control is the same data in a plain directory.
+    @Test func aMountPointAsStatePathIsRefused() throws {
+        try withBtrfsImage { image in
+            try withBtrfsImage { other in
+                try Self.makeState("\(other.mountPoint)/data", files: 2)
+                let store = try Store(path: image.mountPoint)
+                let error = #expect(throws: ReplicaError.self) { _ = try StateMigration.shift("web", from: other.mountPoint, in: store) }
+                #expect(error?.errno == .EBUSY && error?.hint?.contains("is a mount point (btrfs") == true, "\(String(describing: error))")
+                #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)).isEmpty, "nothing made")
+                #expect(try StateMigration.shift("web", from: "\(other.mountPoint)/data", in: store) != .createdEmpty, "the control")
+            }
+        }
+    }
+
     /// Killed with SIGKILL at points spread over copy, verify and switch: every next run either
     /// finishes the migration or finds it done; the copy always equals the original, which never
     /// changes, and no partial copy is left.

@@ -107,7 +107,8 @@ import Testing
             for (unit, text) in [("a", "[State]\nPath=/srv/x\n"), ("b", "[State]\nPath=/srv/x/y\n"), ("c", "[State]\nPath=/srv/z\n"),
                                  ("d", "[State]\nPath=/srv/d\n[Snapshots]\nSubvolume=shared\n"),
                                  ("e", "[State]\nPath=/srv/e\n[Snapshots]\nSubvolume=shared\n"),
-                                 ("f", "[State]\nPath=/srv/x/y\n")] {
+                                 ("f", "[State]\nPath=/srv/x/y\n"),
+                                 ("g", "[State]\nPath=/srv/g\nStore=/srv/pool\n"), ("h", "[State]\nPath=/srv/pool/h\n")] {
                 try OwnedFD.open("\(dir)/etc/\(unit).service.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(text.utf8))
             }
             let outcomes = try ProfileGenerator(loader: ProfileLoader(directories: ["\(dir)/etc"])).generate(into: "\(dir)/out")
@@ -116,6 +117,8 @@ import Testing
             #expect(refused["b.service"]?.contains("a.service") == true && refused["f.service"]?.contains("/srv/x/y") == true, "\(refused)")
             #expect(refused["d.service"]?.contains("both name subvolume shared of /run/replica/store") == true, "\(refused)")
             #expect(refused["e.service"]?.contains("d.service") == true)
+            #expect(refused["h.service"]?.contains("its state path /srv/pool/h overlaps /srv/pool, the store of g.service") == true, "\(refused)")
+            #expect(refused["g.service"] == "", "the store's own service is not at fault")
             #expect(refused["c.service"] == "", "the control: a service alone on its state starts")
             let a = String(decoding: try OwnedFD.open("\(dir)/out/a.service.d/replica.conf", O_RDONLY).readAll(), as: UTF8.self)
             #expect(a.contains("replica-shift refuse %n") && !a.contains("BindPaths"))

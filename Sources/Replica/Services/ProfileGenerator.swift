@@ -115,6 +115,17 @@ public struct ProfileGenerator {
                 }
             }
         }
+        // A state path on, in or above another profile's store would copy that store into itself or
+        // bind over it: only the unit naming the path is refused.
+        let stores = Set(plans.map(\.profile.storePath))
+        for claim in claims where errors[claim.unit] == nil {
+            guard let store = stores.sorted().first(where: { claim.path == $0 || StatePath.isBelow(claim.path, $0) || StatePath.isBelow($0, claim.path) })
+            else { continue }
+            let users = plans.filter { $0.profile.storePath == store }.map(\.profile.unit).sorted().joined(separator: ", ")
+            errors[claim.unit] = ProfileError(file: claim.file, line: 0, key: nil,
+                                              reason: "\(claim.unit): its state path \(claim.path) overlaps \(store), the store of \(users); "
+                                                  + "state is outside every store, so it does not start until its [State] Path= changes")
+        }
         return errors
     }
 }

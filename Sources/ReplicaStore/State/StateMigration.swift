@@ -71,6 +71,14 @@ public enum StateMigration {
             }
             return .createdEmpty
         }
+        // A mount point is another filesystem over the tree (another store, a disk): its content
+        // would be copied while the mount stays, and the service would run on either by chance.
+        if let mount = try MountInfo.read().last(where: { $0.mountPoint == source }) {
+            throw ReplicaError("shift state", [source], errno: .EBUSY,
+                               hint: "is a mount point (\(mount.fsType) from \(mount.source)), not a directory of the host's tree; "
+                                   + "name a directory below it as the state path, or move its data into a plain directory; nothing was copied",
+                               reason: .refused)
+        }
         // A copy that cannot fit is refused before it starts. It takes what the tree occupies
         // (holes stay holes); a reflink on the same filesystem needs next to nothing.
         if (try? sourceFD.status().device) != (try? top.status().device) {
