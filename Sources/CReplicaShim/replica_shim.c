@@ -118,6 +118,20 @@ int replica_btrfs_qgroup_limit(int fd, uint64_t max_referenced) {
     args.lim.max_rfer = max_referenced == 0 ? (uint64_t)-1 : max_referenced;
     return ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &args);
 }
+int replica_get_inode_flags(int fd, uint32_t *flags) {
+    int value = 0;
+    if (ioctl(fd, FS_IOC_GETFLAGS, &value) != 0) return -1;
+    *flags = (uint32_t)value;
+    return 0;
+}
+int replica_set_inode_flags(int fd, uint32_t flags) {
+    int value = (int)flags;
+    return ioctl(fd, FS_IOC_SETFLAGS, &value);
+}
+const uint32_t replica_kept_inode_flags = FS_APPEND_FL | FS_IMMUTABLE_FL | FS_NODUMP_FL | FS_NOATIME_FL | FS_SYNC_FL
+    | FS_DIRSYNC_FL | FS_NOCOW_FL | FS_COMPR_FL | FS_NOCOMP_FL;
+const uint32_t replica_sealing_inode_flags = FS_IMMUTABLE_FL | FS_APPEND_FL;
+const uint32_t replica_nocow_inode_flag = FS_NOCOW_FL;
 int replica_btrfs_fsid(int fd, uint8_t *fsid) {
     struct btrfs_ioctl_fs_info_args args;
     memset(&args, 0, sizeof args);

@@ -103,6 +103,72 @@ import Testing
         }
     }
 
+    /// What `cp -a` keeps and more: POSIX ACLs (access and default), user and trusted attributes,
+    /// file capabilities (also on symlinks where the filesystem allows), and the immutable,
+    /// append-only and no-dump flags, on a hard-linked file too. Checked with getfattr, getcap and
+    /// lsattr, and from a denied group's side: the ACL still refuses it on the copy, while the
+    /// same mode without the ACL (the control) lets it write.
+    @Test func keepsExtendedAttributesACLsCapabilitiesAndFlags() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                let state = "\(dir)/web"
+                let copy = "\(image.mountPoint)/web"
+                defer { _ = try? Command.run(["chattr", "-R", "-i", "-a", state, copy]) }
+                let setup = """
+                    set -e; mkdir -m 755 \(state) \(state)/shared; cd \(state)
+                    echo secret > acl-file; chmod 666 acl-file; setfacl -m g:nogroup:--- acl-file
+                    echo open > plain-file; chmod 666 plain-file
+                    setfacl -d -m g:nogroup:rwx shared
+                    echo x > attrs; setfattr -n user.app.checksum -v abc attrs; setfattr -n trusted.app.note -v t attrs
+                    cp /bin/true ping; setcap cap_net_raw+ep ping
+                    ln -s ping link; setfattr -h -n trusted.link -v 1 link
+                    echo old > frozen; ln frozen frozen-again; chattr +i frozen
+                    echo log > journal; chattr +a journal; echo d > nodump; chattr +d nodump
+                    """
+                _ = try Command.check(["sh", "-c", setup])
+                let dump = { (path: String) throws -> String in
+                    try Command.check(["sh", "-c", "cd \(path) && find . -mindepth 1 | sort | xargs getfattr -h -d -m -; getcap -r . | sort"])
+                }
+                let before = try dump(state)
+                let outcome = try StateMigration.shift("web", from: state, in: Store(path: image.mountPoint))
+                guard case .migrated = outcome else { Issue.record("\(outcome)"); return }
+                let after = try dump(copy)
+                #expect(after == before, "getfattr and getcap the same:\n\(before)\n---\n\(after)")
+                for needle in ["trusted.app.note", "system.posix_acl_access", "system.posix_acl_default", "security.capability", "trusted.link"] {
+                    #expect(after.contains(needle), "\(needle) is among what was compared")
+                }
+                for (file, flag) in [("frozen", "i"), ("frozen-again", "i"), ("journal", "a"), ("nodump", "d")] {
+                    let flags = try Command.check(["lsattr", "-d", "\(copy)/\(file)"]).split(separator: " ").first ?? ""
+                    #expect(flags.contains(flag), "\(file): \(flags)")
+                }
+                // The denied group must reach the copy: the image's folder opened for traversal.
+                let folder = String(image.mountPoint.prefix(upTo: image.mountPoint.lastIndex(of: "/")!))
+                chmod(folder, 0o711)
+                let write = { (file: String) throws -> Bool in
+                    try Command.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "echo x >> \(file)"]).status.isSuccess
+                }
+                #expect(!(try write("\(copy)/acl-file")), "the group the ACL denies still cannot write the copy")
+                #expect(try write("\(copy)/plain-file"), "the control: the same mode without the ACL lets it write")
+            }
+        }
+    }
+
+    /// An attribute only Replica records, planted in the state by its service, and an immutable
+    /// state directory: refused, naming it; nothing is left on the store.
+    @Test(arguments: [("setfattr -n user.replica.lineage -v x", "user.replica.lineage"), ("chattr +i", "immutable or append-only")])
+    func whatCannotBeKeptIsRefused(command: String, named: String) throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                let state = "\(dir)/web"
+                defer { _ = try? Command.run(["chattr", "-i", state]) }
+                _ = try Command.check(["sh", "-c", "mkdir \(state) && echo x > \(state)/f && \(command) \(state)"])
+                let error = #expect(throws: ReplicaError.self) { _ = try StateMigration.shift("web", from: state, in: Store(path: image.mountPoint)) }
+                #expect(error?.hint?.contains(named) == true, "\(String(describing: error))")
+                #expect(try DirectoryEntries.names(in: OwnedFD.open(image.mountPoint, O_RDONLY)).isEmpty, "nothing left on the store")
+            }
+        }
+    }
+
     /// Another store mounted where the state path is: its content would be copied while the mount
     /// stays. Refused, nothing made; the control is the same data in a plain directory.
     @Test func aMountPointAsStatePathIsRefused() throws {

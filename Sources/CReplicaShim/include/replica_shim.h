@@ -91,6 +91,18 @@ int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root);
 int replica_btrfs_resize(int fd, const char *spec);
 /// ioctl(FICLONE): reflink src into dst (btrfs, xfs).
 int replica_ficlone(int dst_fd, int src_fd);
+/// ioctl(FS_IOC_GETFLAGS) (`lsattr`): the inode flags of a regular file or directory.
+int replica_get_inode_flags(int fd, uint32_t *flags);
+/// ioctl(FS_IOC_SETFLAGS) (`chattr`): sets the inode flags of a regular file or directory.
+int replica_set_inode_flags(int fd, uint32_t flags);
+/// The `chattr` flags a copy keeps: a (append only), i (immutable), d (no dump), A (no atime),
+/// S (sync), D (dirsync), C (no copy on write), c (compress), m (no compression). (T, e, E… are
+/// allocation details of the source filesystem, not the data's.)
+extern const uint32_t replica_kept_inode_flags;
+/// FS_IMMUTABLE_FL | FS_APPEND_FL: flags after which nothing of the inode can change.
+extern const uint32_t replica_sealing_inode_flags;
+/// FS_NOCOW_FL: set on an empty file before its data, or the filesystem refuses it.
+extern const uint32_t replica_nocow_inode_flag;
 /// syncfs(2): flush the filesystem fd is on (a _GNU_SOURCE declaration Glibc's module lacks).
 int replica_syncfs(int fd);
 /// lseek(fd, offset, SEEK_DATA or SEEK_HOLE): the next data (hole != 0: hole) at or after offset.

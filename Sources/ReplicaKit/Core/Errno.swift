@@ -95,6 +95,11 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     /// `ENOTCONN`: Transport endpoint is not connected (btrfs: quotas are off).
     public static let ENOTCONN = Errno(rawValue: Glibc.ENOTCONN)
 
+    /// `ERANGE`: Numerical result out of range (a buffer too small for an extended attribute).
+    public static let ERANGE = Errno(rawValue: Glibc.ERANGE)
+    /// `ENODATA`: No data available (no such extended attribute).
+    public static let ENODATA = Errno(rawValue: Glibc.ENODATA)
+
     private static let names: [Int32: String] = [
         Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.ESRCH: "ESRCH", Glibc.EINTR: "EINTR",
         Glibc.EIO: "EIO", Glibc.ENXIO: "ENXIO", Glibc.E2BIG: "E2BIG", Glibc.ENOEXEC: "ENOEXEC",

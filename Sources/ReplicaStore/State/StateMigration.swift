@@ -7,9 +7,12 @@ import ReplicaKit
 ///
 /// 1. copy into a hidden subvolume `.migrating-NAME`, reflinking (`FICLONE`) where source and store
 ///    share a filesystem, copying otherwise with holes kept (`SEEK_DATA`/`SEEK_HOLE`, as
-///    `cp --sparse=always`); modes, owners, times, symlinks (never followed), hard links, FIFOs and
-///    device nodes are kept;
-/// 2. verify by comparing every file byte for byte, and every type, mode, owner and link target;
+///    `cp --sparse=always`); modes, owners, times, symlinks (never followed), hard links, FIFOs,
+///    device nodes, extended attributes (ACLs, file capabilities, `user.*`, `trusted.*`) and the
+///    `chattr` flags a service relies on (`InodeAttributes`) are kept, or the copy is refused
+///    naming what the store cannot keep;
+/// 2. verify by comparing every file byte for byte, and every type, mode, owner, link target,
+///    extended attribute and kept flag;
 /// 3. record the owner (`StateOwner`), `syncfs` the store, and rename `.migrating-NAME` to `NAME`
 ///    with `RENAME_NOREPLACE`: the subvolume appears whole, and only once its data is on disk.
 ///
@@ -94,8 +97,9 @@ public enum StateMigration {
         try publish(name, owner: owner, in: store) { (target: borrowing OwnedFD) throws(ReplicaError) in
             do {
                 try copier.copyContents(of: sourceFD, into: target, top: target, path: source)
+                try copier.seal(in: target, path: source)
                 try TreeComparer.requireEqual(sourceFD, target, path: source)
-                try copyAttributes(from: sourceFD, to: target)
+                try copyTopAttributes(from: sourceFD, to: target, path: source)
             }
         }
         return .migrated(files: copier.files, bytes: copier.bytes, reflinked: copier.reflinked)
@@ -143,14 +147,38 @@ public enum StateMigration {
         }
     }
 
-    /// Mode, owner and times of one directory or file onto another.
-    static func copyAttributes(from source: borrowing OwnedFD, to target: borrowing OwnedFD) throws(ReplicaError) {
+    /// Owner, extended attributes (ACLs, file capabilities…), mode, times and then the kept inode
+    /// flags of one directory or file onto another, in the order each survives the next (`chown`
+    /// clears file capabilities; nothing changes an immutable inode). `kept` when read already.
+    /// With `sealing` false the flags are only returned, for the caller to set once nothing else
+    /// will change (a hard link to an immutable file cannot be made).
+    @discardableResult
+    static func copyAttributes(from source: borrowing OwnedFD, to target: borrowing OwnedFD, path: String,
+                               kept: InodeAttributes? = nil, sealing: Bool = true) throws(ReplicaError) -> UInt32 {
         var st = stat()
-        _ = try syscall("fstat") { fstat(source.rawValue, &st) }
-        _ = try syscall("fchown") { fchown(target.rawValue, st.st_uid, st.st_gid) }
-        _ = try syscall("fchmod") { fchmod(target.rawValue, st.st_mode & 0o7777) }
+        _ = try syscall("fstat", path) { fstat(source.rawValue, &st) }
+        let attributes: InodeAttributes
+        if let kept { attributes = kept } else { attributes = try InodeAttributes.read(.descriptor(source.rawValue), path: path) }
+        _ = try syscall("fchown", path) { fchown(target.rawValue, st.st_uid, st.st_gid) }
+        try attributes.writeExtended(.descriptor(target.rawValue), path: path)
+        _ = try syscall("fchmod", path) { fchmod(target.rawValue, st.st_mode & 0o7777) }
         var times = [st.st_atim, st.st_mtim]
-        _ = try syscall("futimens") { futimens(target.rawValue, &times) }
+        _ = try syscall("futimens", path) { futimens(target.rawValue, &times) }
+        if sealing { try attributes.seal(target.rawValue, path: path) }
+        return attributes.flags
+    }
+
+    /// The state directory itself: as any directory, but it may not be immutable or append-only,
+    /// which would stop the service (and Replica) from ever changing it.
+    static func copyTopAttributes(from source: borrowing OwnedFD, to target: borrowing OwnedFD, path: String) throws(ReplicaError) {
+        let kept = try InodeAttributes.read(.descriptor(source.rawValue), path: path)
+        if kept.flags & replica_sealing_inode_flags != 0 {
+            throw ReplicaError("keep attributes", [path], errno: .EPERM,
+                               hint: "the state directory itself is immutable or append-only (lsattr -d: \(InodeAttributes.letters(kept.flags))), "
+                                   + "so its service could not write it either; chattr -i -a \(path), then start again; nothing was switched",
+                               reason: .refused)
+        }
+        try copyAttributes(from: source, to: target, path: path, kept: kept)
     }
 }
 
@@ -161,6 +189,16 @@ struct TreeCopier {
     var reflinked = 0
     /// (device, inode) of files with several links → the first copy's path relative to the target.
     private var linked: [String: String] = [:]
+    /// Copies whose inode flags are set last (`seal`), by path relative to the target.
+    private var sealed: [(path: String, flags: UInt32)] = []
+
+    /// Sets the kept inode flags of every copy that has some, once the whole tree is copied.
+    func seal(in top: borrowing OwnedFD, path: String) throws(ReplicaError) {
+        for (relative, flags) in sealed {
+            let fd = try top.openat(relative, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            try InodeAttributes(flags: flags).seal(fd.rawValue, path: "\(path)/\(relative)")
+        }
+    }
 
     /// Bytes the tree occupies on disk (allocated blocks, each hard-linked file once).
     static func allocatedBytes(_ directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> UInt64 {
@@ -196,7 +234,8 @@ struct TreeCopier {
                 let from = try source.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                 let to = try target.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
                 try copyContents(of: from, into: to, top: top, path: entryPath, relative: rel)
-                try StateMigration.copyAttributes(from: from, to: to)
+                let flags = try StateMigration.copyAttributes(from: from, to: to, path: entryPath, sealing: false)
+                if flags != 0 { sealed.append((rel, flags)) }
             case S_IFREG:
                 let key = "\(st.st_dev):\(st.st_ino)"
                 if st.st_nlink > 1, let first = linked[key] {
@@ -206,12 +245,18 @@ struct TreeCopier {
                 }
                 let from = try source.openat(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
                 let to = try target.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+                let kept = try InodeAttributes.read(.descriptor(from.rawValue), path: entryPath)
+                if kept.flags & replica_nocow_inode_flag != 0 {
+                    // No copy-on-write is set on an empty file only, before its data.
+                    try InodeAttributes(flags: replica_nocow_inode_flag).seal(to.rawValue, path: entryPath)
+                }
                 if replica_ficlone(to.rawValue, from.rawValue) == 0 {
                     reflinked += 1
                 } else {
                     try copyBytes(from, to, entryPath)
                 }
-                try StateMigration.copyAttributes(from: from, to: to)
+                let flags = try StateMigration.copyAttributes(from: from, to: to, path: entryPath, kept: kept, sealing: false)
+                if flags != 0 { sealed.append((rel, flags)) }
                 files += 1
                 bytes += UInt64(st.st_size)
                 if st.st_nlink > 1 { linked[key] = rel }
@@ -219,9 +264,13 @@ struct TreeCopier {
                 guard let link = readSymlink(name, in: source.rawValue) else { throw ReplicaError.current("readlinkat", [entryPath]) }
                 _ = try syscall("symlinkat", entryPath) { symlinkat(link, target.rawValue, name) }
                 _ = try syscall("fchownat", entryPath) { fchownat(target.rawValue, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+                try InodeAttributes.read(.entry(directory: source.rawValue, name: name), path: entryPath)
+                    .writeExtended(.entry(directory: target.rawValue, name: name), path: entryPath)
             default:  // FIFOs, sockets, device nodes: the node itself, never its contents
                 _ = try syscall("mknodat", entryPath) { mknodat(target.rawValue, name, st.st_mode, st.st_rdev) }
                 _ = try syscall("fchownat", entryPath) { fchownat(target.rawValue, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) }
+                try InodeAttributes.read(.entry(directory: source.rawValue, name: name), path: entryPath)
+                    .writeExtended(.entry(directory: target.rawValue, name: name), path: entryPath)
             }
         }
     }
@@ -288,11 +337,13 @@ enum TreeComparer {
             }
             switch sa.st_mode & S_IFMT {
             case S_IFDIR:
-                try requireEqual(try a.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW),
-                                 try b.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: entryPath, &ba, &bb)
+                let da = try a.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), db = try b.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                try requireSameAttributes(.descriptor(da.rawValue), .descriptor(db.rawValue), entryPath)
+                try requireEqual(da, db, path: entryPath, &ba, &bb)
             case S_IFREG:
                 guard sa.st_size == sb.st_size else { throw mismatch(entryPath, "size differs") }
                 let fa = try a.openat(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK), fb = try b.openat(name, O_RDONLY | O_NOFOLLOW)
+                try requireSameAttributes(.descriptor(fa.rawValue), .descriptor(fb.rawValue), entryPath)
                 while true {
                     let na = try syscall("read", entryPath) { ba.withUnsafeMutableBytes { read(fa.rawValue, $0.baseAddress, $0.count) } }
                     var nb = 0
@@ -308,9 +359,23 @@ enum TreeComparer {
                 guard readSymlink(name, in: a.rawValue) == readSymlink(name, in: b.rawValue) else {
                     throw mismatch(entryPath, "link target differs")
                 }
+                try requireSameAttributes(.entry(directory: a.rawValue, name: name), .entry(directory: b.rawValue, name: name), entryPath)
             default:
                 guard sa.st_rdev == sb.st_rdev else { throw mismatch(entryPath, "device number differs") }
+                try requireSameAttributes(.entry(directory: a.rawValue, name: name), .entry(directory: b.rawValue, name: name), entryPath)
             }
+        }
+    }
+
+    /// The same extended attributes (names and values) and kept inode flags.
+    static func requireSameAttributes(_ a: InodeAttributes.Inode, _ b: InodeAttributes.Inode, _ path: String) throws(ReplicaError) {
+        let (ka, kb) = (try InodeAttributes.read(a, path: path), try InodeAttributes.read(b, path: path))
+        guard ka.extended == kb.extended else {
+            let names = Set(ka.extended.keys).symmetricDifference(kb.extended.keys).union(ka.extended.keys.filter { ka.extended[$0] != kb.extended[$0] })
+            throw mismatch(path, "extended attributes differ (\(names.sorted().joined(separator: ", ")))")
+        }
+        guard ka.flags == kb.flags else {
+            throw mismatch(path, "inode flags differ (\(InodeAttributes.letters(ka.flags)) vs \(InodeAttributes.letters(kb.flags)))")
         }
     }
 
