@@ -132,6 +132,7 @@ const uint32_t replica_kept_inode_flags = FS_APPEND_FL | FS_IMMUTABLE_FL | FS_NO
     | FS_DIRSYNC_FL | FS_NOCOW_FL | FS_COMPR_FL | FS_NOCOMP_FL;
 const uint32_t replica_sealing_inode_flags = FS_IMMUTABLE_FL | FS_APPEND_FL;
 const uint32_t replica_nocow_inode_flag = FS_NOCOW_FL;
+const uint32_t replica_immutable_inode_flag = FS_IMMUTABLE_FL;
 int replica_btrfs_fsid(int fd, uint8_t *fsid) {
     struct btrfs_ioctl_fs_info_args args;
     memset(&args, 0, sizeof args);

@@ -63,10 +63,68 @@ import Testing
                 let run = try Self.tool("replica-run", profiles + ["web", "--", "sh", "-c", script])
                 #expect(run.status == .exited(0), "\(run.output)")
                 #expect(run.output == "btrfs\n41\nstate-rw\ngeneration 1\nconfig-ro\nroot-ro\n")
-                // The write went to the subvolume; the original directory is kept as it was.
+                // The write went to the subvolume; the original directory is kept as it was, moved aside.
                 #expect(String(decoding: try OwnedFD.open("\(store)/web/counter", O_RDONLY).readAll(), as: UTF8.self) == "42\n")
-                #expect(String(decoding: try OwnedFD.open("\(dir)/var/lib/web/counter", O_RDONLY).readAll(), as: UTF8.self) == "41\n")
+                let aside = try DirectoryEntries.names(in: OwnedFD.open("\(dir)/var/lib", O_RDONLY)).filter { $0.hasPrefix("web.replica-original.") }
+                #expect(aside.count == 1 && first.output.contains("the original is kept at \(dir)/var/lib/\(aside.first ?? "")"), "\(first.output)")
+                #expect(String(decoding: try OwnedFD.open("\(dir)/var/lib/\(aside.first ?? "")/counter", O_RDONLY).readAll(), as: UTF8.self) == "41\n")
                 #expect(try Store(path: store).snapshots(of: "web").count >= 1)
+            }
+        }
+    }
+
+    /// After the migration the state path is a placeholder: a start without Replica (its profile
+    /// removed: the command run as it is, as root) can neither read stale state nor write new
+    /// state there, where before it ran on the kept original. The control: the original, moved
+    /// aside, still reads. A placeholder whose subvolume has gone is refused, not copied.
+    @Test func noStartWithoutReplicaRunsOnTheOldState() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                let state = "\(dir)/web"
+                try createDirectories(state)
+                try Self.write("\(state)/counter", "41\n")
+                try createDirectories("\(dir)/profiles")
+                try Self.write("\(dir)/profiles/web.service.conf", "[State]\nPath=\(state)\nStore=\(image.mountPoint)\n")
+                let prepared = try Self.tool("replica-shift", ["prepare", "--profiles", "\(dir)/profiles", "web"])
+                #expect(prepared.status == .exited(0) && prepared.output.contains("an immutable placeholder"), "\(prepared.output)")
+                let unsandboxed = try Command.run(["sh", "-c", "cat \(state)/counter; echo 42 > \(state)/counter"])
+                #expect(!unsandboxed.status.isSuccess && !unsandboxed.output.contains("41"), "\(unsandboxed.output)")
+                #expect(try Command.check(["lsattr", "-d", state]).hasPrefix("----i"), "immutable")
+                #expect(try Command.check(["cat", "\(state)/README.replica"]).contains("subvolume\nweb of \(image.mountPoint)"))
+                let aside = try Command.check(["sh", "-c", "cat \(state).replica-original.*/counter"])
+                #expect(aside == "41\n", "the control: the original, moved aside")
+                let again = try Self.tool("replica-shift", ["prepare", "--profiles", "\(dir)/profiles", "web"])
+                #expect(again.status == .exited(0) && again.output.isEmpty, "a second prepare changes nothing: \(again.output)")
+
+                _ = try Command.check(["btrfs", "subvolume", "delete", "\(image.mountPoint)/web"])
+                let gone = try Self.tool("replica-shift", ["prepare", "--profiles", "\(dir)/profiles", "web"])
+                #expect(gone.status != .exited(0) && gone.output.contains("is the placeholder Replica left"), "\(gone.output)")
+                #expect(access("\(image.mountPoint)/web", F_OK) != 0, "nothing made from the placeholder")
+            }
+        }
+    }
+
+    /// A run killed after the subvolume appeared but before the original was moved: the next
+    /// prepare moves it aside; an empty directory at the path is simply replaced.
+    @Test func anOriginalLeftAtItsPathIsMovedAsideLater() throws {
+        try withBtrfsImage { image in
+            try withTemporaryDirectory { dir in
+                try createDirectories("\(dir)/web")
+                try Self.write("\(dir)/web/data", "v1\n")
+                let store = try Store(path: image.mountPoint)
+                _ = try StateMigration.shift("web", from: "\(dir)/web", in: store)
+                let time = UTCTimestamp(secondsSinceEpoch: 1_800_000_000)
+                let outcome = try StatePlaceholder.seal("\(dir)/web", subvolume: "web", store: image.mountPoint, at: time)
+                #expect(outcome == .movedAside("\(dir)/web.replica-original.20270115T080000Z"))
+                #expect(try Command.check(["cat", "\(dir)/web.replica-original.20270115T080000Z/data"]) == "v1\n")
+                #expect(try StatePlaceholder.seal("\(dir)/web", subvolume: "web", store: image.mountPoint, at: time) == .kept)
+                try createDirectories("\(dir)/empty")
+                #expect(try StatePlaceholder.seal("\(dir)/empty", subvolume: "e", store: image.mountPoint, at: time) == .made)
+                symlink("/etc", "\(dir)/link")
+                let error = #expect(throws: ReplicaError.self) {
+                    _ = try StatePlaceholder.seal("\(dir)/link", subvolume: "l", store: image.mountPoint, at: time)
+                }
+                #expect(error?.hint?.contains("is not a directory") == true)
             }
         }
     }
@@ -127,6 +185,10 @@ import Testing
                 TemporaryFileSystem=/var/tmp:mode=1777,nosuid,nodev
                 BindPaths=-/run/replica/store/web:/var/lib/web
                 BindReadOnlyPaths=\(dir)/config/current/etc/app.conf:/etc/app.conf:norbind
+                InaccessiblePaths=-/etc/replica
+                InaccessiblePaths=-/run/replica
+                InaccessiblePaths=-\(dir)/config
+                InaccessiblePaths=-/var/lib/replica
 
                 """)
             let missing = try Self.tool("replica-shift", ["prepare", "--profiles", "\(dir)/profiles", "db"])

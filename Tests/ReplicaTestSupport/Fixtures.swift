@@ -10,8 +10,16 @@ public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T 
     var template = Array("/tmp/replica-test-XXXXXX".utf8CString)
     guard let made = mkdtemp(&template) else { throw ReplicaError.current("mkdtemp", ["/tmp/replica-test-XXXXXX"]) }
     let path = String(cString: made)
-    defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", path]) }
+    defer { removeTree(path) }
     return try body(path)
+}
+
+/// `rm -rf --one-file-system PATH`, after `chattr -i -a` where plain removal fails: a state path
+/// sealed by Replica holds an immutable placeholder, which not even root can remove as it is.
+public func removeTree(_ path: String) {
+    if (try? Command.run(["rm", "-rf", "--one-file-system", path]).status.isSuccess) == true { return }
+    _ = try? Command.run(["chattr", "-R", "-f", "-i", "-a", path])
+    _ = try? Command.run(["rm", "-rf", "--one-file-system", path])
 }
 
 /// A loop-mounted btrfs image for one test: made in a temporary directory, formatted, mounted on

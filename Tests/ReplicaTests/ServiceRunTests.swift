@@ -24,7 +24,7 @@ import Testing
                 defer {
                     _ = try? ServiceNetwork.down(["\(unit).service"])
                     try? NetworkPlan.deleteLinks([bridge])
-                    _ = try? Command.run(["rm", "-rf", state])
+                    removeTree(state)
                 }
                 _ = try Command.check(["mkdir", "-p", state])
                 let fd = try OwnedFD.open("\(profiles)/\(unit).service.conf", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
@@ -82,7 +82,7 @@ import Testing
         let (a, b) = ("isa\(getpid() % 100_000)", "isb\(getpid() % 100_000)")
         try withBtrfsImage { image in
             try withTemporaryDirectory { profiles in
-                defer { _ = try? Command.run(["rm", "-rf", "/var/lib/\(a)", "/var/lib/\(b)"]) }
+                defer { removeTree("/var/lib/\(a)"); removeTree("/var/lib/\(b)") }
                 for unit in [a, b] {
                     let fd = try OwnedFD.open("\(profiles)/\(unit).service.conf", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
                     try fd.writeAll(Array("[State]\nPath=/var/lib/\(unit)\nStore=\(image.mountPoint)\n[Sandbox]\nHardening=service\nUser=root\n".utf8))

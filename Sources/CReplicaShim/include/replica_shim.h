@@ -101,6 +101,8 @@ int replica_set_inode_flags(int fd, uint32_t flags);
 extern const uint32_t replica_kept_inode_flags;
 /// FS_IMMUTABLE_FL | FS_APPEND_FL: flags after which nothing of the inode can change.
 extern const uint32_t replica_sealing_inode_flags;
+/// FS_IMMUTABLE_FL (`chattr +i`): not even root may change, link, rename or write it.
+extern const uint32_t replica_immutable_inode_flag;
 /// FS_NOCOW_FL: set on an empty file before its data, or the filesystem refuses it.
 extern const uint32_t replica_nocow_inode_flag;
 /// syncfs(2): flush the filesystem fd is on (a _GNU_SOURCE declaration Glibc's module lacks).

@@ -39,7 +39,12 @@ public enum ServiceShift {
                 case .createdEmpty: report.append("\(directory.path): new subvolume \(directory.subvolume)")
                 case .migrated(let files, let bytes, let reflinked):
                     report.append("\(directory.path): migrated to subvolume \(directory.subvolume) "
-                                  + "(\(files) files, \(bytes) bytes, \(reflinked) reflinked; the original is kept)")
+                                  + "(\(files) files, \(bytes) bytes, \(reflinked) reflinked)")
+                }
+                // The path itself becomes a placeholder no start without Replica can use.
+                if case .movedAside(let aside) = try StatePlaceholder.seal(directory.path, subvolume: directory.subvolume,
+                                                                           store: store.path, at: now) {
+                    report.append("\(directory.path): the original is kept at \(aside); an immutable placeholder is left in its place")
                 }
             }
             guard settings.snapshotOnStart else { return }

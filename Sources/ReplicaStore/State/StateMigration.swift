@@ -74,6 +74,16 @@ public enum StateMigration {
             }
             return .createdEmpty
         }
+        // The placeholder of state that was on the store: the subvolume has gone (deleted, or
+        // another store is mounted). Copying the placeholder would start the service on nothing.
+        var st = stat()
+        if fstat(sourceFD.rawValue, &st) == 0 && StatePlaceholder.isPlaceholder(st) {
+            throw ReplicaError("shift state", [source, "\(store.path)/\(name)"], errno: .ENOENT,
+                               hint: "is the placeholder Replica left when this state moved onto a store, but the store has no \(name): "
+                                   + "is the right store mounted? Restore the subvolume (replica-snap list, replica-snap receive), or, to "
+                                   + "start on empty state, remove the placeholder (chattr -i \(source); rm -r \(source)); nothing was made",
+                               reason: .refused)
+        }
         // A mount point is another filesystem over the tree (another store, a disk): its content
         // would be copied while the mount stays, and the service would run on either by chance.
         if let mount = try MountInfo.read().last(where: { $0.mountPoint == source }) {

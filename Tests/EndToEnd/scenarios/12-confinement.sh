@@ -143,6 +143,7 @@ for user in root nobody; do
 done
 for unit in replica-peer-a replica-peer-b; do
   btrfs -q subvolume delete "$store/$unit" || true
+  chattr -i /var/lib/$unit-*  # the placeholders prepare left at the state paths
   rm -rf /etc/systemd/system/$unit.service /etc/systemd/system/$unit-run.service /etc/replica/services/$unit.service.conf /var/lib/$unit-*
 done
 systemctl daemon-reload
