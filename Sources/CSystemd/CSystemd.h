@@ -55,3 +55,20 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_get_property_stri
                "sd_bus_get_property_string changed");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_path_encode), replica_sd_bus_path_encode_fn),
                "sd_bus_path_encode changed");
+
+// sd-bus: reading a reply (a unit's properties, GetAll) value by value.
+typedef int (*replica_sd_bus_message_peek_type_fn)(sd_bus_message *m, char *type, const char **contents);
+typedef int (*replica_sd_bus_message_enter_container_fn)(sd_bus_message *m, char type, const char *contents);
+typedef int (*replica_sd_bus_message_exit_container_fn)(sd_bus_message *m);
+typedef int (*replica_sd_bus_message_read_basic_fn)(sd_bus_message *m, char type, void *p);
+typedef int (*replica_sd_bus_message_at_end_fn)(sd_bus_message *m, int complete);
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_peek_type), replica_sd_bus_message_peek_type_fn),
+               "sd_bus_message_peek_type changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_enter_container), replica_sd_bus_message_enter_container_fn),
+               "sd_bus_message_enter_container changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_exit_container), replica_sd_bus_message_exit_container_fn),
+               "sd_bus_message_exit_container changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_read_basic), replica_sd_bus_message_read_basic_fn),
+               "sd_bus_message_read_basic changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_at_end), replica_sd_bus_message_at_end_fn),
+               "sd_bus_message_at_end changed");

@@ -125,3 +125,55 @@ import Testing
         }
     }
 }
+
+/// The properties systemd reports for a drop-in, as the plan gives them (the end-to-end suite
+/// compares them with a booted systemd for 200 generated profiles), and the comparison `prepare`
+/// makes at every start.
+@Suite struct UnitCheckTests {
+    static let profile = """
+        [State]
+        Path=/srv/a-data
+        [Sandbox]
+        Hardening=service
+        User=nobody
+        ReadOnlyPaths="/srv/with space" -/srv/maybe
+        BindReadOnlyPaths=/etc/hostname:/etc/x:norbind
+        TemporaryFileSystem=/run/app:mode=0750,size=1M
+        CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+        """
+
+    @Test func thePlanGivesWhatSystemdReports() throws {
+        let properties = try DropInRenderingTests.plan(Self.profile).profile.sandbox(forSystemd: true).systemdProperties
+        // The values busctl get-property printed for this drop-in in the booted container.
+        #expect(properties["BindPaths"] == .list([.record([.string("/run/replica/store/web"), .string("/srv/a-data"), .bool(true), .unsigned(16384)])]))
+        #expect(properties["BindReadOnlyPaths"] == .list([.record([.string("/etc/hostname"), .string("/etc/x"), .bool(false), .unsigned(0)])]))
+        #expect(properties["ReadOnlyPaths"] == .list([.string("/srv/with space"), .string("-/srv/maybe")]))
+        #expect(properties["TemporaryFileSystem"]?.description == "[(\"/tmp\" \"mode=1777,nosuid,nodev\"), (\"/var/tmp\" \"mode=1777,nosuid,nodev\"), "
+                + "(\"/run/app\" \"mode=0750,size=1048576\")]")
+        #expect(properties["User"] == .string("nobody") && properties["ProtectSystem"] == .string("strict"))
+        #expect(properties["UMask"] == .unsigned(0o077) && properties["NoNewPrivileges"] == .bool(true))
+        #expect(properties["CapabilityBoundingSet"] == .unsigned(1 << 10), "CAP_NET_BIND_SERVICE; the preset's drops remove nothing more")
+        #expect(properties["RestrictAddressFamilies"] == .record([.bool(true), .list([.string("AF_INET"), .string("AF_INET6"), .string("AF_UNIX")])]))
+    }
+
+    /// A drop-in edited to drop the state bind: the difference names BindPaths; the control, the
+    /// planned properties themselves, has none. systemd's "every capability" (all 64 bits) is the
+    /// plan's "every capability that exists".
+    @Test func aDroppedBindIsADifference() throws {
+        let plan = try DropInRenderingTests.plan(Self.profile)
+        var applied = try plan.profile.sandbox(forSystemd: true).systemdProperties
+        #expect(try plan.differences(from: applied).isEmpty, "the control")
+        applied["BindPaths"] = .list([])
+        let differences = try plan.differences(from: applied)
+        #expect(differences.map(\.name) == ["BindPaths"])
+        #expect(differences.first?.description.hasPrefix("BindPaths is [] where the profile gives [(\"/run/replica/store/web\"") == true)
+        applied["BindPaths"] = nil
+        #expect(try plan.differences(from: applied).first?.description.hasPrefix("BindPaths is missing") == true, "fail closed")
+
+        let root = try DropInRenderingTests.plan("[State]\nPath=/srv/r\n")
+        var all = try root.profile.sandbox(forSystemd: true).systemdProperties
+        all["CapabilityBoundingSet"] = .unsigned(.max)
+        let none = try root.differences(from: all)
+        #expect(none.isEmpty, "\(none)")
+    }
+}

@@ -18,6 +18,8 @@ public enum ShiftTool: Tool {
             CommandSpec("drop-in", "Print the unit's drop-in as replica-generator writes it at boot and daemon-reload.",
                         options: [.profiles, .option("command", "path", "replica-shift as the unit runs it.", default: "/usr/bin/replica-shift")],
                         positionals: [unit]),
+            CommandSpec("verify", "Compare what systemd applies to the loaded unit with its profile, property by property (prepare does it at every start).",
+                        options: [.profiles], positionals: [unit]),
             CommandSpec("refuse", "Fail, saying why: what the drop-in of a unit whose profile does not parse runs instead of the service.",
                         options: [.profiles], positionals: [unit]),
             CommandSpec("rollback", "Put the (stopped) service's state back to a snapshot; the present state is kept as a new snapshot.",
@@ -45,11 +47,18 @@ public enum ShiftTool: Tool {
         }
         switch arguments.command {
         case "prepare":
+            try plan.checkStartingUnit()
             let steps = try ServiceShift.prepare(settings, wait: try arguments.seconds("wait") ?? .seconds(30))
             return output(steps, [("steps", .array(steps.map(JSON.string)))])
         case "drop-in":
             let dropIn = try plan.dropIn(shiftCommand: arguments.value("command")!)
             return ToolOutput(dropIn, [("unit", .string(settings.unit)), ("drop_in", .string(dropIn))])
+        case "verify":
+            let differences = try plan.differences(from: try SystemdManager.serviceProperties(of: settings.unit).properties)
+            let lines = differences.isEmpty ? ["systemd applies what the profile says"] : differences.map(\.description)
+            return output(lines, [("differences", .array(differences.map { .object([("property", .string($0.name)),
+                ("planned", .string($0.planned.description)), ("applied", .string($0.applied?.description ?? ""))]) }))],
+                          exitCode: differences.isEmpty ? ExitCode.ok : ExitCode.failure)
         case "refuse":
             throw ReplicaError("", errno: .EINVAL, hint: "\(settings.unit): its profile parses now, but it did not when the drop-in was generated; "
                                + "run systemctl daemon-reload so replica-generator writes its sandbox, then start it", reason: .refused)

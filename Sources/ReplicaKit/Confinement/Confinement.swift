@@ -198,12 +198,16 @@ public struct AddressFamilies: Equatable, Sendable {
     /// The directive's value as systemd reads it (`AF_UNIX AF_INET`, `~AF_PACKET`, `none`).
     public var directive: String {
         if allowList && families.isEmpty { return "none" }
+        return (allowList ? "" : "~") + names.joined(separator: " ")
+    }
+
+    /// The families by the names systemd gives them, in number order.
+    public var names: [String] {
         let preferred = ["AF_UNIX", "AF_NETLINK"]
-        let names = families.sorted().map { number in
+        return families.sorted().map { number in
             let all = Self.known.filter { $0.value == number }.map(\.key).sorted()
             return all.first(where: preferred.contains) ?? all.first ?? "\(number)"
         }
-        return (allowList ? "" : "~") + names.joined(separator: " ")
     }
 }
 

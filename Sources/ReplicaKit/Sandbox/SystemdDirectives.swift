@@ -10,12 +10,7 @@ extension SandboxPlan {
         lines.append("PrivateMounts=yes")
         if protectSystem != .no { lines.append("ProtectSystem=\(protectSystem.rawValue)") }
         if protectHome != .no { lines.append("ProtectHome=\(protectHome.rawValue)") }
-        for tmp in temporaryDirectories {
-            var options = ["mode=" + String(tmp.mode, radix: 8).leftPadded(4)]
-            if let size = tmp.size { options.append("size=\(size)") }
-            options += tmp.flags.words
-            lines.append("TemporaryFileSystem=" + Self.quote("\(tmp.path):\(options.joined(separator: ","))"))
-        }
+        for tmp in temporaryDirectories { lines.append("TemporaryFileSystem=" + Self.quote("\(tmp.path):\(tmp.systemdOptions)")) }
         for bind in binds {
             let key = bind.readOnly ? "BindReadOnlyPaths" : "BindPaths"
             lines.append("\(key)=" + (bind.optional ? "-" : "") + Self.bindPath(bind.source) + ":" + Self.bindPath(bind.target)
@@ -54,6 +49,15 @@ extension SandboxPlan {
             escaped.append(character)
         }
         return escaped
+    }
+}
+
+extension TemporaryDirectory {
+    /// The options of its `TemporaryFileSystem=` value: `mode=1777,size=16777216,nosuid,nodev`.
+    public var systemdOptions: String {
+        var options = ["mode=" + String(mode, radix: 8).leftPadded(4)]
+        if let size { options.append("size=\(size)") }
+        return (options + flags.words).joined(separator: ",")
     }
 }
 

@@ -20,6 +20,17 @@ enum LibSystemd {
     static let busErrorFree: replica_sd_bus_error_free_fn? = symbol("sd_bus_error_free")
     static let busGetPropertyString: replica_sd_bus_get_property_string_fn? = symbol("sd_bus_get_property_string")
     static let busPathEncode: replica_sd_bus_path_encode_fn? = symbol("sd_bus_path_encode")
+    static let busPeekType: replica_sd_bus_message_peek_type_fn? = symbol("sd_bus_message_peek_type")
+    static let busEnterContainer: replica_sd_bus_message_enter_container_fn? = symbol("sd_bus_message_enter_container")
+    static let busExitContainer: replica_sd_bus_message_exit_container_fn? = symbol("sd_bus_message_exit_container")
+    static let busReadBasic: replica_sd_bus_message_read_basic_fn? = symbol("sd_bus_message_read_basic")
+    static let busAtEnd: replica_sd_bus_message_at_end_fn? = symbol("sd_bus_message_at_end")
+    /// The `free(3)` of the C library libsystemd allocates with: a static Replica tool has a C
+    /// library of its own, and freeing libsystemd's memory with that one corrupts both heaps.
+    static let free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)? = symbol("free")
+
+    /// Frees memory libsystemd allocated and handed over (`sd_bus_path_encode`, `sd_bus_get_property_string`).
+    static func release(_ pointer: UnsafeMutableRawPointer?) { free?(pointer) }
 
     private static func symbol<Function>(_ name: String) -> Function? {
         guard let handle, let address = dlsym(handle, name) else { return nil }

@@ -82,20 +82,22 @@ public enum SystemdManager {
         defer { _ = close(bus) }
         var path: UnsafeMutablePointer<CChar>?
         guard encode("/org/freedesktop/systemd1/unit", unit, &path) >= 0, let path else { return nil }
-        defer { Glibc.free(path) }
+        defer { LibSystemd.release(path) }
         var error = sd_bus_error(name: nil, message: nil, _need_free: 0)
         defer { free(&error) }
         var value: UnsafeMutablePointer<CChar>?
         guard get(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Unit", "ActiveState", &error, &value) >= 0,
               let value else { return nil }
-        defer { Glibc.free(value) }
+        defer { LibSystemd.release(value) }
         return String(cString: value)
     }
 
-    /// One method call on `org.freedesktop.systemd1.Manager` over the system bus, its arguments
-    /// appended by `build`; the reply is not needed.
-    private static func call(_ member: String, _ paths: [String], hint: String,
-                             _ build: (OpaquePointer) throws(ReplicaError) -> Void) throws(ReplicaError) {
+    /// One method call over the system bus (by default on `org.freedesktop.systemd1.Manager`), its
+    /// arguments appended by `build`, its reply handed to `read`.
+    static func call(_ member: String, _ paths: [String], hint: String, object: String = "/org/freedesktop/systemd1",
+                     interface: String = "org.freedesktop.systemd1.Manager",
+                     _ build: (OpaquePointer) throws(ReplicaError) -> Void,
+                     read: (OpaquePointer) throws(ReplicaError) -> Void = { _ throws(ReplicaError) in }) throws(ReplicaError) {
         guard let open = LibSystemd.busOpenSystem, let close = LibSystemd.busFlushCloseUnref, let new = LibSystemd.busNewMethodCall,
               let send = LibSystemd.busCall, let unref = LibSystemd.busMessageUnref, let free = LibSystemd.busErrorFree else {
             throw ReplicaError("systemd \(member)", paths, errno: .ENOSYS, hint: "libsystemd.so.0 cannot be loaded; install libsystemd0")
@@ -107,7 +109,7 @@ public enum SystemdManager {
         }
         defer { _ = close(bus) }
         var message: OpaquePointer?
-        result = new(bus, &message, "org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", member)
+        result = new(bus, &message, "org.freedesktop.systemd1", object, interface, member)
         guard result >= 0, let message else { throw ReplicaError("sd_bus_message_new_method_call", paths, errno: Errno(rawValue: -result)) }
         defer { _ = unref(message) }
         try build(message)
@@ -115,14 +117,15 @@ public enum SystemdManager {
         defer { free(&error) }
         var reply: OpaquePointer?
         result = send(bus, message, 0, &error, &reply)
-        if let reply { _ = unref(reply) }
-        guard result >= 0 else {
+        defer { if let reply { _ = unref(reply) } }
+        guard result >= 0, let reply else {
             let said = error.message.map { String(cString: $0) } ?? ""
             throw ReplicaError("systemd \(member)", paths, errno: Errno(rawValue: -result), hint: said.isEmpty ? hint : "\(said); \(hint)")
         }
+        try read(reply)
     }
 
-    private static func append(_ message: OpaquePointer, _ type: Unicode.Scalar, _ value: String) throws(ReplicaError) {
+    static func append(_ message: OpaquePointer, _ type: Unicode.Scalar, _ value: String) throws(ReplicaError) {
         let result = value.withCString { LibSystemd.busAppendBasic?(message, CChar(type.value), $0) ?? -ENOSYS }
         guard result >= 0 else { throw ReplicaError("sd_bus_message_append_basic", [value], errno: Errno(rawValue: -result)) }
     }
