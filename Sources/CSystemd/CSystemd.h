@@ -72,3 +72,12 @@ _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_read_basi
                "sd_bus_message_read_basic changed");
 _Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_message_at_end), replica_sd_bus_message_at_end_fn),
                "sd_bus_message_at_end changed");
+
+// sd-bus: a direct connection to PID 1's private socket (/run/systemd/private, root only), as
+// systemctl makes when run as root: no bus daemon in between, no Hello.
+typedef int (*replica_sd_bus_new_fn)(sd_bus **ret);
+typedef int (*replica_sd_bus_set_address_fn)(sd_bus *bus, const char *address);
+typedef int (*replica_sd_bus_start_fn)(sd_bus *bus);
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_new), replica_sd_bus_new_fn), "sd_bus_new changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_set_address), replica_sd_bus_set_address_fn), "sd_bus_set_address changed");
+_Static_assert(__builtin_types_compatible_p(__typeof__(&sd_bus_start), replica_sd_bus_start_fn), "sd_bus_start changed");

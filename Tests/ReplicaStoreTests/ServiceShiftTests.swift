@@ -129,6 +129,26 @@ import Testing
         }
     }
 
+    /// On overlayfs a directory of the lower layer cannot be renamed (EXDEV), as in a container's
+    /// root: the original is copied aside whole, compared, and only then removed.
+    @Test func anOriginalThatCannotBeRenamedIsCopiedAside() throws {
+        try withTemporaryDirectory { dir in
+            for folder in ["lower/web/sub", "upper", "work", "merged"] { try createDirectories("\(dir)/\(folder)") }
+            try Self.write("\(dir)/lower/web/sub/data", "v1\n")
+            _ = try Command.check(["mount", "-t", "overlay", "overlay", "-o",
+                                   "lowerdir=\(dir)/lower,upperdir=\(dir)/upper,workdir=\(dir)/work", "\(dir)/merged"])
+            defer { _ = try? Command.run(["umount", "\(dir)/merged"]) }
+            let control = try Command.run(["python3", "-c", "import os; os.rename('\(dir)/merged/web', '\(dir)/merged/x')"])
+            #expect(control.output.contains("Invalid cross-device link"), "the control: overlayfs refuses the rename: \(control.output)")
+            let time = UTCTimestamp(secondsSinceEpoch: 1_800_000_000)
+            let outcome = try StatePlaceholder.seal("\(dir)/merged/web", subvolume: "web", store: "/srv/store", at: time)
+            #expect(outcome == .movedAside("\(dir)/merged/web.replica-original.20270115T080000Z"))
+            #expect(try Command.check(["cat", "\(dir)/merged/web.replica-original.20270115T080000Z/sub/data"]) == "v1\n")
+            #expect(try Command.check(["ls", "-A", "\(dir)/merged/web"]) == "README.replica\n", "the placeholder, nothing else")
+            _ = try? Command.run(["chattr", "-i", "\(dir)/merged/web"])
+        }
+    }
+
     /// A state directory that does not exist yet becomes a subvolume the service's `User=` owns,
     /// as systemd makes a `StateDirectory=`: the service's own process (here under `replica-run`,
     /// as `nobody`) writes its state. The control, without `User=`: root's, as before.

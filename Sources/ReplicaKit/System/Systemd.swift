@@ -25,6 +25,9 @@ enum LibSystemd {
     static let busExitContainer: replica_sd_bus_message_exit_container_fn? = symbol("sd_bus_message_exit_container")
     static let busReadBasic: replica_sd_bus_message_read_basic_fn? = symbol("sd_bus_message_read_basic")
     static let busAtEnd: replica_sd_bus_message_at_end_fn? = symbol("sd_bus_message_at_end")
+    static let busNew: replica_sd_bus_new_fn? = symbol("sd_bus_new")
+    static let busSetAddress: replica_sd_bus_set_address_fn? = symbol("sd_bus_set_address")
+    static let busStart: replica_sd_bus_start_fn? = symbol("sd_bus_start")
     /// The `free(3)` of the C library libsystemd allocates with: a static Replica tool has a C
     /// library of its own, and freeing libsystemd's memory with that one corrupts both heaps.
     static let free: (@convention(c) (UnsafeMutableRawPointer?) -> Void)? = symbol("free")

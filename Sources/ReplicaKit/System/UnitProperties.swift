@@ -86,24 +86,25 @@ extension SystemdManager {
         let object = String(cString: encoded)
         LibSystemd.release(encoded)
         var properties: [String: BusValue] = [:]
-        try call("GetAll", [unit], hint: "is \(unit) loaded (systemctl status \(unit))?", object: object,
-                 interface: "org.freedesktop.DBus.Properties", { (message) throws(ReplicaError) in
-            try append(message, "s", "org.freedesktop.systemd1.Service")
-        }, read: { (reply) throws(ReplicaError) in
-            guard case .list(let entries) = try BusValue.read(reply) else { return }
-            for case .record(let pair) in entries where pair.count == 2 {
-                if case .string(let name) = pair[0] { properties[name] = pair[1] }
-            }
-        })
         var invocation = ""
-        try call("Get", [unit], hint: "is \(unit) loaded (systemctl status \(unit))?", object: object,
-                 interface: "org.freedesktop.DBus.Properties", { (message) throws(ReplicaError) in
-            try append(message, "s", "org.freedesktop.systemd1.Unit")
-            try append(message, "s", "InvocationID")
-        }, read: { (reply) throws(ReplicaError) in
-            guard case .list(let bytes) = try BusValue.read(reply) else { return }
-            invocation = bytes.map { if case .unsigned(let byte) = $0 { String(byte, radix: 16).leftPadded(2) } else { "" } }.joined()
-        })
+        let hint = "is \(unit) loaded (systemctl status \(unit))?"
+        try withBus([unit]) { (bus) throws(ReplicaError) in
+            try call(on: bus, "GetAll", [unit], hint: hint, object: object, interface: "org.freedesktop.DBus.Properties", { (message) throws(ReplicaError) in
+                try append(message, "s", "org.freedesktop.systemd1.Service")
+            }, read: { (reply) throws(ReplicaError) in
+                guard case .list(let entries) = try BusValue.read(reply) else { return }
+                for case .record(let pair) in entries where pair.count == 2 {
+                    if case .string(let name) = pair[0] { properties[name] = pair[1] }
+                }
+            })
+            try call(on: bus, "Get", [unit], hint: hint, object: object, interface: "org.freedesktop.DBus.Properties", { (message) throws(ReplicaError) in
+                try append(message, "s", "org.freedesktop.systemd1.Unit")
+                try append(message, "s", "InvocationID")
+            }, read: { (reply) throws(ReplicaError) in
+                guard case .list(let bytes) = try BusValue.read(reply) else { return }
+                invocation = bytes.map { if case .unsigned(let byte) = $0 { String(byte, radix: 16).leftPadded(2) } else { "" } }.joined()
+            })
+        }
         return (invocation, properties)
     }
 }

@@ -52,8 +52,9 @@ public enum StatePlaceholder {
             } else {
                 let aside = asidePath(path, at: time)
                 let asideName = split(aside).name
-                _ = try syscall("renameat2(RENAME_NOREPLACE)", path, aside) {
-                    replica_renameat2(parent.rawValue, name, parent.rawValue, asideName, replica_RENAME_NOREPLACE)
+                if replica_renameat2(parent.rawValue, name, parent.rawValue, asideName, replica_RENAME_NOREPLACE) != 0 {
+                    guard Errno.current == .EXDEV else { throw ReplicaError.current("renameat2(RENAME_NOREPLACE)", [path, aside]) }
+                    try copyAside(existing, name: name, in: parent, to: asideName, path: path, aside: aside)
                 }
                 outcome = .movedAside(aside)
             }
@@ -70,6 +71,40 @@ public enum StatePlaceholder {
     static func hostTree() throws(ReplicaError) -> RootDirectory {
         if !SystemdManager.mountsReachHost, let root = try? RootDirectory("/proc/1/root") { return root }
         return try RootDirectory("/")
+    }
+
+    /// Moves a directory aside where the filesystem cannot rename it (overlayfs, for a directory of
+    /// its lower layer: EXDEV): copied as a migration copies (everything kept, then compared), and
+    /// only then the original removed, entry by entry, never following a link.
+    static func copyAside(_ original: borrowing OwnedFD, name: String, in parent: borrowing OwnedFD, to asideName: String,
+                          path: String, aside: String) throws(ReplicaError) {
+        _ = try syscall("mkdirat", aside) { mkdirat(parent.rawValue, asideName, 0o700) }
+        let target = try parent.openat(asideName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        var copier = TreeCopier()
+        try copier.copyContents(of: original, into: target, top: target, path: path)
+        try copier.seal(in: target, path: aside)
+        try TreeComparer.requireEqual(original, target, path: path)
+        try StateMigration.copyAttributes(from: original, to: target, path: aside)
+        do throws(ReplicaError) {
+            try removeContents(of: original, path: path)
+            _ = try syscall("rmdir", path) { unlinkat(parent.rawValue, name, AT_REMOVEDIR) }
+        } catch {
+            throw ReplicaError(error.operation, error.objects, errno: error.errno,
+                               hint: "the original is copied whole to \(aside), but \(path) could not be emptied; remove it by hand "
+                                   + "(chattr -R -i \(path); rm -r \(path)) and start again")
+        }
+    }
+
+    /// `rm -r` of what a directory holds, by descriptor, without following symlinks.
+    static func removeContents(of directory: borrowing OwnedFD, path: String) throws(ReplicaError) {
+        for entry in try DirectoryEntries.names(in: directory) {
+            var st = stat()
+            _ = try syscall("fstatat", "\(path)/\(entry)") { fstatat(directory.rawValue, entry, &st, AT_SYMLINK_NOFOLLOW) }
+            if st.st_mode & S_IFMT == S_IFDIR {
+                try removeContents(of: try directory.openat(entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: "\(path)/\(entry)")
+            }
+            _ = try syscall("unlinkat", "\(path)/\(entry)") { unlinkat(directory.rawValue, entry, st.st_mode & S_IFMT == S_IFDIR ? AT_REMOVEDIR : 0) }
+        }
     }
 
     /// A directory only root could have made this way: root's, mode 0000.
