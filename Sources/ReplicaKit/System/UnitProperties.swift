@@ -4,11 +4,17 @@ import Glibc
 /// A D-Bus value as the service manager sends it, typed but not tied to a signature: what
 /// `busctl get-property` prints. Arrays are lists, structs and dict entries are records.
 public indirect enum BusValue: Equatable, Sendable, CustomStringConvertible {
+    /// `s`, `o`, `g`: text, an object path, a signature.
     case string(String)
+    /// `b`.
     case bool(Bool)
+    /// `n`, `i`, `x`, `h`: signed numbers.
     case integer(Int64)
+    /// `y`, `q`, `u`, `t`: unsigned numbers.
     case unsigned(UInt64)
+    /// `a…`: an array (a dictionary is a list of two-field records).
     case list([BusValue])
+    /// `(…)`, `{…}`: a struct or a dictionary entry.
     case record([BusValue])
 
     /// As `busctl` writes values: strings quoted, lists in brackets, records in parentheses.
