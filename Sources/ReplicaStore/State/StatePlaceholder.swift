@@ -30,38 +30,46 @@ public enum StatePlaceholder {
 
     /// Makes `path` the placeholder of subvolume `subvolume` of `store`, moving what is there
     /// aside (`renameat2(RENAME_NOREPLACE)`): a directory with entries is kept whole, an empty
-    /// one is replaced. A symlink or any other file at the path is refused, as is a parent reached
+    /// one becomes the placeholder itself. A symlink or any other file at the path is refused, as is a parent reached
     /// through a symlink. Missing parents are made (0755), as systemd makes a bind's mount point.
     public static func seal(_ path: String, subvolume: String, store: String, at time: UTCTimestamp) throws(ReplicaError) -> Outcome {
         let (parentPath, name) = split(path)
         let host = try hostTree()
         try host.makeDirectories(parentPath)
         let parent = try host.openForReading(parentPath, [.directory, .noSymlinks])
-        var outcome = Outcome.made
         var st = stat()
-        if fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-            guard st.st_mode & S_IFMT == S_IFDIR else {
-                throw ReplicaError("seal state path", [path], errno: .EEXIST,
-                                   hint: "is not a directory (a symlink or a file); its state is on the store as \(store)/\(subvolume): "
-                                       + "move it away, then start again", reason: .refused)
-            }
-            if isPlaceholder(st) { return .kept }
-            let existing = try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            if try DirectoryEntries.names(in: existing).isEmpty {
-                _ = try syscall("rmdir", path) { unlinkat(parent.rawValue, name, AT_REMOVEDIR) }
-            } else {
-                let aside = asidePath(path, at: time)
-                let asideName = split(aside).name
-                if replica_renameat2(parent.rawValue, name, parent.rawValue, asideName, replica_RENAME_NOREPLACE) != 0 {
-                    guard Errno.current == .EXDEV else { throw ReplicaError.current("renameat2(RENAME_NOREPLACE)", [path, aside]) }
-                    try copyAside(existing, name: name, in: parent, to: asideName, path: path, aside: aside)
-                }
-                outcome = .movedAside(aside)
-            }
-        } else if Errno.current != .ENOENT {
-            throw ReplicaError.current("fstatat", [path])
+        guard fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+            guard Errno.current == .ENOENT else { throw ReplicaError.current("fstatat", [path]) }
+            _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
+            try make(try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: path, note: note(subvolume: subvolume, store: store, aside: .made))
+            return .made
         }
-        try make(name, in: parent, path: path, note: note(subvolume: subvolume, store: store, aside: outcome))
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw ReplicaError("seal state path", [path], errno: .EEXIST,
+                               hint: "is not a directory (a symlink or a file); its state is on the store as \(store)/\(subvolume): "
+                                   + "move it away, then start again", reason: .refused)
+        }
+        if isPlaceholder(st) { return .kept }
+        // An empty directory becomes the placeholder where it is: under systemd it may be a mount
+        // point in this namespace (the subvolume bound over it), which cannot be removed or renamed.
+        let existing = try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        var outcome = Outcome.made
+        if try !DirectoryEntries.names(in: existing).isEmpty {
+            let aside = asidePath(path, at: time)
+            let asideName = split(aside).name
+            outcome = .movedAside(aside)
+            if replica_renameat2(parent.rawValue, name, parent.rawValue, asideName, replica_RENAME_NOREPLACE) == 0 {
+                _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
+                try make(try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: path,
+                         note: note(subvolume: subvolume, store: store, aside: outcome))
+                return outcome
+            }
+            // overlayfs cannot rename a directory of its lower layer (EXDEV); a mount point cannot
+            // be renamed (EBUSY): the original is copied aside and the directory emptied instead.
+            guard [Errno.EXDEV, .EBUSY].contains(Errno.current) else { throw ReplicaError.current("renameat2(RENAME_NOREPLACE)", [path, aside]) }
+            try copyAside(existing, in: parent, to: asideName, path: path, aside: aside)
+        }
+        try make(existing, path: path, note: note(subvolume: subvolume, store: store, aside: outcome))
         return outcome
     }
 
@@ -73,10 +81,11 @@ public enum StatePlaceholder {
         return try RootDirectory("/")
     }
 
-    /// Moves a directory aside where the filesystem cannot rename it (overlayfs, for a directory of
-    /// its lower layer: EXDEV): copied as a migration copies (everything kept, then compared), and
-    /// only then the original removed, entry by entry, never following a link.
-    static func copyAside(_ original: borrowing OwnedFD, name: String, in parent: borrowing OwnedFD, to asideName: String,
+    /// Moves a directory's content aside where the directory cannot be renamed (overlayfs, for a
+    /// directory of its lower layer: EXDEV; a mount point: EBUSY): copied as a migration copies
+    /// (everything kept, then compared), and only then the original emptied, entry by entry, never
+    /// following a link. The emptied directory then becomes the placeholder.
+    static func copyAside(_ original: borrowing OwnedFD, in parent: borrowing OwnedFD, to asideName: String,
                           path: String, aside: String) throws(ReplicaError) {
         _ = try syscall("mkdirat", aside) { mkdirat(parent.rawValue, asideName, 0o700) }
         let target = try parent.openat(asideName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
@@ -85,13 +94,10 @@ public enum StatePlaceholder {
         try copier.seal(in: target, path: aside)
         try TreeComparer.requireEqual(original, target, path: path)
         try StateMigration.copyAttributes(from: original, to: target, path: aside)
-        do throws(ReplicaError) {
-            try removeContents(of: original, path: path)
-            _ = try syscall("rmdir", path) { unlinkat(parent.rawValue, name, AT_REMOVEDIR) }
-        } catch {
+        do throws(ReplicaError) { try removeContents(of: original, path: path) } catch {
             throw ReplicaError(error.operation, error.objects, errno: error.errno,
-                               hint: "the original is copied whole to \(aside), but \(path) could not be emptied; remove it by hand "
-                                   + "(chattr -R -i \(path); rm -r \(path)) and start again")
+                               hint: "the original is copied whole to \(aside), but \(path) could not be emptied; empty it by hand "
+                                   + "(chattr -R -i \(path); find \(path) -mindepth 1 -delete) and start again")
         }
     }
 
@@ -110,12 +116,10 @@ public enum StatePlaceholder {
     /// A directory only root could have made this way: root's, mode 0000.
     static func isPlaceholder(_ st: stat) -> Bool { st.st_uid == 0 && st.st_mode & 0o7777 == 0 }
 
-    /// mkdir, the note, mode 0000, then `chattr +i` where the filesystem has it (a filesystem
+    /// The note, then root's, mode 0000, then `chattr +i` where the filesystem has it (a filesystem
     /// without inode flags keeps a mode-0000 root directory, still unusable to every other user).
-    static func make(_ name: String, in parent: borrowing OwnedFD, path: String, note: String) throws(ReplicaError) {
-        _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
-        let directory = try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        let file = try directory.openat(noteName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o444)
+    static func make(_ directory: borrowing OwnedFD, path: String, note: String) throws(ReplicaError) {
+        let file = try directory.openat(noteName, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o444)
         try file.writeAll(Array(note.utf8), name: "\(path)/\(noteName)")
         _ = try syscall("fchown", path) { fchown(directory.rawValue, 0, 0) }
         _ = try syscall("fchmod", path) { fchmod(directory.rawValue, 0) }
