@@ -150,6 +150,8 @@ public struct CapabilitySet: Equatable, Sendable {
 
     /// Whether no capability is in the set.
     public var isEmpty: Bool { numbers.isEmpty }
+    /// The set as a bit mask, bit N for capability N, as the kernel and systemd's D-Bus API give it.
+    public var mask: UInt64 { numbers.reduce(0) { $0 | (1 << UInt64($1)) } }
     /// Whether the capability with this number is in the set.
     public func contains(_ number: Int32) -> Bool { numbers.contains(number) }
 

@@ -37,18 +37,17 @@ extension SandboxPlan {
     /// capabilities that exist (systemd's "every capability" sets all 64 bits).
     public static func comparable(_ name: String, _ value: BusValue) -> BusValue {
         guard ["CapabilityBoundingSet", "AmbientCapabilities"].contains(name), case .unsigned(let mask) = value else { return value }
-        return .unsigned(mask & CapabilitySet.all.numbers.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) })
+        return .unsigned(mask & CapabilitySet.all.mask)
     }
 }
 
 extension Confinement {
     /// The confinement's part of `SandboxPlan.systemdProperties`, following `systemdDirectives`.
     public var systemdProperties: [String: BusValue] {
-        let mask = { (set: CapabilitySet) in BusValue.unsigned(set.numbers.reduce(UInt64(0)) { $0 | (1 << UInt64($1)) }) }
         var properties: [String: BusValue] = [
             "User": .string(user ?? ""), "Group": .string(group ?? ""),
             "SupplementaryGroups": .list(supplementaryGroups.map(BusValue.string)),
-            "AmbientCapabilities": mask(ambientCapabilities),
+            "AmbientCapabilities": .unsigned(ambientCapabilities.mask),
             "NoNewPrivileges": .bool(noNewPrivileges),
             "SystemCallArchitectures": .list(nativeArchitectureOnly || usesSeccomp ? [.string("native")] : []),
         ]
@@ -61,7 +60,7 @@ extension Confinement {
         }
         if let umask { properties["UMask"] = .unsigned(UInt64(umask)) }
         // As systemd reports it once loaded: the settings that drop capabilities already applied.
-        properties["CapabilityBoundingSet"] = mask(effectiveBoundingSet)
+        properties["CapabilityBoundingSet"] = .unsigned(effectiveBoundingSet.mask)
         if let syscallErrorNumber { properties["SystemCallErrorNumber"] = .integer(Int64(syscallErrorNumber)) }
         if let restrictAddressFamilies {
             properties["RestrictAddressFamilies"] = .record([.bool(restrictAddressFamilies.allowList),

@@ -30,19 +30,24 @@ public enum StatePlaceholder {
 
     /// Makes `path` the placeholder of subvolume `subvolume` of `store`, moving what is there
     /// aside (`renameat2(RENAME_NOREPLACE)`): a directory with entries is kept whole, an empty
-    /// one becomes the placeholder itself. A symlink or any other file at the path is refused, as is a parent reached
-    /// through a symlink. Missing parents are made (0755), as systemd makes a bind's mount point.
+    /// one becomes the placeholder itself. A symlink or any other file at the path is refused, as
+    /// is a parent reached through a symlink. Missing parents are made (0755), as systemd makes a bind's mount point.
     public static func seal(_ path: String, subvolume: String, store: String, at time: UTCTimestamp) throws(ReplicaError) -> Outcome {
         let (parentPath, name) = split(path)
         let host = try hostTree()
         try host.makeDirectories(parentPath)
         let parent = try host.openForReading(parentPath, [.directory, .noSymlinks])
+        // A new directory at the path, made the placeholder.
+        func makeNew(_ outcome: Outcome) throws(ReplicaError) -> Outcome {
+            _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
+            try make(try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: path,
+                     note: note(subvolume: subvolume, store: store, aside: outcome))
+            return outcome
+        }
         var st = stat()
         guard fstatat(parent.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
             guard Errno.current == .ENOENT else { throw ReplicaError.current("fstatat", [path]) }
-            _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
-            try make(try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: path, note: note(subvolume: subvolume, store: store, aside: .made))
-            return .made
+            return try makeNew(.made)
         }
         guard st.st_mode & S_IFMT == S_IFDIR else {
             throw ReplicaError("seal state path", [path], errno: .EEXIST,
@@ -59,10 +64,7 @@ public enum StatePlaceholder {
             let asideName = split(aside).name
             outcome = .movedAside(aside)
             if replica_renameat2(parent.rawValue, name, parent.rawValue, asideName, replica_RENAME_NOREPLACE) == 0 {
-                _ = try syscall("mkdirat", path) { mkdirat(parent.rawValue, name, 0o700) }
-                try make(try parent.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: path,
-                         note: note(subvolume: subvolume, store: store, aside: outcome))
-                return outcome
+                return try makeNew(outcome)
             }
             // overlayfs cannot rename a directory of its lower layer (EXDEV); a mount point cannot
             // be renamed (EBUSY): the original is copied aside and the directory emptied instead.
