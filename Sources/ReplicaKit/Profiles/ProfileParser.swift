@@ -81,7 +81,7 @@ public enum ProfileParser {
                 throw ProfileError(file: file, line: number, key: nil, reason: "expected Key=Value or [Section]")
             }
             let key = String(line[..<equals]).trimmed
-            guard !key.isEmpty, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+            guard !key.isEmpty, key.utf8.allSatisfy({ IdentityText.isLetterOrDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }) else {
                 throw ProfileError(file: file, line: number, key: key.isEmpty ? nil : key,
                                    reason: "a key is letters, digits, - and _")
             }

@@ -165,7 +165,8 @@ public struct StatePath: Equatable, Sendable {
     /// Characters a state path may hold: what is safe in every systemd directive and mount option
     /// it ends up in (no spaces, quotes, `:`, `%` or backslashes).
     static func isSafe(_ c: Character) -> Bool {
-        c.isASCII && (c.isLetter || c.isNumber || "/._-@+~".contains(c))
+        guard let byte = c.asciiValue else { return false }
+        return IdentityText.isLetterOrDigit(byte) || "/._-@+~".utf8.contains(byte)
     }
 
     /// Below `parent` (not equal to it).

@@ -95,10 +95,9 @@ public struct SandboxPlan: Equatable, Sendable {
             + serviceDirectories.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: false)) }
         let named = Set(explicit.map(\.target))
         let all = explicit + protectionSteps.filter { !named.contains($0.target) }
-        return all.sorted { a, b in
-            let (da, db) = (a.target.split(separator: "/").count, b.target.split(separator: "/").count)
-            return da != db ? da < db : a.target < b.target
-        }
+        // Each target's depth counted once, not at every comparison.
+        let keyed: [(depth: Int, target: String, step: Step)] = all.map { ($0.target.split(separator: "/").count, $0.target, $0) }
+        return keyed.sorted { a, b in a.depth != b.depth ? a.depth < b.depth : a.target < b.target }.map(\.step)
     }
 
     /// Every mount target, in the order they are applied.
