@@ -140,13 +140,25 @@ int replica_btrfs_fsid(int fd, uint8_t *fsid) {
     memcpy(fsid, args.fsid, BTRFS_FSID_SIZE);
     return 0;
 }
+static int replica_unix_address(const char *path, struct sockaddr_un *address, socklen_t *length) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) { errno = ENAMETOOLONG; return -1; }
+    strcpy(address->sun_path, path);
+    *length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+    return 0;
+}
 int replica_bind_unix(int fd, const char *path) {
     struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) { errno = ENAMETOOLONG; return -1; }
-    strcpy(address.sun_path, path);
-    return bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1));
+    socklen_t length;
+    if (replica_unix_address(path, &address, &length) != 0) return -1;
+    return bind(fd, (struct sockaddr *)&address, length);
+}
+int replica_connect_unix(int fd, const char *path) {
+    struct sockaddr_un address;
+    socklen_t length;
+    if (replica_unix_address(path, &address, &length) != 0) return -1;
+    return connect(fd, (struct sockaddr *)&address, length);
 }
 int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root) {
     struct btrfs_ioctl_send_args args;

@@ -82,6 +82,8 @@ int replica_btrfs_qgroup_limit(int fd, uint64_t max_referenced);
 int replica_btrfs_fsid(int fd, uint8_t *fsid);
 /// bind(2) of a socket to a filesystem path (`struct sockaddr_un`); ENAMETOOLONG when it does not fit.
 int replica_bind_unix(int fd, const char *path);
+/// connect(2) of a socket to a filesystem path (`struct sockaddr_un`); ENAMETOOLONG when it does not fit.
+int replica_connect_unix(int fd, const char *path);
 /// ioctl(BTRFS_IOC_SEND) on a read-only subvolume (`btrfs send [-p PARENT] SUBVOLUME`): writes its
 /// send stream to out_fd; incremental from the subvolume with id parent_root (also the one clone
 /// source), or full when it is 0. Blocks until the whole stream is written.

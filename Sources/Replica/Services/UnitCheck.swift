@@ -19,11 +19,26 @@ extension ServicePlan {
         public var description: String { "\(name) is \(applied.map(\.description) ?? "missing") where the profile gives \(planned)" }
     }
 
+    /// What systemd has for the unit now, against the plan: the unit's invocation id and every
+    /// property of `systemdProperties` it has otherwise (`replica-shift verify UNIT`). `query`:
+    /// the question asked ahead (`askStartingUnit`), else asked now.
+    public func appliedDifferences(asked query: SystemdManager.ServicePropertiesQuery? = nil) throws(ReplicaError)
+        -> (invocation: String, differences: [Difference]) {
+        let planned = try profile.sandbox(forSystemd: true).systemdProperties
+        let question: SystemdManager.ServicePropertiesQuery
+        if let query { question = query } else { question = try SystemdManager.ServicePropertiesQuery(try UnitName(profile.unit)) }
+        let applied = try question.answer()
+        return (applied.invocation, Self.differences(planned, applied.properties))
+    }
+
     /// Every property of `systemdProperties` that `properties` (a unit's, from
     /// `SystemdManager.serviceProperties`) has otherwise, by name.
     public func differences(from properties: [String: BusValue]) throws(ReplicaError) -> [Difference] {
-        let planned = try profile.sandbox(forSystemd: true).systemdProperties
-        return planned.keys.sorted().compactMap { name in
+        Self.differences(try profile.sandbox(forSystemd: true).systemdProperties, properties)
+    }
+
+    private static func differences(_ planned: [String: BusValue], _ properties: [String: BusValue]) -> [Difference] {
+        planned.keys.sorted().compactMap { name in
             let applied = properties[name].map { SandboxPlan.comparable(name, $0) }
             return applied == planned[name] ? nil : Difference(name: name, planned: planned[name]!, applied: applied)
         }
@@ -32,20 +47,19 @@ extension ServicePlan {
     /// The check `prepare` makes when systemd started it (`$INVOCATION_ID`): the unit being started
     /// is the one with that invocation id, and its properties are the plan's. Returns false when
     /// not started by systemd as PID 1 (a shell, Nomad, a test, a container without systemd),
-    /// where there is nothing to compare.
+    /// where there is nothing to compare. `query`: the question asked ahead (`askStartingUnit`).
     @discardableResult
-    public func checkStartingUnit() throws(ReplicaError) -> Bool {
+    public func checkStartingUnit(asked query: SystemdManager.ServicePropertiesQuery? = nil) throws(ReplicaError) -> Bool {
         guard let invocation = getenv("INVOCATION_ID").map({ String(cString: $0) }), Systemd.isBooted else { return false }
         let unit = profile.unit
-        let (current, properties): (String, [String: BusValue])
-        do throws(ReplicaError) { (current, properties) = try SystemdManager.serviceProperties(of: unit) } catch {
+        let (current, differences): (String, [Difference])
+        do throws(ReplicaError) { (current, differences) = try appliedDifferences(asked: query) } catch {
             throw ReplicaError("check unit", [unit], errno: error.errno,
                                hint: "systemd could not be asked what it applies to \(unit) (\(error)); refusing to start it unchecked", reason: .refused)
         }
         // Another unit's process (Nomad's raw_exec under nomad.service) runs prepare for a service
         // systemd is not starting: nothing of systemd's applies to it.
         guard current == invocation else { return false }
-        let differences = try differences(from: properties)
         guard differences.isEmpty else {
             throw ReplicaError("check unit", [unit], errno: .EPERM,
                                hint: "systemd applies what the profile does not say: " + differences.map(\.description).joined(separator: "; ")
@@ -53,5 +67,13 @@ extension ServicePlan {
                                    + "what it should be); refusing to start it", reason: .refused)
         }
         return true
+    }
+
+    /// `checkStartingUnit`'s question to PID 1 about the unit `name`, asked before the profile is
+    /// read so that PID 1 answers meanwhile; nil where no check will be made (not started by
+    /// systemd) or it cannot be asked now (the check then asks again and fails closed).
+    public static func askStartingUnit(_ name: String) -> SystemdManager.ServicePropertiesQuery? {
+        guard getenv("INVOCATION_ID") != nil, Systemd.isBooted, let unit = try? UnitName(name) else { return nil }
+        return try? SystemdManager.ServicePropertiesQuery(unit)
     }
 }

@@ -35,6 +35,8 @@ public enum ShiftTool: Tool {
         ])
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
+        // prepare's check of the starting unit, asked first: PID 1 answers while the profile is read.
+        let asked = arguments.command == "prepare" ? ServicePlan.askStartingUnit(arguments.positionals[0]) : nil
         // The whole plan, checked as the generator checks it: a profile one accepts, the other accepts.
         let plan: ServicePlan
         do throws(ReplicaError) { plan = try arguments.servicePlan(arguments.positionals[0]) } catch where error.reason == .usage && arguments.command == "refuse" {
@@ -47,14 +49,14 @@ public enum ShiftTool: Tool {
         }
         switch arguments.command {
         case "prepare":
-            try plan.checkStartingUnit()
+            try plan.checkStartingUnit(asked: asked)
             let steps = try ServiceShift.prepare(settings, wait: try arguments.seconds("wait") ?? .seconds(30))
             return output(steps, [("steps", .array(steps.map(JSON.string)))])
         case "drop-in":
             let dropIn = try plan.dropIn(shiftCommand: arguments.value("command")!)
             return ToolOutput(dropIn, [("unit", .string(settings.unit)), ("drop_in", .string(dropIn))])
         case "verify":
-            let differences = try plan.differences(from: try SystemdManager.serviceProperties(of: settings.unit).properties)
+            let differences = try plan.appliedDifferences().differences
             let lines = differences.isEmpty ? ["systemd applies what the profile says"] : differences.map(\.description)
             return output(lines, [("differences", .array(differences.map { .object([("property", .string($0.name)),
                 ("planned", .string($0.planned.description)), ("applied", .string($0.applied?.description ?? ""))]) }))],

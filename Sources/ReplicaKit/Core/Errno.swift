@@ -84,6 +84,12 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ENODEV = Errno(rawValue: Glibc.ENODEV)
     /// `EPROTO`: Protocol error.
     public static let EPROTO = Errno(rawValue: Glibc.EPROTO)
+    /// `ECONNRESET`: Connection reset by peer.
+    public static let ECONNRESET = Errno(rawValue: Glibc.ECONNRESET)
+    /// `ENOMEM`: Cannot allocate memory.
+    public static let ENOMEM = Errno(rawValue: Glibc.ENOMEM)
+    /// `EBADMSG`: Bad message (a D-Bus message that does not follow the wire format).
+    public static let EBADMSG = Errno(rawValue: Glibc.EBADMSG)
     /// `EADDRNOTAVAIL`: Cannot assign requested address.
     public static let EADDRNOTAVAIL = Errno(rawValue: Glibc.EADDRNOTAVAIL)
     /// `ECANCELED`: Operation canceled.
@@ -116,5 +122,6 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         Glibc.ECONNREFUSED: "ECONNREFUSED", Glibc.ETIMEDOUT: "ETIMEDOUT", Glibc.EALREADY: "EALREADY",
         Glibc.EPROTONOSUPPORT: "EPROTONOSUPPORT", Glibc.ENOBUFS: "ENOBUFS", Glibc.EMSGSIZE: "EMSGSIZE",
         Glibc.EUCLEAN: "EUCLEAN", Glibc.EDQUOT: "EDQUOT", Glibc.ESTALE: "ESTALE", Glibc.EPROTO: "EPROTO", Glibc.ENETDOWN: "ENETDOWN", Glibc.ENOTCONN: "ENOTCONN", Glibc.ECANCELED: "ECANCELED",
+        Glibc.ECONNRESET: "ECONNRESET", Glibc.EBADMSG: "EBADMSG",
     ]
 }

@@ -1,4 +1,3 @@
-import CSystemd
 import Glibc
 
 /// The service manager over D-Bus (`org.freedesktop.systemd1`): what state a unit is in, and the one thing a sandboxed
@@ -28,19 +27,17 @@ public enum SystemdManager {
     public static func bindMount(_ source: String, on target: String, description: String,
                                  timeout: Duration = .seconds(10)) throws(ReplicaError) {
         let unit = SystemdEscape.mountUnit(for: target)
-        try call("StartTransientUnit", [source, target], hint: "journalctl -u '\(unit)' says why") { (message) throws(ReplicaError) in
-            try append(message, "s", unit)
-            try append(message, "s", "fail")
-            try container(message, "a", "(sv)") { () throws(ReplicaError) in
-                for (key, value) in [("Description", description), ("What", source), ("Where", target), ("Options", "bind"),
-                                     ("CollectMode", "inactive-or-failed")] {
-                    try container(message, "r", "sv") { () throws(ReplicaError) in
-                        try append(message, "s", key)
-                        try container(message, "v", "s") { () throws(ReplicaError) in try append(message, "s", value) }
-                    }
+        let properties = [("Description", description), ("What", source), ("Where", target), ("Options", "bind"),
+                          ("CollectMode", "inactive-or-failed")]
+        _ = try call("StartTransientUnit", [source, target], hint: "journalctl -u '\(unit)' says why", signature: "ssa(sv)a(sa(sv))") { body in
+            body.string(unit)
+            body.string("fail")
+            body.array(alignment: 8) { array in
+                for (key, value) in properties {
+                    array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
                 }
             }
-            try container(message, "a", "(sa(sv))") {}
+            body.array(alignment: 8) { _ in }
         }
         try waitUntil(timeout, [source, target], "PID 1 did not mount it; journalctl -u '\(unit)' says why") { isMountPoint(target) }
     }
@@ -49,9 +46,9 @@ public enum SystemdManager {
     /// namespace, and waits up to `timeout` until it is gone from this process's namespace too.
     public static func unmount(_ target: String, timeout: Duration = .seconds(10)) throws(ReplicaError) {
         let unit = SystemdEscape.mountUnit(for: target)
-        try call("StopUnit", [target], hint: "journalctl -u '\(unit)' says why") { (message) throws(ReplicaError) in
-            try append(message, "s", unit)
-            try append(message, "s", "replace")
+        _ = try call("StopUnit", [target], hint: "journalctl -u '\(unit)' says why", signature: "ss") { body in
+            body.string(unit)
+            body.string("replace")
         }
         try waitUntil(timeout, [target], "PID 1 did not unmount it; journalctl -u '\(unit)' says why") { !isMountPoint(target) }
     }
@@ -74,103 +71,44 @@ public enum SystemdManager {
     /// no service manager answers on the system bus (a container without systemd, a test, Nomad's
     /// raw_exec), so callers decide what not knowing means.
     public static func activeState(of unit: String) -> String? {
-        guard let open = LibSystemd.busOpenSystem, let close = LibSystemd.busFlushCloseUnref,
-              let encode = LibSystemd.busPathEncode, let get = LibSystemd.busGetPropertyString,
-              let free = LibSystemd.busErrorFree else { return nil }
-        var bus: OpaquePointer?
-        guard open(&bus) >= 0, let bus else { return nil }
-        defer { _ = close(bus) }
-        var path: UnsafeMutablePointer<CChar>?
-        guard encode("/org/freedesktop/systemd1/unit", unit, &path) >= 0, let path else { return nil }
-        defer { LibSystemd.release(path) }
-        var error = sd_bus_error(name: nil, message: nil, _need_free: 0)
-        defer { free(&error) }
-        var value: UnsafeMutablePointer<CChar>?
-        guard get(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Unit", "ActiveState", &error, &value) >= 0,
-              let value else { return nil }
-        defer { LibSystemd.release(value) }
-        return String(cString: value)
+        let get = BusConnection.Call(path: unitPath(unit), interface: "org.freedesktop.DBus.Properties", member: "Get", signature: "ss") { body in
+            body.string("org.freedesktop.systemd1.Unit")
+            body.string("ActiveState")
+        }
+        guard let replies = try? BusConnection.systemd().call([get]), case .values(let values) = replies[0],
+              case .string(let state) = values.first else { return nil }
+        return state
     }
 
-    /// One method call over the system bus (by default on `org.freedesktop.systemd1.Manager`), its
-    /// arguments appended by `build`, its reply handed to `read`.
+    /// A unit's object path (`sd_bus_path_encode("/org/freedesktop/systemd1/unit", UNIT)`): every
+    /// byte but a letter or digit as `_` and two lower-case hex digits.
+    static func unitPath(_ unit: String) -> String {
+        var label = ""
+        for byte in unit.utf8 {
+            if (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
+                label.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                label += "_" + String(byte, radix: 16).leftPadded(2)
+            }
+        }
+        return "/org/freedesktop/systemd1/unit/" + (label.isEmpty ? "_" : label)
+    }
+
+    /// One method call to the service manager (by default on `org.freedesktop.systemd1.Manager`),
+    /// its arguments of `signature` written by `arguments`; the reply's values.
     static func call(_ member: String, _ paths: [String], hint: String, object: String = "/org/freedesktop/systemd1",
-                     interface: String = "org.freedesktop.systemd1.Manager",
-                     _ build: (OpaquePointer) throws(ReplicaError) -> Void,
-                     read: (OpaquePointer) throws(ReplicaError) -> Void = { _ throws(ReplicaError) in }) throws(ReplicaError) {
-        try withBus(paths) { (bus) throws(ReplicaError) in
-            try call(on: bus, member, paths, hint: hint, object: object, interface: interface, build, read: read)
+                     interface: String = "org.freedesktop.systemd1.Manager", signature: String,
+                     _ arguments: @escaping (inout BusWriter) -> Void) throws(ReplicaError) -> [BusValue] {
+        let call = BusConnection.Call(path: object, interface: interface, member: member, signature: signature, arguments: arguments)
+        let replies: [BusConnection.Reply]
+        do throws(ReplicaError) { replies = try BusConnection.systemd().call([call]) } catch {
+            throw ReplicaError("systemd \(member)", paths, errno: error.errno, detail: error.description, hint: "is systemd running, with its D-Bus socket?")
         }
-    }
-
-    /// A connection to the service manager for `body`: PID 1's private socket where it can be
-    /// used (`privateBus`), else the system bus; closed after.
-    static func withBus(_ paths: [String], _ body: (OpaquePointer) throws(ReplicaError) -> Void) throws(ReplicaError) {
-        guard let open = LibSystemd.busOpenSystem, let close = LibSystemd.busFlushCloseUnref else {
-            throw ReplicaError("sd_bus_open_system", paths, errno: .ENOSYS, hint: "libsystemd.so.0 cannot be loaded; install libsystemd0")
+        switch replies[0] {
+        case .values(let values): return values
+        case .error(let name, let message):
+            throw ReplicaError("systemd \(member)", paths, errno: BusConnection.errno(name), hint: message.isEmpty ? hint : "\(message); \(hint)")
         }
-        var bus = privateBus()
-        var result: Int32 = 0
-        if bus == nil { result = open(&bus) }
-        guard result >= 0, let bus else {
-            throw ReplicaError("sd_bus_open_system", paths, errno: Errno(rawValue: -result), hint: "is systemd running, with its D-Bus socket?")
-        }
-        defer { _ = close(bus) }
-        try body(bus)
-    }
-
-    /// One method call on an open connection.
-    static func call(on bus: OpaquePointer, _ member: String, _ paths: [String], hint: String, object: String = "/org/freedesktop/systemd1",
-                     interface: String = "org.freedesktop.systemd1.Manager",
-                     _ build: (OpaquePointer) throws(ReplicaError) -> Void,
-                     read: (OpaquePointer) throws(ReplicaError) -> Void = { _ throws(ReplicaError) in }) throws(ReplicaError) {
-        guard let new = LibSystemd.busNewMethodCall, let send = LibSystemd.busCall, let unref = LibSystemd.busMessageUnref,
-              let free = LibSystemd.busErrorFree else {
-            throw ReplicaError("systemd \(member)", paths, errno: .ENOSYS, hint: "libsystemd.so.0 cannot be loaded; install libsystemd0")
-        }
-        var message: OpaquePointer?
-        var result = new(bus, &message, "org.freedesktop.systemd1", object, interface, member)
-        guard result >= 0, let message else { throw ReplicaError("sd_bus_message_new_method_call", paths, errno: Errno(rawValue: -result)) }
-        defer { _ = unref(message) }
-        try build(message)
-        var error = sd_bus_error(name: nil, message: nil, _need_free: 0)
-        defer { free(&error) }
-        var reply: OpaquePointer?
-        result = send(bus, message, 0, &error, &reply)
-        defer { if let reply { _ = unref(reply) } }
-        guard result >= 0, let reply else {
-            let said = error.message.map { String(cString: $0) } ?? ""
-            throw ReplicaError("systemd \(member)", paths, errno: Errno(rawValue: -result), hint: said.isEmpty ? hint : "\(said); \(hint)")
-        }
-        try read(reply)
-    }
-
-    /// PID 1's private socket, as `systemctl` connects when run as root (`/run/systemd/private`):
-    /// no bus daemon to pass through and no `Hello`, about half the time of the system bus. Nil
-    /// when it cannot be used (not root, not systemd); the caller then takes the system bus.
-    static func privateBus() -> OpaquePointer? {
-        guard geteuid() == 0, access(privateSocket, F_OK) == 0, let new = LibSystemd.busNew, let address = LibSystemd.busSetAddress,
-              let start = LibSystemd.busStart, let close = LibSystemd.busFlushCloseUnref else { return nil }
-        var bus: OpaquePointer?
-        guard new(&bus) >= 0, let bus else { return nil }
-        guard address(bus, "unix:path=\(privateSocket)") >= 0, start(bus) >= 0 else { _ = close(bus); return nil }
-        return bus
-    }
-
-    /// systemd's own socket for root's direct connections.
-    static let privateSocket = "/run/systemd/private"
-
-    static func append(_ message: OpaquePointer, _ type: Unicode.Scalar, _ value: String) throws(ReplicaError) {
-        let result = value.withCString { LibSystemd.busAppendBasic?(message, CChar(type.value), $0) ?? -ENOSYS }
-        guard result >= 0 else { throw ReplicaError("sd_bus_message_append_basic", [value], errno: Errno(rawValue: -result)) }
-    }
-
-    private static func container(_ message: OpaquePointer, _ type: Unicode.Scalar, _ contents: String,
-                                  _ body: () throws(ReplicaError) -> Void) throws(ReplicaError) {
-        var result = LibSystemd.busOpenContainer?(message, CChar(type.value), contents) ?? -ENOSYS
-        guard result >= 0 else { throw ReplicaError("sd_bus_message_open_container", [contents], errno: Errno(rawValue: -result)) }
-        try body()
-        result = LibSystemd.busCloseContainer?(message) ?? -ENOSYS
-        guard result >= 0 else { throw ReplicaError("sd_bus_message_close_container", [contents], errno: Errno(rawValue: -result)) }
     }
 }

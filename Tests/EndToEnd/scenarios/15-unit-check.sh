@@ -4,6 +4,7 @@
 # differential: 200 profiles generated from the grammar (random valid values, paths with blanks,
 # quotes, %, non-ASCII, names with : and \x2d) are loaded into this systemd together, and for each
 # `replica-shift verify` compares every property systemd reports with the plan: 0 differences.
+# Then the check's cost at each start, and a start whose system bus only queues (before dbus.service).
 . /e2e/lib.sh
 unit=replica-check.service
 mkdir -p /etc/replica/services /srv/check
@@ -86,12 +87,55 @@ echo "# differential: $count profiles, $compared compared property by property, 
 equal "no generated profile was refused (each is valid)" 0 "$refused"
 equal "systemd applies every property as planned, for all $count" "0 of $count" "$differing of $compared"
 
-# The check's cost, as prepare pays it at each start: verify (plan + the D-Bus check) against
-# drop-in (the plan alone), 50 runs each, same run; a figure, not a check.
-ms() { local start end; start=$(date +%s%N); for _ in $(seq 50); do "$@" >/dev/null; done; end=$(date +%s%N); echo $(((end - start) / 50000)); }
-echo "# check cost: replica-shift verify $(ms replica-shift verify replica-diff-1) µs, drop-in $(ms replica-shift drop-in replica-diff-1) µs per run"
+# The check's cost, as prepare pays it at each start (a figure, not a check): prepare of a running
+# unit given its $INVOCATION_ID (the check runs: PID 1 is asked, the answer compared) against the
+# same prepare without it (no check), alternating, 200 runs each, same run.
+cost=replica-check-cost.service
+printf '[Service]\nExecStart=/bin/sleep infinity\n' >/etc/systemd/system/$cost
+printf '[State]\nPath=/var/lib/replica-check-cost\n[Sandbox]\nHardening=service\nUser=root\n' >/etc/replica/services/$cost.conf
+systemctl daemon-reload
+check "the measured unit runs" systemctl start $cost
+invocation=$(systemctl show -P InvocationID $cost)
+microseconds() { echo "${EPOCHREALTIME/./}"; }
+with=0 without=0
+for _ in $(seq 200); do
+  start=$(microseconds); INVOCATION_ID=$invocation replica-shift prepare $cost >/dev/null; end=$(microseconds)
+  with=$((with + end - start))
+  start=$(microseconds); replica-shift prepare $cost >/dev/null; end=$(microseconds)
+  without=$((without + end - start))
+done
+echo "# check cost: prepare $((with / 200)) µs with the check, $((without / 200)) µs without: $(((with - without) / 200)) µs per start"
+mkdir -p /etc/systemd/system/$cost.d
+printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$cost.d/zz-hand-edit.conf
+systemctl daemon-reload
+check "... the measured prepare is the checking one: with the bind dropped by hand it refuses" \
+  sh -c "! INVOCATION_ID=$invocation replica-shift prepare $cost"
+check "... and without the invocation id (no check) it does not" replica-shift prepare $cost
+rm -r /etc/systemd/system/$cost.d
+systemctl stop $cost
+
+# The check asks through dbus-daemon. A unit started before dbus.service finds its socket only
+# queueing; the check then asks PID 1's private socket after 250 ms: the start is neither stuck nor
+# unchecked. A socket nobody accepts on stands in for dbus.socket before dbus.service.
+systemctl stop dbus.service dbus.socket
+systemd-socket-activate -l /run/dbus/system_bus_socket sleep 600 >/dev/null 2>&1 &
+queue=$!
+for _ in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05; done
+start=$(microseconds)
+check "with the system bus only queueing, the checked unit starts" systemctl start $unit
+echo "# the start took $((($(microseconds) - start) / 1000)) ms (250 ms of it waiting for the system bus)"
+mkdir -p /etc/systemd/system/$unit.d
+printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$unit.d/zz-hand-edit.conf
+systemctl daemon-reload
+check "... and with the state bind dropped by hand it is refused" sh -c "! systemctl start $unit"
+contains "... naming the property" "BindPaths is [] where the profile gives" "$(journalctl -q -o cat -n 20 -u $unit)"
+rm -r /etc/systemd/system/$unit.d
+kill $queue; wait $queue 2>/dev/null || true
+rm -f /run/dbus/system_bus_socket
+systemctl start dbus.socket dbus.service
+check "... dbus is back" systemctl is-active --quiet dbus.service
 
 rm -f /etc/systemd/system/replica-diff-*.service /etc/replica/services/replica-diff-*.conf /etc/systemd/system/$unit \
-  /etc/replica/services/$unit.conf
+  /etc/replica/services/$unit.conf /etc/systemd/system/$cost /etc/replica/services/$cost.conf
 systemctl daemon-reload
 finish
