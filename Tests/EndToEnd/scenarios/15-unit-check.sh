@@ -7,6 +7,13 @@
 # Then the check's cost at each start, and a start whose system bus only queues (before dbus.service).
 . /e2e/lib.sh
 unit=replica-check.service
+# An operator's drop-in resetting the unit's binds (its state bind with them): what the check catches.
+edit_by_hand() {
+  mkdir -p /etc/systemd/system/$1.d
+  printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$1.d/zz-hand-edit.conf
+  systemctl daemon-reload
+}
+undo_edit() { rm -r /etc/systemd/system/$1.d; systemctl daemon-reload; }
 mkdir -p /etc/replica/services /srv/check
 printf '[Service]\nType=oneshot\nExecStart=/bin/sh -c "echo ran >/var/lib/replica-check/ran"\n' >/etc/systemd/system/$unit
 printf '[State]\nPath=/var/lib/replica-check\n[Sandbox]\nHardening=service\nUser=root\nReadOnlyPaths=/srv/check\n' \
@@ -16,13 +23,10 @@ check "the checked unit starts" systemctl start $unit
 equal "... its process ran on its subvolume" "ran" "$(cat $store/replica-check/ran 2>&1)"
 check "replica-shift verify finds no difference" replica-shift verify $unit
 
-mkdir -p /etc/systemd/system/$unit.d
-printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$unit.d/zz-hand-edit.conf
-systemctl daemon-reload
+edit_by_hand $unit
 check "with the state bind dropped by hand, the start is refused" sh -c "! systemctl start $unit"
 contains "... the journal names the property" "BindPaths is [] where the profile gives" "$(journalctl -q -o cat -n 20 -u $unit)"
-rm -r /etc/systemd/system/$unit.d
-systemctl daemon-reload
+undo_edit $unit
 check "the control: without the edit it starts again" systemctl start $unit
 
 # The differential suite.
@@ -105,13 +109,11 @@ for _ in $(seq 200); do
   without=$((without + end - start))
 done
 echo "# check cost: prepare $((with / 200)) µs with the check, $((without / 200)) µs without: $(((with - without) / 200)) µs per start"
-mkdir -p /etc/systemd/system/$cost.d
-printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$cost.d/zz-hand-edit.conf
-systemctl daemon-reload
+edit_by_hand $cost
 check "... the measured prepare is the checking one: with the bind dropped by hand it refuses" \
   sh -c "! INVOCATION_ID=$invocation replica-shift prepare $cost"
 check "... and without the invocation id (no check) it does not" replica-shift prepare $cost
-rm -r /etc/systemd/system/$cost.d
+undo_edit $cost
 systemctl stop $cost
 
 # The check asks through dbus-daemon. A unit started before dbus.service finds its socket only
@@ -124,12 +126,10 @@ for _ in $(seq 100); do [ -S /run/dbus/system_bus_socket ] && break; sleep 0.05;
 start=$(microseconds)
 check "with the system bus only queueing, the checked unit starts" systemctl start $unit
 echo "# the start took $((($(microseconds) - start) / 1000)) ms (250 ms of it waiting for the system bus)"
-mkdir -p /etc/systemd/system/$unit.d
-printf '[Service]\nBindPaths=\n' >/etc/systemd/system/$unit.d/zz-hand-edit.conf
-systemctl daemon-reload
+edit_by_hand $unit
 check "... and with the state bind dropped by hand it is refused" sh -c "! systemctl start $unit"
 contains "... naming the property" "BindPaths is [] where the profile gives" "$(journalctl -q -o cat -n 20 -u $unit)"
-rm -r /etc/systemd/system/$unit.d
+undo_edit $unit
 kill $queue; wait $queue 2>/dev/null || true
 rm -f /run/dbus/system_bus_socket
 systemctl start dbus.socket dbus.service
