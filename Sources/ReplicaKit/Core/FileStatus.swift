@@ -37,6 +37,10 @@ public struct FileStatus: Equatable, Sendable {
     public var group: UInt32
     /// `st_size` in bytes.
     public var size: Int64
+    /// `st_rdev`: the device a device node stands for.
+    public var deviceNumber: UInt64
+    /// Bytes allocated on disk (`st_blocks` × 512).
+    public var allocated: UInt64
 
     /// The facts of a `stat` structure, as `fstat(2)` filled it.
     public init(_ st: stat) {
@@ -57,6 +61,15 @@ public struct FileStatus: Equatable, Sendable {
         owner = UInt32(st.st_uid)
         group = UInt32(st.st_gid)
         size = Int64(st.st_size)
+        deviceNumber = UInt64(st.st_rdev)
+        allocated = UInt64(st.st_blocks) * 512
+    }
+
+    /// `deviceNumber` as `MAJOR:MINOR` (glibc's `major(3)` and `minor(3)` encoding).
+    public var deviceNumberText: String {
+        let major = ((deviceNumber >> 8) & 0xfff) | ((deviceNumber >> 32) & ~UInt64(0xfff))
+        let minor = (deviceNumber & 0xff) | ((deviceNumber >> 12) & ~UInt64(0xff))
+        return "\(major):\(minor)"
     }
 
     /// `lstat(2)` of a trusted path.

@@ -29,3 +29,30 @@ public enum DirectoryEntries {
         return names
     }
 }
+
+/// Every entry below a directory (`find DIR` without following links).
+public enum DirectoryTree {
+    /// Calls `visit` with the path of each entry below `directory` (relative to it, `etc/passwd`)
+    /// and its `fstatat(AT_SYMLINK_NOFOLLOW)`, a directory before its contents, names in order.
+    /// Symbolic links are reported, never followed; a directory is entered through its open
+    /// descriptor (`O_NOFOLLOW`), so a tree changed meanwhile cannot lead out of it. `path` is
+    /// `directory`'s, for messages.
+    public static func walk(_ directory: borrowing OwnedFD, path: String,
+                            _ visit: (String, FileStatus) throws(ReplicaError) -> Void) throws(ReplicaError) {
+        try walk(directory, path: path, relative: "", visit)
+    }
+
+    private static func walk(_ directory: borrowing OwnedFD, path: String, relative: String,
+                             _ visit: (String, FileStatus) throws(ReplicaError) -> Void) throws(ReplicaError) {
+        for name in try DirectoryEntries.names(in: directory).sorted() {
+            var st = stat()
+            _ = try syscall("fstatat", "\(path)/\(name)") { fstatat(directory.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
+            let entry = relative.isEmpty ? name : "\(relative)/\(name)"
+            let status = FileStatus(st)
+            try visit(entry, status)
+            if status.kind == .directory {
+                try walk(try directory.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: "\(path)/\(name)", relative: entry, visit)
+            }
+        }
+    }
+}

@@ -213,20 +213,11 @@ struct TreeCopier {
     /// Bytes the tree occupies on disk (allocated blocks, each hard-linked file once).
     static func allocatedBytes(_ directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> UInt64 {
         var seen: Set<String> = []
-        func walk(_ directory: borrowing OwnedFD, _ path: String) throws(ReplicaError) -> UInt64 {
-            var total: UInt64 = 0
-            for name in try DirectoryEntries.names(in: directory) {
-                var st = stat()
-                _ = try syscall("fstatat", "\(path)/\(name)") { fstatat(directory.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
-                if st.st_mode & S_IFMT == S_IFDIR {
-                    total += try walk(try directory.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), "\(path)/\(name)")
-                } else if seen.insert("\(st.st_dev):\(st.st_ino)").inserted {
-                    total += UInt64(st.st_blocks) * 512
-                }
-            }
-            return total
+        var total: UInt64 = 0
+        try DirectoryTree.walk(directory, path: path) { _, status in
+            if status.kind != .directory, seen.insert("\(status.device):\(status.inode)").inserted { total += status.allocated }
         }
-        return try walk(directory, path)
+        return total
     }
 
     /// Copies what is in `source` into `target`; `top` is the copy's top directory, where hard links
