@@ -17,7 +17,7 @@ func benchmarkMachines() throws -> [Comparison] {
         return []
     }
     return try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
-        try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
+        _ = try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
         var forks: [Double] = [], byHand: [Double] = []
         for round in 0..<20 {
             var began = monotonicNanoseconds()

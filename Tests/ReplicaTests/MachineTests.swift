@@ -470,6 +470,25 @@ enum NetworkNamespaceNames {
                 #expect(access("\(image.mountPoint)/templates/tiny/usr/bin", F_OK) == 0)
                 let refused = try Self.machine(["template", "import", "junk", "\(dir)/notroot"] + store)
                 #expect(refused.status == .exited(1) && refused.output.contains("not a root file system"))
+                // What every fork would get as it is — a device node, set-ID files, a FIFO — is reported;
+                // --strict refuses it, leaving nothing. The control: the plain root imports under --strict.
+                _ = try Command.check(["mkdir", "-p", "\(dir)/odd/etc", "\(dir)/odd/usr/bin", "\(dir)/odd/dev"])
+                _ = try Command.check(["mknod", "\(dir)/odd/dev/sda", "b", "8", "0"])
+                _ = try Command.check(["mkfifo", "\(dir)/odd/run.fifo"])
+                _ = try Command.check(["install", "-m", "4755", "/bin/true", "\(dir)/odd/usr/bin/su"])
+                _ = try Command.check(["install", "-m", "2755", "/bin/true", "\(dir)/odd/usr/bin/wall"])
+                let strict = try Self.machine(["template", "import", "odd", "\(dir)/odd", "--strict"] + store)
+                #expect(strict.status == .exited(1) && strict.output.contains("--strict") && strict.output.contains("/dev/sda: block device 8:0"),
+                        "\(strict.output)")
+                #expect(access("\(image.mountPoint)/templates/odd", F_OK) != 0 && access("\(image.mountPoint)/templates/.importing-odd", F_OK) != 0)
+                let reported = try Self.machine(["template", "import", "odd", "\(dir)/odd", "--json"] + store)
+                #expect(reported.status == .exited(0), "\(reported.output)")
+                let findings = try JSON.parse(reported.output)["findings"]?.array ?? []
+                let listed = findings.map { finding in "\(finding["path"]?.string ?? "") \(finding["what"]?.string ?? "")" }
+                #expect(listed == ["/dev/sda block device 8:0", "/run.fifo FIFO", "/usr/bin/su set-user-ID", "/usr/bin/wall set-group-ID"], "\(listed)")
+                #expect(try Self.machine(["template", "remove", "odd"] + store).status == .exited(0))
+                #expect(try Self.machine(["template", "import", "plain", "\(dir)/root", "--strict"] + store).status == .exited(0), "the control")
+                #expect(try Self.machine(["template", "remove", "plain"] + store).status == .exited(0))
                 let names = try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY))
                 #expect(names == ["tiny"], "\(names)")
                 let bad = try Self.machine(["fork", "../x", "--template", "tiny"] + store)

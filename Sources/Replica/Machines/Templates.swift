@@ -24,13 +24,51 @@ public enum Templates {
         public var generation: UInt64
     }
 
+    /// What an imported root holds that every machine forked from it would get as it is, and an
+    /// operator should know of: device nodes, set-user-ID and set-group-ID files, FIFOs and sockets.
+    public struct Finding: Equatable, Sendable, CustomStringConvertible {
+        /// The entry's path in the root (`/usr/bin/su`).
+        public var path: String
+        /// What it is: `block device 8:0`, `character device 1:3`, `set-user-ID`, `set-group-ID`, `FIFO`, `socket`.
+        public var what: String
+        /// Its permission bits, with the set-ID bits (`4755`).
+        public var mode: UInt32
+        /// Its owner and group.
+        public var owner: UInt32, group: UInt32
+
+        /// `/usr/bin/su: set-user-ID, 4755, 0:0`.
+        public var description: String { "\(path): \(what), \(String(mode, radix: 8)), \(owner):\(group)" }
+    }
+
+    /// Every finding in the root `directory` (whose path is `path`), in path order.
+    public static func findings(in directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> [Finding] {
+        var found: [Finding] = []
+        try DirectoryTree.walk(directory, path: path) { relative, status in
+            let setID = [(UInt32(S_ISUID), "set-user-ID"), (UInt32(S_ISGID), "set-group-ID")]
+                .filter { status.mode & $0.0 != 0 && status.kind == .regular }.map(\.1)
+            let what: [String] = switch status.kind {
+            case .blockDevice: ["block device \(status.deviceNumberText)"]
+            case .characterDevice: ["character device \(status.deviceNumberText)"]
+            case .fifo: ["FIFO"]
+            case .socket: ["socket"]
+            default: setID
+            }
+            guard !what.isEmpty else { return }
+            found.append(Finding(path: "/" + relative, what: what.joined(separator: ", "), mode: status.mode & 0o7777,
+                                 owner: status.owner, group: status.group))
+        }
+        return found
+    }
+
     /// Imports a root file system as template `name`: copied from a folder (`cp -a --reflink=auto`,
     /// so a folder on the same btrfs costs no data) or unpacked from a tarball (`tar -xpf
     /// --numeric-owner --xattrs`) into `templates/.importing-NAME`, checked to look like a root (an
-    /// `/etc` and a `/usr`), made read-only and renamed into place. Refused when the name is taken;
-    /// a failed import leaves nothing.
+    /// `/etc` and a `/usr`), made read-only and renamed into place. Returns it with its findings
+    /// (device nodes, set-ID files, FIFOs, sockets); `strict` refuses a root with any. Refused when
+    /// the name is taken; a failed or refused import leaves nothing.
     @discardableResult
-    public static func importTemplate(_ name: String, from source: String, into store: borrowing Store) throws(ReplicaError) -> Template {
+    public static func importTemplate(_ name: String, from source: String, into store: borrowing Store,
+                                      strict: Bool = false) throws(ReplicaError) -> (template: Template, findings: [Finding]) {
         _ = try PlainName(name, kind: "template")
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
@@ -45,6 +83,7 @@ public enum Templates {
         if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
             try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
         }
+        var found: [Finding] = []
         try Btrfs.publish(name, staging: staging, in: folder, path: path) { (imported) throws(ReplicaError) in
             if status.kind == .directory {
                 try Command.check(["cp", "-a", "--reflink=auto", "--", "\(source)/.", "\(path)/\(staging)/"])
@@ -55,11 +94,18 @@ public enum Templates {
                 throw ReplicaError("import template", [source], errno: .EINVAL,
                                    hint: "has no /\(needed): not a root file system", reason: .refused)
             }
+            found = try findings(in: imported, path: "\(path)/\(staging)")
+            if strict, !found.isEmpty {
+                throw ReplicaError("import template", [source], errno: .EPERM,
+                                   hint: "--strict: it holds \(found.count) device node(s), set-ID file(s), FIFO(s) or socket(s) every fork would get "
+                                       + "(\(found.prefix(3).map(\.description).joined(separator: "; "))\(found.count > 3 ? "; …" : "")); remove them "
+                                       + "from the source, or import without --strict to keep them (listed with --json)", reason: .refused)
+            }
             try Btrfs.removeAttributes(imported, prefix: "user.replica.", path: "\(path)/\(staging)")  // a machine's, when one is imported
             try Btrfs.setAttribute(imported, attribute, "\(source) at \(UTCTimestamp.now)", path: "\(path)/\(staging)")
             try Btrfs.setReadOnly(imported, true, path: "\(path)/\(staging)")
         }
-        return try template(name, in: store)
+        return (try template(name, in: store), found)
     }
 
     /// The template `name`.

@@ -50,9 +50,19 @@ struct MachineCommand {
         switch arguments.positionals[0] {
         case "import":
             guard let name, arguments.positionals.count == 3 else { throw .usage("usage: replica-machine template import NAME DIR|TARBALL") }
-            let template = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore())
-            return ToolOutput("replica-machine: template \(name) imported from \(arguments.positionals[2])",
-                              [("template", .string(name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid))])
+            let (template, findings) = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore(),
+                                                                    strict: arguments.flag("strict"))
+            // What every fork gets as it is: said, never silently kept (all of it with --json).
+            var lines = ["replica-machine: template \(name) imported from \(arguments.positionals[2])"]
+            if !findings.isEmpty {
+                lines.append("replica-machine: it holds \(findings.count) device node(s), set-ID file(s), FIFO(s) or socket(s) every fork gets "
+                             + "(--strict refuses them):")
+                lines += findings.prefix(10).map { "  \($0)" } + (findings.count > 10 ? ["  … \(findings.count - 10) more (--json lists all)"] : [])
+            }
+            return ToolOutput(lines.joined(separator: "\n"), [("template", .string(name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid)),
+                ("findings", .array(findings.map { .object([("path", .string($0.path)), ("what", .string($0.what)),
+                                                            ("mode", .string(String($0.mode, radix: 8))), ("owner", .int(Int64($0.owner))),
+                                                            ("group", .int(Int64($0.group)))]) }))])
         case "list":
             let opened = try openStore()
             let templates = try Templates.list(in: opened), machines = try Machines.list(in: opened)

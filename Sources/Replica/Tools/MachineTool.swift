@@ -21,7 +21,8 @@ public enum MachineTool: Tool {
         discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 3 lock held, 6 no such template or machine.",
         commands: [
             CommandSpec("template", "Templates: import NAME DIR|TARBALL, list, remove NAME.",
-                        options: [store, .flag("force", "remove: even while machines forked from it exist.")],
+                        options: [store, .flag("force", "remove: even while machines forked from it exist."),
+                                  .flag("strict", "import: refuse a root holding device nodes, set-ID files, FIFOs or sockets (reported either way).")],
                         positionals: [PositionalSpec("action", "import, list or remove."), PositionalSpec("template", "The template.", optional: true),
                                       PositionalSpec("source", "import: a root file system folder, or a tarball of one.", optional: true)]),
             CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.", options: [
