@@ -156,6 +156,24 @@ import Testing
         #expect(properties["RestrictAddressFamilies"] == .record([.bool(true), .list([.string("AF_INET"), .string("AF_INET6"), .string("AF_UNIX")])]))
     }
 
+    /// systemd reports the system call filter by name, with calls this architecture lacks (which
+    /// filter nothing) and errnos by name: reduced to the plan's form, they compare equal, and a
+    /// call missing from the report is a difference.
+    @Test func theSystemCallFilterIsComparedCallByCall() throws {
+        let plan = try DropInRenderingTests.plan("[Sandbox]\nSystemCallFilter=~reboot:EPERM kexec_load:kill chown socketcall\n")
+        let planned = try plan.profile.sandbox(forSystemd: true).systemdProperties
+        #expect(planned["SystemCallFilter"] == .record([.bool(false), .list([.string("chown"), .string("kexec_load:kill"), .string("reboot:1")])]))
+        var applied = planned
+        // As systemd 252 printed it (busctl get-property): names, errno names, socketcall (x86's only).
+        applied["SystemCallFilter"] = .record([.bool(false), .list([.string("chown"), .string("kexec_load:kill"), .string("reboot:EPERM"),
+                                                                    .string("socketcall")])])
+        #expect(try plan.differences(from: applied).isEmpty)
+        applied["SystemCallFilter"] = .record([.bool(false), .list([.string("chown"), .string("reboot:EPERM")])])
+        #expect(try plan.differences(from: applied).map(\.name) == ["SystemCallFilter"])
+        let none = try DropInRenderingTests.plan("[State]\nPath=/srv/r\n").profile.sandbox(forSystemd: true).systemdProperties
+        #expect(none["SystemCallFilter"] == .record([.bool(false), .list([])]), "no filter, as systemd reports it")
+    }
+
     /// A drop-in edited to drop the state bind: the difference names BindPaths; the control, the
     /// planned properties themselves, has none. systemd's "every capability" (all 64 bits) is the
     /// plan's "every capability that exists".

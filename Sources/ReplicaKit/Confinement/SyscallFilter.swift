@@ -1,4 +1,5 @@
 import CSeccomp
+import Glibc
 
 /// `SystemCallFilter=` as systemd 252 reads it: the first assignment decides the kind — a list of
 /// names and `@groups` makes an allow list (with `@default` added), a `~` list a deny list — and each
@@ -69,7 +70,10 @@ public struct SyscallFilter: Equatable, Sendable {
             throw ProfileError(setting, "unknown system call \(name) (systemd-analyze syscall-filter lists the known ones)")
         }
         guard number >= 0 else { return }  // unknown, or not a call of this architecture
-        if invert != allowList || (invert && allowList && errno != nil) {
+        // In the list's own sense a call goes in; in the other it comes out — in an allow list
+        // even with an errno (`~mount:EPERM`): systemd 252 keeps no errno there (busctl shows it),
+        // so the call gets the filter's default action.
+        if invert != allowList {
             entries[number] = .some(errno)
         } else {
             entries[number] = nil
@@ -78,4 +82,47 @@ public struct SyscallFilter: Equatable, Sendable {
 
     /// The assignments as unit-file lines.
     var directives: [String] { assignments.map { "SystemCallFilter=\($0)" } }
+}
+
+extension SyscallFilter {
+    /// The filter as systemd reports `SystemCallFilter` (`(bas)`: allow list or not, then
+    /// `NAME`, `NAME:ERRNO` or `NAME:kill`), each call named from its native number and each
+    /// errno as a number: the form `comparable` reduces systemd's report to.
+    public var systemdValue: BusValue { Self.canonical(allowList: allowList, entries) }
+
+    /// No filter, as systemd reports it.
+    public static let none = BusValue.record([.bool(false), .list([])])
+
+    /// systemd's `SystemCallFilter` in `systemdValue`'s form. systemd lists the calls it was given
+    /// under their names, also those this architecture lacks (libseccomp's negative pseudo
+    /// numbers), which filter nothing here: they drop out, and aliases become one name.
+    public static func comparable(_ value: BusValue) -> BusValue {
+        guard case .record(let fields) = value, fields.count == 2, case .bool(let allowList) = fields[0],
+              case .list(let names) = fields[1] else { return value }
+        var entries: [Int32: Int32?] = [:]
+        for case .string(let text) in names {
+            let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+            let number = seccomp_syscall_resolve_name(parts[0])
+            guard number >= 0 else { continue }
+            guard parts.count == 2 else { entries[number] = .some(nil); continue }
+            guard let outcome = errnoNumber(parts[1]) else { return value }  // not systemd's form: compared as it is, and differs
+            entries[number] = outcome
+        }
+        return canonical(allowList: allowList, entries)
+    }
+
+    private static func canonical(allowList: Bool, _ entries: [Int32: Int32?]) -> BusValue {
+        let names = entries.map { (number, outcome) -> String in
+            let name = seccomp_syscall_resolve_num_arch(UInt32(SCMP_ARCH_NATIVE), number).map { pointer in
+                defer { free(pointer) }
+                return String(cString: pointer)
+            } ?? "\(number)"
+            return switch outcome {
+            case .none: name
+            case .some(killNumber): "\(name):kill"
+            case .some(let errno): "\(name):\(errno)"
+            }
+        }
+        return .record([.bool(allowList), .list(names.sorted().map(BusValue.string))])
+    }
 }

@@ -4,7 +4,7 @@ extension SandboxPlan {
     /// `replica-shift prepare` compares them with the unit systemd is starting, and refuses the start
     /// where they differ. Properties the plan leaves at systemd's default are listed with that
     /// default where it is fixed (an empty list, `false`, `""`) and left out where it depends on the
-    /// system (the umask, the filters).
+    /// system (an unset umask, an unset system call errno).
     public var systemdProperties: [String: BusValue] {
         let bind = { (bind: Bind) -> BusValue in
             .record([.string(bind.source), .string(bind.target), .bool(bind.optional), .unsigned(bind.recursive ? Self.recursiveBind : 0)])
@@ -34,8 +34,10 @@ extension SandboxPlan {
     static let recursiveBind: UInt64 = 16384
 
     /// A property as systemd reports it, reduced to what the plan can say: capability masks to the
-    /// capabilities that exist (systemd's "every capability" sets all 64 bits).
+    /// capabilities that exist (systemd's "every capability" sets all 64 bits), the system call
+    /// filter to the calls of this architecture (`SyscallFilter.comparable`).
     public static func comparable(_ name: String, _ value: BusValue) -> BusValue {
+        if name == "SystemCallFilter" { return SyscallFilter.comparable(value) }
         guard ["CapabilityBoundingSet", "AmbientCapabilities"].contains(name), case .unsigned(let mask) = value else { return value }
         return .unsigned(mask & CapabilitySet.all.mask)
     }
@@ -62,6 +64,7 @@ extension Confinement {
         // As systemd reports it once loaded: the settings that drop capabilities already applied.
         properties["CapabilityBoundingSet"] = .unsigned(effectiveBoundingSet.mask)
         if let syscallErrorNumber { properties["SystemCallErrorNumber"] = .integer(Int64(syscallErrorNumber)) }
+        properties["SystemCallFilter"] = syscallFilter?.systemdValue ?? SyscallFilter.none
         if let restrictAddressFamilies {
             properties["RestrictAddressFamilies"] = .record([.bool(restrictAddressFamilies.allowList),
                                                              .list(restrictAddressFamilies.names.sorted().map(BusValue.string))])
