@@ -71,10 +71,7 @@ public enum SystemdManager {
     /// no service manager answers on the system bus (a container without systemd, a test, Nomad's
     /// raw_exec), so callers decide what not knowing means.
     public static func activeState(of unit: String) -> String? {
-        let get = BusConnection.Call(path: unitPath(unit), interface: "org.freedesktop.DBus.Properties", member: "Get", signature: "ss") { body in
-            body.string("org.freedesktop.systemd1.Unit")
-            body.string("ActiveState")
-        }
+        let get = BusConnection.Call.property("ActiveState", of: "org.freedesktop.systemd1.Unit", at: unitPath(unit))
         guard let replies = try? BusConnection.systemd().call([get]), case .values(let values) = replies[0],
               case .string(let state) = values.first else { return nil }
         return state
@@ -85,8 +82,7 @@ public enum SystemdManager {
     static func unitPath(_ unit: String) -> String {
         var label = ""
         for byte in unit.utf8 {
-            if (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
-                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {
+            if IdentityText.isLetterOrDigit(byte) {
                 label.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
                 label += "_" + String(byte, radix: 16).leftPadded(2)
@@ -105,10 +101,6 @@ public enum SystemdManager {
         do throws(ReplicaError) { replies = try BusConnection.systemd().call([call]) } catch {
             throw ReplicaError("systemd \(member)", paths, errno: error.errno, detail: error.description, hint: "is systemd running, with its D-Bus socket?")
         }
-        switch replies[0] {
-        case .values(let values): return values
-        case .error(let name, let message):
-            throw ReplicaError("systemd \(member)", paths, errno: BusConnection.errno(name), hint: message.isEmpty ? hint : "\(message); \(hint)")
-        }
+        return try replies[0].values("systemd \(member)", paths, hint: hint)
     }
 }

@@ -35,10 +35,7 @@ extension SystemdManager {
             self.unit = unit
             let path = SystemdManager.unitPath(unit.rawValue)
             calls = [
-                BusConnection.Call(path: path, interface: "org.freedesktop.DBus.Properties", member: "Get", signature: "ss") { body in
-                    body.string("org.freedesktop.systemd1.Unit")
-                    body.string("InvocationID")
-                },
+                .property("InvocationID", of: "org.freedesktop.systemd1.Unit", at: path),
                 BusConnection.Call(path: path, interface: "org.freedesktop.DBus.Properties", member: "GetAll", signature: "s") { body in
                     body.string("org.freedesktop.systemd1.Service")
                 },
@@ -74,11 +71,9 @@ extension SystemdManager {
                 throw Self.failure(unit, error)
             }
             let hint = "is \(unit) loaded (systemctl status \(unit))?"
-            for case .error(let name, let message) in replies {
-                throw ReplicaError("systemd GetAll", [unit.rawValue], errno: BusConnection.errno(name), hint: message.isEmpty ? hint : "\(message); \(hint)")
-            }
-            guard case .values(let invocationValues) = replies[0], case .list(let bytes) = invocationValues.first,
-                  case .values(let allValues) = replies[1], case .list(let entries) = allValues.first else {
+            let invocationValues = try replies[0].values("systemd GetAll", [unit.rawValue], hint: hint)
+            let allValues = try replies[1].values("systemd GetAll", [unit.rawValue], hint: hint)
+            guard case .list(let bytes) = invocationValues.first, case .list(let entries) = allValues.first else {
                 throw ReplicaError("systemd GetAll", [unit.rawValue], errno: .EBADMSG)
             }
             let invocation = bytes.map { if case .unsigned(let byte) = $0 { String(byte, radix: 16).leftPadded(2) } else { "" } }.joined()

@@ -13,12 +13,30 @@ public final class BusConnection {
         var member: String
         var signature: String = ""
         var arguments: (inout BusWriter) -> Void = { _ in }
+
+        /// `org.freedesktop.DBus.Properties.Get` of property `name` of `interface` on object `path`.
+        static func property(_ name: String, of interface: String, at path: String) -> Call {
+            Call(path: path, interface: "org.freedesktop.DBus.Properties", member: "Get", signature: "ss") { body in
+                body.string(interface)
+                body.string(name)
+            }
+        }
     }
 
     /// A call's answer: its values, or the error the peer replied with (its name and message).
     enum Reply {
         case values([BusValue])
         case error(name: String, message: String)
+
+        /// The values; an error reply thrown as `operation` on `objects`, with the errno sd-bus
+        /// gives its name and the peer's message before `hint`.
+        func values(_ operation: String, _ objects: [String], hint: String) throws(ReplicaError) -> [BusValue] {
+            switch self {
+            case .values(let values): return values
+            case .error(let name, let message):
+                throw ReplicaError(operation, objects, errno: BusConnection.errno(name), hint: message.isEmpty ? hint : "\(message); \(hint)")
+            }
+        }
     }
 
     private let socket: OwnedFD
