@@ -254,15 +254,9 @@ public struct ConfigStore: Equatable, Sendable {
     public func files(in generation: Int) throws(ReplicaError) -> [String] {
         let base = "\(directory)/generations/\(generation)"
         var found: [String] = []
-        func walk(_ relative: String) throws(ReplicaError) {
-            let fd = try OwnedFD.open(base + relative, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            for name in try DirectoryEntries.names(in: fd) where !(relative.isEmpty && name == Self.treesFile) {
-                let path = "\(relative)/\(name)"
-                let status = try FileStatus.of(base + path)
-                if status.kind == .directory { try walk(path) } else { found.append(path) }
-            }
+        try DirectoryTree.walk(try OwnedFD.open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: base) { relative, status in
+            if status.kind != .directory && relative != Self.treesFile { found.append("/" + relative) }
         }
-        try walk("")
         return found.sorted()
     }
 
