@@ -51,8 +51,7 @@ func benchmarkMachines() throws -> [Comparison] {
         let names = (0..<10).map { "p\($0)" }
         let began = monotonicNanoseconds()
         let starting = try names.map { name in
-            let machine = try Machines.fork(name, template: "debian12", in: store)
-            return try MachineProcess.begin(name, command: Machines.spawnCommand(machine))
+            return try MachineProcess.begin(try Machines.fork(name, template: "debian12", in: store))
         }
         for machine in starting { _ = try machine.waitReady(timeout: .seconds(120)) }
         let ten = Double(monotonicNanoseconds() - began)
@@ -117,22 +116,26 @@ func forkAndBoot(_ round: Int, store: borrowing Store) throws -> (total: Double,
     let began = monotonicNanoseconds()
     let machine = try Machines.fork("r\(round)", template: "debian12", in: store)
     let forked = monotonicNanoseconds()
-    _ = try MachineProcess.start(machine.name, command: Machines.spawnCommand(machine), wait: .seconds(60))
+    _ = try MachineProcess.start(machine, wait: .seconds(60))
     let ready = monotonicNanoseconds()
     try MachineProcess.stop(machine.name)
     try Command.check(["btrfs", "filesystem", "sync", store.path])  // what the guest wrote, on disk before the next round
     return (Double(ready - began), Double(ready - forked))
 }
 
-/// A bare `systemd-nspawn --template=TEMPLATE --boot --notify-ready=yes`: nspawn's own fork of
-/// the template (a btrfs snapshot into --directory, identity unchanged), to READY; stopped after.
+/// A bare `systemd-nspawn -U --template=TEMPLATE --boot --notify-ready=yes`: nspawn's own fork
+/// of the template (a btrfs snapshot into --directory, identity unchanged), a user namespace of
+/// its own, to READY; stopped after. In a cgroup of its own as Replica's machines are (a scope,
+/// or Replica's cgroup where no systemd runs: nspawn's user namespace needs one it may own).
 func bootPlainSnapshot(_ round: Int, mountPoint: String) throws -> Double {
-    let path = "\(mountPoint)/plain-\(round)"
+    let path = "\(mountPoint)/plain-\(round)", name = "plain\(round)"
     let began = monotonicNanoseconds()
-    _ = try MachineProcess.start("plain\(round)", command: ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--register=no",
-                                                            "--keep-unit", "--private-network", "--template=\(mountPoint)/templates/debian12",
-                                                            "--directory=\(path)", "--machine=plain\(round)"],
-                                 wait: .seconds(60))
+    let placement = MachinePlacement.current(for: name, foreground: false)
+    let command = ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "-U", "--private-network",
+                   "--template=\(mountPoint)/templates/debian12", "--directory=\(path)", "--machine=\(name)"]
+        + placement.nspawnArguments(MachineLimits())
+    _ = try MachineProcess.begin(name, command: command, in: try placement.prepare(name, limits: MachineLimits()))
+        .waitReady(timeout: .seconds(60))
     let took = Double(monotonicNanoseconds() - began)
     try MachineProcess.stop("plain\(round)")
     unlink("\(MachineProcess.runDirectory)/plain\(round).log")

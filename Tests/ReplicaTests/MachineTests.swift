@@ -84,6 +84,12 @@ enum NetworkNamespaceNames {
                 ids.append(try Self.inside(name, ["cat", "/etc/machine-id"]))
             }
             #expect(ids[0] != ids[1] && !ids.contains(templateID) && ids.allSatisfy { $0.count == 33 }, "\(ids) vs \(templateID)")
+            // Each guest's root is a host range of its own, none of them the host's root.
+            let maps = try ["web1", "web2"].map { try Self.inside($0, ["cat", "/proc/1/uid_map"]).split(whereSeparator: \.isWhitespace) }
+            #expect(maps.allSatisfy { $0.count == 3 && $0[0] == "0" && (UInt32($0[1]) ?? 0) >= MachineUsers.pool.lowerBound && $0[2] == "65536" }, "\(maps)")
+            #expect(maps[0][1] != maps[1][1], "two machines share a user range")
+            let mknod = try Command.run(["nsenter", "--target", "\(try #require(try Self.leader("web1")))", "--all", "--", "mknod", "/run/b", "b", "7", "0"])
+            #expect(mknod.status != .exited(0) && mknod.output.contains("Operation not permitted"), "\(mknod.output)")
             let listed = try Self.machine(["list", "--json"] + store).output
             #expect(try JSON.parse(listed)["machines"]?.array?.compactMap { $0["running"] } == [.bool(true), .bool(true)])
             let running = try Self.machine(["remove", "web1"] + store)
@@ -93,9 +99,65 @@ enum NetworkNamespaceNames {
                 #expect(try Self.machine(["stop", name]).status == .exited(0))
                 #expect(MachineProcess.running(name) == nil)
                 #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+                #expect(access("/sys/fs/cgroup/systemd/\(ControlGroup.slice)/machine-\(name)", F_OK) != 0, "its cgroup is left")
             }
             #expect(try Self.machine(["template", "remove", "debian12"] + store).status == .exited(0))
             #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)).isEmpty)
+        }
+    }
+
+    /// A memory, fork and CPU hog run by one machine's own systemd, in its limits (Replica's own
+    /// cgroup here, where no systemd runs): the hog stays inside them, and a second machine stays
+    /// READY and answers within 100 ms. Control: the hog does fill its limits.
+    @Test func aHogInOneMachineLeavesAnotherAnswering() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 2 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            let forked = try Self.machine(["fork", "hog", "--template", "debian12", "--memory-max", "256M", "--tasks-max", "200",
+                                           "--cpu-quota", "50%"] + store)
+            #expect(forked.status == .exited(0), "\(forked.output)")
+            #expect(try Self.machine(["fork", "calm", "--template", "debian12"] + store).status == .exited(0))
+            let root = "\(image.mountPoint)/machines/hog"
+            try OwnedFD.open("\(root)/etc/systemd/system/hog.service", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array("""
+                [Service]
+                ExecStart=/bin/sh -c "perl -e '1 while 1' & perl -e '1 while 1' & exec perl -e 'for (1..100000) { my $$p = fork; if (defined $$p && !$$p) { my $$x = q(a) x (16 << 20); sleep 600; exit } } sleep 600'"
+                [Install]
+                WantedBy=multi-user.target
+
+                """.utf8))
+            try createDirectories("\(root)/etc/systemd/system/multi-user.target.wants", mode: 0o755)
+            _ = symlink("/etc/systemd/system/hog.service", "\(root)/etc/systemd/system/multi-user.target.wants/hog.service")
+            defer { for name in ["hog", "calm"] { _ = try? Self.machine(["stop", name]) } }
+            for name in ["hog", "calm"] {
+                let started = try Self.machine(["start", name] + store)
+                #expect(started.status == .exited(0), "\(started.output)")
+            }
+            // The hog reaches its task limit (fork fails past it) and its memory limit (the kernel reclaims and kills inside).
+            let group = "\(ControlGroup.slice)/machine-hog"
+            func read(_ file: String) -> UInt64 { UInt64((try? OwnedFD.open("/sys/fs/cgroup/\(file)", O_RDONLY).readLine()) ?? "") ?? 0 }
+            var peak: UInt64 = 0
+            for _ in 0..<300 where peak < 190 {
+                peak = max(peak, read("pids/\(group)/pids.current"))
+                usleep(50_000)
+            }
+            #expect(peak >= 190 && peak <= 200, "the hog's tasks: \(peak) (limit 200)")
+            #expect(read("memory/\(group)/memory.max_usage_in_bytes") <= 256 << 20)
+            #expect(read("memory/\(group)/memory.failcnt") > 0, "the hog never reached its memory limit")
+            // The other machine answers, within 100 ms.
+            var answers: [Duration] = []
+            for _ in 0..<5 {
+                let began = ContinuousClock.now
+                let state = try Self.inside("calm", ["systemctl", "is-system-running"])
+                answers.append(ContinuousClock.now - began)
+                #expect(["running\n", "degraded\n"].contains(state), "\(state)")
+            }
+            #expect(answers.sorted()[2] < .milliseconds(100), "the calm machine answered in \(answers)")
+            for name in ["hog", "calm"] {
+                #expect(try Self.machine(["stop", name]).status == .exited(0))
+                #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+            }
+            #expect(access("/sys/fs/cgroup/pids/\(group)", F_OK) != 0, "the hog's cgroup is left")
         }
     }
 

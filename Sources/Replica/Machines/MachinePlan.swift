@@ -14,13 +14,17 @@ public struct MachinePlan: Sendable {
     public let seed: Machines.Seed
     /// Its `[Network]` lines; empty for a machine without a network of its own.
     public let network: [String]
+    /// Its users: nil for a range of its own (the default), `.host` for the opt-out.
+    public let users: MachineUsers?
+    /// What it may take from the host (the set's, with the command line's over them).
+    public let limits: MachineLimits
 
     /// A fork of `template` (or, with `set`, of the set's template for `name`, with the set's keys
     /// added to the seed). Refused as a usage error, before anything is made: a name that is not a
     /// machine name, a member the set lacks, a template the set does not give it, a static
     /// address beside a network, a network that cannot be had.
     public init(_ name: String, template: String?, seed: Machines.Seed = Machines.Seed(), network: [String] = [],
-                set: ServiceSet? = nil) throws(ReplicaError) {
+                users: MachineUsers? = nil, limits: MachineLimits = MachineLimits(), set: ServiceSet? = nil) throws(ReplicaError) {
         self.name = try MachineName(name)
         var seed = seed, template = template
         if let set {
@@ -37,6 +41,8 @@ public struct MachinePlan: Sendable {
         if !network.isEmpty && seed.address != nil { throw .usage("--address is for a machine without --network or --bridge (those lease one)") }
         try Self.check(network: network, of: name)
         (self.template, self.seed, self.network) = (template, seed, network)
+        self.users = users ?? set?.users
+        self.limits = (set?.limits ?? MachineLimits()).overridden(by: limits)
     }
 
     /// Refuses, as a usage error and before anything is made, `[Network]` lines machine `name` cannot
@@ -49,7 +55,8 @@ public struct MachinePlan: Sendable {
     /// Forks it (`Machines.fork`), its network made meanwhile; returns the machine and its address.
     public func fork(in store: borrowing Store) throws(ReplicaError) -> (machine: Machines.Machine, address: String?) {
         let machine = try Machines.fork(name.rawValue, template: template, seed: seed,
-                                        network: try MachineNetwork.forFork(name.rawValue, network), in: store)
+                                        network: try MachineNetwork.forFork(name.rawValue, network), users: users, limits: limits,
+                                        in: store)
         return (machine, try NetworkRecord.read(MachineNetwork.owner(name.rawValue))?.address?.description)
     }
 

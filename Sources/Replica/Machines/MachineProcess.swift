@@ -57,6 +57,7 @@ public enum MachineProcess {
                 }
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid {
+                    try? MachinePlacement.release(name)
                     throw ReplicaError("start machine", [name], errno: .ECHILD,
                                        hint: "systemd-nspawn ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
                                            + MachineProcess.tail(name), reason: .system)
@@ -68,13 +69,31 @@ public enum MachineProcess {
         }
     }
 
-    /// Starts booting `command` (from `Machines.spawnCommand`) for machine `name`, in a session of
-    /// its own, listening for its READY; refused when it runs already.
-    public static func begin(_ name: String, command: [String]) throws(ReplicaError) -> Starting {
-        _ = try MachineName(name)
+    /// Starts booting `machine` (from `Machines.prepareStart`) in the cgroup `MachinePlacement`
+    /// gives it from here (a scope, or Replica's own), in a session of its own, listening for its
+    /// READY; refused when it runs already.
+    public static func begin(_ machine: Machines.Machine, networkNamespace: String? = nil) throws(ReplicaError) -> Starting {
+        let name = machine.name
         if let pid = running(name) {
             throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "it is running already (pid \(pid))", reason: .busy)
         }
+        let placement = MachinePlacement.current(for: name, foreground: false)
+        let group = try placement.prepare(name, limits: machine.limits)
+        do throws(ReplicaError) {
+            return try begin(name, command: Machines.spawnCommand(machine, networkNamespace: networkNamespace, placement: placement), in: group,
+                             networkNamespace: networkNamespace)
+        } catch {
+            try? group?.remove()
+            throw error
+        }
+    }
+
+    /// Starts `command` for machine `name`, in `group` when given (this process enters it for the
+    /// spawn and goes back, so systemd-nspawn starts there and never in the caller's cgroup), and
+    /// in the network namespace `networkNamespace` when given (`/run/netns/NAME`, joined by a
+    /// thread of its own that spawns it, as `ip netns exec` would: see `Machines.spawnCommand`).
+    public static func begin(_ name: String, command: [String], in group: ControlGroup?,
+                             networkNamespace: String? = nil) throws(ReplicaError) -> Starting {
         try createDirectories(runDirectory, mode: 0o700)
         let socketPath = "\(runDirectory)/\(name).notify"
         unlink(socketPath)
@@ -82,8 +101,15 @@ public enum MachineProcess {
         let notify = OwnedFD(adopting: socket)
         _ = try syscall("bind", socketPath) { replica_bind_unix(notify.rawValue, socketPath) }
         let log = try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
-        let pid = try Command.spawn(command, output: log.rawValue, environment: [("NOTIFY_SOCKET", socketPath)],
-                                      newSession: true)
+        let back = group?.current() ?? []
+        try group?.enter()
+        defer { if group != nil { ControlGroup.enter(back) } }
+        let output = log.rawValue
+        let spawn = { @Sendable () throws(ReplicaError) -> Int32 in
+            if let networkNamespace { try SandboxMounter.joinNetworkNamespace("\(SandboxPlan.networkNamespaceDirectory)/\(networkNamespace)") }
+            return try Command.spawn(command, output: output, environment: [("NOTIFY_SOCKET", socketPath)], newSession: true)
+        }
+        let pid = networkNamespace == nil ? try spawn() : try DedicatedThread.run(spawn)
         try record(name, pid: pid)
         return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
     }
@@ -97,8 +123,8 @@ public enum MachineProcess {
     }
 
     /// `begin`, then, with `wait`, `waitReady`: returns the pid of systemd-nspawn.
-    public static func start(_ name: String, command: [String], wait: Duration? = .seconds(60)) throws(ReplicaError) -> Int32 {
-        let starting = try begin(name, command: command)
+    public static func start(_ machine: Machines.Machine, networkNamespace: String? = nil, wait: Duration? = .seconds(60)) throws(ReplicaError) -> Int32 {
+        let starting = try begin(machine, networkNamespace: networkNamespace)
         guard let wait else {
             unlink(starting.socketPath)
             return starting.pid
@@ -107,12 +133,21 @@ public enum MachineProcess {
     }
 
     /// Powers the machine off (SIGTERM to systemd-nspawn, which asks the container's systemd to
-    /// shut down), waiting up to `timeout`, then kills it. Not running is not an error.
+    /// shut down), waiting up to `timeout`, then kills it; Replica's own cgroup of it goes after.
+    /// Not running is not an error.
     public static func stop(_ name: String, timeout: Duration = .seconds(30)) throws(ReplicaError) {
         let path = try pidFile(name)
         guard let pid = running(name) else {
             unlink(path)
+            try MachinePlacement.release(name)
             return
+        }
+        defer {
+            // Its last processes may take a moment to leave the cgroup after systemd-nspawn.
+            for _ in 0..<50 {
+                guard (try? MachinePlacement.release(name)) == nil else { break }
+                usleep(20_000)
+            }
         }
         kill(pid, SIGTERM)
         let deadline = ContinuousClock.now + timeout

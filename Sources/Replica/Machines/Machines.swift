@@ -41,6 +41,11 @@ public enum Machines {
         public var hostname: String = ""
         /// Root's SSH keys, passed as `ssh.authorized_keys.root` at every start.
         public var sshKeys: [String] = []
+        /// Its users: the host range its user namespace maps root to, or the host's own (`no`);
+        /// nil for a machine forked before ranges were recorded (`Machines.prepareStart` gives it one).
+        public var users: MachineUsers? = nil
+        /// What it may take from the host.
+        public var limits = MachineLimits()
     }
 
     /// What a fork gets on top of its template.
@@ -82,7 +87,10 @@ public enum Machines {
     /// seeded; it is recorded with the machine. Refused when the name is taken or another fork of
     /// it runs (the machine's lock). On any failure nothing is left: no fork, no network, no lease.
     @discardableResult
+    /// Its user namespace gets the first free range (`users` nil) or `users`; both are recorded
+    /// with it, with its `limits`.
     public static func fork(_ name: String, template templateName: String, seed: Seed = Seed(), network: Network? = nil,
+                            users wantedUsers: MachineUsers? = nil, limits: MachineLimits = MachineLimits(),
                             in store: borrowing Store) throws(ReplicaError) -> Machine {
         let held = try lock(name, in: store)
         defer { _ = held.subvolume }  // held until here
@@ -101,6 +109,7 @@ public enum Machines {
         let source = try store.directory("\(Templates.directory)/\(templateName)")
         let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start(network.up) }
         var seeded = seed
+        var users = MachineUsers.host
         do throws(ReplicaError) {
             try Btrfs.publish(name, staging: staging, in: folder, path: path, make: { (folder) throws(ReplicaError) in
                 try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
@@ -119,6 +128,8 @@ public enum Machines {
                 if let network {
                     try Btrfs.setAttribute(fd, networkAttribute, try networkRecord(network.settings).encoded, path: "\(path)/\(staging)")
                 }
+                if !limits.isEmpty { try Btrfs.setAttribute(fd, MachineLimits.attribute, limits.record.encoded, path: "\(path)/\(staging)") }
+                users = try MachineUsers.assign(wantedUsers, to: fd, path: "\(path)/\(staging)", in: folder, folderPath: path)
             })
         } catch {
             _ = try? making?.join()
@@ -126,7 +137,7 @@ public enum Machines {
             throw error
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
-                       network: network?.settings ?? [], hostname: seed.hostname ?? name, sshKeys: seed.sshKeys)
+                       network: network?.settings ?? [], hostname: seed.hostname ?? name, sshKeys: seed.sshKeys, users: users, limits: limits)
     }
 
     /// One fork, remove or snapshot run of machine `name` at a time: the lock of its subvolume
@@ -230,9 +241,28 @@ public enum Machines {
         let network = try Record(decoding: Btrfs.attribute(fd, networkAttribute) ?? "", source: "\(path) \(networkAttribute)")
         let credentials = try Record(decoding: Btrfs.attribute(fd, credentialsAttribute, limit: 64 << 10) ?? "",
                                      source: "\(path) \(credentialsAttribute)")
+        let limits = try Record(decoding: Btrfs.attribute(fd, MachineLimits.attribute) ?? "", source: "\(path) \(MachineLimits.attribute)")
         return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "", path: path,
                        network: network.fields.map { "\($0.key)=\($0.value)" }, hostname: credentials.value("hostname") ?? name,
-                       sshKeys: credentials.values("ssh-key"))
+                       sshKeys: credentials.values("ssh-key"), users: try Btrfs.attribute(fd, MachineUsers.attribute).map(MachineUsers.init),
+                       limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }))
+    }
+
+    /// The machine `name` as the next start boots it: a range for its user namespace recorded
+    /// now if it was forked before ranges were (the first free one, kept from then on), and
+    /// `limits` laid over its recorded ones and recorded (a `start --memory-max` lasts).
+    public static func prepareStart(_ name: String, limits: MachineLimits = MachineLimits(), in store: borrowing Store) throws(ReplicaError) -> Machine {
+        var machine = try machine(name, in: store)
+        let fd = try store.directory("\(directory)/\(name)")
+        if machine.users == nil {
+            machine.users = try MachineUsers.assign(nil, to: fd, path: machine.path, in: try store.directory(directory),
+                                                    folderPath: "\(store.path)/\(directory)")
+        }
+        if !limits.isEmpty {
+            machine.limits = machine.limits.overridden(by: limits)
+            try Btrfs.setAttribute(fd, MachineLimits.attribute, machine.limits.record.encoded, path: machine.path)
+        }
+        return machine
     }
 
     /// Records `network` as the machine's (a first `start` given one).
@@ -289,16 +319,22 @@ public enum Machines {
     }
 
     /// `systemd-nspawn --boot` of the machine: its root, its name, READY passed on when its systemd
-    /// is up, its own network namespace when one is given (`/run/netns/NAME`; else a private one with
-    /// loopback only), the seed's facts recorded at fork as systemd credentials, and `--keep-unit`
-    /// (the unit or session it is started from holds it).
-    public static func spawnCommand(_ machine: Machine, networkNamespace: String? = nil) -> [String] {
-        var command = ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--register=no", "--directory=\(machine.path)",
+    /// is up, its own user namespace (`MachineUsers`, unless it records `no`), the cgroup
+    /// `placement` gives it, its own network namespace when one is given (`/run/netns/NAME`, which
+    /// the caller joins; else a private one with loopback only), and the seed's facts recorded at fork as systemd
+    /// credentials. The machine comes from `prepareStart`, which gives it its users.
+    public static func spawnCommand(_ machine: Machine, networkNamespace: String? = nil, placement: MachinePlacement) -> [String] {
+        precondition(machine.users != nil, "Machines.prepareStart gives every machine its users")
+        var command = ["systemd-nspawn", "--quiet", "--boot", "--notify-ready=yes", "--directory=\(machine.path)",
                        "--machine=\(machine.name)", "--console=passive"]
-        // Not a scope of its own (that needs the system bus): the unit, or the session, it is started from.
-        command.append("--keep-unit")
-        // Its own network namespace, or one of its own with loopback only: never the host's.
-        command.append(networkNamespace.map { "--network-namespace-path=\(SandboxPlan.networkNamespaceDirectory)/\($0)" } ?? "--private-network")
+        command += machine.users!.nspawnArguments
+        command += placement.nspawnArguments(machine.limits)
+        // Its own network namespace, or one of its own with loopback only: never the host's. A
+        // given one is joined by the caller before systemd-nspawn runs (`MachineProcess.begin`,
+        // `start --foreground`), as `ip netns exec` does: systemd-nspawn 252 joins a
+        // --network-namespace-path from inside the guest's user namespace, which the kernel
+        // refuses (EPERM). The guest's root holds no capability over that namespace either way.
+        if networkNamespace == nil { command.append("--private-network") }
         // The seed, read-only for the guest (cloud-init reads it; nothing inside may rewrite it).
         command.append("--bind-ro=\(machine.path.replacingAll(":", with: "\\:"))/\(seedDirectory):/\(seedDirectory)")
         command.append("--set-credential=firstboot.hostname:\(machine.hostname)")

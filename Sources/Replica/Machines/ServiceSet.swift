@@ -17,6 +17,14 @@ import ReplicaStore
 /// # or: each a namespace of its own with a veth on this bridge and an address leased from Subnet=
 /// #Bridge=br-lab
 /// #Subnet=10.88.0.0/24
+/// # what each machine may take (systemd.resource-control(5) spellings)
+/// MemoryMax=1G
+/// TasksMax=2048
+/// CPUWeight=100
+/// CPUQuota=150%
+/// IOWeight=100
+/// # the explicit opt-out of each machine's own user namespace (its root is the host's)
+/// #PrivateUsers=no
 /// ```
 public struct ServiceSet: Equatable, Sendable {
     /// The set's name.
@@ -30,11 +38,16 @@ public struct ServiceSet: Equatable, Sendable {
     /// `[Network]` lines each machine is forked with (`Bridge=`, `Subnet=`): a namespace, veth and
     /// lease of its own; empty for none.
     public var machineNetwork: [String] = []
+    /// What each machine may take, applied at every start.
+    public var limits = MachineLimits()
+    /// `PrivateUsers=no`: forks without a user namespace of their own; nil: one each.
+    public var users: MachineUsers?
 
     /// Two sets are equal when they say the same.
     public static func == (a: ServiceSet, b: ServiceSet) -> Bool {
         a.name == b.name && a.machines.map { "\($0.name):\($0.template)" } == b.machines.map { "\($0.name):\($0.template)" }
             && a.sshKeys == b.sshKeys && a.network == b.network && a.machineNetwork == b.machineNetwork
+            && a.limits == b.limits && a.users == b.users
     }
 
     /// Reads set `name`; nil when no file names it. Every machine name and template is checked.
@@ -73,6 +86,14 @@ public struct ServiceSet: Equatable, Sendable {
         }
         var set = ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
         if let bridge, let subnet { set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"] }
+        for key in MachineLimits.keys {
+            guard let setting = profile.value("Set", key) else { continue }
+            do throws(ReplicaError) { try set.limits.set(key, setting.value) } catch { throw ProfileError(setting, error.hint ?? error.description) }
+        }
+        if let setting = profile.value("Set", "PrivateUsers") {
+            guard setting.value == "no" else { throw ProfileError(setting, "only PrivateUsers=no is taken (each machine has a user namespace of its own by default)") }
+            set.users = .host
+        }
         return set
     }
 

@@ -10,8 +10,8 @@ extension ServiceSet {
     public func start(in store: borrowing Store, timeout: Duration = .seconds(120)) throws(ReplicaError) -> [String] {
         var machines: [Machines.Machine] = []
         for (name, template) in self.machines {
-            if let existing = try? Machines.machine(name, in: store) {
-                machines.append(existing)
+            if (try? Machines.machine(name, in: store)) != nil {
+                machines.append(try Machines.prepareStart(name, limits: limits, in: store))
             } else {
                 machines.append(try MachinePlan(name, template: template, network: machineNetwork, set: self).fork(in: store).machine)
             }
@@ -22,7 +22,7 @@ extension ServiceSet {
         do throws(ReplicaError) {
             for machine in machines where MachineProcess.running(machine.name) == nil {
                 let namespace = try MachineNetwork.up(machine)?.namespace ?? network
-                starting.append(try MachineProcess.begin(machine.name, command: Machines.spawnCommand(machine, networkNamespace: namespace)))
+                starting.append(try MachineProcess.begin(machine, networkNamespace: namespace))
                 started.append(machine.name)
             }
             while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }

@@ -34,6 +34,15 @@ struct MachineCommand {
         return try arguments.value("network").map { (name) throws(ReplicaError) in try MachinePlan.network(fromProfile: name) } ?? []
     }
 
+    /// The limits the options give (`--memory-max 1G` …), as the set file's keys take them.
+    func limits() throws(ReplicaError) -> MachineLimits {
+        var limits = MachineLimits()
+        for (option, key) in MachineTool.limitOptions {
+            if let value = arguments.value(option) { try limits.set(key, value) }
+        }
+        return limits
+    }
+
     /// Set `name`, from the set directories (`--sets`, else the system's); a usage error when it is
     /// broken, exit 6 when no file names it.
     func loadSet(_ name: String) throws(ReplicaError) -> ServiceSet {
@@ -92,19 +101,24 @@ struct MachineCommand {
             do throws(ReplicaError) { seed.sshKeys += try Machines.Seed.keys(in: file) } catch { throw .usage("--ssh-key \(file): \(error)") }
         }
         (seed.address, seed.gateway, seed.nocloud) = (arguments.value("address"), arguments.value("gateway"), arguments.value("seed"))
+        let users = try arguments.value("private-users").map { (text) throws(ReplicaError) in try MachineUsers(text) }
         let plan = try MachinePlan(name, template: arguments.value("template"), seed: seed, network: try networkLines(),
-                                   set: try arguments.value("set").map { (set) throws(ReplicaError) in try loadSet(set) })
+                                   users: users, limits: try limits(), set: try arguments.value("set").map { (set) throws(ReplicaError) in try loadSet(set) })
         let began = ContinuousClock.now
         let (machine, address) = try plan.fork(in: try openStore())
-        return ToolOutput("replica-machine: \(name) forked from \(plan.template) in \(ContinuousClock.now - began)" + (address.map { ", address \($0)" } ?? ""),
+        return ToolOutput("replica-machine: \(name) forked from \(plan.template) in \(ContinuousClock.now - began)" + (address.map { ", address \($0)" } ?? "")
+                          + (machine.users == .host ? "; no user namespace (--private-users=no): its root is the host's" : ""),
                           [("machine", .string(name)), ("template", .string(plan.template)), ("path", .string(machine.path)),
-                           ("address", address.map(JSON.string) ?? .null)])
+                           ("address", address.map(JSON.string) ?? .null), ("users", .string(machine.users?.description ?? "")),
+                           ("limits", limitsJSON(machine.limits))])
     }
 
     func start() throws(ReplicaError) -> ToolOutput {
         let name = arguments.positionals[0], wait = try arguments.seconds("wait")!
         let opened = try openStore()
-        var machine = try Machines.machine(name, in: opened)
+        _ = try Machines.machine(name, in: opened)  // exit 6 before anything is recorded
+        let limits = try limits()
+        var machine = try Machines.prepareStart(name, limits: limits, in: opened)
         var namespace = arguments.value("namespace")
         let given = try networkLines()
         if !given.isEmpty {
@@ -118,9 +132,12 @@ struct MachineCommand {
         }
         var madeNetwork = false
         if namespace == nil, let made = try MachineNetwork.up(machine) { (namespace, madeNetwork) = made }
-        let command = Machines.spawnCommand(machine, networkNamespace: namespace)
         if arguments.flag("foreground") {
             if let pid = MachineProcess.running(name) { throw ReplicaError("", errno: .EEXIST, hint: "\(name) is running already (pid \(pid))") }
+            let placement = MachinePlacement.current(for: name, foreground: true)
+            let command = Machines.spawnCommand(machine, networkNamespace: namespace, placement: placement)
+            try placement.prepare(name, limits: machine.limits)?.enter()
+            if let namespace { try SandboxMounter.joinNetworkNamespace("\(SandboxPlan.networkNamespaceDirectory)/\(namespace)") }
             try MachineProcess.record(name, pid: getpid())  // the pid systemd-nspawn keeps
             let argv = command.map { strdup($0) } + [nil]
             execvp(command[0], argv)
@@ -128,7 +145,7 @@ struct MachineCommand {
         }
         let began = ContinuousClock.now
         let pid: Int32
-        do throws(ReplicaError) { pid = try MachineProcess.start(name, command: command, wait: wait == .zero ? nil : wait) } catch {
+        do throws(ReplicaError) { pid = try MachineProcess.start(machine, networkNamespace: namespace, wait: wait == .zero ? nil : wait) } catch {
             if madeNetwork { try? MachineNetwork.stop([name]) }
             throw error
         }
@@ -181,14 +198,21 @@ struct MachineCommand {
 
     func list() throws(ReplicaError) -> ToolOutput {
         let machines = try Machines.list(in: try openStore())
-        var table = Table(["MACHINE", "TEMPLATE", "STATE"])
+        var table = Table(["MACHINE", "TEMPLATE", "STATE", "USERS", "LIMITS"])
         var listed: [JSON] = []
         for machine in machines {
             let running = MachineProcess.running(machine.name) != nil
-            table.append([machine.name, machine.template, running ? "running" : "stopped"])
+            let users = machine.users.map { if case .range(let base) = $0 { "\(base):\(MachineUsers.size)" } else { "host" } } ?? "-"
+            table.append([machine.name, machine.template, running ? "running" : "stopped", users, machine.limits.summary])
             listed.append(.object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
-                                   ("running", .bool(running))]))
+                                   ("running", .bool(running)), ("users", .string(machine.users?.description ?? "")),
+                                   ("limits", limitsJSON(machine.limits))]))
         }
         return ToolOutput(table.description, [("machines", .array(listed))])
+    }
+
+    /// A machine's limits as `--json` gives them: `{"MemoryMax": "536870912", …}`.
+    func limitsJSON(_ limits: MachineLimits) -> JSON {
+        .object(limits.settings.map { ($0.key, .string($0.value)) })
     }
 }

@@ -15,6 +15,16 @@ public enum MachineTool: Tool {
         .option("bridge", "name", "Instead: a veth on this bridge (made when missing)."),
         .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
     ]
+    /// The options that set a machine's limits, and the set file's key each is.
+    static let limitOptions = [("memory-max", "MemoryMax"), ("tasks-max", "TasksMax"), ("cpu-weight", "CPUWeight"), ("cpu-quota", "CPUQuota"),
+                               ("io-weight", "IOWeight")]
+    static let limits: [OptionSpec] = [
+        .option("memory-max", "size", "Its memory at most (MemoryMax=, 512M, 2G); recorded, kept across starts."),
+        .option("tasks-max", "count", "Its processes and threads at most (TasksMax=)."),
+        .option("cpu-weight", "weight", "Its CPU share, 1-10000, 100 the default (CPUWeight=)."),
+        .option("cpu-quota", "percent", "Its CPU time at most, in percent of one CPU (CPUQuota=, 150%)."),
+        .option("io-weight", "weight", "Its block I/O share, 1-10000 (IOWeight=)."),
+    ]
     public static let spec = ToolSpec(
         name: "replica-machine",
         abstract: "Fork containers from copy-on-write templates, seed them and boot them with systemd-nspawn.",
@@ -33,16 +43,17 @@ public enum MachineTool: Tool {
                 .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
                 .option("gateway", "ip", "Its default gateway, with --address."),
                 .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead."),
-            ] + network, positionals: [machineName]),
+                .option("private-users", "base|no", "Its user namespace's host range (a free one by default); no: none, its root is the host's."),
+            ] + network + limits, positionals: [machineName]),
             CommandSpec("start", "Boot the machine, in the network it was forked with; with --wait, return once its systemd is ready.", options: [
                 store, .option("wait", "seconds", "Wait this long for READY (0: do not wait).", default: "60"),
                 .option("namespace", "name", "Join this network namespace instead (/run/netns/NAME, e.g. from replica-net up)."),
-            ] + network + [.flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")], positionals: [machineName]),
+            ] + network + limits + [.flag("foreground", "Run systemd-nspawn in place (what replica-machine@.service does).")], positionals: [machineName]),
             CommandSpec("stop", "Power the machine off (kill it after 30 s), then remove its veth and namespace (its address stays leased to it).",
                         options: [store], positionals: [machineName]),
             CommandSpec("remove", "Remove a stopped machine, its data and its network (its address given back).", options: [store],
                         positionals: [machineName]),
-            CommandSpec("list", "The machines, their templates and whether they run.", options: [store]),
+            CommandSpec("list", "The machines, their templates, whether they run, their user ranges and limits.", options: [store]),
             CommandSpec("set", "Service sets (/etc/replica/sets/NAME.conf): start forks and boots them all at once, ready when all are; stop.",
                         options: [store, .option("wait", "seconds", "start: how long all may take to be ready.", default: "120"), sets],
                         positionals: [PositionalSpec("action", "start or stop."), PositionalSpec("set", "The set.")]),

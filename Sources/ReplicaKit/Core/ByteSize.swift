@@ -7,3 +7,12 @@ public func parseByteSize(_ text: String) -> UInt64? {
     let (product, overflow) = n.multipliedReportingOverflow(by: s)
     return overflow ? nil : product
 }
+
+/// A size as `parseByteSize` reads it back: the largest unit it is a whole number of (`512M`,
+/// `2G`), else bytes.
+public func formatByteSize(_ bytes: UInt64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes != 0 && bytes % (1 << UInt64(shift)) == 0 {
+        return "\(bytes >> UInt64(shift))\(unit)"
+    }
+    return "\(bytes)"
+}

@@ -96,7 +96,8 @@ public enum ProfileKeys {
     /// The sections of a service-set file (`/etc/replica/sets/NAME.conf`, read by the same parser).
     public static let setSections: [String: [String: Key]] = [
         "Set": index([Key("Machine", .words, list: true), Key("SSHKey", .paths(prefixes: ""), list: true), Key("Network", .word),
-                      Key("Bridge", .word), Key("Subnet", .word)]),
+                      Key("Bridge", .word), Key("Subnet", .word), Key("PrivateUsers", .word), Key("MemoryMax", .word),
+                      Key("TasksMax", .word), Key("CPUWeight", .word), Key("CPUQuota", .word), Key("IOWeight", .word)]),
     ]
 
     /// Why `section` is not a known section, with the nearest one.

@@ -77,6 +77,35 @@ public enum SystemdManager {
         return state
     }
 
+    /// Sets `properties` (each a `t`: `MemoryMax`, `TasksMax`, `CPUWeight`, `CPUQuotaPerSecUSec`,
+    /// `IOWeight`) of `unit` until it stops (`systemctl set-property --runtime UNIT …`, the
+    /// manager's `SetUnitProperties`).
+    public static func setRuntimeProperties(_ unit: String, _ properties: [(name: String, value: UInt64)]) throws(ReplicaError) {
+        _ = try call("SetUnitProperties", [unit], hint: "systemd refused a resource-control property of \(unit)", signature: "sba(sv)") { writer in
+            writer.string(unit)
+            writer.bool(true)
+            writer.array(alignment: 8) { array in
+                for (name, value) in properties {
+                    array.structure { field in
+                        field.string(name)
+                        field.variant("t") { $0.uint64(value) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether systemd-machined answers on the system bus — started by bus activation where it
+    /// is installed but not running (`busctl call org.freedesktop.machine1
+    /// /org/freedesktop/machine1 org.freedesktop.DBus.Peer Ping`).
+    public static var machinedAnswers: Bool {
+        guard let bus = try? BusConnection(path: BusConnection.systemBusSocket, destination: "org.freedesktop.machine1") else { return false }
+        let ping = BusConnection.Call(path: "/org/freedesktop/machine1", interface: "org.freedesktop.DBus.Peer", member: "Ping",
+                                      signature: "", arguments: { _ in })
+        guard let replies = try? bus.call([ping]), case .values = replies[0] else { return false }
+        return true
+    }
+
     /// A unit's object path (`sd_bus_path_encode("/org/freedesktop/systemd1/unit", UNIT)`): every
     /// byte but a letter or digit as `_` and two lower-case hex digits.
     static func unitPath(_ unit: String) -> String {

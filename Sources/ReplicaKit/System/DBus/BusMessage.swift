@@ -48,6 +48,12 @@ struct BusWriter {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
+    /// `t`.
+    mutating func uint64(_ value: UInt64) {
+        pad(to: 8)
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
     /// `b`.
     mutating func bool(_ value: Bool) { uint32(value ? 1 : 0) }
 
