@@ -11,7 +11,12 @@ store=/run/replica/store
 # The host process the guests try to reach: a sleep named escape-probe-target.
 bash -c 'exec -a escape-probe-target sleep 600' &
 target=$!
-# Lays the probe into a machine's root, enabled, with the target's pid.
+# The host disk the guests try to read: the loop device holding the store (an attached one).
+disk="7 0"
+for device in /sys/block/loop*; do
+  [ "$(cat $device/size)" != 0 ] && disk=$(tr ':' ' ' < $device/dev) && break
+done
+# Lays the probe into a machine's root, enabled, with the target's pid and the disk.
 lay_probe() {
   install -D -m 0755 /e2e/fixtures/escape-probe "$1/usr/local/sbin/escape-probe"
   printf '[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=multi-user.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/escape-probe\n' \
@@ -19,6 +24,7 @@ lay_probe() {
   mkdir -p "$1/etc/systemd/system/multi-user.target.wants"
   ln -sf /etc/systemd/system/escape-probe.service "$1/etc/systemd/system/multi-user.target.wants/escape-probe.service"
   echo "$target" > "$1/etc/escape-probe.pid"
+  echo "$disk" > "$1/etc/escape-probe.dev"
   rm -f "$1/var/lib/escape-probe.txt"
 }
 # The probe's report for a machine root: waits for it (the probe runs before READY).
@@ -90,6 +96,7 @@ echo "# escape probe, control (--private-users=no):"
 report $store/machines/c1 | sed 's/^/#   /'
 check "the control's root is the host's root" grep -q "uid_map 0 0 4294967295" $store/machines/c1/var/lib/escape-probe.txt
 check "the control made a block device node" grep -q "^allowed mknod-block" $store/machines/c1/var/lib/escape-probe.txt
+check "the control read the host's disk ($disk) through it" grep -q "^allowed read-block-device" $store/machines/c1/var/lib/escape-probe.txt
 check "the control mounted a fresh procfs and wrote through it" grep -q "^allowed fresh-procfs-vm-swappiness" $store/machines/c1/var/lib/escape-probe.txt
 check "c1 stops" replica-machine stop c1
 
