@@ -36,6 +36,11 @@ enum NetworkNamespaceNames {
         Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/\(machine).pid", O_RDONLY).readLine()).flatMap(containerInit(below:))
     }
 
+    /// What is in a store's machines folder but the index of user ranges (`.users`).
+    static func machineEntries(_ folder: String) throws -> [String] {
+        try DirectoryEntries.names(in: try OwnedFD.open(folder, O_RDONLY | O_DIRECTORY)).filter { $0 != ".users" }.sorted()
+    }
+
     static func inside(_ machine: String, _ command: [String]) throws -> String {
         let leader = try #require(try leader(machine))
         return try Command.check(["nsenter", "--target", "\(leader)", "--all", "--"] + command)
@@ -71,6 +76,12 @@ enum NetworkNamespaceNames {
                 try OwnedFD.open("\(image.mountPoint)/machines/\(name)/var/lib/cloud/seed/nocloud/meta-data", O_RDONLY).readLine()
             }
             #expect(seeds[0] != seeds[1], "two forks share an instance-id")
+            // Each has a user range of its own; one another machine holds is refused, leaving nothing.
+            let ranges = try JSON.parse(try Self.machine(["list", "--json"] + store).output)["machines"]?.array?.compactMap { $0["users"]?.string } ?? []
+            #expect(ranges.count == 2 && Set(ranges).count == 2 && ranges.allSatisfy { (UInt32($0) ?? 0) >= MachineUsers.pool.lowerBound }, "\(ranges)")
+            let held = try Self.machine(["fork", "web3", "--template", "debian12", "--private-users", ranges[0]] + store)
+            #expect(held.status == .exited(1) && held.output.contains("is machine web1's"), "\(held.output)")
+            #expect(access("\(image.mountPoint)/machines/web3", F_OK) != 0 && access("\(image.mountPoint)/machines/.forking-web3", F_OK) != 0)
 
             let busy = try Self.machine(["template", "remove", "debian12"] + store)
             #expect(busy.status == .exited(1) && busy.output.contains("web1, web2"))
@@ -102,7 +113,9 @@ enum NetworkNamespaceNames {
                 #expect(access("/sys/fs/cgroup/systemd/\(ControlGroup.slice)/machine-\(name)", F_OK) != 0, "its cgroup is left")
             }
             #expect(try Self.machine(["template", "remove", "debian12"] + store).status == .exited(0))
-            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)).isEmpty)
+            // Nothing but the (now empty) index of user ranges is left.
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)) == [".users"])
+            #expect(try OwnedFD.open("\(image.mountPoint)/machines/.users", O_RDONLY).readAll().isEmpty)
         }
     }
 
@@ -359,7 +372,7 @@ enum NetworkNamespaceNames {
             let links = try Command.check(["ip", "-o", "link", "show"])
             #expect(names.allSatisfy { !links.contains("rv-m-\($0):") }, "\(links)")
             #expect(try Command.run(["sh", "-c", "grep -rl replica-machine-t /var/lib/replica/net/leases 2>/dev/null"]).output.isEmpty)
-            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines", O_RDONLY | O_DIRECTORY)).isEmpty)
+            #expect(try Self.machineEntries("\(image.mountPoint)/machines").isEmpty)
         }
     }
 
@@ -457,7 +470,7 @@ enum NetworkNamespaceNames {
             #expect(try Self.machine(["fork", "a", "--template", "debian12"] + pool + store).status == .exited(0))
             let full = try Self.machine(["fork", "b", "--template", "debian12"] + pool + store)
             #expect(full.status != .exited(0) && full.output.contains("every address of 10.250.\(tag).0/30 is leased"), "\(full.output)")
-            #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)) == ["a"])
+            #expect(try Self.machineEntries(machines) == ["a"])
             #expect(!NetworkNamespaceNames.current().contains("m-b"))
             #expect(try Self.lease(of: "replica-machine-b.service") == nil)
             #expect(try Self.machine(["remove", "a"] + store).status == .exited(0))
@@ -473,6 +486,9 @@ enum NetworkNamespaceNames {
                 let removed = try Self.machine(["remove", "k"] + store)
                 #expect([.exited(0), .exited(6)].contains(removed.status), "\(removed.output)")
                 #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)).filter { $0.hasSuffix("k") }.isEmpty)
+                #expect(try Self.machineEntries(machines).isEmpty, "round \(round): a temporary index file is left")
+                let index = String(decoding: (try? OwnedFD.open("\(machines)/.users", O_RDONLY).readAll()) ?? [], as: UTF8.self)
+                #expect(!index.contains(" k\n"), "round \(round): its user range is still held")
                 #expect(!NetworkNamespaceNames.current().contains("m-k"), "round \(round)")
                 #expect(try Self.lease(of: "replica-machine-k.service") == nil, "round \(round)")
                 #expect(try Command.check(["ip", "-o", "link", "show", "master", bridge]).isEmpty, "round \(round)")
@@ -505,11 +521,11 @@ enum NetworkNamespaceNames {
                 _ = try Command.check(["ln", "-s", "/etc/shadow", "\(dir)/seed/meta-data"])
                 let linked = try Self.machine(["fork", "x", "--template", "debian12", "--seed", "\(dir)/seed"] + store)
                 #expect(linked.status == .exited(1) && linked.output.contains("meta-data"), "\(linked.output)")
-                #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)).isEmpty)
+                #expect(try Self.machineEntries(machines).isEmpty)
                 // A fork killed before its rename leaves .forking-NAME: the next fork of that name takes its place.
                 _ = try Command.check(["btrfs", "-q", "subvolume", "create", "\(machines)/.forking-y"])
                 #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).status == .exited(0))
-                #expect(try DirectoryEntries.names(in: try OwnedFD.open(machines, O_RDONLY | O_DIRECTORY)) == ["y"])
+                #expect(try Self.machineEntries(machines) == ["y"])
                 #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).output.contains("a machine of that name exists"))
                 // A guest that never says READY: stopped after --wait, nothing running.
                 try OwnedFD.open("\(dir)/init", O_WRONLY | O_CREAT, mode: 0o755).writeAll(Array("#!/bin/sh\nexec sleep 600\n".utf8))

@@ -61,24 +61,32 @@ public enum MachineUsers: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Records `wanted` (or, nil, the first free range) on the machine subvolume `fd` in the
-    /// machines folder `folder`, under a lock of that folder, so two forks at once never take the
-    /// same range. Free: no machine on the store records it (forks being made included) and it
-    /// overlaps no subordinate range of `/etc/subuid` or `/etc/subgid`.
-    static func assign(_ wanted: MachineUsers?, to fd: borrowing OwnedFD, path: String, in folder: borrowing OwnedFD,
+    /// The ranges the store's machines hold: `machines/.users`, one `BASE NAME` line each, read
+    /// and rewritten under the lock of the machines folder. One small file read per fork, where
+    /// opening every machine's subvolume to read its attribute cost a few milliseconds per fork
+    /// at a hundred machines.
+    static let index = ".users"
+
+    /// Records `wanted` (or, nil, the first free range) for machine `name` on its subvolume `fd`
+    /// in the machines folder `folder`, and in the folder's index, under a lock of that folder, so
+    /// two forks at once never take the same range. Free: no machine holds it and it overlaps no
+    /// subordinate range of `/etc/subuid` or `/etc/subgid`. A range given that another machine
+    /// holds is refused.
+    static func assign(_ wanted: MachineUsers?, to fd: borrowing OwnedFD, name: String, path: String, in folder: borrowing OwnedFD,
                        folderPath: String) throws(ReplicaError) -> MachineUsers {
         _ = try folder.lockExclusively(wait: .seconds(30), name: folderPath)
         defer { flock(folder.rawValue, LOCK_UN) }
+        RootDirectory.removeStaleTemporaries(in: folder)  // a killed writer's
+        var held = try entries(in: folder, folderPath: folderPath).filter { $0.name != name }
         let users: MachineUsers
         if let wanted {
+            if case .range(let base) = wanted, let holder = held.first(where: { $0.base == base }) {
+                throw ReplicaError("fork machine", [path], errno: .EEXIST, hint: "user range \(base) is machine \(holder.name)'s; leave "
+                                   + "--private-users out to get a free one", reason: .refused)
+            }
             users = wanted
         } else {
-            var taken = Set<UInt32>()
-            for name in try DirectoryEntries.names(in: folder) {
-                guard let machine = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW),
-                      let text = Btrfs.attribute(machine, attribute), case .range(let base)? = try? MachineUsers(text) else { continue }
-                taken.insert(base)
-            }
+            let taken = Set(held.map(\.base))
             let subordinate = subordinateRanges()
             var base = pool.lowerBound
             while taken.contains(base) || subordinate.contains(where: { $0.overlaps(base...(base + size - 1)) }) {
@@ -90,8 +98,50 @@ public enum MachineUsers: Equatable, Sendable, CustomStringConvertible {
             }
             users = .range(base: base)
         }
+        if case .range(let base) = users {
+            held.append((base, name))
+            try write(held, folderPath: folderPath)
+        }
         try Btrfs.setAttribute(fd, attribute, users.description, path: path)
         return users
+    }
+
+    /// Gives machine `name`'s range back (it was removed, or its fork failed).
+    static func release(_ name: String, in folder: borrowing OwnedFD, folderPath: String) throws(ReplicaError) {
+        _ = try folder.lockExclusively(wait: .seconds(30), name: folderPath)
+        defer { flock(folder.rawValue, LOCK_UN) }
+        RootDirectory.removeStaleTemporaries(in: folder)  // a killed writer's
+        let held = try entries(in: folder, folderPath: folderPath)
+        if held.contains(where: { $0.name == name }) { try write(held.filter { $0.name != name }, folderPath: folderPath) }
+    }
+
+    /// The index's entries. Without an index (a store whose index was lost), they are read from
+    /// every machine's own attribute once, and the index is written from them by the next change.
+    static func entries(in folder: borrowing OwnedFD, folderPath: String) throws(ReplicaError) -> [(base: UInt32, name: String)] {
+        let file: OwnedFD
+        do { file = try folder.openat(index, O_RDONLY | O_NOFOLLOW) } catch where error.errno == .ENOENT {
+            var held: [(base: UInt32, name: String)] = []
+            for entry in try DirectoryEntries.names(in: folder) where entry != index && !entry.contains(".replica-") {
+                guard let machine = try? folder.openat(entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW),
+                      let text = Btrfs.attribute(machine, attribute), case .range(let base)? = try? MachineUsers(text) else { continue }
+                held.append((base, entry.hasPrefix(".forking-") ? String(entry.dropFirst(".forking-".count)) : entry))
+            }
+            return held
+        }
+        var held: [(base: UInt32, name: String)] = []
+        for line in String(decoding: try file.readAll(limit: 16 << 20, name: "\(folderPath)/\(index)"), as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count == 2, let base = UInt32(fields[0]) { held.append((base, String(fields[1]))) }
+        }
+        return held
+    }
+
+    /// Replaces the index (atomically: a reader sees the old one or the new one). Not synced on
+    /// its own: a fork commits the store (`syncfs`) before the machine appears, and an entry a
+    /// crash loses after a remove only keeps a range taken.
+    static func write(_ held: [(base: UInt32, name: String)], folderPath: String) throws(ReplicaError) {
+        try RootDirectory(folderPath).writeFileAtomically(index, contents: Array(held.map { "\($0.base) \($0.name)\n" }.joined().utf8),
+                                                           mode: 0o600, sync: false)
     }
 
     /// The subordinate ranges of `/etc/subuid` and `/etc/subgid` (`USER:FIRST:COUNT` lines).

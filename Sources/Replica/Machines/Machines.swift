@@ -129,11 +129,12 @@ public enum Machines {
                     try Btrfs.setAttribute(fd, networkAttribute, try networkRecord(network.settings).encoded, path: "\(path)/\(staging)")
                 }
                 if !limits.isEmpty { try Btrfs.setAttribute(fd, MachineLimits.attribute, limits.record.encoded, path: "\(path)/\(staging)") }
-                users = try MachineUsers.assign(wantedUsers, to: fd, path: "\(path)/\(staging)", in: folder, folderPath: path)
+                users = try MachineUsers.assign(wantedUsers, to: fd, name: name, path: "\(path)/\(staging)", in: folder, folderPath: path)
             })
         } catch {
             _ = try? making?.join()
             network?.down()
+            try? MachineUsers.release(name, in: folder, folderPath: path)
             throw error
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
@@ -255,7 +256,7 @@ public enum Machines {
         var machine = try machine(name, in: store)
         let fd = try store.directory("\(directory)/\(name)")
         if machine.users == nil {
-            machine.users = try MachineUsers.assign(nil, to: fd, path: machine.path, in: try store.directory(directory),
+            machine.users = try MachineUsers.assign(nil, to: fd, name: name, path: machine.path, in: try store.directory(directory),
                                                     folderPath: "\(store.path)/\(directory)")
         }
         if !limits.isEmpty {
@@ -315,6 +316,7 @@ public enum Machines {
             try Btrfs.deleteSubvolume(id: info.id, on: try store.directory(directory), path: machine.path)
         } catch where error.reason == .notFound && removed {
         }
+        if let folder = try? store.directory(directory) { try MachineUsers.release(name, in: folder, folderPath: path) }  // its user range, free again
         unlink("\(MachineProcess.runDirectory)/\(name).log")
     }
 

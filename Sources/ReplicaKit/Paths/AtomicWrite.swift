@@ -7,8 +7,9 @@ extension RootDirectory {
     /// allowed; the data goes to a temporary file beside the target, is fsync'ed, then renamed over it
     /// (`renameat(2)`). On failure the temporary file is removed and the target is untouched. A
     /// writer killed before its rename leaves its temporary file; folders where that matters clear
-    /// them with `removeStaleTemporaries(in:)`.
-    public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
+    /// them with `removeStaleTemporaries(in:)`. `sync: false` leaves out the `fsync` for a caller
+    /// that commits the whole file system next (`syncfs`), as a fork does.
+    public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644, sync: Bool = true) throws(ReplicaError) {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
             throw ReplicaError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
@@ -18,7 +19,7 @@ extension RootDirectory {
         let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
         do throws(ReplicaError) {
             try file.writeAll(contents, name: relativePath)
-            _ = try syscall("fsync", relativePath) { fsync(file.rawValue) }
+            if sync { _ = try syscall("fsync", relativePath) { fsync(file.rawValue) } }
             _ = try syscall("renameat", temporary, relativePath) {
                 renameat(parent.rawValue, temporary, parent.rawValue, name)
             }
