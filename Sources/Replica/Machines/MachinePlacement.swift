@@ -69,24 +69,29 @@ public enum MachinePlacement: Equatable, Sendable {
         case .scope:
             return nil
         case .cgroup:
-            let stale = try ControlGroup.existing(Self.cgroupName(name))
-            if stale.isPopulated {
-                throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "its cgroup \(stale.path) still holds processes; stop it first",
+            let group = try ControlGroup.existing(Self.cgroupName(name))
+            if group.isPopulated {
+                throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "its cgroup \(group.path) still holds processes; stop it first",
                                    reason: .busy)
             }
-            try stale.remove()
-            let group = try ControlGroup.make(Self.cgroupName(name))
-            if group.hasDeviceController {
-                try group.set("devices", "devices.deny", "a")
-                for line in Self.allowedDevices { try group.set("devices", "devices.allow", line) }
-            }
-            let unified = { (controller: String) in group.hierarchies.contains { $0.unified && $0.controllers.contains(controller) } }
-            for (controller, file, value) in limits.cgroupFiles(unified: unified) {
-                guard try group.set(controller, file, value) else {
-                    throw ReplicaError("start machine", [name], errno: .ENOTSUP,
-                                       hint: "no cgroup hierarchy has the \(controller) controller for its limit; mount it, or start it without that limit",
-                                       reason: .refused)
+            try group.remove()  // a machine that ended by itself left it, with its old limits
+            do throws(ReplicaError) {
+                try group.make()
+                if group.hasDeviceController {
+                    try group.set("devices", "devices.deny", "a")
+                    for line in Self.allowedDevices { try group.set("devices", "devices.allow", line) }
                 }
+                let unified = { (controller: String) in group.hierarchies.contains { $0.unified && $0.controllers.contains(controller) } }
+                for (controller, file, value) in limits.cgroupFiles(unified: unified) {
+                    guard try group.set(controller, file, value) else {
+                        throw ReplicaError("start machine", [name], errno: .ENOTSUP,
+                                           hint: "no cgroup hierarchy has the \(controller) controller for its limit; mount it, or start it without that limit",
+                                           reason: .refused)
+                    }
+                }
+            } catch {
+                try? group.remove()  // nothing of it left
+                throw error
             }
             return group
         }

@@ -117,6 +117,9 @@ struct MachineCommand {
         let name = arguments.positionals[0], wait = try arguments.seconds("wait")!
         let opened = try openStore()
         _ = try Machines.machine(name, in: opened)  // exit 6 before anything is recorded
+        if let pid = MachineProcess.running(name) {
+            throw ReplicaError("start machine", [name], errno: .EBUSY, hint: "it is running already (pid \(pid))", reason: .busy)
+        }
         let limits = try limits()
         var machine = try Machines.prepareStart(name, limits: limits, in: opened)
         var namespace = arguments.value("namespace")
@@ -133,7 +136,6 @@ struct MachineCommand {
         var madeNetwork = false
         if namespace == nil, let made = try MachineNetwork.up(machine) { (namespace, madeNetwork) = made }
         if arguments.flag("foreground") {
-            if let pid = MachineProcess.running(name) { throw ReplicaError("", errno: .EEXIST, hint: "\(name) is running already (pid \(pid))") }
             let placement = MachinePlacement.current(for: name, foreground: true)
             let command = Machines.spawnCommand(machine, networkNamespace: namespace, placement: placement)
             try placement.prepare(name, limits: machine.limits)?.enter()

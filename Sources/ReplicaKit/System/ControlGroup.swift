@@ -46,25 +46,22 @@ public struct ControlGroup: Sendable {
         return found
     }
 
-    /// The cgroup `replica.slice/name` in every writable hierarchy, made where missing (`mkdir`),
-    /// with the unified hierarchy's controllers enabled down to it (`cgroup.subtree_control`).
-    /// `name` is one path component.
-    public static func make(_ name: String) throws(ReplicaError) -> ControlGroup {
-        precondition(!name.contains("/") && !name.hasPrefix("."), "a cgroup name is one component")
-        let group = ControlGroup(path: "\(slice)/\(name)", hierarchies: try mounted())
-        for hierarchy in group.hierarchies {
-            try createDirectories("\(hierarchy.path)/\(group.path)", mode: 0o755)
+    /// Makes it in every writable hierarchy where missing (`mkdir`), with the unified hierarchy's
+    /// controllers enabled down to it (`cgroup.subtree_control`).
+    public func make() throws(ReplicaError) {
+        for hierarchy in hierarchies {
+            try createDirectories("\(hierarchy.path)/\(path)", mode: 0o755)
             if hierarchy.unified && !hierarchy.controllers.isEmpty {
                 let enable = hierarchy.controllers.filter { ["memory", "pids", "cpu", "io"].contains($0) }.map { "+\($0)" }.joined(separator: " ")
-                for parent in [hierarchy.path, "\(hierarchy.path)/\(slice)"] where !enable.isEmpty {
-                    try write(enable, to: "\(parent)/cgroup.subtree_control")
+                for parent in [hierarchy.path, "\(hierarchy.path)/\(Self.slice)"] where !enable.isEmpty {
+                    try Self.write(enable, to: "\(parent)/cgroup.subtree_control")
                 }
             }
         }
-        return group
     }
 
-    /// The cgroup `replica.slice/name` as it is (made or not): to look in, or remove.
+    /// The cgroup `replica.slice/name` (`name` one path component) in every writable hierarchy,
+    /// as it is, made or not: to look in, `make`, or `remove`.
     public static func existing(_ name: String) throws(ReplicaError) -> ControlGroup {
         precondition(!name.contains("/") && !name.hasPrefix("."), "a cgroup name is one component")
         return ControlGroup(path: "\(slice)/\(name)", hierarchies: try mounted())
