@@ -11,11 +11,9 @@ store=/run/replica/store
 # The host process the guests try to reach: a sleep named escape-probe-target.
 bash -c 'exec -a escape-probe-target sleep 600' &
 target=$!
-# The host disk the guests try to read: the loop device holding the store (an attached one).
-disk="7 0"
-for device in /sys/block/loop*; do
-  [ "$(cat $device/size)" != 0 ] && disk=$(tr ':' ' ' < $device/dev) && break
-done
+# The host disk the guests try to read and mount: the runner's probe disk (an ext4 image on a loop
+# device of its own, holding host-secret).
+disk=$(cat /var/lib/replica-e2e/probe-disk)
 # Lays the probe into a machine's root, enabled, with the target's pid and the disk.
 lay_probe() {
   install -D -m 0755 /e2e/fixtures/escape-probe "$1/usr/local/sbin/escape-probe"
@@ -97,6 +95,7 @@ report $store/machines/c1 | sed 's/^/#   /'
 check "the control's root is the host's root" grep -q "uid_map 0 0 4294967295" $store/machines/c1/var/lib/escape-probe.txt
 check "the control made a block device node" grep -q "^allowed mknod-block" $store/machines/c1/var/lib/escape-probe.txt
 check "the control read the host's disk ($disk) through it" grep -q "^allowed read-block-device" $store/machines/c1/var/lib/escape-probe.txt
+check "the control mounted it and read a host file on it" grep -q "^allowed mount-block-device" $store/machines/c1/var/lib/escape-probe.txt
 check "the control mounted a fresh procfs and wrote through it" grep -q "^allowed fresh-procfs-vm-swappiness" $store/machines/c1/var/lib/escape-probe.txt
 check "c1 stops" replica-machine stop c1
 
