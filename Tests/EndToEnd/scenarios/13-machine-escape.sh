@@ -111,7 +111,22 @@ check "under plain systemd-nspawn -U the same attempts are refused" bash -c "[ \
 kill -TERM $plain; wait $plain 2>/dev/null
 btrfs -q subvolume delete $store/plain-u
 
-for machine in s1 u1 e1 c1; do
+# Where systemd runs but machined does not: the machine starts the same, unregistered, in a scope
+# systemd-nspawn asks for itself (its device policy closed, its limits on it).
+systemctl mask --runtime --now systemd-machined.service >/dev/null 2>&1
+check "n1 forks" replica-machine fork n1 --template debian12 --tasks-max 512
+check "n1 starts without machined" replica-machine start n1
+# The guest's processes are in the scope (systemd-nspawn puts its child there): the child's cgroup.
+child=$(cat /proc/$(cat /run/replica/machines/n1.pid)/task/*/children | awk '{print $1}')
+scope=$(awk -F: '$2 == "" || $2 == "name=systemd" { n = split($3, part, "/"); for (i = 1; i <= n; i++) if (part[i] ~ /\.scope$/) { print part[i]; exit } }' /proc/$child/cgroup)
+check "it is in a scope of its own ($scope)" bash -c "[ -n '$scope' ] && systemctl show -P ActiveState '$scope' | grep -q active"
+check "machined knows nothing of it" bash -c "! machinectl list --no-legend 2>/dev/null | grep -q '^n1 '"
+equal "the scope's device policy is closed" closed "$(systemctl show -P DevicePolicy "$scope")"
+equal "the scope has its tasks limit" 512 "$(systemctl show -P TasksMax "$scope")"
+check "n1 stops" replica-machine stop n1
+systemctl unmask --runtime systemd-machined.service >/dev/null 2>&1
+
+for machine in s1 u1 e1 c1 n1; do
   replica-machine stop $machine >/dev/null 2>&1
   check "$machine is removed" replica-machine remove $machine
 done
