@@ -39,7 +39,7 @@ public enum MachinePlacement: Equatable, Sendable {
     static func ownCgroup() -> String {
         guard let text = try? OwnedFD.open("/proc/self/cgroup", O_RDONLY).readAll(limit: 1 << 16) else { return "" }
         let lines = String(decoding: text, as: UTF8.self).split(separator: "\n")
-        let line = lines.first { $0.hasPrefix("1:name=systemd:") || $0.contains(":name=systemd:") } ?? lines.first { $0.hasPrefix("0::") }
+        let line = lines.first { $0.contains(":name=systemd:") } ?? lines.first { $0.hasPrefix("0::") }
         return line.map { String($0.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).last ?? "") } ?? ""
     }
 

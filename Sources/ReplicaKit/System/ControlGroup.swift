@@ -107,19 +107,11 @@ public struct ControlGroup: Sendable {
 
     /// Whether a process is in it, or below it, in any hierarchy.
     public var isPopulated: Bool {
-        for hierarchy in hierarchies {
-            var queue = ["\(hierarchy.path)/\(path)"]
-            while let folder = queue.popLast() {
-                if let procs = try? OwnedFD.open("\(folder)/cgroup.procs", O_RDONLY).readAll(limit: 4096), !procs.isEmpty { return true }
-                guard let fd = try? OwnedFD.open(folder, O_RDONLY | O_DIRECTORY),
-                      let names = try? DirectoryEntries.names(in: fd) else { continue }
-                for name in names {
-                    var status = stat()
-                    if fstatat(fd.rawValue, name, &status, AT_SYMLINK_NOFOLLOW) == 0, status.st_mode & S_IFMT == S_IFDIR { queue.append("\(folder)/\(name)") }
-                }
+        hierarchies.contains { hierarchy in
+            tree(in: hierarchy).contains { folder in
+                !((try? OwnedFD.open("\(folder)/cgroup.procs", O_RDONLY).readAll(limit: 4096)) ?? []).isEmpty
             }
         }
-        return false
     }
 
     /// Removes it and every cgroup below it (`rmdir`, deepest first) in every hierarchy: what
@@ -127,21 +119,27 @@ public struct ControlGroup: Sendable {
     /// still holds a process stays (EBUSY), and so is said.
     public func remove() throws(ReplicaError) {
         for hierarchy in hierarchies {
-            var order: [String] = []
-            var queue = ["\(hierarchy.path)/\(path)"]
-            while let folder = queue.popLast() {
-                guard let fd = try? OwnedFD.open(folder, O_RDONLY | O_DIRECTORY), let names = try? DirectoryEntries.names(in: fd) else { continue }
-                order.append(folder)
-                for name in names {
-                    var status = stat()
-                    if fstatat(fd.rawValue, name, &status, AT_SYMLINK_NOFOLLOW) == 0, status.st_mode & S_IFMT == S_IFDIR { queue.append("\(folder)/\(name)") }
-                }
-            }
-            for folder in order.reversed() where rmdir(folder) != 0 && errno != ENOENT {
+            for folder in tree(in: hierarchy).reversed() where rmdir(folder) != 0 && errno != ENOENT {
                 throw .current("rmdir", [folder], hint: "a process is still in the machine's cgroup")
             }
             rmdir("\(hierarchy.path)/\(Self.slice)")  // the last one out; kept while others are in it (EBUSY)
         }
+    }
+
+    /// It and every cgroup below it in `hierarchy`, parents before their children (none when it
+    /// is not there).
+    func tree(in hierarchy: Hierarchy) -> [String] {
+        var order: [String] = []
+        var queue = ["\(hierarchy.path)/\(path)"]
+        while let folder = queue.popLast() {
+            guard let fd = try? OwnedFD.open(folder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), let names = try? DirectoryEntries.names(in: fd) else { continue }
+            order.append(folder)
+            for name in names {
+                var status = stat()
+                if fstatat(fd.rawValue, name, &status, AT_SYMLINK_NOFOLLOW) == 0, status.st_mode & S_IFMT == S_IFDIR { queue.append("\(folder)/\(name)") }
+            }
+        }
+        return order
     }
 
     /// Writes `value` to the cgroup file at `path` (`echo VALUE > PATH`).
