@@ -527,6 +527,17 @@ enum NetworkNamespaceNames {
                 #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).status == .exited(0))
                 #expect(try Self.machineEntries(machines) == ["y"])
                 #expect(try Self.machine(["fork", "y", "--template", "debian12"] + store).output.contains("a machine of that name exists"))
+                // A user range or a limit that cannot be: a usage error naming it, before anything is made or recorded.
+                let before = try Self.machine(["list", "--json"] + store).output
+                for (arguments, named) in [(["fork", "z", "--template", "debian12", "--private-users", "12345"], "private users"),
+                                           (["fork", "z", "--template", "debian12", "--memory-max", "1M"], "MemoryMax"),
+                                           (["start", "y", "--tasks-max", "0"], "TasksMax"),
+                                           (["start", "y", "--cpu-quota", "50"], "CPUQuota")] {
+                    let refused = try Self.machine(arguments + store)
+                    #expect(refused.status == .exited(2) && refused.output.contains(named), "\(arguments): \(refused.output)")
+                }
+                #expect(try Self.machineEntries(machines) == ["y"])
+                #expect(try Self.machine(["list", "--json"] + store).output == before, "a refused start recorded something")
                 // A guest that never says READY: stopped after --wait, nothing running.
                 try OwnedFD.open("\(dir)/init", O_WRONLY | O_CREAT, mode: 0o755).writeAll(Array("#!/bin/sh\nexec sleep 600\n".utf8))
                 _ = try Command.check(["cp", "--remove-destination", "\(dir)/init", "\(machines)/y/usr/lib/systemd/systemd"])
