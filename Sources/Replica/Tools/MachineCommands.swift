@@ -37,7 +37,7 @@ struct MachineCommand {
     /// The limits the options give (`--memory-max 1G` …), as the set file's keys take them.
     func limits() throws(ReplicaError) -> MachineLimits {
         var limits = MachineLimits()
-        for (option, key) in MachineTool.limitOptions {
+        for (option, key, _, _) in MachineTool.limitOptions {
             if let value = arguments.value(option) { try limits.set(key, value) }
         }
         return limits

@@ -16,15 +16,15 @@ public enum MachineTool: Tool {
         .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
     ]
     /// The options that set a machine's limits, and the set file's key each is.
-    static let limitOptions = [("memory-max", "MemoryMax"), ("tasks-max", "TasksMax"), ("cpu-weight", "CPUWeight"), ("cpu-quota", "CPUQuota"),
-                               ("io-weight", "IOWeight")]
-    static let limits: [OptionSpec] = [
-        .option("memory-max", "size", "Its memory at most (MemoryMax=, 512M, 2G); recorded, kept across starts."),
-        .option("tasks-max", "count", "Its processes and threads at most (TasksMax=)."),
-        .option("cpu-weight", "weight", "Its CPU share, 1-10000, 100 the default (CPUWeight=)."),
-        .option("cpu-quota", "percent", "Its CPU time at most, in percent of one CPU (CPUQuota=, 150%)."),
-        .option("io-weight", "weight", "Its block I/O share, 1-10000 (IOWeight=)."),
+    /// The options that set a machine's limits: option, the set file's key it sets, its value, its help.
+    static let limitOptions = [
+        ("memory-max", "MemoryMax", "size", "Its memory at most (MemoryMax=, 512M, 2G); recorded, kept across starts."),
+        ("tasks-max", "TasksMax", "count", "Its processes and threads at most (TasksMax=)."),
+        ("cpu-weight", "CPUWeight", "weight", "Its CPU share, 1-10000, 100 the default (CPUWeight=)."),
+        ("cpu-quota", "CPUQuota", "percent", "Its CPU time at most, in percent of one CPU (CPUQuota=, 150%)."),
+        ("io-weight", "IOWeight", "weight", "Its block I/O share, 1-10000 (IOWeight=)."),
     ]
+    static let limits = limitOptions.map { OptionSpec.option($0.0, $0.2, $0.3) }
     public static let spec = ToolSpec(
         name: "replica-machine",
         abstract: "Fork containers from copy-on-write templates, seed them and boot them with systemd-nspawn.",
