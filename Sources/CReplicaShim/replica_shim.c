@@ -172,6 +172,54 @@ int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root) {
     }
     return ioctl(subvolume_fd, BTRFS_IOC_SEND, &args);
 }
+int replica_btrfs_set_received(int subvolume_fd, const uint8_t *uuid, uint64_t stransid) {
+    struct btrfs_ioctl_received_subvol_args args;
+    memset(&args, 0, sizeof args);
+    memcpy(args.uuid, uuid, BTRFS_UUID_SIZE);
+    args.stransid = stransid;
+    return ioctl(subvolume_fd, BTRFS_IOC_SET_RECEIVED_SUBVOL, &args);
+}
+int replica_btrfs_clone_range(int dst_fd, int src_fd, uint64_t src_offset, uint64_t src_length, uint64_t dst_offset) {
+    struct btrfs_ioctl_clone_range_args args = {
+        .src_fd = src_fd, .src_offset = src_offset, .src_length = src_length, .dest_offset = dst_offset,
+    };
+    return ioctl(dst_fd, BTRFS_IOC_CLONE_RANGE, &args);
+}
+
+int replica_fallocate(int fd, int mode, int64_t offset, int64_t length) { return fallocate(fd, mode, offset, length); }
+
+static uint32_t crc32c_table[256];
+static void crc32c_make_table(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[n] = c;
+    }
+}
+#if defined(__x86_64__)
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len) {
+    uint64_t c = crc;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        c = __builtin_ia32_crc32di(c, word);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; len > 0; p++, len--) c32 = __builtin_ia32_crc32qi(c32, *p);
+    return c32;
+}
+#endif
+uint32_t replica_crc32c(uint32_t crc, const void *data, size_t len) {
+    const uint8_t *p = data;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42(crc, p, len);
+#endif
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc32c_make_table);
+    for (; len > 0; p++, len--) crc = crc32c_table[(crc ^ *p) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
 int replica_btrfs_resize(int fd, const char *spec) {
     struct btrfs_ioctl_vol_args args;
     memset(&args, 0, sizeof args);

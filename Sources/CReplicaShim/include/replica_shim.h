@@ -88,6 +88,17 @@ int replica_connect_unix(int fd, const char *path);
 /// send stream to out_fd; incremental from the subvolume with id parent_root (also the one clone
 /// source), or full when it is 0. Blocks until the whole stream is written.
 int replica_btrfs_send(int subvolume_fd, int out_fd, uint64_t parent_root);
+/// ioctl(BTRFS_IOC_SET_RECEIVED_SUBVOL) (what `btrfs receive` does at a stream's end): records the
+/// sender's uuid (16 bytes) and transaction on the subvolume; the kernel stamps the receive's own.
+int replica_btrfs_set_received(int subvolume_fd, const uint8_t *uuid, uint64_t stransid);
+/// ioctl(BTRFS_IOC_CLONE_RANGE): shares src_length bytes of src_fd at src_offset into dst_fd at
+/// dst_offset (0: to the end of the source), as a send stream's clone command asks.
+int replica_btrfs_clone_range(int dst_fd, int src_fd, uint64_t src_offset, uint64_t src_length, uint64_t dst_offset);
+/// fallocate(2) (a _GNU_SOURCE declaration Glibc's module lacks).
+int replica_fallocate(int fd, int mode, int64_t offset, int64_t length);
+/// CRC-32C (Castagnoli) of len bytes continuing from crc, with no inversion before or after: the
+/// checksum of a btrfs send stream's commands (seed 0). SSE4.2's crc32 instruction where the CPU has it.
+uint32_t replica_crc32c(uint32_t crc, const void *data, size_t len);
 /// ioctl(BTRFS_IOC_RESIZE) on a descriptor of the mounted filesystem (`btrfs filesystem resize SPEC`):
 /// spec is "[devid:]bytes" or "[devid:]max".
 int replica_btrfs_resize(int fd, const char *spec);

@@ -240,7 +240,7 @@ struct SnapCommand {
         guard let name = arguments.value("name"), let uuid = arguments.value("uuid") else {
             throw .usage("receive needs --name SNAPSHOT --uuid UUID (or --list)")
         }
-        let copy = try Receiver.begin(from: 0, into: folder, name: name, sourceUUID: uuid).finish()
+        let copy = try Receiver.receive(from: 0, into: folder, name: name, sourceUUID: uuid)
         return ToolOutput("", [("folder", .string(folder)), ("copy", copy.json)])
     }
 }

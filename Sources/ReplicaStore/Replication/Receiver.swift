@@ -3,7 +3,8 @@ import Glibc
 import ReplicaKit
 
 /// The receiving side of replication, on the host that holds the target folder (this one, or the
-/// remote end of ssh through `replica-snap receive`). A receive is marked before it starts
+/// remote end of ssh through `replica-snap receive`). The stream is applied by `StreamReceiver`,
+/// confined to the one subvolume it announced. A receive is marked before it starts
 /// (`.receiving-NAME`, holding the source's uuid) and unmarked once verified, so a receive killed at
 /// any point leaves a marker naming exactly what it may have made: `clean` removes that subvolume
 /// by id unless it is a finished copy, and never touches a subvolume no marker names.
@@ -82,44 +83,52 @@ public enum Receiver {
         return deleted
     }
 
-    /// A `btrfs receive` under way into a folder: started by `begin`, ended by `finish`.
+    /// A receive under way on a thread of its own (the sender writes the stream meanwhile): started
+    /// by `begin`, ended by `finish`.
     public struct Pending: ~Copyable {
-        let pid: pid_t
-        let folder: OwnedFD
-        let path: String
-        let name: String
-        let sourceUUID: String
-        let errors: OwnedFD
+        let running: DedicatedThread.Running<TargetCopy>
 
-        /// Waits for `btrfs receive`, then verifies the copy: read-only, received from `sourceUUID`.
-        /// A failed or garbled receive is deleted by id and the error names why.
-        public consuming func finish() throws(ReplicaError) -> TargetCopy {
-            let status = try ExitStatus.wait(for: pid)
-            let said = String(decoding: (try? errors.readAll(limit: 64 << 10)) ?? [], as: UTF8.self)
-                .split(separator: "\n").suffix(3).joined(separator: "; ")
-            var copy: TargetCopy?
-            if let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), Btrfs.isSubvolume(fd),
-               let info = try? Btrfs.info(fd, path: "\(path)/\(name)") {
-                copy = TargetCopy(name: name, id: info.id, receivedUUID: info.receivedUUID, readOnly: info.isReadOnly)
-            }
-            if status.isSuccess, let copy, copy.isCopy(of: sourceUUID) {
-                _ = unlinkat(folder.rawValue, Receiver.markerName(name), 0)
-                return copy
-            }
-            if let copy { try? Btrfs.deleteSubvolume(id: copy.id, on: folder, path: "\(path)/\(name)") }
-            _ = unlinkat(folder.rawValue, Receiver.markerName(name), 0)
-            throw ReplicaError("btrfs receive", ["\(path)/\(name)"], errno: .EIO,
-                               hint: "\(status)\(said.isEmpty ? "" : ": \(said)"); the incomplete copy was removed",
-                               reason: said.contains("No space left") ? .noSpace : .system)
+        /// Waits until the whole stream is received and the copy verified (or removed).
+        public consuming func finish() throws(ReplicaError) -> TargetCopy { try running.join() }
+    }
+
+    /// Starts receiving a send stream of snapshot `name` (of uuid `sourceUUID`) from `input` into the
+    /// folder at `path` on a thread of its own; what `receive` refuses up front is refused here,
+    /// before the thread starts.
+    public static func begin(from input: consuming OwnedFD, into path: String, name: String, sourceUUID: String) throws(ReplicaError) -> Pending {
+        let folder = try openFolder(path)
+        try mark(folder, path: path, name: name, sourceUUID: sourceUUID)
+        let (stream, target) = (input.release(), folder.release())
+        do throws(ReplicaError) {
+            return Pending(running: try DedicatedThread.start { () throws(ReplicaError) -> TargetCopy in
+                let input = OwnedFD(adopting: stream)
+                let folder = OwnedFD(adopting: target)
+                return try receiveMarked(from: input.rawValue, into: folder, path: path, name: name, sourceUUID: sourceUUID)
+            })
+        } catch {
+            let folder = OwnedFD(adopting: target)
+            _ = OwnedFD(adopting: stream)
+            _ = unlinkat(folder.rawValue, markerName(name), 0)
+            throw error
         }
     }
 
-    /// Starts receiving a send stream of snapshot `name` (of uuid `sourceUUID`) from `input` into
-    /// the folder at `path` with `btrfs receive`. Refused when `name` exists there and is not a
-    /// finished copy of that snapshot: something else of that name is never overwritten or deleted.
-    public static func begin(from input: Int32, into path: String, name: String, sourceUUID: String) throws(ReplicaError) -> Pending {
+    /// Receives one send stream of snapshot `name` (of uuid `sourceUUID`) from `input` into the
+    /// folder at `path` (`btrfs receive PATH`, confined: `StreamReceiver`) and returns the verified
+    /// copy. Refused before anything is made when `name` exists there (something else of that name is
+    /// never overwritten or deleted) or the stream is not of that snapshot; a stream refused later has
+    /// what it made deleted by id.
+    public static func receive(from input: Int32, into path: String, name: String, sourceUUID: String) throws(ReplicaError) -> TargetCopy {
         let folder = try openFolder(path)
+        try mark(folder, path: path, name: name, sourceUUID: sourceUUID)
+        return try receiveMarked(from: input, into: folder, path: path, name: name, sourceUUID: sourceUUID)
+    }
+
+    /// Checks the request and writes (and syncs) the marker before anything of the copy is made:
+    /// a subvolume of this name can only appear after it.
+    static func mark(_ folder: borrowing OwnedFD, path: String, name: String, sourceUUID: String) throws(ReplicaError) {
         try Btrfs.validate(name: name, in: path)
+        _ = try SendStream.uuidBytes(sourceUUID)
         if let fd = try? folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) {
             let info = Btrfs.isSubvolume(fd) ? try Btrfs.info(fd, path: "\(path)/\(name)") : nil
             throw ReplicaError("receive", ["\(path)/\(name)"], errno: .EEXIST,
@@ -127,7 +136,6 @@ public enum Receiver {
                                    : "exists and is not a copy of this snapshot; it is left alone: move it aside to send here",
                                reason: .exists)
         }
-        // Written (and synced) before the receive starts: a subvolume of this name can only appear after it.
         do throws(ReplicaError) {
             let marker = try folder.openat(markerName(name), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
             try marker.writeAll(Array(sourceUUID.utf8), name: "\(path)/\(markerName(name))")
@@ -136,19 +144,24 @@ public enum Receiver {
             _ = unlinkat(folder.rawValue, markerName(name), 0)
             throw error
         }
-        var pipe: [Int32] = [-1, -1]
-        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
-        let errors = OwnedFD(adopting: pipe[0])
-        let pid: pid_t
-        do {
-            let writer = OwnedFD(adopting: pipe[1])
-            do throws(ReplicaError) {
-                pid = try Command.spawn(["btrfs", "receive", path], input: input, output: writer.rawValue)
-            } catch {
-                _ = unlinkat(folder.rawValue, markerName(name), 0)
-                throw error
+    }
+
+    /// The receive itself, once marked; the marker goes when the copy is verified or removed.
+    static func receiveMarked(from input: Int32, into folder: borrowing OwnedFD, path: String, name: String,
+                              sourceUUID: String) throws(ReplicaError) -> TargetCopy {
+        defer { _ = unlinkat(folder.rawValue, markerName(name), 0) }
+        do throws(ReplicaError) {
+            var stream = try SendStream(reading: input)
+            let copy = try StreamReceiver(folder: folder.rawValue, path: path, name: name, sourceUUID: sourceUUID).receive(&stream)
+            guard copy.isCopy(of: sourceUUID) else {
+                throw ReplicaError("receive", ["\(path)/\(name)"], errno: .EIO, hint: "the copy is not read-only or not from \(sourceUUID)")
             }
+            return copy
+        } catch {
+            var failed = error
+            failed.hint = (error.hint.map { $0 + "; " } ?? "") + "nothing of it was kept"
+            if error.errno == .ENOSPC { failed.reason = .noSpace }
+            throw failed
         }
-        return Pending(pid: pid, folder: folder, path: path, name: name, sourceUUID: sourceUUID, errors: errors)
     }
 }

@@ -146,12 +146,8 @@ struct TargetSide {
         let writer = OwnedFD(adopting: pipe[1])
         switch target.location {
         case .local:
-            let pending: Receiver.Pending
-            do {
-                let reader = OwnedFD(adopting: pipe[0])  // the receiver's copy only, once it is started
-                pending = try Receiver.begin(from: reader.rawValue, into: folder, name: snapshot.name.description,
+            let pending = try Receiver.begin(from: OwnedFD(adopting: pipe[0]), into: folder, name: snapshot.name.description,
                                              sourceUUID: snapshot.info.uuid)
-            }
             var sendError: ReplicaError?
             do throws(ReplicaError) { try store.writeStream(of: snapshot, parent: parent, to: writer.rawValue) } catch { sendError = error }
             _ = consume writer

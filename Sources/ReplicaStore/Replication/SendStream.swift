@@ -1,0 +1,174 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// A btrfs send stream (what `btrfs send` writes, versions 1 and 2) read one command at a time from
+/// a descriptor: the header, then commands of type-length-value attributes, each checked against its
+/// CRC-32C before anything reads it. Nothing in it is trusted: a length past the command, a second
+/// header, a path with `..`, a NUL or a leading `/` is a refusal naming the command, never acted on.
+public struct SendStream: ~Copyable {
+    /// `btrfs_send_cmd`: what a command asks for.
+    public enum Command: UInt16, Sendable {
+        case subvolume = 1, snapshot, makeFile, makeDirectory, makeNode, makeFIFO, makeSocket, symlink
+        case rename, link, unlink, removeDirectory, setXattr, removeXattr, write, clone
+        case truncate, chmod, chown, utimes, end, updateExtent
+        case fallocate, fileAttributes, encodedWrite, enableVerity
+    }
+
+    /// `BTRFS_SEND_A_*`: the attributes commands carry.
+    public enum Attribute: UInt16, Sendable {
+        case uuid = 1, ctransid, inode, size, mode, uid, gid, rdev, ctime, mtime, atime, otime
+        case xattrName, xattrData, path, pathTo, pathLink, fileOffset, data
+        case cloneUUID, cloneCtransid, clonePath, cloneOffset, cloneLength, fallocateMode, fileAttributes
+    }
+
+    /// `btrfs-stream\0`, then the version (little-endian 32 bits).
+    public static let magic: [UInt8] = Array("btrfs-stream".utf8) + [0]
+    /// The size of a command's header: length (32 bits), command (16), CRC-32C (32).
+    public static let commandHeaderSize = 10
+    /// No command is larger: version 1 sends up to 64 KiB, version 2 up to 16 KiB + 128 KiB of compressed data.
+    static let largestCommand = 1 << 20
+
+    let fd: Int32
+    /// The stream's version: 1 or 2.
+    public let version: UInt32
+    /// The current command, its header included; its attributes point into it.
+    var buffer: [UInt8] = []
+    var attributes: [(type: UInt16, range: Range<Int>)] = []
+    /// The current command and how many came before it, for messages.
+    public private(set) var command: Command = .end
+    public private(set) var index = 0
+
+    /// Reads and checks the stream's header from `fd`.
+    public init(reading fd: Int32) throws(ReplicaError) {
+        var header = [UInt8](repeating: 0, count: Self.magic.count + 4)
+        guard try Self.read(fd, into: &header, 0..<header.count) == header.count else {
+            throw Self.refusal("the stream ends before its header: it is empty or truncated")
+        }
+        guard Array(header[0..<Self.magic.count]) == Self.magic else { throw Self.refusal("it does not start with btrfs-stream: not a send stream") }
+        let version = UInt32(Self.le(header, Self.magic.count, 4))
+        guard version == 1 || version == 2 else {
+            throw Self.refusal("it is version \(version) of the send stream format; this receiver reads versions 1 and 2")
+        }
+        (self.fd, self.version) = (fd, version)
+    }
+
+    /// Reads the next command; false at the end of the input, which may only come between commands.
+    public mutating func next() throws(ReplicaError) -> Bool {
+        index += 1
+        if buffer.count < Self.commandHeaderSize { buffer = [UInt8](repeating: 0, count: 64 << 10) }
+        let got = try Self.read(fd, into: &buffer, 0..<Self.commandHeaderSize)
+        if got == 0 { return false }
+        guard got == Self.commandHeaderSize else { throw refusal("the stream ends inside a command's header: it is truncated") }
+        let length = Int(Self.le(buffer, 0, 4)), kind = UInt16(Self.le(buffer, 4, 2)), crc = UInt32(Self.le(buffer, 6, 4))
+        guard length <= Self.largestCommand else { throw refusal("a command claims \(length) bytes: garbled") }
+        guard let known = Command(rawValue: kind) else { throw refusal("unknown command \(kind): garbled, or a newer format") }
+        let total = Self.commandHeaderSize + length
+        if buffer.count < total { buffer += [UInt8](repeating: 0, count: total - buffer.count) }
+        guard try Self.read(fd, into: &buffer, Self.commandHeaderSize..<total) == length else {
+            throw refusal("the stream ends inside a \(known) command: it is truncated")
+        }
+        for offset in 6..<10 { buffer[offset] = 0 }
+        let computed = buffer.withUnsafeBytes { replica_crc32c(0, $0.baseAddress, total) }
+        guard computed == crc else { throw refusal("a \(known) command's checksum does not match its bytes: garbled") }
+        command = known
+        attributes.removeAll(keepingCapacity: true)
+        var offset = Self.commandHeaderSize
+        while offset < total {
+            guard offset + 2 <= total else { throw refusal("an attribute runs past its \(known) command: garbled") }
+            let type = UInt16(Self.le(buffer, offset, 2))
+            if version >= 2, type == Attribute.data.rawValue {  // version 2: data has no length and runs to the end
+                attributes.append((type, offset + 2..<total))
+                break
+            }
+            guard offset + 4 <= total else { throw refusal("an attribute runs past its \(known) command: garbled") }
+            let size = Int(Self.le(buffer, offset + 2, 2))
+            guard offset + 4 + size <= total else { throw refusal("an attribute runs past its \(known) command: garbled") }
+            attributes.append((type, offset + 4..<offset + 4 + size))
+            offset += 4 + size
+        }
+        return true
+    }
+
+    /// The bytes of an attribute of the current command; refused when it is missing.
+    public func bytes(_ attribute: Attribute) throws(ReplicaError) -> ArraySlice<UInt8> {
+        guard let found = attributes.first(where: { $0.type == attribute.rawValue }) else {
+            throw refusal("a \(command) command lacks its \(attribute) attribute: garbled")
+        }
+        return buffer[found.range]
+    }
+
+    /// Whether the current command carries an attribute.
+    public func has(_ attribute: Attribute) -> Bool { attributes.contains { $0.type == attribute.rawValue } }
+
+    /// An unsigned integer attribute (8, 16, 32 or 64 bits, little-endian).
+    public func integer(_ attribute: Attribute) throws(ReplicaError) -> UInt64 {
+        let value = try bytes(attribute)
+        guard [1, 2, 4, 8].contains(value.count) else { throw refusal("a \(command) command's \(attribute) is \(value.count) bytes: garbled") }
+        return Self.le(buffer, value.startIndex, value.count)
+    }
+
+    /// A uuid attribute (16 bytes).
+    public func uuid(_ attribute: Attribute) throws(ReplicaError) -> [UInt8] {
+        let value = try bytes(attribute)
+        guard value.count == 16 else { throw refusal("a \(command) command's \(attribute) is \(value.count) bytes: garbled") }
+        return Array(value)
+    }
+
+    /// A time attribute (64-bit seconds, 32-bit nanoseconds).
+    public func time(_ attribute: Attribute) throws(ReplicaError) -> timespec {
+        let value = try bytes(attribute)
+        guard value.count == 12 else { throw refusal("a \(command) command's \(attribute) is \(value.count) bytes: garbled") }
+        let nanoseconds = Self.le(buffer, value.startIndex + 8, 4)
+        guard nanoseconds < 1_000_000_000 else { throw refusal("a \(command) command's \(attribute) has \(nanoseconds) ns: garbled") }
+        return timespec(tv_sec: Int(Int64(bitPattern: Self.le(buffer, value.startIndex, 8))), tv_nsec: Int(nanoseconds))
+    }
+
+    /// A path inside the subvolume being received: relative, no empty, `.` or `..` component, no NUL;
+    /// empty for the subvolume's root. The raw bytes: names need not be UTF-8.
+    public func path(_ attribute: Attribute) throws(ReplicaError) -> [UInt8] {
+        let value = Array(try bytes(attribute))
+        if value.isEmpty { return value }
+        guard value.count < PATH_MAX, !value.contains(0), value.first != UInt8(ascii: "/"),
+              !value.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).contains(where: {
+                  $0.isEmpty || $0.elementsEqual([UInt8(ascii: ".")]) || $0.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")])
+              })
+        else {
+            throw refusal("a \(command) command names \"\(Self.shown(value))\": a path must stay inside the subvolume "
+                          + "(relative, without . or .. or empty parts)")
+        }
+        return value
+    }
+
+    /// The refusal of this stream at the current command.
+    public func refusal(_ why: String) -> ReplicaError {
+        ReplicaError("receive", ["command \(index)"], errno: .EBADMSG, hint: why, reason: .refused)
+    }
+
+    static func refusal(_ why: String) -> ReplicaError { ReplicaError("receive", errno: .EBADMSG, hint: why, reason: .refused) }
+
+    /// A name for messages: the bytes as UTF-8, invalid ones replaced.
+    public static func shown(_ bytes: some Collection<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    /// A little-endian unsigned integer of `size` bytes at `offset`.
+    static func le(_ bytes: [UInt8], _ offset: Int, _ size: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for index in (0..<size).reversed() { value = value << 8 | UInt64(bytes[offset + index]) }
+        return value
+    }
+
+    /// Reads until `range` is filled or the input ends; returns how much was read.
+    static func read(_ fd: Int32, into buffer: inout [UInt8], _ range: Range<Int>) throws(ReplicaError) -> Int {
+        var done = 0
+        while done < range.count {
+            let got = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + range.lowerBound + done, range.count - done) }
+            if got == 0 { break }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw ReplicaError.current("read", ["the send stream"])
+            }
+            done += got
+        }
+        return done
+    }
+}
