@@ -69,8 +69,7 @@ public struct SendStream: ~Copyable {
             throw refusal("the stream ends inside a \(known) command: it is truncated")
         }
         for offset in 6..<10 { buffer[offset] = 0 }
-        let computed = buffer.withUnsafeBytes { replica_crc32c(0, $0.baseAddress, total) }
-        guard computed == crc else { throw refusal("a \(known) command's checksum does not match its bytes: garbled") }
+        guard Self.checksum(buffer[0..<total]) == crc else { throw refusal("a \(known) command's checksum does not match its bytes: garbled") }
         command = known
         attributes.removeAll(keepingCapacity: true)
         var offset = Self.commandHeaderSize
@@ -88,6 +87,12 @@ public struct SendStream: ~Copyable {
             offset += 4 + size
         }
         return true
+    }
+
+    /// Whether the input ends here (it is read: call it only after the end command).
+    public func isAtEnd() throws(ReplicaError) -> Bool {
+        var byte: [UInt8] = [0]
+        return try Self.read(fd, into: &byte, 0..<1) == 0
     }
 
     /// The bytes of an attribute of the current command; refused when it is missing.
@@ -138,6 +143,12 @@ public struct SendStream: ~Copyable {
                           + "(relative, without . or .. or empty parts)")
         }
         return value
+    }
+
+    /// A command's CRC-32C as a send stream carries it (seed 0, no inversion), over its header with
+    /// the checksum field zero and its attributes.
+    public static func checksum(_ command: ArraySlice<UInt8>) -> UInt32 {
+        command.withUnsafeBytes { replica_crc32c(0, $0.baseAddress, $0.count) }
     }
 
     /// The refusal of this stream at the current command.

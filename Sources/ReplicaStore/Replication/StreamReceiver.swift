@@ -46,7 +46,7 @@ final class StreamReceiver {
                 if stream.command == .end { break }
                 try apply(stream)
             }
-            guard try !stream.next() else {
+            guard try stream.isAtEnd() else {
                 throw stream.refusal("more follows the end of the stream (a second stream?): one receive takes one subvolume")
             }
             return try finish(stransid: stransid)
@@ -289,8 +289,12 @@ final class StreamReceiver {
     /// Runs a call taking a C path made of `bytes`, turning -1 into an error naming the command and path.
     func at(_ call: String, _ stream: borrowing SendStream, _ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> Int32) throws(ReplicaError) -> Int32 {
         let name = "\(path)/\(self.name)/\(SendStream.shown(bytes))"
-        let hint = "command \(stream.index) (\(stream.command))"
-        return try syscall(call, name, hint: hint) { withCString(bytes, body) }
+        do throws(ReplicaError) {
+            return try syscall(call, name, hint: "command \(stream.index) (\(stream.command))") { withCString(bytes, body) }
+        } catch where [.ELOOP, .EXDEV, .ENOTDIR].contains(error.errno) {
+            throw stream.refusal("its \(stream.command) of \"\(SendStream.shown(bytes))\" passes through a symlink (or a file) or out of "
+                                 + "the subvolume: a stream's paths never do")
+        }
     }
 
     /// The current command's path, for messages.
