@@ -123,27 +123,33 @@ import Testing
                 return try Self.snapshotNow(source, at: Int64(round) * 3600)
             }
             #expect(try Self.snap(["send", "--store", source, "--to", "\(target)/backup", "web"]).status == .exited(0))
-            let config = """
-                timestamp_format long-iso
-                snapshot_preserve_min all
-                target_preserve_min all
-                volume \(source)
-                  snapshot_dir snapshots/web
-                  subvolume web
-                    snapshot_name web
-                    target send-receive \(target)/backup/web
-                """
-            try withTemporaryDirectory { dir in
-                try OwnedFD.open("\(dir)/btrbk.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(config.utf8))
-                let list = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "list", "backups"])
-                for name in names {
-                    #expect(list.split(separator: "\n").contains { $0.contains("snapshots/web/\(name)") && $0.contains("backup/web/\(name)") },
-                            "\(name) not paired:\n\(list)")
-                }
-                let clean = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "-n", "clean"])
-                let deletions = clean.split(separator: "\n").filter { $0.contains("---") && $0.contains("/backup/web/web.") }
-                #expect(clean.contains("<no_action>") && deletions.isEmpty, "\(clean)")
+            try Self.expectBtrbkPairs(source: source, copies: "\(target)/backup/web", names)
+        }
+    }
+
+    /// btrbk, configured for `source`'s `web` with `copies` as its target, pairs each of `names`
+    /// with its copy and finds nothing to clean: it takes the copies as its own.
+    static func expectBtrbkPairs(source: String, copies: String, _ names: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let config = """
+            timestamp_format long-iso
+            snapshot_preserve_min all
+            target_preserve_min all
+            volume \(source)
+              snapshot_dir snapshots/web
+              subvolume web
+                snapshot_name web
+                target send-receive \(copies)
+            """
+        try withTemporaryDirectory { dir in
+            try OwnedFD.open("\(dir)/btrbk.conf", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(config.utf8))
+            let list = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "list", "backups"])
+            for name in names {
+                #expect(list.split(separator: "\n").contains { $0.contains("snapshots/web/\(name)") && $0.contains("\(copies)/\(name)") },
+                        "\(name) not paired:\n\(list)", sourceLocation: sourceLocation)
             }
+            let clean = try Command.check(["btrbk", "-c", "\(dir)/btrbk.conf", "-n", "clean"])
+            let deletions = clean.split(separator: "\n").filter { $0.contains("---") && $0.contains("\(copies)/web.") }
+            #expect(clean.contains("<no_action>") && deletions.isEmpty, "\(clean)", sourceLocation: sourceLocation)
         }
     }
 
@@ -284,7 +290,10 @@ import Testing
 
     /// A second "host": sshd from Debian in a network namespace of its own, reached over a veth,
     /// with keys made for the test; its `replica-snap` is this build's (its sessions' PATH).
-    static func withSSHHost<T>(_ body: (_ sshCommand: String, _ host: String) throws -> T) throws -> T {
+    /// Each of `restricted` (alias → folder) is a host alias whose key of its own is restricted in
+    /// `authorized_keys` to `replica-snap serve --root FOLDER`.
+    static func withSSHHost<T>(restricted: [(alias: String, root: String)] = [],
+                               _ body: (_ sshCommand: String, _ host: String) throws -> T) throws -> T {
         try withTemporaryDirectory { dir in
             let tag = getpid() % 250
             let namespace = "replica-ssh-\(getpid())", link = "rssh\(getpid() % 100_000)"
@@ -297,8 +306,14 @@ import Testing
             _ = try Command.check(["ip", "-n", namespace, "addr", "add", "\(remoteAddress)/30", "dev", "eth0"])
             _ = try Command.check(["ip", "-n", namespace, "link", "set", "eth0", "up"])
             _ = try Command.check(["ip", "-n", namespace, "link", "set", "lo", "up"])
-            for key in ["host_key", "client_key"] { _ = try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "\(dir)/\(key)"]) }
-            _ = try Command.check(["cp", "\(dir)/client_key.pub", "\(dir)/authorized_keys"])
+            for key in ["host_key", "client_key"] + restricted.map({ "\($0.alias)_key" }) {
+                _ = try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "\(dir)/\(key)"])
+            }
+            var authorized = try Command.check(["cat", "\(dir)/client_key.pub"])
+            for (alias, root) in restricted {
+                authorized += "command=\"replica-snap serve --root \(root)\",restrict " + (try Command.check(["cat", "\(dir)/\(alias)_key.pub"]))
+            }
+            try OwnedFD.open("\(dir)/authorized_keys", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Array(authorized.utf8))
             let tools = String(try builtTool("replica-snap").dropLast("/replica-snap".count))
             let sshd = """
                 ListenAddress \(remoteAddress)
@@ -319,10 +334,24 @@ import Testing
                   Port 2222
                   User root
                   IdentityFile \(dir)/client_key
+                  IdentitiesOnly yes
                   UserKnownHostsFile \(dir)/known_hosts
                   StrictHostKeyChecking accept-new
                   ConnectTimeout 5
-                """
+                """ + restricted.map { alias, _ in
+                    """
+
+                    Host \(alias)
+                      HostName \(remoteAddress)
+                      Port 2222
+                      User root
+                      IdentityFile \(dir)/\(alias)_key
+                      IdentitiesOnly yes
+                      UserKnownHostsFile \(dir)/known_hosts
+                      StrictHostKeyChecking accept-new
+                      ConnectTimeout 5
+                    """
+                }.joined()
             try OwnedFD.open("\(dir)/ssh_config", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Array(client.utf8))
             _ = try Command.check(["mkdir", "-p", "/run/sshd"])  // sshd's privilege separation folder, as its package makes it
             let server = try Command.spawn(["ip", "netns", "exec", namespace, "/usr/sbin/sshd", "-D", "-e", "-f", "\(dir)/sshd_config"],
@@ -364,6 +393,62 @@ import Testing
     }
 }
 
+/// `replica-snap serve --root DIR` as the forced command of a sender's key, over ssh to a host in a
+/// namespace of its own: the key reaches its own folder and nothing else.
+@Suite(.requiresBtrfs, .serialized) struct RestrictedKeyTests {
+    @Test func aKeyRestrictedToOneFolderCannotReceiveListCleanOrDeleteInAnotherNorRunAnything() throws {
+        try ReplicationTests.withStores { source, target in
+            let (rootA, rootB) = ("\(target)/hostA", "\(target)/hostB")
+            _ = try Command.check(["mkdir", rootA, rootB])  // the operator's part, with the authorized_keys lines
+            try ReplicationTests.withSSHHost(restricted: [("sender-a", rootA), ("sender-b", rootB)]) { ssh, _ in
+                let send = { (alias: String, root: String) throws -> CommandResult in
+                    try Command.run(["env", "REPLICA_SSH=\(ssh)", try builtTool("replica-snap"), "send", "--store", source, "--to", "ssh://\(alias)\(root)", "web"])
+                }
+                try ReplicationTests.write("\(source)/web/a", megabytes: 2)
+                let first = try ReplicationTests.snapshotNow(source, at: 0)
+                for (alias, root) in [("sender-a", rootA), ("sender-b", rootB)] {
+                    let sent = try send(alias, root)
+                    #expect(sent.status == .exited(0) && sent.output.contains("sent \(first) (full)"), "\(alias): \(sent.output)")
+                }
+                try ReplicationTests.write("\(source)/web/b", megabytes: 1)
+                let second = try ReplicationTests.snapshotNow(source, at: 60)
+                let incremental = try send("sender-a", rootA)
+                #expect(incremental.output.contains("sent \(second) (incremental from \(first))"), "\(incremental.output)")
+                try ReplicationTests.expectBtrbkPairs(source: source, copies: "\(rootA)/web", [first, second])
+
+                // Key A against B's folder: the sender's own send, then each request by hand.
+                let intoB = try send("sender-a", rootB)
+                #expect(intoB.status == .exited(1) && intoB.output.contains("is outside \(rootA)"), "\(intoB.output)")
+                let copyB = try ReplicationTests.copy("\(rootB)/web/\(first)")
+                let listing = { () throws -> String in try Command.check(["sh", "-c", "find '\(rootB)' | sort"]) }
+                let before = try listing()
+                let outside = "the only folder this key may use", only = "this key runs replica-snap receive only"
+                let snapshot = "\(source)/snapshots/web/\(second)"
+                let uuid = try ReplicationTests.copy(snapshot).uuid
+                for (request, rule) in [
+                    ("\(ssh) sender-a replica-snap receive --json --list \(rootB)/web", outside),
+                    ("\(ssh) sender-a replica-snap receive --json --list-only \(rootB)/web", outside),
+                    ("\(ssh) sender-a replica-snap receive --json --delete \(first):\(copyB.id) \(rootB)/web", outside),
+                    ("btrfs send -q \(snapshot) | \(ssh) sender-a replica-snap receive --json --name \(second) --uuid \(uuid) \(rootB)/web", outside),
+                    ("\(ssh) sender-a replica-snap receive --json --list \(rootA)/../hostB/web", "without . or .."),
+                    ("\(ssh) sender-a \"replica-snap receive --list '\(rootA)/web'; rm -rf \(rootB)\"", "outside quotes"),
+                    ("\(ssh) sender-a id", only),
+                    ("\(ssh) sender-a sh -c id", only),
+                    ("\(ssh) sender-a cat /etc/shadow", only),
+                    ("\(ssh) -T sender-a < /dev/null", "SSH_ORIGINAL_COMMAND is unset"),
+                ] {
+                    let result = try Command.run(["sh", "-c", request])
+                    #expect(result.status == .exited(1) && result.output.contains(rule), "\(request): \(result.output)")
+                }
+                #expect(try listing() == before, "B's folder is as it was")
+                // The control: B's own key lists and deletes there.
+                let own = try Command.run(["sh", "-c", "\(ssh) sender-b replica-snap receive --json --delete \(first):\(copyB.id) \(rootB)/web"])
+                #expect(own.status == .exited(0) && own.output.contains(first), "\(own.output)")
+            }
+        }
+    }
+}
+
 /// The receiving side's requests, without privileges: what a sender names is read exactly, and a
 /// folder that is not on btrfs is refused before anything is made in it.
 @Suite struct ReceiveRequestTests {
@@ -372,6 +457,33 @@ import Testing
         #expect(copy.name == "a:b.20261122T023000Z" && copy.id == 261)
         #expect(TargetCopy(name: copy.name, id: 261, receivedUUID: nil, readOnly: true).deletionRequest == "a:b.20261122T023000Z:261")
         for bad in ["web", "web:", ":261", "web:x", "web:-1"] { #expect(TargetCopy(deletionRequest: bad) == nil, "\(bad)") }
+    }
+
+    @Test func theSendersQuotingIsReadBackWordForWord() throws {
+        let words = ["replica-snap", "receive", "--name", "it's a \"name\" \\ $HOME `x` ;|&", "/srv/backup/a b"]
+        #expect(try RemoteCommand.split(RemoteCommand.quote(words)) == words)
+        #expect(try RemoteCommand.split(#"replica-snap receive --list "/srv/x y" /a\ b"#) == ["replica-snap", "receive", "--list", "/srv/x y", "/a b"])
+        for hostile in ["replica-snap receive --list /x; id", "replica-snap receive $(id)", "replica-snap receive `id`", "a | b", "a > /etc/x",
+                        "replica-snap receive /x*", "a 'b", "a \"$(id)\"", "a\nb"] {
+            #expect(throws: ReplicaError.self, "\(hostile)") { try RemoteCommand.split(hostile) }
+        }
+    }
+
+    @Test func aKeysFolderHoldsOnlyWhatLiesBeneathIt() throws {
+        try withTemporaryDirectory { dir in
+            let root = try FolderRoot.beneath("\(dir)/a")
+            func refusal(_ path: String) -> String {
+                do { _ = try Receiver.openFolder(path, in: root); return "opened" } catch { return error.description }
+            }
+            for path in ["\(dir)/ab/web", dir, "/etc", "\(dir)/a/../b/web", "a/web"] {
+                let why = refusal(path)
+                #expect(why.contains("is outside \(dir)/a") || why.contains("without . or .."), "\(path): \(why)")
+            }
+            _ = try Command.check(["mkdir", "-p", "\(dir)/a", "\(dir)/b"])
+            #expect(symlink("\(dir)/b", "\(dir)/a/link") == 0)
+            #expect(refusal("\(dir)/a/link/web").contains("only folders are followed"))
+            #expect(try Command.check(["find", "\(dir)/b"]) == "\(dir)/b\n", "nothing was made through the link")
+        }
     }
 
     @Test func listingAFolderNotOnBtrfsMakesNothing() throws {

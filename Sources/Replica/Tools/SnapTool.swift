@@ -67,6 +67,9 @@ public enum SnapTool: Tool {
                 .flag("list-only", "Instead: list the copies in FOLDER, changing nothing."),
                 .option("delete", "name:id", "Instead: delete this received copy (by subvolume id) from FOLDER.", repeatable: true),
             ], positionals: [PositionalSpec("folder", "The target folder of one subvolume (TARGET/NAME).")], alwaysJSON: true),
+            CommandSpec("serve", "The forced command of one sender's ssh key: run the receive it asks for (in SSH_ORIGINAL_COMMAND), inside ROOT only.",
+                        options: [.option("root", "folder", "The only folder this key's copies may be received into, listed, cleaned or deleted from.")],
+                        alwaysJSON: true),
         ])
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
@@ -79,7 +82,8 @@ public enum SnapTool: Tool {
         case "delete": return try command.delete()
         case "send": return try command.send()
         case "clean": return try command.clean()
-        case "receive": return try command.receive()
+        case "receive": return try command.receive(in: .anywhere)
+        case "serve": return try command.serve()
         default: return try command.check()
         }
     }
@@ -218,11 +222,14 @@ struct SnapCommand {
         }))])
     }
 
-    /// The remote end of `send` over ssh; always answers in JSON (the sender reads it).
-    func receive() throws(ReplicaError) -> ToolOutput {
+    /// The remote end of `send` over ssh, its folder in `root`; always answers in JSON (the sender reads it).
+    func receive(in root: FolderRoot) throws(ReplicaError) -> ToolOutput {
         let folder = arguments.positionals[0]
         if arguments.flag("list") || arguments.flag("list-only") {
-            let fd = try Receiver.openFolder(folder)
+            let fd: OwnedFD
+            do throws(ReplicaError) { fd = try Receiver.openFolder(folder, in: root, create: arguments.flag("list")) } catch where error.errno == .ENOENT {
+                return ToolOutput("", [("folder", .string(folder)), ("copies", .array([])), ("cleaned", .array([]))])  // nothing sent yet
+            }
             let cleaned = arguments.flag("list") ? try Receiver.clean(fd, path: folder) : []
             let copies = try Receiver.copies(in: fd, path: folder)
             return ToolOutput("", [("folder", .string(folder)), ("copies", .array(copies.map(\.json))), ("cleaned", .array(cleaned.map(JSON.string)))])
@@ -234,13 +241,41 @@ struct SnapCommand {
                 guard let copy = TargetCopy(deletionRequest: text) else { throw .usage("--delete takes NAME:ID, e.g. web.20261122T023000Z:261") }
                 copies.append(copy)
             }
-            let deleted = try Receiver.delete(copies, in: try Receiver.openFolder(folder), path: folder)
+            let deleted = try Receiver.delete(copies, in: try Receiver.openFolder(folder, in: root, create: false), path: folder)
             return ToolOutput("", [("folder", .string(folder)), ("deleted", .array(deleted.map(JSON.string)))])
         }
         guard let name = arguments.value("name"), let uuid = arguments.value("uuid") else {
             throw .usage("receive needs --name SNAPSHOT --uuid UUID (or --list)")
         }
-        let copy = try Receiver.receive(from: 0, into: folder, name: name, sourceUUID: uuid)
+        let copy = try Receiver.receive(from: 0, into: try Receiver.openFolder(folder, in: root), path: folder, name: name, sourceUUID: uuid)
         return ToolOutput("", [("folder", .string(folder)), ("copy", copy.json)])
+    }
+
+    /// `command="replica-snap serve --root DIR",restrict` in `authorized_keys`: reads the command the
+    /// sender asked for from `SSH_ORIGINAL_COMMAND`, allows only `replica-snap receive` (receive, list,
+    /// clean, delete), and only for folders inside DIR. Each request and refusal goes to the journal.
+    func serve() throws(ReplicaError) -> ToolOutput {
+        guard let rootPath = arguments.value("root") else { throw .usage("serve needs --root FOLDER: the only folder this key may use") }
+        let root = try FolderRoot.beneath(rootPath)
+        // To the journal even under sshd, whose standard error goes back to the sender.
+        let logger = Logger(label: "replica-snap") { _ in ReplicaLogHandler(identifier: "replica-snap", sink: .journal) }
+        guard let asked = getenv("SSH_ORIGINAL_COMMAND").map({ String(cString: $0) }) else {
+            throw ReplicaError("serve", [rootPath], errno: .EPERM, hint: "no command was asked for (SSH_ORIGINAL_COMMAND is unset): "
+                               + "this key runs replica-snap receive only, never a shell", reason: .refused)
+        }
+        do throws(ReplicaError) {
+            let words = try RemoteCommand.split(asked)
+            guard words.count >= 2, words[0] == "replica-snap" || words[0].hasSuffix("/replica-snap"), words[1] == "receive",
+                  case .run(let parsed) = try SnapTool.spec.parse(Array(words.dropFirst()))
+            else {
+                throw ReplicaError("serve", [asked], errno: .EPERM, hint: "this key runs replica-snap receive only", reason: .refused)
+            }
+            let output = try SnapCommand(parsed).receive(in: root)
+            logger.info("served \(asked) in \(rootPath)")
+            return output
+        } catch {
+            logger.warning("refused \(asked) for the key of \(rootPath): \(error)")
+            throw error
+        }
     }
 }

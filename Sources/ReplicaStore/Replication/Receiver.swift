@@ -2,6 +2,39 @@ import CReplicaShim
 import Glibc
 import ReplicaKit
 
+/// Where target folders may be: anywhere (a receive run by a trusted caller), or only beneath one
+/// folder (`replica-snap serve --root DIR`, the forced command of one sender's ssh key).
+public struct FolderRoot: Sendable, Equatable {
+    /// The root, as the operator wrote it.
+    public let path: String
+    /// Whether folders must lie beneath it, reached without symlinks.
+    public let isConfined: Bool
+
+    /// Anywhere: paths as given, symlinks followed.
+    public static let anywhere = FolderRoot(path: "/", isConfined: false)
+
+    /// Only beneath `path` (absolute, without `.` or `..`).
+    public static func beneath(_ path: String) throws(ReplicaError) -> FolderRoot {
+        let root = FolderRoot(path: path, isConfined: true)
+        _ = try anywhere.components(of: path)
+        return root
+    }
+
+    /// The components of `path` below this root; refused when it is relative, holds `.` or `..`, or lies elsewhere.
+    func components(of path: String) throws(ReplicaError) -> [String] {
+        let parts = path.split(separator: "/").map(String.init)
+        guard path.hasPrefix("/"), !parts.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw ReplicaError("replication target", [path], errno: .EINVAL, hint: "the path must be absolute, without . or ..", reason: .refused)
+        }
+        let base = self.path.split(separator: "/").map(String.init)
+        guard parts.starts(with: base) else {
+            throw ReplicaError("replication target", [path], errno: .EACCES,
+                               hint: "is outside \(self.path), the only folder this key may use", reason: .refused)
+        }
+        return Array(parts.dropFirst(base.count))
+    }
+}
+
 /// The receiving side of replication, on the host that holds the target folder (this one, or the
 /// remote end of ssh through `replica-snap receive`). The stream is applied by `StreamReceiver`,
 /// confined to the one subvolume it announced. A receive is marked before it starts
@@ -12,21 +45,36 @@ public enum Receiver {
     /// The marker of a receive of `name` under way.
     static func markerName(_ name: String) -> String { ".receiving-\(name)" }
 
-    /// The target folder of one subvolume, made (0700) when missing: refused unless on a writable btrfs.
-    public static func openFolder(_ path: String) throws(ReplicaError) -> OwnedFD {
-        // Refused before anything is made: the nearest folder that exists must be on btrfs already.
-        var existing = path
-        while access(existing, F_OK) != 0, let slash = existing.lastIndex(of: "/") {
-            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
-        }
+    /// The target folder of one subvolume at `path`, which must lie in `root`: made (0700, one
+    /// `mkdirat` per missing component) when missing and `create` is set, refused unless on a
+    /// writable btrfs — before anything is made. In a confined root no symlink is followed below it.
+    public static func openFolder(_ path: String, in root: FolderRoot = .anywhere, create: Bool = true) throws(ReplicaError) -> OwnedFD {
+        let components = try root.components(of: path)
         let notBtrfs = ReplicaError("replication target", [path], errno: .EINVAL,
                                     hint: "not on btrfs; received snapshots need a btrfs filesystem", reason: .refused)
-        guard try OwnedFD.open(existing.isEmpty ? "." : existing, O_RDONLY | O_DIRECTORY).filesystemType() == FilesystemMagic.btrfs else {
-            throw notBtrfs
+        var current: OwnedFD
+        do throws(ReplicaError) { current = try OwnedFD.open(root.path, replica_O_PATH | O_DIRECTORY) } catch where root.isConfined {
+            throw ReplicaError("open", [root.path], errno: error.errno, hint: "the folder of this key is missing: make it (mkdir -m 0700 \(root.path))")
         }
-        try createDirectories(path, mode: 0o700)
-        let folder = try OwnedFD.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        guard try folder.filesystemType() == FilesystemMagic.btrfs else { throw notBtrfs }
+        let follow = root.isConfined ? O_NOFOLLOW : 0
+        for component in components {
+            let parent = current.rawValue
+            var raw = Glibc.openat(parent, component, replica_O_PATH | O_DIRECTORY | follow | O_CLOEXEC)
+            if raw < 0, errno == ENOENT, create {
+                // Refused before anything is made: the nearest folder that exists must be on btrfs already.
+                guard try current.filesystemType() == FilesystemMagic.btrfs else { throw notBtrfs }
+                if mkdirat(parent, component, 0o700) != 0, errno != EEXIST { throw ReplicaError.current("mkdir", [path]) }
+                raw = Glibc.openat(parent, component, replica_O_PATH | O_DIRECTORY | follow | O_CLOEXEC)
+            }
+            guard raw >= 0 else {
+                let errno = Errno.current
+                throw ReplicaError("open", [path], errno: errno, hint: errno == .ELOOP || errno == .ENOTDIR
+                                   ? "\(component) is a symlink or not a folder; inside \(root.path) only folders are followed" : nil)
+            }
+            current = OwnedFD(adopting: raw)
+        }
+        guard try current.filesystemType() == FilesystemMagic.btrfs else { throw notBtrfs }
+        let folder = try current.reopen(O_RDONLY | O_DIRECTORY)
         var available: UInt64 = 0, total: UInt64 = 0, flags: UInt64 = 0
         _ = try syscall("fstatfs", path) { replica_fstatfs_space(folder.rawValue, &available, &total, &flags) }
         guard flags & UInt64(ST_RDONLY) == 0 else {
@@ -114,12 +162,12 @@ public enum Receiver {
     }
 
     /// Receives one send stream of snapshot `name` (of uuid `sourceUUID`) from `input` into the
-    /// folder at `path` (`btrfs receive PATH`, confined: `StreamReceiver`) and returns the verified
+    /// folder (`openFolder`) at `path` (`btrfs receive PATH`, confined: `StreamReceiver`) and returns the verified
     /// copy. Refused before anything is made when `name` exists there (something else of that name is
     /// never overwritten or deleted) or the stream is not of that snapshot; a stream refused later has
     /// what it made deleted by id.
-    public static func receive(from input: Int32, into path: String, name: String, sourceUUID: String) throws(ReplicaError) -> TargetCopy {
-        let folder = try openFolder(path)
+    public static func receive(from input: Int32, into folder: borrowing OwnedFD, path: String, name: String,
+                               sourceUUID: String) throws(ReplicaError) -> TargetCopy {
         try mark(folder, path: path, name: name, sourceUUID: sourceUUID)
         return try receiveMarked(from: input, into: folder, path: path, name: name, sourceUUID: sourceUUID)
     }

@@ -105,10 +105,9 @@ struct TargetSide {
     /// `$REPLICA_SSH` replaces `ssh` (split at spaces, e.g. `ssh -F /etc/replica/ssh_config`).
     func ssh(_ arguments: [String]) -> [String] {
         guard case .ssh(let user, let host, let port, _) = target.location else { return [] }
-        let quoted = arguments.map { "'" + $0.replacing("'", with: "'\\''") + "'" }
         let program = getenv("REPLICA_SSH").map { String(cString: $0).split(separator: " ").map(String.init) }.flatMap { $0.isEmpty ? nil : $0 }
         return (program ?? ["ssh"]) + ["-o", "BatchMode=yes"] + (port.map { ["-p", "\($0)"] } ?? []) + [(user.map { "\($0)@" } ?? "") + host, "--",
-                "replica-snap", "receive", "--json"] + quoted
+                RemoteCommand.quote(["replica-snap", "receive", "--json"] + arguments)]
     }
 
     /// The copies already there and the interrupted receives removed (none removed for a dry run).
