@@ -16,16 +16,18 @@ public struct FolderRoot: Sendable, Equatable {
     /// Only beneath `path` (absolute, without `.` or `..`).
     public static func beneath(_ path: String) throws(ReplicaError) -> FolderRoot {
         let root = FolderRoot(path: path, isConfined: true)
-        _ = try anywhere.components(of: path)
+        _ = try root.components(of: path)
         return root
     }
 
-    /// The components of `path` below this root; refused when it is relative, holds `.` or `..`, or lies elsewhere.
+    /// The components of `path` below this root (or, anywhere, below the working folder for a relative
+    /// path); refused when it holds `.` or `..`, or lies elsewhere, or is relative in a confined root.
     func components(of path: String) throws(ReplicaError) -> [String] {
         let parts = path.split(separator: "/").map(String.init)
-        guard path.hasPrefix("/"), !parts.contains(where: { $0 == "." || $0 == ".." }) else {
+        guard path.hasPrefix("/") || !isConfined, !parts.contains(where: { $0 == "." || $0 == ".." }) else {
             throw ReplicaError("replication target", [path], errno: .EINVAL, hint: "the path must be absolute, without . or ..", reason: .refused)
         }
+        if !path.hasPrefix("/") { return parts }  // anywhere: from the working folder
         let base = self.path.split(separator: "/").map(String.init)
         guard parts.starts(with: base) else {
             throw ReplicaError("replication target", [path], errno: .EACCES,
@@ -53,7 +55,7 @@ public enum Receiver {
         let notBtrfs = ReplicaError("replication target", [path], errno: .EINVAL,
                                     hint: "not on btrfs; received snapshots need a btrfs filesystem", reason: .refused)
         var current: OwnedFD
-        do throws(ReplicaError) { current = try OwnedFD.open(root.path, replica_O_PATH | O_DIRECTORY) } catch where root.isConfined {
+        do throws(ReplicaError) { current = try OwnedFD.open(path.hasPrefix("/") ? root.path : ".", replica_O_PATH | O_DIRECTORY) } catch where root.isConfined {
             throw ReplicaError("open", [root.path], errno: error.errno, hint: "the folder of this key is missing: make it (mkdir -m 0700 \(root.path))")
         }
         let follow = root.isConfined ? O_NOFOLLOW : 0
