@@ -9,6 +9,14 @@ import Testing
 struct StreamWriter {
     var bytes: [UInt8] = SendStream.magic + [1, 0, 0, 0]
 
+    init(bytes: [UInt8] = SendStream.magic + [1, 0, 0, 0]) { self.bytes = bytes }
+
+    /// A stream beginning with a full subvolume.
+    init(subvolume name: String, uuid: [UInt8]) {
+        self.init()
+        subvolume(name, uuid: uuid)
+    }
+
     static func le(_ value: UInt64, _ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 
     /// One command: header, attributes, checksum.
@@ -129,8 +137,7 @@ struct StreamWriter {
     @Test func aWellFormedHandMadeStreamIsReceivedAsACopy() throws {
         try Self.withTarget { _, folder, _ in
             let (uuid, text) = StreamWriter.uuid()
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.makeDirectory("d")
             stream.makeFile("d/f")
             stream.write("d/f", Array("hello".utf8))
@@ -159,8 +166,7 @@ struct StreamWriter {
         case symlinkThenWrite, dotDot, absolutePath, renameAcrossTheLink, hardLinkThroughTheLink, xattrThroughTheLink
 
         func stream(_ uuid: [UInt8], outside: String) -> StreamWriter {
-            var stream = StreamWriter()
-            stream.subvolume(HostileStreamTests.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: HostileStreamTests.name, uuid: uuid)
             switch self {
             case .symlinkThenWrite:
                 stream.symlink("esc", to: outside)
@@ -211,8 +217,7 @@ struct StreamWriter {
             defer { _ = try? Command.run(["losetup", "-d", loop]) }
             let device = try Self.text(["stat", "-L", "-c", "%t %T", loop]).split(separator: " ").map { UInt64($0, radix: 16)! }
             let (uuid, text) = StreamWriter.uuid()
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.makeNode("disk", mode: UInt64(S_IFBLK | 0o600), device: device[0] << 8 | device[1])
             stream.write("disk", Array("owned".utf8))
             stream.end()
@@ -233,12 +238,10 @@ struct StreamWriter {
     @Test func aSecondStreamAfterTheFirstIsRefusedAndNeitherKept() throws {
         try Self.withTarget { store, folder, outside in
             let (uuid, text) = StreamWriter.uuid()
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.makeFile("f")
             stream.end()
-            var second = StreamWriter()
-            second.subvolume("extra", uuid: StreamWriter.uuid().bytes)
+            var second = StreamWriter(subvolume: "extra", uuid: StreamWriter.uuid().bytes)
             second.end()
             stream.bytes += second.bytes
             _ = try Self.plainReceive(stream, into: "\(store)/plain")
@@ -253,8 +256,7 @@ struct StreamWriter {
     func aTruncatedStreamIsRefusedAndNothingKept(fraction: Double) throws {
         try Self.withTarget { _, folder, outside in
             let (uuid, text) = StreamWriter.uuid()
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.makeFile("f")
             for block in 0..<8 { stream.write("f", [UInt8](repeating: UInt8(block), count: 30_000), at: UInt64(block) * 30_000) }
             stream.end()
@@ -267,8 +269,7 @@ struct StreamWriter {
     @Test func aGarbledStreamIsRefusedAndNothingKept() throws {
         try Self.withTarget { _, folder, outside in
             let (uuid, text) = StreamWriter.uuid()
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.makeFile("f")
             stream.write("f", [UInt8](repeating: 7, count: 10_000))
             stream.end()
@@ -283,14 +284,12 @@ struct StreamWriter {
     @Test func aStreamOfAnotherNameOrUuidMakesNothing() throws {
         try Self.withTarget { _, folder, outside in
             let (uuid, text) = StreamWriter.uuid()
-            var other = StreamWriter()
-            other.subvolume("web.20991231T000000Z", uuid: uuid)
+            var other = StreamWriter(subvolume: "web.20991231T000000Z", uuid: uuid)
             other.end()
             let before = try Self.listing(folder)
             try Self.expectNothingKept(try Self.receive(other, uuid: text, into: folder), "not the announced \(Self.name)",
                                        folder: folder, before: before, outside: outside)
-            var stream = StreamWriter()
-            stream.subvolume(Self.name, uuid: uuid)
+            var stream = StreamWriter(subvolume: Self.name, uuid: uuid)
             stream.end()
             try Self.expectNothingKept(try Self.receive(stream, uuid: StreamWriter.uuid().text, into: folder), "not the announced",
                                        folder: folder, before: before, outside: outside)
@@ -301,16 +300,14 @@ struct StreamWriter {
         try Self.withTarget { store, folder, outside in
             // Another sender's copy on the same filesystem, holding a secret.
             let (otherUUID, otherText) = StreamWriter.uuid()
-            var theirs = StreamWriter()
-            theirs.subvolume("db.20261122T000000Z", uuid: otherUUID)
+            var theirs = StreamWriter(subvolume: "db.20261122T000000Z", uuid: otherUUID)
             theirs.makeFile("secret")
             theirs.write("secret", Array("their secret".utf8))
             theirs.end()
             _ = try Command.check(["mkdir", "-p", "\(store)/backup/db"])
             #expect(try Self.receive(theirs, name: "db.20261122T000000Z", uuid: otherText, into: "\(store)/backup/db").status == .exited(0))
             let (uuid, text) = StreamWriter.uuid()
-            var clone = StreamWriter()
-            clone.subvolume(Self.name, uuid: uuid)
+            var clone = StreamWriter(subvolume: Self.name, uuid: uuid)
             clone.makeFile("loot")
             clone.clone("loot", from: otherUUID, "secret", length: 0)
             clone.end()
