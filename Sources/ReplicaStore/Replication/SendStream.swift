@@ -9,17 +9,114 @@ import ReplicaKit
 public struct SendStream: ~Copyable {
     /// `btrfs_send_cmd`: what a command asks for.
     public enum Command: UInt16, Sendable {
-        case subvolume = 1, snapshot, makeFile, makeDirectory, makeNode, makeFIFO, makeSocket, symlink
-        case rename, link, unlink, removeDirectory, setXattr, removeXattr, write, clone
-        case truncate, chmod, chown, utimes, end, updateExtent
-        case fallocate, fileAttributes, encodedWrite, enableVerity
+        /// `BTRFS_SEND_C_SUBVOL`: begin a new subvolume: a full stream.
+        case subvolume = 1
+        /// `BTRFS_SEND_C_SNAPSHOT`: begin a snapshot of a parent the target holds: an incremental stream.
+        case snapshot = 2
+        /// `BTRFS_SEND_C_MKFILE`: create a regular file.
+        case makeFile = 3
+        /// `BTRFS_SEND_C_MKDIR`: create a directory.
+        case makeDirectory = 4
+        /// `BTRFS_SEND_C_MKNOD`: create a device node.
+        case makeNode = 5
+        /// `BTRFS_SEND_C_MKFIFO`: create a FIFO.
+        case makeFIFO = 6
+        /// `BTRFS_SEND_C_MKSOCK`: create a socket file.
+        case makeSocket = 7
+        /// `BTRFS_SEND_C_SYMLINK`: create a symbolic link.
+        case symlink = 8
+        /// `BTRFS_SEND_C_RENAME`: rename a path.
+        case rename = 9
+        /// `BTRFS_SEND_C_LINK`: make a hard link.
+        case link = 10
+        /// `BTRFS_SEND_C_UNLINK`: remove a name.
+        case unlink = 11
+        /// `BTRFS_SEND_C_RMDIR`: remove a directory.
+        case removeDirectory = 12
+        /// `BTRFS_SEND_C_SET_XATTR`: set an extended attribute.
+        case setXattr = 13
+        /// `BTRFS_SEND_C_REMOVE_XATTR`: remove an extended attribute.
+        case removeXattr = 14
+        /// `BTRFS_SEND_C_WRITE`: write data at an offset.
+        case write = 15
+        /// `BTRFS_SEND_C_CLONE`: share a range of another file's data.
+        case clone = 16
+        /// `BTRFS_SEND_C_TRUNCATE`: set a file's size.
+        case truncate = 17
+        /// `BTRFS_SEND_C_CHMOD`: set the mode.
+        case chmod = 18
+        /// `BTRFS_SEND_C_CHOWN`: set the owner and group.
+        case chown = 19
+        /// `BTRFS_SEND_C_UTIMES`: set the access and modification times.
+        case utimes = 20
+        /// `BTRFS_SEND_C_END`: the end of the stream.
+        case end = 21
+        /// `BTRFS_SEND_C_UPDATE_EXTENT`: an extent changed (a stream without data).
+        case updateExtent = 22
+        /// `BTRFS_SEND_C_FALLOCATE`: allocate or punch a range (version 2).
+        case fallocate = 23
+        /// `BTRFS_SEND_C_FILEATTR`: inode flags (version 2; btrfs receive ignores them too).
+        case fileAttributes = 24
+        /// `BTRFS_SEND_C_ENCODED_WRITE`: compressed data as stored (version 2).
+        case encodedWrite = 25
+        /// `BTRFS_SEND_C_ENABLE_VERITY`: enable fs-verity (version 3).
+        case enableVerity = 26
     }
 
     /// `BTRFS_SEND_A_*`: the attributes commands carry.
     public enum Attribute: UInt16, Sendable {
-        case uuid = 1, ctransid, inode, size, mode, uid, gid, rdev, ctime, mtime, atime, otime
-        case xattrName, xattrData, path, pathTo, pathLink, fileOffset, data
-        case cloneUUID, cloneCtransid, clonePath, cloneOffset, cloneLength, fallocateMode, fileAttributes
+        /// `BTRFS_SEND_A_UUID`: a subvolume's uuid.
+        case uuid = 1
+        /// `BTRFS_SEND_A_CTRANSID`: its transaction on the sender.
+        case ctransid = 2
+        /// `BTRFS_SEND_A_INO`: an inode number.
+        case inode = 3
+        /// `BTRFS_SEND_A_SIZE`: a size in bytes.
+        case size = 4
+        /// `BTRFS_SEND_A_MODE`: a file mode.
+        case mode = 5
+        /// `BTRFS_SEND_A_UID`: an owner.
+        case uid = 6
+        /// `BTRFS_SEND_A_GID`: a group.
+        case gid = 7
+        /// `BTRFS_SEND_A_RDEV`: a device number.
+        case rdev = 8
+        /// `BTRFS_SEND_A_CTIME`: the change time.
+        case ctime = 9
+        /// `BTRFS_SEND_A_MTIME`: the modification time.
+        case mtime = 10
+        /// `BTRFS_SEND_A_ATIME`: the access time.
+        case atime = 11
+        /// `BTRFS_SEND_A_OTIME`: the creation time.
+        case otime = 12
+        /// `BTRFS_SEND_A_XATTR_NAME`: an extended attribute's name.
+        case xattrName = 13
+        /// `BTRFS_SEND_A_XATTR_DATA`: its value.
+        case xattrData = 14
+        /// `BTRFS_SEND_A_PATH`: the path a command acts on.
+        case path = 15
+        /// `BTRFS_SEND_A_PATH_TO`: a rename's new path.
+        case pathTo = 16
+        /// `BTRFS_SEND_A_PATH_LINK`: a link's target or existing path.
+        case pathLink = 17
+        /// `BTRFS_SEND_A_FILE_OFFSET`: an offset in the file.
+        case fileOffset = 18
+        /// `BTRFS_SEND_A_DATA`: the data written.
+        case data = 19
+        /// `BTRFS_SEND_A_CLONE_UUID`: the uuid of a clone's source (or a snapshot's parent).
+        case cloneUUID = 20
+        /// `BTRFS_SEND_A_CLONE_CTRANSID`: that source's transaction.
+        case cloneCtransid = 21
+        /// `BTRFS_SEND_A_CLONE_PATH`: the clone source's path in it.
+        case clonePath = 22
+        /// `BTRFS_SEND_A_CLONE_OFFSET`: the offset in the clone source.
+        case cloneOffset = 23
+        /// `BTRFS_SEND_A_CLONE_LEN`: the length cloned (0: to the end).
+        case cloneLength = 24
+        /// `BTRFS_SEND_A_FALLOCATE_MODE`: fallocate's mode (version 2).
+        case fallocateMode = 25
+        /// `BTRFS_SEND_A_FILEATTR`: inode flags (version 2).
+        case fileAttributes = 26
     }
 
     /// `btrfs-stream\0`, then the version (little-endian 32 bits).
@@ -35,8 +132,9 @@ public struct SendStream: ~Copyable {
     /// The current command, its header included; its attributes point into it.
     var buffer: [UInt8] = []
     var attributes: [(type: UInt16, range: Range<Int>)] = []
-    /// The current command and how many came before it, for messages.
+    /// The current command.
     public private(set) var command: Command = .end
+    /// The current command's place in the stream (1 for the first), for messages.
     public private(set) var index = 0
 
     /// Reads and checks the stream's header from `fd`.
