@@ -1,5 +1,6 @@
 import Glibc
 import ReplicaKit
+import ReplicaNet
 import ReplicaStore
 
 /// A service set: machines started together behind one name, from a set file
@@ -25,6 +26,12 @@ import ReplicaStore
 /// IOWeight=100
 /// # the explicit opt-out of each machine's own user namespace (its root is the host's)
 /// #PrivateUsers=no
+/// # with Bridge=: host ports forwarded to machines, PROTO:[HOSTADDRESS:]HOSTPORT:MACHINE:PORT
+/// #Forward=tcp:8080:web1:80 udp:5353:db:53
+/// # with Bridge=: bridges or subnets whose traffic may come in (default: none; other sets are apart)
+/// #Allow=br-ops 192.0.2.0/24
+/// # with Bridge=: masquerade what leaves for the world (default yes)
+/// #NAT=yes
 /// ```
 public struct ServiceSet: Equatable, Sendable {
     /// The set's name.
@@ -42,12 +49,20 @@ public struct ServiceSet: Equatable, Sendable {
     public var limits = MachineLimits()
     /// `PrivateUsers=no`: forks without a user namespace of their own; nil: one each.
     public var users: MachineUsers?
+    /// `Forward=`: host ports forwarded to its machines, the targets as machine names.
+    public var forwards: [(transport: PortForward.Transport, hostAddress: IPPrefix?, hostPort: UInt16, machine: String, port: UInt16)] = []
+    /// `Allow=`: bridges or subnets whose traffic may enter the set's bridge.
+    public var allow: [BridgeFirewall.Peer] = []
+    /// `NAT=no`: what leaves for the world keeps the machines' addresses.
+    public var masquerade = true
 
     /// Two sets are equal when they say the same.
     public static func == (a: ServiceSet, b: ServiceSet) -> Bool {
         a.name == b.name && a.machines.map { "\($0.name):\($0.template)" } == b.machines.map { "\($0.name):\($0.template)" }
             && a.sshKeys == b.sshKeys && a.network == b.network && a.machineNetwork == b.machineNetwork
-            && a.limits == b.limits && a.users == b.users
+            && a.limits == b.limits && a.users == b.users && a.allow == b.allow && a.masquerade == b.masquerade
+            && a.forwards.map { "\($0.transport):\($0.hostAddress?.description ?? ""):\($0.hostPort):\($0.machine):\($0.port)" }
+                == b.forwards.map { "\($0.transport):\($0.hostAddress?.description ?? ""):\($0.hostPort):\($0.machine):\($0.port)" }
     }
 
     /// Reads set `name`; nil when no file names it. Every machine name and template is checked.
@@ -90,11 +105,55 @@ public struct ServiceSet: Equatable, Sendable {
             guard let setting = profile.value("Set", key) else { continue }
             do throws(ReplicaError) { try set.limits.set(key, setting.value) } catch { throw ProfileError(setting, error.hint ?? error.description) }
         }
+        for key in ["Forward", "Allow", "NAT"] where bridge == nil {
+            if let setting = profile.value("Set", key) { throw ProfileError(setting, "\(key)= needs Bridge= and Subnet=: the rules are the bridge's") }
+        }
+        for setting in profile.list("Set", "Forward") {
+            for word in try ProfileWords.split(setting) {
+                do throws(ReplicaError) {
+                    let forward = try PortForward.words(word)
+                    guard machines.contains(where: { $0.name == forward.target }) else {
+                        throw ReplicaError("Forward", [word], errno: .EINVAL, hint: "\(forward.target) is not a machine of the set")
+                    }
+                    set.forwards.append((forward.transport, forward.hostAddress, forward.hostPort, forward.target, forward.port))
+                } catch { throw ProfileError(setting, "\"\(word)\": \(error.hint ?? error.description)") }
+            }
+        }
+        for setting in profile.list("Set", "Allow") {
+            for word in try ProfileWords.split(setting) {
+                do throws(ReplicaError) { set.allow.append(try BridgeFirewall.Peer(word)) } catch {
+                    throw ProfileError(setting, "\"\(word)\": a bridge's name or a subnet (10.0.0.0/8)")
+                }
+            }
+        }
+        if let setting = profile.value("Set", "NAT") {
+            guard let value = ["yes": true, "no": false][setting.value] else { throw ProfileError(setting, "yes or no") }
+            set.masquerade = value
+        }
         if let setting = profile.value("Set", "PrivateUsers") {
             guard setting.value == "no" else { throw ProfileError(setting, "only PrivateUsers=no is taken (each machine has a user namespace of its own by default)") }
             set.users = .host
         }
         return set
+    }
+
+    /// The set's rules (`Firewall`), the forwards' machines resolved to the addresses they lease;
+    /// nil for a set without a bridge.
+    public func firewall() throws(ReplicaError) -> BridgeFirewall? {
+        guard let bridge = machineNetwork.first(where: { $0.hasPrefix("Bridge=") })?.dropFirst("Bridge=".count),
+              let subnet = machineNetwork.first(where: { $0.hasPrefix("Subnet=") })?.dropFirst("Subnet=".count) else { return nil }
+        var rules = try BridgeFirewall(owner: name, bridge: String(bridge), subnet: try IPPrefix(String(subnet)))
+        rules.masquerade = masquerade
+        rules.allow = allow
+        let leases = try AddressPool(subnet: rules.subnet).leases()
+        for forward in forwards {
+            guard let lease = leases.first(where: { $0.owner == MachineNetwork.owner(forward.machine) }) else {
+                throw ReplicaError("Forward", [forward.machine], errno: .ENOENT, hint: "the machine holds no address in \(rules.subnet)", reason: .notFound)
+            }
+            rules.forwards.append(PortForward(forward.transport, hostAddress: forward.hostAddress, hostPort: forward.hostPort,
+                                              target: IPPrefix(address: lease.address.address, length: 32), targetPort: forward.port))
+        }
+        return rules
     }
 
     /// Powers every machine of the set off, all at once.

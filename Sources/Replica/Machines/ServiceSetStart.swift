@@ -1,5 +1,6 @@
 import Glibc
 import ReplicaKit
+import ReplicaNet
 import ReplicaStore
 
 extension ServiceSet {
@@ -18,8 +19,11 @@ extension ServiceSet {
         }
         var starting: [MachineProcess.Starting] = []
         var started: [String] = []
+        let wasRunning = machines.contains { MachineProcess.running($0.name) != nil }
         let deadline = ContinuousClock.now + timeout
         do throws(ReplicaError) {
+            // The way out, in and apart, once the machines' addresses are leased and before they boot.
+            if let rules = try firewall() { try Firewall.update(name, rules) }
             for machine in machines where MachineProcess.running(machine.name) == nil {
                 let namespace = try MachineNetwork.up(machine)?.namespace ?? network
                 starting.append(try MachineProcess.begin(machine, networkNamespace: namespace))
@@ -28,6 +32,7 @@ extension ServiceSet {
             while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
         } catch {
             for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
+            if !wasRunning { try? Firewall.update(name, nil) }
             throw error
         }
         return started

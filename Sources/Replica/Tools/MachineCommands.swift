@@ -191,6 +191,7 @@ struct MachineCommand {
                                ("started", .array(started.map(JSON.string)))])
         case "stop":
             set.stop()
+            try Firewall.update(name, nil)
             try MachineNetwork.stop(set.machines.map(\.name))
             return ToolOutput("replica-machine: set \(name) stopped", [("set", .string(name)), ("stopped", .bool(true))])
         default:

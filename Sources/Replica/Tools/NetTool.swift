@@ -39,6 +39,14 @@ public enum NetTool: Tool {
                 .option("connect-netns", "name", "Connect inside this namespace (default: the host's)."),
             ]),
             CommandSpec("list", "The named namespaces and leased addresses.", options: [leases]),
+            CommandSpec("firewall", "A bridge's way out, in and apart (nftables table inet replica): set OWNER, unset OWNER, or list.", options: [
+                .option("bridge", "name", "set: the bridge whose machines the rules are for."),
+                .option("subnet", "cidr", "set: its IPv4 subnet (the only source it may send from; what is masqueraded)."),
+                .option("forward", "rule", "set: PROTO:[HOSTADDRESS:]HOSTPORT:ADDRESS:PORT, a host port forwarded in. Repeatable.", repeatable: true),
+                .option("allow", "peer", "set: a bridge or subnet whose traffic may enter. Repeatable.", repeatable: true),
+                .flag("no-nat", "set: do not masquerade what leaves for the world."),
+                .option("firewall-records", "dir", "Where the rules of each owner are kept.", default: Firewall.recordDirectory, hidden: true),
+            ], positionals: [PositionalSpec("action", "set, unset or list."), PositionalSpec("owner", "Who the rules are for (a set's name).", optional: true)]),
         ])
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
@@ -91,6 +99,8 @@ public enum NetTool: Tool {
             let (listened, connected) = ("\(proxy.listen)", "\(proxy.connect)")
             return ToolOutput("replica-net: stopped after \(served) connections",
                               [("listen", .string(listened)), ("connect", .string(connected)), ("connections", .int(Int64(served)))])
+        case "firewall":
+            return try firewall(arguments)
         default:
             var held: [(subnet: String, address: String, owner: String)] = []
             for pool in try AddressPool.all(root: leases) {
@@ -103,6 +113,45 @@ public enum NetTool: Tool {
                 ("namespaces", .array(namespaces.map(JSON.string))),
                 ("leases", .array(held.map { .object([("subnet", .string($0.subnet)), ("address", .string($0.address)), ("owner", .string($0.owner))]) })),
             ])
+        }
+    }
+
+    /// `firewall set|unset|list`: one owner's rules recorded (or removed) and the table loaded whole.
+    static func firewall(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
+        let records = arguments.value("firewall-records") ?? Firewall.recordDirectory
+        let action = arguments.positionals[0], owner = arguments.positionals.dropFirst().first
+        switch (action, owner) {
+        case ("set", let owner?):
+            guard let bridge = arguments.value("bridge"), let subnet = arguments.value("subnet") else {
+                throw .usage("firewall set needs --bridge NAME --subnet CIDR")
+            }
+            var rules: BridgeFirewall
+            do throws(ReplicaError) {
+                rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
+                rules.masquerade = !arguments.flag("no-nat")
+                rules.allow = try arguments.all("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
+                rules.forwards = try arguments.all("forward").map { (text) throws(ReplicaError) -> PortForward in
+                    let words = try PortForward.words(text)
+                    return PortForward(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
+                                       target: try IPPrefix(words.target), targetPort: words.port)
+                }
+            } catch { throw error.because(.usage) }
+            try Firewall.update(owner, rules, records: records)
+            return ToolOutput("replica-net: \(owner): \(bridge) \(rules.subnet), \(rules.forwards.count) forwards", [("owner", .string(owner)), ("set", .bool(true))])
+        case ("unset", let owner?):
+            try Firewall.update(owner, nil, records: records)
+            return ToolOutput("replica-net: \(owner): no rules", [("owner", .string(owner)), ("set", .bool(false))])
+        case ("list", nil):
+            let all = try Firewall.read(records)
+            var table = Table(["OWNER", "BRIDGE", "SUBNET", "NAT", "ALLOW", "FORWARDS"])
+            for (owner, rules) in all.sorted(by: { $0.key < $1.key }) {
+                table.append([owner, rules.bridge, rules.subnet.description, rules.masquerade ? "yes" : "no",
+                              rules.allow.isEmpty ? "-" : rules.allow.map(\.description).joined(separator: ","),
+                              rules.forwards.isEmpty ? "-" : rules.forwards.map(\.description).joined(separator: " ")])
+            }
+            return ToolOutput("\(table)", [("rules", .array(all.keys.sorted().map { .string($0) }))])
+        default:
+            throw .usage("firewall takes set OWNER, unset OWNER or list")
         }
     }
 

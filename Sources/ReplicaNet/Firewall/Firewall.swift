@@ -1,0 +1,194 @@
+import CReplicaShim
+import Glibc
+import ReplicaKit
+
+/// Replica's nftables table, `inet replica`: the rules of every bridge with a record
+/// (`/run/replica/firewall/OWNER`), replaced whole in one `nft -f` transaction each time one
+/// changes, so the kernel never holds half of a change, and deleted with the last record. Nothing
+/// outside the table is read or touched. Forwarding is turned on for the bridges and the host's
+/// uplinks (the interfaces of its default routes) only, never with the host-wide knob, and turned
+/// back off where Replica turned it on, with the last record.
+public enum Firewall {
+    /// The table's family and name.
+    public static let table = "inet replica"
+    /// Where records live: /run, so they go at reboot with the rules they describe.
+    public static let recordDirectory = "/run/replica/firewall"
+
+    /// The whole table for these bridges, as one `nft -f` batch that replaces what is there
+    /// (create, delete, define: atomic, and idempotent); with none, one that only deletes it.
+    public static func script(_ bridges: [BridgeFirewall]) -> String {
+        var lines = ["table \(table)", "delete table \(table)"]
+        guard !bridges.isEmpty else { return lines.joined(separator: "\n") + "\n" }
+        let ours = bridges.map(\.bridge)
+        var forward = [
+            "type filter hook forward priority filter; policy accept;",
+            "ct state invalid iifname \(set(ours)) drop",
+            "ct state established,related oifname \(set(ours)) accept",
+        ]
+        var prerouting = ["type nat hook prerouting priority dstnat; policy accept;"]
+        var output = ["type nat hook output priority -100; policy accept;"]  // nft 1.0 takes "dstnat" for prerouting only
+        var postrouting = ["type nat hook postrouting priority srcnat; policy accept;"]
+        let sorted = bridges.sorted { $0.bridge < $1.bridge }
+        // Each bridge's own traffic first, then what may enter each, then what may leave each: an
+        // Allow= of one bridge is decided before the other's "never into a bridge".
+        for rules in sorted {
+            forward += ["iifname \(quoted(rules.bridge)) ip saddr != \(rules.subnet) drop", "iifname \(quoted(rules.bridge)) oifname \(quoted(rules.bridge)) accept"]
+        }
+        for rules in sorted {
+            let bridge = quoted(rules.bridge)
+            forward.append("oifname \(bridge) ct status dnat accept")
+            for peer in rules.allow {
+                switch peer {
+                case .bridge(let name): forward.append("iifname \(quoted(name)) oifname \(bridge) accept")
+                case .subnet(let prefix): forward.append("ip saddr \(prefix) oifname \(bridge) accept")
+                }
+            }
+            forward.append("oifname \(bridge) drop")
+        }
+        for rules in sorted {
+            let bridge = quoted(rules.bridge)
+            forward += ["iifname \(bridge) meta oifkind \"bridge\" drop", "iifname \(bridge) accept"]
+            if rules.masquerade {
+                postrouting.append("ip saddr \(rules.subnet) oifname != \(set(ours)) masquerade")
+            }
+            for forwardRule in rules.forwards {
+                let match = (forwardRule.hostAddress.map { "ip daddr \($0.addressText) " } ?? "fib daddr type local ")
+                    + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat ip to \(forwardRule.target.addressText):\(forwardRule.targetPort)"
+                prerouting.append(match)
+                output.append(match)
+                // The host's own connections to a forward reach the machine from the bridge's gateway.
+                postrouting.append("oifname \(bridge) ct status dnat ip daddr \(forwardRule.target.addressText) "
+                                   + "\(forwardRule.transport.rawValue) dport \(forwardRule.targetPort) fib saddr type local masquerade")
+            }
+        }
+        lines.append("table \(table) {")
+        for (name, body) in [("forward", forward), ("prerouting", prerouting), ("output", output), ("postrouting", postrouting)] {
+            lines.append("  chain \(name) {")
+            lines += body.map { "    \($0)" }
+            lines.append("  }")
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func quoted(_ name: String) -> String { "\"\(name)\"" }
+    static func set(_ names: [String]) -> String { "{ " + names.sorted().map(quoted).joined(separator: ", ") + " }" }
+
+    /// Loads a batch: `nft -f -` with it on standard input. The kernel takes all of it or none.
+    public static func load(_ script: String) throws(ReplicaError) {
+        let memory = OwnedFD(adopting: try syscall("memfd_create") { replica_memfd_cloexec("replica-nft") })
+        try memory.writeAll(Array(script.utf8), name: "nft batch")
+        _ = lseek(memory.rawValue, 0, SEEK_SET)
+        var pipe: [Int32] = [-1, -1]
+        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
+        let reader = OwnedFD(adopting: pipe[0])
+        let pid: pid_t
+        do {
+            let writer = OwnedFD(adopting: pipe[1])
+            pid = try Command.spawn(["nft", "-f", "-"], input: memory.rawValue, output: writer.rawValue)
+        }
+        let said = String(decoding: (try? reader.readAll(limit: 64 << 10)) ?? [], as: UTF8.self)
+        let status = try ExitStatus.wait(for: pid)
+        guard status.isSuccess else {
+            throw ReplicaError("nft -f", [table], errno: .EIO, hint: "\(status): \(said.split(separator: "\n").prefix(6).joined(separator: "; "))",
+                               reason: .system)
+        }
+    }
+
+    /// Sets (`rules`) or removes (nil) the record of `owner`, then loads the table of all records —
+    /// under an exclusive lock of the folder, so two changes never interleave. A failure to load
+    /// puts the record back as it was. Refused before anything changes: a port another record
+    /// forwards already, or one the host listens on.
+    public static func update(_ owner: String, _ rules: BridgeFirewall?, records: String = recordDirectory) throws(ReplicaError) {
+        _ = try LeaseOwner(owner)
+        try createDirectories(records, mode: 0o755)
+        let lock = try OwnedFD.open("\(records)/.lock", O_RDWR | O_CREAT, mode: 0o644)
+        _ = try lock.lockExclusively(wait: nil, name: "\(records)/.lock")
+        var all = try read(records)
+        let before = all[owner]
+        if let rules {
+            for forward in rules.forwards {
+                for (other, theirs) in all where other != owner {
+                    if let taken = theirs.forwards.first(where: { $0.collides(with: forward) }) {
+                        throw ReplicaError("port forward", [forward.description], errno: .EADDRINUSE,
+                                           hint: "\(other) forwards \(taken.transport) port \(taken.hostPort) already; pick another host port",
+                                           reason: .refused)
+                    }
+                }
+                if before?.forwards.contains(where: { $0.collides(with: forward) }) != true, try isListening(forward) {
+                    throw ReplicaError("port forward", [forward.description], errno: .EADDRINUSE,
+                                       hint: "a program on this host listens on \(forward.transport) port \(forward.hostPort); pick another host port",
+                                       reason: .refused)
+                }
+            }
+            all[owner] = rules
+        } else {
+            guard before != nil else { return }
+            all[owner] = nil
+        }
+        let folder = try RootDirectory(records)
+        if let rules { try folder.writeFileAtomically(owner, contents: Array(encode(rules).utf8), mode: 0o644) } else { unlink("\(records)/\(owner)") }
+        do throws(ReplicaError) {
+            let bridges = all.keys.sorted().map { all[$0]! }
+            try load(script(bridges))
+            try Forwarding.follow(bridges.map(\.bridge), records: records)
+        } catch {
+            if let before { try? folder.writeFileAtomically(owner, contents: Array(encode(before).utf8), mode: 0o644) } else { unlink("\(records)/\(owner)") }
+            throw error
+        }
+    }
+
+    /// Every record in the folder, by owner.
+    public static func read(_ records: String = recordDirectory) throws(ReplicaError) -> [String: BridgeFirewall] {
+        var all: [String: BridgeFirewall] = [:]
+        guard let folder = try? OwnedFD.open(records, O_RDONLY | O_DIRECTORY) else { return all }
+        for name in try DirectoryEntries.names(in: folder) where !name.hasPrefix(".") {
+            let text = String(decoding: try folder.openat(name, O_RDONLY | O_NOFOLLOW).readAll(limit: 1 << 20, name: "\(records)/\(name)"), as: UTF8.self)
+            all[name] = try decode(text, path: "\(records)/\(name)")
+        }
+        return all
+    }
+
+    /// Whether something on the host listens on the forward's port (`bind` to it fails with EADDRINUSE).
+    static func isListening(_ forward: PortForward) throws(ReplicaError) -> Bool {
+        let fd = OwnedFD(adopting: try syscall("socket") { socket(AF_INET, forward.transport == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue), 0) })
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = forward.hostPort.bigEndian
+        if let host = forward.hostAddress { withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: host.address) } }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if result == 0 { return false }
+        if errno == EADDRINUSE { return true }
+        return false  // EADDRNOTAVAIL (an address not of this host yet) and the like: nothing listens
+    }
+
+    /// A record: `key=value` lines.
+    static func encode(_ rules: BridgeFirewall) throws(ReplicaError) -> String {
+        var record = Record()
+        try record.append("owner", rules.owner)
+        try record.append("bridge", rules.bridge)
+        try record.append("subnet", rules.subnet.description)
+        try record.append("masquerade", rules.masquerade ? "yes" : "no")
+        for peer in rules.allow { try record.append("allow", peer.description) }
+        for forward in rules.forwards { try record.append("forward", forward.description) }
+        return record.encoded
+    }
+
+    static func decode(_ text: String, path: String) throws(ReplicaError) -> BridgeFirewall {
+        let record = try Record(decoding: text, source: path)
+        guard let owner = record.value("owner"), let bridge = record.value("bridge"), let subnet = record.value("subnet") else {
+            throw ReplicaError("read firewall record", [path], errno: .EINVAL, hint: "not a record Replica wrote; remove it by hand")
+        }
+        var rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
+        rules.masquerade = record.value("masquerade") != "no"
+        rules.allow = try record.values("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
+        rules.forwards = try record.values("forward").map { (text) throws(ReplicaError) -> PortForward in
+            let words = try PortForward.words(text)
+            return PortForward(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
+                               target: try IPPrefix(words.target), targetPort: words.port)
+        }
+        return rules
+    }
+}

@@ -1,0 +1,169 @@
+import Glibc
+import ReplicaKit
+import ReplicaNet
+import ReplicaTestSupport
+import Testing
+
+/// The rules as text, and the words they are written with, without privileges.
+@Suite struct FirewallScriptTests {
+    @Test func theTableIsReplacedWholeAndDeletedWithTheLastBridge() throws {
+        var lab = try BridgeFirewall(owner: "lab", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24"))
+        lab.forwards = [PortForward(.tcp, hostPort: 8080, target: try IPPrefix("10.61.1.3/32"), targetPort: 80)]
+        lab.allow = [try BridgeFirewall.Peer("br-ops")]
+        let script = Firewall.script([lab])
+        #expect(script.hasPrefix("table inet replica\ndelete table inet replica\ntable inet replica {\n"))
+        for rule in ["iifname \"br-lab\" ip saddr != 10.61.1.0/24 drop", "iifname \"br-ops\" oifname \"br-lab\" accept",
+                     "oifname \"br-lab\" drop", "iifname \"br-lab\" meta oifkind \"bridge\" drop",
+                     "ip saddr 10.61.1.0/24 oifname != { \"br-lab\" } masquerade",
+                     "fib daddr type local tcp dport 8080 dnat ip to 10.61.1.3:80"] {
+            #expect(script.contains(rule), "\(rule)")
+        }
+        #expect(Firewall.script([]) == "table inet replica\ndelete table inet replica\n")
+    }
+
+    @Test func forwardsAreReadAsWrittenAndCollideOnlyOnTheSamePort() throws {
+        let words = try PortForward.words("udp:192.0.2.1:5353:db:53")
+        #expect(words.transport == .udp && words.hostAddress?.addressText == "192.0.2.1" && words.hostPort == 5353 && words.target == "db" && words.port == 53)
+        for bad in ["sctp:1:a:2", "tcp:0:a:80", "tcp:8080:a", "tcp:8080::80", "tcp:70000:a:80", "tcp:x.y:1:a:2"] {
+            #expect(throws: ReplicaError.self, "\(bad)") { try PortForward.words(bad) }
+        }
+        let target = try IPPrefix("10.0.0.2/32")
+        let any = PortForward(.tcp, hostPort: 80, target: target, targetPort: 80)
+        #expect(any.collides(with: PortForward(.tcp, hostAddress: try IPPrefix("192.0.2.1/32"), hostPort: 80, target: target, targetPort: 8)))
+        #expect(!any.collides(with: PortForward(.udp, hostPort: 80, target: target, targetPort: 80)))
+        #expect(!any.collides(with: PortForward(.tcp, hostPort: 81, target: target, targetPort: 80)))
+    }
+}
+
+/// A host in a network namespace of its own with two bridges (two sets), machines as namespaces on
+/// them, and an "outside" namespace standing in for the internet that has no route back to the
+/// bridges: what each machine reaches, from its own side, before and after the rules.
+@Suite(.serialized) struct FirewallTests {
+    static let tag = getpid() % 200
+
+    /// Runs `body` with the host namespace's name; everything made is removed after.
+    static func withHost(_ body: (_ host: String, _ records: String) throws -> Void) throws {
+        let host = "fwh\(tag)", outside = "fwo\(tag)", machines = ["fwa\(tag)", "fwb\(tag)", "fwc\(tag)"]
+        defer { for name in [host, outside] + machines { _ = try? Command.run(["ip", "netns", "del", name]) } }
+        let setup = """
+            set -e
+            for n in \(host) \(outside) \(machines.joined(separator: " ")); do ip netns add $n; ip -n $n link set lo up; done
+            ip -n \(host) link add up0 type veth peer name eth0 netns \(outside)
+            ip -n \(host) addr add 198.51.100.1/24 dev up0; ip -n \(host) link set up0 up
+            ip -n \(outside) addr add 198.51.100.2/24 dev eth0; ip -n \(outside) link set eth0 up
+            ip -n \(host) route add default via 198.51.100.2
+            for b in 1 2; do ip -n \(host) link add br-s$b type bridge; ip -n \(host) addr add 10.61.$b.1/24 dev br-s$b; ip -n \(host) link set br-s$b up; done
+            i=0
+            for m in \(machines[0]):1:2 \(machines[1]):1:3 \(machines[2]):2:2; do
+              n=${m%%:*}; rest=${m#*:}; b=${rest%%:*}; a=${rest#*:}; i=$((i+1))
+              ip -n \(host) link add v$i type veth peer name eth0 netns $n
+              ip -n \(host) link set v$i master br-s$b up
+              ip -n $n addr add 10.61.$b.$a/24 dev eth0; ip -n $n link set eth0 up; ip -n $n route add default via 10.61.$b.1
+            done
+            """
+        _ = try Command.check(["sh", "-c", setup])
+        try withTemporaryDirectory { records in try body(host, records) }
+    }
+
+    /// `python3` in a namespace: a server answering each TCP connection or UDP datagram with a
+    /// word and the peer's address, in the background until the namespace goes.
+    static func serve(_ namespace: String, _ transport: String, port: Int, word: String) throws {
+        let script = transport == "tcp"
+            ? "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',\(port)));s.listen()\n"
+              + "while True:\n c,a=s.accept();c.sendall(b'\(word) '+a[0].encode());c.close()"
+            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',\(port)))\n"
+              + "while True:\n d,a=s.recvfrom(100);s.sendto(b'\(word) '+a[0].encode(),a)"
+        _ = try Command.spawn(["ip", "netns", "exec", namespace, "python3", "-c", script], output: nil, newSession: true)
+        usleep(300_000)
+    }
+
+    /// What a client in `namespace` gets from ADDRESS:PORT: the word and the address it was seen
+    /// from, or "unreachable" within a second.
+    static func ask(_ namespace: String, _ transport: String, _ address: String, _ port: Int) throws -> String {
+        let script = transport == "tcp"
+            ? "import socket\ntry:\n s=socket.create_connection(('\(address)',\(port)),timeout=1);print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
+            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\ntry:\n s.sendto(b'x',('\(address)',\(port)));print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
+        var answer = try Command.check(["ip", "netns", "exec", namespace, "python3", "-c", script])
+        while answer.hasSuffix("\n") { answer.removeLast() }
+        return answer
+    }
+
+    static func firewall(_ host: String, _ records: String, _ arguments: [String]) throws -> CommandResult {
+        try Command.run(["ip", "netns", "exec", host, try builtTool("replica-net"), "firewall"] + arguments + ["--firewall-records", records])
+    }
+
+    @Test func setsReachOutThroughNATStayApartAndTakeForwardsOnly() throws {
+        try Self.withHost { host, records in
+            let (outside, a1, a2, b1) = ("fwo\(Self.tag)", "fwa\(Self.tag)", "fwb\(Self.tag)", "fwc\(Self.tag)")
+            try Self.serve(outside, "tcp", port: 7000, word: "internet")
+            try Self.serve(a2, "tcp", port: 80, word: "web")
+            try Self.serve(a2, "udp", port: 53, word: "dns")
+            try Self.serve(b1, "tcp", port: 80, word: "other")
+            let sysctl = { (interface: String) throws -> String in
+                try Command.check(["ip", "netns", "exec", host, "cat", "/proc/sys/net/ipv4/conf/\(interface)/forwarding"])
+            }
+            // Before: forwarding is off, so nothing leaves a bridge, and nothing comes in.
+            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
+            #expect(try Self.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2", "the control: one bridge's machines reach each other")
+
+            let set1 = try Self.firewall(host, records, ["set", "s1", "--bridge", "br-s1", "--subnet", "10.61.1.0/24",
+                                                        "--forward", "tcp:8080:10.61.1.3:80", "--forward", "udp:5353:10.61.1.3:53"])
+            #expect(set1.status == .exited(0), "\(set1.output)")
+            let set2 = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24"])
+            #expect(set2.status == .exited(0), "\(set2.output)")
+            #expect(try sysctl("br-s1") == "1\n" && sysctl("up0") == "1\n" && sysctl("all") == "0\n", "per interface, not host-wide")
+
+            // Out, masqueraded: the outside sees the host's address, and has no route back otherwise.
+            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
+            #expect(try Self.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
+            // Apart: neither set reaches the other; within a set, as before.
+            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "unreachable")
+            #expect(try Self.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
+            #expect(try Self.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2")
+            // In: only the forwards, TCP and UDP, from outside and from the host itself.
+            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "web 198.51.100.2")
+            #expect(try Self.ask(outside, "udp", "198.51.100.1", 5353) == "dns 198.51.100.2")
+            #expect(try Self.ask(host, "tcp", "198.51.100.1", 8080).hasPrefix("web "))
+            #expect(try Self.ask(outside, "tcp", "10.61.1.3", 80) == "unreachable")
+
+            // Allowed in: set 2 lets set 1 reach it (and only that way round).
+            let allow = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24", "--allow", "br-s1"])
+            #expect(allow.status == .exited(0), "\(allow.output)")
+            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2")
+            #expect(try Self.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
+
+            // Refused, nothing changed: a port another set forwards, one the host listens on, bad words.
+            try Self.serve(host, "tcp", port: 9090, word: "host")
+            for (arguments, rule) in [(["--forward", "tcp:8080:10.61.2.2:80"], "s1 forwards tcp port 8080 already"),
+                                      (["--forward", "tcp:9090:10.61.2.2:80"], "listens on tcp port 9090"),
+                                      (["--forward", "tcp:8080:web1"], "write tcp:8080:web1:80"),
+                                      (["--allow", "bad name!"], "interface name")] {
+                let refused = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24"] + arguments)
+                #expect(refused.status != .exited(0) && refused.output.contains(rule), "\(arguments): \(refused.output)")
+            }
+            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2", "the rules in force are the last good ones")
+
+            // Removed: the table goes with the last owner, forwarding goes back off, nothing else was there.
+            #expect(try Self.firewall(host, records, ["unset", "s1"]).status == .exited(0))
+            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
+            #expect(try Self.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1", "the other set's rules stay")
+            #expect(try Self.firewall(host, records, ["unset", "s2"]).status == .exited(0))
+            #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "ruleset"]).isEmpty)
+            #expect(try sysctl("br-s1") == "0\n" && sysctl("up0") == "0\n")
+            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+        }
+    }
+
+    @Test func rulesOutsideOurTableAreNeverTouched() throws {
+        try Self.withHost { host, records in
+            let theirs = "table ip theirs {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 22 accept\n\t}\n}\n"
+            _ = try Command.check(["sh", "-c", "printf '%s' '\(theirs)' | ip netns exec \(host) nft -f -"])
+            let before = try Command.check(["ip", "netns", "exec", host, "nft", "list", "ruleset"])
+            #expect(try Self.firewall(host, records, ["set", "s1", "--bridge", "br-s1", "--subnet", "10.61.1.0/24"]).status == .exited(0))
+            #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "table", "ip", "theirs"]) == before)
+            #expect(try Self.firewall(host, records, ["unset", "s1"]).status == .exited(0))
+            #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "ruleset"]) == before)
+        }
+    }
+}
