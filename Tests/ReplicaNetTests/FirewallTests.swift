@@ -65,29 +65,6 @@ import Testing
         try withTemporaryDirectory { records in try body(host, records) }
     }
 
-    /// `python3` in a namespace: a server answering each TCP connection or UDP datagram with a
-    /// word and the peer's address, in the background until the namespace goes.
-    static func serve(_ namespace: String, _ transport: String, port: Int, word: String) throws {
-        let script = transport == "tcp"
-            ? "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',\(port)));s.listen()\n"
-              + "while True:\n c,a=s.accept();c.sendall(b'\(word) '+a[0].encode());c.close()"
-            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',\(port)))\n"
-              + "while True:\n d,a=s.recvfrom(100);s.sendto(b'\(word) '+a[0].encode(),a)"
-        _ = try Command.spawn(["ip", "netns", "exec", namespace, "python3", "-c", script], output: nil, newSession: true)
-        usleep(300_000)
-    }
-
-    /// What a client in `namespace` gets from ADDRESS:PORT: the word and the address it was seen
-    /// from, or "unreachable" within a second.
-    static func ask(_ namespace: String, _ transport: String, _ address: String, _ port: Int) throws -> String {
-        let script = transport == "tcp"
-            ? "import socket\ntry:\n s=socket.create_connection(('\(address)',\(port)),timeout=1);print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
-            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\ntry:\n s.sendto(b'x',('\(address)',\(port)));print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
-        var answer = try Command.check(["ip", "netns", "exec", namespace, "python3", "-c", script])
-        while answer.hasSuffix("\n") { answer.removeLast() }
-        return answer
-    }
-
     static func firewall(_ host: String, _ records: String, _ arguments: [String]) throws -> CommandResult {
         try Command.run(["ip", "netns", "exec", host, try builtTool("replica-net"), "firewall"] + arguments + ["--firewall-records", records])
     }
@@ -95,17 +72,17 @@ import Testing
     @Test func setsReachOutThroughNATStayApartAndTakeForwardsOnly() throws {
         try Self.withHost { host, records in
             let (outside, a1, a2, b1) = ("fwo\(Self.tag)", "fwa\(Self.tag)", "fwb\(Self.tag)", "fwc\(Self.tag)")
-            try Self.serve(outside, "tcp", port: 7000, word: "internet")
-            try Self.serve(a2, "tcp", port: 80, word: "web")
-            try Self.serve(a2, "udp", port: 53, word: "dns")
-            try Self.serve(b1, "tcp", port: 80, word: "other")
+            try NetworkProbe.serve(outside, "tcp", port: 7000, word: "internet")
+            try NetworkProbe.serve(a2, "tcp", port: 80, word: "web")
+            try NetworkProbe.serve(a2, "udp", port: 53, word: "dns")
+            try NetworkProbe.serve(b1, "tcp", port: 80, word: "other")
             let sysctl = { (interface: String) throws -> String in
                 try Command.check(["ip", "netns", "exec", host, "cat", "/proc/sys/net/ipv4/conf/\(interface)/forwarding"])
             }
             // Before: forwarding is off, so nothing leaves a bridge, and nothing comes in.
-            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
-            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
-            #expect(try Self.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2", "the control: one bridge's machines reach each other")
+            #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+            #expect(try NetworkProbe.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
+            #expect(try NetworkProbe.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2", "the control: one bridge's machines reach each other")
 
             let set1 = try Self.firewall(host, records, ["set", "s1", "--bridge", "br-s1", "--subnet", "10.61.1.0/24",
                                                         "--forward", "tcp:8080:10.61.1.3:80", "--forward", "udp:5353:10.61.1.3:53"])
@@ -115,26 +92,27 @@ import Testing
             #expect(try sysctl("br-s1") == "1\n" && sysctl("up0") == "1\n" && sysctl("all") == "0\n", "per interface, not host-wide")
 
             // Out, masqueraded: the outside sees the host's address, and has no route back otherwise.
-            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
-            #expect(try Self.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
+            #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
+            #expect(try NetworkProbe.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1")
             // Apart: neither set reaches the other; within a set, as before.
-            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "unreachable")
-            #expect(try Self.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
-            #expect(try Self.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2")
+            #expect(try NetworkProbe.ask(a1, "tcp", "10.61.2.2", 80) == "unreachable")
+            #expect(try NetworkProbe.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
+            #expect(try NetworkProbe.ask(a1, "tcp", "10.61.1.3", 80) == "web 10.61.1.2")
             // In: only the forwards, TCP and UDP, from outside and from the host itself.
-            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "web 198.51.100.2")
-            #expect(try Self.ask(outside, "udp", "198.51.100.1", 5353) == "dns 198.51.100.2")
-            #expect(try Self.ask(host, "tcp", "198.51.100.1", 8080).hasPrefix("web "))
-            #expect(try Self.ask(outside, "tcp", "10.61.1.3", 80) == "unreachable")
+            #expect(try NetworkProbe.ask(outside, "tcp", "198.51.100.1", 8080) == "web 198.51.100.2")
+            #expect(try NetworkProbe.ask(outside, "udp", "198.51.100.1", 5353) == "dns 198.51.100.2")
+            #expect(try NetworkProbe.ask(host, "tcp", "198.51.100.1", 8080).hasPrefix("web "))
+            #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.1", 8080) == "web 10.61.1.1", "hairpin: a machine of the bridge, through the host")
+            #expect(try NetworkProbe.ask(outside, "tcp", "10.61.1.3", 80) == "unreachable")
 
             // Allowed in: set 2 lets set 1 reach it (and only that way round).
             let allow = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24", "--allow", "br-s1"])
             #expect(allow.status == .exited(0), "\(allow.output)")
-            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2")
-            #expect(try Self.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
+            #expect(try NetworkProbe.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2")
+            #expect(try NetworkProbe.ask(b1, "tcp", "10.61.1.3", 80) == "unreachable")
 
             // Refused, nothing changed: a port another set forwards, one the host listens on, bad words.
-            try Self.serve(host, "tcp", port: 9090, word: "host")
+            try NetworkProbe.serve(host, "tcp", port: 9090, word: "host")
             for (arguments, rule) in [(["--forward", "tcp:8080:10.61.2.2:80"], "s1 forwards tcp port 8080 already"),
                                       (["--forward", "tcp:9090:10.61.2.2:80"], "listens on tcp port 9090"),
                                       (["--forward", "tcp:8080:web1"], "write tcp:8080:web1:80"),
@@ -142,16 +120,54 @@ import Testing
                 let refused = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24"] + arguments)
                 #expect(refused.status != .exited(0) && refused.output.contains(rule), "\(arguments): \(refused.output)")
             }
-            #expect(try Self.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2", "the rules in force are the last good ones")
+            #expect(try NetworkProbe.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2", "the rules in force are the last good ones")
 
             // Removed: the table goes with the last owner, forwarding goes back off, nothing else was there.
             #expect(try Self.firewall(host, records, ["unset", "s1"]).status == .exited(0))
-            #expect(try Self.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
-            #expect(try Self.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1", "the other set's rules stay")
+            #expect(try NetworkProbe.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable")
+            #expect(try NetworkProbe.ask(b1, "tcp", "198.51.100.2", 7000) == "internet 198.51.100.1", "the other set's rules stay")
             #expect(try Self.firewall(host, records, ["unset", "s2"]).status == .exited(0))
             #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "ruleset"]).isEmpty)
             #expect(try sysctl("br-s1") == "0\n" && sysctl("up0") == "0\n")
-            #expect(try Self.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+            #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+        }
+    }
+
+    @Test func machinesResolveEachOtherByNameTheMomentTheyHaveAnAddress() throws {
+        try Self.withHost { host, records in
+            let (a1, b1) = ("fwa\(Self.tag)", "fwc\(Self.tag)")
+            let leases = "\(records)/leases", zones = "\(records)/names"
+            chmod(records, 0o755)  // dnsmasq reads its hosts file as nobody, as under /run/replica/names
+            let pool = try AddressPool(subnet: try IPPrefix("10.61.1.0/24"), root: leases)
+            _ = try pool.take(for: "replica-machine-web1.service")  // 10.61.1.2, a1's address
+            _ = try pool.take(for: "replica-machine-web2.service")  // 10.61.1.3
+            let names = { (arguments: [String]) throws -> CommandResult in
+                try Command.run(["ip", "netns", "exec", host, try builtTool("replica-net"), "names"] + arguments
+                                + ["--bridge", "br-s1", "--leases", leases, "--names-directory", zones])
+            }
+            let served = try names(["serve", "--subnet", "10.61.1.0/24", "--domain", "s1.replica"])
+            #expect(served.status == .exited(0) && served.output.contains("web2.s1.replica 10.61.1.3"), "\(served.output)")
+            let forward = try NetworkProbe.lookup(a1, "10.61.1.1", "web2.s1.replica")
+            let reverse = try NetworkProbe.lookup(a1, "10.61.1.1", "3.1.61.10.in-addr.arpa", reverse: true)
+            #expect(forward == "10.61.1.3" && reverse == "web2.s1.replica", "\(forward); \(reverse)")
+            #expect(try NetworkProbe.lookup(a1, "10.61.1.1", "nosuch.s1.replica") == "NXDOMAIN")
+            // A new lease is a name at once; a released one is gone.
+            _ = try pool.take(for: "replica-machine-db.service")
+            try pool.release("replica-machine-web2.service")
+            #expect(try names(["refresh"]).status == .exited(0))
+            #expect(try NetworkProbe.lookup(a1, "10.61.1.1", "db.s1.replica") == "10.61.1.4")
+            #expect(try NetworkProbe.lookup(a1, "10.61.1.1", "web2.s1.replica") == "NXDOMAIN")
+            // Answered on the gateway only: not from the outside's side of the host.
+            #expect(try NetworkProbe.lookup("fwo\(Self.tag)", "198.51.100.1", "db.s1.replica") == "no answer")
+            _ = b1
+            // Bad input changes nothing; stop leaves no process and no file.
+            let bad = try names(["serve", "--subnet", "10.61.1.0/24", "--domain", "bad_domain"])
+            #expect(bad.status == .exited(2) && bad.output.contains("not a DNS name"), "\(bad.output)")
+            #expect(try NetworkProbe.lookup(a1, "10.61.1.1", "db.s1.replica") == "10.61.1.4")
+            #expect(try names(["stop"]).status == .exited(0))
+            #expect(try NetworkProbe.lookup(a1, "10.61.1.1", "db.s1.replica") == "no answer")
+            #expect(try Command.run(["pgrep", "-f", "addn-hosts=\(zones)"]).status == .exited(1), "no dnsmasq left")
+            #expect(try Command.check(["ls", "-A", zones]).isEmpty)
         }
     }
 

@@ -225,7 +225,7 @@ enum NetworkNamespaceNames {
                 let subnet = "10.248.\(getpid() % 250)"
                 defer { _ = try? Command.run(["ip", "link", "del", bridge]) }
                 try OwnedFD.open("\(sets)/net.conf", O_WRONLY | O_CREAT, mode: 0o644)
-                    .writeAll(Array("[Set]\nMachine=n1:debian12 n2:debian12\nBridge=\(bridge)\nSubnet=\(subnet).0/24\n".utf8))
+                    .writeAll(Array("[Set]\nMachine=n1:debian12 n2:debian12\nBridge=\(bridge)\nSubnet=\(subnet).0/24\nForward=tcp:18080:n2:80\nZone=test\n".utf8))
                 let networked = try Self.machine(["set", "start", "net", "--sets", sets] + store)
                 #expect(networked.status == .exited(0), "\(networked.output)")
                 var addresses: [String] = []
@@ -234,10 +234,22 @@ enum NetworkNamespaceNames {
                     addresses.append(String(shown.split(separator: " ")[3]))
                     let config = String(decoding: try OwnedFD.open("\(image.mountPoint)/machines/\(name)/var/lib/cloud/seed/nocloud/network-config",
                                                                    O_RDONLY).readAll(), as: UTF8.self)
-                    #expect(config.contains("addresses: [\(addresses.last!)]"), "\(config)")
+                    #expect(config.contains("addresses: [\(addresses.last!)]") && config.contains("addresses: [\(subnet).1]")
+                            && config.contains("search: [net.test]"), "\(config)")
                 }
                 #expect(Set(addresses).count == 2 && addresses.allSatisfy { $0.hasPrefix(subnet + ".") }, "\(addresses)")
+                // Names: each machine's by name from the other's network, and the reverse; the forward in the table.
+                let n2 = String(addresses[1].split(separator: "/")[0])
+                let named = try NetworkProbe.lookup("m-n1", "\(subnet).1", "n2.net.test")
+                #expect(named == n2, "\(named)")
+                let reverse = n2.split(separator: ".").reversed().joined(separator: ".") + ".in-addr.arpa"
+                #expect(try NetworkProbe.lookup("m-n1", "\(subnet).1", reverse, reverse: true) == "n2.net.test")
+                #expect(try Command.check(["nft", "list", "table", "inet", "replica"]).contains("dnat ip to \(n2):80"))
+                try NetworkProbe.serve("m-n2", "tcp", port: 80, word: "n2")
+                #expect(try NetworkProbe.ask("m-n1", "tcp", "\(subnet).1", 18080).hasPrefix("n2 "), "the forward, from a machine to the host's address")
                 #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
+                #expect(try Command.run(["nft", "list", "table", "inet", "replica"]).status != .exited(0), "the table went with the set")
+                #expect(try Command.run(["pgrep", "-f", "addn-hosts=/run/replica-names/\(bridge).hosts"]).status == .exited(1), "its dnsmasq too")
                 #expect(!NetworkNamespaceNames.current().contains("m-n1") && !NetworkNamespaceNames.current().contains("m-n2"))
                 #expect(try Self.lease(of: "replica-machine-n1.service") != nil, "a stopped member keeps its address")
                 for name in ["n1", "n2"] {

@@ -35,8 +35,12 @@ public enum MachineNetwork {
     public static func clear(_ name: String, keepLease: Bool) throws(ReplicaError) -> Bool {
         let plan = NetworkPlan(namespace: namespace(name))
         var found = access("\(NetworkNamespace.directory)/\(plan.namespace)", F_OK) == 0
-        found = try ServiceNetwork.down([owner(name)], keepLeases: keepLease).contains(where: \.foundAnything) || found
+        let removed = try ServiceNetwork.down([owner(name)], keepLeases: keepLease)
+        found = removed.contains(where: \.foundAnything) || found
         try plan.teardown()
+        if !keepLease, let subnet = removed.compactMap({ $0.record?.leaseSubnet }).first {
+            for zone in BridgeNames.served() where zone.subnet == subnet { try BridgeNames.refresh(bridge: zone.bridge) }  // its name goes with its lease
+        }
         return found
     }
 
@@ -68,6 +72,7 @@ public enum MachineNetwork {
             try clear(name, keepLease: true)
             let leased = try ServiceNetwork.lease(prepared)
             _ = try ServiceNetwork.up(prepared)
+            if let bridge = prepared.plan.bridge { try BridgeNames.refresh(bridge: bridge) }  // a name the moment it has an address
             guard let address = leased?.address ?? prepared.plan.addresses.first else { return nil }
             return (address.description, (leased?.gateway ?? prepared.plan.routes.first { $0.gateway != nil }?.gateway)?.addressText)
         }, down: { _ = try? clear(name, keepLease: false) })

@@ -36,6 +36,7 @@ public struct MachinePlan: Sendable {
             }
             template = member.template
             seed.sshKeys = set.sshKeys + seed.sshKeys
+            if !set.machineNetwork.isEmpty { seed.domain = set.domain }
         }
         guard let template else { throw .usage("fork needs --template NAME (or --set SET)") }
         if !network.isEmpty && seed.address != nil { throw .usage("--address is for a machine without --network or --bridge (those lease one)") }

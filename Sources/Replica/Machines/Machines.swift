@@ -58,6 +58,9 @@ public enum Machines {
         public var address: String?
         /// Its default gateway (`10.88.0.1`), with `address`.
         public var gateway: String?
+        /// The domain its set's names are in (`lab.replica`), answered on the gateway: the
+        /// network-config's nameserver and search domain.
+        public var domain: String?
         /// A NoCloud folder of the operator's (meta-data, user-data …), copied instead of the one made here.
         public var nocloud: String?
         /// An empty seed.
@@ -221,7 +224,8 @@ public enum Machines {
                     ethernets:
                       eth0:
                         addresses: [\(address)]
-                    \(seed.gateway.map { "    gateway4: \($0)\n" } ?? "")
+                    \(seed.gateway.map { "    gateway4: \($0)\n" } ?? "")\
+                    \(seed.gateway.flatMap { gateway in seed.domain.map { "    nameservers:\n      addresses: [\(gateway)]\n      search: [\($0)]\n" } } ?? "")
                     """))
             }
         }

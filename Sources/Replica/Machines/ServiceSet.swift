@@ -32,6 +32,8 @@ import ReplicaStore
 /// #Allow=br-ops 192.0.2.0/24
 /// # with Bridge=: masquerade what leaves for the world (default yes)
 /// #NAT=yes
+/// # with Bridge=: machines are NAME.SET.ZONE to each other and the host (default replica)
+/// #Zone=replica
 /// ```
 public struct ServiceSet: Equatable, Sendable {
     /// The set's name.
@@ -55,12 +57,17 @@ public struct ServiceSet: Equatable, Sendable {
     public var allow: [BridgeFirewall.Peer] = []
     /// `NAT=no`: what leaves for the world keeps the machines' addresses.
     public var masquerade = true
+    /// `Zone=`: the machines' names are `NAME.SET.ZONE`.
+    public var zone = "replica"
+
+    /// The domain of the set's names: `SET.ZONE`.
+    public var domain: String { "\(name).\(zone)" }
 
     /// Two sets are equal when they say the same.
     public static func == (a: ServiceSet, b: ServiceSet) -> Bool {
         a.name == b.name && a.machines.map { "\($0.name):\($0.template)" } == b.machines.map { "\($0.name):\($0.template)" }
             && a.sshKeys == b.sshKeys && a.network == b.network && a.machineNetwork == b.machineNetwork
-            && a.limits == b.limits && a.users == b.users && a.allow == b.allow && a.masquerade == b.masquerade
+            && a.limits == b.limits && a.users == b.users && a.allow == b.allow && a.masquerade == b.masquerade && a.zone == b.zone
             && a.forwards.map { "\($0.transport):\($0.hostAddress?.description ?? ""):\($0.hostPort):\($0.machine):\($0.port)" }
                 == b.forwards.map { "\($0.transport):\($0.hostAddress?.description ?? ""):\($0.hostPort):\($0.machine):\($0.port)" }
     }
@@ -105,7 +112,7 @@ public struct ServiceSet: Equatable, Sendable {
             guard let setting = profile.value("Set", key) else { continue }
             do throws(ReplicaError) { try set.limits.set(key, setting.value) } catch { throw ProfileError(setting, error.hint ?? error.description) }
         }
-        for key in ["Forward", "Allow", "NAT"] where bridge == nil {
+        for key in ["Forward", "Allow", "NAT", "Zone"] where bridge == nil {
             if let setting = profile.value("Set", key) { throw ProfileError(setting, "\(key)= needs Bridge= and Subnet=: the rules are the bridge's") }
         }
         for setting in profile.list("Set", "Forward") {
@@ -125,6 +132,10 @@ public struct ServiceSet: Equatable, Sendable {
                     throw ProfileError(setting, "\"\(word)\": a bridge's name or a subnet (10.0.0.0/8)")
                 }
             }
+        }
+        if let setting = profile.value("Set", "Zone") {
+            do throws(ReplicaError) { try BridgeNames.Zone.checkDomain("\(name).\(setting.value)") } catch { throw ProfileError(setting, error.hint ?? "") }
+            set.zone = setting.value.lowercased()
         }
         if let setting = profile.value("Set", "NAT") {
             guard let value = ["yes": true, "no": false][setting.value] else { throw ProfileError(setting, "yes or no") }
@@ -154,6 +165,13 @@ public struct ServiceSet: Equatable, Sendable {
                                               target: IPPrefix(address: lease.address.address, length: 32), targetPort: forward.port))
         }
         return rules
+    }
+
+    /// The set's names (`BridgeNames`): its machines as `NAME.SET.ZONE` on its bridge's gateway;
+    /// nil for a set without a bridge.
+    public func names() throws(ReplicaError) -> BridgeNames.Zone? {
+        guard let rules = try firewall() else { return nil }
+        return try BridgeNames.Zone(bridge: rules.bridge, domain: domain, subnet: rules.subnet, listen: try AddressPool(subnet: rules.subnet).gateway)
     }
 
     /// Powers every machine of the set off, all at once.

@@ -24,6 +24,7 @@ extension ServiceSet {
         do throws(ReplicaError) {
             // The way out, in and apart, once the machines' addresses are leased and before they boot.
             if let rules = try firewall() { try Firewall.update(name, rules) }
+            if let zone = try names() { try BridgeNames.serve(zone) }
             for machine in machines where MachineProcess.running(machine.name) == nil {
                 let namespace = try MachineNetwork.up(machine)?.namespace ?? network
                 starting.append(try MachineProcess.begin(machine, networkNamespace: namespace))
@@ -32,7 +33,10 @@ extension ServiceSet {
             while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
         } catch {
             for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
-            if !wasRunning { try? Firewall.update(name, nil) }
+            if !wasRunning {
+                try? Firewall.update(name, nil)
+                if let zone = try? names() { try? BridgeNames.stop(zone.bridge) }
+            }
             throw error
         }
         return started

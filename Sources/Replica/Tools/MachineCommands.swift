@@ -192,6 +192,7 @@ struct MachineCommand {
         case "stop":
             set.stop()
             try Firewall.update(name, nil)
+            if let zone = try set.names() { try BridgeNames.stop(zone.bridge) }
             try MachineNetwork.stop(set.machines.map(\.name))
             return ToolOutput("replica-machine: set \(name) stopped", [("set", .string(name)), ("stopped", .bool(true))])
         default:

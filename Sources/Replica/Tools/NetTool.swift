@@ -47,6 +47,13 @@ public enum NetTool: Tool {
                 .flag("no-nat", "set: do not masquerade what leaves for the world."),
                 .option("firewall-records", "dir", "Where the rules of each owner are kept.", default: Firewall.recordDirectory, hidden: true),
             ], positionals: [PositionalSpec("action", "set, unset or list."), PositionalSpec("owner", "Who the rules are for (a set's name).", optional: true)]),
+            CommandSpec("names", "A bridge's machines by name (NAME.DOMAIN, and PTR) from a dnsmasq on its gateway: serve, refresh or stop.", options: [
+                .option("bridge", "name", "The bridge."),
+                .option("subnet", "cidr", "serve: its IPv4 subnet; names come from its leases."),
+                .option("domain", "name", "serve: the domain of its names, e.g. lab.replica."),
+                .option("listen", "ip", "serve: the address to answer on (default: the subnet's first host, the gateway)."),
+                leases, .option("names-directory", "dir", "Where zones are kept.", default: BridgeNames.directory, hidden: true),
+            ], positionals: [PositionalSpec("action", "serve, refresh or stop.")]),
         ])
 
     public static func run(_ arguments: ParsedArguments) throws(ReplicaError) -> ToolOutput {
@@ -101,6 +108,8 @@ public enum NetTool: Tool {
                               [("listen", .string(listened)), ("connect", .string(connected)), ("connections", .int(Int64(served)))])
         case "firewall":
             return try firewall(arguments)
+        case "names":
+            return try names(arguments, leases: leases)
         default:
             var held: [(subnet: String, address: String, owner: String)] = []
             for pool in try AddressPool.all(root: leases) {
@@ -152,6 +161,38 @@ public enum NetTool: Tool {
             return ToolOutput("\(table)", [("rules", .array(all.keys.sorted().map { .string($0) }))])
         default:
             throw .usage("firewall takes set OWNER, unset OWNER or list")
+        }
+    }
+
+    /// `names serve|refresh|stop --bridge BRIDGE`.
+    static func names(_ arguments: ParsedArguments, leases: String) throws(ReplicaError) -> ToolOutput {
+        let directory = arguments.value("names-directory") ?? BridgeNames.directory
+        guard let bridge = arguments.value("bridge") else { throw .usage("names needs --bridge NAME") }
+        switch arguments.positionals[0] {
+        case "serve":
+            guard let subnetText = arguments.value("subnet"), let domain = arguments.value("domain") else {
+                throw .usage("names serve needs --subnet CIDR --domain NAME")
+            }
+            let zone: BridgeNames.Zone
+            do throws(ReplicaError) {
+                let subnet = try IPPrefix(subnetText)
+                var listen = try AddressPool(subnet: subnet).gateway
+                if let text = arguments.value("listen") { listen = try IPPrefix(text) }
+                zone = try BridgeNames.Zone(bridge: bridge, domain: domain, subnet: subnet, listen: listen)
+            } catch { throw error.because(.usage) }
+            try BridgeNames.serve(zone, leases: leases, directory: directory)
+            let names = try BridgeNames.names(zone.subnet, leases: leases)
+            return ToolOutput(lines: names.map { "\($0.name).\(zone.domain) \($0.address.addressText)" },
+                              [("bridge", .string(bridge)), ("domain", .string(zone.domain)), ("listen", .string(zone.listen.addressText)),
+                               ("names", .array(names.map { .object([("name", .string("\($0.name).\(zone.domain)")), ("address", .string($0.address.addressText))]) }))])
+        case "refresh":
+            try BridgeNames.refresh(bridge: bridge, leases: leases, directory: directory)
+            return ToolOutput("replica-net: \(bridge): names reread", [("bridge", .string(bridge))])
+        case "stop":
+            try BridgeNames.stop(bridge, directory: directory)
+            return ToolOutput("replica-net: \(bridge): no names served", [("bridge", .string(bridge))])
+        default:
+            throw .usage("names takes serve, refresh or stop")
         }
     }
 

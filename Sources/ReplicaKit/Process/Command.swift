@@ -47,6 +47,8 @@ public enum Command {
     /// standard output to `output` and standard error to `errors`, or to `output` too when `errors`
     /// is nil (nil for both: `/dev/null`); `environment` added to ours (`env NAME=VALUE …`), and
     /// with `newSession` in a session of its own (`setsid`, `POSIX_SPAWN_SETSID`) — no extra programs.
+    /// The child's signal mask is empty and every signal at its default (`POSIX_SPAWN_SETSIGMASK |
+    /// POSIX_SPAWN_SETSIGDEF`).
     public static func spawn(_ arguments: [String], input: Int32? = nil, output: Int32? = nil,
                              errors: Int32? = nil, environment: [(String, String)] = [],
                              newSession: Bool = false) throws(ReplicaError) -> pid_t {
@@ -69,7 +71,15 @@ public enum Command {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        if newSession { posix_spawnattr_setflags(&attributes, replica_POSIX_SPAWN_SETSID) }
+        // A program starts as from a fresh login: no signal blocked (a caller's thread may block
+        // SIGTERM, which would make a daemon unstoppable), SIGPIPE and the other signals at their
+        // defaults (ours ignores SIGPIPE).
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&defaults)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF) | (newSession ? replica_POSIX_SPAWN_SETSID : 0))
         var variables: [UnsafeMutablePointer<CChar>?] = []
         var index = 0
         while let entry = environ[index] {

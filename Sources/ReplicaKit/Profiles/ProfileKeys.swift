@@ -98,7 +98,8 @@ public enum ProfileKeys {
         "Set": index([Key("Machine", .words, list: true), Key("SSHKey", .paths(prefixes: ""), list: true), Key("Network", .word),
                       Key("Bridge", .word), Key("Subnet", .word), Key("PrivateUsers", .word), Key("MemoryMax", .word),
                       Key("TasksMax", .word), Key("CPUWeight", .word), Key("CPUQuota", .word), Key("IOWeight", .word),
-                      Key("Forward", .words, list: true), Key("Allow", .words, list: true), Key("NAT", .word)]),
+                      Key("Forward", .words, list: true), Key("Allow", .words, list: true), Key("NAT", .word),
+                      Key("Zone", .word)]),
     ]
 
     /// Why `section` is not a known section, with the nearest one.

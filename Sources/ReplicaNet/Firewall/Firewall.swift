@@ -56,9 +56,12 @@ public enum Firewall {
                     + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat ip to \(forwardRule.target.addressText):\(forwardRule.targetPort)"
                 prerouting.append(match)
                 output.append(match)
-                // The host's own connections to a forward reach the machine from the bridge's gateway.
-                postrouting.append("oifname \(bridge) ct status dnat ip daddr \(forwardRule.target.addressText) "
-                                   + "\(forwardRule.transport.rawValue) dport \(forwardRule.targetPort) fib saddr type local masquerade")
+                // The host's own connections to a forward, and a machine's of the same bridge (hairpin),
+                // reach the machine from the bridge's gateway, so its answer comes back the same way;
+                // from anywhere else the machine sees the client's own address.
+                let target = "ct status dnat ip daddr \(forwardRule.target.addressText) \(forwardRule.transport.rawValue) dport \(forwardRule.targetPort)"
+                postrouting += ["oifname \(bridge) \(target) fib saddr type local masquerade",
+                                "oifname \(bridge) \(target) ip saddr \(rules.subnet) masquerade"]
             }
         }
         lines.append("table \(table) {")
