@@ -24,7 +24,9 @@ public struct BridgeFirewall: Equatable, Sendable {
 
     /// A source allowed in: a bridge of the host, or a subnet.
     public enum Peer: Equatable, Sendable, CustomStringConvertible {
+        /// A bridge of the host, by name.
         case bridge(String)
+        /// Any source in a subnet.
         case subnet(IPPrefix)
 
         /// A bridge's name, or an address/length.
@@ -56,7 +58,12 @@ public struct BridgeFirewall: Equatable, Sendable {
 /// docker and `portmap` to CNI. The target is an address here; a set names machines and resolves them.
 public struct PortForward: Equatable, Hashable, Sendable, CustomStringConvertible {
     /// `tcp` or `udp`.
-    public enum Transport: String, Sendable, CaseIterable { case tcp, udp }
+    public enum Transport: String, Sendable, CaseIterable {
+        /// TCP.
+        case tcp
+        /// UDP.
+        case udp
+    }
 
     /// The transport.
     public var transport: Transport
