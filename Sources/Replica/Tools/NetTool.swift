@@ -139,11 +139,7 @@ public enum NetTool: Tool {
                 rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
                 rules.masquerade = !arguments.flag("no-nat")
                 rules.allow = try arguments.all("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
-                rules.forwards = try arguments.all("forward").map { (text) throws(ReplicaError) -> PortForward in
-                    let words = try PortForward.words(text)
-                    return PortForward(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
-                                       target: try IPPrefix(words.target), targetPort: words.port)
-                }
+                rules.forwards = try arguments.all("forward").map { (text) throws(ReplicaError) in try PortForward(parsing: text) }
             } catch { throw error.because(.usage) }
             try Firewall.update(owner, rules, records: records)
             return ToolOutput("replica-net: \(owner): \(bridge) \(rules.subnet), \(rules.forwards.count) forwards", [("owner", .string(owner)), ("set", .bool(true))])

@@ -105,6 +105,17 @@ public struct PortForward: Equatable, Hashable, Sendable, CustomStringConvertibl
         return (transport, hostAddress, try port(rest[0]), rest[1], try port(rest[2]))
     }
 
+    /// `PROTO:[HOSTADDRESS:]HOSTPORT:ADDRESS:PORT`, the target an IPv4 address.
+    public init(parsing text: String) throws(ReplicaError) {
+        let words = try Self.words(text)
+        let target = try IPPrefix(words.target)
+        guard target.family == AF_INET else {
+            throw ReplicaError("port forward", [text], errno: .EINVAL, hint: "the target is an IPv4 address", reason: .usage)
+        }
+        self.init(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
+                  target: IPPrefix(address: target.address, length: 32), targetPort: words.port)
+    }
+
     /// `PROTO:[HOSTADDRESS:]HOSTPORT:TARGET:PORT`.
     public var description: String {
         "\(transport):" + (hostAddress.map { "\($0.addressText):" } ?? "") + "\(hostPort):\(target.addressText):\(targetPort)"

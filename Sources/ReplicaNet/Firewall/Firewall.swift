@@ -187,11 +187,7 @@ public enum Firewall {
         var rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
         rules.masquerade = record.value("masquerade") != "no"
         rules.allow = try record.values("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
-        rules.forwards = try record.values("forward").map { (text) throws(ReplicaError) -> PortForward in
-            let words = try PortForward.words(text)
-            return PortForward(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
-                               target: try IPPrefix(words.target), targetPort: words.port)
-        }
+        rules.forwards = try record.values("forward").map { (text) throws(ReplicaError) in try PortForward(parsing: text) }
         return rules
     }
 }
