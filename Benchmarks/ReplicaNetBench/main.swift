@@ -121,6 +121,9 @@ do {
         theirs.append(Double(monotonicNanoseconds() - start2))
     }
     row("named netns add + delete", median(ours), "ip netns add + del:", median(theirs))
+
+    // 5. A set's rules and names (SetNetwork.swift).
+    try benchmarkSetNetwork(rounds: min(rounds, 10), tag: tag)
 } catch {
     print("replica-net-bench: \(error)")
     exit(1)

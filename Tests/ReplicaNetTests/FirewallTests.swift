@@ -120,6 +120,8 @@ import Testing
                 let refused = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24"] + arguments)
                 #expect(refused.status != .exited(0) && refused.output.contains(rule), "\(arguments): \(refused.output)")
             }
+            let overlapping = try Self.firewall(host, records, ["set", "s3", "--bridge", "br-s3", "--subnet", "10.61.0.0/16"])
+            #expect(overlapping.status == .exited(1) && overlapping.output.contains("overlaps s1's 10.61.1.0/24 on br-s1"), "\(overlapping.output)")
             #expect(try NetworkProbe.ask(a1, "tcp", "10.61.2.2", 80) == "other 10.61.1.2", "the rules in force are the last good ones")
 
             // Removed: the table goes with the last owner, forwarding goes back off, nothing else was there.

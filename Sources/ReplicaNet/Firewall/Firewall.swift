@@ -110,6 +110,7 @@ public enum Firewall {
         var all = try read(records)
         let before = all[owner]
         if let rules {
+            try checkSubnet(owner: owner, bridge: rules.bridge, subnet: rules.subnet, among: all)
             for forward in rules.forwards {
                 for (other, theirs) in all where other != owner {
                     if let taken = theirs.forwards.first(where: { $0.collides(with: forward) }) {
@@ -138,6 +139,20 @@ public enum Firewall {
         } catch {
             if let before { try? folder.writeFileAtomically(owner, contents: Array(encode(before).utf8), mode: 0o644) } else { unlink("\(records)/\(owner)") }
             throw error
+        }
+    }
+
+    /// Refuses a subnet that overlaps another owner's on another bridge: the two sets' addresses
+    /// would collide, and neither could be told apart by its rules.
+    public static func checkSubnet(owner: String, bridge: String, subnet: IPPrefix, among all: [String: BridgeFirewall]? = nil,
+                                   records: String = recordDirectory) throws(ReplicaError) {
+        var known = all ?? [:]
+        if all == nil { known = try read(records) }
+        for (other, theirs) in known where other != owner && theirs.bridge != bridge {
+            if theirs.subnet.contains(subnet) || subnet.contains(theirs.subnet) {
+                throw ReplicaError("subnet", [subnet.description], errno: .EADDRINUSE,
+                                   hint: "overlaps \(other)'s \(theirs.subnet) on \(theirs.bridge); give each set a subnet of its own", reason: .refused)
+            }
         }
     }
 

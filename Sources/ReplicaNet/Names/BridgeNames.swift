@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -55,11 +56,12 @@ public enum BridgeNames {
             return octets.reversed().map(String.init).joined(separator: ".") + ".in-addr.arpa"
         }
 
-        /// dnsmasq's command line: nothing from its own configuration, only this zone, on `listen`.
-        func arguments(hosts: String) -> [String] {
-            ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=\(listen.addressText)",
+        /// dnsmasq's command line: nothing from its own configuration, only this zone, on `listen`;
+        /// it becomes a daemon once it listens and writes its pid to `pidFile`.
+        func arguments(hosts: String, pidFile: String) -> [String] {
+            ["dnsmasq", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=\(listen.addressText)",
              "--no-hosts", "--addn-hosts=\(hosts)", "--domain=\(domain)", "--local=/\(domain)/", "--local=/\(reverseZone)/",
-             "--expand-hosts", "--no-negcache", "--log-facility=/dev/null", "--pid-file="]
+             "--expand-hosts", "--no-negcache", "--log-facility=/dev/null", "--pid-file=\(pidFile)"]
         }
     }
 
@@ -89,16 +91,22 @@ public enum BridgeNames {
             kill(pid, SIGHUP)
             return
         }
-        let pid = try Command.spawn(zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts"), output: nil, newSession: true)
-        // dnsmasq binds before it serves; a bind that fails (an address not on this host) ends it at once.
-        usleep(50_000)
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid {
-            try? stop(zone.bridge, directory: directory)
-            throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL,
-                               hint: "it exited at once: is \(zone.listen.addressText) an address of \(zone.bridge)?", reason: .system)
+        // dnsmasq returns once its daemon listens (its pid written), or with the reason it cannot.
+        var pipe: [Int32] = [-1, -1]
+        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
+        let reader = OwnedFD(adopting: pipe[0])
+        let pid: pid_t
+        do {
+            let writer = OwnedFD(adopting: pipe[1])
+            pid = try Command.spawn(zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts", pidFile: "\(directory)/\(zone.bridge).pid"),
+                                    output: nil, errors: writer.rawValue, newSession: true)
         }
-        try folder.writeFileAtomically("\(zone.bridge).pid", contents: Array("\(pid)\n".utf8), mode: 0o644, sync: false)
+        let status = try ExitStatus.wait(for: pid)
+        guard status.isSuccess else {
+            let said = String(decoding: (try? reader.readAll(limit: 4096)) ?? [], as: UTF8.self).split(separator: "\n").first ?? ""
+            try? stop(zone.bridge, directory: directory)
+            throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL, hint: "\(status): \(said)", reason: .system)
+        }
     }
 
     /// Rewrites the hosts file of the bridge's zone, if one is served, and has it reread: what a
