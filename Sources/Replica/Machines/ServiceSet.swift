@@ -148,12 +148,17 @@ public struct ServiceSet: Equatable, Sendable {
         return set
     }
 
+    /// The set's bridge and subnet as rules without forwards; nil for a set without a bridge.
+    public func bridgeRules() throws(ReplicaError) -> BridgeFirewall? {
+        guard let bridge = machineNetwork.first(where: { $0.hasPrefix("Bridge=") })?.dropFirst("Bridge=".count),
+              let subnet = machineNetwork.first(where: { $0.hasPrefix("Subnet=") })?.dropFirst("Subnet=".count) else { return nil }
+        return try BridgeFirewall(owner: name, bridge: String(bridge), subnet: try IPPrefix(String(subnet)))
+    }
+
     /// The set's rules (`Firewall`), the forwards' machines resolved to the addresses they lease;
     /// nil for a set without a bridge.
     public func firewall() throws(ReplicaError) -> BridgeFirewall? {
-        guard let bridge = machineNetwork.first(where: { $0.hasPrefix("Bridge=") })?.dropFirst("Bridge=".count),
-              let subnet = machineNetwork.first(where: { $0.hasPrefix("Subnet=") })?.dropFirst("Subnet=".count) else { return nil }
-        var rules = try BridgeFirewall(owner: name, bridge: String(bridge), subnet: try IPPrefix(String(subnet)))
+        guard var rules = try bridgeRules() else { return nil }
         rules.masquerade = masquerade
         rules.allow = allow
         let leases = try AddressPool(subnet: rules.subnet).leases()

@@ -10,7 +10,7 @@ extension ServiceSet {
     /// failure, after stopping what this call started. Returns the machines started.
     public func start(in store: borrowing Store, timeout: Duration = .seconds(120)) throws(ReplicaError) -> [String] {
         // Another set's subnet is refused before anything is forked.
-        if let rules = try firewall() { try Firewall.checkSubnet(owner: name, bridge: rules.bridge, subnet: rules.subnet) }
+        if let rules = try bridgeRules() { try Firewall.checkSubnet(owner: name, bridge: rules.bridge, subnet: rules.subnet) }
         var machines: [Machines.Machine] = []
         for (name, template) in self.machines {
             if (try? Machines.machine(name, in: store)) != nil {
