@@ -14,20 +14,21 @@ public enum Firewall {
     /// Where records live: /run, so they go at reboot with the rules they describe.
     public static let recordDirectory = "/run/replica/firewall"
 
-    /// The whole table for these bridges, as one `nft -f` batch that replaces what is there
-    /// (create, delete, define: atomic, and idempotent); with none, one that only deletes it.
+    /// The whole table for these bridges, as one `nft -f` batch that replaces every rule in it
+    /// (the table and its chains made when missing, then flushed and filled: atomic, and
+    /// idempotent); with none, one that deletes it. The chains stay between changes: deleting a
+    /// chain on a hook makes the kernel wait for a grace period (about 20 ms here), a flush does not.
     public static func script(_ bridges: [BridgeFirewall]) -> String {
-        var lines = ["table \(table)", "delete table \(table)"]
-        guard !bridges.isEmpty else { return lines.joined(separator: "\n") + "\n" }
+        guard !bridges.isEmpty else { return "table \(table)\ndelete table \(table)\n" }
+        var lines = ["table \(table) {"]
+        for (name, hook) in chains { lines.append("  chain \(name) { \(hook) }") }
+        lines += ["}", "flush table \(table)"]
         let ours = bridges.map(\.bridge)
         var forward = [
-            "type filter hook forward priority filter; policy accept;",
             "ct state invalid iifname \(set(ours)) drop",
             "ct state established,related oifname \(set(ours)) accept",
         ]
-        var prerouting = ["type nat hook prerouting priority dstnat; policy accept;"]
-        var output = ["type nat hook output priority -100; policy accept;"]  // nft 1.0 takes "dstnat" for prerouting only
-        var postrouting = ["type nat hook postrouting priority srcnat; policy accept;"]
+        var prerouting: [String] = [], output: [String] = [], postrouting: [String] = []
         let sorted = bridges.sorted { $0.bridge < $1.bridge }
         // Each bridge's own traffic first, then what may enter each, then what may leave each: an
         // Allow= of one bridge is decided before the other's "never into a bridge".
@@ -74,11 +75,29 @@ public enum Firewall {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// The table's chains and their hooks (nft 1.0 takes "dstnat" for prerouting only: -100 is the same).
+    static let chains = [("forward", "type filter hook forward priority filter; policy accept;"),
+                         ("prerouting", "type nat hook prerouting priority dstnat; policy accept;"),
+                         ("output", "type nat hook output priority -100; policy accept;"),
+                         ("postrouting", "type nat hook postrouting priority srcnat; policy accept;")]
+
     static func quoted(_ name: String) -> String { "\"\(name)\"" }
     static func set(_ names: [String]) -> String { "{ " + names.sorted().map(quoted).joined(separator: ", ") + " }" }
 
-    /// Loads a batch: `nft -f -` with it on standard input. The kernel takes all of it or none.
+    /// Loads a batch — in this process through libnftables (`nft_run_cmd_from_buffer`, what `nft -f`
+    /// runs) where the library is installed, else `nft -f -` with it on standard input. The kernel
+    /// takes all of it or none.
     public static func load(_ script: String) throws(ReplicaError) {
+        if let failure = LibNftables.run(script) {
+            guard let said = failure else { return }
+            throw ReplicaError("nft_run_cmd_from_buffer", [table], errno: .EIO,
+                               hint: said.split(separator: "\n").prefix(6).joined(separator: "; "), reason: .system)
+        }
+        try loadWithNft(script)
+    }
+
+    /// `nft -f -`, for a host without libnftables.
+    static func loadWithNft(_ script: String) throws(ReplicaError) {
         let memory = OwnedFD(adopting: try syscall("memfd_create") { replica_memfd_cloexec("replica-nft") })
         try memory.writeAll(Array(script.utf8), name: "nft batch")
         _ = lseek(memory.rawValue, 0, SEEK_SET)
@@ -148,7 +167,7 @@ public enum Firewall {
                                    records: String = recordDirectory) throws(ReplicaError) {
         var known = all ?? [:]
         if all == nil { known = try read(records) }
-        for (other, theirs) in known where other != owner && theirs.bridge != bridge {
+        for (other, theirs) in known.sorted(by: { $0.key < $1.key }) where other != owner && theirs.bridge != bridge {
             if theirs.subnet.contains(subnet) || subnet.contains(theirs.subnet) {
                 throw ReplicaError("subnet", [subnet.description], errno: .EADDRINUSE,
                                    hint: "overlaps \(other)'s \(theirs.subnet) on \(theirs.bridge); give each set a subnet of its own", reason: .refused)
@@ -204,5 +223,39 @@ public enum Firewall {
         rules.allow = try record.values("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
         rules.forwards = try record.values("forward").map { (text) throws(ReplicaError) in try PortForward(parsing: text) }
         return rules
+    }
+}
+
+/// libnftables, opened with `dlopen("libnftables.so.1")` the first time (it is not linked: hosts
+/// without nftables still run everything else). Nil functions when it is absent.
+enum LibNftables {
+    typealias New = @convention(c) (UInt32) -> OpaquePointer?
+    typealias Free = @convention(c) (OpaquePointer?) -> Void
+    typealias Buffer = @convention(c) (OpaquePointer?) -> Int32
+    typealias Run = @convention(c) (OpaquePointer?, UnsafePointer<CChar>) -> Int32
+    typealias Read = @convention(c) (OpaquePointer?) -> UnsafePointer<CChar>?
+
+    nonisolated(unsafe) private static let handle: UnsafeMutableRawPointer? = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL)
+    static let new: New? = symbol("nft_ctx_new")
+    static let free: Free? = symbol("nft_ctx_free")
+    static let bufferOutput: Buffer? = symbol("nft_ctx_buffer_output")
+    static let bufferError: Buffer? = symbol("nft_ctx_buffer_error")
+    static let runBuffer: Run? = symbol("nft_run_cmd_from_buffer")
+    static let errorBuffer: Read? = symbol("nft_ctx_get_error_buffer")
+
+    private static func symbol<Function>(_ name: String) -> Function? {
+        guard let handle, let address = dlsym(handle, name) else { return nil }
+        return unsafeBitCast(address, to: Function.self)
+    }
+
+    /// Runs a batch with a fresh context (`nft_ctx_new(NFT_CTX_DEFAULT)`, output and errors kept in
+    /// buffers): nil when the library is missing, `.some(nil)` on success, `.some(message)` on failure.
+    static func run(_ script: String) -> String?? {
+        guard let new, let free, let bufferOutput, let bufferError, let runBuffer, let errorBuffer, let context = new(0) else { return nil }
+        defer { free(context) }
+        _ = bufferOutput(context)
+        _ = bufferError(context)
+        guard runBuffer(context, script) != 0 else { return .some(nil) }
+        return .some(errorBuffer(context).map { String(cString: $0) } ?? "failed")
     }
 }
