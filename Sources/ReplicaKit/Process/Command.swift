@@ -13,10 +13,12 @@ public struct CommandResult: Sendable {
 /// (or discarded), every other descriptor closed in the child. Used where a library step is a
 /// program (`mkfs.btrfs`) and by benchmarks to time the command a user would run instead.
 public enum Command {
-    /// Runs `arguments` (the first is looked up in `PATH`) and waits.
-    public static func run(_ arguments: [String], captureOutput: Bool = true) throws(ReplicaError) -> CommandResult {
+    /// Runs `arguments` (the first is looked up in `PATH`) and waits; standard input from `input`
+    /// (nil: `/dev/null`). Output is read until every writer closes it (a daemon the program starts
+    /// must close it too).
+    public static func run(_ arguments: [String], input: Int32? = nil, captureOutput: Bool = true) throws(ReplicaError) -> CommandResult {
         guard captureOutput else {
-            return CommandResult(status: try ExitStatus.wait(for: try spawn(arguments, output: nil)), output: "")
+            return CommandResult(status: try ExitStatus.wait(for: try spawn(arguments, input: input, output: nil)), output: "")
         }
         var pipe: [Int32] = [-1, -1]
         _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
@@ -24,7 +26,7 @@ public enum Command {
         let pid: pid_t
         do {
             let writer = OwnedFD(adopting: pipe[1])  // closed at the end of this scope, so EOF arrives
-            pid = try spawn(arguments, output: writer.rawValue)
+            pid = try spawn(arguments, input: input, output: writer.rawValue)
         }
         let bytes = (try? reader.readAll(limit: 16 << 20, name: arguments[0])) ?? []
         let status = try ExitStatus.wait(for: pid)

@@ -101,18 +101,9 @@ public enum Firewall {
         let memory = OwnedFD(adopting: try syscall("memfd_create") { replica_memfd_cloexec("replica-nft") })
         try memory.writeAll(Array(script.utf8), name: "nft batch")
         _ = lseek(memory.rawValue, 0, SEEK_SET)
-        var pipe: [Int32] = [-1, -1]
-        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
-        let reader = OwnedFD(adopting: pipe[0])
-        let pid: pid_t
-        do {
-            let writer = OwnedFD(adopting: pipe[1])
-            pid = try Command.spawn(["nft", "-f", "-"], input: memory.rawValue, output: writer.rawValue)
-        }
-        let said = String(decoding: (try? reader.readAll(limit: 64 << 10)) ?? [], as: UTF8.self)
-        let status = try ExitStatus.wait(for: pid)
-        guard status.isSuccess else {
-            throw ReplicaError("nft -f", [table], errno: .EIO, hint: "\(status): \(said.split(separator: "\n").prefix(6).joined(separator: "; "))",
+        let result = try Command.run(["nft", "-f", "-"], input: memory.rawValue)
+        guard result.status.isSuccess else {
+            throw ReplicaError("nft -f", [table], errno: .EIO, hint: "\(result.status): \(result.output.split(separator: "\n").prefix(6).joined(separator: "; "))",
                                reason: .system)
         }
     }

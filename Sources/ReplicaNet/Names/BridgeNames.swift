@@ -1,4 +1,3 @@
-import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -91,21 +90,12 @@ public enum BridgeNames {
             kill(pid, SIGHUP)
             return
         }
-        // dnsmasq returns once its daemon listens (its pid written), or with the reason it cannot.
-        var pipe: [Int32] = [-1, -1]
-        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
-        let reader = OwnedFD(adopting: pipe[0])
-        let pid: pid_t
-        do {
-            let writer = OwnedFD(adopting: pipe[1])
-            pid = try Command.spawn(zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts", pidFile: "\(directory)/\(zone.bridge).pid"),
-                                    output: nil, errors: writer.rawValue, newSession: true)
-        }
-        let status = try ExitStatus.wait(for: pid)
-        guard status.isSuccess else {
-            let said = String(decoding: (try? reader.readAll(limit: 4096)) ?? [], as: UTF8.self).split(separator: "\n").first ?? ""
+        // dnsmasq returns once its daemon listens (its pid written, its output closed), or with the reason it cannot.
+        let result = try Command.run(zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts", pidFile: "\(directory)/\(zone.bridge).pid"))
+        guard result.status.isSuccess else {
             try? stop(zone.bridge, directory: directory)
-            throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL, hint: "\(status): \(said)", reason: .system)
+            throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL,
+                               hint: "\(result.status): \(result.output.split(separator: "\n").first ?? "")", reason: .system)
         }
     }
 
