@@ -54,7 +54,7 @@ final class StreamReceiver {
             if subvolume >= 0 {
                 close(subvolume)
                 subvolume = -1
-                try? Btrfs.deleteSubvolume(id: subvolumeID, on: OwnedFD(adopting: dup(folder)), path: "\(path)/\(name)")
+                if let folder = try? copy(folder) { try? Btrfs.deleteSubvolume(id: subvolumeID, on: folder, path: "\(path)/\(name)") }
             }
             throw error
         }
@@ -73,12 +73,12 @@ final class StreamReceiver {
         let uuid = SubvolumeInfo.format(bytes: try stream.uuid(.uuid))
         guard uuid == sourceUUID else { throw stream.refusal("it holds snapshot \(uuid), not the announced \(sourceUUID)") }
         let transaction = try stream.integer(.ctransid)
-        let parentFolder = OwnedFD(adopting: try syscall("dup") { dup(folder) })
+        let parentFolder = try copy(folder)
         if stream.command == .subvolume {
             try Btrfs.createSubvolume(in: parentFolder, named: name, parentPath: path)
         } else {
             let parent = try source(SubvolumeInfo.format(bytes: try stream.uuid(.cloneUUID)), stream)
-            try Btrfs.snapshot(OwnedFD(adopting: try syscall("dup") { dup(parent) }), into: parentFolder, named: name, readOnly: false,
+            try Btrfs.snapshot(try copy(parent), into: parentFolder, named: name, readOnly: false,
                                sourcePath: "\(path)/(parent)", parentPath: path)
         }
         let made = try parentFolder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
@@ -91,7 +91,7 @@ final class StreamReceiver {
     /// clone's source. Nothing outside the folder, nothing unfinished.
     func source(_ uuid: String, _ stream: borrowing SendStream) throws(ReplicaError) -> Int32 {
         if let fd = sources[uuid] { return fd }
-        let dir = OwnedFD(adopting: try syscall("dup") { dup(folder) })
+        let dir = try copy(folder)
         guard let copy = try Receiver.copies(in: dir, path: path).first(where: { $0.isCopy(of: uuid) }) else {
             throw stream.refusal("its \(stream.command) source \(uuid) is not a finished copy in \(path): "
                                  + "a stream may only build on copies the folder holds")
@@ -215,7 +215,7 @@ final class StreamReceiver {
         let uuid = try SendStream.uuidBytes(sourceUUID)
         let fd = subvolume
         _ = try syscall("ioctl(BTRFS_IOC_SET_RECEIVED_SUBVOL)", "\(path)/\(name)") { uuid.withUnsafeBufferPointer { replica_btrfs_set_received(fd, $0.baseAddress, stransid) } }
-        let made = OwnedFD(adopting: try syscall("dup") { dup(fd) })
+        let made = try copy(fd)
         try Btrfs.setReadOnly(made, true, path: "\(path)/\(name)")
         let info = try Btrfs.info(made, path: "\(path)/\(name)")
         return TargetCopy(name: name, id: info.id, receivedUUID: info.receivedUUID, readOnly: info.isReadOnly)
@@ -234,46 +234,44 @@ final class StreamReceiver {
     /// no symlink followed, and that last component (for the empty path, the subvolume and `.`).
     func locate(_ stream: borrowing SendStream, _ attribute: SendStream.Attribute) throws(ReplicaError) -> Located {
         let path = try stream.path(attribute)
-        let root = subvolume
-        if path.isEmpty { return Located(directory: OwnedFD(adopting: try syscall("dup") { dup(root) }), leaf: Array(".".utf8)) }
+        if path.isEmpty { return Located(directory: try copy(subvolume), leaf: Array(".".utf8)) }
         let slash = path.lastIndex(of: UInt8(ascii: "/"))
         let leaf = Array(path[(slash.map { $0 + 1 } ?? 0)...])
         let parent = slash.map { Array(path[..<$0]) } ?? Array(".".utf8)
-        let flags = UInt64(replica_O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        let resolve = replica_RESOLVE_BENEATH | replica_RESOLVE_NO_SYMLINKS | replica_RESOLVE_NO_MAGICLINKS | replica_RESOLVE_NO_XDEV
-        if RootDirectory.hasOpenat2 {
-            let fd = try at("openat2", stream, parent) { replica_openat2(root, $0, flags, 0, resolve) }
-            return Located(directory: OwnedFD(adopting: fd), leaf: leaf)
-        }
-        // Without openat2: one openat(O_NOFOLLOW) per component; the path has no "..", so this is beneath.
-        var current = OwnedFD(adopting: try syscall("dup") { dup(root) })
-        for component in parent.split(separator: UInt8(ascii: "/")) where !component.elementsEqual(".".utf8) {
-            let dir = current.rawValue
-            current = OwnedFD(adopting: try at("openat", stream, Array(component)) { openat(dir, $0, Int32(flags)) })
-        }
-        return Located(directory: current, leaf: leaf)
+        return Located(directory: try resolve(parent, beneath: subvolume, stream, flags: O_DIRECTORY), leaf: leaf)
     }
 
     /// A regular file at `path` beneath `root` (no symlink followed, never a device or FIFO: checked
     /// on an `O_PATH` descriptor before it is opened for I/O), opened with `flags`.
     func regularFile(beneath root: Int32, _ path: [UInt8], _ stream: borrowing SendStream, flags: Int32) throws(ReplicaError) -> OwnedFD {
-        let resolve = replica_RESOLVE_BENEATH | replica_RESOLVE_NO_SYMLINKS | replica_RESOLVE_NO_MAGICLINKS | replica_RESOLVE_NO_XDEV
-        let node: OwnedFD
-        if RootDirectory.hasOpenat2 {
-            node = OwnedFD(adopting: try at("openat2", stream, path) { replica_openat2(root, $0, UInt64(replica_O_PATH | O_NOFOLLOW | O_CLOEXEC), 0, resolve) })
-        } else {
-            var current = OwnedFD(adopting: try syscall("dup") { dup(root) })
-            for component in path.split(separator: UInt8(ascii: "/")) {
-                let dir = current.rawValue
-                current = OwnedFD(adopting: try at("openat", stream, Array(component)) { openat(dir, $0, replica_O_PATH | O_NOFOLLOW | O_CLOEXEC) })
-            }
-            node = current
-        }
+        let node = try resolve(path, beneath: root, stream, flags: 0)
         guard try node.status().kind == .regular else {
             throw stream.refusal("\(stream.command) into \"\(SendStream.shown(path))\", which is not a regular file")
         }
         return try node.reopen(flags)
     }
+
+    /// An `O_PATH` descriptor for `path` beneath `root`, no symlink followed at any step (the last
+    /// one included), opened with `flags` added: `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+    /// RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, or without openat2 one `openat(O_NOFOLLOW)` per
+    /// component (the path has no "..", so that is beneath too).
+    func resolve(_ path: [UInt8], beneath root: Int32, _ stream: borrowing SendStream, flags: Int32) throws(ReplicaError) -> OwnedFD {
+        let opening = replica_O_PATH | O_NOFOLLOW | O_CLOEXEC | flags
+        if RootDirectory.hasOpenat2 {
+            let resolve = replica_RESOLVE_BENEATH | replica_RESOLVE_NO_SYMLINKS | replica_RESOLVE_NO_MAGICLINKS | replica_RESOLVE_NO_XDEV
+            return OwnedFD(adopting: try at("openat2", stream, path) { replica_openat2(root, $0, UInt64(opening), 0, resolve) })
+        }
+        var current = try copy(root)
+        let components = path.split(separator: UInt8(ascii: "/")).filter { !$0.elementsEqual(".".utf8) }
+        for (index, component) in components.enumerated() {
+            let (dir, last) = (current.rawValue, index == components.count - 1)
+            current = OwnedFD(adopting: try at("openat", stream, Array(component)) { openat(dir, $0, last ? opening : opening | O_DIRECTORY) })
+        }
+        return current
+    }
+
+    /// A descriptor of our own for one this receive holds (`dup`).
+    func copy(_ fd: Int32) throws(ReplicaError) -> OwnedFD { OwnedFD(adopting: try syscall("dup") { dup(fd) }) }
 
     /// The file a `write` or `clone` goes to, kept open for the commands that follow on the same path.
     func file(_ stream: borrowing SendStream) throws(ReplicaError) -> Int32 {
