@@ -20,6 +20,41 @@ import Testing
             #expect(script.contains(rule), "\(rule)")
         }
         #expect(Firewall.script([]) == "table inet replica\ndelete table inet replica\n")
+        #expect(script.contains("iifname \"br-lab\" meta nfproto ipv6 drop"), "no IPv6 leaves a bridge without it")
+        #expect(!script.contains("meta nfproto ipv6 iifname"), "IPv6 forwarding is not Replica's to confine")
+    }
+
+    @Test func ipv6RulesMirrorTheIPv4Ones() throws {
+        var lab = try BridgeFirewall(owner: "lab", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24"))
+        lab.subnet6 = try IPPrefix("fd00:61:1::/64")
+        lab.forwards = [try PortForward(parsing: "tcp:8080:[fd00:61:1::3]:80"), try PortForward(parsing: "udp:[2001:db8::1]:53:[fd00:61:1::3]:53")]
+        lab.allow = [try BridgeFirewall.Peer("fd00:99::/48")]
+        let script = Firewall.script([lab], confineIPv6: true)
+        for rule in ["iifname \"br-lab\" ip6 saddr != fd00:61:1::/64 drop", "ip6 saddr fd00:99::/48 oifname \"br-lab\" accept",
+                     "ip6 saddr fd00:61:1::/64 oifname != { \"br-lab\" } masquerade",
+                     "meta nfproto ipv6 fib daddr type local tcp dport 8080 dnat ip6 to [fd00:61:1::3]:80",
+                     "ip6 daddr 2001:db8::1 udp dport 53 dnat ip6 to [fd00:61:1::3]:53",
+                     "meta nfproto ipv6 iifname != { \"br-lab\" } oifname != { \"br-lab\" } drop"] {
+            #expect(script.contains(rule), "\(rule)")
+        }
+        #expect(lab.forwards[1].description == "udp:[2001:db8::1]:53:[fd00:61:1::3]:53")
+        #expect(throws: ReplicaError.self) { try PortForward(parsing: "tcp:192.0.2.1:80:[fd00::3]:80") }
+        #expect(throws: ReplicaError.self) { try PortForward.words("tcp:[fd00::1:80:a:80") }
+        let v4 = try PortForward(parsing: "tcp:8080:10.0.0.3:80"), v6 = try PortForward(parsing: "tcp:8080:[fd00::3]:80")
+        let other6 = try PortForward(parsing: "tcp:[fd00::9]:8080:[fd00::4]:80")
+        #expect(!v4.collides(with: v6) && v6.collides(with: other6))
+    }
+
+    @Test func uniqueLocalPrefixesAreStablePerBridgeAndAddressesPerMachine() throws {
+        let one = UniqueLocal.prefix(bridge: "br-lab", host: "0123"), again = UniqueLocal.prefix(bridge: "br-lab", host: "0123")
+        #expect(one == again && one.length == 64 && one.address[0] == 0xfd && one.address[8...].allSatisfy { $0 == 0 })
+        #expect(UniqueLocal.prefix(bridge: "br-ops", host: "0123") != one && UniqueLocal.prefix(bridge: "br-lab", host: "4567") != one)
+        #expect(UniqueLocal.gateway(one).addressText.hasSuffix("::1"))
+        let id = UniqueLocal.interfaceID("5f1c2d3e4a5b6c7d8e9fa0b1c2d3e4f5")
+        #expect(id == UniqueLocal.interfaceID("5f1c2d3e4a5b6c7d8e9fa0b1c2d3e4f5") && id != UniqueLocal.interfaceID("5f1c2d3e4a5b6c7d8e9fa0b1c2d3e4f6") && id > 1)
+        #expect(try UniqueLocal.interfaceID(parsing: "::1a:2b:3c:4d") == 0x001a_002b_003c_004d)
+        for bad in ["::1", "fd00::5", "10.0.0.1", "::"] { #expect(throws: ReplicaError.self, "\(bad)") { try UniqueLocal.interfaceID(parsing: bad) } }
+        #expect(UniqueLocal.reverseZone(try IPPrefix("fd12:3456:789a:bcde::/64")) == "e.d.c.b.a.9.8.7.6.5.4.3.2.1.d.f.ip6.arpa")
     }
 
     @Test func forwardsAreReadAsWrittenAndCollideOnlyOnTheSamePort() throws {
@@ -46,21 +81,31 @@ import Testing
     static func withHost(_ body: (_ host: String, _ records: String) throws -> Void) throws {
         let host = "fwh\(tag)", outside = "fwo\(tag)", machines = ["fwa\(tag)", "fwb\(tag)", "fwc\(tag)"]
         defer { for name in [host, outside] + machines { _ = try? Command.run(["ip", "netns", "del", name]) } }
+        // Each bridge's unique local /64 as Replica derives it (PREFIX::1 the bridge's, ::N a machine's).
+        let prefixes = (1...2).map { String(UniqueLocal.gateway(UniqueLocal.prefix(bridge: "br-s\($0)")).addressText.dropLast()) }
         let setup = """
             set -e
+            p1=\(prefixes[0]); p2=\(prefixes[1])
             for n in \(host) \(outside) \(machines.joined(separator: " ")); do ip netns add $n; ip -n $n link set lo up; done
             ip -n \(host) link add up0 type veth peer name eth0 netns \(outside)
             ip -n \(host) addr add 198.51.100.1/24 dev up0; ip -n \(host) link set up0 up
             ip -n \(outside) addr add 198.51.100.2/24 dev eth0; ip -n \(outside) link set eth0 up
             ip -n \(host) route add default via 198.51.100.2
-            for b in 1 2; do ip -n \(host) link add br-s$b type bridge; ip -n \(host) addr add 10.61.$b.1/24 dev br-s$b; ip -n \(host) link set br-s$b up; done
+            for b in 1 2; do
+              ip -n \(host) link add br-s$b type bridge; ip -n \(host) addr add 10.61.$b.1/24 dev br-s$b; ip -n \(host) link set br-s$b up
+              ip -n \(host) addr add $(eval echo \\$p$b)1/64 dev br-s$b nodad
+            done
             i=0
             for m in \(machines[0]):1:2 \(machines[1]):1:3 \(machines[2]):2:2; do
               n=${m%%:*}; rest=${m#*:}; b=${rest%%:*}; a=${rest#*:}; i=$((i+1))
               ip -n \(host) link add v$i type veth peer name eth0 netns $n
               ip -n \(host) link set v$i master br-s$b up
               ip -n $n addr add 10.61.$b.$a/24 dev eth0; ip -n $n link set eth0 up; ip -n $n route add default via 10.61.$b.1
+              p=$(eval echo \\$p$b)
+              ip -n $n addr add $p$a/64 dev eth0 nodad; ip -n $n -6 route add default via ${p}1
             done
+            ip -n \(host) addr add 2001:db8:61::1/64 dev up0 nodad; ip -n \(outside) addr add 2001:db8:61::2/64 dev eth0 nodad
+            ip -n \(host) -6 route add default via 2001:db8:61::2
             """
         _ = try Command.check(["sh", "-c", setup])
         try withTemporaryDirectory { records in try body(host, records) }
@@ -133,6 +178,57 @@ import Testing
             #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "ruleset"]).isEmpty)
             #expect(try sysctl("br-s1") == "0\n" && sysctl("up0") == "0\n")
             #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.2", 7000) == "unreachable")
+        }
+    }
+
+    /// The same over IPv6, in each bridge's unique local /64: out through NAT (the outside has no
+    /// route back), apart, in through a forward only, and the host-wide IPv6 forwarding switch on
+    /// only while the table confines it to our bridges.
+    @Test func ipv6GoesOutStaysApartAndComesInThroughForwardsOnly() throws {
+        try Self.withHost { host, records in
+            let (outside, a1, a2, b1) = ("fwo\(Self.tag)", "fwa\(Self.tag)", "fwb\(Self.tag)", "fwc\(Self.tag)")
+            let p1 = String(UniqueLocal.gateway(UniqueLocal.prefix(bridge: "br-s1")).addressText.dropLast())
+            let p2 = String(UniqueLocal.gateway(UniqueLocal.prefix(bridge: "br-s2")).addressText.dropLast())
+            try NetworkProbe.serve(outside, "tcp", port: 7000, word: "internet", ipv6: true)
+            try NetworkProbe.serve(a2, "tcp", port: 80, word: "web", ipv6: true)
+            try NetworkProbe.serve(a2, "udp", port: 53, word: "dns", ipv6: true)
+            try NetworkProbe.serve(b1, "tcp", port: 80, word: "other", ipv6: true)
+            let sysctl = { (path: String) throws -> String in try Command.check(["ip", "netns", "exec", host, "cat", "/proc/sys/net/ipv6/conf/\(path)"]) }
+            _ = try Command.check(["ip", "netns", "exec", host, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/up0/accept_ra"])
+            #expect(try NetworkProbe.ask(a1, "tcp", "2001:db8:61::2", 7000) == "unreachable", "before: IPv6 forwarding is off")
+            #expect(try NetworkProbe.ask(a1, "tcp", "\(p1)3", 80) == "web \(p1)2", "the control: one bridge's machines reach each other")
+            #expect(try NetworkProbe.ask(b1, "tcp", "\(p2)1", 1) == "unreachable")
+
+            let set1 = try Self.firewall(host, records, ["set", "s1", "--bridge", "br-s1", "--subnet", "10.61.1.0/24", "--ipv6",
+                                                        "--forward", "tcp:8080:[\(p1)3]:80", "--forward", "udp:[2001:db8:61::1]:5353:[\(p1)3]:53"])
+            #expect(set1.status == .exited(0), "\(set1.output)")
+            #expect(try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24", "--ipv6"]).status == .exited(0))
+            #expect(try sysctl("all/forwarding") == "1\n" && sysctl("up0/accept_ra") == "2\n", "on, and the uplink still takes router advertisements")
+            // The table confines IPv6 forwarding to what enters or leaves a bridge of ours.
+            #expect(try Command.check(["ip", "netns", "exec", host, "nft", "list", "chain", "inet", "replica", "forward"])
+                .contains("meta nfproto ipv6 iifname != { \"br-s1\", \"br-s2\" } oifname != { \"br-s1\", \"br-s2\" } drop"))
+
+            #expect(try NetworkProbe.ask(a1, "tcp", "2001:db8:61::2", 7000) == "internet 2001:db8:61::1", "out, masqueraded")
+            #expect(try NetworkProbe.ask(b1, "tcp", "2001:db8:61::2", 7000) == "internet 2001:db8:61::1")
+            #expect(try NetworkProbe.ask(a1, "tcp", "\(p2)2", 80) == "unreachable", "apart")
+            #expect(try NetworkProbe.ask(b1, "tcp", "\(p1)3", 80) == "unreachable")
+            #expect(try NetworkProbe.ask(a1, "tcp", "\(p1)3", 80) == "web \(p1)2")
+            #expect(try NetworkProbe.ask(outside, "tcp", "2001:db8:61::1", 8080) == "web 2001:db8:61::2", "in: the forward, the client's own address")
+            #expect(try NetworkProbe.ask(outside, "udp", "2001:db8:61::1", 5353) == "dns 2001:db8:61::2")
+            #expect(try NetworkProbe.ask(outside, "tcp", "198.51.100.1", 8080) == "unreachable", "an IPv6 target is not forwarded from IPv4")
+            #expect(try NetworkProbe.ask(host, "tcp", "2001:db8:61::1", 8080) == "web \(p1)1", "from the host itself, via the gateway")
+            #expect(try NetworkProbe.ask(outside, "tcp", "\(p1)3", 80) == "unreachable", "nothing else in")
+            // A spoofed source is dropped: b1 sending from set 1's prefix.
+            _ = try Command.check(["ip", "-n", b1, "addr", "add", "\(p1)99/64", "dev", "eth0", "nodad"])
+            #expect(try Command.check(["ip", "netns", "exec", b1, "python3", "-c",
+                                       "import socket\ns=socket.socket(socket.AF_INET6);s.settimeout(1);s.bind(('\(p1)99',0))\ntry:\n s.connect(('2001:db8:61::2',7000));print(s.recv(99).decode())\nexcept Exception: print('unreachable')"])
+                == "unreachable\n")
+
+            #expect(try Self.firewall(host, records, ["unset", "s1"]).status == .exited(0))
+            #expect(try sysctl("all/forwarding") == "1\n", "set 2 still has IPv6")
+            #expect(try Self.firewall(host, records, ["unset", "s2"]).status == .exited(0))
+            #expect(try sysctl("all/forwarding") == "0\n" && sysctl("up0/accept_ra") == "1\n", "both as they were")
+            #expect(try NetworkProbe.ask(a1, "tcp", "2001:db8:61::2", 7000) == "unreachable")
         }
     }
 

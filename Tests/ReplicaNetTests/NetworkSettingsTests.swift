@@ -48,6 +48,23 @@ import Testing
         ])
     }
 
+    @Test func ipv6IsTheBridgesUniqueLocalPrefixAndATokenOfItsOwn() throws {
+        let text = "[Network]\nBridge=br-replica\nSubnet=10.88.0.0/24\nIPv6=yes\n"
+        let plan = try #require(try NetworkPlan(profile: try Self.profile(text)) { (_) throws(ReplicaError) in try IPPrefix("10.88.0.7/24") })
+        let prefix = UniqueLocal.prefix(bridge: "br-replica")
+        let gateway = UniqueLocal.gateway(prefix)
+        let address = UniqueLocal.address(prefix, interface: UniqueLocal.interfaceID("web.service"))
+        let leased = try IPPrefix("10.88.0.7/24")
+        #expect(plan.bridgeAddress6 == gateway && plan.addresses == [leased, address])
+        #expect(plan.commands.contains("ip addr add \(gateway) dev br-replica nodad"))
+        #expect(plan.commands.contains("ip -n web addr add \(address) dev eth0 nodad"))
+        #expect(plan.commands.last == "ip -n web route add default via \(gateway.addressText) dev eth0")
+        let tokened = try #require(try NetworkPlan(profile: try Self.profile(text + "IPv6Token=::1a:2b:3c:4d\n")) { (_) throws(ReplicaError) in
+            try IPPrefix("10.88.0.7/24")
+        })
+        #expect(tokened.addresses[1].addressText.hasSuffix(":1a:2b:3c:4d"), "\(tokened.addresses)")
+    }
+
     @Test func noNetworkSectionIsNoPlan() throws {
         #expect(try NetworkPlan(profile: try Self.profile("[Sandbox]\nPrivateTmp=yes\n")) { (_) throws(ReplicaError) in
             try IPPrefix("10.0.0.1")
@@ -59,6 +76,9 @@ import Testing
         ("[Network]\nNamespace=a/b\n", "Namespace", "\"/\""),
         ("[Network]\nBridge=bridge-name-too-long\nAddress=10.88.0.5/24\n", "Bridge", "at most 15"),
         ("[Network]\nMTU=9\n", "MTU", "68 to 65535"),
+        ("[Network]\nAddress=10.0.0.5/24\nIPv6=yes\n", "IPv6", "needs Bridge="),
+        ("[Network]\nBridge=br0\nAddress=10.0.0.5/24\nIPv6Token=::5\n", "IPv6Token", "add IPv6=yes"),
+        ("[Network]\nBridge=br0\nAddress=10.0.0.5/24\nIPv6=yes\nIPv6Token=fd00::5\n", "IPv6Token", "the last 64 bits only"),
         ("[Network]\nBrige=br0\n", "Brige", "unknown key"),
         ("[Network]\nMacvlan=eth0\nMacvlanMode=sideways\n", "MacvlanMode", "one of private, vepa, bridge"),
         ("[Network]\nMacvlan=eth0\nBridge=br0\nAddress=10.0.0.5/24\n", "Address", "two ways in"),

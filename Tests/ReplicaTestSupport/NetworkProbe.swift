@@ -6,12 +6,14 @@ import ReplicaKit
 /// itself, so a test sees what a machine's own process would.
 public enum NetworkProbe {
     /// `python3` in a namespace: a server answering each TCP connection or UDP datagram with a
-    /// word and the peer's address, in the background until the namespace goes.
-    public static func serve(_ namespace: String, _ transport: String, port: Int, word: String) throws {
+    /// word and the peer's address, in the background until the namespace goes; IPv4, or IPv6 only.
+    public static func serve(_ namespace: String, _ transport: String, port: Int, word: String, ipv6: Bool = false) throws {
+        let family = ipv6 ? "socket.AF_INET6" : "socket.AF_INET", any = ipv6 ? "::" : "0.0.0.0"
+        let only = ipv6 ? "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1);" : ""
         let script = transport == "tcp"
-            ? "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',\(port)));s.listen()\n"
+            ? "import socket\ns=socket.socket(\(family));\(only)s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('\(any)',\(port)));s.listen()\n"
               + "while True:\n c,a=s.accept();c.sendall(b'\(word) '+a[0].encode());c.close()"
-            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',\(port)))\n"
+            : "import socket\ns=socket.socket(\(family),socket.SOCK_DGRAM);\(only)s.bind(('\(any)',\(port)))\n"
               + "while True:\n d,a=s.recvfrom(100);s.sendto(b'\(word) '+a[0].encode(),a)"
         _ = try Command.spawn(["ip", "netns", "exec", namespace, "python3", "-c", script], output: nil, newSession: true)
         usleep(300_000)
@@ -22,20 +24,21 @@ public enum NetworkProbe {
     public static func ask(_ namespace: String, _ transport: String, _ address: String, _ port: Int) throws -> String {
         let script = transport == "tcp"
             ? "import socket\ntry:\n s=socket.create_connection(('\(address)',\(port)),timeout=1);print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
-            : "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)\ntry:\n s.sendto(b'x',('\(address)',\(port)));print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
+            : "import socket\ns=socket.socket(socket.AF_INET\(address.contains(":") ? "6" : ""),socket.SOCK_DGRAM);s.settimeout(1)\ntry:\n s.sendto(b'x',('\(address)',\(port)));print(s.recv(100).decode())\nexcept Exception: print('unreachable')"
         var answer = try Command.check(["ip", "netns", "exec", namespace, "python3", "-c", script])
         while answer.hasSuffix("\n") { answer.removeLast() }
         return answer
     }
 
-    /// A DNS query from `namespace` to SERVER: the answer's addresses or names, "NXDOMAIN", or
-    /// "no answer" within a second (a client of a few lines, so nothing but python3 is needed).
-    public static func lookup(_ namespace: String, _ server: String, _ name: String, reverse: Bool = false) throws -> String {
+    /// A DNS query from `namespace` to SERVER (IPv4 or IPv6): the answer's addresses or names,
+    /// "NXDOMAIN", or "no answer" within a second (a client of a few lines, so nothing but python3
+    /// is needed). A PTR query with `reverse`, AAAA with `ipv6`, else A.
+    public static func lookup(_ namespace: String, _ server: String, _ name: String, reverse: Bool = false, ipv6: Bool = false) throws -> String {
         let script = """
             import socket,struct,random
-            q='\(name)';t=12 if \(reverse ? "True" : "False") else 1
+            q='\(name)';t=\(reverse ? 12 : ipv6 ? 28 : 1)
             i=random.randint(0,65535);p=struct.pack('>HHHHHH',i,0x100,1,0,0,0)+b''.join(bytes([len(l)])+l.encode() for l in q.split('.'))+bytes([0])+struct.pack('>HH',t,1)
-            s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(1)
+            s=socket.socket(socket.AF_INET\(server.contains(":") ? "6" : ""),socket.SOCK_DGRAM);s.settimeout(1)
             try:
              s.sendto(p,('\(server)',53));r=s.recv(4096)
             except Exception: print('no answer');raise SystemExit
@@ -51,6 +54,7 @@ public enum NetworkProbe {
             for _ in range(n):
              _,o=name(o);ty,_,_,ln=struct.unpack('>HHIH',r[o:o+10]);o+=10
              if ty==1: out.append(socket.inet_ntoa(r[o:o+4]))
+             if ty==28: out.append(socket.inet_ntop(socket.AF_INET6,r[o:o+16]))
              if ty==12: out.append(name(o)[0])
              o+=ln
             print(' '.join(out) if out else 'no records')

@@ -1,6 +1,7 @@
 import Glibc
 import Replica
 import ReplicaKit
+import ReplicaNet
 import ReplicaStore
 import ReplicaTestSupport
 import Testing
@@ -234,8 +235,9 @@ enum NetworkNamespaceNames {
                     addresses.append(String(shown.split(separator: " ")[3]))
                     let config = String(decoding: try OwnedFD.open("\(image.mountPoint)/machines/\(name)/var/lib/cloud/seed/nocloud/network-config",
                                                                    O_RDONLY).readAll(), as: UTF8.self)
-                    #expect(config.contains("addresses: [\(addresses.last!)]") && config.contains("addresses: [\(subnet).1]")
-                            && config.contains("search: [net.test]"), "\(config)")
+                    #expect(config.contains("addresses: [\(addresses.last!), fd") && config.contains("addresses: [\(subnet).1]")
+                            && config.contains("search: [net.test]") && config.contains("gateway6: \(UniqueLocal.gateway(UniqueLocal.prefix(bridge: bridge)).addressText)"),
+                            "\(config)")
                 }
                 #expect(Set(addresses).count == 2 && addresses.allSatisfy { $0.hasPrefix(subnet + ".") }, "\(addresses)")
                 // Names: each machine's by name from the other's network, and the reverse; the forward in the table.
@@ -247,6 +249,27 @@ enum NetworkNamespaceNames {
                 #expect(try Command.check(["nft", "list", "table", "inet", "replica"]).contains("dnat ip to \(n2):80"))
                 try NetworkProbe.serve("m-n2", "tcp", port: 80, word: "n2")
                 #expect(try NetworkProbe.ask("m-n1", "tcp", "\(subnet).1", 18080).hasPrefix("n2 "), "the forward, from a machine to the host's address")
+                // IPv6: the bridge's unique local /64, each address ending in what the machine's own id gives; AAAA names; the forward too.
+                let prefix = UniqueLocal.prefix(bridge: bridge), gateway6 = UniqueLocal.gateway(prefix).addressText
+                var addresses6: [String: String] = [:]
+                for name in ["n1", "n2"] {
+                    let id = try Self.inside(name, ["cat", "/etc/machine-id"]).split(separator: "\n").first.map(String.init) ?? ""
+                    let recorded = try Self.machine(["list", "--json"] + store).output
+                    #expect(id.utf8.count == 32 && recorded.contains(id), "the id chosen at fork is the guest's: \(id)")
+                    let expected = UniqueLocal.address(prefix, interface: UniqueLocal.interfaceID(id))
+                    #expect(try Self.inside(name, ["ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"]).contains(expected.description))
+                    addresses6[name] = expected.addressText
+                }
+                #expect(try NetworkProbe.lookup("m-n1", gateway6, "n2.net.test", ipv6: true) == addresses6["n2"], "AAAA, asked over IPv6")
+                try NetworkProbe.serve("m-n2", "tcp", port: 80, word: "n2v6", ipv6: true)
+                #expect(try NetworkProbe.ask("m-n1", "tcp", addresses6["n2"]!, 80) == "n2v6 \(addresses6["n1"]!)")
+                #expect(try NetworkProbe.ask("m-n1", "tcp", gateway6, 18080).hasPrefix("n2v6 "), "the forward over IPv6")
+                #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
+                #expect(try Self.machine(["set", "start", "net", "--sets", sets] + store).status == .exited(0))
+                for name in ["n1", "n2"] {
+                    #expect(try Self.inside(name, ["ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "global"]).contains(addresses6[name]!),
+                            "the same address after a stop and a start")
+                }
                 #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
                 #expect(try Command.run(["nft", "list", "table", "inet", "replica"]).status != .exited(0), "the table went with the set")
                 #expect(try Command.run(["pgrep", "-f", "addn-hosts=/run/replica-names/\(bridge).hosts"]).status == .exited(1), "its dnsmasq too")

@@ -15,8 +15,14 @@ public enum MachineNetwork {
 
     /// The network plan of machine `name` from its `[Network]` lines (`Bridge=…`, `Subnet=…`), every
     /// name and address checked; refused (reason `refused`) when the lines describe no network.
-    public static func plan(_ name: String, _ lines: [String]) throws(ReplicaError) -> ServiceNetwork.Prepared {
+    /// With `IPv6=yes` its IPv6 address ends in what its machine id gives (`UniqueLocal.interfaceID`).
+    public static func plan(_ name: String, _ lines: [String], machineID: String? = nil) throws(ReplicaError) -> ServiceNetwork.Prepared {
         _ = try MachineName(name)
+        var lines = lines
+        if let machineID, lines.contains("IPv6=yes"), !lines.contains(where: { $0.hasPrefix("IPv6Token=") }) {
+            let token = UniqueLocal.address(IPPrefix(address: [UInt8](repeating: 0, count: 16), length: 64), interface: UniqueLocal.interfaceID(machineID))
+            lines.append("IPv6Token=\(token.addressText)")
+        }
         let settings = (["Namespace=\(namespace(name))"] + lines).map { line in
             let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
             return ProfileSetting(section: "Network", key: parts[0], value: parts.count == 2 ? parts[1] : "", file: "machine \(name)", line: 0)
@@ -45,9 +51,17 @@ public enum MachineNetwork {
     }
 
     /// Takes the machine's veth and namespace away, keeping its lease (a stopped machine keeps the
-    /// address its seed names).
+    /// address its seed names; its IPv6 name goes with its network).
     public static func stop(_ names: [String]) throws(ReplicaError) {
-        _ = try ServiceNetwork.down(names.map(owner), keepLeases: true)
+        let removed = try ServiceNetwork.down(names.map(owner), keepLeases: true)
+        for subnet in Set(removed.compactMap { $0.record?.address6 == nil ? nil : $0.record?.leaseSubnet }) {
+            for zone in BridgeNames.served() where zone.subnet == subnet { try BridgeNames.refresh(bridge: zone.bridge) }
+        }
+    }
+
+    /// The bridge `[Network]` lines name (`Bridge=`), or nil.
+    public static func bridge(of lines: [String]) -> String? {
+        lines.first { $0.hasPrefix("Bridge=") }.map { String($0.dropFirst("Bridge=".count)) }
     }
 
     /// The namespace of a machine with a network of its own, made again (same lease) when a stop or a
@@ -56,7 +70,8 @@ public enum MachineNetwork {
         guard !machine.network.isEmpty else { return nil }
         let namespace = namespace(machine.name)
         if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
-        _ = try ServiceNetwork.up(plan(machine.name, machine.network))
+        _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID))
+        if let bridge = bridge(of: machine.network) { try BridgeNames.refresh(bridge: bridge) }  // its AAAA, now that it is up
         return (namespace, true)
     }
 
@@ -65,16 +80,19 @@ public enum MachineNetwork {
     /// Nil for a machine without `[Network]` lines.
     public static func forFork(_ name: String, _ lines: [String]) throws(ReplicaError) -> Machines.Network? {
         guard !lines.isEmpty else { return nil }
-        let prepared = try plan(name, lines)
-        return Machines.Network(settings: lines, up: { () throws(ReplicaError) -> (address: String, gateway: String?)? in
+        _ = try plan(name, lines)
+        return Machines.Network(settings: lines, up: { (machineID) throws(ReplicaError) -> Machines.Addresses? in
             // The name is free (fork checked, holding its lock): a network its owner has is what a
             // killed fork left. It goes; its address stays, to be taken again.
             try clear(name, keepLease: true)
+            let prepared = try plan(name, lines, machineID: machineID)
             let leased = try ServiceNetwork.lease(prepared)
             _ = try ServiceNetwork.up(prepared)
             if let bridge = prepared.plan.bridge { try BridgeNames.refresh(bridge: bridge) }  // a name the moment it has an address
-            guard let address = leased?.address ?? prepared.plan.addresses.first else { return nil }
-            return (address.description, (leased?.gateway ?? prepared.plan.routes.first { $0.gateway != nil }?.gateway)?.addressText)
+            guard let address = leased?.address ?? prepared.plan.addresses.first(where: { $0.family == AF_INET }) else { return nil }
+            let gateway = { (family: Int32) in prepared.plan.routes.first { $0.gateway?.family == family }?.gateway?.addressText }
+            return Machines.Addresses(address: address.description, gateway: (leased?.gateway?.addressText ?? gateway(AF_INET)),
+                                      address6: prepared.plan.addresses.first { $0.family == AF_INET6 }?.description, gateway6: gateway(AF_INET6))
         }, down: { _ = try? clear(name, keepLease: false) })
     }
 }

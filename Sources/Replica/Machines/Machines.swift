@@ -39,6 +39,10 @@ public enum Machines {
         public var network: [String] = []
         /// Its hostname, passed as `firstboot.hostname` at every start.
         public var hostname: String = ""
+        /// Its machine id (32 hex digits), chosen at fork and passed as `--uuid=` at every start:
+        /// the guest's systemd writes it to an empty `/etc/machine-id` at its first boot. Nil for a
+        /// machine forked before ids were chosen (its systemd made one of its own).
+        public var machineID: String? = nil
         /// Root's SSH keys, passed as `ssh.authorized_keys.root` at every start.
         public var sshKeys: [String] = []
         /// Its users: the host range its user namespace maps root to, or the host's own (`no`);
@@ -52,12 +56,18 @@ public enum Machines {
     public struct Seed: Equatable, Sendable {
         /// The machine's hostname (default: its name).
         public var hostname: String?
+        /// Its machine id (default: a new random one, `newMachineID()`).
+        public var machineID: String?
         /// Public keys root may log in with (`ssh.authorized_keys.root`, cloud-init's `ssh_authorized_keys`).
         public var sshKeys: [String] = []
         /// Its address on its network (`10.88.0.5/24`), for a static network-config.
         public var address: String?
         /// Its default gateway (`10.88.0.1`), with `address`.
         public var gateway: String?
+        /// Its IPv6 address (`fd…::…/64`), for the same network-config.
+        public var address6: String?
+        /// Its IPv6 gateway, with `address6`.
+        public var gateway6: String?
         /// The domain its set's names are in (`lab.replica`), answered on the gateway: the
         /// network-config's nameserver and search domain.
         public var domain: String?
@@ -72,15 +82,32 @@ public enum Machines {
     public struct Network: Sendable {
         /// `[Network]` lines of a profile (`Bridge=lab`, `Subnet=10.88.0.0/24`), recorded with the machine.
         public var settings: [String]
-        /// Makes it and returns the machine's address and gateway for the seed (nil: none to seed).
-        public var up: @Sendable () throws(ReplicaError) -> (address: String, gateway: String?)?
+        /// Makes it for the machine id given and returns the machine's addresses and gateways for
+        /// the seed (nil: none to seed).
+        public var up: @Sendable (String) throws(ReplicaError) -> Addresses?
         /// Removes what `up` made and gives its address back.
         public var down: @Sendable () -> Void
 
         /// A network: its recorded lines, how to make it, how to unmake it.
-        public init(settings: [String], up: @escaping @Sendable () throws(ReplicaError) -> (address: String, gateway: String?)?,
+        public init(settings: [String], up: @escaping @Sendable (String) throws(ReplicaError) -> Addresses?,
                     down: @escaping @Sendable () -> Void) {
             (self.settings, self.up, self.down) = (settings, up, down)
+        }
+    }
+
+    /// A machine's addresses on its network, as its seed gives them.
+    public struct Addresses: Sendable {
+        /// IPv4, with its prefix length (`10.88.0.5/24`).
+        public var address: String
+        /// The IPv4 default gateway.
+        public var gateway: String?
+        /// IPv6 (`fd…::…/64`), when the network gives one.
+        public var address6: String? = nil
+        /// The IPv6 default gateway.
+        public var gateway6: String? = nil
+        /// Addresses as the seed writes them.
+        public init(address: String, gateway: String?, address6: String? = nil, gateway6: String? = nil) {
+            (self.address, self.gateway, self.address6, self.gateway6) = (address, gateway, address6, gateway6)
         }
     }
 
@@ -110,8 +137,10 @@ public enum Machines {
             try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)  // a killed fork's
         }
         let source = try store.directory("\(Templates.directory)/\(templateName)")
-        let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start(network.up) }
         var seeded = seed
+        let machineID = seed.machineID ?? newMachineID()
+        seeded.machineID = machineID
+        let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start { () throws(ReplicaError) in try network.up(machineID) } }
         var users = MachineUsers.host
         do throws(ReplicaError) {
             try Btrfs.publish(name, staging: staging, in: folder, path: path, make: { (folder) throws(ReplicaError) in
@@ -120,12 +149,13 @@ public enum Machines {
             }, fill: { (fd) throws(ReplicaError) in
                 let root = try RootDirectory("\(path)/\(staging)")
                 try resetIdentity(root, hostname: seed.hostname ?? name)
-                if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
+                if let made = try making?.join() { (seeded.address, seeded.gateway, seeded.address6, seeded.gateway6) = (made.address, made.gateway, made.address6, made.gateway6) }
                 try lay(seeded, name: name, in: root)
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
                 try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
                 var credentials = Record()
                 try credentials.append("hostname", seed.hostname ?? name)
+                try credentials.append("machine-id", machineID)
                 try credentials.append("ssh-key", each: seed.sshKeys)
                 try Btrfs.setAttribute(fd, credentialsAttribute, credentials.encoded, path: "\(path)/\(staging)")
                 if let network {
@@ -141,7 +171,16 @@ public enum Machines {
             throw error
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
-                       network: network?.settings ?? [], hostname: seed.hostname ?? name, sshKeys: seed.sshKeys, users: users, limits: limits)
+                       network: network?.settings ?? [], hostname: seed.hostname ?? name, machineID: machineID, sshKeys: seed.sshKeys,
+                       users: users, limits: limits)
+    }
+
+    /// A new machine id: 128 random bits as a version 4 UUID's (what `systemd-id128 new` prints), 32 hex digits.
+    public static func newMachineID() -> String {
+        var bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max) }
+        bytes[6] = bytes[6] & 0x0f | 0x40
+        bytes[8] = bytes[8] & 0x3f | 0x80
+        return bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
     }
 
     /// One fork, remove or snapshot run of machine `name` at a time: the lock of its subvolume
@@ -223,8 +262,9 @@ public enum Machines {
                     version: 2
                     ethernets:
                       eth0:
-                        addresses: [\(address)]
+                        addresses: [\(([address] + (seed.address6.map { [$0] } ?? [])).joined(separator: ", "))]
                     \(seed.gateway.map { "    gateway4: \($0)\n" } ?? "")\
+                    \(seed.gateway6.map { "    gateway6: \($0)\n" } ?? "")\
                     \(seed.gateway.flatMap { gateway in seed.domain.map { "    nameservers:\n      addresses: [\(gateway)]\n      search: [\($0)]\n" } } ?? "")
                     """))
             }
@@ -249,6 +289,7 @@ public enum Machines {
         let limits = try Record(decoding: Btrfs.attribute(fd, MachineLimits.attribute) ?? "", source: "\(path) \(MachineLimits.attribute)")
         return Machine(name: name, template: recorded.first ?? "", templateUUID: recorded.dropFirst().first ?? "", path: path,
                        network: network.fields.map { "\($0.key)=\($0.value)" }, hostname: credentials.value("hostname") ?? name,
+                       machineID: credentials.value("machine-id"),
                        sshKeys: credentials.values("ssh-key"), users: try Btrfs.attribute(fd, MachineUsers.attribute).map(MachineUsers.init),
                        limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }))
     }
@@ -344,6 +385,11 @@ public enum Machines {
         // The seed, read-only for the guest (cloud-init reads it; nothing inside may rewrite it).
         command.append("--bind-ro=\(machine.path.replacingAll(":", with: "\\:"))/\(seedDirectory):/\(seedDirectory)")
         command.append("--set-credential=firstboot.hostname:\(machine.hostname)")
+        if let id = machine.machineID, id.utf8.count == 32 {
+            // As a UUID: the guest's systemd takes it as its machine id when /etc/machine-id is empty.
+            let digits = Array(id)
+            command.append("--uuid=" + [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(digits[$0]) }.joined(separator: "-"))
+        }
         if !machine.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(machine.sshKeys.joined(separator: "\n"))") }
         return command
     }

@@ -34,6 +34,8 @@ import ReplicaStore
 /// #NAT=yes
 /// # with Bridge=: machines are NAME.SET.ZONE to each other and the host (default replica)
 /// #Zone=replica
+/// # with Bridge=: an IPv6 address each too, in the bridge's unique local /64 (default yes)
+/// #IPv6=yes
 /// ```
 public struct ServiceSet: Equatable, Sendable {
     /// The set's name.
@@ -59,6 +61,8 @@ public struct ServiceSet: Equatable, Sendable {
     public var masquerade = true
     /// `Zone=`: the machines' names are `NAME.SET.ZONE`.
     public var zone = "replica"
+    /// `IPv6=`: each machine on the bridge has an IPv6 address too (`UniqueLocal`); true by default.
+    public var ipv6: Bool { machineNetwork.contains("IPv6=yes") }
 
     /// The domain of the set's names: `SET.ZONE`.
     public var domain: String { "\(name).\(zone)" }
@@ -107,12 +111,20 @@ public struct ServiceSet: Equatable, Sendable {
             throw ProfileError(network, "give Network= (one namespace all join) or Bridge= (one of their own each on \(bridge.value)), not both")
         }
         var set = ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
-        if let bridge, let subnet { set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"] }
+        if let bridge, let subnet {
+            set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"]
+            var ipv6 = true
+            if let setting = profile.value("Set", "IPv6") {
+                guard let value = ["yes": true, "no": false][setting.value] else { throw ProfileError(setting, "yes or no") }
+                ipv6 = value
+            }
+            if ipv6 { set.machineNetwork.append("IPv6=yes") }
+        }
         for key in MachineLimits.keys {
             guard let setting = profile.value("Set", key) else { continue }
             do throws(ReplicaError) { try set.limits.set(key, setting.value) } catch { throw ProfileError(setting, error.hint ?? error.description) }
         }
-        for key in ["Forward", "Allow", "NAT", "Zone"] where bridge == nil {
+        for key in ["Forward", "Allow", "NAT", "Zone", "IPv6"] where bridge == nil {
             if let setting = profile.value("Set", key) { throw ProfileError(setting, "\(key)= needs Bridge= and Subnet=: the rules are the bridge's") }
         }
         for setting in profile.list("Set", "Forward") {
@@ -148,15 +160,19 @@ public struct ServiceSet: Equatable, Sendable {
         return set
     }
 
-    /// The set's bridge and subnet as rules without forwards; nil for a set without a bridge.
+    /// The set's bridge and subnets as rules without forwards; nil for a set without a bridge.
     public func bridgeRules() throws(ReplicaError) -> BridgeFirewall? {
-        guard let bridge = machineNetwork.first(where: { $0.hasPrefix("Bridge=") })?.dropFirst("Bridge=".count),
+        guard let bridge = MachineNetwork.bridge(of: machineNetwork),
               let subnet = machineNetwork.first(where: { $0.hasPrefix("Subnet=") })?.dropFirst("Subnet=".count) else { return nil }
-        return try BridgeFirewall(owner: name, bridge: String(bridge), subnet: try IPPrefix(String(subnet)))
+        var rules = try BridgeFirewall(owner: name, bridge: bridge, subnet: try IPPrefix(String(subnet)))
+        if ipv6 { rules.subnet6 = UniqueLocal.prefix(bridge: bridge) }
+        return rules
     }
 
-    /// The set's rules (`Firewall`), the forwards' machines resolved to the addresses they lease;
-    /// nil for a set without a bridge.
+    /// The set's rules (`Firewall`), the forwards' machines resolved to the addresses they lease
+    /// and, with IPv6, to the IPv6 addresses their networks have (a forward without a host address
+    /// is both; with one, of its family).
+    /// Nil for a set without a bridge.
     public func firewall() throws(ReplicaError) -> BridgeFirewall? {
         guard var rules = try bridgeRules() else { return nil }
         rules.masquerade = masquerade
@@ -166,8 +182,18 @@ public struct ServiceSet: Equatable, Sendable {
             guard let lease = leases.first(where: { $0.owner == MachineNetwork.owner(forward.machine) }) else {
                 throw ReplicaError("Forward", [forward.machine], errno: .ENOENT, hint: "the machine holds no address in \(rules.subnet)", reason: .notFound)
             }
-            rules.forwards.append(PortForward(forward.transport, hostAddress: forward.hostAddress, hostPort: forward.hostPort,
-                                              target: IPPrefix(address: lease.address.address, length: 32), targetPort: forward.port))
+            var targets = [IPPrefix(address: lease.address.address, length: 32)]
+            if ipv6 {
+                guard let address6 = try NetworkRecord.read(MachineNetwork.owner(forward.machine))?.address6 else {
+                    throw ReplicaError("Forward", [forward.machine], errno: .ENOENT, hint: "the machine's network is not up: it has no IPv6 address yet",
+                                       reason: .notFound)
+                }
+                targets.append(IPPrefix(address: address6.address, length: 128))
+            }
+            for target in targets where forward.hostAddress == nil || forward.hostAddress?.family == target.family {
+                rules.forwards.append(PortForward(forward.transport, hostAddress: forward.hostAddress, hostPort: forward.hostPort,
+                                                  target: target, targetPort: forward.port))
+            }
         }
         return rules
     }
@@ -175,8 +201,10 @@ public struct ServiceSet: Equatable, Sendable {
     /// The set's names (`BridgeNames`): its machines as `NAME.SET.ZONE` on its bridge's gateway;
     /// nil for a set without a bridge.
     public func names() throws(ReplicaError) -> BridgeNames.Zone? {
-        guard let rules = try firewall() else { return nil }
-        return try BridgeNames.Zone(bridge: rules.bridge, domain: domain, subnet: rules.subnet, listen: try AddressPool(subnet: rules.subnet).gateway)
+        guard let rules = try bridgeRules() else { return nil }
+        var zone = try BridgeNames.Zone(bridge: rules.bridge, domain: domain, subnet: rules.subnet, listen: try AddressPool(subnet: rules.subnet).gateway)
+        zone.subnet6 = rules.subnet6
+        return zone
     }
 
     /// Powers every machine of the set off, all at once.

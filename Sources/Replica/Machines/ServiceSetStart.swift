@@ -23,18 +23,24 @@ extension ServiceSet {
         var started: [String] = []
         let wasRunning = machines.contains { MachineProcess.running($0.name) != nil }
         let deadline = ContinuousClock.now + timeout
+        var namespaces: [String: String] = [:], madeNetworks: [String] = []
         do throws(ReplicaError) {
-            // The way out, in and apart, once the machines' addresses are leased and before they boot.
+            for machine in machines where MachineProcess.running(machine.name) == nil {
+                let made = try MachineNetwork.up(machine)
+                namespaces[machine.name] = made?.namespace ?? network
+                if made?.made == true { madeNetworks.append(machine.name) }
+            }
+            // The way out, in and apart, once the machines' networks are up and before they boot.
             if let rules = try firewall() { try Firewall.update(name, rules) }
             if let zone = try names() { try BridgeNames.serve(zone) }
             for machine in machines where MachineProcess.running(machine.name) == nil {
-                let namespace = try MachineNetwork.up(machine)?.namespace ?? network
-                starting.append(try MachineProcess.begin(machine, networkNamespace: namespace))
+                starting.append(try MachineProcess.begin(machine, networkNamespace: namespaces[machine.name]))
                 started.append(machine.name)
             }
             while let next = starting.popLast() { _ = try next.waitReady(until: deadline, timeout: timeout) }
         } catch {
             for name in started { try? MachineProcess.stop(name, timeout: .seconds(10)) }
+            try? MachineNetwork.stop(madeNetworks.filter { !started.contains($0) })  // made for a boot that never began
             if !wasRunning {
                 try? Firewall.update(name, nil)
                 if let zone = try? names() { try? BridgeNames.stop(zone.bridge) }

@@ -210,7 +210,7 @@ struct MachineCommand {
             table.append([machine.name, machine.template, running ? "running" : "stopped", users, machine.limits.summary])
             listed.append(.object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
                                    ("running", .bool(running)), ("users", .string(machine.users?.description ?? "")),
-                                   ("limits", limitsJSON(machine.limits))]))
+                                   ("limits", limitsJSON(machine.limits)), ("machine_id", machine.machineID.map(JSON.string) ?? .null)]))
         }
         return ToolOutput(table.description, [("machines", .array(listed))])
     }

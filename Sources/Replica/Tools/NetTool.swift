@@ -13,7 +13,8 @@ public enum NetTool: Tool {
                                ("macvlan", "Macvlan", "interface", "a macvlan on this interface instead of a bridge port."),
                                ("subnet", "Subnet", "cidr", "the bridge's subnet; the address is leased from it."),
                                ("address", "Address", "cidr", "the address inside, instead of a lease."),
-                               ("gateway", "Gateway", "ip", "the default route's gateway (default: the subnet's first host).")]
+                               ("gateway", "Gateway", "ip", "the default route's gateway (default: the subnet's first host)."),
+                               ("ipv6", "IPv6", "yes|no", "with --bridge: an IPv6 address too, in the bridge's unique local /64.")]
     static let planOptions = [OptionSpec.profiles, leases] + networkFlags.map { .option($0.0, $0.2, "Without a profile: " + $0.3) }
     static let name = PositionalSpec("name", "The service (web, web.service) whose profile has [Network], or a namespace name with flags.")
     public static let spec = ToolSpec(
@@ -45,6 +46,7 @@ public enum NetTool: Tool {
                 .option("forward", "rule", "set: PROTO:[HOSTADDRESS:]HOSTPORT:ADDRESS:PORT, a host port forwarded in. Repeatable.", repeatable: true),
                 .option("allow", "peer", "set: a bridge or subnet whose traffic may enter. Repeatable.", repeatable: true),
                 .flag("no-nat", "set: do not masquerade what leaves for the world."),
+                .flag("ipv6", "set: IPv6 too, in the bridge's unique local /64 (what IPv6=yes gives its machines)."),
                 .option("firewall-records", "dir", "Where the rules of each owner are kept.", default: Firewall.recordDirectory, hidden: true),
             ], positionals: [PositionalSpec("action", "set, unset or list."), PositionalSpec("owner", "Who the rules are for (a set's name).", optional: true)]),
             CommandSpec("names", "A bridge's machines by name (NAME.DOMAIN, and PTR) from a dnsmasq on its gateway: serve, refresh or stop.", options: [
@@ -52,6 +54,7 @@ public enum NetTool: Tool {
                 .option("subnet", "cidr", "serve: its IPv4 subnet; names come from its leases."),
                 .option("domain", "name", "serve: the domain of its names, e.g. lab.replica."),
                 .option("listen", "ip", "serve: the address to answer on (default: the subnet's first host, the gateway)."),
+                .flag("ipv6", "serve: AAAA names too, and answer on the gateway of the bridge's unique local /64."),
                 leases, .option("names-directory", "dir", "Where zones are kept.", default: BridgeNames.directory, hidden: true),
             ], positionals: [PositionalSpec("action", "serve, refresh or stop.")]),
         ])
@@ -138,19 +141,20 @@ public enum NetTool: Tool {
             do throws(ReplicaError) {
                 rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
                 rules.masquerade = !arguments.flag("no-nat")
+                if arguments.flag("ipv6") { rules.subnet6 = UniqueLocal.prefix(bridge: bridge) }
                 rules.allow = try arguments.all("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
                 rules.forwards = try arguments.all("forward").map { (text) throws(ReplicaError) in try PortForward(parsing: text) }
             } catch { throw error.because(.usage) }
             try Firewall.update(owner, rules, records: records)
-            return ToolOutput("replica-net: \(owner): \(bridge) \(rules.subnet), \(rules.forwards.count) forwards", [("owner", .string(owner)), ("set", .bool(true))])
+            return ToolOutput("replica-net: \(owner): \(bridge) \(rules.subnet)\(rules.subnet6.map { " \($0)" } ?? ""), \(rules.forwards.count) forwards", [("owner", .string(owner)), ("set", .bool(true))])
         case ("unset", let owner?):
             try Firewall.update(owner, nil, records: records)
             return ToolOutput("replica-net: \(owner): no rules", [("owner", .string(owner)), ("set", .bool(false))])
         case ("list", nil):
             let all = try Firewall.read(records)
-            var table = Table(["OWNER", "BRIDGE", "SUBNET", "NAT", "ALLOW", "FORWARDS"])
+            var table = Table(["OWNER", "BRIDGE", "SUBNET", "SUBNET6", "NAT", "ALLOW", "FORWARDS"])
             for (owner, rules) in all.sorted(by: { $0.key < $1.key }) {
-                table.append([owner, rules.bridge, rules.subnet.description, rules.masquerade ? "yes" : "no",
+                table.append([owner, rules.bridge, rules.subnet.description, rules.subnet6?.description ?? "-", rules.masquerade ? "yes" : "no",
                               rules.allow.isEmpty ? "-" : rules.allow.map(\.description).joined(separator: ","),
                               rules.forwards.isEmpty ? "-" : rules.forwards.map(\.description).joined(separator: " ")])
             }
@@ -174,7 +178,9 @@ public enum NetTool: Tool {
                 let subnet = try IPPrefix(subnetText)
                 var listen = try AddressPool(subnet: subnet).gateway
                 if let text = arguments.value("listen") { listen = try IPPrefix(text) }
-                zone = try BridgeNames.Zone(bridge: bridge, domain: domain, subnet: subnet, listen: listen)
+                var made = try BridgeNames.Zone(bridge: bridge, domain: domain, subnet: subnet, listen: listen)
+                if arguments.flag("ipv6") { made.subnet6 = UniqueLocal.prefix(bridge: bridge) }
+                zone = made
             } catch { throw error.because(.usage) }
             try BridgeNames.serve(zone, leases: leases, directory: directory)
             let names = try BridgeNames.names(zone.subnet, leases: leases)

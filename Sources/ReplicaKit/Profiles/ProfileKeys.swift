@@ -72,6 +72,7 @@ public enum ProfileKeys {
         "Network": index([
             Key("Namespace", .word), Key("Bridge", .word), Key("Macvlan", .word), Key("MacvlanMode", .word),
             Key("Subnet", .word), Key("Address", .word), Key("Gateway", .word), Key("HostLink", .word), Key("MTU", .word),
+            Key("IPv6", .word), Key("IPv6Token", .word),
         ]),
         "Replication": index([
             Key("Target", .words, list: true), Key("Preserve", .words), Key("PreserveMin", .word), Key("PreserveHourOfDay", .word),
@@ -99,7 +100,7 @@ public enum ProfileKeys {
                       Key("Bridge", .word), Key("Subnet", .word), Key("PrivateUsers", .word), Key("MemoryMax", .word),
                       Key("TasksMax", .word), Key("CPUWeight", .word), Key("CPUQuota", .word), Key("IOWeight", .word),
                       Key("Forward", .words, list: true), Key("Allow", .words, list: true), Key("NAT", .word),
-                      Key("Zone", .word)]),
+                      Key("Zone", .word), Key("IPv6", .word)]),
     ]
 
     /// Why `section` is not a known section, with the nearest one.

@@ -15,6 +15,8 @@ public struct BridgeFirewall: Equatable, Sendable {
     public var bridge: String
     /// Its IPv4 subnet: the only source it may send from, and what is masqueraded.
     public var subnet: IPPrefix
+    /// Its IPv6 /64 (`UniqueLocal.prefix`), the same for IPv6; nil: no IPv6 leaves or enters it.
+    public var subnet6: IPPrefix?
     /// Whether what leaves for the world is masqueraded (`NAT=yes`, the default).
     public var masquerade = true
     /// Bridges (`br-lab`) and subnets (`10.0.0.0/8`) whose traffic may enter this bridge.
@@ -82,13 +84,22 @@ public struct PortForward: Equatable, Hashable, Sendable, CustomStringConvertibl
     }
 
     /// The words of `PROTO:[HOSTADDRESS:]HOSTPORT:TARGET:PORT`, the target left as written (a
-    /// machine's name or an address): checked except for what the target names.
+    /// machine's name or an address): checked except for what the target names. An IPv6 address is
+    /// written in brackets (`tcp:[2001:db8::1]:8080:web1:80`).
     public static func words(_ text: String) throws(ReplicaError) -> (transport: Transport, hostAddress: IPPrefix?, hostPort: UInt16, target: String, port: UInt16) {
         func refuse(_ why: String) -> ReplicaError {
             ReplicaError("port forward", [text], errno: .EINVAL, hint: why + "; write tcp:8080:web1:80 or udp:192.0.2.1:5353:db:53", reason: .usage)
         }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 4 || parts.count == 5, let transport = Transport(rawValue: parts[0]) else {
+        var parts: [String] = [""], bracketed = false
+        for character in text {
+            switch character {
+            case "[" where parts[parts.count - 1].isEmpty && !bracketed: bracketed = true
+            case "]" where bracketed: bracketed = false
+            case ":" where !bracketed: parts.append("")
+            default: parts[parts.count - 1].append(character)
+            }
+        }
+        guard !bracketed, parts.count == 4 || parts.count == 5, let transport = Transport(rawValue: parts[0]) else {
             throw refuse("PROTO is tcp or udp, then [HOSTADDRESS:]HOSTPORT:MACHINE:PORT")
         }
         func port(_ text: String) throws(ReplicaError) -> UInt16 {
@@ -97,33 +108,37 @@ public struct PortForward: Equatable, Hashable, Sendable, CustomStringConvertibl
         }
         var hostAddress: IPPrefix?
         if parts.count == 5 {
-            do throws(ReplicaError) { hostAddress = try IPPrefix(parts[1]) } catch { throw refuse("\"\(parts[1])\" is not an IPv4 address") }
-            guard hostAddress?.family == AF_INET else { throw refuse("the host address is IPv4") }
+            do throws(ReplicaError) { hostAddress = try IPPrefix(parts[1]) } catch { throw refuse("\"\(parts[1])\" is not an address") }
+            hostAddress = hostAddress.map { IPPrefix(address: $0.address, length: $0.address.count * 8) }
         }
         let rest = parts.suffix(3).map { $0 }
         guard !rest[1].isEmpty else { throw refuse("no machine named") }
         return (transport, hostAddress, try port(rest[0]), rest[1], try port(rest[2]))
     }
 
-    /// `PROTO:[HOSTADDRESS:]HOSTPORT:ADDRESS:PORT`, the target an IPv4 address.
+    /// `PROTO:[HOSTADDRESS:]HOSTPORT:ADDRESS:PORT`, the target an address of the host address's family.
     public init(parsing text: String) throws(ReplicaError) {
         let words = try Self.words(text)
         let target = try IPPrefix(words.target)
-        guard target.family == AF_INET else {
-            throw ReplicaError("port forward", [text], errno: .EINVAL, hint: "the target is an IPv4 address", reason: .usage)
+        guard words.hostAddress == nil || words.hostAddress?.family == target.family else {
+            throw ReplicaError("port forward", [text], errno: .EINVAL, hint: "the host address and the target are of one family (IPv4 or IPv6)", reason: .usage)
         }
         self.init(words.transport, hostAddress: words.hostAddress, hostPort: words.hostPort,
-                  target: IPPrefix(address: target.address, length: 32), targetPort: words.port)
+                  target: IPPrefix(address: target.address, length: target.address.count * 8), targetPort: words.port)
     }
 
     /// `PROTO:[HOSTADDRESS:]HOSTPORT:TARGET:PORT`.
     public var description: String {
-        "\(transport):" + (hostAddress.map { "\($0.addressText):" } ?? "") + "\(hostPort):\(target.addressText):\(targetPort)"
+        "\(transport):" + (hostAddress.map { "\(Self.written($0)):" } ?? "") + "\(hostPort):\(Self.written(target)):\(targetPort)"
     }
 
-    /// Whether the two would take the same host port.
+    /// An address as a forward writes it: IPv6 in brackets.
+    static func written(_ address: IPPrefix) -> String { address.family == AF_INET6 ? "[\(address.addressText)]" : address.addressText }
+
+    /// Whether the two would take the same host port: same transport, port and family (its target's),
+    /// on the same host address or on every one.
     public func collides(with other: PortForward) -> Bool {
-        transport == other.transport && hostPort == other.hostPort
+        transport == other.transport && hostPort == other.hostPort && target.family == other.target.family
             && (hostAddress == nil || other.hostAddress == nil || hostAddress?.address == other.hostAddress?.address)
     }
 }

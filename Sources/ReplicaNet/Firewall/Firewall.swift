@@ -18,7 +18,7 @@ public enum Firewall {
     /// (the table and its chains made when missing, then flushed and filled: atomic, and
     /// idempotent); with none, one that deletes it. The chains stay between changes: deleting a
     /// chain on a hook makes the kernel wait for a grace period (about 20 ms here), a flush does not.
-    public static func script(_ bridges: [BridgeFirewall]) -> String {
+    public static func script(_ bridges: [BridgeFirewall], confineIPv6: Bool = false) -> String {
         guard !bridges.isEmpty else { return "table \(table)\ndelete table \(table)\n" }
         var lines = ["table \(table) {"]
         for (name, hook) in chains { lines.append("  chain \(name) { \(hook) }") }
@@ -28,12 +28,18 @@ public enum Firewall {
             "ct state invalid iifname \(set(ours)) drop",
             "ct state established,related oifname \(set(ours)) accept",
         ]
+        // IPv6 forwarding has no per-interface switch: where Replica turned it on for the host,
+        // nothing but what enters or leaves a bridge of ours is forwarded, as before.
+        if confineIPv6 { forward.append("meta nfproto ipv6 iifname != \(set(ours)) oifname != \(set(ours)) drop") }
         var prerouting: [String] = [], output: [String] = [], postrouting: [String] = []
         let sorted = bridges.sorted { $0.bridge < $1.bridge }
         // Each bridge's own traffic first, then what may enter each, then what may leave each: an
         // Allow= of one bridge is decided before the other's "never into a bridge".
         for rules in sorted {
-            forward += ["iifname \(quoted(rules.bridge)) ip saddr != \(rules.subnet) drop", "iifname \(quoted(rules.bridge)) oifname \(quoted(rules.bridge)) accept"]
+            let bridge = quoted(rules.bridge)
+            forward.append("iifname \(bridge) ip saddr != \(rules.subnet) drop")
+            forward.append("iifname \(bridge) " + (rules.subnet6.map { "ip6 saddr != \($0) drop" } ?? "meta nfproto ipv6 drop"))
+            forward.append("iifname \(bridge) oifname \(bridge) accept")
         }
         for rules in sorted {
             let bridge = quoted(rules.bridge)
@@ -41,7 +47,7 @@ public enum Firewall {
             for peer in rules.allow {
                 switch peer {
                 case .bridge(let name): forward.append("iifname \(quoted(name)) oifname \(bridge) accept")
-                case .subnet(let prefix): forward.append("ip saddr \(prefix) oifname \(bridge) accept")
+                case .subnet(let prefix): forward.append("\(family(prefix)) saddr \(prefix) oifname \(bridge) accept")
                 }
             }
             forward.append("oifname \(bridge) drop")
@@ -50,19 +56,25 @@ public enum Firewall {
             let bridge = quoted(rules.bridge)
             forward += ["iifname \(bridge) meta oifkind \"bridge\" drop", "iifname \(bridge) accept"]
             if rules.masquerade {
-                postrouting.append("ip saddr \(rules.subnet) oifname != \(set(ours)) masquerade")
+                for subnet in [rules.subnet] + (rules.subnet6.map { [$0] } ?? []) {
+                    postrouting.append("\(family(subnet)) saddr \(subnet) oifname != \(set(ours)) masquerade")
+                }
             }
             for forwardRule in rules.forwards {
-                let match = (forwardRule.hostAddress.map { "ip daddr \($0.addressText) " } ?? "fib daddr type local ")
-                    + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat ip to \(forwardRule.target.addressText):\(forwardRule.targetPort)"
+                let family = family(forwardRule.target), target = forwardRule.target.addressText
+                let match = (forwardRule.hostAddress.map { "\(family) daddr \($0.addressText) " }
+                             ?? "meta nfproto \(family == "ip" ? "ipv4" : "ipv6") fib daddr type local ")
+                    + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat \(family) to \(PortForward.written(forwardRule.target)):\(forwardRule.targetPort)"
                 prerouting.append(match)
                 output.append(match)
                 // The host's own connections to a forward, and a machine's of the same bridge (hairpin),
                 // reach the machine from the bridge's gateway, so its answer comes back the same way;
                 // from anywhere else the machine sees the client's own address.
-                let target = "ct status dnat ip daddr \(forwardRule.target.addressText) \(forwardRule.transport.rawValue) dport \(forwardRule.targetPort)"
-                postrouting += ["oifname \(bridge) \(target) fib saddr type local masquerade",
-                                "oifname \(bridge) \(target) ip saddr \(rules.subnet) masquerade"]
+                let reached = "ct status dnat \(family) daddr \(target) \(forwardRule.transport.rawValue) dport \(forwardRule.targetPort)"
+                postrouting.append("oifname \(bridge) \(reached) fib saddr type local masquerade")
+                if let subnet = family == "ip" ? rules.subnet : rules.subnet6 {
+                    postrouting.append("oifname \(bridge) \(reached) \(family) saddr \(subnet) masquerade")
+                }
             }
         }
         lines.append("table \(table) {")
@@ -74,6 +86,9 @@ public enum Firewall {
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
     }
+
+    /// nft's word for an address's family: `ip` or `ip6`.
+    static func family(_ prefix: IPPrefix) -> String { prefix.family == AF_INET6 ? "ip6" : "ip" }
 
     /// The table's chains and their hooks (nft 1.0 takes "dstnat" for prerouting only: -100 is the same).
     static let chains = [("forward", "type filter hook forward priority filter; policy accept;"),
@@ -144,7 +159,12 @@ public enum Firewall {
         if let rules { try folder.writeFileAtomically(owner, contents: Array(encode(rules).utf8), mode: 0o644) } else { unlink("\(records)/\(owner)") }
         do throws(ReplicaError) {
             let bridges = all.keys.sorted().map { all[$0]! }
-            try load(script(bridges))
+            let ipv6 = bridges.contains { $0.subnet6 != nil }
+            // IPv6 forwarding turned on only once the table confines it, and off before the table
+            // stops confining it.
+            if !ipv6 { try Forwarding.followIPv6(false, records: records) }
+            try load(script(bridges, confineIPv6: ipv6 && Forwarding.willTurnOnIPv6(records: records)))
+            if ipv6 { try Forwarding.followIPv6(true, records: records) }
             try Forwarding.follow(bridges.map(\.bridge), records: records)
         } catch {
             if let before { try? folder.writeFileAtomically(owner, contents: Array(encode(before).utf8), mode: 0o644) } else { unlink("\(records)/\(owner)") }
@@ -177,19 +197,35 @@ public enum Firewall {
         return all
     }
 
-    /// Whether something on the host listens on the forward's port (`bind` to it fails with EADDRINUSE).
+    /// Whether something on the host listens on the forward's port (`bind` to it, in the target's
+    /// family, fails with EADDRINUSE).
     static func isListening(_ forward: PortForward) throws(ReplicaError) -> Bool {
-        let fd = OwnedFD(adopting: try syscall("socket") { socket(AF_INET, forward.transport == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue), 0) })
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = forward.hostPort.bigEndian
-        if let host = forward.hostAddress { withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: host.address) } }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        let family = forward.target.family
+        let fd = OwnedFD(adopting: try syscall("socket") { socket(family, forward.transport == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue), 0) })
+        var storage = sockaddr_storage()
+        let size: Int
+        if family == AF_INET6 {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = forward.hostPort.bigEndian
+            if let host = forward.hostAddress { withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: host.address) } }
+            var only: Int32 = 1
+            setsockopt(fd.rawValue, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &only, socklen_t(MemoryLayout<Int32>.size))
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: address) { $0 }) }
+            size = MemoryLayout<sockaddr_in6>.size
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = forward.hostPort.bigEndian
+            if let host = forward.hostAddress { withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: host.address) } }
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: withUnsafeBytes(of: address) { $0 }) }
+            size = MemoryLayout<sockaddr_in>.size
+        }
+        let result = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(size)) }
         }
         if result == 0 { return false }
-        if errno == EADDRINUSE { return true }
-        return false  // EADDRNOTAVAIL (an address not of this host yet) and the like: nothing listens
+        return errno == EADDRINUSE  // EADDRNOTAVAIL (an address not of this host yet) and the like: nothing listens
     }
 
     /// A record: `key=value` lines.
@@ -198,6 +234,7 @@ public enum Firewall {
         try record.append("owner", rules.owner)
         try record.append("bridge", rules.bridge)
         try record.append("subnet", rules.subnet.description)
+        if let subnet6 = rules.subnet6 { try record.append("subnet6", subnet6.description) }
         try record.append("masquerade", rules.masquerade ? "yes" : "no")
         for peer in rules.allow { try record.append("allow", peer.description) }
         for forward in rules.forwards { try record.append("forward", forward.description) }
@@ -210,6 +247,7 @@ public enum Firewall {
             throw ReplicaError("read firewall record", [path], errno: .EINVAL, hint: "not a record Replica wrote; remove it by hand")
         }
         var rules = try BridgeFirewall(owner: owner, bridge: bridge, subnet: try IPPrefix(subnet))
+        rules.subnet6 = try record.value("subnet6").map { (text) throws(ReplicaError) in try IPPrefix(text) }
         rules.masquerade = record.value("masquerade") != "no"
         rules.allow = try record.values("allow").map { (text) throws(ReplicaError) in try BridgeFirewall.Peer(text) }
         rules.forwards = try record.values("forward").map { (text) throws(ReplicaError) in try PortForward(parsing: text) }

@@ -40,7 +40,55 @@ enum Forwarding {
         try RootDirectory(records).writeFileAtomically(".forwarding", contents: Array(turnedOn.map { $0 + "\n" }.joined().utf8), mode: 0o644)
     }
 
-    static func write(_ interface: String, _ value: String) throws(ReplicaError) {
-        try OwnedFD.open(path(interface), O_WRONLY).writeAll(Array(value.utf8), name: path(interface))
+    static func write(_ interface: String, _ value: String) throws(ReplicaError) { try write(path: path(interface), value) }
+
+    static func write(path: String, _ value: String) throws(ReplicaError) {
+        try OwnedFD.open(path, O_WRONLY).writeAll(Array(value.utf8), name: path)
+    }
+
+    static func read(path: String) -> String? {
+        try? OwnedFD.open(path, O_RDONLY).readLine()
+    }
+
+    /// IPv6 forwarding (`/proc/sys/net/ipv6/conf/all/forwarding`): Linux has no per-interface
+    /// switch for it (`conf/IF/forwarding` only makes the interface act as a router), so the
+    /// host-wide one is turned on for bridges with IPv6 — with the firewall forwarding nothing
+    /// but what enters or leaves a bridge of ours (`Firewall.script(confineIPv6:)`), and every
+    /// interface that took router advertisements (`accept_ra=1`) made to go on taking them
+    /// (`accept_ra=2`: forwarding would stop them otherwise). All of it undone with the last bridge.
+    static let ipv6Forwarding = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+    /// What Replica changed for IPv6, remembered beside the records: `forwarding` and each `accept_ra IF`.
+    static func ipv6Memory(_ records: String) -> String { "\(records)/.forwarding6" }
+
+    /// Whether IPv6 forwarding is Replica's to confine: on by its hand, or off and about to be.
+    static func willTurnOnIPv6(records: String) -> Bool {
+        access(ipv6Memory(records), F_OK) == 0 || read(path: ipv6Forwarding) == "0"
+    }
+
+    /// IPv6 forwarding on (`needed`), as above, or back off where Replica turned it on.
+    static func followIPv6(_ needed: Bool, records: String) throws(ReplicaError) {
+        let memory = ipv6Memory(records)
+        let remembered = ((try? OwnedFD.open(memory, O_RDONLY).readAll(limit: 1 << 16)).map { String(decoding: $0, as: UTF8.self) } ?? "")
+            .split(separator: "\n").map(String.init)
+        if !needed {
+            if remembered.contains("forwarding") { try? write(path: ipv6Forwarding, "0") }
+            for line in remembered where line.hasPrefix("accept_ra ") {
+                try? write(path: "/proc/sys/net/ipv6/conf/\(line.dropFirst(10))/accept_ra", "1")
+            }
+            unlink(memory)
+            return
+        }
+        guard !remembered.contains("forwarding"), read(path: ipv6Forwarding) == "0" else { return }
+        var lines: [String] = ["forwarding"]
+        let interfaces = (try? DirectoryEntries.names(in: try OwnedFD.open("/proc/sys/net/ipv6/conf", O_RDONLY | O_DIRECTORY))) ?? []
+        for interface in interfaces.sorted() where interface != "all" && interface != "lo" {
+            if read(path: "/proc/sys/net/ipv6/conf/\(interface)/accept_ra") == "1" {
+                try write(path: "/proc/sys/net/ipv6/conf/\(interface)/accept_ra", "2")
+                lines.append("accept_ra \(interface)")
+            }
+        }
+        try RootDirectory(records).writeFileAtomically(".forwarding6", contents: Array(lines.map { $0 + "\n" }.joined().utf8), mode: 0o644)
+        try write(path: ipv6Forwarding, "1")
     }
 }

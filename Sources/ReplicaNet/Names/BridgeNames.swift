@@ -24,6 +24,9 @@ public enum BridgeNames {
         public var subnet: IPPrefix
         /// The address dnsmasq listens on (the gateway, the bridge's own).
         public var listen: IPPrefix
+        /// The bridge's IPv6 /64 (`UniqueLocal.prefix`): its reverse zone answered too, and
+        /// dnsmasq listening on its gateway as well; nil without IPv6.
+        public var subnet6: IPPrefix? = nil
 
         /// A zone, every part checked: the domain a DNS name (labels of letters, digits and `-`,
         /// at most 63 bytes each, 253 in all), the subnet IPv4.
@@ -58,20 +61,24 @@ public enum BridgeNames {
         /// dnsmasq's command line: nothing from its own configuration, only this zone, on `listen`;
         /// it becomes a daemon once it listens and writes its pid to `pidFile`.
         func arguments(hosts: String, pidFile: String) -> [String] {
-            ["dnsmasq", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=\(listen.addressText)",
-             "--no-hosts", "--addn-hosts=\(hosts)", "--domain=\(domain)", "--local=/\(domain)/", "--local=/\(reverseZone)/",
-             "--expand-hosts", "--no-negcache", "--log-facility=/dev/null", "--pid-file=\(pidFile)"]
+            ["dnsmasq", "--conf-file=/dev/null", "--bind-interfaces", "--listen-address=\(listen.addressText)"]
+                + (subnet6.map { ["--listen-address=\(UniqueLocal.gateway($0).addressText)", "--local=/\(UniqueLocal.reverseZone($0))/"] } ?? [])
+                + ["--no-hosts", "--addn-hosts=\(hosts)", "--domain=\(domain)", "--local=/\(domain)/", "--local=/\(reverseZone)/",
+                   "--expand-hosts", "--no-negcache", "--log-facility=/dev/null", "--pid-file=\(pidFile)"]
         }
     }
 
-    /// The names the bridge's leases give, sorted: each owner's name without its unit suffix.
-    public static func names(_ subnet: IPPrefix, leases: String = AddressPool.defaultRoot) throws(ReplicaError) -> [(name: String, address: IPPrefix)] {
-        try AddressPool(subnet: subnet, root: leases).leases().map { lease in
+    /// The names the bridge's leases give, sorted: each owner's name without its unit suffix, at its
+    /// leased address, and at its IPv6 address while its network is up (`NetworkRecord.address6`).
+    public static func names(_ subnet: IPPrefix, leases: String = AddressPool.defaultRoot,
+                             records: String = ServiceNetwork.recordDirectory) throws(ReplicaError) -> [(name: String, address: IPPrefix)] {
+        try AddressPool(subnet: subnet, root: leases).leases().flatMap { (lease) -> [(name: String, address: IPPrefix)] in
             var name = lease.owner
             if name.hasPrefix("replica-machine-") && name.hasSuffix(".service") { name = String(name.dropFirst(16).dropLast(8)) }
             else if name.hasSuffix(".service") { name = String(name.dropLast(8)) }
-            return (name, lease.address)
-        }.filter { (try? Zone.checkDomain($0.name)) != nil && !$0.name.contains(".") }.sorted { $0.name < $1.name }
+            let address6 = (try? NetworkRecord.read(lease.owner, in: records))??.address6
+            return [(name: name, address: lease.address)] + (address6.map { [(name: name, address: $0)] } ?? [])
+        }.filter { (try? Zone.checkDomain($0.name)) != nil && !$0.name.contains(".") }.sorted { ($0.name, $0.address.family) < ($1.name, $1.address.family) }
     }
 
     /// Serves `zone`: writes its hosts file from the leases, then starts its dnsmasq, or tells the
@@ -84,6 +91,7 @@ public enum BridgeNames {
         try record.append("domain", zone.domain)
         try record.append("subnet", zone.subnet.description)
         try record.append("listen", zone.listen.description)
+        if let subnet6 = zone.subnet6 { try record.append("subnet6", subnet6.description) }
         try folder.writeFileAtomically("\(zone.bridge).zone", contents: Array(record.encoded.utf8), mode: 0o644, sync: false)
         try writeHosts(zone, leases: leases, in: folder)
         if let pid = running(zone.bridge, directory: directory) {
@@ -112,7 +120,9 @@ public enum BridgeNames {
         guard let text = try? OwnedFD.open("\(directory)/\(bridge).zone", O_RDONLY | O_NOFOLLOW).readAll(limit: 4096) else { return nil }
         let record = try Record(decoding: String(decoding: text, as: UTF8.self), source: "\(directory)/\(bridge).zone")
         guard let domain = record.value("domain"), let subnet = record.value("subnet"), let listen = record.value("listen") else { return nil }
-        return try Zone(bridge: bridge, domain: domain, subnet: try IPPrefix(subnet), listen: try IPPrefix(listen))
+        var zone = try Zone(bridge: bridge, domain: domain, subnet: try IPPrefix(subnet), listen: try IPPrefix(listen))
+        zone.subnet6 = try record.value("subnet6").map { (text) throws(ReplicaError) in try IPPrefix(text) }
+        return zone
     }
 
     /// Every zone served now.

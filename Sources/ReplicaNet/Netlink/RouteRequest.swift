@@ -141,7 +141,7 @@ public enum RouteRequest {
         return message
     }
 
-    /// `ip addr add PREFIX dev INDEX`.
+    /// `ip addr add PREFIX dev INDEX` (`nodad` for IPv6).
     public static func addAddress(_ prefix: IPPrefix, index: Int32) -> NetlinkMessage {
         let message = NetlinkMessage(type: Int32(RTM_NEWADDR), flags: create)
         var header = ifaddrmsg()
@@ -151,6 +151,8 @@ public enum RouteRequest {
         message.put(header)
         message.put(Int32(IFA_LOCAL), bytes: prefix.address)
         message.put(Int32(IFA_ADDRESS), bytes: prefix.address)
+        // An address the plan derived is its own: usable at once, without duplicate address detection's second.
+        if prefix.family == AF_INET6 { message.put(Int32(IFA_FLAGS), u32: UInt32(IFA_F_NODAD)) }
         return message
     }
 

@@ -26,6 +26,8 @@ public struct NetworkPlan: Equatable, Sendable {
     public var bridge: String?
     /// The bridge's own address (the subnet's gateway), given to a bridge the plan makes.
     public var bridgeAddress: IPPrefix?
+    /// The bridge's IPv6 address (`UniqueLocal.gateway`, `PREFIX::1/64`), given to a bridge the plan makes.
+    public var bridgeAddress6: IPPrefix?
     /// Instead of a veth: a macvlan on this host interface (the external one), born inside the
     /// namespace as `innerLink`, so the service sits on that network itself. The parent is never
     /// changed; nothing is left on the host side.
@@ -92,6 +94,7 @@ public struct NetworkPlan: Equatable, Sendable {
             ("inner_link", .string(innerLink)),
             ("bridge", bridge.map(JSON.string) ?? .null),
             ("bridge_address", bridgeAddress.map { .string($0.description) } ?? .null),
+            ("bridge_address6", bridgeAddress6.map { .string($0.description) } ?? .null),
             ("macvlan_parent", macvlanParent.map(JSON.string) ?? .null),
             ("macvlan_mode", macvlanParent == nil ? .null : .string("\(macvlanMode)")),
             ("addresses", .array(addresses.map { .string($0.description) })),

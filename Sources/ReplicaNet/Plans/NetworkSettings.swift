@@ -19,6 +19,10 @@ extension NetworkPlan {
     /// Address=10.88.0.5/24
     /// # default: the subnet's first host; the default route goes via it
     /// Gateway=10.88.0.1
+    /// # with Bridge=: an IPv6 address too, in the bridge's unique local /64 (UniqueLocal)
+    /// IPv6=yes
+    /// # its last 64 bits (default: derived from the unit's name)
+    /// IPv6Token=::1a:2b:3c:4d
     /// # optional
     /// MTU=1500
     /// ```
@@ -61,6 +65,23 @@ extension NetworkPlan {
             if bridge != nil, let length = subnet?.length ?? address?.length {
                 bridgeAddress = IPPrefix(address: gateway.address, length: length)
             }
+        }
+        let ipv6 = try parsed("IPv6") { (text) throws(ReplicaError) -> Bool in
+            guard let value = ["yes": true, "no": false][text] else { throw ReplicaError("IPv6", [text], errno: .EINVAL, hint: "yes or no") }
+            return value
+        }
+        if let setting = profile.value(section, "IPv6Token"), ipv6 != true {
+            throw ProfileError(setting, "IPv6Token= is the last 64 bits of the address IPv6=yes gives; add IPv6=yes")
+        }
+        if ipv6 == true {
+            guard let bridge else { throw ProfileError(profile.value(section, "IPv6")!, "IPv6=yes needs Bridge=: the address is in the bridge's prefix") }
+            let token = try parsed("IPv6Token") { (text) throws(ReplicaError) in try UniqueLocal.interfaceID(parsing: text) }
+                ?? UniqueLocal.interfaceID(profile.unit)
+            let prefix = UniqueLocal.prefix(bridge: bridge)
+            let gateway = UniqueLocal.gateway(prefix)
+            addresses.append(UniqueLocal.address(prefix, interface: token))
+            routes.append(RouteSpec(IPPrefix(address: [UInt8](repeating: 0, count: 16), length: 0), via: IPPrefix(address: gateway.address, length: 128)))
+            bridgeAddress6 = gateway
         }
         mtu = try parsed("MTU") { (text) throws(ReplicaError) -> UInt32 in
             guard let value = UInt32(text), (68...65535).contains(value) else {

@@ -1,3 +1,4 @@
+import Glibc
 import ReplicaKit
 
 /// One step of a `NetworkPlan`, one `ip` command each: what `--dry-run` prints, what `apply` does
@@ -45,7 +46,7 @@ extension NetworkPlan {
         } else {
             if let bridge {
                 steps.append(.addBridge(bridge))
-                if let bridgeAddress { steps.append(.addBridgeAddress(bridgeAddress, bridge: bridge)) }
+                for address in [bridgeAddress, bridgeAddress6].compactMap(\.self) { steps.append(.addBridgeAddress(address, bridge: bridge)) }
                 steps.append(.bridgeUp(bridge))
             }
             steps += [.addVeth, .hostLinkUp]
@@ -61,14 +62,14 @@ extension NetworkPlan {
         switch step {
         case .addNamespace: return "ip netns add \(namespace)"
         case .addBridge(let bridge): return "ip link add \(bridge) type bridge   # when missing"
-        case .addBridgeAddress(let address, let bridge): return "ip addr add \(address) dev \(bridge)"
+        case .addBridgeAddress(let address, let bridge): return "ip addr add \(address) dev \(bridge)\(address.family == AF_INET6 ? " nodad" : "")"
         case .bridgeUp(let bridge): return "ip link set \(bridge) up"
         case .addMacvlan(let parent, let mode): return "ip link add link \(parent) name \(innerLink) netns \(namespace) type macvlan mode \(mode)"
         case .addVeth: return "ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)"
         case .hostLinkUp: return "ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up"
         case .loopbackUp: return "ip -n \(namespace) link set lo up"
         case .innerLinkUp: return "ip -n \(namespace) link set \(innerLink)\(mtu.map { " mtu \($0)" } ?? "") up"
-        case .addAddress(let address): return "ip -n \(namespace) addr add \(address) dev \(innerLink)"
+        case .addAddress(let address): return "ip -n \(namespace) addr add \(address) dev \(innerLink)\(address.family == AF_INET6 ? " nodad" : "")"
         case .addRoute(let route): return "ip -n \(namespace) route add \(route.name)\(route.gateway.map { " via \($0.addressText)" } ?? "") dev \(innerLink)"
         }
     }

@@ -52,7 +52,7 @@ public enum ServiceNetwork {
             let pool = try AddressPool(subnet: subnet, root: leases)
             let lease = try pool.take(for: prepared.owner)
             if lease.isNew { taken = pool }
-            plan.addresses = [lease.address]
+            plan.addresses = [lease.address] + plan.addresses.filter { $0.family != lease.address.family }
         }
         do throws(ReplicaError) {
             try plan.validate()
@@ -199,6 +199,8 @@ public struct NetworkRecord: Equatable, Sendable {
     public var leaseSubnet: IPPrefix?
     /// The address inside.
     public var address: IPPrefix?
+    /// Its IPv6 address inside (`IPv6=yes`), which names give as AAAA while it is up.
+    public var address6: IPPrefix?
 
     /// The record of a plan just applied, reading the namespace's inode and the veth's index.
     init(made plan: NetworkPlan, owner: String, leaseSubnet: IPPrefix?) throws(ReplicaError) {
@@ -211,7 +213,8 @@ public struct NetworkRecord: Equatable, Sendable {
             hostLinkIndex = try host.link(named: plan.hostLink)?.index
         }
         self.leaseSubnet = leaseSubnet
-        address = plan.addresses.first
+        address = plan.addresses.first { $0.family == AF_INET } ?? plan.addresses.first
+        address6 = plan.addresses.first { $0.family == AF_INET6 }
     }
 
     func encoded() throws(ReplicaError) -> String {
@@ -225,6 +228,7 @@ public struct NetworkRecord: Equatable, Sendable {
         }
         if let leaseSubnet { try record.append("lease_subnet", leaseSubnet.description) }
         if let address { try record.append("address", address.description) }
+        if let address6, address6 != address { try record.append("address6", address6.description) }
         return record.encoded
     }
 
@@ -240,6 +244,7 @@ public struct NetworkRecord: Equatable, Sendable {
         hostLinkIndex = record.value("host_link_index").flatMap { Int32($0) }
         leaseSubnet = try record.value("lease_subnet").map { (text) throws(ReplicaError) in try IPPrefix(text) }
         address = try record.value("address").map { (text) throws(ReplicaError) in try IPPrefix(text) }
+        address6 = try record.value("address6").map { (text) throws(ReplicaError) in try IPPrefix(text) }
     }
 
     func write(in directory: String) throws(ReplicaError) {
