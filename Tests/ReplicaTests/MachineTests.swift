@@ -283,6 +283,81 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// The external LAN: a veth stands in for the host's NIC (this kernel has no dummy driver; a
+    /// macvlan cannot tell the two apart), and a DHCP server
+    /// (dnsmasq) runs in a namespace of the test's own on a macvlan of it. A machine forked with
+    /// `--macvlan` gets its address from that server by its own DHCP client (systemd-networkd in
+    /// the guest, on the macvlan systemd-nspawn made in a namespace the guest's user namespace
+    /// owns); one with `--address` has it set by Replica; a parent that does not exist is refused
+    /// before anything is made; nothing of either is left on the host after.
+    @Test func machinesOnTheLANTakeTheirAddressFromItsDHCPServerOrAStaticOne() throws {
+        let rootfs = try Self.rootfs()
+        let tag = getpid() % 10_000
+        let (parent, server) = ("rdm\(tag)", "dhcp\(tag)")
+        try withBtrfsImage(size: 2 << 30) { image in
+            try withTemporaryDirectory { folder in
+                let store = ["--store", image.mountPoint]
+                defer {
+                    _ = try? Command.run(["sh", "-c", "kill $(cat \(folder)/dnsmasq.pid) 2>/dev/null; ip netns del \(server); ip link del \(parent)"])
+                }
+                let linksBefore = try Command.check(["ip", "-o", "link"]).split(separator: "\n").map { $0.split(separator: ":")[1] }
+                _ = try Command.check(["sh", "-c", """
+                    set -e
+                    ip link add \(parent) type veth peer name \(parent)p; ip link set \(parent)p up; ip link set \(parent) up
+                    ip netns add \(server); ip link add lan0 link \(parent) type macvlan mode bridge; ip link set lan0 netns \(server)
+                    ip -n \(server) addr add 192.168.77.1/24 dev lan0; ip -n \(server) link set lan0 up; ip -n \(server) link set lo up
+                    ip netns exec \(server) dnsmasq --conf-file=/dev/null --port=0 --interface=lan0 --bind-interfaces \
+                      --dhcp-range=192.168.77.50,192.168.77.60,255.255.255.0,1h --dhcp-leasefile=\(folder)/leases \
+                      --pid-file=\(folder)/dnsmasq.pid --log-facility=\(folder)/dnsmasq.log
+                    """])
+                // systemd-nspawn takes only an interface udev has initialized; where no udev runs
+                // (this machine, CI), its database entry is what udev would have written.
+                if access("/run/udev/control", F_OK) != 0 {
+                    let index = try Command.check(["cat", "/sys/class/net/\(parent)/ifindex"]).split(separator: "\n")[0]
+                    try createDirectories("/run/udev/data", mode: 0o755)
+                    try OwnedFD.open("/run/udev/data/n\(index)", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array("I:1\n".utf8))
+                }
+                defer { _ = try? Command.run(["sh", "-c", "[ -e /run/udev/control ] || rm -rf /run/udev"]) }
+                #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+
+                let missing = try Self.machine(["fork", "nolan", "--template", "debian12", "--macvlan", "nosuch\(tag)"] + store)
+                #expect(missing.status == .exited(2) && missing.output.contains("nosuch\(tag)") && missing.output.contains("no interface of that name"),
+                        "\(missing.output)")
+                #expect(access("\(image.mountPoint)/machines/nolan", F_OK) != 0, "nothing was made")
+
+                let forked = try Self.machine(["fork", "lan1", "--template", "debian12", "--macvlan", parent] + store)
+                #expect(forked.status == .exited(0), "\(forked.output)")
+                let fixed = try Self.machine(["fork", "lan2", "--template", "debian12", "--macvlan", parent, "--address", "192.168.77.9/24"] + store)
+                #expect(fixed.status == .exited(0), "\(fixed.output)")
+                defer { for name in ["lan1", "lan2"] { _ = try? Self.machine(["stop", name] + store); _ = try? Self.machine(["remove", name] + store) } }
+                for name in ["lan1", "lan2"] {
+                    let started = try Self.machine(["start", name, "--wait", "60"] + store)
+                    #expect(started.status == .exited(0), "\(started.output)")
+                }
+                // lan1's own DHCP client asks the server; its address comes from the range, and the server knows it by name.
+                var dynamic = ""
+                for _ in 0..<100 where dynamic.isEmpty {
+                    let shown = try Self.inside("lan1", ["ip", "-o", "-4", "addr", "show", "dev", "mv-\(parent)"])
+                    dynamic = shown.split(separator: " ").dropFirst(3).first.map(String.init) ?? ""
+                    if dynamic.isEmpty { usleep(150_000) }
+                }
+                #expect(dynamic.hasPrefix("192.168.77.5") || dynamic.hasPrefix("192.168.77.60"), "\(dynamic)")
+                let leases = String(decoding: try OwnedFD.open("\(folder)/leases", O_RDONLY).readAll(), as: UTF8.self)
+                #expect(leases.contains(" \(dynamic.split(separator: "/")[0]) lan1 "), "the server's lease: \(leases)")
+                // lan2's address is Replica's to set, in its own namespace; it reaches the server on the LAN.
+                #expect(try Self.inside("lan2", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]).contains("192.168.77.9/24"))
+                try NetworkProbe.serve(server, "tcp", port: 7000, word: "lan")
+                #expect(try NetworkProbe.ask("m-lan2", "tcp", "192.168.77.1", 7000) == "lan 192.168.77.9")
+
+                for name in ["lan1", "lan2"] { #expect(try Self.machine(["stop", name] + store).status == .exited(0)) }
+                let linksAfter = try Command.check(["ip", "-o", "link"]).split(separator: "\n").map { $0.split(separator: ":")[1] }
+                #expect(Set(linksAfter).subtracting(Set(linksBefore)) == [" \(parent)p@\(parent)", " \(parent)@\(parent)p"],
+                        "no macvlan or veth of ours is left: \(linksAfter)")
+                #expect(!NetworkNamespaceNames.current().contains("m-lan2"))
+            }
+        }
+    }
+
     /// Two machines on a bridge, each in a namespace of its own with a leased address, reach each
     /// other over TCP; their MACs differ; stopping them removes their links, namespaces and leases.
     @Test func machinesOnABridgeReachEachOtherOverTCP() throws {

@@ -59,6 +59,27 @@ public enum MachineNetwork {
         }
     }
 
+    /// The host interface a machine on the LAN is a macvlan of when its guest takes its address
+    /// by DHCP (`Macvlan=PARENT` without `Address=`): systemd-nspawn makes the macvlan
+    /// (`--network-macvlan=`, `mv-PARENT` inside) in a network namespace owned by the guest's user
+    /// namespace, so the guest's own DHCP client may configure it. Nil otherwise (a static
+    /// address on a macvlan is Replica's to make, in `m-NAME`, like a veth).
+    public static func lanParent(of lines: [String]) -> String? {
+        guard !lines.contains(where: { $0.hasPrefix("Address=") }) else { return nil }
+        return lines.first { $0.hasPrefix("Macvlan=") }.map { String($0.dropFirst("Macvlan=".count)) }
+    }
+
+    /// Refuses a macvlan's parent that is not an interface of the host, before anything is made.
+    static func checkParent(_ lines: [String]) throws(ReplicaError) {
+        guard let parent = lines.first(where: { $0.hasPrefix("Macvlan=") }).map({ String($0.dropFirst("Macvlan=".count)) }) else { return }
+        _ = try LinkName(parent)
+        var host = try NetlinkSocket()
+        guard try host.link(named: parent) != nil else {
+            throw ReplicaError("machine network", [parent], errno: .ENODEV,
+                               hint: "no interface of that name on this host to put a macvlan on; ip -o link lists them", reason: .refused)
+        }
+    }
+
     /// The bridge `[Network]` lines name (`Bridge=`), or nil.
     public static func bridge(of lines: [String]) -> String? {
         lines.first { $0.hasPrefix("Bridge=") }.map { String($0.dropFirst("Bridge=".count)) }
@@ -68,6 +89,8 @@ public enum MachineNetwork {
     /// reboot removed it; nil for a machine without one. `made`: this call made it.
     public static func up(_ machine: Machines.Machine) throws(ReplicaError) -> (namespace: String, made: Bool)? {
         guard !machine.network.isEmpty else { return nil }
+        try checkParent(machine.network)
+        guard lanParent(of: machine.network) == nil else { return nil }  // systemd-nspawn makes it
         let namespace = namespace(machine.name)
         if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
         _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID))
@@ -81,6 +104,8 @@ public enum MachineNetwork {
     public static func forFork(_ name: String, _ lines: [String]) throws(ReplicaError) -> Machines.Network? {
         guard !lines.isEmpty else { return nil }
         _ = try plan(name, lines)
+        try checkParent(lines)
+        if lanParent(of: lines) != nil { return Machines.Network(settings: lines, up: { _ in nil }, down: {}) }  // made at each start, by the guest's DHCP
         return Machines.Network(settings: lines, up: { (machineID) throws(ReplicaError) -> Machines.Addresses? in
             // The name is free (fork checked, holding its lock): a network its owner has is what a
             // killed fork left. It goes; its address stays, to be taken again.

@@ -50,7 +50,10 @@ public struct MachinePlan: Sendable {
     /// have (`MachineNetwork.plan`); no lines are no network, which is fine.
     public static func check(network: [String], of name: String) throws(ReplicaError) {
         guard !network.isEmpty else { return }
-        do throws(ReplicaError) { _ = try MachineNetwork.plan(name, network) } catch { throw error.because(.usage) }
+        do throws(ReplicaError) {
+            _ = try MachineNetwork.plan(name, network)
+            try MachineNetwork.checkParent(network)
+        } catch { throw error.because(.usage) }
     }
 
     /// Forks it (`Machines.fork`), its network made meanwhile; returns the machine and its address.

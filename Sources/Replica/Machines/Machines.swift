@@ -66,6 +66,9 @@ public enum Machines {
         public var gateway: String?
         /// Its IPv6 address (`fd…::…/64`), for the same network-config.
         public var address6: String?
+        /// It is on the LAN through a macvlan (`mv-PARENT`) and takes its address by DHCP: a
+        /// network-config saying so, and systemd-networkd told to (`lanClient`).
+        public var lan = false
         /// Its IPv6 gateway, with `address6`.
         public var gateway6: String?
         /// The domain its set's names are in (`lab.replica`), answered on the gateway: the
@@ -138,6 +141,7 @@ public enum Machines {
         }
         let source = try store.directory("\(Templates.directory)/\(templateName)")
         var seeded = seed
+        seeded.lan = network.map { MachineNetwork.lanParent(of: $0.settings) != nil } ?? false
         let machineID = seed.machineID ?? newMachineID()
         seeded.machineID = machineID
         let making = try network.map { (network) throws(ReplicaError) in try DedicatedThread.start { () throws(ReplicaError) in try network.up(machineID) } }
@@ -151,6 +155,7 @@ public enum Machines {
                 try resetIdentity(root, hostname: seed.hostname ?? name)
                 if let made = try making?.join() { (seeded.address, seeded.gateway, seeded.address6, seeded.gateway6) = (made.address, made.gateway, made.address6, made.gateway6) }
                 try lay(seeded, name: name, in: root)
+                if seeded.lan { try layLANClient(in: root) }
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
                 try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
                 var credentials = Record()
@@ -257,6 +262,18 @@ public enum Machines {
                 user += "ssh_authorized_keys:\n" + seed.sshKeys.map { "  - \($0)\n" }.joined()
             }
             files.append(("user-data", user))
+            if seed.lan {
+                files.append(("network-config", """
+                    version: 2
+                    ethernets:
+                      lan:
+                        match:
+                          name: "mv-*"
+                        dhcp4: true
+                        dhcp6: true
+
+                    """))
+            }
             if let address = seed.address {
                 files.append(("network-config", """
                     version: 2
@@ -272,6 +289,26 @@ public enum Machines {
         for (file, text) in files {
             try root.replaceFile("\(seedDirectory)/\(file)", contents: Array(text.utf8), mode: 0o444)
         }
+    }
+
+    /// The guest's own DHCP client for its macvlan, where the template has systemd-networkd (a
+    /// systemd guest without cloud-init): a `.network` file for `mv-*` with `DHCP=yes`, and
+    /// systemd-networkd enabled (`systemctl enable`'s link). Nothing else of the guest's changes.
+    static func layLANClient(in root: borrowing RootDirectory) throws(ReplicaError) {
+        let unit = "usr/lib/systemd/system/systemd-networkd.service"
+        guard (try? root.open(unit, [.regularFile, .noSymlinks])) != nil else { return }
+        try root.makeDirectories("etc/systemd/network", mode: 0o755)
+        try root.replaceFile("etc/systemd/network/80-replica-lan.network", contents: Array("""
+            # The LAN through a macvlan (replica-machine, Macvlan=): its address from the LAN's DHCP server.
+            [Match]
+            Name=mv-*
+
+            [Network]
+            DHCP=yes
+
+            """.utf8), mode: 0o644)
+        try root.makeDirectories("etc/systemd/system/multi-user.target.wants", mode: 0o755)
+        try root.replaceSymlink("etc/systemd/system/multi-user.target.wants/systemd-networkd.service", target: "/\(unit)")
     }
 
     /// The machine `name`.
@@ -381,7 +418,11 @@ public enum Machines {
         // `start --foreground`), as `ip netns exec` does: systemd-nspawn 252 joins a
         // --network-namespace-path from inside the guest's user namespace, which the kernel
         // refuses (EPERM). The guest's root holds no capability over that namespace either way.
-        if networkNamespace == nil { command.append("--private-network") }
+        if let parent = MachineNetwork.lanParent(of: machine.network) {
+            command.append("--network-macvlan=\(parent)")  // a private network too, owned by the guest's user namespace
+        } else if networkNamespace == nil {
+            command.append("--private-network")
+        }
         // The seed, read-only for the guest (cloud-init reads it; nothing inside may rewrite it).
         command.append("--bind-ro=\(machine.path.replacingAll(":", with: "\\:"))/\(seedDirectory):/\(seedDirectory)")
         command.append("--set-credential=firstboot.hostname:\(machine.hostname)")

@@ -18,6 +18,8 @@ import ReplicaStore
 /// # or: each a namespace of its own with a veth on this bridge and an address leased from Subnet=
 /// #Bridge=br-lab
 /// #Subnet=10.88.0.0/24
+/// # or: each on the LAN, a macvlan of this host interface, its address from the LAN's DHCP server
+/// #Macvlan=eth0
 /// # what each machine may take (systemd.resource-control(5) spellings)
 /// MemoryMax=1G
 /// TasksMax=2048
@@ -110,7 +112,15 @@ public struct ServiceSet: Equatable, Sendable {
         if let bridge, let network = profile.value("Set", "Network") {
             throw ProfileError(network, "give Network= (one namespace all join) or Bridge= (one of their own each on \(bridge.value)), not both")
         }
+        let macvlan = profile.value("Set", "Macvlan")
+        if let macvlan, bridge != nil || profile.value("Set", "Network") != nil {
+            throw ProfileError(macvlan, "give Macvlan= (each on the LAN), Bridge= or Network=, one of them")
+        }
+        if let macvlan {
+            do throws(ReplicaError) { _ = try LinkName(macvlan.value) } catch { throw ProfileError(macvlan, error.hint ?? "not an interface name") }
+        }
         var set = ServiceSet(name: name, machines: machines, sshKeys: keys, network: profile.value("Set", "Network")?.value)
+        if let macvlan { set.machineNetwork = ["Macvlan=\(macvlan.value)"] }
         if let bridge, let subnet {
             set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"]
             var ipv6 = true

@@ -26,6 +26,13 @@ struct MachineCommand {
     /// The `[Network]` lines the options give: a profile's section (`--network PROFILE`) or
     /// `--bridge`/`--subnet`. Empty: none.
     func networkLines() throws(ReplicaError) -> [String] {
+        if let parent = arguments.value("macvlan") {
+            guard arguments.value("bridge") == nil && arguments.value("network") == nil else {
+                throw .usage("give --macvlan IFACE, --bridge or --network, one of them")
+            }
+            return ["Macvlan=\(parent)"] + (arguments.value("address").map { ["Address=\($0)"] } ?? [])
+                + (arguments.value("gateway").map { ["Gateway=\($0)"] } ?? [])
+        }
         if let bridge = arguments.value("bridge") {
             guard let subnet = arguments.value("subnet") else { throw .usage("--bridge needs --subnet CIDR (the bridge's subnet)") }
             guard arguments.value("network") == nil else { throw .usage("give --network PROFILE or --bridge/--subnet, not both") }
@@ -100,7 +107,8 @@ struct MachineCommand {
         for file in arguments.all("ssh-key") {
             do throws(ReplicaError) { seed.sshKeys += try Machines.Seed.keys(in: file) } catch { throw .usage("--ssh-key \(file): \(error)") }
         }
-        (seed.address, seed.gateway, seed.nocloud) = (arguments.value("address"), arguments.value("gateway"), arguments.value("seed"))
+        if arguments.value("macvlan") == nil { (seed.address, seed.gateway) = (arguments.value("address"), arguments.value("gateway")) }
+        seed.nocloud = arguments.value("seed")
         let users = try arguments.value("private-users").map { (text) throws(ReplicaError) in try MachineUsers(text) }
         let plan = try MachinePlan(name, template: arguments.value("template"), seed: seed, network: try networkLines(),
                                    users: users, limits: try limits(), set: try arguments.value("set").map { (set) throws(ReplicaError) in try loadSet(set) })

@@ -14,6 +14,7 @@ public enum MachineTool: Tool {
         .option("network", "profile", "Its network: the [Network] section of this profile (a namespace of its own, a veth on its bridge, a leased address)."),
         .option("bridge", "name", "Instead: a veth on this bridge (made when missing)."),
         .option("subnet", "cidr", "With --bridge: the bridge's subnet; the machine's address is leased from it."),
+        .option("macvlan", "interface", "Instead: on the LAN, a macvlan of this host interface; its address from the LAN's DHCP server (the guest's own client), or --address."),
     ]
     /// The options that set a machine's limits, and the set file's key each is.
     /// The options that set a machine's limits: option, the set file's key it sets, its value, its help.
@@ -40,7 +41,7 @@ public enum MachineTool: Tool {
                 .option("set", "name", "Fork it as a machine of this service set: its template and the set's SSH keys from the set file."), sets,
                 .option("hostname", "name", "Its hostname (default: its name)."),
                 .option("ssh-key", "file", "A public key root may log in with.", repeatable: true),
-                .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24)."),
+                .option("address", "cidr", "Its address, for a static network-config (10.88.0.5/24); with --macvlan, set on it."),
                 .option("gateway", "ip", "Its default gateway, with --address."),
                 .option("seed", "dir", "A NoCloud folder (meta-data, user-data …) to lay instead."),
                 .option("private-users", "base|no", "Its user namespace's host range (a free one by default); no: none, its root is the host's."),

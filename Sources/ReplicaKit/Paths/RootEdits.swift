@@ -32,6 +32,21 @@ extension RootDirectory {
         _ = fchmod(file.rawValue, mode)  // whatever the umask took away
     }
 
+    /// Replaces what is at `relativePath` inside the root with a symbolic link to `target`
+    /// (`ln -sfn TARGET PATH`; the old name is removed, never followed; the parent resolved inside
+    /// the root without symlinks).
+    public func replaceSymlink(_ relativePath: String, target: String) throws(ReplicaError) {
+        var components = RootDirectory.components(relativePath)
+        guard let name = components.popLast(), name != ".." else {
+            throw ReplicaError("symlink", [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
+        }
+        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
+        if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
+            throw ReplicaError.current("unlinkat", [path, relativePath])
+        }
+        _ = try syscall("symlinkat", relativePath) { symlinkat(target, parent.rawValue, name) }
+    }
+
     /// The names in the directory at `relativePath` inside the root (no symlinks followed).
     public func names(in relativePath: String) throws(ReplicaError) -> [String] {
         try DirectoryEntries.names(in: try openForReading(relativePath, [.directory, .noSymlinks]))

@@ -100,7 +100,7 @@ public enum ProfileKeys {
                       Key("Bridge", .word), Key("Subnet", .word), Key("PrivateUsers", .word), Key("MemoryMax", .word),
                       Key("TasksMax", .word), Key("CPUWeight", .word), Key("CPUQuota", .word), Key("IOWeight", .word),
                       Key("Forward", .words, list: true), Key("Allow", .words, list: true), Key("NAT", .word),
-                      Key("Zone", .word), Key("IPv6", .word)]),
+                      Key("Zone", .word), Key("IPv6", .word), Key("Macvlan", .word)]),
     ]
 
     /// Why `section` is not a known section, with the nearest one.
