@@ -27,6 +27,20 @@ import Testing
         #expect(set.forwards.map { "\($0.transport):\($0.hostPort):\($0.machine):\($0.port)" } == ["tcp:8080:web1:80", "udp:5353:db:53"])
         #expect(set.forwards[1].hostAddress?.addressText == "192.0.2.1")
         #expect(set.allow.map(\.description) == ["br-ops", "192.0.2.0/24"] && !set.masquerade)
+        #expect(set.machineNetwork == ["Bridge=br-lab", "Subnet=10.61.1.0/24", "IPv6=yes"] && set.ipv6, "IPv6 unless IPv6=no")
+        let forwards = try #require(try Self.load("[Set]\nMachine=web1:debian12\nBridge=br-lab\nSubnet=10.61.1.0/24\nIPv6=no\nForward=tcp:[2001:db8::1]:8080:web1:80\n"))
+        #expect(!forwards.ipv6 && forwards.forwards[0].hostAddress?.addressText == "2001:db8::1")
+    }
+
+    @Test func aLANSetIsAMacvlanEachAndNeitherABridgeNorANamespace() throws {
+        let set = try #require(try Self.load("[Set]\nMachine=web1:debian12\nMacvlan=eth0\n"))
+        #expect(set.machineNetwork == ["Macvlan=eth0"] && MachineNetwork.lanParent(of: set.machineNetwork) == "eth0")
+        #expect(MachineNetwork.lanParent(of: ["Macvlan=eth0", "Address=192.0.2.5/24"]) == nil, "a static address is Replica's to set")
+        for (extra, rule) in [("Bridge=br-lab\nSubnet=10.61.1.0/24", "one of them"), ("Network=lab", "one of them"),
+                              ("IPv6=no", "needs Bridge="), ("Zone=lan", "needs Bridge=")] {
+            #expect("\(extra)") { try Self.load("[Set]\nMachine=web1:debian12\nMacvlan=eth0\n\(extra)\n") } throws: { "\($0)".contains(rule) }
+        }
+        #expect { try Self.load("[Set]\nMachine=web1:debian12\nMacvlan=bad name\n") } throws: { "\($0)".contains("Macvlan") }
     }
 
     @Test(arguments: [
