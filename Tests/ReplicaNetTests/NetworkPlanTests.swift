@@ -50,6 +50,22 @@ import Testing
         if let bridge = plan.bridge { try? NetworkPlan.deleteLinks([bridge]) }
     }
 
+    /// A bridge the plan made carries Replica's mark and goes once nothing is plugged in; one the
+    /// operator made, or one still in use, stays.
+    @Test func onlyABridgeReplicaMadeAndNoOneUsesIsRemoved() throws {
+        let plan = try Self.plan(), other = try Self.plan()
+        defer { Self.cleanUp(plan); Self.cleanUp(other) }
+        try plan.apply()
+        #expect(try Command.check(["ip", "-o", "link", "show", plan.bridge!]).contains("alias made by replica"))
+        #expect(try !NetworkPlan.removeBridgeIfUnused(plan.bridge!), "its veth is still a port")
+        try plan.teardown()
+        #expect(try NetworkPlan.removeBridgeIfUnused(plan.bridge!))
+        #expect(try Command.run(["ip", "link", "show", plan.bridge!]).status != .exited(0))
+        _ = try Command.check(["ip", "link", "add", other.bridge!, "type", "bridge"])  // the operator's
+        #expect(try !NetworkPlan.removeBridgeIfUnused(other.bridge!))
+        #expect(try Command.run(["ip", "link", "show", other.bridge!]).status == .exited(0), "left as it is")
+    }
+
     @Test func appliesChecksAndTearsDownLikeIpWould() throws {
         let plan = try Self.plan()
         defer { Self.cleanUp(plan) }

@@ -272,6 +272,7 @@ enum NetworkNamespaceNames {
                 }
                 #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
                 #expect(try Command.run(["nft", "list", "table", "inet", "replica"]).status != .exited(0), "the table went with the set")
+                #expect(try Command.run(["ip", "link", "show", bridge]).status != .exited(0), "and the bridge its start made")
                 #expect(try Command.run(["pgrep", "-f", "addn-hosts=/run/replica-names/\(bridge).hosts"]).status == .exited(1), "its dnsmasq too")
                 #expect(!NetworkNamespaceNames.current().contains("m-n1") && !NetworkNamespaceNames.current().contains("m-n2"))
                 #expect(try Self.lease(of: "replica-machine-n1.service") != nil, "a stopped member keeps its address")

@@ -156,6 +156,10 @@ public enum Machines {
                 if let made = try making?.join() { (seeded.address, seeded.gateway, seeded.address6, seeded.gateway6) = (made.address, made.gateway, made.address6, made.gateway6) }
                 try lay(seeded, name: name, in: root)
                 if seeded.lan { try layLANClient(in: root) }
+                if let domain = seeded.domain, let gateway = seeded.gateway {
+                    // Its set's names, from the dnsmasq on its bridge (which forwards the rest to the host's resolvers).
+                    try root.replaceFile("etc/resolv.conf", contents: Array("nameserver \(gateway)\nsearch \(domain)\n".utf8))
+                }
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
                 try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
                 var credentials = Record()
@@ -418,6 +422,11 @@ public enum Machines {
         // `start --foreground`), as `ip netns exec` does: systemd-nspawn 252 joins a
         // --network-namespace-path from inside the guest's user namespace, which the kernel
         // refuses (EPERM). The guest's root holds no capability over that namespace either way.
+        // A namespace of its own: the host's resolvers (127.0.0.53, say) are not reachable from
+        // there, so the guest's own /etc/resolv.conf stays (its set's names server, where it has one).
+        if MachineNetwork.bridge(of: machine.network) != nil || MachineNetwork.lanParent(of: machine.network) != nil {
+            command.append("--resolv-conf=off")
+        }
         if let parent = MachineNetwork.lanParent(of: machine.network) {
             command.append("--network-macvlan=\(parent)")  // a private network too, owned by the guest's user namespace
         } else if networkNamespace == nil {

@@ -202,6 +202,7 @@ struct MachineCommand {
             try Firewall.update(name, nil)
             if let zone = try set.names() { try BridgeNames.stop(zone.bridge) }
             try MachineNetwork.stop(set.machines.map(\.name))
+            if let bridge = MachineNetwork.bridge(of: set.machineNetwork) { try NetworkPlan.removeBridgeIfUnused(bridge) }  // the one its start made
             return ToolOutput("replica-machine: set \(name) stopped", [("set", .string(name)), ("stopped", .bool(true))])
         default:
             throw .usage("set takes start or stop")

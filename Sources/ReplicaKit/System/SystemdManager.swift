@@ -95,6 +95,65 @@ public enum SystemdManager {
         }
     }
 
+    /// Runs `command` as the transient service `unit` (`systemd-run --unit=UNIT -p Type=forking
+    /// -p PIDFile=PIDFILE COMMAND…`): a daemon that forks once it is ready, so the unit is active
+    /// when it serves; returns once it is active, or throws with why it failed (within `timeout`).
+    public static func startForkingService(_ unit: String, command: [String], pidFile: String, description: String,
+                                           timeout: Duration = .seconds(10)) throws(ReplicaError) {
+        _ = try call("StartTransientUnit", [unit], hint: "journalctl -u '\(unit)' says why", signature: "ssa(sv)a(sa(sv))") { body in
+            body.string(unit)
+            body.string("fail")
+            body.array(alignment: 8) { array in
+                for (key, value) in [("Description", description), ("Type", "forking"), ("PIDFile", pidFile), ("CollectMode", "inactive-or-failed")] {
+                    array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
+                }
+                array.structure { property in
+                    property.string("ExecStart")
+                    property.variant("a(sasb)") { variant in
+                        variant.array(alignment: 8) { commands in
+                            commands.structure { line in
+                                line.string(command[0])
+                                line.array(alignment: 4) { words in for word in command { words.string(word) } }
+                                line.bool(false)
+                            }
+                        }
+                    }
+                }
+            }
+            body.array(alignment: 8) { _ in }
+        }
+        // Queued, then activating, then active once the daemon forked; a daemon that exits first
+        // leaves the unit failed, or inactive once collected.
+        let began = ContinuousClock.now
+        var activating = false
+        while true {
+            let state = activeState(of: unit)
+            if state == "active" { return }
+            activating = activating || state == "activating"
+            let elapsed = ContinuousClock.now - began
+            if state == nil || state == "failed" || (state == "inactive" && (activating || elapsed > .seconds(1))) {
+                throw ReplicaError("start \(unit)", [command[0]], errno: .EIO, hint: "it failed to start; journalctl -u '\(unit)' says why")
+            }
+            guard elapsed < timeout else {
+                throw ReplicaError("start \(unit)", [command[0]], errno: .ETIMEDOUT, hint: "not active within \(timeout); journalctl -u '\(unit)' says why")
+            }
+            usleep(2_000)
+        }
+    }
+
+    /// Stops `unit` (`systemctl stop UNIT`) and waits up to `timeout` until it is no longer active.
+    public static func stopUnit(_ unit: String, timeout: Duration = .seconds(10)) throws(ReplicaError) {
+        _ = try call("StopUnit", [unit], hint: "journalctl -u '\(unit)' says why", signature: "ss") { body in
+            body.string(unit)
+            body.string("replace")
+        }
+        let deadline = ContinuousClock.now + timeout
+        while let state = activeState(of: unit), state == "active" || state == "deactivating" {
+            guard ContinuousClock.now < deadline else { throw ReplicaError("stop \(unit)", [unit], errno: .ETIMEDOUT, hint: "still \(state) after \(timeout)") }
+            usleep(2_000)
+        }
+    }
+
     /// Whether systemd-machined answers on the system bus — started by bus activation where it
     /// is installed but not running (`busctl call org.freedesktop.machine1
     /// /org/freedesktop/machine1 org.freedesktop.DBus.Peer Ping`).

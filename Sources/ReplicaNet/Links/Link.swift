@@ -16,6 +16,9 @@ public struct Link: Equatable, Sendable {
     public var mtu: UInt32
     /// The bridge it is enslaved to (`IFLA_MASTER`).
     public var masterIndex: Int32?
+    /// Its alias (`IFLA_IFALIAS`, `ip link set NAME alias TEXT`): `NetworkPlan.madeMark` on a
+    /// bridge Replica made.
+    public var alias: String?
 
     init?(_ reply: NetlinkReply) {
         guard reply.type == Int(RTM_NEWLINK), reply.payload.count >= MemoryLayout<ifinfomsg>.size else { return nil }
@@ -27,6 +30,7 @@ public struct Link: Equatable, Sendable {
         isUp = header.ifi_flags & UInt32(IFF_UP) != 0
         mtu = attributes.u32(Int(IFLA_MTU)) ?? 0
         masterIndex = attributes.u32(Int(IFLA_MASTER)).map { Int32(bitPattern: $0) }
+        alias = attributes.string(Int(IFLA_IFALIAS))
     }
 }
 

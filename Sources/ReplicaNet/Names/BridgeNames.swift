@@ -98,13 +98,45 @@ public enum BridgeNames {
             kill(pid, SIGHUP)
             return
         }
-        // dnsmasq returns once its daemon listens (its pid written, its output closed), or with the reason it cannot.
-        let result = try Command.run(zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts", pidFile: "\(directory)/\(zone.bridge).pid"))
-        guard result.status.isSuccess else {
+        let command = zone.arguments(hosts: "\(directory)/\(zone.bridge).hosts", pidFile: "\(directory)/\(zone.bridge).pid")
+        do throws(ReplicaError) {
+            if Systemd.isBooted && geteuid() == 0 {
+                // Where systemd runs, a unit of its own: listed, logged, never in the caller's cgroup.
+                try SystemdManager.startForkingService(unit(zone.bridge), command: command, pidFile: "\(directory)/\(zone.bridge).pid",
+                                                       description: "Replica names of \(zone.domain) on \(zone.bridge)")
+            } else {
+                // dnsmasq returns once its daemon listens (its pid written, its output closed), or with the reason it cannot.
+                let result = try Command.run(command)
+                guard result.status.isSuccess else {
+                    throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL,
+                                       hint: "\(result.status): \(result.output.split(separator: "\n").first ?? "")", reason: .system)
+                }
+            }
+            try resolveOnHost(zone)
+        } catch {
             try? stop(zone.bridge, directory: directory)
-            throw ReplicaError("dnsmasq", [zone.bridge], errno: .EADDRNOTAVAIL,
-                               hint: "\(result.status): \(result.output.split(separator: "\n").first ?? "")", reason: .system)
+            throw error
         }
+    }
+
+    /// The transient unit a bridge's dnsmasq runs as where systemd runs:
+    /// `replica-names@BRIDGE.service`, the bridge's name escaped as `systemd-escape` does.
+    public static func unit(_ bridge: String) -> String { "replica-names@\(SystemdEscape.path(bridge)).service" }
+
+    /// Where systemd-resolved runs, the host asks the bridge's dnsmasq for the zone and its reverse
+    /// zones, and for nothing else (`resolvectl dns BRIDGE GATEWAY…; resolvectl domain BRIDGE
+    /// ~DOMAIN ~REVERSE…`). Elsewhere the host's resolver is the operator's to point there.
+    static func resolveOnHost(_ zone: Zone) throws(ReplicaError) {
+        guard Resolved.isRunning else { return }
+        var socket = try NetlinkSocket()
+        guard let link = try socket.link(named: zone.bridge) else { return }
+        var servers = [(family: AF_INET, address: zone.listen.address)]
+        var domains = ["~\(zone.domain)", "~\(zone.reverseZone)"]
+        if let subnet6 = zone.subnet6 {
+            servers.append((AF_INET6, UniqueLocal.gateway(subnet6).address))
+            domains.append("~\(UniqueLocal.reverseZone(subnet6))")
+        }
+        try Resolved.setLink(link.index, name: zone.bridge, servers: servers, routingDomains: domains)
     }
 
     /// Rewrites the hosts file of the bridge's zone, if one is served, and has it reread: what a
@@ -134,6 +166,12 @@ public enum BridgeNames {
     /// Stops the bridge's dnsmasq (SIGTERM, waited for) and removes its files. Idempotent.
     public static func stop(_ bridge: String, directory: String = directory) throws(ReplicaError) {
         _ = try LinkName(bridge)
+        if Resolved.isRunning, var socket = try? NetlinkSocket(), let link = try? socket.link(named: bridge) {
+            try? Resolved.revertLink(link.index, name: bridge)
+        }
+        if Systemd.isBooted && geteuid() == 0, SystemdManager.activeState(of: unit(bridge)).map({ $0 != "inactive" }) == true {
+            try SystemdManager.stopUnit(unit(bridge))
+        }
         if let pid = running(bridge, directory: directory) {
             kill(pid, SIGTERM)
             for _ in 0..<200 where kill(pid, 0) == 0 {

@@ -77,6 +77,12 @@ extension NetworkPlan {
             run.undo.append { try? Self.deleteLinks([bridge]) }
             guard let made = try socket.link(named: bridge) else { throw ReplicaError("add bridge", [bridge], errno: .ENODEV) }
             (run.bridgeIndex, run.madeBridge) = (made.index, true)
+            if bridgeAddress6 != nil {
+                // No duplicate address detection on a bridge of ours: while its link-local address
+                // is tentative (a second or two) the host cannot ask its machines' IPv6 addresses,
+                // and the first packets it forwards to them are lost.
+                try? OwnedFD.open("/proc/sys/net/ipv6/conf/\(bridge)/accept_dad", O_WRONLY).writeAll(Array("0".utf8), name: "accept_dad")
+            }
             run.report.append("bridge \(bridge) made")
         case .addBridgeAddress(let address, let bridge):
             guard run.madeBridge, let index = run.bridgeIndex else { return }
@@ -84,7 +90,7 @@ extension NetworkPlan {
             run.report.append("bridge \(bridge) \(address)")
         case .bridgeUp(let bridge):
             guard run.madeBridge, let index = run.bridgeIndex else { return }
-            try socket.perform(RouteRequest.setLink(index: index, up: true), "set link up", [bridge])
+            try socket.perform(RouteRequest.setLink(index: index, up: true, alias: Self.madeMark), "set link up", [bridge])
             run.report.append("bridge \(bridge) up")
         case .addMacvlan(let parentName, let mode):
             // Born inside the namespace: it goes with the namespace on undo and teardown.
@@ -123,6 +129,24 @@ extension NetworkPlan {
                                [route.destination.description, route.gateway?.addressText ?? innerLink])
             run.report.append("\(namespace): route \(route.name)" + (route.gateway.map { " via \($0.addressText)" } ?? ""))
         }
+    }
+
+    /// The alias a bridge Replica made carries (`ip link set BRIDGE alias …`): the mark that it is
+    /// Replica's to remove once nothing is plugged into it (`removeBridgeIfUnused`).
+    public static let madeMark = "made by replica"
+
+    /// Deletes `bridge` if Replica made it (its alias is `madeMark`) and no port is left on it
+    /// (`ip link del BRIDGE` once `ip link show master BRIDGE` is empty); a bridge of the
+    /// operator's, or one still in use, is left as it is. Returns whether it was deleted.
+    @discardableResult
+    public static func removeBridgeIfUnused(_ bridge: String) throws(ReplicaError) -> Bool {
+        _ = try LinkName(bridge)
+        var socket = try NetlinkSocket()
+        let links = try socket.links()
+        guard let made = links.first(where: { $0.name == bridge }), made.kind == "bridge", made.alias == madeMark,
+              !links.contains(where: { $0.masterIndex == made.index }) else { return false }
+        try socket.perform(RouteRequest.deleteLink(index: made.index), "delete link", [bridge])
+        return true
     }
 
     /// Removes what `apply` made for this service — the namespace and the host veth — and keeps
