@@ -24,6 +24,22 @@ import Testing
         #expect(!script.contains("meta nfproto ipv6 iifname"), "IPv6 forwarding is not Replica's to confine")
     }
 
+    @Test func anOwnersForwardsAreChainsOfItsOwnReplacedAlone() throws {
+        var lab = try BridgeFirewall(owner: "lab", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24"))
+        lab.forwards = [PortForward(.tcp, hostPort: 8080, target: try IPPrefix("10.61.1.3/32"), targetPort: 80)]
+        let full = Firewall.script([lab], removed: ["old"])
+        for line in ["  chain dnat-lab { }", "  chain snat-lab { }", "delete chain inet replica dnat-old", "    jump dnat-lab", "    jump snat-lab"] {
+            #expect(full.contains(line), "\(line)")
+        }
+        let delta = Firewall.forwardsScript(lab)
+        #expect(delta.hasPrefix("flush chain inet replica dnat-lab\nflush chain inet replica snat-lab\n"))
+        #expect(delta.contains("dnat ip to 10.61.1.3:80") && !delta.contains("chain forward") && !delta.contains("flush table"))
+        let (one, two) = (try BridgeFirewall(owner: "web@1.service", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24")),
+                          try BridgeFirewall(owner: "web@2.service", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24")))
+        let (first, second) = (Firewall.forwardsScript(one), Firewall.forwardsScript(two))
+        #expect(first != second && first.contains("chain inet replica dnat-web_1.service-"), "an identifier nft 1.0 takes, one per owner: \(first)")
+    }
+
     @Test func ipv6RulesMirrorTheIPv4Ones() throws {
         var lab = try BridgeFirewall(owner: "lab", bridge: "br-lab", subnet: try IPPrefix("10.61.1.0/24"))
         lab.subnet6 = try IPPrefix("fd00:61:1::/64")
@@ -150,6 +166,18 @@ import Testing
             #expect(try NetworkProbe.ask(host, "tcp", "198.51.100.1", 8080).hasPrefix("web "))
             #expect(try NetworkProbe.ask(a1, "tcp", "198.51.100.1", 8080) == "web 10.61.1.1", "hairpin: a machine of the bridge, through the host")
             #expect(try NetworkProbe.ask(outside, "tcp", "10.61.1.3", 80) == "unreachable")
+
+            // A change of set 1's forwards alone replaces only its own chains: every other rule keeps its handle.
+            let handles = { () throws -> String in
+                try Command.check(["ip", "netns", "exec", host, "nft", "-a", "list", "table", "inet", "replica"]).split(separator: "\n")
+                    .filter { !$0.contains("dnat ip to") && !$0.contains("ct status dnat ip daddr") }.joined(separator: "\n")
+            }
+            let kept = try handles()
+            let more = try Self.firewall(host, records, ["set", "s1", "--bridge", "br-s1", "--subnet", "10.61.1.0/24", "--forward", "tcp:8080:10.61.1.3:80",
+                                                        "--forward", "udp:5353:10.61.1.3:53", "--forward", "tcp:8082:10.61.1.3:80"])
+            #expect(more.status == .exited(0), "\(more.output)")
+            #expect(try handles() == kept, "only set 1's forward chains changed")
+            #expect(try NetworkProbe.ask(outside, "tcp", "198.51.100.1", 8082) == "web 198.51.100.2")
 
             // Allowed in: set 2 lets set 1 reach it (and only that way round).
             let allow = try Self.firewall(host, records, ["set", "s2", "--bridge", "br-s2", "--subnet", "10.61.2.0/24", "--allow", "br-s1"])

@@ -240,6 +240,12 @@ enum NetworkNamespaceNames {
                             "\(config)")
                 }
                 #expect(Set(addresses).count == 2 && addresses.allSatisfy { $0.hasPrefix(subnet + ".") }, "\(addresses)")
+                // The guest's root, root only in its own user namespace, may still bind port 80 in its network.
+                let leader = try #require(try Self.leader("n1"))
+                let bound = try Command.run(["nsenter", "--target", "\(leader)", "--all", "--", "timeout", "0.5",
+                                             "socat", "-u", "TCP4-LISTEN:80,reuseaddr", "OPEN:/dev/null"])
+                #expect(bound.status == .exited(124), "it listened until timeout stopped it: \(bound.output)")
+                #expect(try Self.inside("n1", ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]) == "0\n")
                 // Names: each machine's by name from the other's network, and the reverse; the forward in the table.
                 let n2 = String(addresses[1].split(separator: "/")[0])
                 let named = try NetworkProbe.lookup("m-n1", "\(subnet).1", "n2.net.test")

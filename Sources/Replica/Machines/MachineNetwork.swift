@@ -59,6 +59,19 @@ public enum MachineNetwork {
         }
     }
 
+    /// Lets every process in the machine's namespace bind any port
+    /// (`net.ipv4.ip_unprivileged_port_start=0` there, as Docker sets it in containers): the
+    /// namespace is Replica's, made in the host's user namespace, so the guest's root — root only
+    /// in the machine's own user namespace — holds no capability over it, not even to bind port 80.
+    /// The namespace is the machine's alone; nothing of the host's is opened.
+    static func openLowPorts(_ namespace: String) throws(ReplicaError) {
+        try DedicatedThread.run { () throws(ReplicaError) in
+            try SandboxMounter.joinNetworkNamespace("\(NetworkNamespace.directory)/\(namespace)")
+            let path = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+            try OwnedFD.open(path, O_WRONLY).writeAll(Array("0".utf8), name: "\(namespace): \(path)")
+        }
+    }
+
     /// The host interface a machine on the LAN is a macvlan of when its guest takes its address
     /// by DHCP (`Macvlan=PARENT` without `Address=`): systemd-nspawn makes the macvlan
     /// (`--network-macvlan=`, `mv-PARENT` inside) in a network namespace owned by the guest's user
@@ -94,6 +107,7 @@ public enum MachineNetwork {
         let namespace = namespace(machine.name)
         if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
         _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID))
+        try openLowPorts(namespace)
         if let bridge = bridge(of: machine.network) { try BridgeNames.refresh(bridge: bridge) }  // its AAAA, now that it is up
         return (namespace, true)
     }
@@ -113,6 +127,7 @@ public enum MachineNetwork {
             let prepared = try plan(name, lines, machineID: machineID)
             let leased = try ServiceNetwork.lease(prepared)
             _ = try ServiceNetwork.up(prepared)
+            try openLowPorts(namespace(name))
             if let bridge = prepared.plan.bridge { try BridgeNames.refresh(bridge: bridge) }  // a name the moment it has an address
             guard let address = leased?.address ?? prepared.plan.addresses.first(where: { $0.family == AF_INET }) else { return nil }
             let gateway = { (family: Int32) in prepared.plan.routes.first { $0.gateway?.family == family }?.gateway?.addressText }

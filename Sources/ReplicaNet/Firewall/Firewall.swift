@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import Synchronization
 
 /// Replica's nftables table, `inet replica`: the rules of every bridge with a record
 /// (`/run/replica/firewall/OWNER`), replaced whole in one `nft -f` transaction each time one
@@ -18,11 +19,17 @@ public enum Firewall {
     /// (the table and its chains made when missing, then flushed and filled: atomic, and
     /// idempotent); with none, one that deletes it. The chains stay between changes: deleting a
     /// chain on a hook makes the kernel wait for a grace period (about 20 ms here), a flush does not.
-    public static func script(_ bridges: [BridgeFirewall], confineIPv6: Bool = false) -> String {
+    /// Each owner's port forwards are in two chains of its own (`dnat-OWNER`, jumped to from
+    /// prerouting and output; `snat-OWNER`, from postrouting), so a change of its forwards alone
+    /// replaces only those (`forwardsScript`); the chains of `removed` owners are deleted.
+    public static func script(_ bridges: [BridgeFirewall], confineIPv6: Bool = false, removed: [String] = []) -> String {
         guard !bridges.isEmpty else { return "table \(table)\ndelete table \(table)\n" }
+        let sorted = bridges.sorted { $0.bridge < $1.bridge }
         var lines = ["table \(table) {"]
         for (name, hook) in chains { lines.append("  chain \(name) { \(hook) }") }
+        for rules in sorted { lines += ["  chain \(dnatChain(rules.owner)) { }", "  chain \(snatChain(rules.owner)) { }"] }
         lines += ["}", "flush table \(table)"]
+        lines += removed.flatMap { ["delete chain \(table) \(dnatChain($0))", "delete chain \(table) \(snatChain($0))"] }
         let ours = bridges.map(\.bridge)
         var forward = [
             "ct state invalid iifname \(set(ours)) drop",
@@ -32,7 +39,7 @@ public enum Firewall {
         // nothing but what enters or leaves a bridge of ours is forwarded, as before.
         if confineIPv6 { forward.append("meta nfproto ipv6 iifname != \(set(ours)) oifname != \(set(ours)) drop") }
         var prerouting: [String] = [], output: [String] = [], postrouting: [String] = []
-        let sorted = bridges.sorted { $0.bridge < $1.bridge }
+        var owned: [(String, [String])] = []
         // Each bridge's own traffic first, then what may enter each, then what may leave each: an
         // Allow= of one bridge is decided before the other's "never into a bridge".
         for rules in sorted {
@@ -60,31 +67,73 @@ public enum Firewall {
                     postrouting.append("\(family(subnet)) saddr \(subnet) oifname != \(set(ours)) masquerade")
                 }
             }
-            for forwardRule in rules.forwards {
-                let family = family(forwardRule.target), target = forwardRule.target.addressText
-                let match = (forwardRule.hostAddress.map { "\(family) daddr \($0.addressText) " }
-                             ?? "meta nfproto \(family == "ip" ? "ipv4" : "ipv6") fib daddr type local ")
-                    + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat \(family) to \(PortForward.written(forwardRule.target)):\(forwardRule.targetPort)"
-                prerouting.append(match)
-                output.append(match)
-                // The host's own connections to a forward, and a machine's of the same bridge (hairpin),
-                // reach the machine from the bridge's gateway, so its answer comes back the same way;
-                // from anywhere else the machine sees the client's own address.
-                let reached = "ct status dnat \(family) daddr \(target) \(forwardRule.transport.rawValue) dport \(forwardRule.targetPort)"
-                postrouting.append("oifname \(bridge) \(reached) fib saddr type local masquerade")
-                if let subnet = family == "ip" ? rules.subnet : rules.subnet6 {
-                    postrouting.append("oifname \(bridge) \(reached) \(family) saddr \(subnet) masquerade")
-                }
-            }
+            prerouting.append("jump \(dnatChain(rules.owner))")
+            output.append("jump \(dnatChain(rules.owner))")
+            postrouting.append("jump \(snatChain(rules.owner))")
+            let (dnat, snat) = forwardRules(rules)
+            owned += [(dnatChain(rules.owner), dnat), (snatChain(rules.owner), snat)]
         }
         lines.append("table \(table) {")
-        for (name, body) in [("forward", forward), ("prerouting", prerouting), ("output", output), ("postrouting", postrouting)] {
+        for (name, body) in [("forward", forward), ("prerouting", prerouting), ("output", output), ("postrouting", postrouting)] + owned {
             lines.append("  chain \(name) {")
             lines += body.map { "    \($0)" }
             lines.append("  }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The batch that replaces one owner's port forwards and nothing else: its two chains flushed
+    /// and refilled, in one transaction — or, with `adding` (forwards it did not have), only their
+    /// rules appended: no rule is deleted, so the kernel has nothing to free (freeing rules waits
+    /// for an RCU grace period when the socket closes, about 18 ms here). For a change of forwards
+    /// alone (`update` falls back to the whole table when the chains are not there).
+    public static func forwardsScript(_ rules: BridgeFirewall, adding: [PortForward]? = nil) -> String {
+        var only = rules
+        if let adding { only.forwards = adding }
+        let (dnat, snat) = forwardRules(only)
+        var lines = adding != nil ? [] : ["flush chain \(table) \(dnatChain(rules.owner))", "flush chain \(table) \(snatChain(rules.owner))"]
+        lines.append("table \(table) {")
+        for (name, body) in [(dnatChain(rules.owner), dnat), (snatChain(rules.owner), snat)] {
+            lines.append("  chain \(name) {")
+            lines += body.map { "    \($0)" }
+            lines.append("  }")
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// An owner's chains of forwards: `dnat-OWNER`, `snat-OWNER` (nft 1.0 takes only an
+    /// identifier there, so an owner with any other byte is written with `_` and a hash of it).
+    static func dnatChain(_ owner: String) -> String { "dnat-" + identifier(owner) }
+    static func snatChain(_ owner: String) -> String { "snat-" + identifier(owner) }
+
+    static func identifier(_ owner: String) -> String {
+        let plain = { (c: Unicode.Scalar) in c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || "_.-".unicodeScalars.contains(c)) }
+        if owner.unicodeScalars.allSatisfy(plain) { return owner }
+        return String(owner.unicodeScalars.map { plain($0) ? Character($0) : "_" }) + "-" + String(FNV1a.hash32(owner), radix: 16)
+    }
+
+    /// The rules of the bridge's port forwards: the DNAT (taken in prerouting and output alike) and
+    /// the masquerade of what reaches a machine from the host or its own bridge.
+    static func forwardRules(_ rules: BridgeFirewall) -> (dnat: [String], snat: [String]) {
+        var dnat: [String] = [], snat: [String] = []
+        let bridge = quoted(rules.bridge)
+        for forwardRule in rules.forwards {
+            let family = family(forwardRule.target), target = forwardRule.target.addressText
+            dnat.append((forwardRule.hostAddress.map { "\(family) daddr \($0.addressText) " }
+                         ?? "meta nfproto \(family == "ip" ? "ipv4" : "ipv6") fib daddr type local ")
+                + "\(forwardRule.transport.rawValue) dport \(forwardRule.hostPort) dnat \(family) to \(PortForward.written(forwardRule.target)):\(forwardRule.targetPort)")
+            // The host's own connections to a forward, and a machine's of the same bridge (hairpin),
+            // reach the machine from the bridge's gateway, so its answer comes back the same way;
+            // from anywhere else the machine sees the client's own address.
+            let reached = "ct status dnat \(family) daddr \(target) \(forwardRule.transport.rawValue) dport \(forwardRule.targetPort)"
+            snat.append("oifname \(bridge) \(reached) fib saddr type local masquerade")
+            if let subnet = family == "ip" ? rules.subnet : rules.subnet6 {
+                snat.append("oifname \(bridge) \(reached) \(family) saddr \(subnet) masquerade")
+            }
+        }
+        return (dnat, snat)
     }
 
     /// nft's word for an address's family: `ip` or `ip6`.
@@ -163,7 +212,18 @@ public enum Firewall {
             // IPv6 forwarding turned on only once the table confines it, and off before the table
             // stops confining it.
             if !ipv6 { try Forwarding.followIPv6(false, records: records) }
-            try load(script(bridges, confineIPv6: ipv6 && Forwarding.willTurnOnIPv6(records: records)))
+            var rest = before
+            rest?.forwards = rules?.forwards ?? []
+            let kept = before?.forwards ?? []
+            let adding = rules.map { Array($0.forwards.dropFirst(kept.count)) }
+            if let rules, rest == rules, rules.forwards.starts(with: kept), (try? load(forwardsScript(rules, adding: adding))) != nil {
+                // Its forwards alone grew, and its chains were there: only the new ones appended.
+            } else if let rules, rest == rules, (try? load(forwardsScript(rules))) != nil {
+                // Its forwards alone changed: only its own chains replaced.
+            } else {
+                try load(script(bridges, confineIPv6: ipv6 && Forwarding.willTurnOnIPv6(records: records),
+                                removed: before != nil && rules == nil ? [owner] : []))
+            }
             if ipv6 { try Forwarding.followIPv6(true, records: records) }
             try Forwarding.follow(bridges.map(\.bridge), records: records)
         } catch {
@@ -271,20 +331,40 @@ enum LibNftables {
     static let bufferError: Buffer? = symbol("nft_ctx_buffer_error")
     static let runBuffer: Run? = symbol("nft_run_cmd_from_buffer")
     static let errorBuffer: Read? = symbol("nft_ctx_get_error_buffer")
+    static let outputBuffer: Read? = symbol("nft_ctx_get_output_buffer")
 
     private static func symbol<Function>(_ name: String) -> Function? {
         guard let handle, let address = dlsym(handle, name) else { return nil }
         return unsafeBitCast(address, to: Function.self)
     }
 
-    /// Runs a batch with a fresh context (`nft_ctx_new(NFT_CTX_DEFAULT)`, output and errors kept in
-    /// buffers): nil when the library is missing, `.some(nil)` on success, `.some(message)` on failure.
+    /// One context for the process (`nft_ctx_new(NFT_CTX_DEFAULT)`, output and errors kept in
+    /// buffers), made on first use and kept, as libnftables means it to be: its netlink socket is
+    /// closed only at exit, and closing one after a transaction waits for the kernel to free the
+    /// transaction (an RCU grace period, about 10 ms here) — cleanup after the rules took effect.
+    /// Its socket talks to the network namespace it was made in: a call from a thread in another
+    /// one (`ip netns exec`, a thread that joined one) gets a context of its own namespace.
+    nonisolated(unsafe) private static var shared: (context: OpaquePointer, namespace: UInt64)?
+    private static let lock = Mutex(())
+
+    /// Runs a batch: nil when the library is missing, `.some(nil)` on success, `.some(message)` on failure.
     static func run(_ script: String) -> String?? {
-        guard let new, let free, let bufferOutput, let bufferError, let runBuffer, let errorBuffer, let context = new(0) else { return nil }
-        defer { free(context) }
-        _ = bufferOutput(context)
-        _ = bufferError(context)
-        guard runBuffer(context, script) != 0 else { return .some(nil) }
-        return .some(errorBuffer(context).map { String(cString: $0) } ?? "failed")
+        guard let new, let free, let bufferOutput, let bufferError, let runBuffer, let errorBuffer, let outputBuffer else { return nil }
+        var status = stat()
+        guard stat("/proc/thread-self/ns/net", &status) == 0 else { return nil }
+        let namespace = UInt64(status.st_ino)
+        return lock.withLock { _ -> String?? in
+            if shared?.namespace != namespace, let context = new(0) {
+                _ = bufferOutput(context)
+                _ = bufferError(context)
+                if let old = shared?.context { free(old) }  // it would keep its namespace alive
+                shared = (context, namespace)
+            }
+            guard let context = shared?.context, shared?.namespace == namespace else { return nil }
+            let status = runBuffer(context, script)
+            _ = outputBuffer(context)  // each read rewinds its buffer
+            let said = errorBuffer(context).map { String(cString: $0) } ?? ""
+            return status == 0 ? .some(nil) : .some(said.isEmpty ? "failed" : said)
+        }
     }
 }
