@@ -33,6 +33,26 @@ finish() {
 
 main_pid() { systemctl show -P MainPID "$1"; }
 
+# The pid of a machine's systemd, below its systemd-nspawn: of the unit UNIT's main process, or of
+# the one recorded for machine NAME started from a shell (machine:NAME). Waits up to 5 s for it.
+guest_init() {
+  local pid found=
+  for _ in $(seq 100); do
+    case $1 in
+      machine:*) pid=$(cat "/run/replica/machines/${1#machine:}.pid" 2>/dev/null) ;;
+      *) pid=$(systemctl show -P MainPID "$1") ;;
+    esac
+    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
+      for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
+        [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && found=$inner
+      done
+    done
+    [ -n "$found" ] && break
+    sleep 0.05
+  done
+  echo "$found"
+}
+
 # Waits (up to 10 s) until the running sample daemon has written its report, and prints its path.
 view() {
   local file=$store/replica-sample/view.txt pid

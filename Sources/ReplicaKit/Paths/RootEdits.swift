@@ -19,32 +19,35 @@ extension RootDirectory {
     /// its parent, resolved inside the root without symlinks. Not atomic and not synced: for a root
     /// no one else uses yet (a fork being made), which its maker syncs once (`syncfs`) when done.
     public func replaceFile(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
-        var components = RootDirectory.components(relativePath)
-        guard let name = components.popLast(), name != ".." else {
-            throw ReplicaError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
+        try replacing(relativePath, "write") { (parent, name) throws(ReplicaError) in
+            let file = try parent.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+            try file.writeAll(contents, name: relativePath)
+            _ = fchmod(file.rawValue, mode)  // whatever the umask took away
         }
-        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
-        if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
-            throw ReplicaError.current("unlinkat", [path, relativePath])
-        }
-        let file = try parent.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
-        try file.writeAll(contents, name: relativePath)
-        _ = fchmod(file.rawValue, mode)  // whatever the umask took away
     }
 
     /// Replaces what is at `relativePath` inside the root with a symbolic link to `target`
     /// (`ln -sfn TARGET PATH`; the old name is removed, never followed; the parent resolved inside
     /// the root without symlinks).
     public func replaceSymlink(_ relativePath: String, target: String) throws(ReplicaError) {
+        try replacing(relativePath, "symlink") { (parent, name) throws(ReplicaError) in
+            _ = try syscall("symlinkat", relativePath) { symlinkat(target, parent.rawValue, name) }
+        }
+    }
+
+    /// Removes what is at `relativePath` (never followed), then has `make` put the replacement in
+    /// its parent (resolved inside the root without symlinks) under the last name.
+    private func replacing(_ relativePath: String, _ operation: String,
+                           _ make: (borrowing OwnedFD, String) throws(ReplicaError) -> Void) throws(ReplicaError) {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
-            throw ReplicaError("symlink", [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
+            throw ReplicaError(operation, [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
         }
         let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
         if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
             throw ReplicaError.current("unlinkat", [path, relativePath])
         }
-        _ = try syscall("symlinkat", relativePath) { symlinkat(target, parent.rawValue, name) }
+        try make(parent, name)
     }
 
     /// The names in the directory at `relativePath` inside the root (no symlinks followed).

@@ -2,21 +2,6 @@
 # machine forked from it and started by replica-machine@.service (Type=notify), which is active
 # only once the guest's systemd is up; the guest sees its seed; stopped and removed, nothing left.
 . /e2e/lib.sh
-# The pid of the guest's systemd below the unit's systemd-nspawn (waiting up to 5 s for it).
-guest_init() {
-  local pid found=
-  pid=$(systemctl show -P MainPID "$1")
-  for _ in $(seq 100); do
-    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
-      for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
-        [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && found=$inner
-      done
-    done
-    [ -n "$found" ] && break
-    sleep 0.05
-  done
-  echo "$found"
-}
 template=/var/lib/replica-e2e/template
 check "the template imports" replica-machine template import debian12 $template
 check "a machine forks from it" replica-machine fork web1 --template debian12

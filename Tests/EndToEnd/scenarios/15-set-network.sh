@@ -7,22 +7,7 @@
 # takes its address from a DHCP server there. After removal, the ruleset, the links, the
 # namespaces and the resolver are as before.
 . /e2e/lib.sh
-# The pid of machine NAME's systemd (below its systemd-nspawn), waiting up to 5 s.
-guest_of() {
-  local pid found= unit=${2:-}
-  for _ in $(seq 100); do
-    if [ -n "$unit" ]; then pid=$(systemctl show -P MainPID "$unit"); else pid=$(cat /run/replica/machines/$1.pid 2>/dev/null); fi
-    for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
-      for inner in $child $(cat /proc/$child/task/*/children 2>/dev/null); do
-        [ "$(cat /proc/$inner/comm 2>/dev/null)" = systemd ] && found=$inner
-      done
-    done
-    [ -n "$found" ] && break
-    sleep 0.05
-  done
-  echo "$found"
-}
-in_machine() { local name=$1; shift; nsenter --target "$(guest_of "$name")" --all -- "$@"; }
+in_machine() { local name=$1; shift; nsenter --target "$(guest_init "machine:$name")" --all -- "$@"; }
 ask() { timeout 5 socat -T 3 - "$@" </dev/null 2>/dev/null || echo unreachable; }
 address_of() { in_machine "$1" ip -o "-$2" addr show dev eth0 scope global | awk '{ split($4, a, "/"); print a[1]; exit }'; }
 
@@ -56,22 +41,12 @@ resolver_before=$(resolvectl domain; resolvectl dns)
 
 check "the template imports" replica-machine template import setbase /var/lib/replica-e2e/template
 mkdir -p /etc/replica/sets
-cat >/etc/replica/sets/lab.conf <<'EOF'
-[Set]
-Machine=a1:setbase a2:setbase a3:setbase
-Bridge=br-lab
-Subnet=10.91.1.0/24
-Forward=tcp:8080:a2:80
-Zone=e2e
-EOF
-cat >/etc/replica/sets/ops.conf <<'EOF'
-[Set]
-Machine=o1:setbase o2:setbase o3:setbase
-Bridge=br-ops
-Subnet=10.91.2.0/24
-Forward=tcp:8081:o1:80
-Zone=e2e
-EOF
+# Set SET: machines P1 to P3 on br-SET, subnet 10.91.N.0/24, a host port forwarded to one of them.
+for spec in lab:a:1:a2:8080 ops:o:2:o1:8081; do
+  IFS=: read -r name p n target port <<<"$spec"
+  printf '[Set]\nMachine=%s\nBridge=br-%s\nSubnet=10.91.%s.0/24\nForward=tcp:%s:%s:80\nZone=e2e\n' \
+    "${p}1:setbase ${p}2:setbase ${p}3:setbase" "$name" "$n" "$port" "$target" >/etc/replica/sets/$name.conf
+done
 check "set lab starts (three machines, ready)" replica-machine set start lab
 check "set ops starts" replica-machine set start ops
 # A server in a2 and in o1, each answering its own name (IPv4 and IPv6), waited for until it listens.
@@ -107,7 +82,7 @@ check "a machine forks onto the LAN" replica-machine fork l1 --template setbase 
 check "replica-machine@l1 starts" systemctl start replica-machine@l1.service
 lan=
 for _ in $(seq 100); do
-  lan=$(nsenter --target "$(guest_of l1 replica-machine@l1.service)" --all ip -o -4 addr show dev mv-lan0 2>/dev/null | awk '{ print $4 }')
+  lan=$(nsenter --target "$(guest_init replica-machine@l1.service)" --all ip -o -4 addr show dev mv-lan0 2>/dev/null | awk '{ print $4 }')
   [ -n "$lan" ] && break; sleep 0.1
 done
 contains "its own DHCP client took an address from the LAN's server" "192.168.77." "$lan"
