@@ -78,13 +78,12 @@ public enum MachineNetwork {
     /// namespace, so the guest's own DHCP client may configure it. Nil otherwise (a static
     /// address on a macvlan is Replica's to make, in `m-NAME`, like a veth).
     public static func lanParent(of lines: [String]) -> String? {
-        guard !lines.contains(where: { $0.hasPrefix("Address=") }) else { return nil }
-        return lines.first { $0.hasPrefix("Macvlan=") }.map { String($0.dropFirst("Macvlan=".count)) }
+        value("Address", in: lines) == nil ? value("Macvlan", in: lines) : nil
     }
 
     /// Refuses a macvlan's parent that is not an interface of the host, before anything is made.
     static func checkParent(_ lines: [String]) throws(ReplicaError) {
-        guard let parent = lines.first(where: { $0.hasPrefix("Macvlan=") }).map({ String($0.dropFirst("Macvlan=".count)) }) else { return }
+        guard let parent = value("Macvlan", in: lines) else { return }
         _ = try LinkName(parent)
         var host = try NetlinkSocket()
         guard try host.link(named: parent) != nil else {
@@ -94,8 +93,11 @@ public enum MachineNetwork {
     }
 
     /// The bridge `[Network]` lines name (`Bridge=`), or nil.
-    public static func bridge(of lines: [String]) -> String? {
-        lines.first { $0.hasPrefix("Bridge=") }.map { String($0.dropFirst("Bridge=".count)) }
+    public static func bridge(of lines: [String]) -> String? { value("Bridge", in: lines) }
+
+    /// The value of the first `KEY=` line, or nil.
+    static func value(_ key: String, in lines: [String]) -> String? {
+        lines.first { $0.hasPrefix("\(key)=") }.map { String($0.dropFirst(key.count + 1)) }
     }
 
     /// The namespace of a machine with a network of its own, made again (same lease) when a stop or a

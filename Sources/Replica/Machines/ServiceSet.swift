@@ -173,8 +173,8 @@ public struct ServiceSet: Equatable, Sendable {
     /// The set's bridge and subnets as rules without forwards; nil for a set without a bridge.
     public func bridgeRules() throws(ReplicaError) -> BridgeFirewall? {
         guard let bridge = MachineNetwork.bridge(of: machineNetwork),
-              let subnet = machineNetwork.first(where: { $0.hasPrefix("Subnet=") })?.dropFirst("Subnet=".count) else { return nil }
-        var rules = try BridgeFirewall(owner: name, bridge: bridge, subnet: try IPPrefix(String(subnet)))
+              let subnet = MachineNetwork.value("Subnet", in: machineNetwork) else { return nil }
+        var rules = try BridgeFirewall(owner: name, bridge: bridge, subnet: try IPPrefix(subnet))
         if ipv6 { rules.subnet6 = UniqueLocal.prefix(bridge: bridge) }
         return rules
     }
