@@ -44,19 +44,13 @@ public enum MachineNetwork {
         let removed = try ServiceNetwork.down([owner(name)], keepLeases: keepLease)
         found = removed.contains(where: \.foundAnything) || found
         try plan.teardown()
-        if !keepLease, let subnet = removed.compactMap({ $0.record?.leaseSubnet }).first {
-            for zone in BridgeNames.served() where zone.subnet == subnet { try BridgeNames.refresh(bridge: zone.bridge) }  // its name goes with its lease
-        }
         return found
     }
 
     /// Takes the machine's veth and namespace away, keeping its lease (a stopped machine keeps the
-    /// address its seed names; its IPv6 name goes with its network).
+    /// address its seed names; its IPv6 name goes with its network: `ServiceNetwork.down`).
     public static func stop(_ names: [String]) throws(ReplicaError) {
-        let removed = try ServiceNetwork.down(names.map(owner), keepLeases: true)
-        for subnet in Set(removed.compactMap { $0.record?.address6 == nil ? nil : $0.record?.leaseSubnet }) {
-            for zone in BridgeNames.served() where zone.subnet == subnet { try BridgeNames.refresh(bridge: zone.bridge) }
-        }
+        _ = try ServiceNetwork.down(names.map(owner), keepLeases: true)
     }
 
     /// Lets every process in the machine's namespace bind any port
@@ -110,7 +104,6 @@ public enum MachineNetwork {
         if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
         _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID))
         try openLowPorts(namespace)
-        if let bridge = bridge(of: machine.network) { try BridgeNames.refresh(bridge: bridge) }  // its AAAA, now that it is up
         return (namespace, true)
     }
 
@@ -130,7 +123,6 @@ public enum MachineNetwork {
             let leased = try ServiceNetwork.lease(prepared)
             _ = try ServiceNetwork.up(prepared)
             try openLowPorts(namespace(name))
-            if let bridge = prepared.plan.bridge { try BridgeNames.refresh(bridge: bridge) }  // a name the moment it has an address
             guard let address = leased?.address ?? prepared.plan.addresses.first(where: { $0.family == AF_INET }) else { return nil }
             let gateway = { (family: Int32) in prepared.plan.routes.first { $0.gateway?.family == family }?.gateway?.addressText }
             return Machines.Addresses(address: address.description, gateway: (leased?.gateway?.addressText ?? gateway(AF_INET)),

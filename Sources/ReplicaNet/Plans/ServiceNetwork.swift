@@ -42,8 +42,9 @@ public enum ServiceNetwork {
     }
 
     /// `replica-net up`: leases the address (the owner's own if it holds one), applies the plan
-    /// (all or nothing) and records what it made. On any failure the lease is given back when this
-    /// call took it, and nothing stays.
+    /// (all or nothing) and records what it made; where the bridge's names are served
+    /// (`BridgeNames`), the owner is a name from then on. On any failure the lease is given back
+    /// when this call took it, and nothing stays.
     public static func up(_ prepared: Prepared, leases: String = AddressPool.defaultRoot,
                           records: String = recordDirectory) throws(ReplicaError) -> NetworkPlan.Report {
         var plan = prepared.plan
@@ -63,6 +64,7 @@ public enum ServiceNetwork {
                 try? plan.teardown()
                 throw error
             }
+            if let bridge = plan.bridge { try BridgeNames.refresh(bridge: bridge, leases: leases) }  // a name the moment it has an address
             return report
         } catch {
             try? taken?.release(prepared.owner)
@@ -100,12 +102,14 @@ public enum ServiceNetwork {
     /// while it is still the one `up` pinned (same inode) — gives its address back, and removes the
     /// record. Without a record (never up, already down, or up in an earlier boot) only the owner's
     /// leases are given back. The veths of all owners go in one batch. With `keepLeases` the
-    /// addresses stay the owners' (a stopped machine keeps the address its seed names).
+    /// addresses stay the owners' (a stopped machine keeps the address its seed names). Names
+    /// served for their subnets are reread: a name goes with its lease, an AAAA with its network.
     public static func down(_ owners: [String], keepLeases: Bool = false, leases: String = AddressPool.defaultRoot,
                             records: String = recordDirectory) throws(ReplicaError) -> [Removed] {
         for owner in owners { _ = try LeaseOwner(owner) }
         var results: [Removed] = []
         var links: [String] = []
+        var named: Set<IPPrefix> = []  // subnets whose names change: a lease given back, an IPv6 address gone
         var host = try NetlinkSocket()
         for owner in owners {
             guard let record = try NetworkRecord.read(owner, in: records) else {
@@ -117,6 +121,7 @@ public enum ServiceNetwork {
                 for pool in try AddressPool.all(root: leases) where try pool.leases().contains(where: { $0.owner == owner }) {
                     try pool.release(owner)
                     released.append("its address in \(pool.subnet) given back")
+                    named.insert(pool.subnet)
                 }
                 results.append(Removed(owner: owner, record: nil, lines: ["nothing recorded as made by up"] + released,
                                        releasedLease: !released.isEmpty))
@@ -138,8 +143,10 @@ public enum ServiceNetwork {
                 results[index].lines.append("address \(record.address.map { $0.description } ?? "") given back")
                 results[index].releasedLease = true
             }
+            if let subnet = record.leaseSubnet, !keepLeases || record.address6 != nil { named.insert(subnet) }
             try record.remove(in: records)
         }
+        for zone in BridgeNames.served() where named.contains(zone.subnet) { try BridgeNames.refresh(bridge: zone.bridge, leases: leases) }
         return results
     }
 }
