@@ -267,6 +267,14 @@ enum NetworkNamespaceNames {
                     addresses6[name] = expected.addressText
                 }
                 #expect(try NetworkProbe.lookup("m-n1", gateway6, "n2.net.test", ipv6: true) == addresses6["n2"], "AAAA, asked over IPv6")
+                // A service whose network comes up on the set's bridge is a name too, and goes with its network.
+                let net = try builtTool("replica-net")
+                let service = try Command.run([net, "up", "websvc", "--bridge", bridge, "--subnet", "\(subnet).0/24"])
+                defer { _ = try? Command.run([net, "down", "websvc"]) }
+                #expect(service.status == .exited(0), "\(service.output)")
+                #expect(try NetworkProbe.lookup("m-n1", "\(subnet).1", "websvc.net.test").hasPrefix("\(subnet)."))
+                #expect(try Command.run([net, "down", "websvc"]).status == .exited(0))
+                #expect(try NetworkProbe.lookup("m-n1", "\(subnet).1", "websvc.net.test") == "NXDOMAIN")
                 try NetworkProbe.serve("m-n2", "tcp", port: 80, word: "n2v6", ipv6: true)
                 #expect(try NetworkProbe.ask("m-n1", "tcp", addresses6["n2"]!, 80) == "n2v6 \(addresses6["n1"]!)")
                 #expect(try NetworkProbe.ask("m-n1", "tcp", gateway6, 18080).hasPrefix("n2v6 "), "the forward over IPv6")
