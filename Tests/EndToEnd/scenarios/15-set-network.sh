@@ -39,6 +39,8 @@ ruleset_before=$(nft list ruleset)
 check "systemd-resolved starts" bash -c "systemctl unmask -q systemd-resolved && systemctl start systemd-resolved"
 resolver_before=$(resolvectl domain; resolvectl dns)
 
+# The space of the templates earlier scenarios removed, freed first (btrfs frees it in the background).
+btrfs subvolume sync "$store" >/dev/null
 check "the template imports" replica-machine template import setbase /var/lib/replica-e2e/template
 mkdir -p /etc/replica/sets
 # Set SET: machines P1 to P3 on br-SET, subnet 10.91.N.0/24, a host port forwarded to one of them.
@@ -94,6 +96,7 @@ check "set lab stops" replica-machine set stop lab
 check "set ops stops" replica-machine set stop ops
 for m in a1 a2 a3 o1 o2 o3 l1; do replica-machine remove $m >/dev/null || fail "$m is removed"; done
 check "the template is removed" replica-machine template remove setbase
+btrfs subvolume sync "$store" >/dev/null   # its space free again for the scenarios after
 equal "no dnsmasq unit is left" inactive "$(systemctl is-active 'replica-names@br\x2dlab.service')"
 equal "the resolver is as before" "$resolver_before" "$(resolvectl domain; resolvectl dns)"
 equal "the ruleset is as before" "$ruleset_before" "$(nft list ruleset)"
