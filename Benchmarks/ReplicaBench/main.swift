@@ -143,9 +143,10 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
             }
         }
         let medians = timings.map(median)
-        rows.append(Comparison(operation: "replica-snap create (whole process, with metrics)", replica: medians[0],
+        let linked = linkage(of: tool)  // the package's tools are static; `swift build` alone makes dynamic ones
+        rows.append(Comparison(operation: "replica-snap create (whole \(linked) process, with metrics)", replica: medians[0],
                                tool: "btrfs subvolume snapshot -r:", toolTime: medians[2]))
-        rows.append(Comparison(operation: "replica-snap create (whole process, no metrics)", replica: medians[1],
+        rows.append(Comparison(operation: "replica-snap create (whole \(linked) process, no metrics)", replica: medians[1],
                                tool: "btrfs subvolume snapshot -r:", toolTime: medians[2]))
         return rows
     }

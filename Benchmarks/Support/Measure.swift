@@ -48,6 +48,26 @@ public func format3(_ value: Double) -> String {
 }
 
 /// One line of the report: what Replica took, what the usual tool took, measured in the same run.
+/// How the program at `path` is linked, for rows that time a whole process: `static` (what the
+/// package ships: no loader, no Swift runtime libraries to map) or `dynamic` (a plain `swift build`,
+/// which loads the runtime at every start: about 2.4 ms more here). An ELF with a `PT_INTERP`
+/// program header is dynamic.
+public func linkage(of path: String) -> String {
+    guard let file = fopen(path, "r") else { return "unknown" }
+    defer { fclose(file) }
+    var header = [UInt8](repeating: 0, count: 64)
+    guard fread(&header, 1, 64, file) == 64, header[0..<4] == [0x7f, 0x45, 0x4c, 0x46] else { return "unknown" }
+    func number(_ bytes: ArraySlice<UInt8>) -> Int { bytes.reversed().reduce(0) { $0 << 8 | Int($1) } }
+    let (offset, size, count) = (number(header[32..<40]), number(header[54..<56]), number(header[56..<58]))
+    for index in 0..<count {
+        var entry = [UInt8](repeating: 0, count: 4)
+        fseek(file, offset + index * size, SEEK_SET)
+        guard fread(&entry, 1, 4, file) == 4 else { break }
+        if number(entry[0..<4]) == 3 { return "dynamic" }  // PT_INTERP
+    }
+    return "static"
+}
+
 public struct Comparison {
     public var operation: String
     public var replica: Double
