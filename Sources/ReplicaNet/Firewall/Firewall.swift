@@ -4,11 +4,13 @@ import ReplicaKit
 import Synchronization
 
 /// Replica's nftables table, `inet replica`: the rules of every bridge with a record
-/// (`/run/replica/firewall/OWNER`), replaced whole in one `nft -f` transaction each time one
-/// changes, so the kernel never holds half of a change, and deleted with the last record. Nothing
-/// outside the table is read or touched. Forwarding is turned on for the bridges and the host's
-/// uplinks (the interfaces of its default routes) only, never with the host-wide knob, and turned
-/// back off where Replica turned it on, with the last record.
+/// (`/run/replica/firewall/OWNER`), loaded in one `nft -f` transaction each time one changes (the
+/// whole table, or only an owner's forward chains when nothing else changed), so the kernel never
+/// holds half of a change, and deleted with the last record. Nothing outside the table is read or
+/// touched. IPv4 forwarding is turned on for the bridges and the host's uplinks (the interfaces of
+/// its default routes) only, never with the host-wide knob; IPv6, which has no per-interface
+/// switch, host-wide only while the table confines it to our bridges (`Forwarding`). Either is
+/// turned back off where Replica turned it on, with the last record.
 public enum Firewall {
     /// The table's family and name.
     public static let table = "inet replica"
