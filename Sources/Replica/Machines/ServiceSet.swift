@@ -123,12 +123,7 @@ public struct ServiceSet: Equatable, Sendable {
         if let macvlan { set.machineNetwork = ["Macvlan=\(macvlan.value)"] }
         if let bridge, let subnet {
             set.machineNetwork = ["Bridge=\(bridge.value)", "Subnet=\(subnet.value)"]
-            var ipv6 = true
-            if let setting = profile.value("Set", "IPv6") {
-                guard let value = ["yes": true, "no": false][setting.value] else { throw ProfileError(setting, "yes or no") }
-                ipv6 = value
-            }
-            if ipv6 { set.machineNetwork.append("IPv6=yes") }
+            if try profile.value("Set", "IPv6")?.boolean() ?? true { set.machineNetwork.append("IPv6=yes") }
         }
         for key in MachineLimits.keys {
             guard let setting = profile.value("Set", key) else { continue }
@@ -159,10 +154,7 @@ public struct ServiceSet: Equatable, Sendable {
             do throws(ReplicaError) { try BridgeNames.Zone.checkDomain("\(name).\(setting.value)") } catch { throw ProfileError(setting, error.hint ?? "") }
             set.zone = setting.value.lowercased()
         }
-        if let setting = profile.value("Set", "NAT") {
-            guard let value = ["yes": true, "no": false][setting.value] else { throw ProfileError(setting, "yes or no") }
-            set.masquerade = value
-        }
+        if let setting = profile.value("Set", "NAT") { set.masquerade = try setting.boolean() }
         if let setting = profile.value("Set", "PrivateUsers") {
             guard setting.value == "no" else { throw ProfileError(setting, "only PrivateUsers=no is taken (each machine has a user namespace of its own by default)") }
             set.users = .host

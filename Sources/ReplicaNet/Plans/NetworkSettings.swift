@@ -66,10 +66,7 @@ extension NetworkPlan {
                 bridgeAddress = IPPrefix(address: gateway.address, length: length)
             }
         }
-        let ipv6 = try parsed("IPv6") { (text) throws(ReplicaError) -> Bool in
-            guard let value = ["yes": true, "no": false][text] else { throw ReplicaError("IPv6", [text], errno: .EINVAL, hint: "yes or no") }
-            return value
-        }
+        let ipv6 = try profile.value(section, "IPv6")?.boolean()
         if let setting = profile.value(section, "IPv6Token"), ipv6 != true {
             throw ProfileError(setting, "IPv6Token= is the last 64 bits of the address IPv6=yes gives; add IPv6=yes")
         }
