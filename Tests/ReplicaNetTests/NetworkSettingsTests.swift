@@ -38,7 +38,7 @@ import Testing
             "ip netns add web",
             "ip link add br-replica type bridge   # when missing",
             "ip addr add 10.88.0.1/24 dev br-replica",
-            "ip link set br-replica alias 'made by replica' up",
+            "ip link set br-replica address 02:… alias 'made by replica' up",
             "ip link add rv-web type veth peer name eth0 netns web",
             "ip link set rv-web master br-replica up",
             "ip -n web link set lo up",

@@ -64,4 +64,15 @@ public enum NetworkProbe {
         return answer
     }
 
+    /// `lookup` asked again until its answer satisfies `done` or a second has passed: dnsmasq
+    /// rereads its hosts file when it handles the SIGHUP, a moment after the signal. The last answer.
+    public static func lookup(_ namespace: String, _ server: String, _ name: String, until done: (String) -> Bool) throws -> String {
+        let deadline = ContinuousClock.now + .seconds(1)
+        var answer = try lookup(namespace, server, name)
+        while !done(answer) && ContinuousClock.now < deadline {
+            usleep(20_000)
+            answer = try lookup(namespace, server, name)
+        }
+        return answer
+    }
 }

@@ -85,12 +85,13 @@ public enum RouteRequest {
     /// message; only what is given changes. `noIPv6LinkLocal` (`addrgenmode none`) is for bridge
     /// ports, which carry no addresses: no link-local address to make now or tear down later.
     public static func setLink(index: Int32, up: Bool? = nil, mtu: UInt32? = nil, master: Int32? = nil,
-                               noIPv6LinkLocal: Bool = false, alias: String? = nil) -> NetlinkMessage {
+                               noIPv6LinkLocal: Bool = false, alias: String? = nil, address: [UInt8]? = nil) -> NetlinkMessage {
         let message = NetlinkMessage(type: Int32(RTM_NEWLINK), flags: NLM_F_ACK)
         let flag = UInt32(IFF_UP)
         message.put(linkHeader(index: index, flags: up == true ? flag : 0, change: up == nil ? 0 : flag))
         if let mtu { message.put(Int32(IFLA_MTU), u32: mtu) }
         if let alias { message.put(Int32(IFLA_IFALIAS), string: alias) }
+        if let address { message.put(Int32(IFLA_ADDRESS), bytes: address) }
         if let master { message.put(Int32(IFLA_MASTER), u32: UInt32(master)) }
         if noIPv6LinkLocal {
             message.nest(Int32(IFLA_AF_SPEC)) {

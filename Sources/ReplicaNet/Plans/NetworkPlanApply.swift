@@ -90,7 +90,12 @@ extension NetworkPlan {
             run.report.append("bridge \(bridge) \(address)")
         case .bridgeUp(let bridge):
             guard run.madeBridge, let index = run.bridgeIndex else { return }
-            try socket.perform(RouteRequest.setLink(index: index, up: true, alias: Self.madeMark), "set link up", [bridge])
+            // A MAC address of its own, set (a locally administered one): a bridge whose address was
+            // never set takes its lowest port's, so a machine joining would change the gateway's MAC
+            // under the others, who lose it for seconds until they ask again.
+            var mac = (0..<6).map { _ in UInt8.random(in: .min ... .max) }
+            mac[0] = mac[0] & 0xfc | 0x02
+            try socket.perform(RouteRequest.setLink(index: index, up: true, alias: Self.madeMark, address: mac), "set link up", [bridge])
             run.report.append("bridge \(bridge) up")
         case .addMacvlan(let parentName, let mode):
             // Born inside the namespace: it goes with the namespace on undo and teardown.

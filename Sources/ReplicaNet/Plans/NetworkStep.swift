@@ -64,7 +64,7 @@ extension NetworkPlan {
         case .addBridge(let bridge):
             return "ip link add \(bridge) type bridge" + (bridgeAddress6 == nil ? "" : "; sysctl -qw net.ipv6.conf.\(bridge).accept_dad=0") + "   # when missing"
         case .addBridgeAddress(let address, let bridge): return "ip addr add \(address) dev \(bridge)\(address.family == AF_INET6 ? " nodad" : "")"
-        case .bridgeUp(let bridge): return "ip link set \(bridge) alias '\(Self.madeMark)' up"
+        case .bridgeUp(let bridge): return "ip link set \(bridge) address 02:… alias '\(Self.madeMark)' up"
         case .addMacvlan(let parent, let mode): return "ip link add link \(parent) name \(innerLink) netns \(namespace) type macvlan mode \(mode)"
         case .addVeth: return "ip link add \(hostLink) type veth peer name \(innerLink) netns \(namespace)"
         case .hostLinkUp: return "ip link set \(hostLink)\(bridge.map { " master \($0)" } ?? "") up"
