@@ -14,24 +14,35 @@ public enum MachineProcess {
     /// name (`MachineName`), so no name given on a command line can reach another path.
     static func pidFile(_ name: String) throws(ReplicaError) -> String { "\(runDirectory)/\(try MachineName(name)).pid" }
 
-    /// The pid of the running machine `name`, or nil: its pid file names a live systemd-nspawn of
-    /// that machine (a stale file, or a pid reused by another program, is not it).
+    /// The pid of the running machine `name`, or nil: its pid file names a live systemd-nspawn or
+    /// QEMU of that machine (a stale file, or a pid reused by another program, is not it).
     public static func running(_ name: String) -> Int32? {
+        runningProcess(name)?.pid
+    }
+
+    /// The running machine's process and whether it is a virtual machine's QEMU.
+    static func runningProcess(_ name: String) -> (pid: Int32, isVM: Bool)? {
         guard let path = try? pidFile(name), let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readLine(),
               let pid = Int32(text) else { return nil }
         guard let command = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return nil }
         let words = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) ? pid : nil
+        if words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) { return (pid, false) }
+        if words.first?.hasSuffix(QEMU.program) == true && words.contains("guest=\(name)") { return (pid, true) }
+        return nil
     }
 
-    /// A machine booting: its systemd-nspawn, and the notify socket its READY will arrive on.
+    /// A machine booting: its systemd-nspawn or QEMU, and the notify socket its READY will arrive
+    /// on — a datagram socket systemd-nspawn sends to, or a stream socket QEMU connects its
+    /// virtio-serial port to.
     public final class Starting {
         /// The machine.
         public let name: String
-        /// Its systemd-nspawn.
+        /// Its systemd-nspawn or QEMU.
         public let pid: Int32
         let notify: OwnedFD
         let socketPath: String
+        /// QEMU's connection, once accepted (a stream socket).
+        var connection: OwnedFD? = nil
 
         init(name: String, pid: Int32, notify: consuming OwnedFD, socketPath: String) {
             (self.name, self.pid, self.socketPath) = (name, pid, socketPath)
@@ -48,18 +59,33 @@ public enum MachineProcess {
         /// set's `--wait` is for all of them together); `timeout` is what the message names.
         public func waitReady(until deadline: ContinuousClock.Instant, timeout: Duration) throws(ReplicaError) -> Int32 {
             defer { unlink(socketPath) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
+            var buffer = [UInt8](repeating: 0, count: 4096), received: [UInt8] = []
+            let listening = socketType(notify) == Int32(SOCK_STREAM.rawValue)
             while ContinuousClock.now < deadline {
-                var poll = pollfd(fd: notify.rawValue, events: Int16(POLLIN), revents: 0)
+                let reading = connection?.rawValue ?? notify.rawValue
+                var poll = pollfd(fd: reading, events: Int16(POLLIN), revents: 0)
                 if Glibc.poll(&poll, 1, 100) > 0 {
-                    let count = buffer.withUnsafeMutableBytes { recv(notify.rawValue, $0.baseAddress, $0.count, 0) }
-                    if count > 0, String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").contains("READY=1") { return pid }
+                    if listening && connection == nil {
+                        let accepted = accept(notify.rawValue, nil, nil)
+                        if accepted >= 0 {
+                            _ = fcntl(accepted, F_SETFD, FD_CLOEXEC)
+                            connection = OwnedFD(adopting: accepted)
+                        }
+                        continue
+                    }
+                    let count = buffer.withUnsafeMutableBytes { recv(reading, $0.baseAddress, $0.count, 0) }
+                    if count > 0 {
+                        received = listening ? received + buffer[0..<count] : Array(buffer[0..<count])
+                        if String(decoding: received, as: UTF8.self).split(separator: "\n").contains("READY=1") { return pid }
+                    } else if listening {
+                        usleep(100_000)  // QEMU closed it: it is ending, which waitpid sees next
+                    }
                 }
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid {
                     try? MachinePlacement.release(name)
                     throw ReplicaError("start machine", [name], errno: .ECHILD,
-                                       hint: "systemd-nspawn ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
+                                       hint: "\(listening ? QEMU.program : "systemd-nspawn") ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
                                            + MachineProcess.tail(name), reason: .system)
                 }
             }
@@ -67,6 +93,13 @@ public enum MachineProcess {
             throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(timeout); stopped: " + MachineProcess.tail(name),
                                reason: .system)
         }
+    }
+
+    /// The type of socket `fd` is (`SOCK_STREAM`, `SOCK_DGRAM`): `getsockopt(SO_TYPE)`.
+    static func socketType(_ fd: borrowing OwnedFD) -> Int32 {
+        var type: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd.rawValue, SOL_SOCKET, SO_TYPE, &type, &length) == 0 ? type : -1
     }
 
     /// Starts booting `machine` (from `Machines.prepareStart`) in the cgroup `MachinePlacement`
@@ -80,6 +113,7 @@ public enum MachineProcess {
         let placement = MachinePlacement.current(for: name, foreground: false)
         let group = try placement.prepare(name, limits: machine.limits)
         do throws(ReplicaError) {
+            if let vm = machine.vm { return try VirtualMachine.begin(machine, vm, placement: placement, in: group) }
             return try begin(name, command: Machines.spawnCommand(machine, networkNamespace: networkNamespace, placement: placement), in: group,
                              networkNamespace: networkNamespace)
         } catch {
@@ -94,13 +128,9 @@ public enum MachineProcess {
     /// thread of its own that spawns it, as `ip netns exec` would: see `Machines.spawnCommand`).
     public static func begin(_ name: String, command: [String], in group: ControlGroup?,
                              networkNamespace: String? = nil) throws(ReplicaError) -> Starting {
-        try createDirectories(runDirectory, mode: 0o700)
         let socketPath = "\(runDirectory)/\(name).notify"
-        unlink(socketPath)
-        let socket = try syscall("socket") { Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        let notify = OwnedFD(adopting: socket)
-        _ = try syscall("bind", socketPath) { replica_bind_unix(notify.rawValue, socketPath) }
-        let log = try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600)
+        let notify = try unixSocket(socketPath, stream: false)
+        let log = try openLog(name)
         let back = group?.current() ?? []
         try group?.enter()
         defer { if group != nil { ControlGroup.enter(back) } }
@@ -112,6 +142,24 @@ public enum MachineProcess {
         let pid = networkNamespace == nil ? try spawn() : try DedicatedThread.run(spawn)
         try record(name, pid: pid)
         return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
+    }
+
+    /// A UNIX socket bound at `path` (made afresh): a datagram socket (READY from systemd-nspawn),
+    /// or with `stream` a listening one (QEMU's READY port connects to it; swtpm is handed its
+    /// control socket). `/run/replica/machines` is made first.
+    static func unixSocket(_ path: String, stream: Bool) throws(ReplicaError) -> OwnedFD {
+        try createDirectories(runDirectory, mode: 0o700)
+        unlink(path)
+        let type = stream ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
+        let socket = OwnedFD(adopting: try syscall("socket") { Glibc.socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0) })
+        _ = try syscall("bind", path) { replica_bind_unix(socket.rawValue, path) }
+        if stream { _ = try syscall("listen", path) { listen(socket.rawValue, 1) } }
+        return socket
+    }
+
+    /// The machine's console log, `/run/replica/machines/NAME.log`, made empty.
+    static func openLog(_ name: String) throws(ReplicaError) -> OwnedFD {
+        try OwnedFD.open("\(runDirectory)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: 0o600)
     }
 
     /// Records `pid` as the machine's systemd-nspawn (`/run/replica/machines/NAME.pid`): `begin`
@@ -133,11 +181,11 @@ public enum MachineProcess {
     }
 
     /// Powers the machine off (SIGTERM to systemd-nspawn, which asks the container's systemd to
-    /// shut down), waiting up to `timeout`, then kills it; Replica's own cgroup of it goes after.
+    /// shut down; a VM's ACPI power button), waiting up to `timeout`, then kills it; Replica's own cgroup of it goes after.
     /// Not running is not an error.
     public static func stop(_ name: String, timeout: Duration = .seconds(30)) throws(ReplicaError) {
         let path = try pidFile(name)
-        guard let pid = running(name) else {
+        guard let (pid, isVM) = runningProcess(name) else {
             unlink(path)
             try MachinePlacement.release(name)
             return
@@ -148,6 +196,11 @@ public enum MachineProcess {
                 guard (try? MachinePlacement.release(name)) == nil else { break }
                 usleep(20_000)
             }
+        }
+        if isVM {
+            VirtualMachine.stop(name, pid: pid, timeout: timeout)
+            unlink(path)
+            return
         }
         kill(pid, SIGTERM)
         let deadline = ContinuousClock.now + timeout

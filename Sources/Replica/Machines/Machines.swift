@@ -50,6 +50,16 @@ public enum Machines {
         public var users: MachineUsers? = nil
         /// What it may take from the host.
         public var limits = MachineLimits()
+        /// What it boots when it is a virtual machine (forked from a VM template); nil for a container.
+        public var vm: VMImage? = nil
+
+        /// Its machine id written as a UUID (`8-4-4-4-12` hex digits), as systemd-nspawn's `--uuid=`
+        /// and QEMU's `-uuid` take it; nil without a machine id.
+        public var uuid: String? {
+            guard let id = machineID, id.utf8.count == 32 else { return nil }
+            let digits = Array(id)
+            return [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(digits[$0]) }.joined(separator: "-")
+        }
     }
 
     /// What a fork gets on top of its template.
@@ -151,17 +161,25 @@ public enum Machines {
                 try Btrfs.snapshot(source, into: folder, named: staging, readOnly: false,
                                    sourcePath: "\(store.path)/\(Templates.directory)/\(templateName)", parentPath: path)
             }, fill: { (fd) throws(ReplicaError) in
-                let root = try RootDirectory("\(path)/\(staging)")
-                try resetIdentity(root, hostname: seed.hostname ?? name)
-                if let made = try making?.join() { (seeded.address, seeded.gateway, seeded.address6, seeded.gateway6) = (made.address, made.gateway, made.address6, made.gateway6) }
-                try lay(seeded, name: name, in: root)
-                if seeded.lan { try layLANClient(in: root) }
-                if let domain = seeded.domain, let gateway = seeded.gateway {
-                    // Its set's names, from the dnsmasq on its bridge (which forwards the rest to the host's resolvers).
-                    try root.replaceFile("etc/resolv.conf", contents: Array("nameserver \(gateway)\nsearch \(domain)\n".utf8))
+                if let vm = template.vm {
+                    // Its disk is the guest's: its identity goes in at every boot (the kernel's
+                    // command line, SMBIOS); its TPM is its own from the start.
+                    if vm.tpm { try RootDirectory("\(path)/\(staging)").replaceFile(VMImage.tpmState, contents: [], mode: 0o600) }
+                    if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
+                } else {
+                    let root = try RootDirectory("\(path)/\(staging)")
+                    try resetIdentity(root, hostname: seed.hostname ?? name)
+                    if let made = try making?.join() { (seeded.address, seeded.gateway, seeded.address6, seeded.gateway6) = (made.address, made.gateway, made.address6, made.gateway6) }
+                    try lay(seeded, name: name, in: root)
+                    if seeded.lan { try layLANClient(in: root) }
+                    if let domain = seeded.domain, let gateway = seeded.gateway {
+                        // Its set's names, from the dnsmasq on its bridge (which forwards the rest to the host's resolvers).
+                        try root.replaceFile("etc/resolv.conf", contents: Array("nameserver \(gateway)\nsearch \(domain)\n".utf8))
+                    }
                 }
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
                 try Btrfs.setAttribute(fd, attribute, "\(templateName) \(template.uuid)", path: "\(path)/\(staging)")
+                if let vm = template.vm { try Btrfs.setAttribute(fd, VMImage.attribute, try vm.record().encoded, path: "\(path)/\(staging)") }
                 var credentials = Record()
                 try credentials.append("hostname", seed.hostname ?? name)
                 try credentials.append("machine-id", machineID)
@@ -181,7 +199,7 @@ public enum Machines {
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
                        network: network?.settings ?? [], hostname: seed.hostname ?? name, machineID: machineID, sshKeys: seed.sshKeys,
-                       users: users, limits: limits)
+                       users: users, limits: limits, vm: template.vm)
     }
 
     /// A new machine id: 128 random bits as a version 4 UUID's (what `systemd-id128 new` prints), 32 hex digits.
@@ -332,7 +350,10 @@ public enum Machines {
                        network: network.fields.map { "\($0.key)=\($0.value)" }, hostname: credentials.value("hostname") ?? name,
                        machineID: credentials.value("machine-id"),
                        sshKeys: credentials.values("ssh-key"), users: try Btrfs.attribute(fd, MachineUsers.attribute).map(MachineUsers.init),
-                       limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }))
+                       limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }),
+                       vm: try Btrfs.attribute(fd, VMImage.attribute).map { (text) throws(ReplicaError) in
+                           try VMImage(try Record(decoding: text, source: "\(path) \(VMImage.attribute)"))
+                       })
     }
 
     /// The machine `name` as the next start boots it: a range for its user namespace recorded
@@ -435,11 +456,8 @@ public enum Machines {
         // The seed, read-only for the guest (cloud-init reads it; nothing inside may rewrite it).
         command.append("--bind-ro=\(machine.path.replacingAll(":", with: "\\:"))/\(seedDirectory):/\(seedDirectory)")
         command.append("--set-credential=firstboot.hostname:\(machine.hostname)")
-        if let id = machine.machineID, id.utf8.count == 32 {
-            // As a UUID: the guest's systemd takes it as its machine id when /etc/machine-id is empty.
-            let digits = Array(id)
-            command.append("--uuid=" + [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(digits[$0]) }.joined(separator: "-"))
-        }
+        // As a UUID: the guest's systemd takes it as its machine id when /etc/machine-id is empty.
+        if let uuid = machine.uuid { command.append("--uuid=\(uuid)") }
         if !machine.sshKeys.isEmpty { command.append("--set-credential=ssh.authorized_keys.root:\(machine.sshKeys.joined(separator: "\n"))") }
         return command
     }

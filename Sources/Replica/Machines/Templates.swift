@@ -22,6 +22,8 @@ public enum Templates {
         public var uuid: String
         /// The btrfs generation its content last changed in (forks leave it as it is).
         public var generation: UInt64
+        /// What it boots when it is a VM template (`import --vm`); nil for a container's root.
+        public var vm: VMImage? = nil
     }
 
     /// What an imported root holds that every machine forked from it would get as it is, and an
@@ -66,9 +68,15 @@ public enum Templates {
     /// `/etc` and a `/usr`), made read-only and renamed into place. Returns it with its findings
     /// (device nodes, set-ID files, FIFOs, sockets); `strict` refuses a root with any. Refused when
     /// the name is taken; a failed or refused import leaves nothing.
+    ///
+    /// With `vm`, a VM template instead (`VMDisk`): the root becomes a raw disk of `diskSize`
+    /// bytes with the guest's READY unit, beside its kernel and initrd, and unless `check` is false
+    /// it is booted once (QEMU `-snapshot`, the disk untouched) and refused when it does not say
+    /// READY within `checkTimeout`.
     @discardableResult
     public static func importTemplate(_ name: String, from source: String, into store: borrowing Store,
-                                      strict: Bool = false) throws(ReplicaError) -> (template: Template, findings: [Finding]) {
+                                      strict: Bool = false, vm: VMImage? = nil, diskSize: UInt64 = 4 << 30, check: Bool = true,
+                                      checkTimeout: Duration = .seconds(180)) throws(ReplicaError) -> (template: Template, findings: [Finding]) {
         _ = try PlainName(name, kind: "template")
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
@@ -85,6 +93,16 @@ public enum Templates {
         }
         var found: [Finding] = []
         try Btrfs.publish(name, staging: staging, in: folder, path: path) { (imported) throws(ReplicaError) in
+            if let vm {
+                let made = try VMDisk.make(from: source, isFolder: status.kind == .directory, into: imported, stagingPath: "\(path)/\(staging)",
+                                           vm: vm, size: diskSize)
+                if check { try VMDisk.checkBoot(name, made, stagingPath: "\(path)/\(staging)", timeout: checkTimeout) }
+                try Btrfs.removeAttributes(imported, prefix: "user.replica.", path: "\(path)/\(staging)")
+                try Btrfs.setAttribute(imported, VMImage.attribute, try made.record().encoded, path: "\(path)/\(staging)")
+                try Btrfs.setAttribute(imported, attribute, "\(source) at \(UTCTimestamp.now)", path: "\(path)/\(staging)")
+                try Btrfs.setReadOnly(imported, true, path: "\(path)/\(staging)")
+                return
+            }
             if status.kind == .directory {
                 try Command.check(["cp", "-a", "--reflink=auto", "--", "\(source)/.", "\(path)/\(staging)/"])
             } else {
@@ -125,7 +143,10 @@ public enum Templates {
                                hint: "is not a template of ours (a read-only subvolume made by replica-machine template import); "
                                    + "import the root file system instead", reason: .refused)
         }
-        return Template(name: name, origin: origin, uuid: info.uuid, generation: info.changedGeneration)
+        let vm = try Btrfs.attribute(fd, VMImage.attribute).map { (text) throws(ReplicaError) in
+            try VMImage(try Record(decoding: text, source: "\(store.path)/\(directory)/\(name) \(VMImage.attribute)"))
+        }
+        return Template(name: name, origin: origin, uuid: info.uuid, generation: info.changedGeneration, vm: vm)
     }
 
     /// Every template on the store, by name.

@@ -66,8 +66,18 @@ struct MachineCommand {
         switch arguments.positionals[0] {
         case "import":
             guard let name, arguments.positionals.count == 3 else { throw .usage("usage: replica-machine template import NAME DIR|TARBALL") }
+            var vm: VMImage? = nil
+            if arguments.flag("vm") {
+                var settings = Record()
+                for (key, option) in [("Machine", "machine"), ("Memory", "memory"), ("CPUs", "cpus")] { try settings.append(key, arguments.value(option)!) }
+                vm = try VMImage(settings)
+            }
+            guard let diskSize = parseByteSize(arguments.value("disk-size")!), diskSize >= 64 << 20 else {
+                throw .usage("--disk-size \(arguments.value("disk-size")!): a size of at least 64M (4G, 20G)")
+            }
             let (template, findings) = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore(),
-                                                                    strict: arguments.flag("strict"))
+                                                                    strict: arguments.flag("strict"), vm: vm, diskSize: diskSize,
+                                                                    check: !arguments.flag("no-check"))
             // What every fork gets as it is: said, never silently kept (all of it with --json).
             var lines = ["replica-machine: template \(name) imported from \(arguments.positionals[2])"]
             if !findings.isEmpty {
@@ -159,7 +169,7 @@ struct MachineCommand {
             if madeNetwork { try? MachineNetwork.stop([name]) }
             throw error
         }
-        return ToolOutput("replica-machine: \(name) \(wait == .zero ? "started" : "ready in \(ContinuousClock.now - began)") (systemd-nspawn pid \(pid))",
+        return ToolOutput("replica-machine: \(name) \(wait == .zero ? "started" : "ready in \(ContinuousClock.now - began)") (\(machine.vm == nil ? "systemd-nspawn" : QEMU.program) pid \(pid))",
                           [("machine", .string(name)), ("pid", .int(Int64(pid))), ("ready", .bool(wait != .zero)),
                            ("namespace", namespace.map(JSON.string) ?? .null)])
     }

@@ -28,12 +28,18 @@ public enum MachineTool: Tool {
     static let limits = limitOptions.map { OptionSpec.option($0.0, $0.2, $0.3) }
     public static let spec = ToolSpec(
         name: "replica-machine",
-        abstract: "Fork containers from copy-on-write templates, seed them and boot them with systemd-nspawn.",
+        abstract: "Fork containers and VMs from copy-on-write templates, seed them and boot them with systemd-nspawn or QEMU.",
         discussion: "Exit codes: 0 ok, 1 failure, 2 usage, 3 lock held, 6 no such template or machine.",
         commands: [
             CommandSpec("template", "Templates: import NAME DIR|TARBALL, list, remove NAME.",
                         options: [store, .flag("force", "remove: even while machines forked from it exist."),
-                                  .flag("strict", "import: refuse a root holding device nodes, set-ID files, FIFOs or sockets (reported either way).")],
+                                  .flag("strict", "import: refuse a root holding device nodes, set-ID files, FIFOs or sockets (reported either way)."),
+                                  .flag("vm", "import: a VM template: the root as a raw disk with its kernel and initrd, booted once to check it says READY."),
+                                  .option("machine", "type", "import --vm: QEMU's machine type, q35 (TPM, display) or microvm.", default: "q35"),
+                                  .option("memory", "size", "import --vm: the guest's memory.", default: "1G"),
+                                  .option("cpus", "count", "import --vm: its virtual CPUs.", default: "2"),
+                                  .option("disk-size", "size", "import --vm: its disk's size (sparse: unused space costs nothing).", default: "4G"),
+                                  .flag("no-check", "import --vm: do not boot it once to check it.")],
                         positionals: [PositionalSpec("action", "import, list or remove."), PositionalSpec("template", "The template.", optional: true),
                                       PositionalSpec("source", "import: a root file system folder, or a tarball of one.", optional: true)]),
             CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.", options: [

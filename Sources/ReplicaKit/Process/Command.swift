@@ -50,10 +50,11 @@ public enum Command {
     /// is nil (nil for both: `/dev/null`); `environment` added to ours (`env NAME=VALUE …`), and
     /// with `newSession` in a session of its own (`setsid`, `POSIX_SPAWN_SETSID`) — no extra programs.
     /// The child's signal mask is empty and every signal at its default (`POSIX_SPAWN_SETSIGMASK |
-    /// POSIX_SPAWN_SETSIGDEF`).
+    /// POSIX_SPAWN_SETSIGDEF`). `passing`: descriptors the child gets as 3, 4 … (every other one
+    /// is closed), as systemd passes sockets.
     public static func spawn(_ arguments: [String], input: Int32? = nil, output: Int32? = nil,
                              errors: Int32? = nil, environment: [(String, String)] = [],
-                             newSession: Bool = false) throws(ReplicaError) -> pid_t {
+                             newSession: Bool = false, passing: [Int32] = []) throws(ReplicaError) -> pid_t {
         precondition(!arguments.isEmpty, "a command needs a program name")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -67,7 +68,8 @@ public enum Command {
         if let stderr = errors ?? output { posix_spawn_file_actions_adddup2(&actions, stderr, 2) } else {
             posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
-        _ = withUnsafeMutablePointer(to: &actions) { replica_spawn_addclosefrom($0, 3) }
+        for (index, fd) in passing.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, 3 + Int32(index)) }
+        _ = withUnsafeMutablePointer(to: &actions) { replica_spawn_addclosefrom($0, 3 + Int32(passing.count)) }
         let argv = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var attributes = posix_spawnattr_t()

@@ -141,6 +141,31 @@ public enum SystemdManager {
         }
     }
 
+    /// Moves the running processes `pids` into the transient scope `unit` in `slice`, with
+    /// `properties` (each a `t`: `MemoryMax` …) set on it (`systemd-run --scope --unit=UNIT
+    /// --slice=SLICE -p …` does this for its own pid): systemd then accounts, limits and stops
+    /// them as one, and collects the scope when they have ended.
+    public static func startScope(_ unit: String, pids: [Int32], slice: String, description: String,
+                                  properties: [(name: String, value: UInt64)] = []) throws(ReplicaError) {
+        _ = try call("StartTransientUnit", [unit], hint: "systemd refused the scope \(unit)", signature: "ssa(sv)a(sa(sv))") { body in
+            body.string(unit)
+            body.string("fail")
+            body.array(alignment: 8) { array in
+                for (key, value) in [("Description", description), ("Slice", slice), ("CollectMode", "inactive-or-failed")] {
+                    array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
+                }
+                array.structure { property in
+                    property.string("PIDs")
+                    property.variant("au") { variant in variant.array(alignment: 4) { for pid in pids { $0.uint32(UInt32(pid)) } } }
+                }
+                for (name, value) in properties {
+                    array.structure { $0.string(name); $0.variant("t") { $0.uint64(value) } }
+                }
+            }
+            body.array(alignment: 8) { _ in }
+        }
+    }
+
     /// Stops `unit` (`systemctl stop UNIT`) and waits up to `timeout` until it is no longer active.
     public static func stopUnit(_ unit: String, timeout: Duration = .seconds(10)) throws(ReplicaError) {
         _ = try call("StopUnit", [unit], hint: "journalctl -u '\(unit)' says why", signature: "ss") { body in

@@ -1,0 +1,150 @@
+import Glibc
+import ReplicaKit
+
+/// QEMU as Replica runs a virtual machine: the command line for a fork (its disk, kernel and
+/// identity, READY on a virtio-serial port, the monitor, the TPM, the display), and the
+/// acceleration a probe boot found on this host.
+public enum QEMU {
+    /// The emulator.
+    public static let program = "qemu-system-x86_64"
+
+    /// How guest code runs.
+    public enum Acceleration: String, Sendable {
+        /// The host's CPU, through `/dev/kvm`.
+        case kvm
+        /// QEMU's own translator: every guest instruction emulated (many times slower).
+        case tcg
+    }
+
+    /// A running machine's file in `/run/replica/machines`: `NAME.notify` (READY), `NAME.qmp` (the
+    /// monitor), `NAME.tpm` (its software TPM), `NAME.vnc` (its display).
+    public static func runtimePath(_ name: String, _ suffix: String) -> String { "\(MachineProcess.runDirectory)/\(name).\(suffix)" }
+
+    /// QEMU's command line for `machine` (a fork of a VM template), booting its own disk, kernel
+    /// and initrd with `acceleration`. Its identity: the machine id as `systemd.machine_id=`, the
+    /// SMBIOS UUID and the VM generation id; the hostname as `systemd.hostname=`; root's SSH keys as
+    /// a systemd credential in SMBIOS type 11. QEMU confines itself (`-sandbox`) and, for a machine
+    /// with a user range, runs as the range's first uid once its files are open (`-runas`): a guest
+    /// that escapes into QEMU is no one on the host. `tap`: the host's tap device for its network,
+    /// with `kernelAddress`, the address as the kernel's `ip=` gives it.
+    public static func command(_ machine: Machines.Machine, _ vm: VMImage, acceleration: Acceleration,
+                               tap: String? = nil, mac: String? = nil, kernelAddress: String? = nil) -> [String] {
+        let name = machine.name
+        let dropsToOwnUID = if case .range = machine.users { true } else { false }
+        let bus = vm.machineType == .q35 ? "pci" : "device"  // PCI devices, or virtio-mmio ones
+        var command = [program, "-name", "guest=\(name)", "-machine", "\(vm.machineType.rawValue),accel=\(acceleration.rawValue)",
+                       "-cpu", acceleration == .kvm ? "host" : "max", "-m", "\(vm.memory)", "-smp", "\(vm.cpus)",
+                       "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
+                       "-qmp", "unix:\(option(runtimePath(name, "qmp"))),server=on,wait=off",
+                       // QEMU's own seccomp filter: no obsolete calls, no programs, no host tuning, and no
+                       // set*id calls — unless it drops to its uid after the filter is in (-runas); that
+                       // uid then holds no capability to take any other with.
+                       "-sandbox", "on,obsolete=deny,spawn=deny,resourcecontrol=deny,elevateprivileges=\(dropsToOwnUID ? "allow" : "deny")",
+                       "-kernel", "\(machine.path)/\(VMImage.kernel)"]
+        if case .range(let base) = machine.users {
+            command += ["-runas", "\(base):\(base)"]  // the machine's own host uid once its files are open: never root
+        }
+        if vm.hasInitrd { command += ["-initrd", "\(machine.path)/\(VMImage.initrd)"] }
+        var kernel = ["root=\(vm.root)", "rw", "console=ttyS0", "systemd.hostname=\(machine.hostname)"]
+        if let id = machine.machineID { kernel.append("systemd.machine_id=\(id)") }
+        if let kernelAddress { kernel.append("ip=\(kernelAddress)") }
+        if vm.machineType == .microvm && acceleration == .tcg, let khz = tscKilohertz {
+            kernel.append("tsc_early_khz=\(khz)")  // else its TSC calibration may never end under emulation
+        }
+        command += ["-append", kernel.joined(separator: " ")]
+        if let uuid = machine.uuid {
+            command += ["-uuid", uuid]
+            if vm.machineType == .q35 { command += ["-device", "vmgenid,guid=\(uuid)"] }
+        }
+        if !machine.sshKeys.isEmpty {
+            command += ["-smbios", "type=11,value=" + option("io.systemd.credential:ssh.authorized_keys.root=" + machine.sshKeys.joined(separator: "\n"))]
+        }
+        command += ["-drive", "file=\(option("\(machine.path)/\(VMImage.disk)")),format=raw,if=none,id=root,discard=unmap",
+                    "-device", "virtio-blk-\(bus),drive=root",
+                    "-device", "virtio-rng-\(bus)",
+                    "-device", "virtio-serial-\(bus)",
+                    "-chardev", "socket,id=notify,path=\(option(runtimePath(name, "notify")))",
+                    "-device", "virtserialport,chardev=notify,name=\(VMImage.notifyPort)"]
+        if let tap {
+            command += ["-netdev", "tap,id=net0,ifname=\(tap),script=no,downscript=no",
+                        "-device", "virtio-net-\(bus),netdev=net0" + (mac.map { ",mac=\($0)" } ?? "")]
+        }
+        if vm.machineType == .q35 {
+            command += ["-device", "VGA", "-vnc", "unix:\(option(runtimePath(name, "vnc")))"]
+            if vm.tpm {
+                command += ["-chardev", "socket,id=tpm,path=\(option(runtimePath(name, "tpm")))",
+                            "-tpmdev", "emulator,id=tpm0,chardev=tpm", "-device", "tpm-tis,tpmdev=tpm0"]
+            }
+        }
+        return command
+    }
+
+    /// The software TPM of machine `name` (`swtpm socket --tpm2`), as the machine's own uid like
+    /// QEMU, handed what it uses open by Replica: its control socket `NAME.tpm` as descriptor 3
+    /// and the fork's own state file `tpm.state` as descriptor 4 (its uid cannot reach the store's
+    /// folders by path). It ends when QEMU disconnects (`--terminate`).
+    public static func tpmCommand(_ machine: Machines.Machine) -> [String] {
+        ["swtpm", "socket", "--tpm2", "--tpmstate", "backend-uri=file:///proc/self/fd/4",
+         "--ctrl", "type=unixio,fd=3", "--terminate", "--log", "level=1"]
+            + (machine.users.flatMap { if case .range(let base) = $0 { ["--runas", "\(base)"] } else { nil } } ?? [])
+    }
+
+    /// A value inside a QEMU option: its commas doubled, as QEMU reads `a,,b` as `a,b`.
+    static func option(_ value: String) -> String { value.replacingAll(",", with: ",,") }
+
+    /// The host CPU's frequency in kHz (`/proc/cpuinfo`'s first `cpu MHz`), for a microvm guest's
+    /// `tsc_early_khz=` under emulation.
+    static var tscKilohertz: Int? {
+        guard let text = try? OwnedFD.open("/proc/cpuinfo", O_RDONLY).readAll(limit: 1 << 20) else { return nil }
+        let line = String(decoding: text, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("cpu MHz") }
+        return line.flatMap { Double($0.split(separator: ":").last?.trimmed ?? "") }.map { Int($0 * 1000) }
+    }
+
+    /// Where the probe's finding is kept until the host reboots.
+    static let accelerationCache = "\(MachineProcess.runDirectory)/.acceleration"
+
+    /// The acceleration this host gives a guest, with a notice when it is emulation: `kvm` only
+    /// when `/dev/kvm` opens *and* a probe boot under it works — `kernel` (a guest's, given no root)
+    /// reaches its panic within 5 s, as it does in well under one; a nested or broken KVM can
+    /// open and still never run a guest. Probed once per boot of the host (kept in
+    /// `/run/replica/machines/.acceleration`).
+    public static func acceleration(probing kernel: String) -> (Acceleration, notice: String?) {
+        let emulated = "VMs run under QEMU's emulation (TCG), many times slower"
+        guard let kvm = try? OwnedFD.open("/dev/kvm", O_RDWR | O_CLOEXEC) else {
+            return (.tcg, "\(emulated): /dev/kvm does not open (no KVM on this host, or no access to it)")
+        }
+        _ = kvm
+        if let cached = try? OwnedFD.open(accelerationCache, O_RDONLY | O_NOFOLLOW).readLine(), let found = Acceleration(rawValue: cached) {
+            return (found, found == .tcg ? "\(emulated): KVM cannot run a guest on this host (found by a probe boot)" : nil)
+        }
+        let found = probe(kernel)
+        try? createDirectories(MachineProcess.runDirectory, mode: 0o700)
+        try? RootDirectory(MachineProcess.runDirectory).writeFileAtomically(".acceleration", contents: Array("\(found.rawValue)\n".utf8), mode: 0o600)
+        return (found, found == .tcg ? "\(emulated): /dev/kvm opens, but a probe boot under KVM did not run (a nested or broken KVM)" : nil)
+    }
+
+    /// Boots `kernel` under KVM with no root and `panic=-1 -no-reboot`: `.kvm` when QEMU ends
+    /// having printed the kernel's panic within 5 s, else `.tcg`.
+    static func probe(_ kernel: String) -> Acceleration {
+        let log = "\(MachineProcess.runDirectory)/.probe.log"
+        try? createDirectories(MachineProcess.runDirectory, mode: 0o700)
+        guard let output = try? OwnedFD.open(log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: 0o600),
+              let pid = try? Command.spawn([program, "-machine", "microvm,accel=kvm", "-cpu", "host", "-m", "256", "-nodefaults",
+                                            "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
+                                            "-kernel", kernel, "-append", "console=ttyS0 panic=-1"], output: output.rawValue)
+        else { return .tcg }
+        defer { unlink(log) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let text = (try? OwnedFD.open(log, O_RDONLY).readAll(limit: 1 << 20)) ?? []
+                return String(decoding: text, as: UTF8.self).contains("Kernel panic") ? .kvm : .tcg
+            }
+            usleep(20_000)
+        }
+        kill(pid, SIGKILL)
+        _ = waitpid(pid, &status, 0)
+        return .tcg
+    }
+}

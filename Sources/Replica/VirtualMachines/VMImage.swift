@@ -1,0 +1,79 @@
+import ReplicaKit
+
+/// What a VM template holds and how it boots, recorded on it and on every machine forked from it
+/// (`user.replica.vm`): its disk `disk.raw`, the kernel and initrd unpacked beside it ahead of
+/// time (direct kernel boot, `qemu -kernel -initrd`), the machine type, memory and CPUs.
+public struct VMImage: Equatable, Sendable {
+    /// QEMU's machine type.
+    public enum MachineType: String, Sendable, CaseIterable {
+        /// A PC of today (PCIe, ACPI): a TPM and a display can be attached (`-M q35`).
+        case q35
+        /// A minimal machine of virtio-mmio devices, no PCI, no display, no TPM (`-M microvm`).
+        case microvm
+    }
+
+    /// The extended attribute holding it, on a VM template and on its forks.
+    public static let attribute = "user.replica.vm"
+    /// The disk's file name in the template's (and fork's) subvolume: a raw image.
+    public static let disk = "disk.raw"
+    /// The kernel's file name there.
+    public static let kernel = "vmlinuz"
+    /// The initrd's file name there.
+    public static let initrd = "initrd.img"
+    /// A fork's software TPM state file there (made empty at fork, never the template's).
+    public static let tpmState = "tpm.state"
+    /// The virtio-serial port the guest writes `READY=1` to.
+    public static let notifyPort = "org.replica.notify"
+
+    /// Its machine type.
+    public var machineType: MachineType = .q35
+    /// Its memory, in MiB (`qemu -m`).
+    public var memory: UInt64 = 1024
+    /// Its virtual CPUs (`qemu -smp`).
+    public var cpus = 2
+    /// The kernel's `root=`: the disk as the guest sees it.
+    public var root = "/dev/vda"
+    /// Whether it boots with an initrd.
+    public var hasInitrd = true
+    /// A software TPM 2.0 per fork (q35 only).
+    public var tpm = true
+
+    /// The defaults: q35, 1 GiB, 2 CPUs, a TPM.
+    public init() {}
+
+    /// As recorded (`Machine=q35`, `Memory=1024` …); a usage error for a value it cannot be.
+    public init(_ record: Record) throws(ReplicaError) {
+        for field in record.fields {
+            switch field.key {
+            case "Machine":
+                guard let type = MachineType(rawValue: field.value) else { throw .usage("Machine=\(field.value): q35 or microvm") }
+                machineType = type
+            case "Memory":
+                guard let size = parseByteSize(field.value), size >= 128 << 20, size % (1 << 20) == 0 else {
+                    throw .usage("Memory=\(field.value): a size of at least 128M, in whole MiB (1G, 512M)")
+                }
+                memory = size >> 20
+            case "CPUs":
+                guard let count = Int(field.value), (1...64).contains(count) else { throw .usage("CPUs=\(field.value): 1 to 64") }
+                cpus = count
+            case "Root": root = field.value
+            case "Initrd": hasInitrd = field.value == "yes"
+            case "TPM": tpm = field.value == "yes"
+            default: throw .usage("\(field.key)=: not a VM setting (Machine=, Memory=, CPUs=, Root=, Initrd=, TPM=)")
+            }
+        }
+        if machineType == .microvm && tpm { tpm = false }  // microvm has no TPM interface
+    }
+
+    /// As recorded; refused when `root` cannot be a line of the record.
+    public func record() throws(ReplicaError) -> Record {
+        var record = Record()
+        try record.append("Machine", machineType.rawValue)
+        try record.append("Memory", formatByteSize(memory << 20))
+        try record.append("CPUs", "\(cpus)")
+        try record.append("Root", root)
+        try record.append("Initrd", hasInitrd ? "yes" : "no")
+        try record.append("TPM", tpm ? "yes" : "no")
+        return record
+    }
+}
