@@ -54,9 +54,10 @@ public enum MachinePlacement: Equatable, Sendable {
     }
 
     /// Devices a machine may use, as `DevicePolicy=closed` and systemd-nspawn's scope allow them:
-    /// the pseudo devices, the terminal ones and `/dev/net/tun` (v1 `devices.allow` lines).
+    /// the pseudo devices, the terminal ones and `/dev/net/tun`, and for a VM's QEMU `/dev/kvm`
+    /// (v1 `devices.allow` lines). A container's guest has no node for the last.
     static let allowedDevices = ["c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm",
-                                 "c 136:* rw", "c 10:200 rwm"]
+                                 "c 136:* rw", "c 10:200 rwm", "c 10:232 rw"]
 
     /// Readies machine `name`'s cgroup before its systemd-nspawn runs: its unit's limits set
     /// at runtime (`systemctl set-property --runtime`); Replica's own cgroup made afresh, closed to

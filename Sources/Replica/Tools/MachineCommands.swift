@@ -153,6 +153,11 @@ struct MachineCommand {
         }
         var madeNetwork = false
         if namespace == nil, let made = try MachineNetwork.up(machine) { (namespace, madeNetwork) = made }
+        if arguments.flag("foreground"), let vm = machine.vm {
+            let status = try VirtualMachine.runForeground(machine, vm, timeout: wait == .zero ? .seconds(120) : wait)
+            guard status.isSuccess else { throw ReplicaError("run machine", [name], errno: .ECHILD, hint: "\(QEMU.program) \(status)") }
+            return ToolOutput("replica-machine: \(name) powered off", [("machine", .string(name)), ("stopped", .bool(true))])
+        }
         if arguments.flag("foreground") {
             let placement = MachinePlacement.current(for: name, foreground: true)
             let command = Machines.spawnCommand(machine, networkNamespace: namespace, placement: placement)

@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 import ReplicaKit
 
@@ -51,26 +52,54 @@ public enum VirtualMachine {
         }
     }
 
+    /// Runs `machine` under its unit (`replica-machine@NAME.service`, `start --foreground`):
+    /// QEMU cannot tell systemd READY itself, so this process stays as the unit's main one,
+    /// passes READY on (`sd_notify`) once the guest said it within `timeout`, powers the guest
+    /// off when systemd stops the unit (SIGTERM: ACPI power-off, killed after `stopTimeout`), and
+    /// returns how QEMU ended. A guest that reboots stays in the same QEMU.
+    public static func runForeground(_ machine: Machines.Machine, _ vm: VMImage, timeout: Duration,
+                                     stopTimeout: Duration = .seconds(45)) throws(ReplicaError) -> ExitStatus {
+        let signals = OwnedFD(adopting: try syscall("signalfd(SIGTERM, SIGINT, SIGHUP, SIGCHLD)") { replica_supervisor_signalfd() })
+        let placement = MachinePlacement.current(for: machine.name, foreground: true)
+        let starting = try begin(machine, vm, placement: placement, in: try placement.prepare(machine.name, limits: machine.limits))
+        _ = try starting.waitReady(timeout: timeout)
+        _ = Systemd.notify("READY=1\nSTATUS=\(machine.name) is ready")
+        var status: Int32 = 0
+        while true {
+            if waitpid(starting.pid, &status, WNOHANG) == starting.pid { return ExitStatus(waitStatus: status) }
+            var poll = pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)
+            guard Glibc.poll(&poll, 1, 500) > 0 else { continue }
+            var info = [UInt8](repeating: 0, count: 128)  // struct signalfd_siginfo; ssi_signo comes first
+            guard read(signals.rawValue, &info, info.count) > 0 else { continue }
+            if Int32(info.withUnsafeBytes { $0.load(as: UInt32.self) }) != SIGCHLD {
+                _ = Systemd.notify("STOPPING=1")
+                if let ended = stop(machine.name, pid: starting.pid, timeout: stopTimeout) { return ended }
+            }
+        }
+    }
+
     /// Powers QEMU `pid` of machine `name` off: ACPI power button over the monitor
     /// (`system_powerdown`, what pressing it does), waiting up to `timeout` for the guest to shut
-    /// down, then kills it (SIGKILL). Its TPM ends with it (`--terminate`).
-    static func stop(_ name: String, pid: Int32, timeout: Duration) {
+    /// down, then kills it (SIGKILL). Its TPM ends with it (`--terminate`). Returns how it ended
+    /// when it was this process's child (reaped here), else nil.
+    @discardableResult
+    static func stop(_ name: String, pid: Int32, timeout: Duration) -> ExitStatus? {
+        defer { for suffix in ["qmp", "tpm", "vnc", "notify"] { unlink(QEMU.runtimePath(name, suffix)) } }
+        var reaped: ExitStatus? = nil
+        // Running until it ends: reaped here when it is our child, else gone from /proc.
+        func ended() -> Bool {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { reaped = ExitStatus(waitStatus: status) }
+            return reaped != nil || MachineProcess.running(name) == nil
+        }
         let deadline = ContinuousClock.now + timeout
         if var monitor = try? QMP.connect(QEMU.runtimePath(name, "qmp")), (try? monitor.execute("system_powerdown", until: deadline)) != nil {
-            while ContinuousClock.now < deadline, MachineProcess.running(name) != nil {
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, WNOHANG)  // reaps it when it is our child
-                usleep(20_000)
-            }
+            while ContinuousClock.now < deadline, !ended() { usleep(20_000) }
         }
-        if MachineProcess.running(name) != nil {
+        if !ended() {
             kill(pid, SIGKILL)
-            for _ in 0..<100 where MachineProcess.running(name) != nil {
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, WNOHANG)
-                usleep(20_000)
-            }
+            for _ in 0..<100 where !ended() { usleep(20_000) }
         }
-        for suffix in ["qmp", "tpm", "vnc", "notify"] { unlink(QEMU.runtimePath(name, suffix)) }
+        return reaped
     }
 }
