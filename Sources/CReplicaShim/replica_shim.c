@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/fs.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <linux/loop.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
@@ -309,4 +311,16 @@ int replica_memfd_cloexec(const char *name) { return memfd_create(name, MFD_CLOE
 const char *replica_errno_name(int number) { return strerrorname_np(number); }
 long replica_raw_syscall(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
     return syscall(nr, a0, a1, a2, a3, a4, a5);
+}
+
+int replica_tap_open(const char *name) {
+    if (strlen(name) >= IFNAMSIZ) { errno = ENAMETOOLONG; return -1; }
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    strncpy(request.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &request) < 0) { int saved = errno; close(fd); errno = saved; return -1; }
+    return fd;
 }

@@ -84,6 +84,11 @@ int replica_btrfs_fsid(int fd, uint8_t *fsid);
 int replica_bind_unix(int fd, const char *path);
 /// connect(2) of a socket to a filesystem path (`struct sockaddr_un`); ENAMETOOLONG when it does not fit.
 int replica_connect_unix(int fd, const char *path);
+/// A tap device of this name in the calling thread's network namespace (`ip tuntap add NAME mode
+/// tap`, not persistent): opens /dev/net/tun and sets it up with ioctl(TUNSETIFF, IFF_TAP |
+/// IFF_NO_PI | IFF_VNET_HDR), returning the descriptor; the device goes when its last descriptor
+/// closes. -1 and errno on failure (ENAMETOOLONG for a name longer than IFNAMSIZ-1).
+int replica_tap_open(const char *name);
 /// ioctl(BTRFS_IOC_SEND) on a read-only subvolume (`btrfs send [-p PARENT] SUBVOLUME`): writes its
 /// send stream to out_fd; incremental from the subvolume with id parent_root (also the one clone
 /// source), or full when it is 0. Blocks until the whole stream is written.

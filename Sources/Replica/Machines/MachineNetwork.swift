@@ -16,7 +16,9 @@ public enum MachineNetwork {
     /// The network plan of machine `name` from its `[Network]` lines (`Bridge=…`, `Subnet=…`), every
     /// name and address checked; refused (reason `refused`) when the lines describe no network.
     /// With `IPv6=yes` its IPv6 address ends in what its machine id gives (`UniqueLocal.interfaceID`).
-    public static func plan(_ name: String, _ lines: [String], machineID: String? = nil) throws(ReplicaError) -> ServiceNetwork.Prepared {
+    /// For a virtual machine (`vm`) the namespace is its guest's wire: a bridge `br0` there takes
+    /// the VM's tap, and the addresses are the guest's (`NetworkPlan.guestBridge`).
+    public static func plan(_ name: String, _ lines: [String], machineID: String? = nil, vm: Bool = false) throws(ReplicaError) -> ServiceNetwork.Prepared {
         _ = try MachineName(name)
         var lines = lines
         if let machineID, lines.contains("IPv6=yes"), !lines.contains(where: { $0.hasPrefix("IPv6Token=") }) {
@@ -27,11 +29,37 @@ public enum MachineNetwork {
             let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
             return ProfileSetting(section: "Network", key: parts[0], value: parts.count == 2 ? parts[1] : "", file: "machine \(name)", line: 0)
         }
-        guard let prepared = try ServiceNetwork.prepare(Profile(unit: owner(name), settings: settings)) else {
+        guard var prepared = try ServiceNetwork.prepare(Profile(unit: owner(name), settings: settings)) else {
             throw ReplicaError("machine network", [name], errno: .EINVAL, hint: "no network in \(lines.joined(separator: " "))",
                                reason: .refused)
         }
+        if vm {
+            guard prepared.plan.macvlanParent == nil else {
+                throw ReplicaError("machine network", [name], errno: .EINVAL, hint: "a VM joins a bridge (Bridge=), not a macvlan", reason: .refused)
+            }
+            prepared.plan.guestBridge = guestBridge
+        }
         return prepared
+    }
+
+    /// The bridge inside a VM's namespace its tap joins.
+    public static let guestBridge = "br0"
+    /// The VM's tap there.
+    public static let guestTap = "tap0"
+
+    /// The addresses a machine's plan gives its guest, and their gateways, for its seed (a
+    /// container's network-config) or its kernel's `ip=` (a VM's): the lease when there is one.
+    static func addresses(_ prepared: ServiceNetwork.Prepared, leased: IPPrefix? = nil, gateway leasedGateway: IPPrefix? = nil) -> Machines.Addresses? {
+        guard let address = leased ?? prepared.plan.addresses.first(where: { $0.family == AF_INET }) else { return nil }
+        let gateway = { (family: Int32) in prepared.plan.routes.first { $0.gateway?.family == family }?.gateway?.addressText }
+        return Machines.Addresses(address: address.description, gateway: leasedGateway?.addressText ?? gateway(AF_INET),
+                                  address6: prepared.plan.addresses.first { $0.family == AF_INET6 }?.description, gateway6: gateway(AF_INET6))
+    }
+
+    /// A running VM's addresses, as its plan gives them now (its own lease).
+    public static func guestAddresses(_ machine: Machines.Machine) throws(ReplicaError) -> Machines.Addresses? {
+        guard !machine.network.isEmpty else { return nil }
+        return addresses(try plan(machine.name, machine.network, machineID: machine.machineID, vm: true))
     }
 
     /// Removes the machine's network: `replica-net down` of its owner, then its namespace and veth
@@ -102,7 +130,7 @@ public enum MachineNetwork {
         guard lanParent(of: machine.network) == nil else { return nil }  // systemd-nspawn makes it
         let namespace = namespace(machine.name)
         if try ServiceNetwork.isUp(owner(machine.name), namespace: namespace) { return (namespace, false) }
-        _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID))
+        _ = try ServiceNetwork.up(plan(machine.name, machine.network, machineID: machine.machineID, vm: machine.vm != nil))
         try openLowPorts(namespace)
         return (namespace, true)
     }
@@ -110,23 +138,20 @@ public enum MachineNetwork {
     /// What `fork` makes the machine's network with: its lease (known before the seed is laid), then
     /// its namespace, veth and bridge (`replica-net up`); undone by `replica-net down` of its owner.
     /// Nil for a machine without `[Network]` lines.
-    public static func forFork(_ name: String, _ lines: [String]) throws(ReplicaError) -> Machines.Network? {
+    public static func forFork(_ name: String, _ lines: [String], vm: Bool = false) throws(ReplicaError) -> Machines.Network? {
         guard !lines.isEmpty else { return nil }
-        _ = try plan(name, lines)
+        _ = try plan(name, lines, vm: vm)
         try checkParent(lines)
         if lanParent(of: lines) != nil { return Machines.Network(settings: lines, up: { _ in nil }, down: {}) }  // made at each start, by the guest's DHCP
         return Machines.Network(settings: lines, up: { (machineID) throws(ReplicaError) -> Machines.Addresses? in
             // The name is free (fork checked, holding its lock): a network its owner has is what a
             // killed fork left. It goes; its address stays, to be taken again.
             try clear(name, keepLease: true)
-            let prepared = try plan(name, lines, machineID: machineID)
+            let prepared = try plan(name, lines, machineID: machineID, vm: vm)
             let leased = try ServiceNetwork.lease(prepared)
             _ = try ServiceNetwork.up(prepared)
             try openLowPorts(namespace(name))
-            guard let address = leased?.address ?? prepared.plan.addresses.first(where: { $0.family == AF_INET }) else { return nil }
-            let gateway = { (family: Int32) in prepared.plan.routes.first { $0.gateway?.family == family }?.gateway?.addressText }
-            return Machines.Addresses(address: address.description, gateway: (leased?.gateway?.addressText ?? gateway(AF_INET)),
-                                      address6: prepared.plan.addresses.first { $0.family == AF_INET6 }?.description, gateway6: gateway(AF_INET6))
+            return addresses(prepared, leased: leased?.address, gateway: leased?.gateway)
         }, down: { _ = try? clear(name, keepLease: false) })
     }
 }

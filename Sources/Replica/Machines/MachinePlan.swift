@@ -58,8 +58,9 @@ public struct MachinePlan: Sendable {
 
     /// Forks it (`Machines.fork`), its network made meanwhile; returns the machine and its address.
     public func fork(in store: borrowing Store) throws(ReplicaError) -> (machine: Machines.Machine, address: String?) {
+        let vm = try Templates.template(template, in: store).vm != nil
         let machine = try Machines.fork(name.rawValue, template: template, seed: seed,
-                                        network: try MachineNetwork.forFork(name.rawValue, network), users: users, limits: limits,
+                                        network: try MachineNetwork.forFork(name.rawValue, network, vm: vm), users: users, limits: limits,
                                         in: store)
         return (machine, try NetworkRecord.read(MachineNetwork.owner(name.rawValue))?.address?.description)
     }

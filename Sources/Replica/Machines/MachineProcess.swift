@@ -113,7 +113,7 @@ public enum MachineProcess {
         let placement = MachinePlacement.current(for: name, foreground: false)
         let group = try placement.prepare(name, limits: machine.limits)
         do throws(ReplicaError) {
-            if let vm = machine.vm { return try VirtualMachine.begin(machine, vm, placement: placement, in: group) }
+            if let vm = machine.vm { return try VirtualMachine.begin(machine, vm, placement: placement, in: group, networkNamespace: networkNamespace) }
             return try begin(name, command: Machines.spawnCommand(machine, networkNamespace: networkNamespace, placement: placement), in: group,
                              networkNamespace: networkNamespace)
         } catch {

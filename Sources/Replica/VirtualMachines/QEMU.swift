@@ -1,5 +1,6 @@
 import Glibc
 import ReplicaKit
+import ReplicaNet
 
 /// QEMU as Replica runs a virtual machine: the command line for a fork (its disk, kernel and
 /// identity, READY on a virtio-serial port, the monitor, the TPM, the display), and the
@@ -20,15 +21,50 @@ public enum QEMU {
     /// monitor), `NAME.tpm` (its software TPM), `NAME.vnc` (its display).
     public static func runtimePath(_ name: String, _ suffix: String) -> String { "\(MachineProcess.runDirectory)/\(name).\(suffix)" }
 
+    /// A VM's network as QEMU and the guest's kernel take it: the tap's descriptor as QEMU gets it
+    /// (`-netdev tap,fd=N`), the MAC address, and the addresses the guest sets itself.
+    public struct GuestNetwork: Sendable {
+        /// The tap's descriptor number in QEMU.
+        public var descriptor: Int32
+        /// The guest's MAC address (`52:54:00:…`, QEMU's prefix, the rest from its machine id).
+        public var mac: String
+        /// Its addresses and gateways.
+        public var addresses: Machines.Addresses?
+
+        /// The kernel's `ip=` for each address, as systemd-network-generator reads them into
+        /// systemd-networkd's configuration (`ip=ADDR::GATEWAY:NETMASK::eth0:off`, IPv6 in
+        /// brackets with its prefix length), the interface named `eth0` (`net.ifnames=0`).
+        public var kernelArguments: [String] {
+            guard let addresses, let v4 = try? IPPrefix(addresses.address) else { return [] }
+            let mask = (0..<4).map { byte in String(UInt8(truncatingIfNeeded: (UInt64(0xffff_ffff) << (32 - UInt64(v4.length))) >> (8 * (3 - byte)))) }
+            var arguments = ["net.ifnames=0", "ip=\(v4.addressText)::\(addresses.gateway ?? ""):\(mask.joined(separator: ".")):"
+                                + ":eth0:off"]
+            if let address6 = addresses.address6, let v6 = try? IPPrefix(address6) {
+                arguments.append("ip=[\(v6.addressText)]::" + (addresses.gateway6.map { "[\($0)]" } ?? "") + ":\(v6.length)::eth0:none")
+            }
+            return arguments
+        }
+
+        /// `52:54:00` and three bytes of `machineID` (32 hex digits).
+        public static func mac(for machineID: String) -> String {
+            let digits = Array(machineID.utf8.count == 32 ? machineID : String(repeating: "0", count: 32))
+            return "52:54:00:" + [0, 2, 4].map { String(digits[$0..<$0 + 2]) }.joined(separator: ":")
+        }
+
+        /// A guest network.
+        public init(descriptor: Int32, mac: String, addresses: Machines.Addresses?) {
+            (self.descriptor, self.mac, self.addresses) = (descriptor, mac, addresses)
+        }
+    }
+
     /// QEMU's command line for `machine` (a fork of a VM template), booting its own disk, kernel
     /// and initrd with `acceleration`. Its identity: the machine id as `systemd.machine_id=`, the
     /// SMBIOS UUID and the VM generation id; the hostname as `systemd.hostname=`; root's SSH keys as
     /// a systemd credential in SMBIOS type 11. QEMU confines itself (`-sandbox`) and, for a machine
     /// with a user range, runs as the range's first uid once its files are open (`-runas`): a guest
-    /// that escapes into QEMU is no one on the host. `tap`: the host's tap device for its network,
-    /// with `kernelAddress`, the address as the kernel's `ip=` gives it.
+    /// that escapes into QEMU is no one on the host. `network`: its tap and addresses.
     public static func command(_ machine: Machines.Machine, _ vm: VMImage, acceleration: Acceleration,
-                               tap: String? = nil, mac: String? = nil, kernelAddress: String? = nil) -> [String] {
+                               network: GuestNetwork? = nil) -> [String] {
         let name = machine.name
         let dropsToOwnUID = if case .range = machine.users { true } else { false }
         let bus = vm.machineType == .q35 ? "pci" : "device"  // PCI devices, or virtio-mmio ones
@@ -47,7 +83,7 @@ public enum QEMU {
         if vm.hasInitrd { command += ["-initrd", "\(machine.path)/\(VMImage.initrd)"] }
         var kernel = ["root=\(vm.root)", "rw", "console=ttyS0", "systemd.hostname=\(machine.hostname)"]
         if let id = machine.machineID { kernel.append("systemd.machine_id=\(id)") }
-        if let kernelAddress { kernel.append("ip=\(kernelAddress)") }
+        kernel += network?.kernelArguments ?? []
         if vm.machineType == .microvm && acceleration == .tcg, let khz = tscKilohertz {
             kernel.append("tsc_early_khz=\(khz)")  // else its TSC calibration may never end under emulation
         }
@@ -65,9 +101,8 @@ public enum QEMU {
                     "-device", "virtio-serial-\(bus)",
                     "-chardev", "socket,id=notify,path=\(option(runtimePath(name, "notify")))",
                     "-device", "virtserialport,chardev=notify,name=\(VMImage.notifyPort)"]
-        if let tap {
-            command += ["-netdev", "tap,id=net0,ifname=\(tap),script=no,downscript=no",
-                        "-device", "virtio-net-\(bus),netdev=net0" + (mac.map { ",mac=\($0)" } ?? "")]
+        if let network {
+            command += ["-netdev", "tap,id=net0,fd=\(network.descriptor)", "-device", "virtio-net-\(bus),netdev=net0,mac=\(network.mac)"]
         }
         if vm.machineType == .q35 {
             command += ["-device", "VGA", "-vnc", "unix:\(option(runtimePath(name, "vnc")))"]

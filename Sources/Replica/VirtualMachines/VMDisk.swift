@@ -79,7 +79,10 @@ enum VMDisk {
                                hint: full ? "the root does not fit a \(formatByteSize(size)) disk; give a larger --disk-size" : "mkfs.ext4 -d failed on it")
         }
         _ = chmod(disk, 0o600)
-        try addGuestUnits(to: disk, withSSH: (try? root.openForReading("usr/sbin/sshd", [.regularFile])) != nil, stagingPath: stagingPath)
+        let has = { (path: String) in (try? root.openForReading(path, [.regularFile])) != nil }
+        try addGuestUnits(to: disk, withSSH: has("usr/sbin/sshd"),
+                          withNetworkd: has("usr/lib/systemd/system/systemd-networkd.service") || has("lib/systemd/system/systemd-networkd.service"),
+                          stagingPath: stagingPath)
         return vm
     }
 
@@ -130,8 +133,10 @@ enum VMDisk {
 
     /// Edits the guest's file system in `disk` with `debugfs -w`: the READY unit enabled, an empty
     /// `/etc/machine-id` (systemd takes the one on the kernel's command line), no SSH host keys,
-    /// D-Bus machine id or random seed of the template's (with sshd, a unit that makes new keys).
-    static func addGuestUnits(to disk: String, withSSH: Bool, stagingPath: String) throws(ReplicaError) {
+    /// D-Bus machine id or random seed of the template's (with sshd, a unit that makes new keys);
+    /// with systemd-networkd, it and systemd-network-generator enabled, so the guest sets the
+    /// address its kernel's `ip=` gives it (a fork on a network).
+    static func addGuestUnits(to disk: String, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
         let files = "\(stagingPath)/.guest"
         _ = try syscall("mkdir", files) { mkdir(files, 0o700) }
         defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", files]) }
@@ -149,6 +154,14 @@ enum VMDisk {
                        "rm /etc/ssh/ssh_host_rsa_key.pub", "rm /etc/ssh/ssh_host_ecdsa_key", "rm /etc/ssh/ssh_host_ecdsa_key.pub",
                        "write \(files)/host-keys.service /etc/systemd/system/replica-host-keys.service",
                        "symlink /etc/systemd/system/multi-user.target.wants/replica-host-keys.service /etc/systemd/system/replica-host-keys.service"]
+        }
+        if withNetworkd {
+            script += ["mkdir /etc/systemd/system/sysinit.target.wants", "mkdir /etc/systemd/system/sockets.target.wants"]
+            for (target, unit) in [("multi-user", "systemd-networkd.service"), ("sockets", "systemd-networkd.socket"),
+                                   ("sysinit", "systemd-network-generator.service")] {
+                script += ["rm /etc/systemd/system/\(target).target.wants/\(unit)",
+                           "symlink /etc/systemd/system/\(target).target.wants/\(unit) /lib/systemd/system/\(unit)"]
+            }
         }
         try folder.replaceFile("edits", contents: Array((script.joined(separator: "\n") + "\n").utf8))
         // debugfs goes on past a command that fails (a file that is not there to remove); what must

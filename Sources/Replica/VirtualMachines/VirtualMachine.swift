@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import ReplicaNet
 
 /// A virtual machine's processes: its software TPM and its QEMU, started in the machine's cgroup,
 /// READY read from the virtio-serial port QEMU connects to a socket Replica listens on (before
@@ -13,7 +14,7 @@ public enum VirtualMachine {
     /// (`-snapshot` for a template's check boot), whose pid is not
     /// recorded unless `record`. Nothing of it is left running when this fails.
     static func begin(_ machine: Machines.Machine, _ vm: VMImage, placement: MachinePlacement?, in group: ControlGroup?,
-                      extra: [String] = [], record: Bool = true) throws(ReplicaError) -> MachineProcess.Starting {
+                      networkNamespace: String? = nil, extra: [String] = [], record: Bool = true) throws(ReplicaError) -> MachineProcess.Starting {
         let name = machine.name
         let (acceleration, notice) = QEMU.acceleration(probing: "\(machine.path)/\(VMImage.kernel)")
         if let notice { printError("replica-machine: \(name): \(notice)") }
@@ -37,7 +38,22 @@ public enum VirtualMachine {
                 started.append(try Command.spawn(QEMU.tpmCommand(machine), output: log.rawValue, newSession: true, passing: [control.rawValue, state.rawValue]))
             }
             unlink(QEMU.runtimePath(name, "qmp"))
-            let pid = try Command.spawn(QEMU.command(machine, vm, acceleration: acceleration) + extra, output: log.rawValue, newSession: true)
+            let spawn = { (tap: Int32?) throws(ReplicaError) -> Int32 in
+                let network = try tap.map { (_) throws(ReplicaError) in
+                    QEMU.GuestNetwork(descriptor: 3, mac: QEMU.GuestNetwork.mac(for: machine.machineID ?? ""),
+                                      addresses: try MachineNetwork.guestAddresses(machine))
+                }
+                return try Command.spawn(QEMU.command(machine, vm, acceleration: acceleration, network: network) + extra, output: log.rawValue,
+                                         newSession: true, passing: tap.map { [$0] } ?? [])
+            }
+            let pid: Int32
+            if let networkNamespace {
+                // Its tap, in its namespace on the bridge there; once QEMU runs it holds the only descriptor.
+                let tap = try TapDevice.open(MachineNetwork.guestTap, in: networkNamespace, bridge: MachineNetwork.guestBridge)
+                pid = try spawn(tap.rawValue)
+            } else {
+                pid = try spawn(nil)
+            }
             started.append(pid)
             if case .scope = placement {
                 try SystemdManager.startScope("machine-\(name).scope", pids: started, slice: "machine.slice",

@@ -40,6 +40,11 @@ public struct NetworkPlan: Equatable, Sendable {
     public var routes: [RouteSpec] = []
     /// The links' MTU; nil leaves the kernel's.
     public var mtu: UInt32?
+    /// For a virtual machine: the addresses and routes are its guest's, which sets them itself, so
+    /// none is set in the namespace; there `innerLink` is a port of a bridge of this name (`br0`),
+    /// which the VM's tap joins when it starts (`TapDevice`). The namespace is then only the
+    /// guest's wire to the host's bridge, and goes with everything in it.
+    public var guestBridge: String?
 
     /// A plan for `namespace` whose host link is `hostLink` (default: derived from the namespace).
     public init(namespace: String, hostLink: String? = nil) {
@@ -64,7 +69,7 @@ public struct NetworkPlan: Equatable, Sendable {
     /// `NamespaceName`), routes whose gateway is in no address's network.
     public func validate() throws(ReplicaError) {
         _ = try NamespaceName(namespace)
-        for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) { _ = try LinkName(name) }
+        for name in [hostLink, innerLink] + (bridge.map { [$0] } ?? []) + (guestBridge.map { [$0] } ?? []) { _ = try LinkName(name) }
         guard hostLink != bridge else {
             throw ReplicaError("network plan", [hostLink], errno: .EINVAL, hint: "the veth and the bridge need different names")
         }
@@ -103,6 +108,7 @@ public struct NetworkPlan: Equatable, Sendable {
                          ("gateway", route.gateway.map { .string($0.addressText) } ?? .null)])
             })),
             ("mtu", mtu.map { .int(Int64($0)) } ?? .null),
+            ("guest_bridge", guestBridge.map(JSON.string) ?? .null),
         ])
     }
 }

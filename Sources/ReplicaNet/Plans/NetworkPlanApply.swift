@@ -133,6 +133,13 @@ extension NetworkPlan {
             try socket.perform(RouteRequest.addRoute(to: route.destination, via: route.gateway, index: run.innerIndex ?? 0), "add route",
                                [route.destination.description, route.gateway?.addressText ?? innerLink])
             run.report.append("\(namespace): route \(route.name)" + (route.gateway.map { " via \($0.addressText)" } ?? ""))
+        case .addGuestBridge(let bridge):
+            // Inside the namespace: it goes with the namespace on undo and teardown.
+            try socket.perform(RouteRequest.addBridge(bridge), "add bridge", ["\(namespace):\(bridge)"])
+            guard let made = try socket.link(named: bridge) else { throw ReplicaError("add bridge", ["\(namespace):\(bridge)"], errno: .ENODEV) }
+            try socket.perform(RouteRequest.setLink(index: run.innerIndex ?? 0, master: made.index), "set link master", ["\(namespace):\(innerLink)", bridge])
+            try socket.perform(RouteRequest.setLink(index: made.index, up: true), "set link up", ["\(namespace):\(bridge)"])
+            run.report.append("\(namespace):\(bridge) with \(innerLink), up: the guest's wire")
         }
     }
 
@@ -231,6 +238,10 @@ extension NetworkPlan {
                 }) {
                     drift.append("\(namespace): route \(route.destination)\(route.gateway.map { " via \($0.addressText)" } ?? "") is missing")
                 }
+            case .addGuestBridge(let bridge):
+                guard let made = try inside.link(named: bridge) else { drift.append("\(namespace):\(bridge) is missing"); continue }
+                if !made.isUp { drift.append("\(namespace):\(bridge) is down") }
+                if inner?.masterIndex != made.index { drift.append("\(namespace):\(innerLink) is not a port of \(bridge)") }
             }
         }
         return drift

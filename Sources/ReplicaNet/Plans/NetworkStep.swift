@@ -27,11 +27,14 @@ public enum NetworkStep: Equatable, Sendable {
     case addAddress(IPPrefix)
     /// `ip -n NS route add DESTINATION [via GATEWAY] dev LINK`.
     case addRoute(NetworkPlan.RouteSpec)
+    /// `ip -n NS link add BRIDGE type bridge; ip -n NS link set LINK master BRIDGE; ip -n NS link
+    /// set BRIDGE up`: a VM's wire (`NetworkPlan.guestBridge`).
+    case addGuestBridge(String)
 
     /// Whether it acts inside the namespace (on a netlink socket opened there).
     public var isInside: Bool {
         switch self {
-        case .loopbackUp, .innerLinkUp, .addAddress, .addRoute: return true
+        case .loopbackUp, .innerLinkUp, .addAddress, .addRoute, .addGuestBridge: return true
         default: return false
         }
     }
@@ -51,7 +54,9 @@ extension NetworkPlan {
             }
             steps += [.addVeth, .hostLinkUp]
         }
-        return steps + [.loopbackUp, .innerLinkUp] + addresses.map(NetworkStep.addAddress) + routes.map(NetworkStep.addRoute)
+        steps += [.loopbackUp, .innerLinkUp]
+        if let guestBridge { return steps + [.addGuestBridge(guestBridge)] }  // the addresses are the guest's to set
+        return steps + addresses.map(NetworkStep.addAddress) + routes.map(NetworkStep.addRoute)
     }
 
     /// The plan as `ip` commands, for `--dry-run` and the docs: one per step.
@@ -72,6 +77,8 @@ extension NetworkPlan {
         case .innerLinkUp: return "ip -n \(namespace) link set \(innerLink)\(mtu.map { " mtu \($0)" } ?? "") up"
         case .addAddress(let address): return "ip -n \(namespace) addr add \(address) dev \(innerLink)\(address.family == AF_INET6 ? " nodad" : "")"
         case .addRoute(let route): return "ip -n \(namespace) route add \(route.name)\(route.gateway.map { " via \($0.addressText)" } ?? "") dev \(innerLink)"
+        case .addGuestBridge(let bridge):
+            return "ip -n \(namespace) link add \(bridge) type bridge; ip -n \(namespace) link set \(innerLink) master \(bridge); ip -n \(namespace) link set \(bridge) up"
         }
     }
 }
