@@ -19,6 +19,7 @@ struct MachineCommand {
         case "stop": return try stop()
         case "remove": return try remove()
         case "set": return try set()
+        case "console": return try console()
         default: return try list()
         }
     }
@@ -188,6 +189,14 @@ struct MachineCommand {
         try MachineProcess.stop(name)
         try MachineNetwork.stop([name])
         return ToolOutput("replica-machine: \(name) stopped", [("machine", .string(name)), ("stopped", .bool(true))])
+    }
+
+    func console() throws(ReplicaError) -> ToolOutput {
+        let name = arguments.positionals[0], listen = arguments.value("listen")!
+        let machine = try Machines.machine(name, in: try openStore())
+        try VMConsole.open(name, listen: listen, vm: machine.vm)
+        return ToolOutput("replica-machine: \(name)'s console on ws://\(listen)/ (noVNC connects there; closed when it stops)",
+                          [("machine", .string(name)), ("listen", .string(listen)), ("vnc", .string(QEMU.runtimePath(name, "vnc")))])
     }
 
     /// No machine: what a fork killed before its end left, if anything — its network and lease.

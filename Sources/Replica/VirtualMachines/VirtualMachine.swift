@@ -82,7 +82,10 @@ public enum VirtualMachine {
         _ = Systemd.notify("READY=1\nSTATUS=\(machine.name) is ready")
         var status: Int32 = 0
         while true {
-            if waitpid(starting.pid, &status, WNOHANG) == starting.pid { return ExitStatus(waitStatus: status) }
+            if waitpid(starting.pid, &status, WNOHANG) == starting.pid {
+                VMConsole.close(machine.name)  // a guest that powered itself off
+                return ExitStatus(waitStatus: status)
+            }
             var poll = pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)
             guard Glibc.poll(&poll, 1, 500) > 0 else { continue }
             var info = [UInt8](repeating: 0, count: 128)  // struct signalfd_siginfo; ssi_signo comes first
@@ -100,7 +103,10 @@ public enum VirtualMachine {
     /// when it was this process's child (reaped here), else nil.
     @discardableResult
     static func stop(_ name: String, pid: Int32, timeout: Duration) -> ExitStatus? {
-        defer { for suffix in ["qmp", "tpm", "vnc", "notify"] { unlink(QEMU.runtimePath(name, suffix)) } }
+        defer {
+            VMConsole.close(name)
+            for suffix in ["qmp", "tpm", "vnc", "notify"] { unlink(QEMU.runtimePath(name, suffix)) }
+        }
         var reaped: ExitStatus? = nil
         // Running until it ends: reaped here when it is our child, else gone from /proc.
         func ended() -> Bool {

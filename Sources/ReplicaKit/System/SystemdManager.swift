@@ -107,18 +107,7 @@ public enum SystemdManager {
                 for (key, value) in [("Description", description), ("Type", "forking"), ("PIDFile", pidFile), ("CollectMode", "inactive-or-failed")] {
                     array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
                 }
-                array.structure { property in
-                    property.string("ExecStart")
-                    property.variant("a(sasb)") { variant in
-                        variant.array(alignment: 8) { commands in
-                            commands.structure { line in
-                                line.string(command[0])
-                                line.array(alignment: 4) { words in for word in command { words.string(word) } }
-                                line.bool(false)
-                            }
-                        }
-                    }
-                }
+                array.structure { execStart(command, &$0) }
             }
             body.array(alignment: 8) { _ in }
         }
@@ -138,6 +127,55 @@ public enum SystemdManager {
                 throw ReplicaError("start \(unit)", [command[0]], errno: .ETIMEDOUT, hint: "not active within \(timeout); journalctl -u '\(unit)' says why")
             }
             usleep(2_000)
+        }
+    }
+
+    /// The `ExecStart` property of a transient service (`a(sasb)`: the program, its words, and
+    /// whether a failure is ignored — not).
+    static func execStart(_ command: [String], _ property: inout BusWriter) {
+        property.string("ExecStart")
+        property.variant("a(sasb)") { variant in
+            variant.array(alignment: 8) { commands in
+                commands.structure { line in
+                    line.string(command[0])
+                    line.array(alignment: 4) { words in for word in command { words.string(word) } }
+                    line.bool(false)
+                }
+            }
+        }
+    }
+
+    /// Listens on `address` (`HOST:PORT`) as the transient socket unit `unit` (`NAME.socket`) and
+    /// starts its service `NAME.service`, running `command` with the listening socket as its
+    /// standard input, at the first connection (`systemd-run --unit=NAME
+    /// --socket-property=ListenStream=ADDRESS -p StandardInput=socket COMMAND…`): socket activation,
+    /// nothing running until someone connects. Both are collected once stopped.
+    public static func startSocketActivated(_ unit: String, listen address: String, command: [String], description: String) throws(ReplicaError) {
+        let service = String(unit.dropLast(".socket".count)) + ".service"
+        _ = try call("StartTransientUnit", [unit], hint: "journalctl -u '\(unit)' says why", signature: "ssa(sv)a(sa(sv))") { body in
+            body.string(unit)
+            body.string("fail")
+            body.array(alignment: 8) { array in
+                for (key, value) in [("Description", description), ("CollectMode", "inactive-or-failed")] {
+                    array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
+                }
+                array.structure { property in
+                    property.string("Listen")
+                    property.variant("a(ss)") { $0.array(alignment: 8) { $0.structure { $0.string("Stream"); $0.string(address) } } }
+                }
+            }
+            body.array(alignment: 8) { units in
+                units.structure { auxiliary in
+                    auxiliary.string(service)
+                    auxiliary.array(alignment: 8) { array in
+                        for (key, value) in [("Description", description), ("StandardInput", "socket"), ("StandardOutput", "journal"),
+                                             ("CollectMode", "inactive-or-failed")] {
+                            array.structure { $0.string(key); $0.variant("s") { $0.string(value) } }
+                        }
+                        array.structure { execStart(command, &$0) }
+                    }
+                }
+            }
         }
     }
 

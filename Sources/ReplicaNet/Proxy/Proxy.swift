@@ -27,21 +27,10 @@ public struct Proxy: ~Copyable {
     /// Binds and listens on `listen` (a stale UNIX socket nobody listens on is replaced; anything
     /// else at the path is refused).
     public init(listen: ProxyEndpoint, connect: ProxyEndpoint) throws(ReplicaError) {
-        let listener = try listen.makeSocket()
+        if case .unix(let path) = listen.address { try Self.removeStaleSocket(path) }
+        let listener = try listen.listeningSocket()
         var socketFile: (String, UInt64)?
-        if case .unix(let path) = listen.address {
-            try Self.removeStaleSocket(path)
-        } else {
-            var on: Int32 = 1
-            _ = setsockopt(listener.rawValue, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        }
-        let fd = listener.rawValue
-        guard listen.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
-            throw ReplicaError("bind", [listen.description], errno: .current,
-                           hint: Errno.current == .EADDRINUSE ? "something else listens there" : nil)
-        }
         if case .unix(let path) = listen.address { socketFile = (path, (try? FileStatus.of(path).inode) ?? 0) }
-        guard Glibc.listen(fd, 128) == 0 else { throw ReplicaError.current("listen", [listen.description]) }
         self.listen = listen
         self.connect = connect
         self.listener = listener

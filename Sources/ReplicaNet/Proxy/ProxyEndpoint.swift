@@ -68,6 +68,22 @@ public struct ProxyEndpoint: Equatable, Sendable, CustomStringConvertible {
         return try NetworkNamespace.socket(in: namespace, family: family, type: flags)
     }
 
+    /// A socket listening at the endpoint (`makeSocket`, `SO_REUSEADDR` for TCP, `bind`, `listen`
+    /// with a backlog of 128), non-blocking.
+    public func listeningSocket() throws(ReplicaError) -> OwnedFD {
+        let listener = try makeSocket()
+        if case .tcp = address {
+            var on: Int32 = 1
+            _ = setsockopt(listener.rawValue, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let fd = listener.rawValue
+        guard withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+            throw ReplicaError("bind", [description], errno: .current, hint: Errno.current == .EADDRINUSE ? "something else listens there" : nil)
+        }
+        guard Glibc.listen(fd, 128) == 0 else { throw ReplicaError.current("listen", [description]) }
+        return listener
+    }
+
     /// Calls `body` with the endpoint's `sockaddr`.
     public func withSockaddr<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         switch address {
