@@ -81,9 +81,19 @@ public enum MachineProcess {
                         usleep(100_000)  // QEMU closed it: it is ending, which waitpid sees next
                     }
                 }
+                if listening, let panic = MachineProcess.kernelPanic(name) {
+                    // A VM's kernel that panicked never says READY: said now, not at the deadline.
+                    try? MachineProcess.stop(name, timeout: .seconds(1))
+                    kill(pid, SIGKILL)
+                    var status: Int32 = 0
+                    _ = waitpid(pid, &status, 0)
+                    VirtualMachine.removeRuntimeFiles(name)
+                    throw ReplicaError("start machine", [name], errno: .EIO, hint: "the guest's kernel panicked: \(panic)", reason: .system)
+                }
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid {
                     try? MachinePlacement.release(name)
+                    if listening { VirtualMachine.removeRuntimeFiles(name) }
                     throw ReplicaError("start machine", [name], errno: .ECHILD,
                                        hint: "\(listening ? QEMU.program : "systemd-nspawn") ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
                                            + MachineProcess.tail(name), reason: .system)
@@ -187,6 +197,7 @@ public enum MachineProcess {
         let path = try pidFile(name)
         guard let (pid, isVM) = runningProcess(name) else {
             unlink(path)
+            VirtualMachine.removeRuntimeFiles(name)  // a VM that ended by itself: what it left, if anything
             try MachinePlacement.release(name)
             return
         }
@@ -237,6 +248,12 @@ public enum MachineProcess {
             }
         }
         return found
+    }
+
+    /// The line of the console that says the kernel panicked (`Kernel panic - not syncing: …`), if any.
+    static func kernelPanic(_ name: String) -> String? {
+        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        return text.split(separator: "\n").first { $0.contains("Kernel panic - ") }.map { String($0).trimmed }
     }
 
     /// The console's last lines, for errors.

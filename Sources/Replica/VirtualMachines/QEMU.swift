@@ -99,7 +99,7 @@ public enum QEMU {
                     "-device", "virtio-blk-\(bus),drive=root",
                     "-device", "virtio-rng-\(bus)",
                     "-device", "virtio-serial-\(bus)",
-                    "-chardev", "socket,id=notify,path=\(option(runtimePath(name, "notify")))",
+                    "-chardev", "socket,id=notify,path=\(option(runtimePath(name, "notify"))),reconnect=1",  // no listener (start --wait 0): not an error
                     "-device", "virtserialport,chardev=notify,name=\(VMImage.notifyPort)"]
         if let network {
             command += ["-netdev", "tap,id=net0,fd=\(network.descriptor)", "-device", "virtio-net-\(bus),netdev=net0,mac=\(network.mac)"]
@@ -122,6 +122,20 @@ public enum QEMU {
         ["swtpm", "socket", "--tpm2", "--tpmstate", "backend-uri=file:///proc/self/fd/4",
          "--ctrl", "type=unixio,fd=3", "--terminate", "--log", "level=1"]
             + (machine.users.flatMap { if case .range(let base) = $0 { ["--runas", "\(base)"] } else { nil } } ?? [])
+    }
+
+    /// Where QEMU looks for its firmware, in order (`qemu-system-x86_64 -L help` on Debian).
+    public static let firmwareDirectories = ["/usr/share/qemu", "/usr/share/seabios"]
+
+    /// Refuses a machine type whose firmware QEMU would not find in `directories` — SeaBIOS's
+    /// `bios-256k.bin` for q35, `bios-microvm.bin` (qboot) for microvm — naming the file and the package.
+    public static func checkFirmware(_ type: VMImage.MachineType, in directories: [String] = firmwareDirectories) throws(ReplicaError) {
+        let (file, package) = type == .q35 ? ("bios-256k.bin", "seabios") : ("bios-microvm.bin", "qemu-system-data")
+        guard directories.contains(where: { access("\($0)/\(file)", R_OK) == 0 }) else {
+            throw ReplicaError("start machine", [file], errno: .ENOENT,
+                               hint: "QEMU's firmware for a \(type.rawValue) machine is in none of \(directories.joined(separator: ", ")); "
+                                   + "install it (Debian's \(package) package)", reason: .refused)
+        }
     }
 
     /// A value inside a QEMU option: its commas doubled, as QEMU reads `a,,b` as `a,b`.

@@ -16,6 +16,7 @@ public enum VirtualMachine {
     static func begin(_ machine: Machines.Machine, _ vm: VMImage, placement: MachinePlacement?, in group: ControlGroup?,
                       networkNamespace: String? = nil, extra: [String] = [], record: Bool = true) throws(ReplicaError) -> MachineProcess.Starting {
         let name = machine.name
+        try QEMU.checkFirmware(vm.machineType)
         let (acceleration, notice) = QEMU.acceleration(probing: "\(machine.path)/\(VMImage.kernel)")
         if let notice { printError("replica-machine: \(name): \(notice)") }
         let socketPath = QEMU.runtimePath(name, "notify")
@@ -36,6 +37,9 @@ public enum VirtualMachine {
                 _ = try syscall("fchown", "\(machine.path)/\(VMImage.tpmState)") { fchown(state.rawValue, uid, uid) }
                 let control = try MachineProcess.unixSocket(QEMU.runtimePath(name, "tpm"), stream: true)
                 started.append(try Command.spawn(QEMU.tpmCommand(machine), output: log.rawValue, newSession: true, passing: [control.rawValue, state.rawValue]))
+                // Recorded: a QEMU that never connected to it (it died first) leaves it waiting.
+                try OwnedFD.open(QEMU.runtimePath(name, "tpm.pid"), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: 0o600)
+                    .writeAll(Array("\(started[0])\n".utf8))
             }
             unlink(QEMU.runtimePath(name, "qmp"))
             let spawn = { (tap: Int32?) throws(ReplicaError) -> Int32 in
@@ -63,7 +67,7 @@ public enum VirtualMachine {
             return MachineProcess.Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
         } catch {
             for pid in started.reversed() { kill(pid, SIGKILL); var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
-            unlink(socketPath)
+            removeRuntimeFiles(name)
             throw error
         }
     }
@@ -83,7 +87,7 @@ public enum VirtualMachine {
         var status: Int32 = 0
         while true {
             if waitpid(starting.pid, &status, WNOHANG) == starting.pid {
-                VMConsole.close(machine.name)  // a guest that powered itself off
+                removeRuntimeFiles(machine.name)  // a guest that powered itself off
                 return ExitStatus(waitStatus: status)
             }
             var poll = pollfd(fd: signals.rawValue, events: Int16(POLLIN), revents: 0)
@@ -97,16 +101,29 @@ public enum VirtualMachine {
         }
     }
 
+    /// Removes what a VM that ended leaves: its console (closed), its software TPM if QEMU never
+    /// connected to it (it ends by itself when QEMU does), its monitor, TPM, display and READY
+    /// sockets in `/run/replica/machines`. Nothing of that name there is not an error.
+    static func removeRuntimeFiles(_ name: String) {
+        VMConsole.close(name)
+        let record = QEMU.runtimePath(name, "tpm.pid")
+        if let text = try? OwnedFD.open(record, O_RDONLY | O_NOFOLLOW).readLine(), let pid = Int32(text),
+           let words = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16),
+           words.starts(with: Array("swtpm".utf8)) {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        for suffix in ["qmp", "tpm", "vnc", "notify", "tpm.pid"] { unlink(QEMU.runtimePath(name, suffix)) }
+    }
+
     /// Powers QEMU `pid` of machine `name` off: ACPI power button over the monitor
     /// (`system_powerdown`, what pressing it does), waiting up to `timeout` for the guest to shut
     /// down, then kills it (SIGKILL). Its TPM ends with it (`--terminate`). Returns how it ended
     /// when it was this process's child (reaped here), else nil.
     @discardableResult
     static func stop(_ name: String, pid: Int32, timeout: Duration) -> ExitStatus? {
-        defer {
-            VMConsole.close(name)
-            for suffix in ["qmp", "tpm", "vnc", "notify"] { unlink(QEMU.runtimePath(name, suffix)) }
-        }
+        defer { removeRuntimeFiles(name) }
         var reaped: ExitStatus? = nil
         // Running until it ends: reaped here when it is our child, else gone from /proc.
         func ended() -> Bool {
