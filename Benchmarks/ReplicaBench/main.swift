@@ -1,6 +1,6 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
 // Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
-// Groups: resolution, snapshots, sandbox, generator, migration, confinement (default: all).
+// Groups: resolution, snapshots, sandbox, generator, migration, confinement, machines, vms (default: all).
 import BenchmarkSupport
 import Glibc
 import ReplicaKit
@@ -178,6 +178,7 @@ do {
         if wanted("volume") { for row in try benchmarkVolume() { row.printRow() } }
         if wanted("replication") { for row in try benchmarkReplication() { row.printRow() } }
         if wanted("machines") { for row in try benchmarkMachines() { row.printRow() } }
+        if wanted("vms") { for row in try benchmarkVirtualMachines() { row.printRow() } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }

@@ -90,6 +90,27 @@ import Testing
         #expect(try Command.run(["ip", "link", "show", plan.bridge!]).status.isSuccess, "the shared bridge stays")
     }
 
+    /// A VM's plan: the namespace holds no address, its veth and the VM's tap are ports of a bridge
+    /// there, and the tap goes when its last descriptor closes.
+    @Test func aVMsNamespaceIsItsGuestsWireAndItsTapGoesWithItsDescriptor() throws {
+        var plan = try Self.plan()
+        plan.guestBridge = "br0"
+        defer { Self.cleanUp(plan) }
+        #expect(!plan.steps.contains { if case .addAddress = $0 { true } else { false } } && plan.steps.last == .addGuestBridge("br0"))
+        #expect(plan.commands.last?.contains("ip -n \(plan.namespace) link set eth0 master br0") == true)
+        try plan.apply()
+        #expect(try plan.check() == [])
+        #expect(try Command.check(["ip", "-n", plan.namespace, "-4", "-o", "addr", "show", "dev", "eth0"]).isEmpty, "the address is the guest's")
+        do {
+            let tap = try TapDevice.open("tap0", in: plan.namespace, bridge: "br0")
+            let port = try Command.check(["ip", "-n", plan.namespace, "-o", "link", "show", "tap0"])
+            #expect(port.contains("master br0") && tap.rawValue >= 0, "\(port)")
+        }
+        #expect(try Command.run(["ip", "-n", plan.namespace, "link", "show", "tap0"]).status != .exited(0), "the tap outlived its descriptor")
+        try Command.check(["ip", "-n", plan.namespace, "link", "set", "eth0", "nomaster"])
+        #expect(try plan.check().contains { $0.contains("is not a port of br0") })  // drift reported
+    }
+
     @Test func trafficFlowsFromTheNamespaceToTheBridgeGateway() throws {
         let plan = try Self.plan()
         defer { Self.cleanUp(plan) }

@@ -257,8 +257,11 @@ public enum MachineProcess {
     }
 
     /// The console's last lines, for errors.
-    static func tail(_ name: String) -> String {
-        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 20)) ?? [], as: UTF8.self)
-        return text.split(separator: "\n").suffix(3).joined(separator: "; ")
+    static func tail(_ name: String) -> String { consoleTail(name, lines: 3) }
+
+    /// The last `lines` lines of machine `name`'s console (`/run/replica/machines/NAME.log`), joined by `; `.
+    public static func consoleTail(_ name: String, lines: Int = 10) -> String {
+        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        return text.split(separator: "\n").suffix(lines).joined(separator: "; ")
     }
 }

@@ -53,6 +53,14 @@ public enum Machines {
         /// What it boots when it is a virtual machine (forked from a VM template); nil for a container.
         public var vm: VMImage? = nil
 
+        /// A machine as recorded (`Machines.machine` reads one from the store).
+        public init(name: String, template: String, templateUUID: String, path: String, network: [String] = [], hostname: String = "",
+                    machineID: String? = nil, sshKeys: [String] = [], users: MachineUsers? = nil, limits: MachineLimits = MachineLimits(),
+                    vm: VMImage? = nil) {
+            (self.name, self.template, self.templateUUID, self.path, self.network, self.hostname) = (name, template, templateUUID, path, network, hostname)
+            (self.machineID, self.sshKeys, self.users, self.limits, self.vm) = (machineID, sshKeys, users, limits, vm)
+        }
+
         /// Its machine id written as a UUID (`8-4-4-4-12` hex digits), as systemd-nspawn's `--uuid=`
         /// and QEMU's `-uuid` take it; nil without a machine id.
         public var uuid: String? {

@@ -93,13 +93,13 @@ struct MachineCommand {
         case "list":
             let opened = try openStore()
             let templates = try Templates.list(in: opened), machines = try Machines.list(in: opened)
-            var table = Table(["TEMPLATE", "ORIGIN", "MACHINES"])
+            var table = Table(["TEMPLATE", "KIND", "ORIGIN", "MACHINES"])
             var listed: [JSON] = []
             for template in templates {
                 let forks = machines.filter { $0.templateUUID == template.uuid }.map(\.name)
-                table.append([template.name, template.origin, "\(forks.count)"])
+                table.append([template.name, kindText(template.vm), template.origin, "\(forks.count)"])
                 listed.append(.object([("name", .string(template.name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid)),
-                                       ("machines", .array(forks.map(JSON.string)))]))
+                                       ("machines", .array(forks.map(JSON.string)))] + kindJSON(template.vm)))
             }
             return ToolOutput(table.description, [("templates", .array(listed))])
         case "remove":
@@ -235,17 +235,30 @@ struct MachineCommand {
 
     func list() throws(ReplicaError) -> ToolOutput {
         let machines = try Machines.list(in: try openStore())
-        var table = Table(["MACHINE", "TEMPLATE", "STATE", "USERS", "LIMITS"])
+        var table = Table(["MACHINE", "TEMPLATE", "KIND", "STATE", "USERS", "LIMITS"])
         var listed: [JSON] = []
         for machine in machines {
             let running = MachineProcess.running(machine.name) != nil
             let users = machine.users.map { if case .range(let base) = $0 { "\(base):\(MachineUsers.size)" } else { "host" } } ?? "-"
-            table.append([machine.name, machine.template, running ? "running" : "stopped", users, machine.limits.summary])
+            table.append([machine.name, machine.template, kindText(machine.vm), running ? "running" : "stopped", users, machine.limits.summary])
             listed.append(.object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
                                    ("running", .bool(running)), ("users", .string(machine.users?.description ?? "")),
-                                   ("limits", limitsJSON(machine.limits)), ("machine_id", machine.machineID.map(JSON.string) ?? .null)]))
+                                   ("limits", limitsJSON(machine.limits)), ("machine_id", machine.machineID.map(JSON.string) ?? .null)]
+                                  + kindJSON(machine.vm)))
         }
         return ToolOutput(table.description, [("machines", .array(listed))])
+    }
+
+    /// `container`, or `vm q35 1G×2` (machine type, memory, CPUs).
+    func kindText(_ vm: VMImage?) -> String {
+        vm.map { "vm \($0.machineType.rawValue) \(formatByteSize($0.memory << 20))×\($0.cpus)" } ?? "container"
+    }
+
+    /// `"kind"` and `"vm"` (null for a container) as `--json` gives them.
+    func kindJSON(_ vm: VMImage?) -> [(String, JSON)] {
+        [("kind", .string(vm == nil ? "container" : "vm")),
+         ("vm", vm.map { .object([("machine", .string($0.machineType.rawValue)), ("memory", .string(formatByteSize($0.memory << 20))),
+                                  ("cpus", .int(Int64($0.cpus))), ("tpm", .bool($0.tpm))]) } ?? .null)]
     }
 
     /// A machine's limits as `--json` gives them: `{"MemoryMax": "536870912", …}`.

@@ -84,8 +84,10 @@ public enum QEMU {
         var kernel = ["root=\(vm.root)", "rw", "console=ttyS0", "systemd.hostname=\(machine.hostname)"]
         if let id = machine.machineID { kernel.append("systemd.machine_id=\(id)") }
         kernel += network?.kernelArguments ?? []
-        if vm.machineType == .microvm && acceleration == .tcg, let khz = tscKilohertz {
-            kernel.append("tsc_early_khz=\(khz)")  // else its TSC calibration may never end under emulation
+        if acceleration == .tcg, let khz = tscKilohertz {
+            // Under emulation the kernel's clock calibration may never end (a microvm's always, a
+            // q35's while the host's CPUs are busy): its TSC frequency given, it calibrates nothing.
+            kernel.append("tsc_early_khz=\(khz)")
         }
         command += ["-append", kernel.joined(separator: " ")]
         if let uuid = machine.uuid {
@@ -141,7 +143,7 @@ public enum QEMU {
     /// A value inside a QEMU option: its commas doubled, as QEMU reads `a,,b` as `a,b`.
     static func option(_ value: String) -> String { value.replacingAll(",", with: ",,") }
 
-    /// The host CPU's frequency in kHz (`/proc/cpuinfo`'s first `cpu MHz`), for a microvm guest's
+    /// The host CPU's frequency in kHz (`/proc/cpuinfo`'s first `cpu MHz`), for a guest's
     /// `tsc_early_khz=` under emulation.
     static var tscKilohertz: Int? {
         guard let text = try? OwnedFD.open("/proc/cpuinfo", O_RDONLY).readAll(limit: 1 << 20) else { return nil }

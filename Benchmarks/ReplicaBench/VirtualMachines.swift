@@ -1,0 +1,105 @@
+import BenchmarkSupport
+import CReplicaShim
+import Glibc
+import Replica
+import ReplicaKit
+import ReplicaStore
+
+/// VMs forked from the tests' guest root (`Tests/EndToEnd/rootfs vm`): the host-side fork of a
+/// 1 GiB fresh disk and of a 20 GiB one of 100,000 extents, against the reflink copy of the disk a
+/// user would make (`cp --reflink=always`, as libvirt's btrfs pools clone); fork → READY against a
+/// bare QEMU boot of the same disk, kernel, machine type and acceleration, READY read from the same
+/// port by a plain listener, taking turns.
+func benchmarkVirtualMachines() throws -> [Comparison] {
+    guard let root = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/vm-rootfs-*/ | head -1"]).split(separator: "\n").first,
+          !root.isEmpty else {
+        print("(VM figures skipped: no guest root in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs vm)")
+        return []
+    }
+    return try withBenchmarkStore(size: 24 << 30) { store, mountPoint in
+        var rows: [Comparison] = []
+        for (name, size, extents) in [("fresh", UInt64(1) << 30, 0), ("fragmented", UInt64(20) << 30, 100_000)] {
+            _ = try Templates.importTemplate(name, from: String(root.dropLast()), into: store, vm: VMImage(), diskSize: size, check: false)
+            if extents > 0 { try fragment("\(mountPoint)/templates/\(name)", extents: extents) }
+            var forks: [Double] = [], copies: [Double] = []
+            for round in 0..<10 {
+                try Command.check(["btrfs", "filesystem", "sync", mountPoint])
+                var began = monotonicNanoseconds()
+                try Machines.fork("\(name)\(round)", template: name, in: store)
+                forks.append(Double(monotonicNanoseconds() - began))
+                try Command.check(["btrfs", "filesystem", "sync", mountPoint])
+                began = monotonicNanoseconds()
+                try Command.check(["cp", "--reflink=always", "\(mountPoint)/templates/\(name)/\(VMImage.disk)", "\(mountPoint)/copy-\(name)\(round).raw"])
+                copies.append(Double(monotonicNanoseconds() - began))
+            }
+            let described = extents > 0 ? "\(size >> 30) GiB disk, \(extents / 1000)k extents" : "\(size >> 30) GiB disk, fresh"
+            rows.append(Comparison(operation: "VM fork, host-side (\(described))", replica: median(forks),
+                                   tool: "cp --reflink=always of the disk:", toolTime: median(copies)))
+            for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }
+        }
+
+        // Fork → READY against a bare QEMU of the same image; alternating which goes first.
+        let (acceleration, _) = QEMU.acceleration(probing: "\(mountPoint)/templates/fresh/\(VMImage.kernel)")
+        var ready: [Double] = [], bare: [Double] = []
+        for round in 0..<3 {
+            if round % 2 == 1 { bare.append(try bareBoot(round, template: "\(mountPoint)/templates/fresh", mountPoint: mountPoint, acceleration)) }
+            let began = monotonicNanoseconds()
+            _ = try MachineProcess.start(try Machines.fork("boot\(round)", template: "fresh", in: store), wait: .seconds(300))
+            ready.append(Double(monotonicNanoseconds() - began))
+            try MachineProcess.stop("boot\(round)")
+            if round % 2 == 0 { bare.append(try bareBoot(round, template: "\(mountPoint)/templates/fresh", mountPoint: mountPoint, acceleration)) }
+        }
+        for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }
+        print("replica-bench: VMs here run under \(acceleration == .kvm ? "KVM" : "QEMU's emulation (TCG): KVM cannot run a guest on this host")")
+        rows.append(Comparison(operation: "VM fork → READY (q35, TPM, \(acceleration.rawValue))", replica: median(ready),
+                               tool: "bare qemu -kernel of a reflink copy:", toolTime: median(bare)))
+        return rows
+    }
+}
+
+/// Makes the template's disk `extents` extents long: its subvolume writable a moment, one 4 KiB
+/// block written every 128 KiB of it (each its own extent), synced, read-only again.
+func fragment(_ template: String, extents: Int) throws {
+    let folder = try OwnedFD.open(template, O_RDONLY | O_DIRECTORY)
+    try Btrfs.setReadOnly(folder, false, path: template)
+    let disk = try OwnedFD.open("\(template)/\(VMImage.disk)", O_WRONLY)
+    let block = [UInt8](repeating: 0xa5, count: 4096)
+    for index in 0..<extents {
+        _ = block.withUnsafeBytes { pwrite(disk.rawValue, $0.baseAddress, $0.count, off_t(index) * (128 << 10)) }
+    }
+    _ = fsync(disk.rawValue)
+    try Btrfs.setReadOnly(folder, true, path: template)
+    let counted = try Command.check(["filefrag", "\(template)/\(VMImage.disk)"])
+    print("replica-bench: \(counted.trimmed)")
+}
+
+/// A user's QEMU boot of the template's disk (a reflink copy, made before timing): the same
+/// machine type, memory, kernel, initrd and acceleration, no TPM, READY read from the same port
+/// by a plain listener. Returns QEMU's start to READY.
+func bareBoot(_ round: Int, template: String, mountPoint: String, _ acceleration: QEMU.Acceleration) throws -> Double {
+    let disk = "\(mountPoint)/bare\(round).raw", socketPath = "/run/replica-bench-bare-\(getpid()).sock"
+    try Command.check(["cp", "--reflink=always", "\(template)/\(VMImage.disk)", disk])
+    defer { unlink(disk); unlink(socketPath) }
+    unlink(socketPath)
+    let listener = OwnedFD(adopting: socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+    precondition(replica_bind_unix(listener.rawValue, socketPath) == 0 && listen(listener.rawValue, 1) == 0)
+    let began = monotonicNanoseconds()
+    let pid = try Command.spawn([QEMU.program, "-machine", "q35,accel=\(acceleration.rawValue)", "-cpu", acceleration == .kvm ? "host" : "max",
+                                 "-m", "1024", "-smp", "2", "-nodefaults", "-display", "none", "-serial", "null",
+                                 "-kernel", "\(template)/\(VMImage.kernel)", "-initrd", "\(template)/\(VMImage.initrd)",
+                                 "-append", "root=/dev/vda rw console=ttyS0",
+                                 "-drive", "file=\(disk),format=raw,if=virtio", "-device", "virtio-serial-pci",
+                                 "-chardev", "socket,id=n,path=\(socketPath)", "-device", "virtserialport,chardev=n,name=\(VMImage.notifyPort)"])
+    let connection = OwnedFD(adopting: accept(listener.rawValue, nil, nil))
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 256)
+    while !String(decoding: received, as: UTF8.self).contains("READY=1") {
+        let count = read(connection.rawValue, &buffer, buffer.count)
+        guard count > 0 else { break }
+        received += buffer[..<count]
+    }
+    let elapsed = Double(monotonicNanoseconds() - began)
+    kill(pid, SIGKILL)
+    _ = try ExitStatus.wait(for: pid)
+    return elapsed
+}

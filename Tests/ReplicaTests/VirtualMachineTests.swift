@@ -1,0 +1,279 @@
+import Glibc
+import Replica
+import ReplicaKit
+import ReplicaNet
+import ReplicaStore
+import ReplicaTestSupport
+import Testing
+
+/// Virtual machines: the command line QEMU gets (unprivileged), and real boots under QEMU's
+/// emulation of the tests' guest root (`Tests/EndToEnd/rootfs vm`), checked from the guest's side
+/// by a probe its own systemd runs before READY and prints to its console.
+struct VirtualMachineCommandTests {
+    static let machine = Machines.Machine(name: "vm1", template: "t", templateUUID: "", path: "/store/machines/vm1", hostname: "vm1",
+                                          machineID: "0123456789abcdef0123456789abcdef", sshKeys: ["ssh-ed25519 AAAA a,b@c"],
+                                          users: .range(base: 524288))
+
+    @Test func vmSettingsRoundTripAndWhatCannotBeIsRefused() throws {
+        var record = Record()
+        for (key, value) in [("Machine", "microvm"), ("Memory", "512M"), ("CPUs", "1")] { try record.append(key, value) }
+        let vm = try VMImage(record)
+        #expect(vm.machineType == .microvm && vm.memory == 512 && vm.cpus == 1 && !vm.tpm, "a microvm has no TPM")
+        #expect(try VMImage(try vm.record()) == vm)
+        for (key, value, says) in [("Machine", "pc", "q35 or microvm"), ("Memory", "64M", "at least 128M"), ("CPUs", "0", "1 to 64"),
+                                   ("Disk", "1G", "not a VM setting")] {
+            var bad = Record()
+            try bad.append(key, value)
+            #expect { _ = try VMImage(bad) } throws: { ($0 as? ReplicaError)?.description.contains(says) == true }
+        }
+    }
+
+    @Test func q35CarriesItsIdentityConfinementTPMAndDisplay() {
+        let command = QEMU.command(Self.machine, VMImage(), acceleration: .tcg)
+        let line = command.joined(separator: " ")
+        #expect(command.first == QEMU.program)
+        #expect(line.contains("-machine q35,accel=tcg") && line.contains("-cpu max") && line.contains("-m 1024 -smp 2"))
+        #expect(line.contains("systemd.machine_id=0123456789abcdef0123456789abcdef") && line.contains("systemd.hostname=vm1"))
+        #expect(line.contains("-uuid 01234567-89ab-cdef-0123-456789abcdef") && line.contains("vmgenid,guid=01234567-89ab-cdef-0123-456789abcdef"))
+        // The key's comma doubled: QEMU reads the option's value whole.
+        #expect(command.contains("type=11,value=io.systemd.credential:ssh.authorized_keys.root=ssh-ed25519 AAAA a,,b@c"))
+        #expect(line.contains("-runas 524288:524288") && line.contains("elevateprivileges=allow") && line.contains("spawn=deny"))
+        #expect(line.contains("tpm-tis,tpmdev=tpm0") && line.contains("-vnc unix:/run/replica/machines/vm1.vnc"))
+        #expect(line.contains("virtserialport,chardev=notify,name=org.replica.notify") && line.contains("virtio-blk-pci,drive=root"))
+        #expect(line.contains("tsc_early_khz=") && !line.contains("-netdev"))
+        var root = Self.machine
+        root.users = .host  // no range: never -runas, and no set*id calls at all
+        let hosted = QEMU.command(root, VMImage(), acceleration: .kvm).joined(separator: " ")
+        #expect(!hosted.contains("-runas") && hosted.contains("elevateprivileges=deny") && hosted.contains("-cpu host"))
+        #expect(!hosted.contains("tsc_early_khz"), "KVM's guest calibrates against the real clock")
+    }
+
+    @Test func microvmHasNoDisplayNorTPM() throws {
+        var record = Record()
+        try record.append("Machine", "microvm")
+        let line = QEMU.command(Self.machine, try VMImage(record), acceleration: .tcg).joined(separator: " ")
+        #expect(line.contains("-machine microvm") && line.contains("virtio-blk-device") && line.contains("virtio-serial-device"))
+        #expect(!line.contains("-vnc") && !line.contains("tpm") && line.contains("tsc_early_khz="))
+        #expect(QEMU.tpmCommand(Self.machine).contains("--runas") && QEMU.tpmCommand(Self.machine).contains("backend-uri=file:///proc/self/fd/4"))
+    }
+
+    @Test func theGuestSetsItsAddressesFromItsKernelLine() {
+        let network = QEMU.GuestNetwork(descriptor: 3, mac: QEMU.GuestNetwork.mac(for: Self.machine.machineID!),
+                                        addresses: Machines.Addresses(address: "10.88.0.5/22", gateway: "10.88.0.1",
+                                                                      address6: "fd12:3456:789a:1::5/64", gateway6: "fd12:3456:789a:1::1"))
+        #expect(network.mac == "52:54:00:01:23:45")
+        #expect(network.kernelArguments == ["net.ifnames=0", "ip=10.88.0.5::10.88.0.1:255.255.252.0::eth0:off",
+                                            "ip=[fd12:3456:789a:1::5]::[fd12:3456:789a:1::1]:64::eth0:none"])
+        let line = QEMU.command(Self.machine, VMImage(), acceleration: .tcg, network: network).joined(separator: " ")
+        #expect(line.contains("-netdev tap,id=net0,fd=3") && line.contains("virtio-net-pci,netdev=net0,mac=52:54:00:01:23:45"))
+        #expect(line.contains("ip=10.88.0.5::10.88.0.1:255.255.252.0::eth0:off"))
+    }
+
+    @Test func aMissingFirmwareIsNamedWithItsPackage() throws {
+        let folder = "/tmp/replica-firmware-\(getpid())"
+        _ = mkdir(folder, 0o700)
+        defer { _ = try? Command.check(["rm", "-rf", folder]) }
+        #expect { try QEMU.checkFirmware(.q35, in: [folder]) } throws: { error in
+            let text = (error as? ReplicaError)?.description ?? ""
+            return text.contains("bios-256k.bin") && text.contains("seabios")
+        }
+        try OwnedFD.open("\(folder)/bios-256k.bin", O_WRONLY | O_CREAT, mode: 0o644).writeAll([0])
+        try QEMU.checkFirmware(.q35, in: [folder])  // control: there, it passes
+    }
+}
+
+@Suite(.requiresBtrfs, .serialized) struct VirtualMachineTests {
+    static func machine(_ arguments: [String]) throws -> CommandResult {
+        try Command.run([try builtTool("replica-machine")] + arguments)
+    }
+
+    /// The tests' guest root (built by the recipe the first time: about a minute).
+    static func guestRoot() throws -> String {
+        let output = try Command.check(["sh", "-c", "'\(repositoryRoot)Tests/EndToEnd/rootfs' vm 2>/dev/null"])
+        return String(output.split(separator: "\n").last ?? "")
+    }
+
+    /// The probe's line on machine `name`'s console (`hostname=… machine-id=… keys=… tpm=…`), as
+    /// fields, once the guest printed it (within `timeout`).
+    static func probe(_ name: String, timeout: Duration = .seconds(120)) -> [String: String]? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let log = String(decoding: (try? OwnedFD.open("\(MachineProcess.runDirectory)/\(name).log", O_RDONLY).readAll()) ?? [], as: UTF8.self)
+            // The guest's systemd writes its status to the same console: the line may follow its escapes.
+            if let line = log.split(separator: "\n").last(where: { $0.contains("e2e-probe: hostname=") }),
+               let start = line.firstIndex(of: ":") {
+                return Dictionary(line[line.index(after: start)...].split(separator: " ").compactMap { field in
+                    let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                    return parts.count == 2 ? (parts[0], parts[1].filter { $0.isLetter || $0.isNumber || $0 == "-" }) : nil
+                }, uniquingKeysWith: { $1 })
+            }
+            usleep(200_000)
+        }
+        return nil
+    }
+
+    /// Processes whose command line contains `text` (`pgrep -f`).
+    static func processes(containing text: String) -> [Int32] {
+        ((try? DirectoryEntries.names(in: try OwnedFD.open("/proc", O_RDONLY | O_DIRECTORY))) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), pid != getpid(),
+                  let words = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return nil }
+            return String(decoding: words.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text) ? pid : nil
+        }
+    }
+
+    /// The uid a process runs as (`/proc/PID/status`, the real uid).
+    static func uid(of pid: Int32) -> UInt32? {
+        let text = String(decoding: (try? OwnedFD.open("/proc/\(pid)/status", O_RDONLY).readAll()) ?? [], as: UTF8.self)
+        return text.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(whereSeparator: \.isWhitespace).dropFirst().first.flatMap { UInt32($0) }
+    }
+
+    /// What a TCP server at `host`:`port` says first, or the error; with `websocket`, what a
+    /// browser's websocket gets first (`Tests/EndToEnd/fixtures/websocket-banner`).
+    static func tcpGreeting(_ host: String, _ port: Int, websocket: Bool = false) throws -> String {
+        if websocket { return try Command.run(["\(repositoryRoot)Tests/EndToEnd/fixtures/websocket-banner", host, "\(port)"]).output }
+        return try Command.run(["python3", "-c", "import socket, sys; sys.stdout.write(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10).recv(100).decode())",
+                                host, "\(port)"]).output
+    }
+
+    @Test func vmsForkBootAndStopWithIdentitiesTPMsAndNetworksOfTheirOwn() throws {
+        let root = try Self.guestRoot()
+        let key = "/tmp/replica-vm-key-\(getpid()).pub"
+        try OwnedFD.open(key, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKq2LCe9Uq0H6yQ2Zc4w1cNQx9S4wW0x3S7yE3bYy3oI vm@replica\n".utf8))
+        defer { unlink(key) }
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer {
+                for name in ["vm1", "vm2"] { _ = try? Self.machine(["stop", name] + store); _ = try? Self.machine(["remove", name] + store) }
+                _ = try? NetworkPlan.removeBridgeIfUnused("br-vmt")
+            }
+            let imported = try Self.machine(["template", "import", "--vm", "guest", root] + store)
+            #expect(imported.status == .exited(0), "\(imported.output)")
+            let listed = try JSON.parse(try Self.machine(["template", "list", "--json"] + store).output)["templates"]?.array?.first
+            #expect(listed?["kind"] == .string("vm") && listed?["vm"]?["machine"] == .string("q35"), "\(String(describing: listed))")
+            for file in [VMImage.disk, VMImage.kernel, VMImage.initrd] {
+                #expect(access("\(image.mountPoint)/templates/guest/\(file)", F_OK) == 0, "\(file)")
+            }
+            #expect(access("\(image.mountPoint)/templates/guest/\(VMImage.tpmState)", F_OK) != 0, "a template holds no TPM")
+
+            var forkTimes: [Duration] = []
+            for (name, extra) in [("vm1", ["--ssh-key", key]), ("vm2", [])] {
+                let began = ContinuousClock.now
+                let forked = try Self.machine(["fork", name, "--template", "guest", "--bridge", "br-vmt", "--subnet", "10.79.0.0/24"] + extra + store)
+                forkTimes.append(ContinuousClock.now - began)
+                #expect(forked.status == .exited(0), "\(forked.output)")
+            }
+            #expect(forkTimes.allSatisfy { $0 < .seconds(1) }, "\(forkTimes)")
+            let machines = try JSON.parse(try Self.machine(["list", "--json"] + store).output)["machines"]?.array ?? []
+            let ids = machines.compactMap { $0["machine_id"]?.string }
+            #expect(machines.allSatisfy { $0["kind"] == .string("vm") } && ids.count == 2 && ids[0] != ids[1])
+            let base = machines.first?["users"]?.string.flatMap { UInt32($0) }
+
+            // Both boot at once; each guest's own systemd tells what it sees before it says READY.
+            let first = try Self.machine(["start", "vm1", "--wait", "0"] + store)
+            #expect(first.status == .exited(0), "\(first.output)")
+            let second = try Self.machine(["start", "vm2", "--wait", "180"] + store)
+            #expect(second.status == .exited(0) && second.output.contains("ready in"), "\(second.output)")
+            let seen = try ["vm1", "vm2"].map { name in
+                try #require(Self.probe(name), "no probe line on \(name)'s console: \(MachineProcess.consoleTail(name))")
+            }
+            #expect(seen[0]["hostname"] == "vm1" && seen[1]["hostname"] == "vm2")
+            #expect(seen.map { $0["machine-id"] ?? "" } == ids, "the guests' machine ids are the ones chosen at fork")
+            #expect(seen[0]["keys"] == "1" && seen[1]["keys"] == "0", "root's key reached vm1 only: \(seen)")
+            let tpms = seen.compactMap { $0["tpm"] }
+            #expect(tpms.count == 2 && !tpms.contains("none") && tpms[0] != tpms[1], "each TPM has an endorsement key of its own: \(tpms)")
+
+            // QEMU and swtpm run as the machine's own uid, never root.
+            let qemu = try #require(MachineProcess.running("vm1"))
+            #expect(base != nil && Self.uid(of: qemu) == base, "QEMU runs as \(String(describing: Self.uid(of: qemu)))")
+            #expect(Self.processes(containing: "swtpm socket").map(Self.uid).allSatisfy { $0 != 0 && $0 != nil })
+
+            // Reached over the bridge: each answers with its own name.
+            #expect(try Self.tcpGreeting("10.79.0.2", 7000) == "vm vm1\n")
+            #expect(try Self.tcpGreeting("10.79.0.3", 7000) == "vm vm2\n")
+
+            // The console: a websocket to its VNC display.
+            let console = try Self.machine(["console", "vm1", "--listen", "127.0.0.1:16090"] + store)
+            #expect(console.status == .exited(0), "\(console.output)")
+            #expect(try Self.tcpGreeting("127.0.0.1", 16090, websocket: true).contains("RFB 003.008"))
+            let missing = try Self.machine(["console", "vm9"] + store)
+            #expect(missing.status == .exited(6), "\(missing.output)")
+
+            // A snapshot holds its disk and its TPM state.
+            let snap = try Command.run([try builtTool("replica-snap"), "create", "replica-machine@vm1", "--metrics-file", ""] + store)
+            #expect(snap.status == .exited(0), "\(snap.output)")
+            let taken = try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/snapshots/replica-machine@vm1", O_RDONLY | O_DIRECTORY))
+            #expect(taken.count == 1 && [VMImage.disk, VMImage.tpmState].allSatisfy {
+                access("\(image.mountPoint)/snapshots/replica-machine@vm1/\(taken[0])/\($0)", F_OK) == 0 })
+
+            // Stopped: nothing of it left — process, TPM, console, tap (its namespace), sockets.
+            #expect(try Self.machine(["stop", "vm1"] + store).status == .exited(0))
+            #expect(MachineProcess.running("vm1") == nil && Self.processes(containing: "guest=vm1").isEmpty)
+            #expect(Self.processes(containing: "/run/replica/machines/vm1.vnc").isEmpty, "the console's proxy is left")
+            #expect(!NetworkNamespaceNames.current().contains("m-vm1"))
+            for suffix in ["qmp", "tpm", "vnc", "notify", "tpm.pid", "console"] {
+                #expect(access(QEMU.runtimePath("vm1", suffix), F_OK) != 0, "\(suffix) is left")
+            }
+            #expect(try Self.tcpGreeting("127.0.0.1", 16090).contains("refused"))
+
+            // Started again: the same TPM (its state is the fork's), the same address.
+            #expect(try Self.machine(["start", "vm1", "--wait", "180"] + store).status == .exited(0))
+            #expect(Self.probe("vm1")?["tpm"] == tpms[0])
+            #expect(try Self.tcpGreeting("10.79.0.2", 7000) == "vm vm1\n")
+
+            // A guest not ready within --wait is stopped, and so reported.
+            #expect(try Self.machine(["stop", "vm2"] + store).status == .exited(0))
+            let late = try Self.machine(["start", "vm2", "--wait", "2"] + store)
+            #expect(late.status == .exited(1) && late.output.contains("not ready after"), "\(late.output)")
+            #expect(MachineProcess.running("vm2") == nil && Self.processes(containing: "guest=vm2").isEmpty)
+
+            // A QEMU that dies while the guest boots: reported, and nothing of it left.
+            let pid = try Command.spawn([try builtTool("replica-machine"), "start", "vm2", "--wait", "120"] + store)
+            var victim: Int32?
+            for _ in 0..<100 where victim == nil {
+                usleep(50_000)
+                victim = MachineProcess.running("vm2")
+            }
+            usleep(500_000)
+            kill(try #require(victim), SIGKILL)
+            #expect(try ExitStatus.wait(for: pid) == .exited(1))
+            // vm1's TPM runs on (as vm1's uid); none other does.
+            #expect(MachineProcess.running("vm2") == nil && Self.processes(containing: "swtpm").filter { Self.uid(of: $0) != base }.isEmpty)
+            for suffix in ["qmp", "tpm", "vnc", "notify", "tpm.pid"] { #expect(access(QEMU.runtimePath("vm2", suffix), F_OK) != 0, "\(suffix) is left") }
+            #expect(!NetworkNamespaceNames.current().contains("m-vm2"))
+
+            for name in ["vm1", "vm2"] {
+                #expect(try Self.machine(["stop", name] + store).status == .exited(0))
+                #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+            }
+            #expect(try Self.machine(["template", "remove", "guest"] + store).status == .exited(0))
+            #expect(Self.processes(containing: "qemu-system").isEmpty && Self.processes(containing: "swtpm").isEmpty)
+        }
+    }
+
+    @Test func aRootThatCannotBootIsRefusedAtImportAndLeavesNothing() throws {
+        let root = try Self.guestRoot()
+        let broken = "/var/tmp/replica-vm-broken-\(getpid())"
+        defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", broken]) }
+        try Command.check(["cp", "-a", root, broken])
+        // Its initrd gone, the kernel finds no disk (virtio_blk is a module): it panics.
+        for name in try DirectoryEntries.names(in: try OwnedFD.open("\(broken)/boot", O_RDONLY | O_DIRECTORY)) where name.hasPrefix("initrd.img") {
+            unlink("\(broken)/boot/\(name)")
+        }
+        try withBtrfsImage(size: 2 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            let began = ContinuousClock.now
+            let refused = try Self.machine(["template", "import", "--vm", "broken", broken] + store)
+            #expect(refused.status == .exited(1) && refused.output.contains("kernel panicked") && refused.output.contains("--no-check"), "\(refused.output)")
+            #expect(ContinuousClock.now - began < .seconds(60), "a panic is reported when it happens, not at the check's deadline")
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)).isEmpty)
+            #expect(Self.processes(containing: "guest=.check-broken").isEmpty)
+
+            // A root without a kernel, or without systemd, is refused before anything is made.
+            let container = try Self.machine(["template", "import", "--vm", "nokernel", try MachineTests.rootfs()] + store)
+            #expect(container.status == .exited(1) && container.output.contains("has no kernel"), "\(container.output)")
+            // Control: the same root with --no-check imports (it is the check that refused it).
+            let unchecked = try Self.machine(["template", "import", "--vm", "--no-check", "broken", broken] + store)
+            #expect(unchecked.status == .exited(0), "\(unchecked.output)")
+        }
+    }
+}
