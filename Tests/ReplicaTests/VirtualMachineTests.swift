@@ -69,6 +69,30 @@ struct VirtualMachineCommandTests {
         #expect(line.contains("ip=10.88.0.5::10.88.0.1:255.255.252.0::eth0:off"))
     }
 
+    @Test func aFileIsKnownByItsFirstBytesAndAPartitionTableIsRead() {
+        var head = [UInt8](repeating: 0, count: 64 << 10)
+        #expect(DiskImage.kind(of: [0x51, 0x46, 0x49, 0xfb, 0, 0, 0, 3], qemuFormat: { "qcow2" }) == .qcow2)
+        #expect(DiskImage.kind(of: [0x1f, 0x8b, 8, 0], qemuFormat: { "raw" }) == .tarball)
+        #expect(DiskImage.kind(of: head, qemuFormat: { "vmdk" }) == .other("vmdk"), "no table, no file system, no tar header")
+        #expect(DiskImage.partitions(head).isEmpty)
+        // An MBR: partition 2 of type 0x83 at sector 2048, 4096 sectors long.
+        head[446 + 16 + 4] = 0x83
+        head.replaceSubrange(446 + 16 + 8..<446 + 16 + 16, with: [0x00, 0x08, 0, 0, 0x00, 0x10, 0, 0])
+        (head[510], head[511]) = (0x55, 0xaa)
+        #expect(DiskImage.kind(of: head, qemuFormat: { "raw" }) == .raw)
+        #expect(DiskImage.partitions(head) == [DiskImage.Partition(number: 2, start: 2048 * 512, size: 4096 * 512)])
+        // A GPT behind its protective MBR: entry 3 used, sectors 34 to 99.
+        var gpt = [UInt8](repeating: 0, count: 64 << 10)
+        gpt[446 + 4] = 0xee
+        (gpt[510], gpt[511]) = (0x55, 0xaa)
+        gpt.replaceSubrange(512..<520, with: Array("EFI PART".utf8))
+        gpt.replaceSubrange(512 + 72..<512 + 96, with: [2, 0, 0, 0, 0, 0, 0, 0, 128, 0, 0, 0, 128, 0, 0, 0] + [UInt8](repeating: 0, count: 8))
+        let entry = 1024 + 2 * 128
+        gpt[entry] = 0xaf  // a type GUID: used
+        gpt.replaceSubrange(entry + 32..<entry + 48, with: [34, 0, 0, 0, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0])
+        #expect(DiskImage.partitions(gpt) == [DiskImage.Partition(number: 3, start: 34 * 512, size: 66 * 512)])
+    }
+
     @Test func aMissingFirmwareIsNamedWithItsPackage() throws {
         let folder = "/tmp/replica-firmware-\(getpid())"
         _ = mkdir(folder, 0o700)
@@ -247,6 +271,38 @@ struct VirtualMachineCommandTests {
             }
             #expect(try Self.machine(["template", "remove", "guest"] + store).status == .exited(0))
             #expect(Self.processes(containing: "qemu-system").isEmpty && Self.processes(containing: "swtpm").isEmpty)
+        }
+    }
+
+    /// A cloud-style image: a partitioned disk (an MBR, the root at 1 MiB) in qcow2, converted once,
+    /// its root found by its kernel and named by UUID, booted at import; an image of another format
+    /// is refused, leaving nothing.
+    @Test func aPartitionedQcow2ImageIsImportedOnceAndBoots() throws {
+        let root = try Self.guestRoot()
+        let folder = "/var/tmp/replica-vm-image-\(getpid())"
+        _ = mkdir(folder, 0o700)
+        defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", folder]) }
+        let raw = "\(folder)/disk.raw"
+        try Command.check(["truncate", "-s", "2G", raw])
+        var mbr = [UInt8](repeating: 0, count: 512)
+        mbr[446 + 4] = 0x83
+        mbr.replaceSubrange(446 + 8..<446 + 16, with: [0x00, 0x08, 0, 0, 0x00, 0xf8, 0x3f, 0])  // 2048, 4192256 sectors
+        (mbr[510], mbr[511]) = (0x55, 0xaa)
+        let disk = try OwnedFD.open(raw, O_WRONLY)
+        _ = mbr.withUnsafeBytes { pwrite(disk.rawValue, $0.baseAddress, 512, 0) }
+        try Command.check(["mkfs.ext4", "-q", "-F", "-E", "offset=1048576,root_owner=0:0", "-d", root, raw, "2046M"])
+        try Command.check(["qemu-img", "convert", "-O", "qcow2", raw, "\(folder)/cloud.qcow2"])
+        try Command.check(["qemu-img", "convert", "-O", "vmdk", raw, "\(folder)/other.vmdk"])
+        unlink(raw)
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            let imported = try Self.machine(["template", "import", "--vm", "cloud", "\(folder)/cloud.qcow2"] + store)
+            #expect(imported.status == .exited(0), "\(imported.output)")
+            let recorded = Btrfs.attribute(try OwnedFD.open("\(image.mountPoint)/templates/cloud", O_RDONLY | O_DIRECTORY), VMImage.attribute) ?? ""
+            #expect(recorded.contains("Root=UUID="), "\(recorded)")
+            let other = try Self.machine(["template", "import", "--vm", "other", "\(folder)/other.vmdk"] + store)
+            #expect(other.status == .exited(1) && other.output.contains("is a vmdk file") && other.output.contains("qemu-img convert"), "\(other.output)")
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)) == ["cloud"])
         }
     }
 

@@ -41,7 +41,7 @@ public enum MachineTool: Tool {
                                   .option("disk-size", "size", "import --vm: its disk's size (sparse: unused space costs nothing).", default: "4G"),
                                   .flag("no-check", "import --vm: do not boot it once to check it.")],
                         positionals: [PositionalSpec("action", "import, list or remove."), PositionalSpec("template", "The template.", optional: true),
-                                      PositionalSpec("source", "import: a root file system folder, or a tarball of one.", optional: true)]),
+                                      PositionalSpec("source", "import: a root file system folder, or a tarball of one; with --vm also a raw or qcow2 disk image.", optional: true)]),
             CommandSpec("fork", "Fork a machine from a template: a writable snapshot, its identity reset, its seed laid.", options: [
                 store, .option("template", "name", "The template to fork."),
                 .option("set", "name", "Fork it as a machine of this service set: its template and the set's SSH keys from the set file."), sets,

@@ -43,13 +43,35 @@ enum VMDisk {
 
         """
 
-    /// Fills the staging subvolume `staging` (at `stagingPath`) from root file system `source`
-    /// (a folder, or a tarball unpacked into the staging subvolume first and removed after): the
-    /// kernel and initrd, the disk of `size` bytes, the guest's READY unit; returns `vm` as the
-    /// root's content made it (no initrd, no initrd recorded).
+    /// Fills the staging subvolume `staging` (at `stagingPath`) from `source`: a root file system
+    /// (a folder, or a tarball unpacked into the staging subvolume first and removed after) made
+    /// into a disk of `size` bytes (`mkfs.ext4 -d`), or a disk image (raw or qcow2) converted once
+    /// (`qemu-img convert -O raw`), grown to `size` when smaller. Then, from the disk's root file
+    /// system: the kernel and initrd copied out, the guest's READY unit added. Returns `vm` as
+    /// the disk made it (its `root=`, whether it has an initrd).
     static func make(from source: String, isFolder: Bool, into staging: borrowing OwnedFD, stagingPath: String,
                      vm: VMImage, size: UInt64) throws(ReplicaError) -> VMImage {
-        var vm = vm
+        let disk = "\(stagingPath)/\(VMImage.disk)"
+        let kind: DiskImage.Kind = isFolder ? .tarball : try DiskImage.kind(of: source)
+        switch kind {
+        case .qcow2, .raw:
+            try Command.check(["qemu-img", "convert", "-f", kind == .qcow2 ? "qcow2" : "raw", "-O", "raw", source, disk])
+            var status = stat()
+            if stat(disk, &status) == 0, UInt64(status.st_size) < size { _ = truncate(disk, off_t(size)) }
+        case .tarball:
+            try makeDisk(disk, from: source, isFolder: isFolder, stagingPath: stagingPath, size: size)
+        case .other(let format):
+            throw ReplicaError("import template", [source], errno: .EINVAL,
+                               hint: "is a \(format) file, not a root folder, a tarball, a raw or a qcow2 disk image; "
+                                   + "convert it first (qemu-img convert -O qcow2 \(source) IMAGE.qcow2)", reason: .refused)
+        }
+        _ = chmod(disk, 0o600)
+        return try finish(vm, disk: disk, source: source, stagingPath: stagingPath)
+    }
+
+    /// The disk made from a root folder or tarball (`mkfs.ext4 -d`), after checking it looks like
+    /// a root (an `/etc` and a `/usr`).
+    static func makeDisk(_ disk: String, from source: String, isFolder: Bool, stagingPath: String, size: UInt64) throws(ReplicaError) {
         var rootPath = source
         if !isFolder {
             rootPath = "\(stagingPath)/.root"
@@ -61,29 +83,42 @@ enum VMDisk {
         for needed in ["etc", "usr"] where (try? root.openForReading(needed, [.directory])) == nil {
             throw ReplicaError("import template", [source], errno: .EINVAL, hint: "has no /\(needed): not a root file system", reason: .refused)
         }
-        guard ["usr/lib/systemd/systemd", "lib/systemd/systemd"].contains(where: { (try? root.openForReading($0, [.regularFile])) != nil }) else {
-            throw ReplicaError("import template", [source], errno: .EINVAL,
-                               hint: "has no systemd (/usr/lib/systemd/systemd): a VM's guest says READY from a systemd unit; install systemd in it",
-                               reason: .refused)
-        }
-        let version = try kernelVersion(in: root, source: source)
-        try copy("boot/vmlinuz-\(version)", of: root, to: VMImage.kernel, in: staging, stagingPath: stagingPath)
-        if (try? root.openForReading("boot/initrd.img-\(version)", [.regularFile])) != nil {
-            try copy("boot/initrd.img-\(version)", of: root, to: VMImage.initrd, in: staging, stagingPath: stagingPath)
-        } else {
-            vm.hasInitrd = false  // a kernel with its disk and file system drivers built in
-        }
-        let disk = "\(stagingPath)/\(VMImage.disk)"
         let made = try Command.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-E", "root_owner=0:0", "-d", rootPath, disk, "\(size >> 10)k"])
         guard made.status == .exited(0) else {
             let full = made.output.contains("Could not allocate") || made.output.contains("No space")
             throw ReplicaError("import template", [source], errno: full ? .ENOSPC : .EIO, detail: made.output.trimmed,
                                hint: full ? "the root does not fit a \(formatByteSize(size)) disk; give a larger --disk-size" : "mkfs.ext4 -d failed on it")
         }
-        _ = chmod(disk, 0o600)
-        let has = { (path: String) in (try? root.openForReading(path, [.regularFile])) != nil }
-        try addGuestUnits(to: disk, withSSH: has("usr/sbin/sshd"),
-                          withNetworkd: has("usr/lib/systemd/system/systemd-networkd.service") || has("lib/systemd/system/systemd-networkd.service"),
+    }
+
+    /// Finds the disk's root file system — the ext one (the disk's own, or a partition's) with an
+    /// `/etc` and a kernel in `/boot` — copies its newest kernel and initrd out, adds the guest's
+    /// units, and returns `vm` with `root=` naming it (by UUID) and whether there is an initrd.
+    static func finish(_ vm: VMImage, disk: String, source: String, stagingPath: String) throws(ReplicaError) -> VMImage {
+        let head = try DiskImage.head(of: disk)
+        let starts = [0] + DiskImage.partitions(head).map(\.start)
+        guard let fs = starts.lazy.map({ GuestFileSystem(image: disk, offset: $0) })
+                .first(where: { $0.isExtFileSystem && $0.exists("/etc") && ((try? $0.names(in: "/boot")) ?? []).contains { $0.hasPrefix("vmlinuz-") } })
+        else {
+            throw ReplicaError("import template", [source], errno: .ENOENT,
+                               hint: "has no kernel (/boot/vmlinuz-*) on an ext4 root for a VM to boot directly; install one in it "
+                                   + "(linux-image-cloud-amd64 on Debian)", reason: .refused)
+        }
+        guard fs.exists("/usr/lib/systemd/systemd") || fs.exists("/lib/systemd/systemd") else {
+            throw ReplicaError("import template", [source], errno: .EINVAL,
+                               hint: "has no systemd (/usr/lib/systemd/systemd): a VM's guest says READY from a systemd unit; install systemd in it",
+                               reason: .refused)
+        }
+        var vm = vm
+        let version = try kernelVersion(in: fs, source: source)
+        try fs.copy("/boot/vmlinuz-\(version)", to: "\(stagingPath)/\(VMImage.kernel)")
+        vm.hasInitrd = fs.exists("/boot/initrd.img-\(version)")  // else a kernel with its disk and file system drivers built in
+        if vm.hasInitrd { try fs.copy("/boot/initrd.img-\(version)", to: "\(stagingPath)/\(VMImage.initrd)") }
+        // By its UUID where an initrd finds it; without one, the kernel itself: the disk or its partition.
+        let number = DiskImage.partitions(head).first { $0.start == fs.offset }?.number
+        vm.root = try vm.hasInitrd ? fs.uuid().map { "UUID=\($0)" } ?? "/dev/vda" : "/dev/vda" + (number.map(String.init) ?? "")
+        try addGuestUnits(to: fs, withSSH: fs.exists("/usr/sbin/sshd"),
+                          withNetworkd: fs.exists("/usr/lib/systemd/system/systemd-networkd.service") || fs.exists("/lib/systemd/system/systemd-networkd.service"),
                           stagingPath: stagingPath)
         return vm
     }
@@ -109,13 +144,11 @@ enum VMDisk {
         }
     }
 
-    /// The newest kernel in the root's `/boot` (`vmlinuz-VERSION`, versions compared number by number).
-    static func kernelVersion(in root: borrowing RootDirectory, source: String) throws(ReplicaError) -> String {
-        let versions = ((try? root.names(in: "boot")) ?? []).filter { $0.hasPrefix("vmlinuz-") }.map { String($0.dropFirst("vmlinuz-".count)) }
+    /// The newest kernel in the file system's `/boot` (`vmlinuz-VERSION`, versions compared number by number).
+    static func kernelVersion(in fs: GuestFileSystem, source: String) throws(ReplicaError) -> String {
+        let versions = try fs.names(in: "/boot").filter { $0.hasPrefix("vmlinuz-") }.map { String($0.dropFirst("vmlinuz-".count)) }
         guard let newest = versions.max(by: { versionNumbers($0).lexicographicallyPrecedes(versionNumbers($1)) }) else {
-            throw ReplicaError("import template", [source], errno: .ENOENT,
-                               hint: "has no kernel (/boot/vmlinuz-*) for a VM to boot; install one in it (linux-image-cloud-amd64 on Debian)",
-                               reason: .refused)
+            throw ReplicaError("import template", [source], errno: .ENOENT, hint: "has no kernel (/boot/vmlinuz-*)", reason: .refused)
         }
         return newest
     }
@@ -125,20 +158,12 @@ enum VMDisk {
         version.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
     }
 
-    /// Copies the root's regular file `relative` (never through a link out of the root) to `name`
-    /// in the staging subvolume.
-    static func copy(_ relative: String, of root: borrowing RootDirectory, to name: String, in staging: borrowing OwnedFD,
-                     stagingPath: String) throws(ReplicaError) {
-        let bytes = try root.openForReading(relative, [.regularFile]).readAll(limit: 512 << 20, name: "\(root.path)/\(relative)")
-        try staging.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode: 0o644).writeAll(bytes, name: "\(stagingPath)/\(name)")
-    }
-
     /// Edits the guest's file system in `disk` with `debugfs -w`: the READY unit enabled, an empty
     /// `/etc/machine-id` (systemd takes the one on the kernel's command line), no SSH host keys,
     /// D-Bus machine id or random seed of the template's (with sshd, a unit that makes new keys);
     /// with systemd-networkd, it and systemd-network-generator enabled, so the guest sets the
     /// address its kernel's `ip=` gives it (a fork on a network).
-    static func addGuestUnits(to disk: String, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
+    static func addGuestUnits(to fs: GuestFileSystem, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
         let files = "\(stagingPath)/.guest"
         _ = try syscall("mkdir", files) { mkdir(files, 0o700) }
         defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", files]) }
@@ -166,12 +191,9 @@ enum VMDisk {
             }
         }
         try folder.replaceFile("edits", contents: Array((script.joined(separator: "\n") + "\n").utf8))
-        // debugfs goes on past a command that fails (a file that is not there to remove); what must
-        // be there is checked after.
-        try Command.check(["debugfs", "-w", "-f", "\(files)/edits", disk])
-        let check = try Command.run(["debugfs", "-R", "stat /etc/systemd/system/multi-user.target.wants/replica-notify.service", disk])
-        guard check.status == .exited(0), !check.output.contains("not found") else {
-            throw ReplicaError("import template", [disk], errno: .EIO, detail: check.output.trimmed,
+        try fs.edit(script: "\(files)/edits")
+        guard fs.exists("/etc/systemd/system/multi-user.target.wants/replica-notify.service") else {
+            throw ReplicaError("import template", [fs.device], errno: .EIO,
                                hint: "debugfs could not add the guest's READY unit (has the root /etc/systemd/system?)")
         }
     }
