@@ -34,6 +34,7 @@ struct VirtualMachineCommandTests {
         #expect(command.first == QEMU.program)
         #expect(line.contains("-machine q35,accel=tcg") && line.contains("-cpu max") && line.contains("-m 1024 -smp 2"))
         #expect(line.contains("systemd.machine_id=0123456789abcdef0123456789abcdef") && line.contains("systemd.hostname=vm1"))
+        #expect(command.contains("type=1,serial=ds=nocloud;i=replica-0123456789abcdef0123456789abcdef;h=vm1"))
         #expect(line.contains("-uuid 01234567-89ab-cdef-0123-456789abcdef") && line.contains("vmgenid,guid=01234567-89ab-cdef-0123-456789abcdef"))
         // The key's comma doubled: QEMU reads the option's value whole.
         #expect(command.contains("type=11,value=io.systemd.credential:ssh.authorized_keys.root=ssh-ed25519 AAAA a,,b@c"))

@@ -60,7 +60,8 @@ public enum QEMU {
     /// QEMU's command line for `machine` (a fork of a VM template), booting its own disk, kernel
     /// and initrd with `acceleration`. Its identity: the machine id as `systemd.machine_id=`, the
     /// SMBIOS UUID and the VM generation id; the hostname as `systemd.hostname=`; root's SSH keys as
-    /// a systemd credential in SMBIOS type 11. QEMU confines itself (`-sandbox`) and, for a machine
+    /// a systemd credential in SMBIOS type 11; for cloud-init, a NoCloud seed in the SMBIOS serial
+    /// number. QEMU confines itself (`-sandbox`) and, for a machine
     /// with a user range, runs as the range's first uid once its files are open (`-runas`): a guest
     /// that escapes into QEMU is no one on the host. `network`: its tap and addresses.
     public static func command(_ machine: Machines.Machine, _ vm: VMImage, acceleration: Acceleration,
@@ -90,6 +91,9 @@ public enum QEMU {
             kernel.append("tsc_early_khz=\(khz)")
         }
         command += ["-append", kernel.joined(separator: " ")]
+        // cloud-init's NoCloud seed without a seed disk: its instance id (new per fork) and hostname
+        // in the SMBIOS serial number, which it reads first.
+        command += ["-smbios", "type=1,serial=" + option("ds=nocloud;i=replica-\(machine.machineID ?? machine.name);h=\(machine.hostname)")]
         if let uuid = machine.uuid {
             command += ["-uuid", uuid]
             if vm.machineType == .q35 { command += ["-device", "vmgenid,guid=\(uuid)"] }
