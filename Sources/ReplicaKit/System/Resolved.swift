@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 
 /// systemd-resolved's per-link DNS, over D-Bus (`org.freedesktop.resolve1.Manager` on the system
@@ -5,8 +6,16 @@ import Glibc
 /// that link and nothing else goes there — what `resolvectl dns LINK SERVER…`, `resolvectl domain
 /// LINK ~DOMAIN…` and `resolvectl revert LINK` do.
 public enum Resolved {
-    /// Whether systemd-resolved runs: its varlink socket is there (`/run/systemd/resolve/io.systemd.Resolve`).
-    public static var isRunning: Bool { access("/run/systemd/resolve/io.systemd.Resolve", F_OK) == 0 }
+    /// Whether systemd-resolved runs: something listens on its varlink socket
+    /// (`/run/systemd/resolve/io.systemd.Resolve` accepts a connection). The file alone is not
+    /// enough — it stays after resolved stops — and a D-Bus call to a resolved that is not running
+    /// would start it (bus activation), or fail where it is masked.
+    public static var isRunning: Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return replica_connect_unix(fd, "/run/systemd/resolve/io.systemd.Resolve") == 0
+    }
 
     /// `SetLinkDNS` and `SetLinkDomains` of link `index`: `servers` (family and address bytes:
     /// `AF_INET`, 4; `AF_INET6`, 16) answer for `routingDomains` (`~lab.replica`) only.
