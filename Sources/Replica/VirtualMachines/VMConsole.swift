@@ -38,8 +38,9 @@ public enum VMConsole {
             .writeAll(Array("\(pid)\n".utf8))
     }
 
-    /// Closes machine `name`'s console: its socket unit and service stopped, or its proxy ended.
-    /// None open is not an error.
+    /// Closes machine `name`'s console: its socket unit and service stopped, or its proxy ended
+    /// with the processes it forked for connections (SIGTERM, SIGKILL after 2 s), waited for even
+    /// when another process started it. None open is not an error.
     public static func close(_ name: String) {
         if Systemd.isBooted {
             for unit in [unit(name), String(unit(name).dropLast(".socket".count)) + ".service"] where SystemdManager.activeState(of: unit) != nil {
@@ -47,12 +48,21 @@ public enum VMConsole {
             }
         }
         let path = QEMU.runtimePath(name, "console")
-        if let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readLine(), let pid = Int32(text),
-           let words = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16),
-           String(decoding: words, as: UTF8.self).contains(QEMU.runtimePath(name, "vnc")) {
-            kill(pid, SIGTERM)
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
+        // A proxy of this machine's display, alive (an ended one's command line is empty).
+        func isProxy(_ pid: Int32) -> Bool {
+            guard let words = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return false }
+            return String(decoding: words, as: UTF8.self).contains(QEMU.runtimePath(name, "vnc"))
+        }
+        if let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readLine(), let pid = Int32(text), isProxy(pid) {
+            let proxies = [pid] + MachineProcess.descendants(of: pid).filter(isProxy)
+            for (signal, rounds) in [(SIGTERM, 100), (SIGKILL, 50)] where proxies.contains(where: isProxy) {
+                for process in proxies { kill(process, signal) }
+                var status: Int32 = 0
+                for _ in 0..<rounds where proxies.contains(where: isProxy) {
+                    _ = waitpid(pid, &status, WNOHANG)  // ours when this process started it
+                    usleep(20_000)
+                }
+            }
         }
         unlink(path)
         unlink("\(MachineProcess.runDirectory)/\(name).console.log")
