@@ -124,12 +124,13 @@ struct VirtualMachineCommandTests {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let log = String(decoding: (try? OwnedFD.open("\(MachineProcess.runDirectory)/\(name).log", O_RDONLY).readAll()) ?? [], as: UTF8.self)
-            // The guest's systemd writes its status to the same console: the line may follow its escapes.
+            // The guest's systemd writes its status to the same console: its escapes may precede the
+            // line or follow a value at once, so a value ends at the first character it cannot hold.
             if let line = log.split(separator: "\n").last(where: { $0.contains("e2e-probe: hostname=") }),
                let start = line.firstIndex(of: ":") {
                 return Dictionary(line[line.index(after: start)...].split(separator: " ").compactMap { field in
                     let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                    return parts.count == 2 ? (parts[0], parts[1].filter { $0.isLetter || $0.isNumber || $0 == "-" }) : nil
+                    return parts.count == 2 ? (parts[0], String(parts[1].prefix { $0.isLetter || $0.isNumber || $0 == "-" })) : nil
                 }, uniquingKeysWith: { $1 })
             }
             usleep(200_000)

@@ -12,7 +12,8 @@ in_machine() { local name=$1; shift; nsenter --target "$(guest_init "machine:$na
 # The probe's line on a VM's console (waits up to 4 min for it); one field of it.
 # (The guest's systemd writes its status to the same console: the line may follow its escapes.)
 probe_of() { for _ in $(seq 1200); do grep -a -o -m1 'e2e-probe: hostname=.*' "/run/replica/machines/$1.log" 2>/dev/null && return; sleep 0.2; done; }
-field() { tr ' ' '\n' | tr -d '\r' | sed -n "s/^$1=//p"; }
+# A value ends where the guest's systemd may have written its status escapes right after it.
+field() { tr ' ' '\n' | sed -n "s/^$1=\([[:alnum:]-]*\).*/\1/p"; }
 listed() { replica-machine list --json | python3 -c "import json, sys; print([m['$2'] for m in json.load(sys.stdin)['machines'] if m['name'] == '$1'][0])"; }
 
 links_before=$(ip -o link | awk -F': ' '{ print $2 }' | sort)
