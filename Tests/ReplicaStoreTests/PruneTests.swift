@@ -184,9 +184,9 @@ func names(in directory: String) throws -> [String] {
         try withTemporaryDirectory { dir in
             let path = "\(dir)/metrics/replica.prom"
             let t1 = UTCTimestamp(secondsSinceEpoch: 1_790_000_000), t2 = UTCTimestamp(secondsSinceEpoch: 1_790_003_600)
-            try MetricsTextfile.update(SnapshotMetrics(subvolume: "web", runAt: t1, succeeded: true, runSeconds: 0.5, snapshots: []), at: path)
-            try MetricsTextfile.update(SnapshotMetrics(subvolume: "db", runAt: t1, succeeded: true, runSeconds: 0.25, snapshots: []), at: path)
-            try MetricsTextfile.update(SnapshotMetrics(subvolume: "web", runAt: t2, succeeded: false, runSeconds: 1, snapshots: []), at: path)
+            try MetricsTextfile.update([SnapshotMetrics(subvolume: "web", runAt: t1, succeeded: true, runSeconds: 0.5, snapshots: [])], at: path)
+            try MetricsTextfile.update([SnapshotMetrics(subvolume: "db", runAt: t1, succeeded: true, runSeconds: 0.25, snapshots: [])], at: path)
+            try MetricsTextfile.update([SnapshotMetrics(subvolume: "web", runAt: t2, succeeded: false, runSeconds: 1, snapshots: [])], at: path)
             let text = String(decoding: try OwnedFD.open(path, O_RDONLY).readAll(), as: UTF8.self)
             #expect(text.contains("replica_snapshot_last_success_timestamp_seconds{subvolume=\"web\"} 1790000000\n"))
             #expect(text.contains("replica_snapshot_last_run_timestamp_seconds{subvolume=\"web\"} 1790003600\n"))

@@ -134,10 +134,7 @@ struct SnapCommand {
         options.metricsPath = metrics.isEmpty ? nil : metrics
         options.now = try now()
         let logger = Logger(label: "replica-snap")
-        var reports: [SnapshotReport] = []
-        for target in targets {
-            reports.append(SnapshotJob.perform(action, target, store: try Store(path: target.storePath), options: options, logger: logger))
-        }
+        let reports = SnapshotJob.perform(action, targets, options: options, logger: logger)
         return ToolOutput(lines: reports.map { SnapRender.report($0, dryRun: options.dryRun, explain: arguments.flag("explain")) },
                           SnapRender.reports(reports, dryRun: options.dryRun, now: options.now), exitCode: SnapshotJob.exitCode(reports))
     }

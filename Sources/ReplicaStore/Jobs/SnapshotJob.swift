@@ -32,12 +32,15 @@ public struct SnapshotReport: Sendable {
     }
     /// Whether it failed only because another run held the subvolume's lock.
     public var lockWasBusy: Bool { error?.reason == .lockHeld }
+    /// Its figures for the metrics textfile; nil when none are kept (no file, a dry run, or
+    /// another run held the lock and keeps them).
+    public var metrics: SnapshotMetrics?
 }
 
 /// The work `replica-snap create|prune|run` does for each subvolume, shared by every caller:
 /// take the subvolume's lock (not for a dry run), snapshot, prune by policy, log each event with its
-/// `MESSAGE_ID`, update the metrics textfile. A failure is reported, not thrown, so one subvolume's
-/// failure does not stop the others.
+/// `MESSAGE_ID`; then update the metrics textfile once for all of them. A failure is reported, not
+/// thrown, so one subvolume's failure does not stop the others.
 public enum SnapshotJob {
     /// Which command.
     public enum Action: String, Sendable {
@@ -63,8 +66,30 @@ public enum SnapshotJob {
         public init() {}
     }
 
-    /// Runs `action` on the subvolume of `settings`: never throws; the report says what happened.
-    public static func perform(
+    /// Runs `action` on the subvolume of each of `targets` in turn, each in its own store, then
+    /// writes their figures to the metrics textfile in one update (one per subvolume would rewrite
+    /// the whole file each time). Never throws; each report says what happened.
+    public static func perform(_ action: Action, _ targets: [SnapshotSettings], options: Options, logger: Logger) -> [SnapshotReport] {
+        let reports = targets.map { settings in
+            do throws(ReplicaError) {
+                return perform(action, settings, store: try Store(path: settings.storePath), options: options, logger: logger)
+            } catch {
+                logger.error("\(error)", metadata: event(.failed, ["subvolume": "\(settings.subvolume)"]))
+                return SnapshotReport(subvolume: settings.subvolume, error: error)
+            }
+        }
+        let figures = reports.compactMap(\.metrics)
+        if let path = options.metricsPath, !figures.isEmpty {
+            do throws(ReplicaError) { try MetricsTextfile.update(figures, at: path) } catch {
+                logger.warning("could not update metrics: \(error)")
+            }
+        }
+        return reports
+    }
+
+    /// Runs `action` on the subvolume of `settings`, gathering its figures for the metrics
+    /// textfile: never throws; the report says what happened.
+    static func perform(
         _ action: Action, _ settings: SnapshotSettings, store: borrowing Store, options: Options, logger: Logger
     ) -> SnapshotReport {
         let started = monotonicSeconds()
@@ -144,13 +169,10 @@ public enum SnapshotJob {
             report.error = error
             log.error("\(error)", metadata: event(error.reason == .lockHeld ? .lockBusy : .failed, [:]))
         }
-        if !options.dryRun, let path = options.metricsPath, !report.lockWasBusy {
+        if !options.dryRun, options.metricsPath != nil, !report.lockWasBusy {
             let snapshots = report.remainingSnapshots ?? (try? store.snapshots(of: settings.subvolume)) ?? []
-            let metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
-                                          runSeconds: monotonicSeconds() - started, snapshots: snapshots)
-            do throws(ReplicaError) { try MetricsTextfile.update(metrics, at: path) } catch {
-                log.warning("could not update metrics: \(error)")
-            }
+            report.metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
+                                             runSeconds: monotonicSeconds() - started, snapshots: snapshots)
         }
         return report
     }

@@ -31,8 +31,9 @@ public struct SnapshotMetrics: Sendable {
 }
 
 /// `replica.prom`: one file for every subvolume, merged under a lock (each timer instance updates
-/// only its own subvolume's lines) and replaced atomically (temporary file, fsync, rename), so the
-/// collector never reads half a file.
+/// only its own subvolume's lines) and replaced atomically (temporary file, rename), so the
+/// collector never reads half a file. Not synced: the figures are read again from the store at the
+/// next run, and a sync would cost a snapshot run more than the snapshot does.
 public enum MetricsTextfile {
     /// `/var/lib/replica/metrics/replica.prom`, where node_exporter's textfile collector can read it.
     public static let defaultPath = "/var/lib/replica/metrics/replica.prom"
@@ -47,9 +48,9 @@ public enum MetricsTextfile {
         ("replica_snapshot_newest_timestamp_seconds", "When the newest snapshot was taken."),
     ]
 
-    /// Replaces the subvolume's lines in the file at `path`, keeping every other subvolume's; the
+    /// Replaces each subvolume's lines in the file at `path`, keeping every other subvolume's; the
     /// last success time of a failed run is carried over from the file.
-    public static func update(_ metrics: SnapshotMetrics, at path: String) throws(ReplicaError) {
+    public static func update(_ figures: [SnapshotMetrics], at path: String) throws(ReplicaError) {
         let (directory, file) = splitPath(path)
         do {
             try createDirectories(directory)
@@ -58,20 +59,22 @@ public enum MetricsTextfile {
             _ = try lock.lockExclusively(wait: nil, name: directory)
             var samples = (try? root.openForReading(file, [.regularFile, .noSymlinks]).readAll(limit: 16 << 20))
                 .map { parse(String(decoding: $0, as: UTF8.self)) } ?? [:]
-            let label = "subvolume=\"\(escape(metrics.subvolume))\""
-            let previousSuccess = samples["replica_snapshot_last_success_timestamp_seconds"]?[label]
-            var mine: [String: String] = [
-                "replica_snapshot_last_run_timestamp_seconds": String(metrics.runAt.secondsSinceEpoch),
-                "replica_snapshot_last_run_success": metrics.succeeded ? "1" : "0",
-                "replica_snapshot_run_duration_seconds": String(metrics.runSeconds),
-                "replica_snapshot_count": String(metrics.count),
-            ]
-            if metrics.succeeded { mine["replica_snapshot_last_success_timestamp_seconds"] = String(metrics.runAt.secondsSinceEpoch) }
-            else if let previousSuccess { mine["replica_snapshot_last_success_timestamp_seconds"] = previousSuccess }
-            if let oldest = metrics.oldest { mine["replica_snapshot_oldest_timestamp_seconds"] = String(oldest.secondsSinceEpoch) }
-            if let newest = metrics.newest { mine["replica_snapshot_newest_timestamp_seconds"] = String(newest.secondsSinceEpoch) }
-            for (name, _) in help { samples[name, default: [:]][label] = mine[name] }
-            try root.writeFileAtomically(file, contents: Array(render(samples).utf8))
+            for metrics in figures {
+                let label = "subvolume=\"\(escape(metrics.subvolume))\""
+                let previousSuccess = samples["replica_snapshot_last_success_timestamp_seconds"]?[label]
+                var mine: [String: String] = [
+                    "replica_snapshot_last_run_timestamp_seconds": String(metrics.runAt.secondsSinceEpoch),
+                    "replica_snapshot_last_run_success": metrics.succeeded ? "1" : "0",
+                    "replica_snapshot_run_duration_seconds": String(metrics.runSeconds),
+                    "replica_snapshot_count": String(metrics.count),
+                ]
+                if metrics.succeeded { mine["replica_snapshot_last_success_timestamp_seconds"] = String(metrics.runAt.secondsSinceEpoch) }
+                else if let previousSuccess { mine["replica_snapshot_last_success_timestamp_seconds"] = previousSuccess }
+                if let oldest = metrics.oldest { mine["replica_snapshot_oldest_timestamp_seconds"] = String(oldest.secondsSinceEpoch) }
+                if let newest = metrics.newest { mine["replica_snapshot_newest_timestamp_seconds"] = String(newest.secondsSinceEpoch) }
+                for (name, _) in help { samples[name, default: [:]][label] = mine[name] }
+            }
+            try root.writeFileAtomically(file, contents: Array(render(samples).utf8), sync: false)
         }
     }
 
