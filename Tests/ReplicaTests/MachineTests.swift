@@ -680,6 +680,33 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// A host out of inotify instances (`fs.inotify.max_user_instances`: 128 by default, about
+    /// thirty booted guests): the start fails naming the setting and how to raise it, where the
+    /// guest's console alone would not; with the limit back, the same machine starts.
+    @Test func aHostOutOfInotifyInstancesIsNamedWithItsSetting() throws {
+        let rootfs = try Self.rootfs()
+        let setting = "/proc/sys/fs/inotify/max_user_instances"
+        let saved = try OwnedFD.open(setting, O_RDONLY).readLine()
+        let set = { (value: String) throws in try OwnedFD.open(setting, O_WRONLY).writeAll(Array("\(value)\n".utf8)) }
+        try withBtrfsImage(size: 2 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer {
+                _ = try? set(saved)
+                _ = try? Self.machine(["stop", "a"] + store)
+            }
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            #expect(try Self.machine(["fork", "a", "--template", "debian12"] + store).status == .exited(0))
+            try set("1")
+            let starved = try Self.machine(["start", "a", "--wait", "15"] + store)
+            try set(saved)
+            #expect(starved.status == .exited(1) && starved.output.contains("raise it: sysctl -w fs.inotify.max_user_instances="),
+                    "\(starved.output)")
+            #expect(MachineProcess.running("a") == nil)
+            let started = try Self.machine(["start", "a", "--wait", "60"] + store)
+            #expect(started.status == .exited(0), "\(started.output)")
+        }
+    }
+
     @Test func aTarballImportsAndWhatIsNotARootIsRefusedLeavingNothing() throws {
         try withBtrfsImage { image in
             try withTemporaryDirectory { dir in

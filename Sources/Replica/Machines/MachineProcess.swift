@@ -96,11 +96,11 @@ public enum MachineProcess {
                     if listening { VirtualMachine.removeRuntimeFiles(name) }
                     throw ReplicaError("start machine", [name], errno: .ECHILD,
                                        hint: "\(listening ? QEMU.program : "systemd-nspawn") ended (\(ExitStatus(waitStatus: status))) before the machine was ready: "
-                                           + MachineProcess.tail(name), reason: .system)
+                                           + (MachineProcess.hostLimitReached(name) ?? MachineProcess.tail(name)), reason: .system)
                 }
             }
             try? MachineProcess.stop(name, timeout: .seconds(10))
-            throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(timeout); stopped: " + MachineProcess.tail(name),
+            throw ReplicaError("start machine", [name], errno: .ETIMEDOUT, hint: "not ready after \(timeout); stopped: " + (MachineProcess.hostLimitReached(name) ?? MachineProcess.tail(name)),
                                reason: .system)
         }
     }
@@ -250,10 +250,22 @@ public enum MachineProcess {
         return found
     }
 
+    /// What to do when machine `name`'s guest could not start because the host ran out of inotify
+    /// instances (its systemd says "Failed to create control group inotify object: Too many open
+    /// files"), else nil.
+    static func hostLimitReached(_ name: String) -> String? {
+        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        guard text.contains("inotify object: Too many open files") else { return nil }
+        let limit = (try? OwnedFD.open("/proc/sys/fs/inotify/max_user_instances", O_RDONLY).readLine()) ?? "?"
+        return "the guest's systemd found no inotify instance left: the host allows \(limit) (fs.inotify.max_user_instances), "
+            + "too few for this many machines; raise it: sysctl -w fs.inotify.max_user_instances=1048576 "
+            + "(the package sets it in /usr/lib/sysctl.d/60-replica.conf)"
+    }
+
     /// The line of the console that says the kernel panicked (`Kernel panic - not syncing: …`), if any.
     static func kernelPanic(_ name: String) -> String? {
         let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
-        return text.split(separator: "\n").first { $0.contains("Kernel panic - ") }.map { String($0).trimmed }
+        return text.split(whereSeparator: \.isNewline).first { $0.contains("Kernel panic - ") }.map { String($0).trimmed }
     }
 
     /// The console's last lines, for errors.
@@ -262,6 +274,6 @@ public enum MachineProcess {
     /// The last `lines` lines of machine `name`'s console (`/run/replica/machines/NAME.log`), joined by `; `.
     public static func consoleTail(_ name: String, lines: Int = 10) -> String {
         let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
-        return text.split(separator: "\n").suffix(lines).joined(separator: "; ")
+        return text.split(whereSeparator: \.isNewline).suffix(lines).joined(separator: "; ")  // "\r\n" is one Character
     }
 }

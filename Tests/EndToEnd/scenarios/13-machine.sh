@@ -5,6 +5,7 @@
 template=/var/lib/replica-e2e/template
 check "the template imports" replica-machine template import debian12 $template
 check "a machine forks from it" replica-machine fork web1 --template debian12
+check "the package raises the inotify limits many machines need (sysctl.d)" grep -qx "fs.inotify.max_user_instances = 1048576" /usr/lib/sysctl.d/60-replica.conf
 check "replica-machine@web1 starts (Type=notify: it returns after READY)" systemctl start replica-machine@web1.service
 equal "the unit is active" active "$(systemctl is-active replica-machine@web1.service)"
 leader=$(guest_init replica-machine@web1.service)
