@@ -51,19 +51,11 @@ func benchmarkMachines() throws -> [Comparison] {
             if round % 2 == 0 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
         }
 
-        // Ten at once, ready when all are.
-        let names = (0..<10).map { "p\($0)" }
-        let began = monotonicNanoseconds()
-        let starting = try names.map { name in
-            return try MachineProcess.begin(try Machines.fork(name, template: "debian12", in: store))
-        }
-        for machine in starting { _ = try machine.waitReady(timeout: .seconds(120)) }
-        let ten = Double(monotonicNanoseconds() - began)
-        for name in names { try MachineProcess.stop(name) }
-        for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }  // and their console logs
+        let ten = try forkAndBootAtOnce(10, template: "debian12", store: store)
         print("replica-bench: fork → READY \(formatDuration(median(ready))) of which the boot \(formatDuration(median(boots))); "
               + "bare nspawn \(formatDuration(median(bare))) (middle half \(formatDuration(quartile(bare, 1)))–\(formatDuration(quartile(bare, 3))))")
-        print("replica-bench: ten machines forked and booted at once, all READY in \(formatDuration(ten)) (target: under 3 s)")
+        print("replica-bench: ten machines forked and booted at once, all READY in \(formatDuration(ten.time)), "
+              + "\(ten.failures) failed (target: under 3 s)")
         return [
             Comparison(operation: "fork: snapshot + identity reset + seed", replica: median(forks),
                        tool: "btrfs subvolume snapshot + sysprep by hand:", toolTime: median(byHand)),
@@ -147,6 +139,22 @@ func bootPlainSnapshot(_ round: Int, mountPoint: String) throws -> Double {
     unlink("\(MachineProcess.runDirectory)/plain\(round).log")
     try Command.check(["btrfs", "filesystem", "sync", mountPoint])  // what the guest wrote, on disk before the next round
     return took
+}
+
+/// `count` machines forked from `template` and started at once: the time until all are READY,
+/// and how many failed to fork or were not READY within two minutes. All are stopped and removed.
+func forkAndBootAtOnce(_ count: Int, template: String, store: borrowing Store) throws -> (time: Double, failures: Int) {
+    let names = (0..<count).map { "p\($0)" }
+    let began = monotonicNanoseconds()
+    var starting: [MachineProcess.Starting] = [], failures = 0
+    for name in names {
+        do { starting.append(try MachineProcess.begin(try Machines.fork(name, template: template, in: store))) } catch { failures += 1 }
+    }
+    for machine in starting where (try? machine.waitReady(timeout: .seconds(120))) == nil { failures += 1 }
+    let time = Double(monotonicNanoseconds() - began)
+    for name in names { try? MachineProcess.stop(name) }
+    for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }  // and their console logs
+    return (time, failures)
 }
 
 /// The `q`th quartile (1 or 3) of `values`: with the median, how wide the spread is.

@@ -179,6 +179,7 @@ do {
         if wanted("replication") { for row in try benchmarkReplication() { row.printRow() } }
         if wanted("machines") { for row in try benchmarkMachines() { row.printRow() } }
         if wanted("vms") { for row in try benchmarkVirtualMachines() { row.printRow() } }
+        if groups.contains("scale") { try benchmarkScale() }  // minutes (100,000 snapshots): only when asked
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }
