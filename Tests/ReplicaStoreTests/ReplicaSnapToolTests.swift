@@ -95,6 +95,14 @@ import Testing
                 let r = try Self.snap(["create"] + common + ["--now", "2026-11-\(day)T10:00:00Z", "web"])
                 #expect(r.status == .exited(0), "\(r.output)")
             }
+            // Counted once each, the one a create takes too (listed while it is taken), and the one
+            // of a second already taken.
+            #expect(try Self.snap(["create"] + common + ["--now", "2026-11-14T10:00:00Z", "web"]).status == .exited(0))
+            let counted = String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self)
+            #expect(counted.contains("replica_snapshot_count{subvolume=\"web\"} 5\n")
+                    && counted.contains("replica_snapshot_newest_timestamp_seconds{subvolume=\"web\"} \(UTCTimestamp(iso8601: "2026-11-14T10:00:00Z")!.secondsSinceEpoch)\n")
+                    && counted.contains("replica_snapshot_oldest_timestamp_seconds{subvolume=\"web\"} \(UTCTimestamp(iso8601: "2026-11-10T10:00:00Z")!.secondsSinceEpoch)\n"),
+                    "\(counted)")
             let dry = try Self.snap(["prune", "--json", "--dry-run"] + common + ["--now", "2026-11-14T12:00:00Z", "web"])
             let json = try #require(try JSONSerialization.jsonObject(with: Data(dry.output.utf8)) as? [String: Any])
             #expect(json["schema"] as? String == "replica.v1" && json["tool"] as? String == "replica-snap")

@@ -62,5 +62,6 @@ extension TemporaryDirectory {
 }
 
 extension String {
-    func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+    /// Zeros before the text up to `width` characters (`%02x`'s padding, after `String(_:radix:)`).
+    public func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

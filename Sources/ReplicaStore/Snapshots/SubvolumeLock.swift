@@ -3,8 +3,9 @@ import ReplicaKit
 
 /// One writer per subvolume: an exclusive `flock(2)` on `snapshots/NAME.lock` in the store, a file
 /// that is created once and never deleted (deleting a lock file lets two holders lock two different
-/// inodes). The holder writes its pid into it, for the message another contender sees. The lock
-/// goes with the holder's descriptor, so a holder killed with SIGKILL blocks nobody.
+/// inodes). Nothing is written to it: a write would join the store's transaction and lengthen the
+/// snapshot's commit; a contender finds the holder's pid in `/proc/locks`. The lock goes with the
+/// holder's descriptor, so a holder killed with SIGKILL blocks nobody.
 public struct SubvolumeLock: ~Copyable {
     private let fd: OwnedFD
     /// The subvolume locked.
@@ -19,13 +20,29 @@ public struct SubvolumeLock: ~Copyable {
         let path = "\(store.path)/\(Store.snapshotsDirectory)/\(name)"
         let fd = try directory.openat(name, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
         guard try fd.lockExclusively(wait: wait ?? .zero, name: path) else {
-            let holder = (try? fd.readAll(limit: 64)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            let who = holder.isEmpty ? "another process" : "process \(holder)"
+            let who = holder(of: fd).map { "process \($0)" } ?? "another process"
             throw ReplicaError("lock", [path], errno: .EWOULDBLOCK,
                                hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS", reason: .lockHeld)
         }
-        _ = ftruncate(fd.rawValue, 0)
-        _ = pwrite(fd.rawValue, "\(getpid())", "\(getpid())".utf8.count, 0)
         return SubvolumeLock(fd: fd, subvolume: subvolume)
+    }
+
+    /// The pid holding a `flock` on the file `fd` is open on: its line in `/proc/locks`
+    /// (`1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF`), whose device is the
+    /// filesystem's, as mountinfo gives it for the descriptor's mount (`mnt_id` in fdinfo), not
+    /// the subvolume's that `fstat` gives on btrfs. Nil when none is found.
+    static func holder(of fd: borrowing OwnedFD) -> Int32? {
+        let info = String(decoding: (try? OwnedFD.open("/proc/self/fdinfo/\(fd.rawValue)", O_RDONLY).readAll()) ?? [], as: UTF8.self)
+        guard let mountID = info.split(separator: "\n").first(where: { $0.hasPrefix("mnt_id:") })
+                .flatMap({ $0.split(whereSeparator: \.isWhitespace).last.flatMap { Int($0) } }),
+              let mount = try? MountInfo.read(pid: "self").first(where: { $0.mountID == mountID }),
+              let inode = try? fd.status().inode,
+              let locks = try? OwnedFD.open("/proc/locks", O_RDONLY).readAll(limit: 1 << 22) else { return nil }
+        let file = "\(String(mount.major, radix: 16).leftPadded(2)):\(String(mount.minor, radix: 16).leftPadded(2)):\(inode)"
+        for line in String(decoding: locks, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 6, fields[1] == "FLOCK", fields[5] == file { return Int32(fields[4]) }
+        }
+        return nil
     }
 }
