@@ -680,6 +680,49 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// A trimmed template (`import --minimal`): its guest's own systemd sees the units and
+    /// generators masked and its journal in memory, boots with nothing failed, and is READY; the
+    /// same root imported stock is the control (nothing masked, the journal on disk). A root whose
+    /// `/etc/systemd/system` is a symlink out of it is refused, nothing written where it points.
+    @Test func aTrimmedTemplateBootsWithWhatAContainerNeedsOnly() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 3 << 30) { image in
+            try withTemporaryDirectory { dir in
+                let store = ["--store", image.mountPoint]
+                defer { for name in ["stock", "trim"] { _ = try? Self.machine(["stop", name] + store); _ = try? Self.machine(["remove", name] + store) } }
+                #expect(try Self.machine(["template", "import", "stock", rootfs] + store).status == .exited(0))
+                let imported = try Self.machine(["template", "import", "--minimal", "trim", rootfs] + store)
+                #expect(imported.status == .exited(0), "\(imported.output)")
+                for (name, template) in [("stock", "stock"), ("trim", "trim")] {
+                    #expect(try Self.machine(["fork", name, "--template", template] + store).status == .exited(0))
+                    let started = try Self.machine(["start", name, "--wait", "60"] + store)
+                    #expect(started.status == .exited(0), "\(started.output)")
+                }
+                // Asked of each guest's own systemd.
+                let state = { (name: String, unit: String) throws -> String in
+                    try Self.inside(name, ["sh", "-c", "systemctl is-enabled \(unit) || true"]).split(whereSeparator: \.isNewline).joined()  // exits 1 when masked
+                }
+                let masked = try ["systemd-sysctl.service", "systemd-journal-flush.service"].map { try state("trim", $0) }
+                #expect(masked == ["masked", "masked"], "\(masked)")
+                #expect(try state("stock", "systemd-sysctl.service") != "masked", "the control: the stock template masks nothing")
+                #expect(try Self.inside("trim", ["sh", "-c", "systemctl is-system-running --wait; systemctl --failed --no-legend | wc -l"])
+                    .split(separator: "\n").map(String.init) == ["running", "0"])
+                #expect(try Self.inside("trim", ["systemd-analyze", "cat-config", "systemd/journald.conf"]).contains("Storage=volatile"))
+                let generated = try Self.inside("trim", ["ls", "/run/systemd/generator"])
+                let stockGenerated = try Self.inside("stock", ["ls", "/run/systemd/generator"])
+                #expect(!generated.contains("console-getty") && stockGenerated.contains("getty.target.wants"),
+                        "the getty generator ran in the stock guest only: \(generated) / \(stockGenerated)")
+                // A hostile root: etc/systemd/system leads out of it.
+                for folder in ["root/etc/systemd", "root/usr", "outside"] { _ = try Command.check(["mkdir", "-p", "\(dir)/\(folder)"]) }
+                _ = try Command.check(["ln", "-s", "\(dir)/outside", "\(dir)/root/etc/systemd/system"])
+                let hostile = try Self.machine(["template", "import", "--minimal", "evil", "\(dir)/root"] + store)
+                #expect(hostile.status == .exited(1) && hostile.output.contains("etc/systemd/system"), "\(hostile.output)")
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(dir)/outside", O_RDONLY | O_DIRECTORY)).isEmpty)
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)).sorted() == ["stock", "trim"])
+            }
+        }
+    }
+
     /// A host out of inotify instances (`fs.inotify.max_user_instances`: 128 by default, about
     /// thirty booted guests): the start fails naming the setting and how to raise it, where the
     /// guest's console alone would not; with the limit back, the same machine starts.
@@ -693,6 +736,7 @@ enum NetworkNamespaceNames {
             defer {
                 _ = try? set(saved)
                 _ = try? Self.machine(["stop", "a"] + store)
+                _ = try? Self.machine(["remove", "a"] + store)  // and its console log
             }
             #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
             #expect(try Self.machine(["fork", "a", "--template", "debian12"] + store).status == .exited(0))

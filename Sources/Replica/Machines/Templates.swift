@@ -67,7 +67,8 @@ public enum Templates {
     /// --numeric-owner --xattrs`) into `templates/.importing-NAME`, checked to look like a root (an
     /// `/etc` and a `/usr`), made read-only and renamed into place. Returns it with its findings
     /// (device nodes, set-ID files, FIFOs, sockets); `strict` refuses a root with any. Refused when
-    /// the name is taken; a failed or refused import leaves nothing.
+    /// the name is taken; a failed or refused import leaves nothing. `minimal` trims a container's
+    /// boot (`TemplateTrim`).
     ///
     /// With `vm`, a VM template instead (`VMDisk`): the root becomes a raw disk of `diskSize`
     /// bytes with the guest's READY unit, beside its kernel and initrd, and unless `check` is false
@@ -75,9 +76,12 @@ public enum Templates {
     /// READY within `checkTimeout`.
     @discardableResult
     public static func importTemplate(_ name: String, from source: String, into store: borrowing Store,
-                                      strict: Bool = false, vm: VMImage? = nil, diskSize: UInt64 = 4 << 30, check: Bool = true,
+                                      strict: Bool = false, minimal: Bool = false, vm: VMImage? = nil, diskSize: UInt64 = 4 << 30, check: Bool = true,
                                       checkTimeout: Duration = .seconds(180)) throws(ReplicaError) -> (template: Template, findings: [Finding]) {
         _ = try PlainName(name, kind: "template")
+        if minimal && vm != nil {
+            throw ReplicaError("import template", [name], errno: .EINVAL, hint: "--minimal trims a container's boot; a VM's guest boots its own way", reason: .usage)
+        }
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
         let folder = try store.directory(directory)
@@ -112,6 +116,7 @@ public enum Templates {
                 throw ReplicaError("import template", [source], errno: .EINVAL,
                                    hint: "has no /\(needed): not a root file system", reason: .refused)
             }
+            if minimal { try TemplateTrim.apply(to: try RootDirectory("\(path)/\(staging)")) }
             found = try findings(in: imported, path: "\(path)/\(staging)")
             if strict, !found.isEmpty {
                 throw ReplicaError("import template", [source], errno: .EPERM,

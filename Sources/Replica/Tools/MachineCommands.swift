@@ -77,7 +77,7 @@ struct MachineCommand {
                 throw .usage("--disk-size \(arguments.value("disk-size")!): a size of at least 64M (4G, 20G)")
             }
             let (template, findings) = try Templates.importTemplate(name, from: arguments.positionals[2], into: try openStore(),
-                                                                    strict: arguments.flag("strict"), vm: vm, diskSize: diskSize,
+                                                                    strict: arguments.flag("strict"), minimal: arguments.flag("minimal"), vm: vm, diskSize: diskSize,
                                                                     check: !arguments.flag("no-check"))
             // What every fork gets as it is: said, never silently kept (all of it with --json).
             var lines = ["replica-machine: template \(name) imported from \(arguments.positionals[2])"]

@@ -1,0 +1,49 @@
+import ReplicaKit
+
+/// What `replica-machine template import --minimal` takes out of a container template's boot: the
+/// units and generators a container never needs (systemd-nspawn has made its `/dev`, mounted its
+/// root and given it no console, kernel or disks of its own), masked as `systemctl mask` does — a
+/// link to `/dev/null` in `/etc/systemd/system` (or `system-generators`), which the fork's
+/// operator removes to bring one back — and a journal kept in memory. The rest of the root is
+/// untouched: every package and service of the operator's stays.
+public enum TemplateTrim {
+    /// Units masked: kernel settings, remounts and device nodes that are the host's or systemd-nspawn's;
+    /// utmp records; users already made in the template; the journal's flush to disk (it stays in
+    /// memory); a random seed (the kernel's is the host's); kernel modules and binfmt; and timers
+    /// that would start the same work in every fork at once (apt, scrubs and trims of the host's disks).
+    public static let maskedUnits = [
+        "systemd-sysctl.service", "systemd-remount-fs.service", "systemd-tmpfiles-setup-dev.service",
+        "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-sysusers.service",
+        "systemd-journal-flush.service", "systemd-journal-catalog-update.service", "systemd-random-seed.service",
+        "systemd-modules-load.service", "kmod-static-nodes.service", "systemd-binfmt.service", "systemd-pstore.service",
+        "systemd-journald-audit.socket", "proc-sys-fs-binfmt_misc.automount", "sys-kernel-config.mount",
+        "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-fs-fuse-connections.mount",
+        "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
+    ]
+
+    /// Generators masked: what they look for (an fstab, disks, encrypted or verity volumes, a
+    /// resume device, a kernel command line, consoles, SysV init scripts, rc.local) a container
+    /// does not have, or — init scripts and rc.local — a trimmed template does without: a daemon
+    /// shipped only as an init script needs `systemd-sysv-generator` back.
+    public static let maskedGenerators = [
+        "systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-fstab-generator", "systemd-getty-generator",
+        "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-integritysetup-generator",
+        "systemd-rc-local-generator", "systemd-run-generator", "systemd-system-update-generator", "systemd-sysv-generator",
+        "systemd-veritysetup-generator",
+    ]
+
+    /// The journal in memory (`Storage=volatile`), bounded: nothing written to `/var/log/journal`.
+    public static let journaldDropIn = (path: "etc/systemd/journald.conf.d/50-replica-minimal.conf",
+                                        text: "# replica-machine template import --minimal: the journal in memory.\n[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
+
+    /// Trims the root file system `root` (a template being imported): every path resolved inside
+    /// it, no symlink of its own followed.
+    public static func apply(to root: borrowing RootDirectory) throws(ReplicaError) {
+        for (folder, names) in [("etc/systemd/system", maskedUnits), ("etc/systemd/system-generators", maskedGenerators)] {
+            try root.makeDirectories(folder)
+            for name in names { try root.replaceSymlink("\(folder)/\(name)", target: "/dev/null") }
+        }
+        try root.makeDirectories("etc/systemd/journald.conf.d")
+        try root.replaceFile(journaldDropIn.path, contents: Array(journaldDropIn.text.utf8))
+    }
+}
