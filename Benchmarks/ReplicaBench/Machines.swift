@@ -40,8 +40,10 @@ func benchmarkMachines() throws -> [Comparison] {
         let networked = try forkWithNetwork(store: mountPoint, bridge: bridge)
         for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }
 
-        // Fork → READY, against a bare nspawn of a plain snapshot; alternating.
-        var ready: [Double] = [], bare: [Double] = [], boots: [Double] = []
+        // Fork → READY, against a bare nspawn of a plain snapshot and from the same root trimmed
+        // (template import --minimal); taking turns.
+        _ = try Templates.importTemplate("debian12-minimal", from: String(rootfs.dropLast()), into: store, minimal: true)
+        var ready: [Double] = [], bare: [Double] = [], boots: [Double] = [], trimmed: [Double] = []
         for round in 0..<15 {
             // Alternating which goes first, so that neither always boots on a warmer cache.
             if round % 2 == 1 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
@@ -49,6 +51,7 @@ func benchmarkMachines() throws -> [Comparison] {
             ready.append(total)
             boots.append(boot)
             if round % 2 == 0 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
+            trimmed.append(try forkAndBoot(100 + round, template: "debian12-minimal", store: store).total)
         }
 
         let ten = try forkAndBootAtOnce(10, template: "debian12", store: store)
@@ -62,6 +65,8 @@ func benchmarkMachines() throws -> [Comparison] {
             networked,
             Comparison(operation: "fork → READY (replica-machine start --wait)", replica: median(ready),
                        tool: "systemd-nspawn --template= --boot --notify-ready:", toolTime: median(bare)),
+            Comparison(operation: "fork → READY, template import --minimal", replica: median(trimmed),
+                       tool: "the same root untrimmed (stock):", toolTime: median(ready)),
         ]
     }
 }
@@ -109,10 +114,10 @@ func forkWithNetwork(store mountPoint: String, bridge: String) throws -> Compari
                       tool: "snapshot + sysprep + seed + 7 ip commands:", toolTime: median(byHand))
 }
 
-/// Fork → READY of machine `rROUND`: `Machines.fork` then `MachineProcess.start --wait`; stopped after.
-func forkAndBoot(_ round: Int, store: borrowing Store) throws -> (total: Double, boot: Double) {
+/// Fork → READY of machine `rROUND` from `template`: `Machines.fork` then `MachineProcess.start --wait`; stopped after.
+func forkAndBoot(_ round: Int, template: String = "debian12", store: borrowing Store) throws -> (total: Double, boot: Double) {
     let began = monotonicNanoseconds()
-    let machine = try Machines.fork("r\(round)", template: "debian12", in: store)
+    let machine = try Machines.fork("r\(round)", template: template, in: store)
     let forked = monotonicNanoseconds()
     _ = try MachineProcess.start(machine, wait: .seconds(60))
     let ready = monotonicNanoseconds()
