@@ -41,15 +41,14 @@ func benchmarkResolution() throws -> [Comparison] {
 
 /// A throwaway loop-mounted btrfs image of `size` bytes for one benchmark.
 func withBenchmarkStore<T>(size: Int64, _ body: (borrowing Store, String) throws -> T) throws -> T {
-    var template = Array("/tmp/replica-bench-XXXXXX".utf8CString)
-    let dir = String(cString: mkdtemp(&template)!)
-    defer { _ = try? Command.run(["rm", "-rf", "--one-file-system", dir]) }
-    let mountPoint = "\(dir)/mnt"
-    mkdir(mountPoint, 0o700)
-    try LoopImage.create(at: "\(dir)/store.img", size: size)
-    let mounted = try LoopImage.mount("\(dir)/store.img", at: mountPoint)
-    defer { try? mounted.unmount() }
-    return try body(try Store(path: mountPoint), mountPoint)
+    try withScratchFolder { dir in
+        let mountPoint = "\(dir)/mnt"
+        mkdir(mountPoint, 0o700)
+        try LoopImage.create(at: "\(dir)/store.img", size: size)
+        let mounted = try LoopImage.mount("\(dir)/store.img", at: mountPoint)
+        defer { try? mounted.unmount() }
+        return try body(try Store(path: mountPoint), mountPoint)
+    }
 }
 
 /// Snapshot cost against subvolume size: empty vs 1 GiB of data, library vs `btrfs` command.

@@ -254,7 +254,7 @@ public enum MachineProcess {
     /// instances (its systemd says "Failed to create control group inotify object: Too many open
     /// files"), else nil.
     static func hostLimitReached(_ name: String) -> String? {
-        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        let text = consoleText(name)
         guard text.contains("inotify object: Too many open files") else { return nil }
         let limit = (try? OwnedFD.open("/proc/sys/fs/inotify/max_user_instances", O_RDONLY).readLine()) ?? "?"
         return "the guest's systemd found no inotify instance left: the host allows \(limit) (fs.inotify.max_user_instances), "
@@ -264,16 +264,22 @@ public enum MachineProcess {
 
     /// The line of the console that says the kernel panicked (`Kernel panic - not syncing: …`), if any.
     static func kernelPanic(_ name: String) -> String? {
-        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        let text = consoleText(name)
         return text.split(whereSeparator: \.isNewline).first { $0.contains("Kernel panic - ") }.map { String($0).trimmed }
     }
 
     /// The console's last lines, for errors.
     static func tail(_ name: String) -> String { consoleTail(name, lines: 3) }
 
+    /// Machine `name`'s console as written so far (`/run/replica/machines/NAME.log`, its last 4 MiB
+    /// at most); empty when there is none.
+    static func consoleText(_ name: String) -> String {
+        String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+    }
+
     /// The last `lines` lines of machine `name`'s console (`/run/replica/machines/NAME.log`), joined by `; `.
     public static func consoleTail(_ name: String, lines: Int = 10) -> String {
-        let text = String(decoding: (try? OwnedFD.open("\(runDirectory)/\(name).log", O_RDONLY).readAll(limit: 1 << 22)) ?? [], as: UTF8.self)
+        let text = consoleText(name)
         return text.split(whereSeparator: \.isNewline).suffix(lines).joined(separator: "; ")  // "\r\n" is one Character
     }
 }
