@@ -177,6 +177,7 @@ do {
         if wanted("volume") { for row in try benchmarkVolume() { row.printRow() } }
         if wanted("replication") { for row in try benchmarkReplication() { row.printRow() } }
         if wanted("machines") { for row in try benchmarkMachines() { row.printRow() } }
+        if wanted("pool") { for row in try benchmarkPool() { row.printRow() } }
         if wanted("vms") { for row in try benchmarkVirtualMachines() { row.printRow() } }
         if groups.contains("scale") { try benchmarkScale() }  // minutes (100,000 snapshots): only when asked
     } else {

@@ -27,15 +27,8 @@ enum NetworkNamespaceNames {
         return String(output.split(separator: "\n").last ?? "")
     }
 
-    /// The pid of a booted container's systemd, below its systemd-nspawn.
-    static func containerInit(below pid: Int32) -> Int32? {
-        MachineProcess.descendants(of: pid).first { child in (try? OwnedFD.open("/proc/\(child)/comm", O_RDONLY).readLine()) == "systemd" }
-    }
-
     /// The pid of machine `machine`'s systemd.
-    static func leader(_ machine: String) throws -> Int32? {
-        Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/\(machine).pid", O_RDONLY).readLine()).flatMap(containerInit(below:))
-    }
+    static func leader(_ machine: String) throws -> Int32? { MachineProcess.leader(machine) }
 
     /// What is in a store's machines folder but the index of user ranges (`.users`).
     static func machineEntries(_ folder: String) throws -> [String] {
@@ -399,7 +392,7 @@ enum NetworkNamespaceNames {
                 macs.append(link.firstIndex(of: "link/ether").map { String(link[$0 + 1]) } ?? "")
             }
             #expect(Set(addresses).count == 2 && Set(macs).count == 2, "\(addresses) \(macs)")
-            let leader = try #require(Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/n2.pid", O_RDONLY).readLine()).flatMap(Self.containerInit))
+            let leader = try #require(try Self.leader("n2"))
             let listener = try Command.spawn(["nsenter", "--target", "\(leader)", "--all", "--", "socat", "-u", "TCP-LISTEN:7000,reuseaddr",
                                               "OPEN:/tmp/received,creat"])
             usleep(300_000)
@@ -477,8 +470,7 @@ enum NetworkNamespaceNames {
             // A ring: each machine sends to the next over the bridge.
             for (index, name) in names.enumerated() {
                 let next = names[(index + 1) % names.count]
-                let leader = try #require(Int32(try OwnedFD.open("\(MachineProcess.runDirectory)/\(next).pid", O_RDONLY).readLine())
-                    .flatMap(Self.containerInit))
+                let leader = try #require(try Self.leader(next))
                 let listener = try Command.spawn(["nsenter", "--target", "\(leader)", "--all", "--", "socat", "-u", "TCP-LISTEN:7100,reuseaddr",
                                                   "OPEN:/tmp/from-ring,creat"])
                 var sent = false
@@ -721,6 +713,123 @@ enum NetworkNamespaceNames {
                 #expect(hostile.status == .exited(1) && hostile.output.contains("etc/systemd/system"), "\(hostile.output)")
                 #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(dir)/outside", O_RDONLY | O_DIRECTORY)).isEmpty)
                 #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)).sorted() == ["stock", "trim"])
+            }
+        }
+    }
+
+    /// A warm pool, from the claimer's side and the guest's own: two machines claimed from it are
+    /// each their own (machine id, SSH host key, user range made per pool machine) and carry the
+    /// name, hostname and keys given at claim — asked of each guest, with a pool machine's own
+    /// hostname as the control; the pool fills again by itself; a claim never hands one machine
+    /// out twice, nor takes a name in use; a claimed machine stops and starts as itself; nothing
+    /// is left after.
+    @Test func aClaimedPoolMachineIsItsOwnUnderTheNameItWasGiven() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 3 << 30) { image in
+            try withTemporaryDirectory { dir in
+                let store = ["--store", image.mountPoint]
+                let pooled = { () throws -> [String] in
+                    try JSON.parse(try Self.machine(["list", "--json"] + store).output)["machines"]?.array?
+                        .filter { $0["pool"] == .string("debian12") && $0["running"] == .bool(true) }.compactMap { $0["name"]?.string } ?? []
+                }
+                defer {
+                    _ = try? Self.machine(["pool", "debian12", "--size", "0"] + store)
+                    for name in ["front", "back", "x", "y"] { _ = try? Self.machine(["stop", name]); _ = try? Self.machine(["remove", name] + store) }
+                }
+                // A template whose forks have an sshd, so that each gets a host key of its own.
+                #expect(try Self.machine(["template", "import", "base", rootfs] + store).status == .exited(0))
+                #expect(try Self.machine(["fork", "custom", "--template", "base"] + store).status == .exited(0))
+                _ = try Command.check(["mkdir", "-p", "\(image.mountPoint)/machines/custom/etc/ssh"])
+                _ = try Command.check(["touch", "\(image.mountPoint)/machines/custom/etc/ssh/sshd_config"])
+                #expect(try Self.machine(["template", "import", "debian12", "\(image.mountPoint)/machines/custom"] + store).status == .exited(0))
+                #expect(try Self.machine(["remove", "custom"] + store).status == .exited(0))
+
+                let none = try Self.machine(["claim", "front", "--template", "debian12"] + store)
+                #expect(none.status == .exited(6) && none.output.contains("has no pool"), "\(none.output)")
+                #expect(try Self.machine(["pool", "debian12", "--size", "-1"] + store).status == .exited(2))
+                let filled = try Self.machine(["pool", "debian12", "--size", "2", "--json"] + store)
+                let ready = try JSON.parse(filled.output)["ready"]?.array?.count
+                #expect(filled.status == .exited(0) && ready == 2, "\(filled.output)")
+                try OwnedFD.open("\(dir)/pool.json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array(filled.output.utf8))
+                let waiting = try pooled()
+                #expect(waiting.count == 2 && waiting.allSatisfy { $0.hasPrefix("pool-") }, "\(waiting)")
+                // The control: a pool machine's guest knows itself by its pool name.
+                #expect(try Self.inside(waiting[0], ["hostname"]) == "\(waiting[0])\n")
+
+                var was: [String: String] = [:]  // the pool name each booted as
+                let claim = { (name: String, options: [String]) throws -> CommandResult in
+                    let claimed = try Self.machine(["claim", name, "--template", "debian12", "--json"] + options + store)
+                    was[name] = try? JSON.parse(claimed.output)["was"]?.string
+                    try OwnedFD.open("\(dir)/claim-\(name).json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array(claimed.output.utf8))
+                    return claimed
+                }
+                for (name, key) in [("front", "ssh-ed25519 AAAAfront front@test"), ("back", "ssh-ed25519 AAAAback back@test")] {
+                    try OwnedFD.open("\(dir)/\(name).pub", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array("\(key)\n".utf8))
+                    let hostname = name == "front" ? ["--hostname", "www"] : []
+                    let claimed = try claim(name, ["--ssh-key", "\(dir)/\(name).pub", "--no-refill"] + hostname)
+                    #expect(claimed.status == .exited(0) && was[name]?.hasPrefix("pool-") == true, "\(claimed.output)")
+                }
+                var ids: Set<String> = [], hostKeys: Set<String> = [], maps: Set<String> = []
+                for (name, hostname) in [("front", "www"), ("back", "back")] {
+                    // Asked of the guest: its kernel's hostname, its files, its systemd's answer, root's keys.
+                    #expect(try Self.inside(name, ["hostname"]) == "\(hostname)\n")
+                    #expect(try Self.inside(name, ["cat", "/etc/hostname"]) == "\(hostname)\n")
+                    #expect(try Self.inside(name, ["hostnamectl", "--static"]) == "\(hostname)\n")
+                    #expect(try Self.inside(name, ["cat", "/root/.ssh/authorized_keys"]) == "ssh-ed25519 AAAA\(name) \(name)@test\n")
+                    #expect(try Self.inside(name, ["stat", "-c", "%U %a", "/root/.ssh/authorized_keys"]) == "root 600\n")
+                    ids.insert(try Self.inside(name, ["cat", "/etc/machine-id"]))
+                    hostKeys.insert(try Self.inside(name, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split(separator: " ").dropFirst().first.map(String.init) ?? "")
+                    maps.insert(try Self.inside(name, ["cat", "/proc/1/uid_map"]))
+                }
+                #expect(ids.count == 2 && hostKeys.count == 2 && !hostKeys.contains("") && maps.count == 2, "\(ids) \(hostKeys) \(maps)")
+                let errors = try schemaErrors(["\(dir)/pool.json", "\(dir)/claim-front.json", "\(dir)/claim-back.json"])
+                #expect(errors.isEmpty, "\(errors)")
+                let listed = try JSON.parse(try Self.machine(["list", "--json"] + store).output)["machines"]?.array ?? []
+                #expect(listed.filter { ["front", "back"].contains($0["name"]?.string) }.allSatisfy { $0["running"] == .bool(true) && $0["pool"] == .null })
+                #expect(try pooled().isEmpty, "both pool machines were handed out")
+
+                // A name in use, and an empty pool: refused, nothing changed.
+                let taken = try Self.machine(["claim", "front", "--template", "debian12"] + store)
+                #expect(taken.status == .exited(1) && taken.output.contains("a machine of that name exists"), "\(taken.output)")
+                let empty = try Self.machine(["claim", "x", "--template", "debian12", "--no-refill"] + store)
+                #expect(empty.status == .exited(1) && empty.output.contains("none of its 0 pool machine(s) is ready"), "\(empty.output)")
+                #expect(access("\(image.mountPoint)/machines/x", F_OK) != 0)
+
+                // Filled again: two claims at once take two machines, never the same one; each
+                // starts a refill in the background, which brings the pool back to its size.
+                #expect(try Self.machine(["pool", "debian12"] + store).output.contains("2 ready"))
+                let racing = try ["x", "y"].map { name in
+                    let log = try OwnedFD.open("\(dir)/\(name).log", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644)
+                    return try Command.spawn([try builtTool("replica-machine"), "claim", name, "--template", "debian12", "--json"] + store, output: log.rawValue)
+                }
+                for pid in racing { #expect(try ExitStatus.wait(for: pid) == .exited(0)) }
+                let raced = try ["x", "y"].compactMap { try JSON.parse(String(decoding: try OwnedFD.open("\(dir)/\($0).log", O_RDONLY).readAll(), as: UTF8.self))["was"]?.string }
+                #expect(raced.count == 2 && Set(raced).count == 2 && Set(raced).isDisjoint(with: waiting), "\(raced)")
+                let deadline = ContinuousClock.now + .seconds(90)
+                while try pooled().count < 2 && ContinuousClock.now < deadline { usleep(200_000) }
+                #expect(try pooled().count == 2, "the pool did not fill again by itself")
+
+                // Stopped and started, a claimed machine is itself: its name, hostname and machine id.
+                let id = try Self.inside("front", ["cat", "/etc/machine-id"])
+                #expect(try Self.machine(["stop", "front"]).status == .exited(0))
+                let group = try ControlGroup.existing(MachinePlacement.cgroupName(try #require(was["front"])))
+                #expect(MachineProcess.running("front") == nil && !group.hierarchies.contains { access("\($0.path)/\(group.path)", F_OK) == 0 },
+                        "its cgroup, made under its pool name, is left")
+                #expect(try Self.machine(["start", "front", "--wait", "60"] + store).status == .exited(0))
+                #expect(try Self.inside("front", ["hostname"]) == "www\n" && (try Self.inside("front", ["cat", "/etc/machine-id"])) == id)
+
+                // Emptied, and every machine gone: nothing of the pool is left.
+                #expect(try Self.machine(["pool", "debian12", "--size", "0"] + store).output.contains("2 removed"))
+                for name in ["front", "back", "x", "y"] {
+                    #expect(try Self.machine(["stop", name]).status == .exited(0))
+                    #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+                }
+                #expect(try Self.machineEntries("\(image.mountPoint)/machines") == [".pools"])
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/machines/.pools", O_RDONLY | O_DIRECTORY)).isEmpty)
+                let ours = ["front", "back", "x", "y"] + Array(was.values) + raced + waiting
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open(MachineProcess.runDirectory, O_RDONLY | O_DIRECTORY))
+                    .filter { $0.hasPrefix("pool-") || ours.contains(String($0.split(separator: ".").first ?? "")) }.isEmpty)
+                #expect(access("\(MachinePool.logDirectory)/debian12.log", F_OK) != 0, "the refill's log is left")
             }
         }
     }

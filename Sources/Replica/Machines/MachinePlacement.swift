@@ -99,7 +99,7 @@ public enum MachinePlacement: Equatable, Sendable {
     }
 
     /// The name of Replica's own cgroup for machine `name`: `machine-NAME`.
-    static func cgroupName(_ name: String) -> String { "machine-\(name)" }
+    public static func cgroupName(_ name: String) -> String { "machine-\(name)" }
 
     /// Removes Replica's own cgroup of machine `name` once it has stopped (nothing where systemd
     /// placed it: its scope goes by itself, its unit stays its unit's).

@@ -20,15 +20,37 @@ public enum MachineProcess {
         runningProcess(name)?.pid
     }
 
-    /// The running machine's process and whether it is a virtual machine's QEMU.
+    /// The running machine's process and whether it is a virtual machine's QEMU. The pid file's
+    /// second line, when there is one, is the name the process was started under (a machine
+    /// claimed from a warm pool keeps its pool name there: `MachinePool.claim`).
     static func runningProcess(_ name: String) -> (pid: Int32, isVM: Bool)? {
-        guard let path = try? pidFile(name), let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readLine(),
-              let pid = Int32(text) else { return nil }
+        let (recorded, startedAs) = pidFileLines(name)
+        guard let pid = recorded else { return nil }
         guard let command = try? OwnedFD.open("/proc/\(pid)/cmdline", O_RDONLY).readAll(limit: 1 << 16) else { return nil }
         let words = command.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        if words.contains("--machine=\(name)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) { return (pid, false) }
-        if words.first?.hasSuffix(QEMU.program) == true && words.contains("guest=\(name)") { return (pid, true) }
+        if words.contains("--machine=\(startedAs)") && words.contains(where: { $0.hasSuffix("systemd-nspawn") }) { return (pid, false) }
+        if words.first?.hasSuffix(QEMU.program) == true && words.contains("guest=\(startedAs)") { return (pid, true) }
         return nil
+    }
+
+    /// The pid file's pid, and the name the machine's processes were started under: its second
+    /// line when there is one (a claimed pool machine's), else `name`.
+    static func pidFileLines(_ name: String) -> (pid: Int32?, startedAs: String) {
+        guard let path = try? pidFile(name), let text = try? OwnedFD.open(path, O_RDONLY | O_NOFOLLOW).readAll(limit: 4096) else { return (nil, name) }
+        let lines = String(decoding: text, as: UTF8.self).split(separator: "\n").map(String.init)
+        return (lines.first.flatMap { Int32($0) }, lines.dropFirst().first.flatMap { try? MachineName($0).rawValue } ?? name)
+    }
+
+    /// The pid of a running container's init (its systemd), below its systemd-nspawn: the process
+    /// that is pid 1 of a pid namespace of its own (`NSpid:` of `/proc/PID/status` ending in 1).
+    /// What `nsenter --target` takes to run a command in it. Nil when it does not run (or is a VM).
+    public static func leader(_ name: String) -> Int32? {
+        guard let (pid, isVM) = runningProcess(name), !isVM else { return nil }
+        return descendants(of: pid).first { child in
+            let status = String(decoding: (try? OwnedFD.open("/proc/\(child)/status", O_RDONLY).readAll(limit: 1 << 16)) ?? [], as: UTF8.self)
+            let ids = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(whereSeparator: \.isWhitespace).dropFirst() ?? []
+            return ids.count > 1 && ids.last == "1"
+        }
     }
 
     /// A machine booting: its systemd-nspawn or QEMU, and the notify socket its READY will arrive
@@ -174,10 +196,11 @@ public enum MachineProcess {
 
     /// Records `pid` as the machine's systemd-nspawn (`/run/replica/machines/NAME.pid`): `begin`
     /// does, and `start --foreground` before it execs systemd-nspawn under its unit.
-    public static func record(_ name: String, pid: Int32) throws(ReplicaError) {
+    /// `startedAs`: the name its process was started under, when not `name` (a claimed pool machine).
+    public static func record(_ name: String, pid: Int32, startedAs: String? = nil) throws(ReplicaError) {
         try createDirectories(runDirectory, mode: 0o700)
         let path = try pidFile(name)
-        try OwnedFD.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n".utf8))
+        try OwnedFD.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: 0o600).writeAll(Array("\(pid)\n\(startedAs.map { "\($0)\n" } ?? "")".utf8))
     }
 
     /// `begin`, then, with `wait`, `waitReady`: returns the pid of systemd-nspawn.
@@ -195,16 +218,17 @@ public enum MachineProcess {
     /// Not running is not an error.
     public static func stop(_ name: String, timeout: Duration = .seconds(30)) throws(ReplicaError) {
         let path = try pidFile(name)
+        let startedAs = pidFileLines(name).startedAs  // its cgroup's name
         guard let (pid, isVM) = runningProcess(name) else {
             unlink(path)
             VirtualMachine.removeRuntimeFiles(name)  // a VM that ended by itself: what it left, if anything
-            try MachinePlacement.release(name)
+            try MachinePlacement.release(startedAs)
             return
         }
         defer {
             // Its last processes may take a moment to leave the cgroup after systemd-nspawn.
             for _ in 0..<50 {
-                guard (try? MachinePlacement.release(name)) == nil else { break }
+                guard (try? MachinePlacement.release(startedAs)) == nil else { break }
                 usleep(20_000)
             }
         }

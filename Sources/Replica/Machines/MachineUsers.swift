@@ -106,6 +106,14 @@ public enum MachineUsers: Equatable, Sendable, CustomStringConvertible {
         return users
     }
 
+    /// Moves machine `old`'s range to the name `new` (a claimed pool machine's), under the folder's lock.
+    static func rename(_ old: String, to new: String, in folder: borrowing OwnedFD, folderPath: String) throws(ReplicaError) {
+        _ = try folder.lockExclusively(wait: .seconds(30), name: folderPath)
+        defer { flock(folder.rawValue, LOCK_UN) }
+        let held = try entries(in: folder, folderPath: folderPath)
+        if held.contains(where: { $0.name == old }) { try write(held.map { ($0.base, $0.name == old ? new : $0.name) }, folderPath: folderPath) }
+    }
+
     /// Gives machine `name`'s range back (it was removed, or its fork failed).
     static func release(_ name: String, in folder: borrowing OwnedFD, folderPath: String) throws(ReplicaError) {
         _ = try folder.lockExclusively(wait: .seconds(30), name: folderPath)

@@ -52,13 +52,15 @@ public enum Machines {
         public var limits = MachineLimits()
         /// What it boots when it is a virtual machine (forked from a VM template); nil for a container.
         public var vm: VMImage? = nil
+        /// The template whose warm pool it waits in, unclaimed (`MachinePool`); nil for any other machine.
+        public var pool: String? = nil
 
         /// A machine as recorded (`Machines.machine` reads one from the store).
         public init(name: String, template: String, templateUUID: String, path: String, network: [String] = [], hostname: String = "",
                     machineID: String? = nil, sshKeys: [String] = [], users: MachineUsers? = nil, limits: MachineLimits = MachineLimits(),
-                    vm: VMImage? = nil) {
+                    vm: VMImage? = nil, pool: String? = nil) {
             (self.name, self.template, self.templateUUID, self.path, self.network, self.hostname) = (name, template, templateUUID, path, network, hostname)
-            (self.machineID, self.sshKeys, self.users, self.limits, self.vm) = (machineID, sshKeys, users, limits, vm)
+            (self.machineID, self.sshKeys, self.users, self.limits, self.vm, self.pool) = (machineID, sshKeys, users, limits, vm, pool)
         }
 
         /// Its machine id written as a UUID (`8-4-4-4-12` hex digits), as systemd-nspawn's `--uuid=`
@@ -94,6 +96,9 @@ public enum Machines {
         public var domain: String?
         /// A NoCloud folder of the operator's (meta-data, user-data …), copied instead of the one made here.
         public var nocloud: String?
+        /// The seed's instance-id (default: a new one, so cloud-init sees a new instance); a claimed
+        /// pool machine keeps the one it booted with.
+        public var instanceID: String?
         /// An empty seed.
         public init() {}
     }
@@ -236,15 +241,7 @@ public enum Machines {
     static func resetIdentity(_ root: borrowing RootDirectory, hostname: String) throws(ReplicaError) {
         try root.replaceFile("etc/machine-id", contents: [], mode: 0o444)
         try? root.remove("var/lib/dbus/machine-id")
-        try root.replaceFile("etc/hostname", contents: Array("\(hostname)\n".utf8))
-        try root.replaceFile("etc/hosts", contents: Array("""
-            127.0.0.1\tlocalhost
-            127.0.1.1\t\(hostname)
-            ::1\tlocalhost ip6-localhost ip6-loopback
-            ff02::1\tip6-allnodes
-            ff02::2\tip6-allrouters
-
-            """.utf8))
+        try writeHostname(hostname, in: root)
         for folder in ["etc/ssh", "var/lib/dhcp", "var/lib/NetworkManager", "var/lib/systemd"] {
             guard let names = try? root.names(in: folder) else { continue }
             for name in names where (folder == "etc/ssh" && name.hasPrefix("ssh_host_")) || (folder != "etc/ssh" && name.contains("lease"))
@@ -261,6 +258,19 @@ public enum Machines {
             try Command.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@\(hostname)",
                                "-f", "\(root.path)/etc/ssh/ssh_host_ed25519_key"])
         }
+    }
+
+    /// The hostname in `/etc/hostname` and `/etc/hosts` inside `root`, the files `owner`'s when given.
+    static func writeHostname(_ hostname: String, in root: borrowing RootDirectory, owner: (uid: uid_t, gid: gid_t)? = nil) throws(ReplicaError) {
+        try root.replaceFile("etc/hostname", contents: Array("\(hostname)\n".utf8), owner: owner)
+        try root.replaceFile("etc/hosts", contents: Array("""
+            127.0.0.1\tlocalhost
+            127.0.1.1\t\(hostname)
+            ::1\tlocalhost ip6-localhost ip6-loopback
+            ff02::1\tip6-allnodes
+            ff02::2\tip6-allrouters
+
+            """.utf8), owner: owner)
     }
 
     /// The NoCloud seed (`/var/lib/cloud/seed/nocloud`, made read-only for the guest): a new
@@ -284,7 +294,7 @@ public enum Machines {
                 throw ReplicaError("seed", [nocloud], errno: .ENOENT, hint: "a NoCloud folder needs a meta-data file", reason: .refused)
             }
         } else {
-            let instance = "replica-" + [UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max)]
+            let instance = seed.instanceID ?? "replica-" + [UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max)]
                 .map { String($0, radix: 16) }.joined(separator: "-")
             files = [("meta-data", "instance-id: \(instance)\nlocal-hostname: \(hostname)\n")]
             var user = "#cloud-config\nhostname: \(hostname)\n"
@@ -361,7 +371,7 @@ public enum Machines {
                        limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }),
                        vm: try Btrfs.attribute(fd, VMImage.attribute).map { (text) throws(ReplicaError) in
                            try VMImage(try Record(decoding: text, source: "\(path) \(VMImage.attribute)"))
-                       })
+                       }, pool: Btrfs.attribute(fd, MachinePool.attribute))
     }
 
     /// The machine `name` as the next start boots it: a range for its user namespace recorded

@@ -20,6 +20,8 @@ struct MachineCommand {
         case "remove": return try remove()
         case "set": return try set()
         case "console": return try console()
+        case "pool": return try pool()
+        case "claim": return try claim()
         default: return try list()
         }
     }
@@ -111,13 +113,20 @@ struct MachineCommand {
         }
     }
 
+    /// The keys of every `--ssh-key FILE`; a file that cannot be read is a usage error.
+    func sshKeys() throws(ReplicaError) -> [String] {
+        var keys: [String] = []
+        for file in arguments.all("ssh-key") {
+            do throws(ReplicaError) { keys += try Machines.Seed.keys(in: file) } catch { throw .usage("--ssh-key \(file): \(error)") }
+        }
+        return keys
+    }
+
     func fork() throws(ReplicaError) -> ToolOutput {
         let name = arguments.positionals[0]
         var seed = Machines.Seed()
         seed.hostname = arguments.value("hostname")
-        for file in arguments.all("ssh-key") {
-            do throws(ReplicaError) { seed.sshKeys += try Machines.Seed.keys(in: file) } catch { throw .usage("--ssh-key \(file): \(error)") }
-        }
+        seed.sshKeys = try sshKeys()
         if arguments.value("macvlan") == nil { (seed.address, seed.gateway) = (arguments.value("address"), arguments.value("gateway")) }
         seed.nocloud = arguments.value("seed")
         let users = try arguments.value("private-users").map { (text) throws(ReplicaError) in try MachineUsers(text) }
@@ -199,6 +208,63 @@ struct MachineCommand {
                           [("machine", .string(name)), ("listen", .string(listen)), ("vnc", .string(QEMU.runtimePath(name, "vnc")))])
     }
 
+    func pool() throws(ReplicaError) -> ToolOutput {
+        let template = arguments.positionals[0]
+        let opened = try openStore()
+        let recorded = try MachinePool.settings(template, in: opened)
+        if let size = arguments.value("size") {
+            guard let count = Int(size) else { throw .usage("--size \(size): a count of machines (0 to 1000)") }
+            try MachinePool.configure(template, MachinePool.Settings(size: count, limits: (recorded?.limits ?? MachineLimits()).overridden(by: try limits())),
+                                      in: opened)
+        } else if recorded == nil {
+            throw ReplicaError("machine pool", [template], errno: .ENOENT, hint: "no pool of that template; make one: replica-machine pool \(template) --size N",
+                               reason: .notFound)
+        }
+        let began = ContinuousClock.now
+        let (started, removed) = try MachinePool.fill(template, in: opened)
+        let members = try MachinePool.members(template, in: opened)
+        let ready = members.filter(\.ready).map(\.name)
+        let size = try MachinePool.settings(template, in: opened)?.size ?? 0
+        return ToolOutput("replica-machine: pool \(template): \(ready.count) ready" + (started.isEmpty ? "" : ", \(started.count) booted in \(ContinuousClock.now - began)")
+                          + (removed.isEmpty ? "" : ", \(removed.count) removed"),
+                          [("template", .string(template)), ("size", .int(Int64(size))),
+                           ("ready", .array(ready.map(JSON.string))), ("started", .array(started.map(JSON.string))), ("removed", .array(removed.map(JSON.string)))])
+    }
+
+    func claim() throws(ReplicaError) -> ToolOutput {
+        guard let template = arguments.value("template") else { throw .usage("claim needs --template NAME (the pool's)") }
+        let request = try MachinePool.Claim(arguments.positionals[0], hostname: arguments.value("hostname"), sshKeys: try sshKeys())
+        let opened = try openStore()
+        let began = ContinuousClock.now
+        let (machine, member) = try MachinePool.claim(request, template: template, in: opened)
+        let took = ContinuousClock.now - began
+        let refill = arguments.flag("no-refill") ? nil : try refillInBackground(template, store: opened.path)
+        return ToolOutput("replica-machine: \(machine.name) claimed from the pool of \(template) in \(took) (it booted as \(member))"
+                          + (refill.map { "; a replacement is booting (\($0.said))" } ?? ""),
+                          [("machine", .string(machine.name)), ("template", .string(template)), ("was", .string(member)),
+                           ("hostname", .string(machine.hostname)), ("machine_id", machine.machineID.map(JSON.string) ?? .null),
+                           ("pid", MachineProcess.running(machine.name).map { .int(Int64($0)) } ?? .null),
+                           ("leader", MachineProcess.leader(machine.name).map { .int(Int64($0)) } ?? .null),
+                           ("milliseconds", .double(Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15)), ("refill_pid", refill.map { .int(Int64($0.pid)) } ?? .null),
+                           ("refill", refill.map { .string($0.said) } ?? .null)])
+    }
+
+    /// Starts `replica-machine pool TEMPLATE` without waiting for it, outliving this command: where
+    /// systemd runs, as a transient unit of its own (`systemd-run`: the caller's unit or session
+    /// ending does not end it; its output in the journal), else in a session of its own, its output
+    /// in `/run/replica/pools/TEMPLATE.log`. Returns the pid started and where to read what it did.
+    func refillInBackground(_ template: String, store: String) throws(ReplicaError) -> (pid: Int32, said: String) {
+        let pool = [Command.beside("replica-machine"), "pool", template, "--store", store]
+        if Systemd.isBooted {
+            let unit = "replica-pool-fill-\(template)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+            let pid = try Command.spawn(["systemd-run", "--quiet", "--no-block", "--collect", "--unit=\(unit)"] + pool, newSession: true)
+            return (pid, "journalctl -u \(unit)")
+        }
+        try createDirectories(MachinePool.logDirectory, mode: 0o700)
+        let log = try OwnedFD.open("\(MachinePool.logDirectory)/\(template).log", O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, mode: 0o600)
+        return (try Command.spawn(pool, output: log.rawValue, newSession: true), "\(MachinePool.logDirectory)/\(template).log")
+    }
+
     /// No machine: what a fork killed before its end left, if anything — its network and lease.
     func remove() throws(ReplicaError) -> ToolOutput {
         let name = arguments.positionals[0]
@@ -240,10 +306,12 @@ struct MachineCommand {
         for machine in machines {
             let running = MachineProcess.running(machine.name) != nil
             let users = machine.users.map { if case .range(let base) = $0 { "\(base):\(MachineUsers.size)" } else { "host" } } ?? "-"
-            table.append([machine.name, machine.template, kindText(machine.vm), running ? "running" : "stopped", users, machine.limits.summary])
+            let state = machine.pool == nil ? (running ? "running" : "stopped") : (running ? "pooled" : "pooled, stopped")
+            table.append([machine.name, machine.template, kindText(machine.vm), state, users, machine.limits.summary])
             listed.append(.object([("name", .string(machine.name)), ("template", .string(machine.template)), ("path", .string(machine.path)),
                                    ("running", .bool(running)), ("users", .string(machine.users?.description ?? "")),
-                                   ("limits", limitsJSON(machine.limits)), ("machine_id", machine.machineID.map(JSON.string) ?? .null)]
+                                   ("limits", limitsJSON(machine.limits)), ("machine_id", machine.machineID.map(JSON.string) ?? .null),
+                                   ("pool", machine.pool.map(JSON.string) ?? .null)]
                                   + kindJSON(machine.vm)))
         }
         return ToolOutput(table.description, [("machines", .array(listed))])

@@ -18,10 +18,13 @@ extension RootDirectory {
     /// old name (a file, or a symlink, which is never followed) is removed and a new file made in
     /// its parent, resolved inside the root without symlinks. Not atomic and not synced: for a root
     /// no one else uses yet (a fork being made), which its maker syncs once (`syncfs`) when done.
-    public func replaceFile(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644) throws(ReplicaError) {
+    /// With `owner`, the new file is theirs (`fchown`): a running guest's, whose root is not the host's.
+    public func replaceFile(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644,
+                            owner: (uid: uid_t, gid: gid_t)? = nil) throws(ReplicaError) {
         try replacing(relativePath, "write") { (parent, name) throws(ReplicaError) in
             let file = try parent.openat(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
             try file.writeAll(contents, name: relativePath)
+            if let owner { _ = try syscall("fchown", relativePath) { fchown(file.rawValue, owner.uid, owner.gid) } }
             _ = fchmod(file.rawValue, mode)  // whatever the umask took away
         }
     }
@@ -57,15 +60,18 @@ extension RootDirectory {
 
     /// `mkdir -p` inside the root: each missing component made with `mode`, each existing one
     /// required to be a directory (a symlink on the way is refused, not followed).
-    public func makeDirectories(_ relativePath: String, mode: mode_t = 0o755) throws(ReplicaError) {
+    /// With `owner`, the folders made are theirs (`fchownat`).
+    public func makeDirectories(_ relativePath: String, mode: mode_t = 0o755, owner: (uid: uid_t, gid: gid_t)? = nil) throws(ReplicaError) {
         var done: [String] = []
         for component in RootDirectory.components(relativePath) where component != "." {
             guard component != ".." else {
                 throw ReplicaError("mkdir", [path, relativePath], errno: .EINVAL, hint: "write the path without ..")
             }
             let parent = try openForReading(done.joined(separator: "/"), [.directory, .noSymlinks])
-            if mkdirat(parent.rawValue, component, mode) != 0 && Errno.current != .EEXIST {
-                throw ReplicaError.current("mkdir", [path, (done + [component]).joined(separator: "/")])
+            if mkdirat(parent.rawValue, component, mode) != 0 {
+                if Errno.current != .EEXIST { throw ReplicaError.current("mkdir", [path, (done + [component]).joined(separator: "/")]) }
+            } else if let owner {
+                _ = try syscall("fchownat", component) { fchownat(parent.rawValue, component, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
             }
             done.append(component)
         }

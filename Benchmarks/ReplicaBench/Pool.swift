@@ -1,0 +1,80 @@
+import BenchmarkSupport
+import Glibc
+import Replica
+import ReplicaKit
+import ReplicaStore
+
+/// A warm pool of the end-to-end suite's Debian 12 template: 100 claims, each `replica-machine
+/// claim` as a whole process (its background refill included, as a user runs it) followed by a
+/// command run in the claimed machine (`nsenter --target LEADER --all true`): claim → usable.
+/// Against the cold path a user would otherwise take, `replica-machine fork` then `start --wait`.
+/// Between claims the claimed machine is stopped and removed and the pool is let fill again, so
+/// every claim finds a full pool. Also what a waiting machine holds in memory (its cgroup's).
+func benchmarkPool() throws -> [Comparison] {
+    guard let rootfs = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/rootfs-*/ | head -1"]).split(separator: "\n").first,
+          !rootfs.isEmpty else {
+        print("(pool figures skipped: no end-to-end rootfs in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs)")
+        return []
+    }
+    let tool = Command.beside("replica-machine")
+    return try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
+        _ = try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
+        let size = 3
+        try MachinePool.configure("debian12", MachinePool.Settings(size: size), in: store)
+        defer {
+            try? MachinePool.configure("debian12", MachinePool.Settings(size: 0), in: store)
+            _ = try? MachinePool.fill("debian12", in: store)
+        }
+        try MachinePool.fill("debian12", in: store)
+        let memory = try MachinePool.members("debian12", in: store).compactMap { cgroupMemory(MachinePlacement.cgroupName($0.name)) }
+
+        var claims: [Double] = [], cold: [Double] = []
+        for round in 0..<100 {
+            // A full pool, as a steady one is between claims.
+            let deadline = ContinuousClock.now + .seconds(120)
+            while try MachinePool.members("debian12", in: store).filter(\.ready).count < size {
+                guard ContinuousClock.now < deadline else { throw ReplicaError("bench", ["pool"], errno: .ETIMEDOUT, hint: "the pool did not fill again") }
+                usleep(20_000)
+            }
+            let name = "c\(round)"
+            let began = monotonicNanoseconds()
+            try Command.check([tool, "claim", name, "--template", "debian12", "--store", mountPoint])
+            guard let leader = MachineProcess.leader(name) else { throw ReplicaError("bench", [name], errno: .ENOENT, hint: "no init in the claimed machine") }
+            try Command.check(["nsenter", "--target", "\(leader)", "--all", "true"])
+            claims.append(Double(monotonicNanoseconds() - began))
+            try MachineProcess.stop(name, timeout: .seconds(10))
+            try Machines.remove(name, from: store)
+            if round % 10 == 0 {  // the cold path, now and then (each boots a machine)
+                let began = monotonicNanoseconds()
+                try Command.check([tool, "fork", "cold\(round)", "--template", "debian12", "--store", mountPoint])
+                try Command.check([tool, "start", "cold\(round)", "--wait", "60", "--store", mountPoint])
+                guard let leader = MachineProcess.leader("cold\(round)") else { throw ReplicaError("bench", ["cold\(round)"], errno: .ENOENT) }
+                try Command.check(["nsenter", "--target", "\(leader)", "--all", "true"])
+                cold.append(Double(monotonicNanoseconds() - began))
+                try MachineProcess.stop("cold\(round)", timeout: .seconds(10))
+                try Machines.remove("cold\(round)", from: store)
+            }
+        }
+        let sorted = claims.sorted()
+        print("replica-bench: claim → a command runs in it, \(claims.count) claims from a pool of \(size) (whole \(linkage(of: tool)) process): "
+              + "median \(formatDuration(median(claims))), 90th percentile \(formatDuration(sorted[sorted.count * 9 / 10])), "
+              + "worst \(formatDuration(sorted.last!)) (goal: 20 ms)")
+        if !memory.isEmpty {
+            print("replica-bench: each waiting machine holds \(formatByteSize(UInt64(median(memory.map(Double.init))))) of memory (its cgroup's, median of \(memory.count))")
+        }
+        return [Comparison(operation: "claim from a warm pool → a command runs in it", replica: median(claims),
+                           tool: "replica-machine fork + start --wait (cold):", toolTime: median(cold))]
+    }
+}
+
+/// What cgroup `replica.slice/NAME` holds in memory: `memory.current` (cgroup2) or
+/// `memory.usage_in_bytes` (the v1 controller); nil where neither is.
+func cgroupMemory(_ name: String) -> UInt64? {
+    guard let group = try? ControlGroup.existing(name) else { return nil }
+    for hierarchy in group.hierarchies where hierarchy.controllers.contains("memory") {
+        for file in ["memory.current", "memory.usage_in_bytes"] {
+            if let text = try? OwnedFD.open("\(hierarchy.path)/\(group.path)/\(file)", O_RDONLY).readLine(), let bytes = UInt64(text.trimmed) { return bytes }
+        }
+    }
+    return nil
+}
