@@ -39,7 +39,7 @@ guest_init() {
   local pid found=
   for _ in $(seq 100); do
     case $1 in
-      machine:*) pid=$(cat "/run/replica/machines/${1#machine:}.pid" 2>/dev/null) ;;
+      machine:*) pid=$(head -1 "/run/replica/machines/${1#machine:}.pid" 2>/dev/null) ;;
       *) pid=$(systemctl show -P MainPID "$1") ;;
     esac
     for child in $(cat /proc/$pid/task/*/children 2>/dev/null); do
