@@ -48,9 +48,16 @@ public struct ControlGroup: Sendable {
 
     /// Makes it in every writable hierarchy where missing (`mkdir`), with the unified hierarchy's
     /// controllers enabled down to it (`cgroup.subtree_control`).
+    /// Another machine's cgroup going at the same time may take `replica.slice` away between its
+    /// `mkdir` and ours (`remove`: the last one out): made again then.
     public func make() throws(ReplicaError) {
         for hierarchy in hierarchies {
-            try createDirectories("\(hierarchy.path)/\(path)", mode: 0o755)
+            for attempt in 1...10 {
+                do throws(ReplicaError) {
+                    try createDirectories("\(hierarchy.path)/\(path)", mode: 0o755)
+                    break
+                } catch where error.errno == .ENOENT && attempt < 10 {}
+            }
             if hierarchy.unified && !hierarchy.controllers.isEmpty {
                 let enable = hierarchy.controllers.filter { ["memory", "pids", "cpu", "io"].contains($0) }.map { "+\($0)" }.joined(separator: " ")
                 for parent in [hierarchy.path, "\(hierarchy.path)/\(Self.slice)"] where !enable.isEmpty {
