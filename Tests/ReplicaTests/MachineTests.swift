@@ -35,6 +35,19 @@ enum NetworkNamespaceNames {
         try DirectoryEntries.names(in: try OwnedFD.open(folder, O_RDONLY | O_DIRECTORY)).filter { $0 != ".users" }.sorted()
     }
 
+    /// Imports `rootfs` as template `base`, and as `debian12` with an sshd configuration, so that
+    /// every fork of it gets a host key of its own: the operator's workflow for a template of their
+    /// own (fork the base, change it, import the fork).
+    static func importTemplateWithSSHD(_ rootfs: String, store mountPoint: String) throws {
+        let store = ["--store", mountPoint]
+        #expect(try machine(["template", "import", "base", rootfs] + store).status == .exited(0))
+        #expect(try machine(["fork", "custom", "--template", "base"] + store).status == .exited(0))
+        _ = try Command.check(["mkdir", "-p", "\(mountPoint)/machines/custom/etc/ssh"])
+        _ = try Command.check(["touch", "\(mountPoint)/machines/custom/etc/ssh/sshd_config"])
+        #expect(try machine(["template", "import", "debian12", "\(mountPoint)/machines/custom"] + store).status == .exited(0))
+        #expect(try machine(["remove", "custom"] + store).status == .exited(0))
+    }
+
     static func inside(_ machine: String, _ command: [String]) throws -> String {
         let leader = try #require(try leader(machine))
         return try Command.check(["nsenter", "--target", "\(leader)", "--all", "--"] + command)
@@ -420,14 +433,7 @@ enum NetworkNamespaceNames {
         let names = (0..<10).map { "t\($0)" }
         try withBtrfsImage(size: 3 << 30) { image in
             let store = ["--store", image.mountPoint]
-            #expect(try Self.machine(["template", "import", "base", rootfs] + store).status == .exited(0))
-            // The operator's workflow for a template of their own: fork the base, change it, import
-            // the fork. Here it gets an sshd configuration, so that every fork gets a host key.
-            #expect(try Self.machine(["fork", "custom", "--template", "base"] + store).status == .exited(0))
-            _ = try Command.check(["mkdir", "-p", "\(image.mountPoint)/machines/custom/etc/ssh"])
-            _ = try Command.check(["touch", "\(image.mountPoint)/machines/custom/etc/ssh/sshd_config"])
-            #expect(try Self.machine(["template", "import", "debian12", "\(image.mountPoint)/machines/custom"] + store).status == .exited(0))
-            #expect(try Self.machine(["remove", "custom"] + store).status == .exited(0))
+            try Self.importTemplateWithSSHD(rootfs, store: image.mountPoint)
             let template = "\(image.mountPoint)/templates/debian12"
             _ = try Command.check(["btrfs", "filesystem", "sync", image.mountPoint])  // the import's last transaction on disk
             // The template as a fork could change it: its content generation and every file's bytes.
@@ -736,13 +742,7 @@ enum NetworkNamespaceNames {
                     _ = try? Self.machine(["pool", "debian12", "--size", "0"] + store)
                     for name in ["front", "back", "x", "y"] { _ = try? Self.machine(["stop", name]); _ = try? Self.machine(["remove", name] + store) }
                 }
-                // A template whose forks have an sshd, so that each gets a host key of its own.
-                #expect(try Self.machine(["template", "import", "base", rootfs] + store).status == .exited(0))
-                #expect(try Self.machine(["fork", "custom", "--template", "base"] + store).status == .exited(0))
-                _ = try Command.check(["mkdir", "-p", "\(image.mountPoint)/machines/custom/etc/ssh"])
-                _ = try Command.check(["touch", "\(image.mountPoint)/machines/custom/etc/ssh/sshd_config"])
-                #expect(try Self.machine(["template", "import", "debian12", "\(image.mountPoint)/machines/custom"] + store).status == .exited(0))
-                #expect(try Self.machine(["remove", "custom"] + store).status == .exited(0))
+                try Self.importTemplateWithSSHD(rootfs, store: image.mountPoint)
 
                 let none = try Self.machine(["claim", "front", "--template", "debian12"] + store)
                 #expect(none.status == .exited(6) && none.output.contains("has no pool"), "\(none.output)")
@@ -831,6 +831,60 @@ enum NetworkNamespaceNames {
                     .filter { $0.hasPrefix("pool-") || ours.contains(String($0.split(separator: ".").first ?? "")) }.isEmpty)
                 #expect(access("\(MachinePool.logDirectory)/debian12.log", F_OK) != 0, "the refill's log is left")
             }
+        }
+    }
+
+    /// A pool on a bridge: its machines wait with loopback only, and a claimed one gets its network
+    /// at claim, made as a fork's is — its own veth and leased address on the bridge, in a namespace
+    /// its guest's root holds no capability over (asked of the guest: it cannot add an address;
+    /// the control: the host can, in the same namespace). Stopped and removed, it leaves no
+    /// namespace or lease, and the pool no namespace of its machines.
+    @Test func aPoolOnABridgeGivesAClaimedMachineAnAddressOfItsOwn() throws {
+        let rootfs = try Self.rootfs()
+        let tag = getpid() % 250
+        let (bridge, subnet) = ("rmp\(getpid() % 100_000)", "10.253.\(tag).0/24")
+        let leased = { (owner: String) throws -> Bool in try Self.lease(of: owner) != nil }
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer {
+                _ = try? Self.machine(["pool", "debian12", "--size", "0"] + store)
+                _ = try? Self.machine(["stop", "web"])
+                _ = try? Self.machine(["remove", "web"] + store)
+                _ = try? Command.run(["ip", "link", "del", bridge])
+            }
+            #expect(try Self.machine(["template", "import", "debian12", rootfs] + store).status == .exited(0))
+            let filled = try Self.machine(["pool", "debian12", "--size", "1", "--bridge", bridge, "--subnet", subnet] + store)
+            #expect(filled.status == .exited(0), "\(filled.output)")
+            let member = try #require(NetworkNamespaceNames.current().first { $0.hasPrefix("m-pool-") }).dropFirst(2)
+            #expect(!(try Self.inside(String(member), ["ip", "-o", "link"])).contains("eth0"), "a waiting machine has loopback only")
+            #expect(try !leased(MachineNetwork.owner(String(member))))
+
+            let claimed = try Self.machine(["claim", "web", "--template", "debian12", "--json", "--no-refill"] + store)
+            let address = try #require(try JSON.parse(claimed.output)["address"]?.string, "\(claimed.output)")
+            let shown = try Self.inside("web", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+            #expect(shown.contains(" \(address) "), "the guest has the address its claim leased: \(shown)")
+            #expect(try leased(MachineNetwork.owner("web")))
+            // The host reaches it over the bridge: a line sent to a listener in the guest arrives.
+            let listener = try Command.spawn(["nsenter", "--target", "\(try #require(try Self.leader("web")))", "--all", "--",
+                                              "socat", "-u", "TCP-LISTEN:7000,reuseaddr", "OPEN:/tmp/received,creat"])
+            usleep(300_000)
+            _ = try Command.check(["bash", "-c", "echo over-the-bridge > /dev/tcp/\(address.split(separator: "/")[0])/7000"])
+            _ = try ExitStatus.wait(for: listener)
+            #expect(try Self.inside("web", ["cat", "/tmp/received"]) == "over-the-bridge\n")
+            let spoof = "10.253.\(tag).250/24"
+            let fromInside = try Command.run(["nsenter", "--target", "\(try #require(try Self.leader("web")))", "--all", "--",
+                                              "ip", "addr", "add", spoof, "dev", "eth0"])
+            #expect(fromInside.status != .exited(0) && fromInside.output.contains("Operation not permitted"), "\(fromInside.output)")
+            #expect(try Command.run(["ip", "-n", MachineNetwork.namespace("web"), "addr", "add", spoof, "dev", "eth0"]).status == .exited(0),
+                    "the control: the host can, in the same namespace")
+            #expect(!NetworkNamespaceNames.current().contains("m-\(member)"), "the pool machine's pin is gone with its name")
+
+            #expect(try Self.machine(["stop", "web"]).status == .exited(0))
+            #expect(!NetworkNamespaceNames.current().contains(MachineNetwork.namespace("web")))
+            #expect(try Self.machine(["remove", "web"] + store).status == .exited(0))
+            #expect(try !leased(MachineNetwork.owner("web")), "its address is given back")
+            #expect(try Self.machine(["pool", "debian12", "--size", "0"] + store).status == .exited(0))
+            #expect(NetworkNamespaceNames.current().filter { $0.hasPrefix("m-pool-") || $0 == "m-web" }.isEmpty)
         }
     }
 

@@ -332,6 +332,10 @@ struct VirtualMachineCommandTests {
             // Control: the same root with --no-check imports (it is the check that refused it).
             let unchecked = try Self.machine(["template", "import", "--vm", "--no-check", "broken", broken] + store)
             #expect(unchecked.status == .exited(0), "\(unchecked.output)")
+            // A warm pool keeps containers: a VM template's is refused, and no pool is recorded.
+            let pooled = try Self.machine(["pool", "broken", "--size", "1"] + store)
+            #expect(pooled.status == .exited(1) && pooled.output.contains("a pool keeps containers booted"), "\(pooled.output)")
+            #expect(access("\(image.mountPoint)/machines/.pools/broken", F_OK) != 0)
         }
     }
 }

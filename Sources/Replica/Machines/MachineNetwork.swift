@@ -135,6 +135,36 @@ public enum MachineNetwork {
         return (namespace, true)
     }
 
+    /// A namespace of machine `name`'s own with loopback only (`m-NAME`, ports below 1024 open
+    /// there): where a pool machine waits, its network made in it when it is claimed (`adopt`).
+    static func emptyNamespace(_ name: String) throws(ReplicaError) -> String {
+        let namespace = namespace(name)
+        if !NetworkNamespace.list().contains(namespace) {
+            try NetworkNamespace.create(namespace)
+            do throws(ReplicaError) { try openLowPorts(namespace) } catch {
+                try? NetworkNamespace.delete(namespace)
+                throw error
+            }
+        }
+        return namespace
+    }
+
+    /// Gives the running pool machine `member`'s namespace (`emptyNamespace`) to machine `name`,
+    /// and makes `lines`' network in it as a fork's is made: pinned as `m-NAME` too, then its
+    /// lease, veth, bridge port and addresses, recorded as `name`'s (so `stop` and `start` treat
+    /// it as any machine's). The old pin is the caller's to delete once all else succeeded; on a
+    /// failure here nothing of `name`'s is left. Returns its IPv4 address.
+    static func adopt(_ member: String, as name: String, _ lines: [String], machineID: String?) throws(ReplicaError) -> String? {
+        try NetworkNamespace.pin(namespace(member), as: namespace(name))
+        do throws(ReplicaError) {
+            _ = try ServiceNetwork.up(try plan(name, lines, machineID: machineID), adoptingNamespace: true)
+        } catch {
+            _ = try? clear(name, keepLease: false)
+            throw error
+        }
+        return try NetworkRecord.read(owner(name))?.address?.description
+    }
+
     /// What `fork` makes the machine's network with: its lease (known before the seed is laid), then
     /// its namespace, veth and bridge (`replica-net up`); undone by `replica-net down` of its owner.
     /// Nil for a machine without `[Network]` lines.

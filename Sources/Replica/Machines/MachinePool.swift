@@ -1,6 +1,7 @@
 import CReplicaShim
 import Glibc
 import ReplicaKit
+import ReplicaNet
 import ReplicaStore
 
 /// A warm pool of a container template: machines forked and booted ahead of demand, each made
@@ -34,8 +35,14 @@ public enum MachinePool {
         public var size: Int
         /// What each may take from the host.
         public var limits: MachineLimits
-        /// A pool of `size` machines with these `limits`.
-        public init(size: Int, limits: MachineLimits = MachineLimits()) { (self.size, self.limits) = (size, limits) }
+        /// The `[Network]` lines a claimed machine gets (`Bridge=`, `Subnet=`: its veth, lease and
+        /// address made at claim); empty for loopback only. A pool machine waits in a namespace of
+        /// its own with loopback only.
+        public var network: [String]
+        /// A pool of `size` machines with these `limits`, claimed onto `network`.
+        public init(size: Int, limits: MachineLimits = MachineLimits(), network: [String] = []) {
+            (self.size, self.limits, self.network) = (size, limits, network)
+        }
     }
 
     /// A pool machine, as `members` finds it.
@@ -59,7 +66,8 @@ public enum MachinePool {
             throw ReplicaError("machine pool", [path], errno: .EINVAL, hint: "no Size= of 0 or more; set one: replica-machine pool \(template) --size N",
                                reason: .refused)
         }
-        return Settings(size: size, limits: try MachineLimits(record.fields.filter { $0.key != "Size" }.map { ($0.key, $0.value) }))
+        return Settings(size: size, limits: try MachineLimits(record.fields.filter { !["Size", "Network"].contains($0.key) }.map { ($0.key, $0.value) }),
+                        network: record.values("Network"))
     }
 
     /// Records `settings` for template `template`'s pool (a container template, checked); `fill`
@@ -70,11 +78,16 @@ public enum MachinePool {
             throw ReplicaError("machine pool", [template], errno: .ENOTSUP,
                                hint: "a pool keeps containers booted; \(template) is a VM template: fork its machines as they are needed", reason: .refused)
         }
+        try MachinePlan.check(network: settings.network, of: "pool-00000000")
+        if MachineNetwork.lanParent(of: settings.network) != nil {
+            throw .usage("a pool's machines join a bridge (--bridge, --network), not the LAN through a macvlan")
+        }
         try store.makeDirectory(Machines.directory, in: try store.directory("."), mode: 0o700)
         try store.makeDirectory(settingsFolder, in: try store.directory(Machines.directory), mode: 0o700)
         var record = Record()
         try record.append("Size", "\(settings.size)")
         for field in settings.limits.record.fields { try record.append(field.key, field.value) }
+        try record.append("Network", each: settings.network)
         try RootDirectory("\(store.path)/\(Machines.directory)/\(settingsFolder)").writeFileAtomically(template, contents: Array(record.encoded.utf8),
                                                                                                        mode: 0o600)
     }
@@ -113,15 +126,24 @@ public enum MachinePool {
         let current = try Self.settings(template, in: store) ?? Settings(size: 0)  // what the one before changed, or removed
         var members = try members(template, in: store).sorted { !$0.ready && $1.ready }
         var removed: [String] = []
+        // A claim holds a machine's lock while it takes it out of the pool (not ready first): such
+        // a machine is left to the claim.
         while members.count > current.size, let surplus = members.first {
-            try? MachineProcess.stop(surplus.name, timeout: .seconds(10))
-            try Machines.remove(surplus.name, from: store)
-            removed.append(surplus.name)
             members.removeFirst()
+            guard let held = try? Machines.lock(surplus.name, in: store) else { continue }
+            guard MachineProcess.running(surplus.name) == nil || (try? MachineProcess.stop(surplus.name, timeout: .seconds(10))) != nil,
+                  (try? Machines.machine(surplus.name, in: store)) != nil else { continue }
+            _ = consume held  // remove takes it again
+            try Machines.remove(surplus.name, from: store)
+            try MachineNetwork.clear(surplus.name, keepLease: false)  // its namespace
+            removed.append(surplus.name)
         }
         var machines: [Machines.Machine] = []
         var failure: ReplicaError? = nil
         for member in members where !member.ready {
+            guard let held = try? Machines.lock(member.name, in: store) else { continue }
+            defer { _ = held.subvolume }
+            guard (try? Machines.machine(member.name, in: store)) != nil else { continue }  // claimed meanwhile
             if member.running { try? MachineProcess.stop(member.name, timeout: .seconds(10)) }  // a killed fill's: its READY went with it
             machines.append(try Machines.prepareStart(member.name, in: store))
         }
@@ -134,9 +156,17 @@ public enum MachinePool {
             } catch { failure = failure ?? error }
         }
         var starting: [MachineProcess.Starting] = []
-        for machine in machines {
-            do throws(ReplicaError) { starting.append(try MachineProcess.begin(machine)) } catch {
+        for var machine in machines {
+            do throws(ReplicaError) {
+                // With a network to be made at claim: in a namespace of its own with loopback only,
+                // where its claim makes it; started as a machine of that network is (its own
+                // resolv.conf). Without: a private one, as any machine without a network.
+                machine.network = current.network
+                let namespace = current.network.isEmpty ? nil : try MachineNetwork.emptyNamespace(machine.name)
+                starting.append(try MachineProcess.begin(machine, networkNamespace: namespace))
+            } catch {
                 try? Machines.remove(machine.name, from: store)
+                _ = try? MachineNetwork.clear(machine.name, keepLease: false)
                 failure = failure ?? error
             }
         }
@@ -151,6 +181,7 @@ public enum MachinePool {
             } catch {
                 try? MachineProcess.stop(machine.name, timeout: .seconds(10))
                 try? Machines.remove(machine.name, from: store)
+                _ = try? MachineNetwork.clear(machine.name, keepLease: false)
                 failure = failure ?? error
             }
         }
@@ -180,11 +211,13 @@ public enum MachinePool {
     }
 
     /// Hands out a ready machine of template `template`'s pool as `claim.name`, its identity
-    /// applied in the running guest (see the type's summary); returns it and its pool name.
+    /// applied in the running guest (see the type's summary), and the pool's network made for it;
+    /// returns it, its pool name and its address.
     /// Refused when the name is a machine already, or no machine of the pool is ready (two claims
     /// at once never take the same one: each holds the machine's lock). On a failure after the
     /// rename began, every step is undone and the pool machine stays in the pool.
-    public static func claim(_ claim: Claim, template: String, in store: borrowing Store) throws(ReplicaError) -> (machine: Machines.Machine, member: String) {
+    public static func claim(_ claim: Claim, template: String, in store: borrowing Store)
+        throws(ReplicaError) -> (machine: Machines.Machine, member: String, address: String?) {
         let name = claim.name.rawValue
         let held = try Machines.lock(name, in: store)
         defer { _ = held.subvolume }  // held until here
@@ -195,7 +228,8 @@ public enum MachinePool {
                                reason: .exists)
         }
         let members = try members(template, in: store)
-        guard try settings(template, in: store) != nil || !members.isEmpty else {
+        let settings = try settings(template, in: store)
+        guard settings != nil || !members.isEmpty else {
             _ = try Templates.template(template, in: store)  // no such template: said as that
             throw ReplicaError("claim machine", [template], errno: .ENOENT,
                                hint: "template \(template) has no pool; make one: replica-machine pool \(template) --size N", reason: .notFound)
@@ -204,8 +238,8 @@ public enum MachinePool {
             guard let memberLock = try? Machines.lock(member.name, in: store) else { continue }  // another claim's
             defer { _ = memberLock.subvolume }
             guard let (pid, _) = MachineProcess.runningProcess(member.name), let leader = MachineProcess.leader(member.name) else { continue }
-            try rename(member.name, to: name, pid: pid, leader: leader, claim: claim, in: store)
-            return (try Machines.machine(name, in: store), member.name)
+            let address = try rename(member.name, to: name, pid: pid, leader: leader, claim: claim, network: settings?.network ?? [], in: store)
+            return (try Machines.machine(name, in: store), member.name, address)
         }
         throw ReplicaError("claim machine", [template], errno: .EAGAIN,
                            hint: "none of its \(members.count) pool machine(s) is ready (replica-machine pool \(template) boots them); "
@@ -214,12 +248,13 @@ public enum MachinePool {
     }
 
     /// `claim`'s work, holding both names' locks: each step registers its undo, run in reverse on a failure.
-    static func rename(_ member: String, to name: String, pid: Int32, leader: Int32, claim: Claim,
-                       in store: borrowing Store) throws(ReplicaError) {
+    static func rename(_ member: String, to name: String, pid: Int32, leader: Int32, claim: Claim, network: [String],
+                       in store: borrowing Store) throws(ReplicaError) -> String? {
         let path = "\(store.path)/\(Machines.directory)"
         let folder = try store.directory(Machines.directory)
         let folderFD = folder.rawValue
         var undo: [() -> Void] = []
+        var address: String? = nil
         do throws(ReplicaError) {
             let before = try Machines.machine(member, in: store)
             // In an order where whatever prefix of it a crash keeps hands out nothing twice: no
@@ -240,6 +275,11 @@ public enum MachinePool {
             undo.append { try? MachineUsers.rename(name, to: member, in: folder, folderPath: path) }
             try MachineProcess.record(name, pid: pid, startedAs: member)
             undo.append { unlink("\(MachineProcess.runDirectory)/\(name).pid") }
+            if !network.isEmpty {
+                address = try MachineNetwork.adopt(member, as: name, network, machineID: before.machineID)
+                undo.append { _ = try? MachineNetwork.clear(name, keepLease: false) }
+                try Machines.recordNetwork(network, of: name, in: store)
+            }
 
             // Its identity, in the running guest and for every later start.
             let hostname = claim.hostname ?? name
@@ -262,6 +302,8 @@ public enum MachinePool {
         }
         unlink("\(MachineProcess.runDirectory)/\(member).pid")
         _ = Glibc.rename("\(MachineProcess.runDirectory)/\(member).log", "\(MachineProcess.runDirectory)/\(name).log")
+        try? NetworkNamespace.delete(MachineNetwork.namespace(member))  // pinned as the machine's own now
+        return address
     }
 
     /// Applies `hostname` in a running guest whose root is `root` (its subvolume `fd`) and whose

@@ -212,9 +212,11 @@ struct MachineCommand {
         let template = arguments.positionals[0]
         let opened = try openStore()
         let recorded = try MachinePool.settings(template, in: opened)
+        let network = try networkLines()
         if let size = arguments.value("size") {
             guard let count = Int(size) else { throw .usage("--size \(size): a count of machines (0 to 1000)") }
-            try MachinePool.configure(template, MachinePool.Settings(size: count, limits: (recorded?.limits ?? MachineLimits()).overridden(by: try limits())),
+            try MachinePool.configure(template, MachinePool.Settings(size: count, limits: (recorded?.limits ?? MachineLimits()).overridden(by: try limits()),
+                                                                     network: network.isEmpty ? recorded?.network ?? [] : network),
                                       in: opened)
         } else if recorded == nil {
             throw ReplicaError("machine pool", [template], errno: .ENOENT, hint: "no pool of that template; make one: replica-machine pool \(template) --size N",
@@ -236,13 +238,15 @@ struct MachineCommand {
         let request = try MachinePool.Claim(arguments.positionals[0], hostname: arguments.value("hostname"), sshKeys: try sshKeys())
         let opened = try openStore()
         let began = ContinuousClock.now
-        let (machine, member) = try MachinePool.claim(request, template: template, in: opened)
+        let (machine, member, address) = try MachinePool.claim(request, template: template, in: opened)
         let took = ContinuousClock.now - began
         let refill = arguments.flag("no-refill") ? nil : try refillInBackground(template, store: opened.path)
         return ToolOutput("replica-machine: \(machine.name) claimed from the pool of \(template) in \(took) (it booted as \(member))"
+                          + (address.map { ", address \($0)" } ?? "")
                           + (refill.map { "; a replacement is booting (\($0.said))" } ?? ""),
                           [("machine", .string(machine.name)), ("template", .string(template)), ("was", .string(member)),
                            ("hostname", .string(machine.hostname)), ("machine_id", machine.machineID.map(JSON.string) ?? .null),
+                           ("address", address.map(JSON.string) ?? .null),
                            ("pid", MachineProcess.running(machine.name).map { .int(Int64($0)) } ?? .null),
                            ("leader", MachineProcess.leader(machine.name).map { .int(Int64($0)) } ?? .null),
                            ("milliseconds", .double(Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15)), ("refill_pid", refill.map { .int(Int64($0.pid)) } ?? .null),

@@ -45,6 +45,38 @@ public enum NetworkNamespace {
         }
     }
 
+    /// Pins the namespace pinned as `existing` under the name `name` too (a second bind mount of
+    /// its nsfs file, `mount --bind /run/netns/EXISTING /run/netns/NAME`): a namespace renamed while
+    /// its processes run is pinned as both, then `delete`d under the old name. On failure nothing
+    /// is left.
+    public static func pin(_ existing: String, as name: String) throws(ReplicaError) {
+        _ = try NamespaceName(existing)
+        _ = try NamespaceName(name)
+        let (from, path) = ("\(directory)/\(existing)", "\(directory)/\(name)")
+        guard list().contains(existing) else {
+            throw ReplicaError("pin netns", [from], errno: .ENOENT, hint: "no namespace of that name to pin again")
+        }
+        let fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0)
+        if fd < 0 {
+            let errno = Errno.current
+            throw ReplicaError("pin netns", [path], errno: errno, hint: errno == .EEXIST ? "a namespace of that name exists" : nil)
+        }
+        Glibc.close(fd)
+        do throws(ReplicaError) {
+            if SystemdManager.mountsThroughPID1 {
+                try SystemdManager.bindMount(from, on: path, description: "Network namespace \(name), pinned for replica-net")
+                return
+            }
+            let tree = OwnedFD(adopting: try syscall("open_tree", from) {
+                replica_open_tree(AT_FDCWD, from, replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC)
+            })
+            _ = try syscall("move_mount", from, path) { replica_move_mount(tree.rawValue, "", AT_FDCWD, path, replica_MOVE_MOUNT_F_EMPTY_PATH) }
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
     /// `ip netns del NAME`: unpins the namespace (it ends when its last process leaves). Deleting a
     /// namespace that does not exist is not an error. Where this process's mounts do not reach the
     /// host, PID 1 unmounts the pin (`SystemdManager.unmount`).

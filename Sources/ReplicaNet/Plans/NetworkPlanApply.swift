@@ -10,20 +10,24 @@ extension NetworkPlan {
     /// far, in reverse, before the error is thrown. Nothing that existed before is modified: a
     /// namespace or veth name already taken is refused up front, and an existing bridge only gains
     /// our veth as a port. `injectingFailureAt` (tests) fails the run just before that step (0-based).
+    /// `adoptingNamespace`: the namespace exists already (a running machine's, loopback only) and
+    /// the plan's links and addresses are made in it instead of a new one; it is refused missing.
     @discardableResult
-    public func apply(injectingFailureAt failure: Int? = nil) throws(ReplicaError) -> Report {
+    public func apply(injectingFailureAt failure: Int? = nil, adoptingNamespace: Bool = false) throws(ReplicaError) -> Report {
         try validate()
         var host = try NetlinkSocket()
         if macvlanParent == nil, try host.link(named: hostLink) != nil {
             throw ReplicaError("network plan", [hostLink], errno: .EEXIST,
                            hint: "a link of that name exists and is left untouched; choose another name or run replica-net down")
         }
-        if NetworkNamespace.list().contains(namespace) {
-            throw ReplicaError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .EEXIST,
-                           hint: "the namespace exists and is left untouched; run replica-net down \(namespace) first")
+        if NetworkNamespace.list().contains(namespace) != adoptingNamespace {
+            throw adoptingNamespace
+                ? ReplicaError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .ENOENT, hint: "no namespace of that name to make the network in")
+                : ReplicaError("network plan", ["\(NetworkNamespace.directory)/\(namespace)"], errno: .EEXIST,
+                               hint: "the namespace exists and is left untouched; run replica-net down \(namespace) first")
         }
         var run = Run()
-        let steps = steps
+        let steps = adoptingNamespace ? steps.filter { $0 != .addNamespace } : steps
         do throws(ReplicaError) {
             // Host steps on the host's socket, then the namespace's own steps on one opened inside it.
             for (index, step) in steps.enumerated() where !step.isInside { try perform(step, index, failure, &host, &run) }

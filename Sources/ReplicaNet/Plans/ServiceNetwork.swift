@@ -45,8 +45,9 @@ public enum ServiceNetwork {
     /// (all or nothing) and records what it made; where the bridge's names are served
     /// (`BridgeNames`), the owner is a name from then on. On any failure the lease is given back
     /// when this call took it, and nothing stays.
+    /// `adoptingNamespace`: made in the plan's namespace, which exists (`NetworkPlan.apply`).
     public static func up(_ prepared: Prepared, leases: String = AddressPool.defaultRoot,
-                          records: String = recordDirectory) throws(ReplicaError) -> NetworkPlan.Report {
+                          records: String = recordDirectory, adoptingNamespace: Bool = false) throws(ReplicaError) -> NetworkPlan.Report {
         var plan = prepared.plan
         var taken: AddressPool?
         if let subnet = prepared.leaseSubnet {
@@ -57,7 +58,7 @@ public enum ServiceNetwork {
         }
         do throws(ReplicaError) {
             try plan.validate()
-            let report = try plan.apply()
+            let report = try plan.apply(adoptingNamespace: adoptingNamespace)
             do throws(ReplicaError) {
                 try NetworkRecord(made: plan, owner: prepared.owner, leaseSubnet: prepared.leaseSubnet).write(in: records)
             } catch {
