@@ -746,7 +746,22 @@ enum NetworkNamespaceNames {
 
                 let none = try Self.machine(["claim", "front", "--template", "debian12"] + store)
                 #expect(none.status == .exited(6) && none.output.contains("has no pool"), "\(none.output)")
-                #expect(try Self.machine(["pool", "debian12", "--size", "-1"] + store).status == .exited(2))
+                // An operator's typos: each refused with the rule it breaks, and nothing recorded.
+                let typos: [([String], Int32, String)] = [
+                    (["pool", "debian12", "--size", "-1"], 2, "0 to 1000"), (["pool", "debian12", "--size", "1001"], 2, "0 to 1000"),
+                    (["pool", "debian12", "--size", "many"], 2, "a count of machines"), (["pool", "nosuch", "--size", "1"], 6, "no such template"),
+                    (["pool", "debian12", "--size", "1", "--macvlan", "eth0"], 2, "--macvlan"),
+                    (["claim", "Bad_Name", "--template", "debian12"], 1, "a machine name is its hostname"),
+                    (["claim", String(repeating: "a", count: 65), "--template", "debian12"], 1, "1 to 64 letters"),
+                    (["claim", "ok", "--template", "debian12", "--hostname", "-x"], 1, "a machine name is its hostname"),
+                    (["claim", "ok", "--template", "debian12", "--ssh-key", "\(dir)/missing.pub"], 2, "--ssh-key"),
+                    (["claim", "ok"], 2, "claim needs --template"),
+                ]
+                for (arguments, status, said) in typos {
+                    let refused = try Self.machine(arguments + store)
+                    #expect(refused.status == .exited(status) && refused.output.contains(said), "\(arguments): \(refused.output)")
+                }
+                #expect(try Self.machineEntries("\(image.mountPoint)/machines") == [], "nothing recorded, nothing forked")
                 let filled = try Self.machine(["pool", "debian12", "--size", "2", "--json"] + store)
                 let ready = try JSON.parse(filled.output)["ready"]?.array?.count
                 #expect(filled.status == .exited(0) && ready == 2, "\(filled.output)")
