@@ -766,6 +766,13 @@ enum NetworkNamespaceNames {
                 let ready = try JSON.parse(filled.output)["ready"]?.array?.count
                 #expect(filled.status == .exited(0) && ready == 2, "\(filled.output)")
                 try OwnedFD.open("\(dir)/pool.json", O_WRONLY | O_CREAT | O_TRUNC, mode: 0o644).writeAll(Array(filled.output.utf8))
+                let templates = try JSON.parse(try Self.machine(["template", "list", "--json"] + store).output)["templates"]?.array ?? []
+                let pool = templates.first { $0["name"] == .string("debian12") }?["pool"]
+                #expect(pool?["size"] == .int(2) && pool?["ready"] == .int(2), "\(templates)")
+                #expect(templates.first { $0["name"] == .string("base") }?["pool"] == .null)
+                let inUse = try Self.machine(["template", "remove", "debian12", "--force"] + store)
+                #expect(inUse.status == .exited(1) && inUse.output.contains("empty the pool first"), "\(inUse.output)")
+                #expect(access("\(image.mountPoint)/templates/debian12", F_OK) == 0)
                 let waiting = try pooled()
                 #expect(waiting.count == 2 && waiting.allSatisfy { $0.hasPrefix("pool-") }, "\(waiting)")
                 // The control: a pool machine's guest knows itself by its pool name.

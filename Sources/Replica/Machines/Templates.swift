@@ -164,9 +164,14 @@ public enum Templates {
         return all
     }
 
-    /// Removes template `name`: refused while a machine forked from it exists, unless `force`.
+    /// Removes template `name`: refused while a machine forked from it exists, unless `force`, and
+    /// while it has a warm pool (`MachinePool`), which would fork from it again.
     public static func remove(_ name: String, from store: borrowing Store, force: Bool = false) throws(ReplicaError) {
         let template = try template(name, in: store)
+        if try MachinePool.settings(name, in: store) != nil {
+            throw ReplicaError("remove template", [name], errno: .EBUSY,
+                               hint: "it has a warm pool, which forks from it; empty the pool first: replica-machine pool \(name) --size 0", reason: .busy)
+        }
         let forks = try Machines.list(in: store).filter { $0.templateUUID == template.uuid }
         guard forks.isEmpty || force else {
             throw ReplicaError("remove template", [name], errno: .EBUSY,

@@ -95,13 +95,19 @@ struct MachineCommand {
         case "list":
             let opened = try openStore()
             let templates = try Templates.list(in: opened), machines = try Machines.list(in: opened)
-            var table = Table(["TEMPLATE", "KIND", "ORIGIN", "MACHINES"])
+            var table = Table(["TEMPLATE", "KIND", "ORIGIN", "MACHINES", "POOL"])
             var listed: [JSON] = []
             for template in templates {
                 let forks = machines.filter { $0.templateUUID == template.uuid }.map(\.name)
-                table.append([template.name, kindText(template.vm), template.origin, "\(forks.count)"])
+                // Its pool: how many wait ready of the size it keeps.
+                let pool = try MachinePool.settings(template.name, in: opened).map { (settings) throws(ReplicaError) in
+                    (size: settings.size, ready: try MachinePool.members(template.name, in: opened).filter(\.ready).count)
+                }
+                table.append([template.name, kindText(template.vm), template.origin, "\(forks.count)", pool.map { "\($0.ready)/\($0.size) ready" } ?? "-"])
                 listed.append(.object([("name", .string(template.name)), ("origin", .string(template.origin)), ("uuid", .string(template.uuid)),
-                                       ("machines", .array(forks.map(JSON.string)))] + kindJSON(template.vm)))
+                                       ("machines", .array(forks.map(JSON.string))),
+                                       ("pool", pool.map { .object([("size", .int(Int64($0.size))), ("ready", .int(Int64($0.ready)))]) } ?? .null)]
+                                      + kindJSON(template.vm)))
             }
             return ToolOutput(table.description, [("templates", .array(listed))])
         case "remove":
