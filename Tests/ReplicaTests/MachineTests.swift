@@ -770,6 +770,8 @@ enum NetworkNamespaceNames {
                 let pool = templates.first { $0["name"] == .string("debian12") }?["pool"]
                 #expect(pool?["size"] == .int(2) && pool?["ready"] == .int(2), "\(templates)")
                 #expect(templates.first { $0["name"] == .string("base") }?["pool"] == .null)
+                let moved = try Self.machine(["pool", "debian12", "--size", "2", "--bridge", "rmq0", "--subnet", "10.251.0.0/24"] + store)
+                #expect(moved.status == .exited(2) && moved.output.contains("empty the pool first"), "\(moved.output)")
                 let inUse = try Self.machine(["template", "remove", "debian12", "--force"] + store)
                 #expect(inUse.status == .exited(1) && inUse.output.contains("empty the pool first"), "\(inUse.output)")
                 #expect(access("\(image.mountPoint)/templates/debian12", F_OK) == 0)

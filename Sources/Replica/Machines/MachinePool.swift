@@ -79,6 +79,11 @@ public enum MachinePool {
                                hint: "a pool keeps containers booted; \(template) is a VM template: fork its machines as they are needed", reason: .refused)
         }
         try MachinePlan.check(network: settings.network, of: "pool-00000000")
+        // Its machines wait as their network has them wait (a namespace of their own, or a private one).
+        if let recorded = try Self.settings(template, in: store), recorded.network != settings.network, try !members(template, in: store).isEmpty {
+            throw .usage("the machines of pool \(template) wait for its network as it is (\(recorded.network.isEmpty ? "none" : recorded.network.joined(separator: " "))); "
+                         + "empty the pool first (replica-machine pool \(template) --size 0), then give it the new one")
+        }
         if MachineNetwork.lanParent(of: settings.network) != nil {
             throw .usage("a pool's machines join a bridge (--bridge, --network), not the LAN through a macvlan")
         }
