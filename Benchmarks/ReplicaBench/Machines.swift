@@ -11,13 +11,9 @@ import ReplicaStore
 /// READY against a bare `systemd-nspawn --template= --boot --notify-ready=yes` (nspawn's own
 /// snapshot of the template, then the same boot); ten machines in parallel.
 func benchmarkMachines() throws -> [Comparison] {
-    guard let rootfs = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/rootfs-*/ | head -1"]).split(separator: "\n").first,
-          !rootfs.isEmpty else {
-        print("(machine figures skipped: no end-to-end rootfs in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs)")
-        return []
-    }
+    guard let rootfs = cachedRoot(skipping: "machine figures") else { return [] }
     return try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
-        _ = try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
+        _ = try Templates.importTemplate("debian12", from: rootfs, into: store)
         var forks: [Double] = [], byHand: [Double] = []
         for round in 0..<20 {
             // Each from a committed store: a snapshot commits the transaction, so what the one before
@@ -42,7 +38,7 @@ func benchmarkMachines() throws -> [Comparison] {
 
         // Fork → READY, against a bare nspawn of a plain snapshot and from the same root trimmed
         // (template import --minimal); taking turns.
-        _ = try Templates.importTemplate("debian12-minimal", from: String(rootfs.dropLast()), into: store, minimal: true)
+        _ = try Templates.importTemplate("debian12-minimal", from: rootfs, into: store, minimal: true)
         var ready: [Double] = [], bare: [Double] = [], boots: [Double] = [], trimmed: [Double] = []
         for round in 0..<15 {
             // Alternating which goes first, so that neither always boots on a warmer cache.
@@ -164,3 +160,16 @@ func forkAndBootAtOnce(_ count: Int, template: String, store: borrowing Store) t
 
 /// The `q`th quartile (1 or 3) of `values`: with the median, how wide the spread is.
 func quartile(_ values: [Double], _ q: Int) -> Double { values.sorted()[values.count * q / 4] }
+
+/// The end-to-end suite's cached root in /var/cache/replica/e2e: its Debian 12 rootfs, or with
+/// `vm` the VM guest's (`Tests/EndToEnd/rootfs [vm]` builds them); nil, and `skipping` said so,
+/// when it was never built.
+func cachedRoot(vm: Bool = false, skipping: String) -> String? {
+    let prefix = vm ? "vm-rootfs" : "rootfs"
+    guard let found = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/\(prefix)-*/ | head -1"]).split(separator: "\n").first,
+          !found.isEmpty else {
+        print("(\(skipping) skipped: no \(vm ? "VM guest root" : "end-to-end rootfs") in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs\(vm ? " vm" : ""))")
+        return nil
+    }
+    return String(found.dropLast())
+}

@@ -12,13 +12,9 @@ import ReplicaStore
 /// Between claims the claimed machine is stopped and removed and the pool is let fill again, so
 /// every claim finds a full pool. Also what a waiting machine holds in memory (its cgroup's).
 func benchmarkPool() throws -> [Comparison] {
-    guard let rootfs = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/rootfs-*/ | head -1"]).split(separator: "\n").first,
-          !rootfs.isEmpty else {
-        print("(pool figures skipped: no end-to-end rootfs in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs)")
-        return []
-    }
+    guard let rootfs = cachedRoot(skipping: "pool figures") else { return [] }
     return try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
-        _ = try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
+        _ = try Templates.importTemplate("debian12", from: rootfs, into: store)
         let plain = try claimRounds(100, store: store, mountPoint: mountPoint)
         let bridge = "rbpool\(getpid() % 10_000)"
         defer { _ = try? Command.run(["ip", "link", "del", bridge]) }

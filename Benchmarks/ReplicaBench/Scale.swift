@@ -37,14 +37,12 @@ func benchmarkScale() throws {
                 precondition(listed == count)
             }
         }
-        if let rootfs = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/rootfs-*/ | head -1"]).split(separator: "\n").first {
-            _ = try Templates.importTemplate("debian12", from: String(rootfs.dropLast()), into: store)
+        if let rootfs = cachedRoot(skipping: "  50 machines at once") {
+            _ = try Templates.importTemplate("debian12", from: rootfs, into: store)
             let instances = (try? OwnedFD.open("/proc/sys/fs/inotify/max_user_instances", O_RDONLY).readLine()) ?? "?"
             let fifty = try forkAndBootAtOnce(50, template: "debian12", store: store)
             print("  50 machines forked and started at once: all READY in \(formatDuration(fifty.time)), \(fifty.failures) failed "
                   + "(goal: under 15 s, none; fs.inotify.max_user_instances \(instances), the package's 1048576)")
-        } else {
-            print("  (50 machines at once skipped: no end-to-end rootfs in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs)")
         }
         let policy = try RetentionPolicy.parse("preserve 24h 14d 8w 12m *y")
         row("retention plan over N snapshots (decide only)", snapshotCounts) { count in

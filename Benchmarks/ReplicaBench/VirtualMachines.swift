@@ -11,15 +11,11 @@ import ReplicaStore
 /// bare QEMU boot of the same disk, kernel, machine type, devices and acceleration, READY read from
 /// the same port by a plain listener, taking turns.
 func benchmarkVirtualMachines() throws -> [Comparison] {
-    guard let root = try? Command.check(["sh", "-c", "ls -d /var/cache/replica/e2e/vm-rootfs-*/ | head -1"]).split(separator: "\n").first,
-          !root.isEmpty else {
-        print("(VM figures skipped: no guest root in /var/cache/replica/e2e; run Tests/EndToEnd/rootfs vm)")
-        return []
-    }
+    guard let root = cachedRoot(vm: true, skipping: "VM figures") else { return [] }
     return try withBenchmarkStore(size: 24 << 30) { store, mountPoint in
         var rows: [Comparison] = []
         for (name, size, extents) in [("fresh", UInt64(1) << 30, 0), ("fragmented", UInt64(20) << 30, 100_000)] {
-            _ = try Templates.importTemplate(name, from: String(root.dropLast()), into: store, vm: VMImage(), diskSize: size, check: false)
+            _ = try Templates.importTemplate(name, from: root, into: store, vm: VMImage(), diskSize: size, check: false)
             let counted = extents > 0 ? try fragment("\(mountPoint)/templates/\(name)", writes: extents) : 0
             var forks: [Double] = [], copies: [Double] = []
             for round in 0..<10 {
@@ -42,7 +38,7 @@ func benchmarkVirtualMachines() throws -> [Comparison] {
         // tests' guest makes an endorsement key at boot when it has one); alternating which goes first.
         var plain = VMImage()
         plain.tpm = false
-        _ = try Templates.importTemplate("plain", from: String(root.dropLast()), into: store, vm: plain, diskSize: 1 << 30, check: false)
+        _ = try Templates.importTemplate("plain", from: root, into: store, vm: plain, diskSize: 1 << 30, check: false)
         let (acceleration, _) = QEMU.acceleration(probing: "\(mountPoint)/templates/plain/\(VMImage.kernel)")
         var ready: [Double] = [], bare: [Double] = []
         for round in 0..<3 {
