@@ -150,6 +150,7 @@ public enum SystemdManager {
     /// standard input, at the first connection (`systemd-run --unit=NAME
     /// --socket-property=ListenStream=ADDRESS -p StandardInput=socket COMMAND…`): socket activation,
     /// nothing running until someone connects. Both are collected once stopped.
+    /// Returns once the socket listens (its `ActiveState` is `active`), as `systemctl start` does.
     public static func startSocketActivated(_ unit: String, listen address: String, command: [String], description: String) throws(ReplicaError) {
         let service = String(unit.dropLast(".socket".count)) + ".service"
         _ = try call("StartTransientUnit", [unit], hint: "journalctl -u '\(unit)' says why", signature: "ssa(sv)a(sa(sv))") { body in
@@ -176,6 +177,15 @@ public enum SystemdManager {
                     }
                 }
             }
+        }
+        // The manager answers once the job is queued; the socket listens once the job has run.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while let state = activeState(of: unit), state != "active" {
+            guard state != "failed", ContinuousClock.now < deadline else {
+                throw ReplicaError("start \(unit)", [unit], errno: state == "failed" ? .EIO : .ETIMEDOUT,
+                                   hint: "\(state) after StartTransientUnit; journalctl -u '\(unit)' says why")
+            }
+            usleep(2_000)
         }
     }
 
