@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
 #include <linux/fs.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -20,6 +21,8 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -254,6 +257,147 @@ int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
         info->otime_nsec = args.otime.nsec;
     }
     return 0;
+}
+
+// Calls visit(context, header, item) for each item of tree tree_id whose key lies between min and
+// max (keys compare as (objectid, type, offset) tuples), one TREE_SEARCH_V2 per 64 KiB of items.
+// Stops early when visit returns nonzero. Returns 0, or -1 with errno.
+static int replica_tree_walk(int fd, uint64_t tree_id, struct btrfs_key min, struct btrfs_key max,
+                             int (*visit)(void *, const struct btrfs_ioctl_search_header *, const uint8_t *),
+                             void *context) {
+    enum { buffer_size = 64 << 10 };
+    struct btrfs_ioctl_search_args_v2 *args = malloc(sizeof *args + buffer_size);
+    if (args == NULL) return -1;
+    for (;;) {
+        memset(&args->key, 0, sizeof args->key);
+        args->key.tree_id = tree_id;
+        args->key.min_objectid = min.objectid;
+        args->key.min_type = min.type;
+        args->key.min_offset = min.offset;
+        args->key.max_objectid = max.objectid;
+        args->key.max_type = max.type;
+        args->key.max_offset = max.offset;
+        args->key.max_transid = UINT64_MAX;
+        args->key.nr_items = UINT32_MAX;
+        args->buf_size = buffer_size;
+        if (ioctl(fd, BTRFS_IOC_TREE_SEARCH_V2, args) == -1) {
+            int error = errno;
+            free(args);
+            errno = error;
+            return -1;
+        }
+        if (args->key.nr_items == 0) break;
+        const uint8_t *cursor = args->buf;
+        struct btrfs_ioctl_search_header header;
+        for (uint32_t i = 0; i < args->key.nr_items; i++) {
+            memcpy(&header, cursor, sizeof header);
+            cursor += sizeof header;
+            if (visit(context, &header, cursor) != 0) {
+                free(args);
+                return 0;
+            }
+            cursor += header.len;
+        }
+        // Go on after the last key returned.
+        min.objectid = header.objectid;
+        min.type = (uint8_t)header.type;
+        min.offset = header.offset;
+        if (min.offset < UINT64_MAX) min.offset++;
+        else if (min.type < UINT8_MAX) { min.type++; min.offset = 0; }
+        else if (min.objectid < UINT64_MAX) { min.objectid++; min.type = 0; min.offset = 0; }
+        else break;
+        if (min.objectid > max.objectid || (min.objectid == max.objectid && (min.type > max.type ||
+            (min.type == max.type && min.offset > max.offset)))) break;
+    }
+    free(args);
+    return 0;
+}
+
+struct replica_children {
+    uint64_t directory, tree;
+    struct replica_child_subvolume *items;
+    size_t count, capacity, next;  // next: the first item whose ROOT_ITEM may still come
+    int out_of_memory;
+};
+
+// A ROOT_REF (tree, ROOT_REF, child) item: {dirid, sequence, name_len} and the name.
+static int replica_visit_root_ref(void *context, const struct btrfs_ioctl_search_header *header, const uint8_t *item) {
+    struct replica_children *children = context;
+    struct btrfs_root_ref ref;
+    if (header->type != BTRFS_ROOT_REF_KEY || header->len < sizeof ref) return 0;
+    memcpy(&ref, item, sizeof ref);
+    uint16_t length = le16toh(ref.name_len);
+    if (le64toh(ref.dirid) != children->directory || length > 255 || sizeof ref + length > header->len) return 0;
+    if (children->count == children->capacity) {
+        size_t capacity = children->capacity ? children->capacity * 2 : 64;
+        struct replica_child_subvolume *grown = realloc(children->items, capacity * sizeof *grown);
+        if (grown == NULL) {
+            children->out_of_memory = 1;
+            return 1;
+        }
+        children->items = grown;
+        children->capacity = capacity;
+    }
+    struct replica_child_subvolume *child = &children->items[children->count++];
+    memset(child, 0, sizeof *child);
+    child->info.id = header->offset;
+    child->info.parent_id = children->tree;
+    memcpy(child->name, item + sizeof ref, length);
+    return 0;
+}
+
+// A ROOT_ITEM (id, ROOT_ITEM, transid); items come in key order, as the children do (by id).
+static int replica_visit_root_item(void *context, const struct btrfs_ioctl_search_header *header, const uint8_t *item) {
+    struct replica_children *children = context;
+    if (header->type != BTRFS_ROOT_ITEM_KEY) return 0;
+    while (children->next < children->count && children->items[children->next].info.id < header->objectid) children->next++;
+    if (children->next == children->count || children->items[children->next].info.id != header->objectid) return 0;
+    struct replica_subvolume_info *info = &children->items[children->next].info;
+    struct btrfs_root_item root;
+    memset(&root, 0, sizeof root);
+    memcpy(&root, item, header->len < sizeof root ? header->len : sizeof root);
+    info->generation = le64toh(root.generation);
+    info->flags = le64toh(root.flags);
+    // The uuids and times are valid only when generation_v2 matches (written by a kernel that knows them).
+    if (header->len >= sizeof root && root.generation_v2 == root.generation) {
+        memcpy(info->uuid, root.uuid, 16);
+        memcpy(info->parent_uuid, root.parent_uuid, 16);
+        memcpy(info->received_uuid, root.received_uuid, 16);
+        info->changed_generation = le64toh(root.ctransid);
+        info->otime_sec = le64toh(root.otime.sec);
+        info->otime_nsec = le32toh(root.otime.nsec);
+    }
+    return 0;
+}
+
+long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume **out) {
+    struct stat status;
+    if (fstat(dir_fd, &status) == -1) return -1;
+    struct btrfs_ioctl_ino_lookup_args lookup;
+    memset(&lookup, 0, sizeof lookup);
+    lookup.objectid = BTRFS_FIRST_FREE_OBJECTID;
+    if (ioctl(dir_fd, BTRFS_IOC_INO_LOOKUP, &lookup) == -1) return -1;
+    struct replica_children children = {.directory = status.st_ino, .tree = lookup.treeid};
+    struct btrfs_key min = {lookup.treeid, BTRFS_ROOT_REF_KEY, 0}, max = {lookup.treeid, BTRFS_ROOT_REF_KEY, UINT64_MAX};
+    int failed = replica_tree_walk(dir_fd, BTRFS_ROOT_TREE_OBJECTID, min, max, replica_visit_root_ref, &children);
+    if (children.out_of_memory) {
+        errno = ENOMEM;
+        failed = -1;
+    }
+    if (failed == 0 && children.count > 0) {
+        // Refs come ordered by the child's id, so one walk over [first, last] finds every ROOT_ITEM.
+        struct btrfs_key first = {children.items[0].info.id, BTRFS_ROOT_ITEM_KEY, 0};
+        struct btrfs_key last = {children.items[children.count - 1].info.id, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
+        failed = replica_tree_walk(dir_fd, BTRFS_ROOT_TREE_OBJECTID, first, last, replica_visit_root_item, &children);
+    }
+    if (failed != 0) {
+        int error = errno;
+        free(children.items);
+        errno = error;
+        return -1;
+    }
+    *out = children.items;
+    return (long)children.count;
 }
 
 // Returns an error number (0 on success), as the posix_spawn family does.

@@ -86,6 +86,64 @@ import Testing
         }
     }
 
+    /// As root, a snapshot folder is read from the btrfs root tree in a few searches; without
+    /// CAP_SYS_ADMIN (a unit whose bounding set lacks it) each entry is opened. Both must sort every
+    /// kind of entry the same way, and the tree must give what opening each subvolume gives.
+    @Test func theTreeAndEachEntryOpenedAgreeOnWhatIsOurs() throws {
+        try Self.withSetup { store, _, _ in
+            let common = ["--store", store, "--metrics-file", ""]
+            try Store(path: store).ensureSubvolume("other")
+            for minute in ["10", "11", "12"] {
+                #expect(try Self.snap(["create"] + common + ["--now", "2026-11-22T00:\(minute):00Z", "web"]).status == .exited(0))
+            }
+            #expect(try Self.snap(["create"] + common + ["--now", "2026-11-22T00:10:00Z", "other"]).status == .exited(0))
+            let dir = "\(store)/snapshots/web"
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "\(store)/web", "\(dir)/web.20261122T001300Z"])  // writable
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(store)/other", "\(dir)/web.20261122T001400Z"])
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(store)/web", "\(dir)/hand-made"])
+            mkdir("\(dir)/web.20261122T001500Z", 0o700)  // a folder holding a subvolume: neither is ours
+            try Command.check(["btrfs", "-q", "subvolume", "create", "\(dir)/web.20261122T001500Z/web.20261122T001600Z"])
+            let file = creat("\(dir)/web.20261122T001700Z", 0o600)
+            #expect(file >= 0 && close(file) == 0)
+            #expect(symlink("/", "\(dir)/web.20261122T001800Z") == 0)
+
+            // The tree's children of the folder: exactly its subvolume entries, each as opening it says.
+            let folder = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
+            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir))
+            let subvolumeEntries = ["hand-made", "web.20261122T001000Z", "web.20261122T001100Z", "web.20261122T001200Z",
+                                    "web.20261122T001300Z", "web.20261122T001400Z"]
+            #expect(children.keys.sorted() == subvolumeEntries)
+            for name in subvolumeEntries {
+                let opened = try OwnedFD.open("\(dir)/\(name)", O_RDONLY | O_DIRECTORY)
+                #expect(children[name] == (try Btrfs.info(opened, path: name)), "\(name)")
+            }
+            let empty = try OwnedFD.open("\(store)/web", O_RDONLY | O_DIRECTORY)
+            #expect(try Btrfs.childSubvolumes(in: empty, path: "web")?.isEmpty == true)
+
+            // The tool as root, and without CAP_SYS_ADMIN (the control: the other way of reading).
+            let asRoot = try Self.snap(["list", "--store", store, "--json", "web"])
+            let withoutAdmin = try Command.run(["setpriv", "--bounding-set", "-sys_admin", "--", try builtTool("replica-snap"),
+                                                "list", "--store", store, "--json", "web"])
+            #expect(asRoot.status == .exited(0) && withoutAdmin.status == .exited(0), "\(asRoot.output)\n\(withoutAdmin.output)")
+            func sorted(_ output: String) throws -> (ours: [String], foreign: [String: String]) {
+                let json = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+                let subvolume = try #require((json?["subvolumes"] as? [[String: Any]])?.first)
+                let ours = (subvolume["snapshots"] as? [[String: Any]] ?? []).map { "\($0["name"]!) \($0["id"]!) \($0["uuid"]!)" }
+                var foreign: [String: String] = [:]
+                for entry in subvolume["foreign"] as? [[String: Any]] ?? [] { foreign["\(entry["name"]!)"] = "\(entry["reason"]!)" }
+                return (ours, foreign)
+            }
+            let tree = try sorted(asRoot.output), opened = try sorted(withoutAdmin.output)
+            #expect(tree.ours.count == 3 && tree.ours == opened.ours)
+            #expect(tree.foreign.keys.sorted() == ["hand-made", "web.20261122T001300Z", "web.20261122T001400Z",
+                                                   "web.20261122T001500Z", "web.20261122T001700Z", "web.20261122T001800Z"])
+            #expect(tree.foreign.keys.sorted() == opened.foreign.keys.sorted())
+            for name in ["hand-made", "web.20261122T001300Z", "web.20261122T001400Z", "web.20261122T001500Z"] {
+                #expect(tree.foreign[name] == opened.foreign[name], "\(name): \(tree.foreign[name] ?? "") / \(opened.foreign[name] ?? "")")
+            }
+        }
+    }
+
     @Test func profilesDriveThePolicyAndJSONHasASchema() throws {
         try Self.withSetup { store, profiles, metrics in
             let fd = try OwnedFD.open("\(profiles)/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644)

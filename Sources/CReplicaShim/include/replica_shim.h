@@ -140,6 +140,18 @@ struct replica_subvolume_info {
 /// btrfs_util_subvolume_info_fd(fd, 0) gives, in one ioctl where libbtrfsutil issues three as root
 /// (an inode lookup and two tree searches). Listing 1,000 snapshots is dominated by this call.
 int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info);
+/// A subvolume whose entry is in a directory, by that entry's name.
+struct replica_child_subvolume {
+    struct replica_subvolume_info info;
+    char name[256];
+};
+/// The subvolumes whose entries are in directory dir_fd (on btrfs), each with what
+/// BTRFS_IOC_GET_SUBVOL_INFO reports, read from the root tree by ioctl(BTRFS_IOC_TREE_SEARCH_V2): its
+/// ROOT_REF items naming the directory, then their ROOT_ITEMs, a few calls for any number of
+/// entries where opening each costs four calls and a path lookup (`btrfs subvolume list -o`).
+/// CAP_SYS_ADMIN only (EPERM otherwise). Returns how many, their array malloc'd in *out (free it),
+/// or -1 with errno.
+long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume **out);
 
 // MARK: processes
 /// POSIX_SPAWN_SETSID (glibc 2.26, a GNU extension): the child starts a session of its own (setsid).

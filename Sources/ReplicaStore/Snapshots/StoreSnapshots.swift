@@ -120,10 +120,17 @@ extension Store {
     public func inventory(of name: String) throws(ReplicaError) -> SnapshotInventory {
         let uuids = try ownUUIDs(of: name)
         let parent = try snapshotDirectory(for: name)
+        let children = try Btrfs.childSubvolumes(in: parent, path: "\(path)/\(Store.snapshotsDirectory)/\(name)")
         var ours: [Snapshot] = []
         var foreign: [ForeignEntry] = []
         for entry in try DirectoryEntries.names(in: parent) {
-            switch classify(entry, of: name, in: parent, sourceUUIDs: uuids.all) {
+            let subvolume: () -> Result<SubvolumeInfo, ReplicaError>
+            if let children {
+                subvolume = { children[entry].map { .success($0) } ?? .failure(Self.notOurs(entry, "not a subvolume")) }
+            } else {
+                subvolume = { Self.open(entry, in: parent) }
+            }
+            switch Self.classify(entry, of: name, sourceUUIDs: uuids.all, subvolume: subvolume) {
             case .success(let snapshot): ours.append(snapshot)
             case .failure(let why): foreign.append(ForeignEntry(name: entry, reason: why.rule))
             }
@@ -141,26 +148,39 @@ extension Store {
         ReplicaError("classify snapshot", [entry], errno: .EINVAL, hint: why, reason: .refused)
     }
 
-    /// One entry, opened by a single name with O_NOFOLLOW from the snapshot directory's descriptor.
-    private func classify(_ entry: String, of name: String, in parent: borrowing OwnedFD,
-                          sourceUUIDs: Set<String>) -> Result<Snapshot, ReplicaError> {
+    /// Whether `entry` is one of ours: its name parses for `name`, and the subvolume it is (as
+    /// `subvolume` finds it, asked only for a name that parses) is read-only with a parent uuid of
+    /// `sourceUUIDs`. The one set of rules, whether the entry was opened or found in the tree.
+    private static func classify(_ entry: String, of name: String, sourceUUIDs: Set<String>,
+                                 subvolume: () -> Result<SubvolumeInfo, ReplicaError>) -> Result<Snapshot, ReplicaError> {
         guard let parsed = SnapshotName(parsing: entry), parsed.subvolume == name else {
-            return .failure(Self.notOurs(entry, "name is not \(name).YYYYMMDDTHHMMSSZ"))
+            return .failure(notOurs(entry, "name is not \(name).YYYYMMDDTHHMMSSZ"))
         }
-        let raw = Glibc.openat(parent.rawValue, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard raw >= 0 else { return .failure(Self.notOurs(entry, "not a directory (\(Errno.current.name))")) }
-        let fd = OwnedFD(adopting: raw)
-        // Inode 256 is a subvolume root; the ioctl only answers on btrfs (any other filesystem
-        // mounted here fails it, and another btrfs's subvolume fails the parent uuid check below).
-        guard (try? fd.status().inode) == 256, let info = try? Btrfs.info(fd, path: entry) else {
-            return .failure(Self.notOurs(entry, "not a subvolume"))
+        let info: SubvolumeInfo
+        switch subvolume() {
+        case .success(let found): info = found
+        case .failure(let why): return .failure(why)
         }
-        guard info.isReadOnly else { return .failure(Self.notOurs(entry, "writable, so not a snapshot we took")) }
+        guard info.isReadOnly else { return .failure(notOurs(entry, "writable, so not a snapshot we took")) }
         guard let parentUUID = info.parentUUID, sourceUUIDs.contains(parentUUID) else {
-            return .failure(Self.notOurs(entry, "parent uuid \(info.parentUUID ?? "none") is not \(name)'s "
+            return .failure(notOurs(entry, "parent uuid \(info.parentUUID ?? "none") is not \(name)'s "
                                     + sourceUUIDs.sorted().joined(separator: " or ")))
         }
         return .success(Snapshot(name: parsed, info: info))
+    }
+
+    /// The subvolume `entry` is, opened by a single name with O_NOFOLLOW from the snapshot
+    /// directory's descriptor.
+    private static func open(_ entry: String, in parent: borrowing OwnedFD) -> Result<SubvolumeInfo, ReplicaError> {
+        let raw = Glibc.openat(parent.rawValue, entry, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard raw >= 0 else { return .failure(notOurs(entry, "not a directory (\(Errno.current.name))")) }
+        let fd = OwnedFD(adopting: raw)
+        // Inode 256 is a subvolume root; the ioctl only answers on btrfs (any other filesystem
+        // mounted here fails it, and another btrfs's subvolume fails the parent uuid check).
+        guard (try? fd.status().inode) == 256, let info = try? Btrfs.info(fd, path: entry) else {
+            return .failure(notOurs(entry, "not a subvolume"))
+        }
+        return .success(info)
     }
 
     /// Deletes one of our snapshots of `name`, after checking again that the entry still is that
@@ -204,7 +224,8 @@ extension Store {
         for snapshot in snapshots {
             let entry = snapshot.name.description
             let entryPath = "\(path)/\(Store.snapshotsDirectory)/\(name)/\(entry)"
-            guard case .success(let current) = classify(entry, of: name, in: parent, sourceUUIDs: sourceUUIDs),
+            guard case .success(let current) = Self.classify(entry, of: name, sourceUUIDs: sourceUUIDs,
+                                                             subvolume: { Self.open(entry, in: parent) }),
                   current.info.id == snapshot.info.id else {
                 failures.append((entry, ReplicaError("delete snapshot", [entryPath], errno: .ESTALE,
                                                    hint: "it changed since it was listed; nothing was deleted, list again")))
