@@ -20,12 +20,19 @@ struct VirtualMachineCommandTests {
         let vm = try VMImage(record)
         #expect(vm.machineType == .microvm && vm.memory == 512 && vm.cpus == 1 && !vm.tpm, "a microvm has no TPM")
         #expect(try VMImage(try vm.record()) == vm)
+        var uefi = Record()
+        try uefi.append("Firmware", "uefi")
+        #expect(try VMImage(uefi).firmware == .uefi && VMImage().firmware == .bios)
+        #expect(try VMImage(try VMImage(uefi).record()) == (try VMImage(uefi)))
         for (key, value, says) in [("Machine", "pc", "q35 or microvm"), ("Memory", "64M", "at least 128M"), ("CPUs", "0", "1 to 64"),
-                                   ("Disk", "1G", "not a VM setting")] {
+                                   ("Disk", "1G", "not a VM setting"), ("Firmware", "efi", "bios or uefi")] {
             var bad = Record()
             try bad.append(key, value)
             #expect { _ = try VMImage(bad) } throws: { ($0 as? ReplicaError)?.description.contains(says) == true }
         }
+        var microUEFI = Record()
+        for (key, value) in [("Machine", "microvm"), ("Firmware", "uefi")] { try microUEFI.append(key, value) }
+        #expect { _ = try VMImage(microUEFI) } throws: { ($0 as? ReplicaError)?.description.contains("UEFI needs Machine=q35") == true }
     }
 
     @Test func q35CarriesItsIdentityConfinementTPMAndDisplay() {
@@ -47,6 +54,12 @@ struct VirtualMachineCommandTests {
         let hosted = QEMU.command(root, VMImage(), acceleration: .kvm).joined(separator: " ")
         #expect(!hosted.contains("-runas") && hosted.contains("elevateprivileges=deny") && hosted.contains("-cpu host"))
         #expect(!hosted.contains("tsc_early_khz"), "KVM's guest calibrates against the real clock")
+        #expect(!line.contains("pflash"), "BIOS keeps nothing between boots")
+        var uefi = VMImage()
+        uefi.firmware = .uefi
+        let firmware = QEMU.command(Self.machine, uefi, acceleration: .tcg).joined(separator: " ")
+        #expect(firmware.contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"))
+        #expect(firmware.contains("if=pflash,format=raw,unit=1,file=\(Self.machine.path)/efivars.fd"), "its variables are the fork's own file")
     }
 
     @Test func microvmHasNoDisplayNorTPM() throws {
@@ -104,6 +117,15 @@ struct VirtualMachineCommandTests {
         }
         try OwnedFD.open("\(folder)/bios-256k.bin", O_WRONLY | O_CREAT, mode: 0o644).writeAll([0])
         try QEMU.checkFirmware(.q35, in: [folder])  // control: there, it passes
+        // UEFI: OVMF's code and its empty variable store, from Debian's ovmf.
+        #expect { try QEMU.checkFirmware(.q35, .uefi, in: [folder]) } throws: { error in
+            let text = (error as? ReplicaError)?.description ?? ""
+            return text.contains("OVMF_CODE_4M.fd") && text.contains("ovmf")
+        }
+        try OwnedFD.open("\(folder)/OVMF_CODE_4M.fd", O_WRONLY | O_CREAT, mode: 0o644).writeAll([0])
+        #expect { try QEMU.checkFirmware(.q35, .uefi, in: [folder]) } throws: { ($0 as? ReplicaError)?.description.contains("OVMF_VARS_4M.fd") == true }
+        try OwnedFD.open("\(folder)/OVMF_VARS_4M.fd", O_WRONLY | O_CREAT, mode: 0o644).writeAll([0])
+        try QEMU.checkFirmware(.q35, .uefi, in: [folder])
     }
 }
 
@@ -205,6 +227,7 @@ struct VirtualMachineCommandTests {
             #expect(seen[0]["hostname"] == "vm1" && seen[1]["hostname"] == "vm2")
             #expect(seen.map { $0["machine-id"] ?? "" } == ids, "the guests' machine ids are the ones chosen at fork")
             #expect(seen[0]["keys"] == "1" && seen[1]["keys"] == "0", "root's key reached vm1 only: \(seen)")
+            #expect(seen.allSatisfy { $0["efi"] == "none" }, "BIOS: no UEFI for the guest to see (the UEFI test's control): \(seen)")
             let tpms = seen.compactMap { $0["tpm"] }
             #expect(tpms.count == 2 && !tpms.contains("none") && tpms[0] != tpms[1], "each TPM has an endorsement key of its own: \(tpms)")
 
@@ -273,6 +296,57 @@ struct VirtualMachineCommandTests {
             }
             #expect(try Self.machine(["template", "remove", "guest"] + store).status == .exited(0))
             #expect(Self.processes(containing: "qemu-system").isEmpty && Self.processes(containing: "swtpm").isEmpty)
+        }
+    }
+
+    /// UEFI: each fork boots OVMF with a store of variables of its own. What a guest's firmware
+    /// keeps (a variable its root writes) stays with that fork across boots, and neither the
+    /// template nor another fork sees it. Told by the guests themselves: the probe makes a random
+    /// variable at a first boot and reads it back later (the BIOS test's guests see no UEFI).
+    @Test func aUEFIForkKeepsFirmwareVariablesOfItsOwn() throws {
+        let root = try Self.guestRoot()
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer {
+                for name in ["u1", "u2"] { _ = try? Self.machine(["stop", name] + store); _ = try? Self.machine(["remove", name] + store) }
+            }
+            let microvm = try Self.machine(["template", "import", "--vm", "--machine", "microvm", "--firmware", "uefi", "tiny", root] + store)
+            #expect(microvm.status == .exited(2) && microvm.output.contains("UEFI needs Machine=q35"), "\(microvm.output)")
+            let imported = try Self.machine(["template", "import", "--vm", "--firmware", "uefi", "efi", root] + store)
+            #expect(imported.status == .exited(0), "its check boot runs OVMF: \(imported.output)")
+            let listed = try JSON.parse(try Self.machine(["template", "list", "--json"] + store).output)["templates"]?.array?.first
+            #expect(listed?["vm"]?["firmware"] == .string("uefi"), "\(String(describing: listed))")
+            let templateStore = "\(image.mountPoint)/templates/efi/\(VMImage.variables)"
+            let empty = try OwnedFD.open(templateStore, O_RDONLY).readAll(limit: 64 << 20)
+            #expect(empty == (try OwnedFD.open(QEMU.uefiPath(QEMU.uefiVariables), O_RDONLY).readAll(limit: 64 << 20)),
+                    "the template's store is OVMF's empty one, its check boot left no trace in it")
+
+            for name in ["u1", "u2"] {
+                let forked = try Self.machine(["fork", name, "--template", "efi"] + store)
+                #expect(forked.status == .exited(0), "\(forked.output)")
+            }
+            #expect(try Self.machine(["start", "u1", "--wait", "0"] + store).status == .exited(0))
+            let second = try Self.machine(["start", "u2", "--wait", "240"] + store)
+            #expect(second.status == .exited(0), "\(second.output)")
+            let values = try ["u1", "u2"].map { name in
+                try #require(Self.probe(name, timeout: .seconds(240))?["efi"], "no probe line on \(name)'s console: \(MachineProcess.consoleTail(name))")
+            }
+            #expect(values.allSatisfy { $0.count == 16 && $0.allSatisfy(\.isHexDigit) }, "each guest made its variable: \(values)")
+            #expect(values[0] != values[1], "one fork's variable is not the other's")
+
+            // Booted again, u1's firmware still holds the value its guest wrote; the template's store is untouched.
+            #expect(try Self.machine(["stop", "u1"] + store).status == .exited(0))
+            let again = try Self.machine(["start", "u1", "--wait", "240"] + store)
+            #expect(again.status == .exited(0), "\(again.output)")
+            #expect(Self.probe("u1", timeout: .seconds(240))?["efi"] == values[0], "u1's variables are kept between its boots")
+            #expect(try OwnedFD.open(templateStore, O_RDONLY).readAll(limit: 64 << 20) == empty)
+
+            for name in ["u1", "u2"] {
+                #expect(try Self.machine(["stop", name] + store).status == .exited(0))
+                #expect(try Self.machine(["remove", name] + store).status == .exited(0))
+            }
+            #expect(try Self.machine(["template", "remove", "efi"] + store).status == .exited(0))
+            #expect(Self.processes(containing: "qemu-system").isEmpty)
         }
     }
 

@@ -82,6 +82,7 @@ public enum Templates {
         if minimal && vm != nil {
             throw ReplicaError("import template", [name], errno: .EINVAL, hint: "--minimal trims a container's boot; a VM's guest boots its own way", reason: .usage)
         }
+        if let vm { try QEMU.checkFirmware(vm.machineType, vm.firmware) }  // before anything is made
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
         let folder = try store.directory(directory)

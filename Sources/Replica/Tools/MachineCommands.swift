@@ -72,7 +72,7 @@ struct MachineCommand {
             var vm: VMImage? = nil
             if arguments.flag("vm") {
                 var settings = Record()
-                for (key, option) in [("Machine", "machine"), ("Memory", "memory"), ("CPUs", "cpus")] { try settings.append(key, arguments.value(option)!) }
+                for (key, option) in [("Machine", "machine"), ("Memory", "memory"), ("CPUs", "cpus"), ("Firmware", "firmware")] { try settings.append(key, arguments.value(option)!) }
                 vm = try VMImage(settings)
             }
             guard let diskSize = parseByteSize(arguments.value("disk-size")!), diskSize >= 64 << 20 else {
@@ -327,16 +327,17 @@ struct MachineCommand {
         return ToolOutput(table.description, [("machines", .array(listed))])
     }
 
-    /// `container`, or `vm q35 1G×2` (machine type, memory, CPUs).
+    /// `container`, or `vm q35 1G×2` (machine type, UEFI if so, memory, CPUs).
     func kindText(_ vm: VMImage?) -> String {
-        vm.map { "vm \($0.machineType.rawValue) \(formatByteSize($0.memory << 20))×\($0.cpus)" } ?? "container"
+        vm.map { "vm \($0.machineType.rawValue)\($0.firmware == .uefi ? " uefi" : "") \(formatByteSize($0.memory << 20))×\($0.cpus)" } ?? "container"
     }
 
     /// `"kind"` and `"vm"` (null for a container) as `--json` gives them.
     func kindJSON(_ vm: VMImage?) -> [(String, JSON)] {
         [("kind", .string(vm == nil ? "container" : "vm")),
          ("vm", vm.map { .object([("machine", .string($0.machineType.rawValue)), ("memory", .string(formatByteSize($0.memory << 20))),
-                                  ("cpus", .int(Int64($0.cpus))), ("tpm", .bool($0.tpm))]) } ?? .null)]
+                                  ("cpus", .int(Int64($0.cpus))), ("tpm", .bool($0.tpm)),
+                                  ("firmware", .string($0.firmware.rawValue))]) } ?? .null)]
     }
 
     /// A machine's limits as `--json` gives them: `{"MemoryMax": "536870912", …}`.

@@ -37,6 +37,7 @@ public enum MachineTool: Tool {
                                   .flag("minimal", "import: trim a container's boot: mask the units and generators a container never needs, keep the journal in memory."),
                                   .flag("vm", "import: a VM template: the root as a raw disk with its kernel and initrd, booted once to check it says READY."),
                                   .option("machine", "type", "import --vm: QEMU's machine type, q35 (TPM, display) or microvm.", default: "q35"),
+                                  .option("firmware", "kind", "import --vm: bios, or uefi (q35; its variables kept, each fork's its own).", default: "bios"),
                                   .option("memory", "size", "import --vm: the guest's memory.", default: "1G"),
                                   .option("cpus", "count", "import --vm: its virtual CPUs.", default: "2"),
                                   .option("disk-size", "size", "import --vm: its disk's size (sparse: unused space costs nothing).", default: "4G"),

@@ -110,6 +110,11 @@ public enum QEMU {
         if let network {
             command += ["-netdev", "tap,id=net0,fd=\(network.descriptor)", "-device", "virtio-net-\(bus),netdev=net0,mac=\(network.mac)"]
         }
+        if vm.firmware == .uefi {
+            // OVMF's code, shared and read-only; its variables, the machine's own file.
+            command += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=\(option(uefiPath(uefiCode)))",
+                        "-drive", "if=pflash,format=raw,unit=1,file=\(option("\(machine.path)/\(VMImage.variables)"))"]
+        }
         if vm.machineType == .q35 {
             command += ["-device", "VGA", "-vnc", "unix:\(option(runtimePath(name, "vnc")))"]
             if vm.tpm {
@@ -132,15 +137,30 @@ public enum QEMU {
 
     /// Where QEMU looks for its firmware, in order (`qemu-system-x86_64 -L help` on Debian).
     public static let firmwareDirectories = ["/usr/share/qemu", "/usr/share/seabios"]
+    /// Where Debian's ovmf package puts UEFI for x86 machines.
+    public static let uefiDirectories = ["/usr/share/OVMF"]
+    /// UEFI's code (4 MiB flash, no Secure Boot keys enrolled): QEMU's first pflash drive.
+    public static let uefiCode = "OVMF_CODE_4M.fd"
+    /// UEFI's empty variable store, which a UEFI template's `efivars.fd` is copied from at import.
+    public static let uefiVariables = "OVMF_VARS_4M.fd"
 
-    /// Refuses a machine type whose firmware QEMU would not find in `directories` — SeaBIOS's
-    /// `bios-256k.bin` for q35, `bios-microvm.bin` (qboot) for microvm — naming the file and the package.
-    public static func checkFirmware(_ type: VMImage.MachineType, in directories: [String] = firmwareDirectories) throws(ReplicaError) {
-        let (file, package) = type == .q35 ? ("bios-256k.bin", "seabios") : ("bios-microvm.bin", "qemu-system-data")
-        guard directories.contains(where: { access("\($0)/\(file)", R_OK) == 0 }) else {
+    /// Where UEFI's `file` is: the first of `uefiDirectories` holding it (else where it would be).
+    public static func uefiPath(_ file: String, in directories: [String] = uefiDirectories) -> String {
+        directories.map { "\($0)/\(file)" }.first { access($0, R_OK) == 0 } ?? "\(directories[0])/\(file)"
+    }
+
+    /// Refuses a machine whose firmware QEMU would not find — SeaBIOS's `bios-256k.bin` for q35,
+    /// `bios-microvm.bin` (qboot) for microvm, OVMF's code and variable store for UEFI — naming the
+    /// file and the package. `directories`: where to look, QEMU's (or, for UEFI, OVMF's) by default.
+    public static func checkFirmware(_ type: VMImage.MachineType, _ firmware: VMImage.Firmware = .bios,
+                                     in directories: [String]? = nil) throws(ReplicaError) {
+        let folders = directories ?? (firmware == .uefi ? uefiDirectories : firmwareDirectories)
+        let files = firmware == .uefi ? [uefiCode, uefiVariables] : [type == .q35 ? "bios-256k.bin" : "bios-microvm.bin"]
+        let package = firmware == .uefi ? "ovmf" : type == .q35 ? "seabios" : "qemu-system-data"
+        for file in files where !folders.contains(where: { access("\($0)/\(file)", R_OK) == 0 }) {
             throw ReplicaError("start machine", [file], errno: .ENOENT,
-                               hint: "QEMU's firmware for a \(type.rawValue) machine is in none of \(directories.joined(separator: ", ")); "
-                                   + "install it (Debian's \(package) package)", reason: .refused)
+                               hint: "QEMU's \(firmware == .uefi ? "UEFI" : "firmware") for a \(type.rawValue) machine is in none of "
+                                   + "\(folders.joined(separator: ", ")); install it (Debian's \(package) package)", reason: .refused)
         }
     }
 

@@ -47,7 +47,8 @@ enum VMDisk {
     /// (a folder, or a tarball unpacked into the staging subvolume first and removed after) made
     /// into a disk of `size` bytes (`mkfs.ext4 -d`), or a disk image (raw or qcow2) converted once
     /// (`qemu-img convert -O raw`), grown to `size` when smaller. Then, from the disk's root file
-    /// system: the kernel and initrd copied out, the guest's READY unit added. Returns `vm` as
+    /// system: the kernel and initrd copied out, the guest's READY unit added; for UEFI, an empty
+    /// variable store. Returns `vm` as
     /// the disk made it (its `root=`, whether it has an initrd).
     static func make(from source: String, isFolder: Bool, into staging: borrowing OwnedFD, stagingPath: String,
                      vm: VMImage, size: UInt64) throws(ReplicaError) -> VMImage {
@@ -66,6 +67,11 @@ enum VMDisk {
                                    + "convert it first (qemu-img convert -O qcow2 \(source) IMAGE.qcow2)", reason: .refused)
         }
         _ = chmod(disk, 0o600)
+        if vm.firmware == .uefi {
+            // An empty store of UEFI variables: each fork's own once forked with the rest.
+            let empty = try OwnedFD.open(QEMU.uefiPath(QEMU.uefiVariables), O_RDONLY | O_CLOEXEC).readAll(limit: 64 << 20)
+            try RootDirectory(stagingPath).replaceFile(VMImage.variables, contents: empty, mode: 0o600)
+        }
         return try finish(vm, disk: disk, source: source, stagingPath: stagingPath)
     }
 

@@ -12,6 +12,15 @@ public struct VMImage: Equatable, Sendable {
         case microvm
     }
 
+    /// The firmware it boots with.
+    public enum Firmware: String, Sendable, CaseIterable {
+        /// SeaBIOS for a q35, qboot for a microvm: nothing kept between boots.
+        case bios
+        /// UEFI (OVMF, q35 only) with variables kept between boots: the template's store of
+        /// them (`efivars.fd`, empty at import) is each fork's own from its fork on.
+        case uefi
+    }
+
     /// The extended attribute holding it, on a VM template and on its forks.
     public static let attribute = "user.replica.vm"
     /// The disk's file name in the template's (and fork's) subvolume: a raw image.
@@ -22,6 +31,9 @@ public struct VMImage: Equatable, Sendable {
     public static let initrd = "initrd.img"
     /// A fork's software TPM state file there (made empty at fork, never the template's).
     public static let tpmState = "tpm.state"
+    /// A UEFI machine's firmware variables there (QEMU's second pflash drive): the template's
+    /// empty store at import, then each fork's own through the snapshot that made it.
+    public static let variables = "efivars.fd"
     /// The virtio-serial port the guest writes `READY=1` to.
     public static let notifyPort = "org.replica.notify"
 
@@ -37,6 +49,8 @@ public struct VMImage: Equatable, Sendable {
     public var hasInitrd = true
     /// A software TPM 2.0 per fork (q35 only).
     public var tpm = true
+    /// Its firmware.
+    public var firmware = Firmware.bios
 
     /// The defaults: q35, 1 GiB, 2 CPUs, a TPM.
     public init() {}
@@ -59,10 +73,16 @@ public struct VMImage: Equatable, Sendable {
             case "Root": root = field.value
             case "Initrd": hasInitrd = field.value == "yes"
             case "TPM": tpm = field.value == "yes"
-            default: throw .usage("\(field.key)=: not a VM setting (Machine=, Memory=, CPUs=, Root=, Initrd=, TPM=)")
+            case "Firmware":
+                guard let kind = Firmware(rawValue: field.value) else { throw .usage("Firmware=\(field.value): bios or uefi") }
+                firmware = kind
+            default: throw .usage("\(field.key)=: not a VM setting (Machine=, Memory=, CPUs=, Root=, Initrd=, TPM=, Firmware=)")
             }
         }
         if machineType == .microvm && tpm { tpm = false }  // microvm has no TPM interface
+        if machineType == .microvm && firmware == .uefi {
+            throw .usage("Firmware=uefi: a microvm boots qboot only; UEFI needs Machine=q35")
+        }
     }
 
     /// As recorded; refused when `root` cannot be a line of the record.
@@ -74,6 +94,7 @@ public struct VMImage: Equatable, Sendable {
         try record.append("Root", root)
         try record.append("Initrd", hasInitrd ? "yes" : "no")
         try record.append("TPM", tpm ? "yes" : "no")
+        try record.append("Firmware", firmware.rawValue)
         return record
     }
 }

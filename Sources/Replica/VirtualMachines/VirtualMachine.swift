@@ -16,7 +16,7 @@ public enum VirtualMachine {
     static func begin(_ machine: Machines.Machine, _ vm: VMImage, placement: MachinePlacement?, in group: ControlGroup?,
                       networkNamespace: String? = nil, extra: [String] = [], record: Bool = true) throws(ReplicaError) -> MachineProcess.Starting {
         let name = machine.name
-        try QEMU.checkFirmware(vm.machineType)
+        try QEMU.checkFirmware(vm.machineType, vm.firmware)
         let (acceleration, notice) = QEMU.acceleration(probing: "\(machine.path)/\(VMImage.kernel)")
         if let notice { printError("replica-machine: \(name): \(notice)") }
         let socketPath = QEMU.runtimePath(name, "notify")
