@@ -1,5 +1,5 @@
 import Glibc
-import Replica
+@testable import Replica
 import ReplicaKit
 import ReplicaNet
 import ReplicaStore
@@ -126,6 +126,60 @@ struct VirtualMachineCommandTests {
         #expect { try QEMU.checkFirmware(.q35, .uefi, in: [folder]) } throws: { ($0 as? ReplicaError)?.description.contains("OVMF_VARS_4M.fd") == true }
         try OwnedFD.open("\(folder)/OVMF_VARS_4M.fd", O_WRONLY | O_CREAT, mode: 0o644).writeAll([0])
         try QEMU.checkFirmware(.q35, .uefi, in: [folder])
+    }
+}
+
+/// debugfs reads and edits a guest's file system that the image's maker may have crafted to take
+/// the parser over: it runs as `nobody` in a sandbox where the image and its work folder are all it
+/// may change. Tried from its side, with a probe in the very same sandbox; each refusal has its
+/// control (the same probe, unconfined, does it).
+@Suite(.requiresRoot) struct GuestFileSystemSandboxTests {
+    @Test func debugfsHoldsTheImageAndNothingElse() throws {
+        try withTemporaryDirectory { folder in
+            let content = "\(folder)/content"
+            mkdir(content, 0o755)
+            try OwnedFD.open("\(content)/hello", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("hello from the guest\n".utf8))
+            let image = "\(folder)/disk.raw"
+            try Command.check(["mkfs.ext4", "-q", "-F", "-d", content, image, "16M"])
+            let fs = GuestFileSystem(image: image, offset: 0)
+            // A host folder anyone may write in, outside what the sandbox makes private.
+            let open = "/var/lib/replica-debugfs-probe-\(getpid())"
+            mkdir(open, 0o777)
+            chmod(open, 0o777)
+            defer { _ = try? Command.check(["rm", "-rf", open]) }
+            let marker = "\(open)/written"
+            try fs.lending { () throws(ReplicaError) in
+                // What it is for: reading, copying out, editing the image.
+                #expect(fs.isExtFileSystem && (try? fs.names(in: "/"))?.contains("hello") == true)
+                try fs.copy("/hello", to: "\(folder)/copied")
+                try RootDirectory(fs.workFolder).replaceFile("edits", contents: Array("mkdir /added\n".utf8))
+                try fs.edit(script: "\(fs.workFolder)/edits")
+                #expect(fs.exists("/added"))
+
+                // Its side: who it is, and what it cannot reach.
+                func probe(_ guest: String) -> [String] { ["/bin/bash", "-c", """
+                    grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '
+                    cat /etc/shadow >/dev/null 2>&1 && echo shadow=read || echo shadow=denied
+                    touch \(marker) 2>/dev/null && echo host=written || echo host=denied
+                    python3 -c 'import socket; socket.socket(socket.AF_INET)' 2>/dev/null && echo inet=socket || echo inet=refused
+                    echo written >\(guest)/.guest/probe && echo work=written || echo work=denied
+                    """] }
+                let inside = try SandboxMounter.run(try fs.sandbox(), command: probe(GuestFileSystem.mountPoint)).output
+                #expect(inside.contains("Uid: 65534 65534") && inside.contains("CapEff: 0000000000000000"), "\(inside)")
+                #expect(inside.contains("NoNewPrivs: 1") && inside.contains("Seccomp: 2"), "\(inside)")
+                #expect(inside.contains("shadow=denied") && inside.contains("host=denied") && inside.contains("inet=refused"), "\(inside)")
+                #expect(inside.contains("work=written"), "the work folder is its to write: \(inside)")
+                #expect(access(marker, F_OK) != 0)
+                // The control: the same probe as the caller runs it reads, writes and opens a socket.
+                let outside = try Command.run(probe(folder)).output
+                #expect(outside.contains("shadow=read") && outside.contains("host=written") && outside.contains("inet=socket"), "\(outside)")
+            }
+            #expect(try OwnedFD.open("\(folder)/copied", O_RDONLY).readAll() == Array("hello from the guest\n".utf8))
+            var status = stat()
+            #expect(stat(image, &status) == 0 && status.st_uid == 0 && stat("\(folder)/copied", &status) == 0 && status.st_uid == 0,
+                    "the image and what was copied out are root's again")
+            #expect(access(fs.workFolder, F_OK) != 0, "the work folder is gone")
+        }
     }
 }
 

@@ -3,21 +3,76 @@ import ReplicaKit
 
 /// An ext2/3/4 file system inside a disk image, read and edited with `debugfs` (e2fsprogs) at a
 /// byte offset (a partition's start) — never mounted: the host's kernel never parses a file system
-/// a guest or an image's maker could have crafted.
+/// a guest or an image's maker could have crafted. debugfs parses it instead, so debugfs runs in a
+/// sandbox of its own (`sandbox`): as `nobody`, no capability, everything read-only, seeing the
+/// image and its `.guest` work folder in `/tmp/guest` and nothing else of the store.
 struct GuestFileSystem {
-    /// The image file.
+    /// The image file, in `folder`.
     let image: String
     /// Where the file system starts in it, in bytes.
     let offset: UInt64
 
-    /// The image as debugfs opens it: `IMAGE?offset=N` (unix_io's option).
-    var device: String { offset == 0 ? image : "\(image)?offset=\(offset)" }
+    /// The folder holding the image (a template's staging subvolume).
+    var folder: String { String(image[..<(image.lastIndex(of: "/") ?? image.startIndex)]) }
+
+    /// The work folder debugfs may write in (what it copies out, the files it writes into the image).
+    var workFolder: String { "\(folder)/.guest" }
+
+    /// The image as debugfs opens it in its sandbox: `/tmp/guest/NAME?offset=N` (unix_io's option).
+    var device: String { inside(image) + (offset == 0 ? "" : "?offset=\(offset)") }
+
+    /// Where debugfs sees the image and the work folder: in its private /tmp, so no mount point is
+    /// made on the host for them.
+    static let mountPoint = "/tmp/guest"
+
+    /// A path in `folder` as debugfs sees it.
+    func inside(_ path: String) -> String {
+        path.hasPrefix(folder + "/") ? Self.mountPoint + path.dropFirst(folder.count) : path
+    }
+
+    /// debugfs's sandbox: `Hardening=service` as `nobody` (no capability, no network, a seccomp
+    /// filter, everything read-only) with the image and the work folder bound in `/tmp/guest`, its
+    /// private /tmp. A debugfs that a crafted file system took over can change the image and the
+    /// work folder, which it was given to change, and nothing else: no other file of the store's or
+    /// the host's, no root-owned file to read.
+    func sandbox() throws(ReplicaError) -> SandboxPlan {
+        // Address families add up, as in systemd: the empty assignment drops the preset's inet ones.
+        let text = "[Sandbox]\nHardening=service\nUser=nobody\nGroup=nogroup\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_UNIX\n"
+        var plan: SandboxPlan
+        do throws(ProfileError) {
+            plan = try SandboxPlan(profile: Profile(unit: "debugfs", files: [], settings: try ProfileParser.parse(text, file: "debugfs")))
+        } catch {
+            throw ReplicaError("debugfs", [image], errno: .EINVAL, hint: "its sandbox: \(error)")
+        }
+        plan.binds += [Bind(image, to: inside(image), readOnly: false), Bind(workFolder, to: inside(workFolder), readOnly: false)]
+        return plan
+    }
+
+    /// Runs `body` with the image and a new work folder belonging to debugfs's user; then the image
+    /// is root's again and the work folder is gone, however `body` ends.
+    func lending<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
+        let credentials = try sandbox().confinement.resolveCredentials()
+        let (uid, gid) = (credentials.uid ?? 65534, credentials.gid ?? 65534)
+        let work = workFolder
+        _ = try syscall("mkdir", work) { mkdir(work, 0o700) }
+        defer {
+            _ = lchown(image, 0, 0)
+            _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", work])
+        }
+        for path in [image, work] { _ = try syscall("lchown", path) { lchown(path, uid, gid) } }
+        return try body()
+    }
+
+    /// `debugfs ARGUMENTS` in its sandbox; fails when it did not run.
+    private func debugfs(_ arguments: [String]) throws(ReplicaError) -> String {
+        let result = try SandboxMounter.run(try sandbox(), command: ["debugfs"] + arguments)
+        guard result.status.isSuccess else { throw ReplicaError("debugfs", [image] + arguments, errno: .EIO, detail: result.output.trimmed) }
+        return result.output
+    }
 
     /// `debugfs -R REQUEST`: what it printed, and whether it ran (it exits 0 even when a request fails).
     func request(_ request: String) throws(ReplicaError) -> String {
-        let result = try Command.run(["debugfs", "-R", request, device])
-        guard result.status.isSuccess else { throw ReplicaError("debugfs", [device, request], errno: .EIO, detail: result.output.trimmed) }
-        return result.output
+        try debugfs(["-R", request, device])
     }
 
     /// Whether it is an ext file system debugfs can open (its superblock's magic).
@@ -47,18 +102,23 @@ struct GuestFileSystem {
         }
     }
 
-    /// Copies the regular file `path` out to `target` (`dump`).
+    /// Copies the regular file `path` out to `target` in `folder` (`dump` into the work folder,
+    /// then moved there and made root's).
     func copy(_ path: String, to target: String) throws(ReplicaError) {
-        _ = try request("dump \(path) \(target)")
-        guard access(target, F_OK) == 0 else {
-            throw ReplicaError("debugfs", [device, path], errno: .ENOENT, hint: "could not copy it out of the guest's file system")
+        let name = String(target[target.index(after: target.lastIndex(of: "/") ?? target.startIndex)...])
+        let copied = "\(workFolder)/\(name)"
+        _ = try request("dump \(path) \(inside(copied))")
+        guard access(copied, F_OK) == 0 else {
+            throw ReplicaError("debugfs", [image, path], errno: .ENOENT, hint: "could not copy it out of the guest's file system")
         }
+        _ = try syscall("lchown", copied) { lchown(copied, 0, 0) }
+        _ = try syscall("rename", copied) { rename(copied, target) }
     }
 
-    /// Runs the edits in `script` (one debugfs request per line) with `debugfs -w -f`. debugfs goes
-    /// on past a request that fails (a file that is not there to remove): the caller checks what
-    /// must be there after.
+    /// Runs the edits in `script` (one debugfs request per line, its host paths in `folder`) with
+    /// `debugfs -w -f`. debugfs goes on past a request that fails (a file that is not there to
+    /// remove): the caller checks what must be there after.
     func edit(script: String) throws(ReplicaError) {
-        try Command.check(["debugfs", "-w", "-f", script, device])
+        _ = try debugfs(["-w", "-f", inside(script), device])
     }
 }

@@ -101,6 +101,13 @@ enum VMDisk {
     /// `/etc` and a kernel in `/boot` — copies its newest kernel and initrd out, adds the guest's
     /// units, and returns `vm` with `root=` naming it (by UUID) and whether there is an initrd.
     static func finish(_ vm: VMImage, disk: String, source: String, stagingPath: String) throws(ReplicaError) -> VMImage {
+        try GuestFileSystem(image: disk, offset: 0).lending { () throws(ReplicaError) -> VMImage in
+            try finishLent(vm, disk: disk, source: source, stagingPath: stagingPath)
+        }
+    }
+
+    /// `finish`, with the disk and the work folder lent to debugfs's user.
+    private static func finishLent(_ vm: VMImage, disk: String, source: String, stagingPath: String) throws(ReplicaError) -> VMImage {
         let head = try DiskImage.head(of: disk)
         let starts = [0] + DiskImage.partitions(head).map(\.start)
         guard let fs = starts.lazy.map({ GuestFileSystem(image: disk, offset: $0) })
@@ -170,10 +177,8 @@ enum VMDisk {
     /// with systemd-networkd, it and systemd-network-generator enabled, so the guest sets the
     /// address its kernel's `ip=` gives it (a fork on a network).
     static func addGuestUnits(to fs: GuestFileSystem, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
-        let files = "\(stagingPath)/.guest"
-        _ = try syscall("mkdir", files) { mkdir(files, 0o700) }
-        defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", files]) }
-        let folder = try RootDirectory(files)
+        let files = fs.inside(fs.workFolder)
+        let folder = try RootDirectory(fs.workFolder)
         try folder.replaceFile("notify.service", contents: Array(notifyUnit.utf8))
         try folder.replaceFile("host-keys.service", contents: Array(hostKeysUnit.utf8))
         try folder.replaceFile("empty", contents: [], mode: 0o444)
@@ -197,7 +202,7 @@ enum VMDisk {
             }
         }
         try folder.replaceFile("edits", contents: Array((script.joined(separator: "\n") + "\n").utf8))
-        try fs.edit(script: "\(files)/edits")
+        try fs.edit(script: "\(fs.workFolder)/edits")
         guard fs.exists("/etc/systemd/system/multi-user.target.wants/replica-notify.service") else {
             throw ReplicaError("import template", [fs.device], errno: .EIO,
                                hint: "debugfs could not add the guest's READY unit (has the root /etc/systemd/system?)")

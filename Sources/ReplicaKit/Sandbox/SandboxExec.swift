@@ -37,6 +37,36 @@ extension SandboxMounter {
         throw error
     }
 
+    /// Runs `command` under `plan` in a child process — a fork that does what `exec` does — and
+    /// waits for it: how it ended and what it wrote (stdout and stderr together, stdin
+    /// /dev/null), as `systemd-run --pipe --wait` with the plan's directives would. For a tool that
+    /// parses input someone else made (a disk image's file system): if the input subverts it, it
+    /// holds only what the plan gives. A plan that cannot be applied fails the command (exit 127,
+    /// the reason in its output); nothing runs unconfined.
+    public static func run(_ plan: SandboxPlan, command: [String]) throws(ReplicaError) -> CommandResult {
+        var pipe: [Int32] = [-1, -1]
+        _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
+        let reader = OwnedFD(adopting: pipe[0])
+        let writer = OwnedFD(adopting: pipe[1])
+        let input = try OwnedFD.open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let parent = getpid()
+        let pid = fork()
+        if pid < 0 { throw ReplicaError.current("fork") }
+        if pid == 0 {
+            _ = replica_set_parent_death_signal(SIGKILL)
+            if getppid() != parent { _exit(127) }
+            guard dup2(input.rawValue, 0) == 0, dup2(writer.rawValue, 1) == 1, dup2(writer.rawValue, 2) == 2 else { _exit(127) }
+            do throws(ReplicaError) { try exec(plan, command: command) } catch {
+                let text = "replica: \(command.first ?? ""): not run: \(error)\n"
+                _ = Glibc.write(2, text, text.utf8.count)
+            }
+            _exit(127)
+        }
+        _ = consume writer
+        let output = (try? reader.readAll(limit: 16 << 20, name: command.first ?? "")) ?? []
+        return CommandResult(status: try ExitStatus.wait(for: pid), output: String(decoding: output, as: UTF8.self))
+    }
+
     /// `RuntimeDirectory=` and the others belong to `User=`/`Group=`, as systemd makes them:
     /// `fchownat(AT_EMPTY_PATH)` on each, reached without symlinks.
     static func ownServiceDirectories(_ plan: SandboxPlan, _ credentials: Confinement.Credentials) throws(ReplicaError) {
