@@ -129,10 +129,10 @@ struct VirtualMachineCommandTests {
     }
 }
 
-/// debugfs reads and edits a guest's file system that the image's maker may have crafted to take
-/// the parser over: it runs as `nobody` in a sandbox where the image and its work folder are all it
-/// may change. Tried from its side, with a probe in the very same sandbox; each refusal has its
-/// control (the same probe, unconfined, does it).
+/// debugfs reads and edits a guest's file system, and qemu-img converts a downloaded image, which
+/// their makers may have crafted to take the parser over: each runs as `nobody` in a
+/// `ParserSandbox` where what it was lent is all it may change. Tried from its side, with a probe
+/// in debugfs's very sandbox; each refusal has its control (the same probe, unconfined, does it).
 @Suite(.requiresRoot) struct GuestFileSystemSandboxTests {
     @Test func debugfsHoldsTheImageAndNothingElse() throws {
         try withTemporaryDirectory { folder in
@@ -164,7 +164,7 @@ struct VirtualMachineCommandTests {
                     python3 -c 'import socket; socket.socket(socket.AF_INET)' 2>/dev/null && echo inet=socket || echo inet=refused
                     echo written >\(guest)/.guest/probe && echo work=written || echo work=denied
                     """] }
-                let inside = try SandboxMounter.run(try fs.sandbox(), command: probe(GuestFileSystem.mountPoint)).output
+                let inside = try SandboxMounter.run(try fs.sandbox.plan(), command: probe(ParserSandbox.mountPoint)).output
                 #expect(inside.contains("Uid: 65534 65534") && inside.contains("CapEff: 0000000000000000"), "\(inside)")
                 #expect(inside.contains("NoNewPrivs: 1") && inside.contains("Seccomp: 2"), "\(inside)")
                 #expect(inside.contains("shadow=denied") && inside.contains("host=denied") && inside.contains("inet=refused"), "\(inside)")

@@ -4,8 +4,7 @@ import ReplicaKit
 /// An ext2/3/4 file system inside a disk image, read and edited with `debugfs` (e2fsprogs) at a
 /// byte offset (a partition's start) — never mounted: the host's kernel never parses a file system
 /// a guest or an image's maker could have crafted. debugfs parses it instead, so debugfs runs in a
-/// sandbox of its own (`sandbox`): as `nobody`, no capability, everything read-only, seeing the
-/// image and its `.guest` work folder in `/tmp/guest` and nothing else of the store.
+/// `ParserSandbox` lent the image and its `.guest` work folder, nothing else of the store.
 struct GuestFileSystem {
     /// The image file, in `folder`.
     let image: String
@@ -18,56 +17,27 @@ struct GuestFileSystem {
     /// The work folder debugfs may write in (what it copies out, the files it writes into the image).
     var workFolder: String { "\(folder)/.guest" }
 
+    /// debugfs's sandbox: the image and the work folder lent, nothing else.
+    var sandbox: ParserSandbox { ParserSandbox(lent: [image, workFolder]) }
+
     /// The image as debugfs opens it in its sandbox: `/tmp/guest/NAME?offset=N` (unix_io's option).
-    var device: String { inside(image) + (offset == 0 ? "" : "?offset=\(offset)") }
+    var device: String { sandbox.inside(image) + (offset == 0 ? "" : "?offset=\(offset)") }
 
-    /// Where debugfs sees the image and the work folder: in its private /tmp, so no mount point is
-    /// made on the host for them.
-    static let mountPoint = "/tmp/guest"
+    /// A path in the work folder as debugfs sees it.
+    func inside(_ path: String) -> String { sandbox.inside(path) }
 
-    /// A path in `folder` as debugfs sees it.
-    func inside(_ path: String) -> String {
-        path.hasPrefix(folder + "/") ? Self.mountPoint + path.dropFirst(folder.count) : path
-    }
-
-    /// debugfs's sandbox: `Hardening=service` as `nobody` (no capability, no network, a seccomp
-    /// filter, everything read-only) with the image and the work folder bound in `/tmp/guest`, its
-    /// private /tmp. A debugfs that a crafted file system took over can change the image and the
-    /// work folder, which it was given to change, and nothing else: no other file of the store's or
-    /// the host's, no root-owned file to read.
-    func sandbox() throws(ReplicaError) -> SandboxPlan {
-        // Address families add up, as in systemd: the empty assignment drops the preset's inet ones.
-        let text = "[Sandbox]\nHardening=service\nUser=nobody\nGroup=nogroup\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_UNIX\n"
-        var plan: SandboxPlan
-        do throws(ProfileError) {
-            plan = try SandboxPlan(profile: Profile(unit: "debugfs", files: [], settings: try ProfileParser.parse(text, file: "debugfs")))
-        } catch {
-            throw ReplicaError("debugfs", [image], errno: .EINVAL, hint: "its sandbox: \(error)")
-        }
-        plan.binds += [Bind(image, to: inside(image), readOnly: false), Bind(workFolder, to: inside(workFolder), readOnly: false)]
-        return plan
-    }
-
-    /// Runs `body` with the image and a new work folder belonging to debugfs's user; then the image
-    /// is root's again and the work folder is gone, however `body` ends.
+    /// Runs `body` with a new work folder, both it and the image lent to debugfs's sandbox; then the
+    /// image is root's again and the work folder is gone, however `body` ends.
     func lending<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
-        let credentials = try sandbox().confinement.resolveCredentials()
-        let (uid, gid) = (credentials.uid ?? 65534, credentials.gid ?? 65534)
         let work = workFolder
         _ = try syscall("mkdir", work) { mkdir(work, 0o700) }
-        defer {
-            _ = lchown(image, 0, 0)
-            _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", work])
-        }
-        for path in [image, work] { _ = try syscall("lchown", path) { lchown(path, uid, gid) } }
-        return try body()
+        defer { _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", work]) }
+        return try sandbox.lending(body)
     }
 
     /// `debugfs ARGUMENTS` in its sandbox; fails when it did not run.
     private func debugfs(_ arguments: [String]) throws(ReplicaError) -> String {
-        let result = try SandboxMounter.run(try sandbox(), command: ["debugfs"] + arguments)
-        guard result.status.isSuccess else { throw ReplicaError("debugfs", [image] + arguments, errno: .EIO, detail: result.output.trimmed) }
-        return result.output
+        try sandbox.run(["debugfs"] + arguments)
     }
 
     /// `debugfs -R REQUEST`: what it printed, and whether it ran (it exits 0 even when a request fails).

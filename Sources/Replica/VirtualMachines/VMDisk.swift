@@ -56,7 +56,7 @@ enum VMDisk {
         let kind: DiskImage.Kind = isFolder ? .tarball : try DiskImage.kind(of: source)
         switch kind {
         case .qcow2, .raw:
-            try Command.check(["qemu-img", "convert", "-f", kind == .qcow2 ? "qcow2" : "raw", "-O", "raw", source, disk])
+            try convert(source, format: kind == .qcow2 ? "qcow2" : "raw", to: disk, stagingPath: stagingPath)
             var status = stat()
             if stat(disk, &status) == 0, UInt64(status.st_size) < size { _ = truncate(disk, off_t(size)) }
         case .tarball:
@@ -73,6 +73,20 @@ enum VMDisk {
             try RootDirectory(stagingPath).replaceFile(VMImage.variables, contents: empty, mode: 0o600)
         }
         return try finish(vm, disk: disk, source: source, stagingPath: stagingPath)
+    }
+
+    /// `qemu-img convert -O raw` in a `ParserSandbox`: it parses the image, whoever made it. The
+    /// image is copied into the staging folder first (`.source`, a reflink where the file systems
+    /// allow), so only that copy and the disk are lent to it; the copy is removed after.
+    static func convert(_ source: String, format: String, to disk: String, stagingPath: String) throws(ReplicaError) {
+        let copy = "\(stagingPath)/.source"
+        defer { unlink(copy) }
+        try Command.check(["cp", "--reflink=auto", "--", source, copy])
+        _ = try OwnedFD.open(disk, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode: 0o600)
+        let sandbox = ParserSandbox(lent: [copy, disk])
+        try sandbox.lending { () throws(ReplicaError) in
+            _ = try sandbox.run(["qemu-img", "convert", "-f", format, "-O", "raw", sandbox.inside(copy), sandbox.inside(disk)])
+        }
     }
 
     /// The disk made from a root folder or tarball (`mkfs.ext4 -d`), after checking it looks like
