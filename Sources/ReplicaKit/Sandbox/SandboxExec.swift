@@ -14,11 +14,17 @@ extension SandboxMounter {
     /// mounts, and `Confinement.apply`, whose seccomp filters are the last step before `execve`.
     public static func exec(_ plan: SandboxPlan, command: [String], method: MountMethod = .automatic,
                             cache: SeccompCache = SeccompCache()) throws(ReplicaError) -> Never {
+        try exec(plan, command: command, credentials: try plan.confinement.resolveCredentials(),
+                 programs: try cache.programs(for: plan.confinement).programs, method: method)
+    }
+
+    /// `exec` with the users resolved and the filters made already: what a forked child does, so it
+    /// never looks anything up in the user databases (NSS is not safe after a fork).
+    static func exec(_ plan: SandboxPlan, command: [String], credentials: Confinement.Credentials, programs: [SeccompProgram],
+                     method: MountMethod) throws(ReplicaError) -> Never {
         guard let program = command.first else {
             throw ReplicaError("execvp", [], errno: .EINVAL, hint: "no command given")
         }
-        let credentials = try plan.confinement.resolveCredentials()
-        let programs = try cache.programs(for: plan.confinement).programs
         if let path = plan.networkNamespacePath { try joinNetworkNamespace(path) }
         if plan.confinement.protectHostname { _ = try syscall("unshare(CLONE_NEWUTS)") { replica_unshare(replica_CLONE_NEWUTS) } }
         try enterPrivateMountNamespace(method: method)
@@ -42,8 +48,11 @@ extension SandboxMounter {
     /// /dev/null), as `systemd-run --pipe --wait` with the plan's directives would. For a tool that
     /// parses input someone else made (a disk image's file system): if the input subverts it, it
     /// holds only what the plan gives. A plan that cannot be applied fails the command (exit 127,
-    /// the reason in its output); nothing runs unconfined.
-    public static func run(_ plan: SandboxPlan, command: [String]) throws(ReplicaError) -> CommandResult {
+    /// the reason in its output); nothing runs unconfined. Users are resolved and the filters made
+    /// (or read from `cache`) before the fork.
+    public static func run(_ plan: SandboxPlan, command: [String], cache: SeccompCache = SeccompCache()) throws(ReplicaError) -> CommandResult {
+        let credentials = try plan.confinement.resolveCredentials()
+        let programs = try cache.programs(for: plan.confinement).programs
         var pipe: [Int32] = [-1, -1]
         _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
         let reader = OwnedFD(adopting: pipe[0])
@@ -56,7 +65,9 @@ extension SandboxMounter {
             _ = replica_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(127) }
             guard dup2(input.rawValue, 0) == 0, dup2(writer.rawValue, 1) == 1, dup2(writer.rawValue, 2) == 2 else { _exit(127) }
-            do throws(ReplicaError) { try exec(plan, command: command) } catch {
+            do throws(ReplicaError) {
+                try exec(plan, command: command, credentials: credentials, programs: programs, method: .automatic)
+            } catch {
                 let text = "replica: \(command.first ?? ""): not run: \(error)\n"
                 _ = Glibc.write(2, text, text.utf8.count)
             }
