@@ -96,7 +96,12 @@ import Testing
     /// Runs `body` with the host namespace's name; everything made is removed after.
     static func withHost(_ body: (_ host: String, _ records: String) throws -> Void) throws {
         let host = "fwh\(tag)", outside = "fwo\(tag)", machines = ["fwa\(tag)", "fwb\(tag)", "fwc\(tag)"]
-        defer { for name in [host, outside] + machines { _ = try? Command.run(["ip", "netns", "del", name]) } }
+        defer {
+            for name in [host, outside] + machines {
+                NetworkProbe.stopAll(in: name)  // the test's servers, which would keep it (and its links) alive
+                _ = try? Command.run(["ip", "netns", "del", name])
+            }
+        }
         // Each bridge's unique local /64 as Replica derives it (PREFIX::1 the bridge's, ::N a machine's).
         let prefixes = (1...2).map { String(UniqueLocal.gateway(UniqueLocal.prefix(bridge: "br-s\($0)")).addressText.dropLast()) }
         let setup = """

@@ -1,12 +1,15 @@
 import Glibc
 import ReplicaKit
+import Synchronization
 
 /// Small network peers for the tests, run with the host's `python3` inside a network namespace
 /// (`ip netns exec`): nothing needs to be installed in the namespace, and each speaks the protocol
 /// itself, so a test sees what a machine's own process would.
 public enum NetworkProbe {
     /// `python3` in a namespace: a server answering each TCP connection or UDP datagram with a
-    /// word and the peer's address, in the background until the namespace goes; IPv4, or IPv6 only.
+    /// word and the peer's address, in the background until `stopAll(in:)` ends it (deleting the
+    /// namespace's name does not: the server would keep the namespace, and what is in it, alive);
+    /// IPv4, or IPv6 only.
     public static func serve(_ namespace: String, _ transport: String, port: Int, word: String, ipv6: Bool = false) throws {
         let family = ipv6 ? "socket.AF_INET6" : "socket.AF_INET", any = ipv6 ? "::" : "0.0.0.0"
         let only = ipv6 ? "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1);" : ""
@@ -15,8 +18,21 @@ public enum NetworkProbe {
               + "while True:\n c,a=s.accept();c.sendall(b'\(word) '+a[0].encode());c.close()"
             : "import socket\ns=socket.socket(\(family),socket.SOCK_DGRAM);\(only)s.bind(('\(any)',\(port)))\n"
               + "while True:\n d,a=s.recvfrom(100);s.sendto(b'\(word) '+a[0].encode(),a)"
-        _ = try Command.spawn(["ip", "netns", "exec", namespace, "python3", "-c", script], output: nil, newSession: true)
+        // `ip netns exec` becomes python3: the pid is the server's.
+        let pid = try Command.spawn(["ip", "netns", "exec", namespace, "python3", "-c", script], output: nil, newSession: true)
+        servers.withLock { $0[namespace, default: []].append(pid) }
         usleep(300_000)
+    }
+
+    /// The servers `serve` started, by namespace.
+    private static let servers = Mutex<[String: [Int32]]>([:])
+
+    /// Ends the servers `serve` started in `namespace` (SIGKILL, reaped), and nothing else there.
+    public static func stopAll(in namespace: String) {
+        for pid in servers.withLock({ $0.removeValue(forKey: namespace) ?? [] }) {
+            kill(pid, SIGKILL)
+            _ = try? ExitStatus.wait(for: pid)
+        }
     }
 
     /// What a client in `namespace` gets from ADDRESS:PORT: the word and the address it was seen

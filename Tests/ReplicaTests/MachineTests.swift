@@ -286,6 +286,7 @@ enum NetworkNamespaceNames {
                 try NetworkProbe.serve("m-n2", "tcp", port: 80, word: "n2v6", ipv6: true)
                 #expect(try NetworkProbe.ask("m-n1", "tcp", addresses6["n2"]!, 80) == "n2v6 \(addresses6["n1"]!)")
                 #expect(try NetworkProbe.ask("m-n1", "tcp", gateway6, 18080).hasPrefix("n2v6 "), "the forward over IPv6")
+                NetworkProbe.stopAll(in: "m-n2")  // the test's servers, which would keep the namespace alive
                 #expect(try Self.machine(["set", "stop", "net", "--sets", sets] + store).status == .exited(0))
                 #expect(try Self.machine(["set", "start", "net", "--sets", sets] + store).status == .exited(0))
                 for name in ["n1", "n2"] {
@@ -321,6 +322,7 @@ enum NetworkNamespaceNames {
             try withTemporaryDirectory { folder in
                 let store = ["--store", image.mountPoint]
                 defer {
+                    NetworkProbe.stopAll(in: server)  // the test's server
                     _ = try? Command.run(["sh", "-c", "kill $(cat \(folder)/dnsmasq.pid) 2>/dev/null; ip netns del \(server); ip link del \(parent)"])
                 }
                 let linksBefore = try Command.check(["ip", "-o", "link"]).split(separator: "\n").map { $0.split(separator: ":")[1] }
