@@ -57,12 +57,8 @@ public enum ChildProcess {
         _ = try syscall("pipe2") { replica_pipe_cloexec(&pipe) }
         let reader = OwnedFD(adopting: pipe[0])
         let writer = OwnedFD(adopting: pipe[1])
-        let parentPID = getpid()
-        let pid = fork()
-        if pid < 0 { throw ReplicaError.current("fork") }
+        let pid = try forkTied()
         if pid == 0 {
-            _ = replica_set_parent_death_signal(SIGKILL)
-            if getppid() != parentPID { _exit(127) }
             let frame: [UInt8]
             do throws(ReplicaError) {
                 frame = [0] + (try body()).childBytes
@@ -87,6 +83,20 @@ public enum ChildProcess {
         }
         if tag == 1 { throw decode(Array(bytes.dropFirst())) }
         return try Result(childBytes: Array(bytes.dropFirst()))
+    }
+
+    /// `fork(2)` for a child that must not outlive this process: in the child (0 returned), SIGKILL
+    /// comes when the parent dies (`PR_SET_PDEATHSIG`), and it exits at once if the parent is gone
+    /// already.
+    static func forkTied() throws(ReplicaError) -> pid_t {
+        let parent = getpid()
+        let pid = fork()
+        if pid < 0 { throw ReplicaError.current("fork") }
+        if pid == 0 {
+            _ = replica_set_parent_death_signal(SIGKILL)
+            if getppid() != parent { _exit(127) }
+        }
+        return pid
     }
 
     /// Reads until EOF, giving up after `timeout`.

@@ -58,12 +58,8 @@ extension SandboxMounter {
         let reader = OwnedFD(adopting: pipe[0])
         let writer = OwnedFD(adopting: pipe[1])
         let input = try OwnedFD.open("/dev/null", O_RDONLY | O_CLOEXEC)
-        let parent = getpid()
-        let pid = fork()
-        if pid < 0 { throw ReplicaError.current("fork") }
+        let pid = try ChildProcess.forkTied()
         if pid == 0 {
-            _ = replica_set_parent_death_signal(SIGKILL)
-            if getppid() != parent { _exit(127) }
             guard dup2(input.rawValue, 0) == 0, dup2(writer.rawValue, 1) == 1, dup2(writer.rawValue, 2) == 2 else { _exit(127) }
             do throws(ReplicaError) {
                 try exec(plan, command: command, credentials: credentials, programs: programs, method: .automatic)
