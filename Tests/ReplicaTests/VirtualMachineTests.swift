@@ -366,6 +366,8 @@ struct VirtualMachineCommandTests {
             }
             let microvm = try Self.machine(["template", "import", "--vm", "--machine", "microvm", "--firmware", "uefi", "tiny", root] + store)
             #expect(microvm.status == .exited(2) && microvm.output.contains("UEFI needs Machine=q35"), "\(microvm.output)")
+            #expect(access("\(image.mountPoint)/templates/tiny", F_OK) != 0 && access("\(image.mountPoint)/templates/.importing-tiny", F_OK) != 0,
+                    "nothing was made")
             let imported = try Self.machine(["template", "import", "--vm", "--firmware", "uefi", "efi", root] + store)
             #expect(imported.status == .exited(0), "its check boot runs OVMF: \(imported.output)")
             let listed = try JSON.parse(try Self.machine(["template", "list", "--json"] + store).output)["templates"]?.array?.first
