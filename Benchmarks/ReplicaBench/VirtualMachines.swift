@@ -9,7 +9,8 @@ import ReplicaStore
 /// 1 GiB fresh disk and of a 20 GiB one fragmented by 100,000 scattered writes, against the reflink copy of the disk a
 /// user would make (`cp --reflink=always`, as libvirt's btrfs pools clone); fork → READY against a
 /// bare QEMU boot of the same disk, kernel, machine type, devices and acceleration, READY read from
-/// the same port by a plain listener, taking turns.
+/// the same port by a plain listener, taking turns; and fork → READY of the same root imported
+/// `--minimal` (units trimmed, no initrd where its kernel mounts the root itself) against it stock.
 func benchmarkVirtualMachines() throws -> [Comparison] {
     guard let root = cachedRoot(vm: true, skipping: "VM figures") else { return [] }
     return try withBenchmarkStore(size: 24 << 30) { store, mountPoint in
@@ -39,8 +40,9 @@ func benchmarkVirtualMachines() throws -> [Comparison] {
         var plain = VMImage()
         plain.tpm = false
         _ = try Templates.importTemplate("plain", from: root, into: store, vm: plain, diskSize: 1 << 30, check: false)
+        _ = try Templates.importTemplate("trimmed", from: root, into: store, minimal: true, vm: plain, diskSize: 1 << 30, check: false)
         let (acceleration, _) = QEMU.acceleration(probing: "\(mountPoint)/templates/plain/\(VMImage.kernel)")
-        var ready: [Double] = [], bare: [Double] = []
+        var ready: [Double] = [], bare: [Double] = [], trimmed: [Double] = []
         for round in 0..<3 {
             if round % 2 == 1 { bare.append(try bareBoot(round, template: "\(mountPoint)/templates/plain", mountPoint: mountPoint, acceleration)) }
             let began = monotonicNanoseconds()
@@ -48,11 +50,18 @@ func benchmarkVirtualMachines() throws -> [Comparison] {
             ready.append(Double(monotonicNanoseconds() - began))
             try MachineProcess.stop("boot\(round)")
             if round % 2 == 0 { bare.append(try bareBoot(round, template: "\(mountPoint)/templates/plain", mountPoint: mountPoint, acceleration)) }
+            let trimmedBegan = monotonicNanoseconds()
+            _ = try MachineProcess.start(try Machines.fork("trim\(round)", template: "trimmed", in: store), wait: .seconds(300))
+            trimmed.append(Double(monotonicNanoseconds() - trimmedBegan))
+            try MachineProcess.stop("trim\(round)")
         }
         for machine in try Machines.list(in: store) { try Machines.remove(machine.name, from: store) }
         print("replica-bench: VMs here run under \(acceleration == .kvm ? "KVM" : "QEMU's emulation (TCG): KVM cannot run a guest on this host")")
         rows.append(Comparison(operation: "VM fork → READY (q35, \(acceleration.rawValue))", replica: median(ready),
                                tool: "bare qemu -kernel of a reflink copy:", toolTime: median(bare)))
+        let kernelOnly = try Templates.template("trimmed", in: store).vm?.hasInitrd == false
+        rows.append(Comparison(operation: "VM fork → READY, template import --minimal\(kernelOnly ? " (no initrd)" : "")", replica: median(trimmed),
+                               tool: "the same root untrimmed (stock):", toolTime: median(ready)))
         return rows
     }
 }

@@ -25,7 +25,7 @@ struct VirtualMachineCommandTests {
         #expect(try VMImage(uefi).firmware == .uefi && VMImage().firmware == .bios)
         #expect(try VMImage(try VMImage(uefi).record()) == (try VMImage(uefi)))
         for (key, value, says) in [("Machine", "pc", "q35 or microvm"), ("Memory", "64M", "at least 128M"), ("CPUs", "0", "1 to 64"),
-                                   ("Disk", "1G", "not a VM setting"), ("Firmware", "efi", "bios or uefi")] {
+                                   ("Size", "1G", "not a VM setting"), ("Firmware", "efi", "bios or uefi"), ("Disk", "ide", "virtio or nvme")] {
             var bad = Record()
             try bad.append(key, value)
             #expect { _ = try VMImage(bad) } throws: { ($0 as? ReplicaError)?.description.contains(says) == true }
@@ -33,6 +33,12 @@ struct VirtualMachineCommandTests {
         var microUEFI = Record()
         for (key, value) in [("Machine", "microvm"), ("Firmware", "uefi")] { try microUEFI.append(key, value) }
         #expect { _ = try VMImage(microUEFI) } throws: { ($0 as? ReplicaError)?.description.contains("UEFI needs Machine=q35") == true }
+        var nvme = Record()
+        for (key, value) in [("Disk", "nvme"), ("Initrd", "no"), ("Root", "/dev/nvme0n1p1")] { try nvme.append(key, value) }
+        #expect(try VMImage(nvme).diskBus == .nvme && VMImage().diskBus == .virtio)
+        #expect(try VMImage(try VMImage(nvme).record()) == (try VMImage(nvme)))
+        try nvme.append("Machine", "microvm")
+        #expect { _ = try VMImage(nvme) } throws: { ($0 as? ReplicaError)?.description.contains("NVMe needs Machine=q35") == true }
     }
 
     @Test func q35CarriesItsIdentityConfinementTPMAndDisplay() {
@@ -60,6 +66,12 @@ struct VirtualMachineCommandTests {
         let firmware = QEMU.command(Self.machine, uefi, acceleration: .tcg).joined(separator: " ")
         #expect(firmware.contains("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"))
         #expect(firmware.contains("if=pflash,format=raw,unit=1,file=\(Self.machine.path)/efivars.fd"), "its variables are the fork's own file")
+        #expect(!line.contains("rootwait") && line.contains("-initrd /store/machines/vm1/initrd.img"))
+        var trimmed = VMImage()
+        (trimmed.diskBus, trimmed.hasInitrd, trimmed.root) = (.nvme, false, "/dev/nvme0n1")
+        let kernelOnly = QEMU.command(Self.machine, trimmed, acceleration: .tcg).joined(separator: " ")
+        #expect(kernelOnly.contains("-device nvme,drive=root,serial=replica-root") && !kernelOnly.contains("virtio-blk"))
+        #expect(kernelOnly.contains("root=/dev/nvme0n1 rw") && kernelOnly.contains("rootwait") && !kernelOnly.contains("-initrd"))
     }
 
     @Test func microvmHasNoDisplayNorTPM() throws {
@@ -69,6 +81,24 @@ struct VirtualMachineCommandTests {
         #expect(line.contains("-machine microvm") && line.contains("virtio-blk-device") && line.contains("virtio-serial-device"))
         #expect(!line.contains("-vnc") && !line.contains("tpm") && line.contains("tsc_early_khz="))
         #expect(QEMU.tpmCommand(Self.machine).contains("--runas") && QEMU.tpmCommand(Self.machine).contains("backend-uri=file:///proc/self/fd/4"))
+    }
+
+    @Test func aTrimmedTemplateDropsItsInitrdOnlyWhereItsKernelMountsTheRootItself() {
+        let config = { (options: [String]) in (["# CONFIG_VIRTIO_BLK is not set"] + options.map { "\($0)=y" } + ["CONFIG_ATA=m"]).joined(separator: "\n") }
+        let debian = config(["CONFIG_EXT4_FS", "CONFIG_BLK_DEV_NVME"])  // virtio modules, NVMe built in: Debian's cloud kernel
+        #expect(VMDisk.kernelOnlyDisk(config: debian, .q35) == .nvme && VMDisk.kernelOnlyDisk(config: debian, .microvm) == nil)
+        let virtio = config(["CONFIG_EXT4_FS", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_PCI", "CONFIG_BLK_DEV_NVME"])
+        #expect(VMDisk.kernelOnlyDisk(config: virtio, .q35) == .virtio, "virtio-blk first where it is built in")
+        #expect(VMDisk.kernelOnlyDisk(config: virtio, .microvm) == nil, "a microvm's virtio is over MMIO, not built in here")
+        #expect(VMDisk.kernelOnlyDisk(config: config(["CONFIG_EXT4_FS", "CONFIG_VIRTIO_BLK", "CONFIG_VIRTIO_MMIO"]), .microvm) == .virtio)
+        #expect(VMDisk.kernelOnlyDisk(config: config(["CONFIG_BLK_DEV_NVME"]), .q35) == nil, "no ext4 built in")
+        #expect(VMDisk.kernelOnlyDisk(config: "", .q35) == nil, "no config: its initrd stays")
+        // The disk's trim masks what a container's does, less what a VM's own kernel needs.
+        let edits = TemplateTrim.guestEdits(journaldFile: "/tmp/guest/.guest/journald.conf")
+        #expect(edits.contains("symlink /etc/systemd/system/systemd-update-utmp.service /dev/null"))
+        #expect(edits.contains("symlink /etc/systemd/system-generators/systemd-fstab-generator /dev/null"))
+        #expect(!edits.contains { $0.contains("systemd-sysctl.service") || $0.contains("systemd-modules-load.service") })
+        #expect(edits.last == "write /tmp/guest/.guest/journald.conf /etc/systemd/journald.conf.d/50-replica-minimal.conf")
     }
 
     @Test func theGuestSetsItsAddressesFromItsKernelLine() {
@@ -206,7 +236,7 @@ struct VirtualMachineCommandTests {
                let start = line.firstIndex(of: ":") {
                 return Dictionary(line[line.index(after: start)...].split(separator: " ").compactMap { field in
                     let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                    return parts.count == 2 ? (parts[0], String(parts[1].prefix { $0.isLetter || $0.isNumber || $0 == "-" })) : nil
+                    return parts.count == 2 ? (parts[0], String(parts[1].prefix { $0.isLetter || $0.isNumber || "-/".contains($0) })) : nil
                 }, uniquingKeysWith: { $1 })
             }
             usleep(200_000)
@@ -282,6 +312,8 @@ struct VirtualMachineCommandTests {
             #expect(seen.map { $0["machine-id"] ?? "" } == ids, "the guests' machine ids are the ones chosen at fork")
             #expect(seen[0]["keys"] == "1" && seen[1]["keys"] == "0", "root's key reached vm1 only: \(seen)")
             #expect(seen.allSatisfy { $0["efi"] == "none" }, "BIOS: no UEFI for the guest to see (the UEFI test's control): \(seen)")
+            #expect(seen.allSatisfy { $0["root"] == "/dev/vda" && $0["initrd"] == "yes" && $0["utmp"] == "static" },
+                    "untrimmed: its initrd mounts the virtio disk, no unit is masked (the trimmed test's control): \(seen)")
             let tpms = seen.compactMap { $0["tpm"] }
             #expect(tpms.count == 2 && !tpms.contains("none") && tpms[0] != tpms[1], "each TPM has an endorsement key of its own: \(tpms)")
 
@@ -406,6 +438,36 @@ struct VirtualMachineCommandTests {
         }
     }
 
+    /// `--minimal` on a VM template: its units trimmed as a container's (less what its own kernel
+    /// needs) and, its kernel having ext4 and NVMe built in (virtio is a module in Debian's), no
+    /// initrd: the disk attached as NVMe, the kernel mounting it itself. Told by the guest: its root
+    /// on /dev/nvme0n1, no initrd ran, a trimmed unit masked — the BIOS test's guests, from the same
+    /// root untrimmed, see /dev/vda, an initrd and that unit static.
+    @Test func aTrimmedVMTemplateBootsWithoutItsInitrd() throws {
+        let root = try Self.guestRoot()
+        let config = try DirectoryEntries.names(in: try OwnedFD.open("\(root)/boot", O_RDONLY | O_DIRECTORY)).first { $0.hasPrefix("config-") }
+        let text = String(decoding: try OwnedFD.open("\(root)/boot/\(try #require(config))", O_RDONLY).readAll(limit: 1 << 20), as: UTF8.self)
+        #expect(VMDisk.kernelOnlyDisk(config: text, .q35) == .nvme && VMDisk.kernelOnlyDisk(config: text, .microvm) == nil,
+                "Debian's cloud kernel: NVMe built in, virtio a module")
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer { _ = try? Self.machine(["stop", "t1"] + store); _ = try? Self.machine(["remove", "t1"] + store) }
+            let imported = try Self.machine(["template", "import", "--vm", "--minimal", "trim", root] + store)
+            #expect(imported.status == .exited(0) && imported.output.contains("boots without its initrd"), "its check boot had no initrd: \(imported.output)")
+            let listed = try JSON.parse(try Self.machine(["template", "list", "--json"] + store).output)["templates"]?.array?.first
+            #expect(listed?["vm"]?["disk"] == .string("nvme") && listed?["vm"]?["initrd"] == .bool(false), "\(String(describing: listed))")
+            #expect(access("\(image.mountPoint)/templates/trim/\(VMImage.initrd)", F_OK) != 0, "no initrd is kept")
+            #expect(try Self.machine(["fork", "t1", "--template", "trim"] + store).status == .exited(0))
+            let started = try Self.machine(["start", "t1", "--wait", "180"] + store)
+            #expect(started.status == .exited(0), "\(started.output)")
+            let seen = try #require(Self.probe("t1"), "no probe line on t1's console: \(MachineProcess.consoleTail("t1"))")
+            #expect(seen["root"] == "/dev/nvme0n1" && seen["initrd"] == "no" && seen["utmp"] == "masked", "\(seen)")
+            #expect(try Self.machine(["stop", "t1"] + store).status == .exited(0))
+            #expect(try Self.machine(["remove", "t1"] + store).status == .exited(0))
+            #expect(try Self.machine(["template", "remove", "trim"] + store).status == .exited(0))
+        }
+    }
+
     /// A cloud-style image: a partitioned disk (an MBR, the root at 1 MiB) in qcow2, converted once,
     /// its root found by its kernel and named by UUID, booted at import; an image of another format
     /// is refused, leaving nothing.
@@ -432,9 +494,14 @@ struct VirtualMachineCommandTests {
             #expect(imported.status == .exited(0), "\(imported.output)")
             let recorded = Btrfs.attribute(try OwnedFD.open("\(image.mountPoint)/templates/cloud", O_RDONLY | O_DIRECTORY), VMImage.attribute) ?? ""
             #expect(recorded.contains("Root=UUID="), "\(recorded)")
+            // Trimmed, the same image boots without its initrd (its check boot says READY), its root the partition on NVMe.
+            let trimmed = try Self.machine(["template", "import", "--vm", "--minimal", "trimmed", "\(folder)/cloud.qcow2"] + store)
+            #expect(trimmed.status == .exited(0), "\(trimmed.output)")
+            let trimmedRecord = Btrfs.attribute(try OwnedFD.open("\(image.mountPoint)/templates/trimmed", O_RDONLY | O_DIRECTORY), VMImage.attribute) ?? ""
+            #expect(trimmedRecord.contains("Root=/dev/nvme0n1p1") && trimmedRecord.contains("Initrd=no") && trimmedRecord.contains("Disk=nvme"), "\(trimmedRecord)")
             let other = try Self.machine(["template", "import", "--vm", "other", "\(folder)/other.vmdk"] + store)
             #expect(other.status == .exited(1) && other.output.contains("is a vmdk file") && other.output.contains("qemu-img convert"), "\(other.output)")
-            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)) == ["cloud"])
+            #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)).sorted() == ["cloud", "trimmed"])
         }
     }
 

@@ -1,11 +1,13 @@
 import ReplicaKit
 
-/// What `replica-machine template import --minimal` takes out of a container template's boot: the
+/// What `replica-machine template import --minimal` takes out of a template's boot: the
 /// units and generators a container never needs (systemd-nspawn has made its `/dev`, mounted its
 /// root and given it no console, kernel or disks of its own), masked as `systemctl mask` does — a
 /// link to `/dev/null` in `/etc/systemd/system` (or `system-generators`), which the fork's
 /// operator removes to bring one back — and a journal kept in memory. The rest of the root is
-/// untouched: every package and service of the operator's stays.
+/// untouched: every package and service of the operator's stays. A VM template's disk is trimmed
+/// the same way through `debugfs` (`guestEdits`), less what its own kernel needs, and boots without
+/// its initrd when its kernel mounts the root by itself (`VMDisk.kernelOnlyDisk`).
 public enum TemplateTrim {
     /// Units masked: kernel settings, remounts and device nodes that are the host's or systemd-nspawn's;
     /// utmp records; users already made in the template; the journal's flush to disk (it stays in
@@ -35,6 +37,26 @@ public enum TemplateTrim {
     /// The journal in memory (`Storage=volatile`), bounded: nothing written to `/var/log/journal`.
     public static let journaldDropIn = (path: "etc/systemd/journald.conf.d/50-replica-minimal.conf",
                                         text: "# replica-machine template import --minimal: the journal in memory.\n[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
+
+    /// Of `maskedUnits`, what a VM's trim keeps: a VM has a kernel of its own, whose settings,
+    /// modules and device nodes are its own to make.
+    public static let keptInVMs: Set<String> = ["systemd-sysctl.service", "systemd-modules-load.service", "kmod-static-nodes.service",
+                                                "systemd-tmpfiles-setup-dev.service"]
+
+    /// Units masked in a VM template: `maskedUnits` but `keptInVMs`. Its generators are masked
+    /// as a container's: its kernel mounts its root (so its `/etc/fstab` is not read) and its
+    /// console has no login.
+    public static var maskedVMUnits: [String] { maskedUnits.filter { !keptInVMs.contains($0) } }
+
+    /// The trim of a VM template's disk as `debugfs -w` requests (`GuestFileSystem.edit`), which
+    /// write the journal's drop-in from `journaldFile` (the path debugfs reads it at).
+    static func guestEdits(journaldFile: String) -> [String] {
+        var edits = ["mkdir /etc/systemd/system", "mkdir /etc/systemd/system-generators", "mkdir /etc/systemd/journald.conf.d"]
+        for (folder, names) in [("/etc/systemd/system", maskedVMUnits), ("/etc/systemd/system-generators", maskedGenerators)] {
+            for name in names { edits += ["rm \(folder)/\(name)", "symlink \(folder)/\(name) /dev/null"] }
+        }
+        return edits + ["rm /\(journaldDropIn.path)", "write \(journaldFile) /\(journaldDropIn.path)"]
+    }
 
     /// Trims the root file system `root` (a template being imported): every path resolved inside
     /// it, no symlink of its own followed.

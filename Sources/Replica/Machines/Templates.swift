@@ -67,8 +67,8 @@ public enum Templates {
     /// --numeric-owner --xattrs`) into `templates/.importing-NAME`, checked to look like a root (an
     /// `/etc` and a `/usr`), made read-only and renamed into place. Returns it with its findings
     /// (device nodes, set-ID files, FIFOs, sockets); `strict` refuses a root with any. Refused when
-    /// the name is taken; a failed or refused import leaves nothing. `minimal` trims a container's
-    /// boot (`TemplateTrim`).
+    /// the name is taken; a failed or refused import leaves nothing. `minimal` trims its boot
+    /// (`TemplateTrim`).
     ///
     /// With `vm`, a VM template instead (`VMDisk`): the root becomes a raw disk of `diskSize`
     /// bytes with the guest's READY unit, beside its kernel and initrd, and unless `check` is false
@@ -79,9 +79,6 @@ public enum Templates {
                                       strict: Bool = false, minimal: Bool = false, vm: VMImage? = nil, diskSize: UInt64 = 4 << 30, check: Bool = true,
                                       checkTimeout: Duration = .seconds(180)) throws(ReplicaError) -> (template: Template, findings: [Finding]) {
         _ = try PlainName(name, kind: "template")
-        if minimal && vm != nil {
-            throw ReplicaError("import template", [name], errno: .EINVAL, hint: "--minimal trims a container's boot; a VM's guest boots its own way", reason: .usage)
-        }
         if let vm { try QEMU.checkFirmware(vm.machineType, vm.firmware) }  // before anything is made
         let top = try store.directory(".")
         try store.makeDirectory(directory, in: top, mode: 0o700)
@@ -100,7 +97,7 @@ public enum Templates {
         try Btrfs.publish(name, staging: staging, in: folder, path: path) { (imported) throws(ReplicaError) in
             if let vm {
                 let made = try VMDisk.make(from: source, isFolder: status.kind == .directory, into: imported, stagingPath: "\(path)/\(staging)",
-                                           vm: vm, size: diskSize)
+                                           vm: vm, size: diskSize, minimal: minimal)
                 if check { try VMDisk.checkBoot(name, made, stagingPath: "\(path)/\(staging)", timeout: checkTimeout) }
                 try Btrfs.removeAttributes(imported, prefix: "user.replica.", path: "\(path)/\(staging)")
                 try Btrfs.setAttribute(imported, VMImage.attribute, try made.record().encoded, path: "\(path)/\(staging)")

@@ -83,6 +83,10 @@ struct MachineCommand {
                                                                     check: !arguments.flag("no-check"))
             // What every fork gets as it is: said, never silently kept (all of it with --json).
             var lines = ["replica-machine: template \(name) imported from \(arguments.positionals[2])"]
+            if arguments.flag("minimal"), let vm = template.vm {
+                lines.append(vm.hasInitrd ? "replica-machine: its units are trimmed; it keeps its initrd: its kernel cannot mount the root by itself (that needs ext4 and virtio-blk or, on a q35, NVMe built in)"
+                                          : "replica-machine: its units are trimmed, and it boots without its initrd: its kernel mounts \(vm.root) (\(vm.diskBus.rawValue)) itself")
+            }
             if !findings.isEmpty {
                 lines.append("replica-machine: it holds \(findings.count) device node(s), set-ID file(s), FIFO(s) or socket(s) every fork gets "
                              + "(--strict refuses them):")
@@ -337,7 +341,8 @@ struct MachineCommand {
         [("kind", .string(vm == nil ? "container" : "vm")),
          ("vm", vm.map { .object([("machine", .string($0.machineType.rawValue)), ("memory", .string(formatByteSize($0.memory << 20))),
                                   ("cpus", .int(Int64($0.cpus))), ("tpm", .bool($0.tpm)),
-                                  ("firmware", .string($0.firmware.rawValue))]) } ?? .null)]
+                                  ("firmware", .string($0.firmware.rawValue)), ("disk", .string($0.diskBus.rawValue)),
+                                  ("initrd", .bool($0.hasInitrd))]) } ?? .null)]
     }
 
     /// A machine's limits as `--json` gives them: `{"MemoryMax": "536870912", …}`.

@@ -34,7 +34,7 @@ public enum MachineTool: Tool {
             CommandSpec("template", "Templates: import NAME DIR|TARBALL, list, remove NAME.",
                         options: [store, .flag("force", "remove: even while machines forked from it exist."),
                                   .flag("strict", "import: refuse a root holding device nodes, set-ID files, FIFOs or sockets (reported either way)."),
-                                  .flag("minimal", "import: trim a container's boot: mask the units and generators a container never needs, keep the journal in memory."),
+                                  .flag("minimal", "import: trim the boot: mask the units and generators a container (or VM) never needs, keep the journal in memory; a VM boots without its initrd when its kernel can mount the root itself."),
                                   .flag("vm", "import: a VM template: the root as a raw disk with its kernel and initrd, booted once to check it says READY."),
                                   .option("machine", "type", "import --vm: QEMU's machine type, q35 (TPM, display) or microvm.", default: "q35"),
                                   .option("firmware", "kind", "import --vm: bios, or uefi (q35; its variables kept, each fork's its own).", default: "bios"),

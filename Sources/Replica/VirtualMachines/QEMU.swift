@@ -83,6 +83,7 @@ public enum QEMU {
         }
         if vm.hasInitrd { command += ["-initrd", "\(machine.path)/\(VMImage.initrd)"] }
         var kernel = ["root=\(vm.root)", "rw", "console=ttyS0", "systemd.hostname=\(machine.hostname)"]
+        if !vm.hasInitrd { kernel.append("rootwait") }  // the kernel mounts the root itself: it waits for the disk's (asynchronous) probe
         if let id = machine.machineID { kernel.append("systemd.machine_id=\(id)") }
         kernel += network?.kernelArguments ?? []
         if acceleration == .tcg, let khz = tscKilohertz {
@@ -102,7 +103,7 @@ public enum QEMU {
             command += ["-smbios", "type=11,value=" + option("io.systemd.credential:ssh.authorized_keys.root=" + machine.sshKeys.joined(separator: "\n"))]
         }
         command += ["-drive", "file=\(option("\(machine.path)/\(VMImage.disk)")),format=raw,if=none,id=root,discard=unmap",
-                    "-device", "virtio-blk-\(bus),drive=root",
+                    "-device", vm.diskBus == .nvme ? "nvme,drive=root,serial=replica-root" : "virtio-blk-\(bus),drive=root",
                     "-device", "virtio-rng-\(bus)",
                     "-device", "virtio-serial-\(bus)",
                     "-chardev", "socket,id=notify,path=\(option(runtimePath(name, "notify"))),reconnect=1",  // no listener (start --wait 0): not an error

@@ -13,13 +13,14 @@ enum VMDisk {
         [Unit]
         Description=Tell the host this machine is ready
         After=multi-user.target
-        ConditionPathExists=/sys/class/virtio-ports
+        ConditionVirtualization=vm
 
         [Service]
         Type=oneshot
-        # A write to the port waits while no one listens on the host (started without waiting):
-        # given up after 10 s, and not a failure of the guest's.
-        ExecStart=-/usr/bin/timeout 10 /bin/sh -c 'for port in /sys/class/virtio-ports/*; do [ "$$(cat $$port/name)" = \(VMImage.notifyPort) ] && printf "READY=1\\\\n" >/dev/$${port##*/} && exit 0; done; exit 1'
+        # The port appears once udev has loaded virtio_console (late, when no initrd loaded it), and
+        # a write to it waits while no one listens on the host (started without waiting): given up
+        # after 10 s, and not a failure of the guest's.
+        ExecStart=-/usr/bin/timeout 10 /bin/sh -c 'while :; do for port in /sys/class/virtio-ports/*; do [ "$$(cat $$port/name 2>/dev/null)" = \(VMImage.notifyPort) ] && printf "READY=1\\\\n" >/dev/$${port##*/} && exit 0; done; sleep 0.1; done'
 
         [Install]
         WantedBy=multi-user.target
@@ -48,10 +49,10 @@ enum VMDisk {
     /// into a disk of `size` bytes (`mkfs.ext4 -d`), or a disk image (raw or qcow2) converted once
     /// (`qemu-img convert -O raw`), grown to `size` when smaller. Then, from the disk's root file
     /// system: the kernel and initrd copied out, the guest's READY unit added; for UEFI, an empty
-    /// variable store. Returns `vm` as
-    /// the disk made it (its `root=`, whether it has an initrd).
+    /// variable store. `minimal` trims its boot (`TemplateTrim`). Returns `vm` as the disk made it
+    /// (its `root=`, whether it has an initrd, how its disk is attached).
     static func make(from source: String, isFolder: Bool, into staging: borrowing OwnedFD, stagingPath: String,
-                     vm: VMImage, size: UInt64) throws(ReplicaError) -> VMImage {
+                     vm: VMImage, size: UInt64, minimal: Bool) throws(ReplicaError) -> VMImage {
         let disk = "\(stagingPath)/\(VMImage.disk)"
         let kind: DiskImage.Kind = isFolder ? .tarball : try DiskImage.kind(of: source)
         switch kind {
@@ -72,7 +73,7 @@ enum VMDisk {
             let empty = try OwnedFD.open(QEMU.uefiPath(QEMU.uefiVariables), O_RDONLY | O_CLOEXEC).readAll(limit: 64 << 20)
             try RootDirectory(stagingPath).replaceFile(VMImage.variables, contents: empty, mode: 0o600)
         }
-        return try finish(vm, disk: disk, source: source, stagingPath: stagingPath)
+        return try finish(vm, disk: disk, source: source, stagingPath: stagingPath, minimal: minimal)
     }
 
     /// `qemu-img convert -O raw` in a `ParserSandbox`: it parses the image, whoever made it. The
@@ -114,14 +115,16 @@ enum VMDisk {
     /// Finds the disk's root file system — the ext one (the disk's own, or a partition's) with an
     /// `/etc` and a kernel in `/boot` — copies its newest kernel and initrd out, adds the guest's
     /// units, and returns `vm` with `root=` naming it (by UUID) and whether there is an initrd.
-    static func finish(_ vm: VMImage, disk: String, source: String, stagingPath: String) throws(ReplicaError) -> VMImage {
+    /// `minimal`: its boot trimmed (`TemplateTrim.guestEdits`), and no initrd when its kernel
+    /// mounts the root by itself (`kernelOnlyDisk`): the disk then attached as that kernel reads it.
+    static func finish(_ vm: VMImage, disk: String, source: String, stagingPath: String, minimal: Bool) throws(ReplicaError) -> VMImage {
         try GuestFileSystem(image: disk, offset: 0).lending { () throws(ReplicaError) -> VMImage in
-            try finishLent(vm, disk: disk, source: source, stagingPath: stagingPath)
+            try finishLent(vm, disk: disk, source: source, stagingPath: stagingPath, minimal: minimal)
         }
     }
 
     /// `finish`, with the disk and the work folder lent to debugfs's user.
-    private static func finishLent(_ vm: VMImage, disk: String, source: String, stagingPath: String) throws(ReplicaError) -> VMImage {
+    private static func finishLent(_ vm: VMImage, disk: String, source: String, stagingPath: String, minimal: Bool) throws(ReplicaError) -> VMImage {
         let head = try DiskImage.head(of: disk)
         let starts = [0] + DiskImage.partitions(head).map(\.start)
         guard let fs = starts.lazy.map({ GuestFileSystem(image: disk, offset: $0) })
@@ -140,11 +143,15 @@ enum VMDisk {
         let version = try kernelVersion(in: fs, source: source)
         try fs.copy("/boot/vmlinuz-\(version)", to: "\(stagingPath)/\(VMImage.kernel)")
         vm.hasInitrd = fs.exists("/boot/initrd.img-\(version)")  // else a kernel with its disk and file system drivers built in
+        if minimal, vm.hasInitrd, let bus = kernelOnlyDisk(config: (try? fs.request("cat /boot/config-\(version)")) ?? "", vm.machineType) {
+            (vm.hasInitrd, vm.diskBus) = (false, bus)  // trimmed: the initrd would only find the root the kernel finds itself
+        }
         if vm.hasInitrd { try fs.copy("/boot/initrd.img-\(version)", to: "\(stagingPath)/\(VMImage.initrd)") }
         // By its UUID where an initrd finds it; without one, the kernel itself: the disk or its partition.
         let number = DiskImage.partitions(head).first { $0.start == fs.offset }?.number
-        vm.root = try vm.hasInitrd ? fs.uuid().map { "UUID=\($0)" } ?? "/dev/vda" : "/dev/vda" + (number.map(String.init) ?? "")
-        try addGuestUnits(to: fs, withSSH: fs.exists("/usr/sbin/sshd"),
+        let device = vm.diskBus == .nvme ? "/dev/nvme0n1" + (number.map { "p\($0)" } ?? "") : "/dev/vda" + (number.map(String.init) ?? "")
+        vm.root = try vm.hasInitrd ? fs.uuid().map { "UUID=\($0)" } ?? device : device
+        try addGuestUnits(to: fs, minimal: minimal, withSSH: fs.exists("/usr/sbin/sshd"),
                           withNetworkd: fs.exists("/usr/lib/systemd/system/systemd-networkd.service") || fs.exists("/lib/systemd/system/systemd-networkd.service"),
                           stagingPath: stagingPath)
         return vm
@@ -171,6 +178,18 @@ enum VMDisk {
         }
     }
 
+    /// How a disk is attached for `kernelConfig`'s kernel (its `/boot/config-VERSION`) to mount
+    /// an ext root on it with no initrd: virtio-blk when it has virtio-blk and the machine type's
+    /// virtio transport built in, else on a q35 NVMe when it has that built in; nil when it needs
+    /// its initrd (Debian's stock and cloud kernels have virtio as modules; the cloud one has NVMe built in).
+    static func kernelOnlyDisk(config kernelConfig: String, _ machineType: VMImage.MachineType) -> VMImage.DiskBus? {
+        let builtIn = Set(kernelConfig.split(separator: "\n").filter { $0.hasSuffix("=y") }.map { String($0.dropLast(2)) })
+        guard builtIn.contains("CONFIG_EXT4_FS") else { return nil }
+        let transport = machineType == .q35 ? "CONFIG_VIRTIO_PCI" : "CONFIG_VIRTIO_MMIO"
+        if builtIn.isSuperset(of: ["CONFIG_VIRTIO_BLK", transport]) { return .virtio }
+        return machineType == .q35 && builtIn.contains("CONFIG_BLK_DEV_NVME") ? .nvme : nil
+    }
+
     /// The newest kernel in the file system's `/boot` (`vmlinuz-VERSION`, versions compared number by number).
     static func kernelVersion(in fs: GuestFileSystem, source: String) throws(ReplicaError) -> String {
         let versions = try fs.names(in: "/boot").filter { $0.hasPrefix("vmlinuz-") }.map { String($0.dropFirst("vmlinuz-".count)) }
@@ -189,8 +208,9 @@ enum VMDisk {
     /// `/etc/machine-id` (systemd takes the one on the kernel's command line), no SSH host keys,
     /// D-Bus machine id or random seed of the template's (with sshd, a unit that makes new keys);
     /// with systemd-networkd, it and systemd-network-generator enabled, so the guest sets the
-    /// address its kernel's `ip=` gives it (a fork on a network).
-    static func addGuestUnits(to fs: GuestFileSystem, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
+    /// address its kernel's `ip=` gives it (a fork on a network). `minimal`: its boot trimmed
+    /// (`TemplateTrim.guestEdits`).
+    static func addGuestUnits(to fs: GuestFileSystem, minimal: Bool, withSSH: Bool, withNetworkd: Bool, stagingPath: String) throws(ReplicaError) {
         let files = fs.inside(fs.workFolder)
         let folder = try RootDirectory(fs.workFolder)
         try folder.replaceFile("notify.service", contents: Array(notifyUnit.utf8))
@@ -215,11 +235,18 @@ enum VMDisk {
                            "symlink /etc/systemd/system/\(target).target.wants/\(unit) /lib/systemd/system/\(unit)"]
             }
         }
+        if minimal {
+            try folder.replaceFile("journald.conf", contents: Array(TemplateTrim.journaldDropIn.text.utf8))
+            script += TemplateTrim.guestEdits(journaldFile: "\(files)/journald.conf")
+        }
         try folder.replaceFile("edits", contents: Array((script.joined(separator: "\n") + "\n").utf8))
         try fs.edit(script: "\(fs.workFolder)/edits")
         guard fs.exists("/etc/systemd/system/multi-user.target.wants/replica-notify.service") else {
             throw ReplicaError("import template", [fs.device], errno: .EIO,
                                hint: "debugfs could not add the guest's READY unit (has the root /etc/systemd/system?)")
+        }
+        guard !minimal || fs.exists("/\(TemplateTrim.journaldDropIn.path)") else {
+            throw ReplicaError("import template", [fs.device], errno: .EIO, hint: "debugfs could not trim the guest's boot (has the root /etc/systemd?)")
         }
     }
 }

@@ -21,6 +21,15 @@ public struct VMImage: Equatable, Sendable {
         case uefi
     }
 
+    /// How its disk is attached.
+    public enum DiskBus: String, Sendable, CaseIterable {
+        /// virtio-blk (PCI on a q35, virtio-mmio on a microvm): `/dev/vda` in the guest.
+        case virtio
+        /// An NVMe controller (q35 only): `/dev/nvme0n1` in the guest. A trimmed template's, when
+        /// its kernel has NVMe built in but not virtio-blk: it then mounts its root without an initrd.
+        case nvme
+    }
+
     /// The extended attribute holding it, on a VM template and on its forks.
     public static let attribute = "user.replica.vm"
     /// The disk's file name in the template's (and fork's) subvolume: a raw image.
@@ -47,6 +56,8 @@ public struct VMImage: Equatable, Sendable {
     public var root = "/dev/vda"
     /// Whether it boots with an initrd.
     public var hasInitrd = true
+    /// How its disk is attached.
+    public var diskBus = DiskBus.virtio
     /// A software TPM 2.0 per fork (q35 only).
     public var tpm = true
     /// Its firmware.
@@ -73,15 +84,21 @@ public struct VMImage: Equatable, Sendable {
             case "Root": root = field.value
             case "Initrd": hasInitrd = field.value == "yes"
             case "TPM": tpm = field.value == "yes"
+            case "Disk":
+                guard let bus = DiskBus(rawValue: field.value) else { throw .usage("Disk=\(field.value): virtio or nvme") }
+                diskBus = bus
             case "Firmware":
                 guard let kind = Firmware(rawValue: field.value) else { throw .usage("Firmware=\(field.value): bios or uefi") }
                 firmware = kind
-            default: throw .usage("\(field.key)=: not a VM setting (Machine=, Memory=, CPUs=, Root=, Initrd=, TPM=, Firmware=)")
+            default: throw .usage("\(field.key)=: not a VM setting (Machine=, Memory=, CPUs=, Root=, Initrd=, Disk=, TPM=, Firmware=)")
             }
         }
         if machineType == .microvm && tpm { tpm = false }  // microvm has no TPM interface
         if machineType == .microvm && firmware == .uefi {
             throw .usage("Firmware=uefi: a microvm boots qboot only; UEFI needs Machine=q35")
+        }
+        if machineType == .microvm && diskBus == .nvme {
+            throw .usage("Disk=nvme: a microvm has no PCI bus for an NVMe controller; NVMe needs Machine=q35")
         }
     }
 
@@ -93,6 +110,7 @@ public struct VMImage: Equatable, Sendable {
         try record.append("CPUs", "\(cpus)")
         try record.append("Root", root)
         try record.append("Initrd", hasInitrd ? "yes" : "no")
+        try record.append("Disk", diskBus.rawValue)
         try record.append("TPM", tpm ? "yes" : "no")
         try record.append("Firmware", firmware.rawValue)
         return record
