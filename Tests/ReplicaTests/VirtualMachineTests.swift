@@ -111,6 +111,14 @@ struct VirtualMachineCommandTests {
         let line = QEMU.command(Self.machine, VMImage(), acceleration: .tcg, network: network).joined(separator: " ")
         #expect(line.contains("-netdev tap,id=net0,fd=3") && line.contains("virtio-net-pci,netdev=net0,mac=52:54:00:01:23:45"))
         #expect(line.contains("ip=10.88.0.5::10.88.0.1:255.255.252.0::eth0:off"))
+        #expect(!line.contains("tmpfiles.extra"), "outside a set, the guest's own resolver stays")
+        var inSet = Self.machine
+        inSet.domain = "lab.replica"
+        let resolver = QEMU.command(inSet, VMImage(), acceleration: .tcg, network: network).first { $0.contains("tmpfiles.extra") }
+        #expect(resolver == "type=11,value=io.systemd.credential:tmpfiles.extra=d /run/replica 0755 root root -\n"
+                    + "f+ /run/replica/resolv.conf 0644 root root - nameserver 10.88.0.1\\nsearch lab.replica\\n\n"
+                    + "L+ /etc/resolv.conf - - - - /run/replica/resolv.conf", "\(String(describing: resolver))")
+        #expect(!QEMU.command(inSet, VMImage(), acceleration: .tcg).joined().contains("tmpfiles.extra"), "no network, no gateway to ask")
     }
 
     @Test func aFileIsKnownByItsFirstBytesAndAPartitionTableIsRead() {
@@ -236,7 +244,7 @@ struct VirtualMachineCommandTests {
                let start = line.firstIndex(of: ":") {
                 return Dictionary(line[line.index(after: start)...].split(separator: " ").compactMap { field in
                     let parts = field.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                    return parts.count == 2 ? (parts[0], String(parts[1].prefix { $0.isLetter || $0.isNumber || "-/".contains($0) })) : nil
+                    return parts.count == 2 ? (parts[0], String(parts[1].prefix { $0.isLetter || $0.isNumber || "-/.".contains($0) })) : nil
                 }, uniquingKeysWith: { $1 })
             }
             usleep(200_000)
@@ -314,6 +322,7 @@ struct VirtualMachineCommandTests {
             #expect(seen.allSatisfy { $0["efi"] == "none" }, "BIOS: no UEFI for the guest to see (the UEFI test's control): \(seen)")
             #expect(seen.allSatisfy { $0["root"] == "/dev/vda" && $0["initrd"] == "yes" && $0["utmp"] == "static" },
                     "untrimmed: its initrd mounts the virtio disk, no unit is masked (the trimmed test's control): \(seen)")
+            #expect(seen.allSatisfy { $0["name"] == "none" }, "in no set, no set's domain is searched (the set scenario's control): \(seen)")
             let tpms = seen.compactMap { $0["tpm"] }
             #expect(tpms.count == 2 && !tpms.contains("none") && tpms[0] != tpms[1], "each TPM has an endorsement key of its own: \(tpms)")
 

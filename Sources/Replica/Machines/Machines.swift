@@ -54,13 +54,16 @@ public enum Machines {
         public var vm: VMImage? = nil
         /// The template whose warm pool it waits in, unclaimed (`MachinePool`); nil for any other machine.
         public var pool: String? = nil
+        /// The domain its set's names are in (`lab.replica`), answered on its gateway: a container's
+        /// resolver is written at fork, a VM's given at every boot (`QEMU.command`). Nil outside a set.
+        public var domain: String? = nil
 
         /// A machine as recorded (`Machines.machine` reads one from the store).
         public init(name: String, template: String, templateUUID: String, path: String, network: [String] = [], hostname: String = "",
                     machineID: String? = nil, sshKeys: [String] = [], users: MachineUsers? = nil, limits: MachineLimits = MachineLimits(),
-                    vm: VMImage? = nil, pool: String? = nil) {
+                    vm: VMImage? = nil, pool: String? = nil, domain: String? = nil) {
             (self.name, self.template, self.templateUUID, self.path, self.network, self.hostname) = (name, template, templateUUID, path, network, hostname)
-            (self.machineID, self.sshKeys, self.users, self.limits, self.vm, self.pool) = (machineID, sshKeys, users, limits, vm, pool)
+            (self.machineID, self.sshKeys, self.users, self.limits, self.vm, self.pool, self.domain) = (machineID, sshKeys, users, limits, vm, pool, domain)
         }
 
         /// Its machine id written as a UUID (`8-4-4-4-12` hex digits), as systemd-nspawn's `--uuid=`
@@ -197,6 +200,8 @@ public enum Machines {
                 try credentials.append("hostname", seed.hostname ?? name)
                 try credentials.append("machine-id", machineID)
                 try credentials.append("ssh-key", each: seed.sshKeys)
+                if seeded.gateway == nil { seeded.domain = nil }  // its set's names are answered on its gateway
+                try credentials.append("domain", each: seeded.domain.map { [$0] } ?? [])
                 try Btrfs.setAttribute(fd, credentialsAttribute, credentials.encoded, path: "\(path)/\(staging)")
                 if let network {
                     try Btrfs.setAttribute(fd, networkAttribute, try networkRecord(network.settings).encoded, path: "\(path)/\(staging)")
@@ -212,7 +217,7 @@ public enum Machines {
         }
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
                        network: network?.settings ?? [], hostname: seed.hostname ?? name, machineID: machineID, sshKeys: seed.sshKeys,
-                       users: users, limits: limits, vm: template.vm)
+                       users: users, limits: limits, vm: template.vm, domain: seeded.domain)
     }
 
     /// A new machine id: 128 random bits as a version 4 UUID's (what `systemd-id128 new` prints), 32 hex digits.
@@ -371,7 +376,7 @@ public enum Machines {
                        limits: try MachineLimits(limits.fields.map { ($0.key, $0.value) }),
                        vm: try Btrfs.attribute(fd, VMImage.attribute).map { (text) throws(ReplicaError) in
                            try VMImage(try Record(decoding: text, source: "\(path) \(VMImage.attribute)"))
-                       }, pool: Btrfs.attribute(fd, MachinePool.attribute))
+                       }, pool: Btrfs.attribute(fd, MachinePool.attribute), domain: credentials.value("domain"))
     }
 
     /// The machine `name` as the next start boots it: a range for its user namespace recorded

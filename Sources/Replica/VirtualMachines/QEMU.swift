@@ -60,10 +60,11 @@ public enum QEMU {
     /// QEMU's command line for `machine` (a fork of a VM template), booting its own disk, kernel
     /// and initrd with `acceleration`. Its identity: the machine id as `systemd.machine_id=`, the
     /// SMBIOS UUID and the VM generation id; the hostname as `systemd.hostname=`; root's SSH keys as
-    /// a systemd credential in SMBIOS type 11; for cloud-init, a NoCloud seed in the SMBIOS serial
-    /// number. QEMU confines itself (`-sandbox`) and, for a machine
-    /// with a user range, runs as the range's first uid once its files are open (`-runas`): a guest
-    /// that escapes into QEMU is no one on the host. `network`: its tap and addresses.
+    /// a systemd credential in SMBIOS type 11; in a set, its resolver (`resolverLines`), another;
+    /// for cloud-init, a NoCloud seed in the SMBIOS serial number. QEMU confines itself
+    /// (`-sandbox`) and, for a machine with a user range, runs as the range's first uid once its
+    /// files are open (`-runas`): a guest that escapes into QEMU is no one on the host. `network`:
+    /// its tap and addresses.
     public static func command(_ machine: Machines.Machine, _ vm: VMImage, acceleration: Acceleration,
                                network: GuestNetwork? = nil) -> [String] {
         let name = machine.name
@@ -102,6 +103,9 @@ public enum QEMU {
         if !machine.sshKeys.isEmpty {
             command += ["-smbios", "type=11,value=" + option("io.systemd.credential:ssh.authorized_keys.root=" + machine.sshKeys.joined(separator: "\n"))]
         }
+        if let domain = machine.domain, let gateway = network?.addresses?.gateway {
+            command += ["-smbios", "type=11,value=" + option("io.systemd.credential:tmpfiles.extra=" + resolverLines(gateway: gateway, domain: domain))]
+        }
         command += ["-drive", "file=\(option("\(machine.path)/\(VMImage.disk)")),format=raw,if=none,id=root,discard=unmap",
                     "-device", vm.diskBus == .nvme ? "nvme,drive=root,serial=replica-root" : "virtio-blk-\(bus),drive=root",
                     "-device", "virtio-rng-\(bus)",
@@ -124,6 +128,15 @@ public enum QEMU {
             }
         }
         return command
+    }
+
+    /// A VM's resolver in its set, as a container's `/etc/resolv.conf` has it (its gateway's
+    /// nameserver, the set's domain searched): `tmpfiles.d` lines its systemd-tmpfiles applies at
+    /// every boot from the credential `tmpfiles.extra` (systemd 252 reads it; 254's network
+    /// credentials are not needed), the file in the guest's `/run` and `/etc/resolv.conf` a link to it.
+    static func resolverLines(gateway: String, domain: String) -> String {
+        ["d /run/replica 0755 root root -", "f+ /run/replica/resolv.conf 0644 root root - nameserver \(gateway)\\nsearch \(domain)\\n",
+         "L+ /etc/resolv.conf - - - - /run/replica/resolv.conf"].joined(separator: "\n")
     }
 
     /// The software TPM of machine `name` (`swtpm socket --tpm2`), as the machine's own uid like

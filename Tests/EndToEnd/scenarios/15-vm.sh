@@ -1,6 +1,7 @@
 # Virtual machines under a booted systemd, from the guests' own side. A set of two containers and
 # one q35 VM starts together, ready when all are; the VM's own systemd prints what it sees of
-# itself on its console before READY (its hostname, its machine id, its TPM's endorsement key); a
+# itself on its console before READY (its hostname, its machine id, its TPM's endorsement key, its
+# own name as its set's resolver answers it); a
 # container of the set reaches the VM by its name over the bridge, IPv4 and IPv6. A second VM,
 # started by replica-machine@.service (Type=notify), is active once its guest is READY, runs in its
 # unit's cgroup, and its TPM is its own. A browser's websocket reaches the first VM's display
@@ -13,7 +14,7 @@ in_machine() { local name=$1; shift; nsenter --target "$(guest_init "machine:$na
 # (The guest's systemd writes its status to the same console: the line may follow its escapes.)
 probe_of() { for _ in $(seq 1200); do grep -a -o -m1 'e2e-probe: hostname=.*' "/run/replica/machines/$1.log" 2>/dev/null && return; sleep 0.2; done; }
 # A value ends where the guest's systemd may have written its status escapes right after it.
-field() { tr ' ' '\n' | sed -n "s/^$1=\([[:alnum:]-]*\).*/\1/p"; }
+field() { tr ' ' '\n' | sed -n "s/^$1=\([[:alnum:].-]*\).*/\1/p"; }
 listed() { replica-machine list --json | python3 -c "import json, sys; print([m['$2'] for m in json.load(sys.stdin)['machines'] if m['name'] == '$1'][0])"; }
 
 links_before=$(ip -o link | awk -F': ' '{ print $2 }' | sort)
@@ -33,6 +34,9 @@ equal "the VM's guest sees its name as its hostname" v1 "$(field hostname <<<"$p
 equal "its machine id is the one chosen at fork" "$(listed v1 machine_id)" "$(field machine-id <<<"$p1")"
 tpm1=$(field tpm <<<"$p1")
 check "it has a TPM with an endorsement key ($tpm1)" test -n "$tpm1" -a "$tpm1" != none
+v1_address=$(in_machine c1 getent ahostsv4 v1.mix.e2e | head -1 | cut -d' ' -f1)
+contains "c1 resolves v1.mix.e2e to an address of the set's subnet" "10.93.0." "$v1_address"
+equal "v1's resolver is its set's: its own name, the set's domain searched, resolves to the same" "$v1_address" "$(field name <<<"$p1")"
 # Up to three tries: the emulated guest's answer can take longer than one try allows (CI saw none
 # in 5 s once, the IPv6 try right after answered at once).
 reach() {
@@ -53,6 +57,7 @@ qemu2=$(cat /run/replica/machines/v2.pid)
 contains "its QEMU runs in the unit's cgroup" "replica-machine@v2.service" "$(cat /proc/$qemu2/cgroup)"
 p2=$(probe_of v2)
 check "v2's TPM is its own: its endorsement key differs from v1's" test -n "$(field tpm <<<"$p2")" -a "$(field tpm <<<"$p2")" != "$tpm1"
+equal "v2, in no set, searches no set's domain (the resolver's control)" none "$(field name <<<"$p2")"
 
 check "v1's console opens on a websocket" replica-machine console v1 --listen 127.0.0.1:6080
 equal "its socket unit listens" active "$(systemctl is-active replica-console-v1.socket)"
