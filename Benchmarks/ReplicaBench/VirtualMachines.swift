@@ -43,7 +43,7 @@ func benchmarkVirtualMachines() throws -> [Comparison] {
         _ = try Templates.importTemplate("trimmed", from: root, into: store, minimal: true, vm: plain, diskSize: 1 << 30, check: false)
         let (acceleration, _) = QEMU.acceleration(probing: "\(mountPoint)/templates/plain/\(VMImage.kernel)")
         var ready: [Double] = [], bare: [Double] = [], trimmed: [Double] = []
-        for round in 0..<3 {
+        for round in 0..<5 {
             if round % 2 == 1 { bare.append(try bareBoot(round, template: "\(mountPoint)/templates/plain", mountPoint: mountPoint, acceleration)) }
             let began = monotonicNanoseconds()
             _ = try MachineProcess.start(try Machines.fork("boot\(round)", template: "plain", in: store), wait: .seconds(300))
