@@ -72,6 +72,9 @@ struct VirtualMachineCommandTests {
         let kernelOnly = QEMU.command(Self.machine, trimmed, acceleration: .tcg).joined(separator: " ")
         #expect(kernelOnly.contains("-device nvme,drive=root,serial=replica-root") && !kernelOnly.contains("virtio-blk"))
         #expect(kernelOnly.contains("root=/dev/nvme0n1 rw") && kernelOnly.contains("rootwait") && !kernelOnly.contains("-initrd"))
+        trimmed.diskBus = .virtio
+        #expect(!QEMU.command(Self.machine, trimmed, acceleration: .tcg).joined(separator: " ").contains("rootwait"),
+                "a virtio disk is there once the kernel looks, or never: without it, the kernel panics rather than waits")
     }
 
     @Test func microvmHasNoDisplayNorTPM() throws {

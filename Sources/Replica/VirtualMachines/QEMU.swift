@@ -84,7 +84,11 @@ public enum QEMU {
         }
         if vm.hasInitrd { command += ["-initrd", "\(machine.path)/\(VMImage.initrd)"] }
         var kernel = ["root=\(vm.root)", "rw", "console=ttyS0", "systemd.hostname=\(machine.hostname)"]
-        if !vm.hasInitrd { kernel.append("rootwait") }  // the kernel mounts the root itself: it waits for the disk's (asynchronous) probe
+        if !vm.hasInitrd && vm.diskBus == .nvme {
+            // The kernel mounts the root itself, and NVMe finds its namespaces asynchronously: it
+            // waits for the disk (virtio-blk's probe is done by then; without the disk it panics).
+            kernel.append("rootwait")
+        }
         if let id = machine.machineID { kernel.append("systemd.machine_id=\(id)") }
         kernel += network?.kernelArguments ?? []
         if acceleration == .tcg, let khz = tscKilohertz {
