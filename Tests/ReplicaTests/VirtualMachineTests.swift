@@ -306,6 +306,18 @@ struct VirtualMachineCommandTests {
                 #expect(forked.status == .exited(0), "\(forked.output)")
             }
             #expect(forkTimes.allSatisfy { $0 < .seconds(1) }, "\(forkTimes)")
+            #expect(access("\(image.mountPoint)/machines/vm1/\(VMImage.tpmState)", F_OK) != 0, "a fork makes nothing in its snapshot: its TPM state comes at its first start")
+            // Never the template's: a state file found in one (not import's doing) is not forked.
+            let templateFolder = try OwnedFD.open("\(image.mountPoint)/templates/guest", O_RDONLY | O_DIRECTORY)
+            try Btrfs.setReadOnly(templateFolder, false, path: "\(image.mountPoint)/templates/guest")
+            try OwnedFD.open("\(image.mountPoint)/templates/guest/\(VMImage.tpmState)", O_WRONLY | O_CREAT, mode: 0o600).writeAll(Array("the template's TPM".utf8))
+            try Btrfs.setReadOnly(templateFolder, true, path: "\(image.mountPoint)/templates/guest")
+            #expect(try Self.machine(["fork", "vm3", "--template", "guest"] + store).status == .exited(0))
+            #expect(access("\(image.mountPoint)/machines/vm3/\(VMImage.tpmState)", F_OK) != 0, "the template's state file did not reach the fork")
+            #expect(try Self.machine(["remove", "vm3"] + store).status == .exited(0))
+            try Btrfs.setReadOnly(templateFolder, false, path: "\(image.mountPoint)/templates/guest")
+            unlink("\(image.mountPoint)/templates/guest/\(VMImage.tpmState)")
+            try Btrfs.setReadOnly(templateFolder, true, path: "\(image.mountPoint)/templates/guest")
             let machines = try JSON.parse(try Self.machine(["list", "--json"] + store).output)["machines"]?.array ?? []
             let ids = machines.compactMap { $0["machine_id"]?.string }
             #expect(machines.allSatisfy { $0["kind"] == .string("vm") } && ids.count == 2 && ids[0] != ids[1])

@@ -179,8 +179,13 @@ public enum Machines {
             }, fill: { (fd) throws(ReplicaError) in
                 if let vm = template.vm {
                     // Its disk is the guest's: its identity goes in at every boot (the kernel's
-                    // command line, SMBIOS); its TPM is its own from the start.
-                    if vm.tpm { try RootDirectory("\(path)/\(staging)").replaceFile(VMImage.tpmState, contents: [], mode: 0o600) }
+                    // command line, SMBIOS). Its TPM's state file is made empty at its first start
+                    // (`VirtualMachine.begin`), never the template's: a template holds none, and
+                    // one found here is removed. Nothing new is made in the snapshot, whose first new
+                    // inode would double the commit the fork waits for on a fragmented disk.
+                    if vm.tpm && faccessat(fd.rawValue, VMImage.tpmState, F_OK, AT_SYMLINK_NOFOLLOW) == 0 {
+                        _ = try syscall("unlinkat", "\(path)/\(staging)/\(VMImage.tpmState)") { unlinkat(fd.rawValue, VMImage.tpmState, 0) }
+                    }
                     if let made = try making?.join() { (seeded.address, seeded.gateway) = (made.address, made.gateway) }
                 } else {
                     let root = try RootDirectory("\(path)/\(staging)")

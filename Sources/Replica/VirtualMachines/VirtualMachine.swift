@@ -28,8 +28,8 @@ public enum VirtualMachine {
         var started: [Int32] = []
         do throws(ReplicaError) {
             if vm.tpm {
-                // Its state file, the machine's uid's, opened here: never a link, made anew if missing
-                // (a fork from before TPMs were made).
+                // Its state file, the machine's uid's, opened here: never a link, made empty at the
+                // machine's first start (a fork makes none).
                 let fork = try RootDirectory(machine.path)
                 if (try? fork.open(VMImage.tpmState, [.regularFile, .noSymlinks])) == nil { try fork.replaceFile(VMImage.tpmState, contents: [], mode: 0o600) }
                 let state = try fork.open(VMImage.tpmState, [.regularFile, .noSymlinks]).reopen(O_RDWR | O_CLOEXEC)
