@@ -195,7 +195,7 @@ public enum Machines {
                     if seeded.lan { try layLANClient(in: root) }
                     if let domain = seeded.domain, let gateway = seeded.gateway {
                         // Its set's names, from the dnsmasq on its bridge (which forwards the rest to the host's resolvers).
-                        try root.replaceFile("etc/resolv.conf", contents: Array("nameserver \(gateway)\nsearch \(domain)\n".utf8))
+                        try root.replaceFile("etc/resolv.conf", contents: Array(resolvConf(gateway: gateway, domain: domain).utf8))
                     }
                 }
                 try Btrfs.removeAttributes(fd, prefix: "user.replica.", path: "\(path)/\(staging)")  // the template's own
@@ -223,6 +223,12 @@ public enum Machines {
         return Machine(name: name, template: templateName, templateUUID: template.uuid, path: "\(path)/\(name)",
                        network: network?.settings ?? [], hostname: seed.hostname ?? name, machineID: machineID, sshKeys: seed.sshKeys,
                        users: users, limits: limits, vm: template.vm, domain: seeded.domain)
+    }
+
+    /// A machine's `/etc/resolv.conf` in a set: its gateway's nameserver (the set's dnsmasq), the
+    /// set's domain searched. A container's is written at fork, a VM's at every boot (`QEMU.resolverLines`).
+    static func resolvConf(gateway: String, domain: String) -> String {
+        "nameserver \(gateway)\nsearch \(domain)\n"
     }
 
     /// A new machine id: 128 random bits as a version 4 UUID's (what `systemd-id128 new` prints), 32 hex digits.

@@ -134,13 +134,14 @@ public enum QEMU {
         return command
     }
 
-    /// A VM's resolver in its set, as a container's `/etc/resolv.conf` has it (its gateway's
-    /// nameserver, the set's domain searched): `tmpfiles.d` lines its systemd-tmpfiles applies at
-    /// every boot from the credential `tmpfiles.extra` (systemd 252 reads it; 254's network
-    /// credentials are not needed), the file in the guest's `/run` and `/etc/resolv.conf` a link to it.
+    /// A VM's resolver in its set, a container's `/etc/resolv.conf` (`Machines.resolvConf`):
+    /// `tmpfiles.d` lines its systemd-tmpfiles applies at every boot from the credential
+    /// `tmpfiles.extra` (systemd 252 reads it; 254's network credentials are not needed), the file
+    /// in the guest's `/run` (its newlines written as tmpfiles' `\n`) and `/etc/resolv.conf` a link to it.
     static func resolverLines(gateway: String, domain: String) -> String {
-        ["d /run/replica 0755 root root -", "f+ /run/replica/resolv.conf 0644 root root - nameserver \(gateway)\\nsearch \(domain)\\n",
-         "L+ /etc/resolv.conf - - - - /run/replica/resolv.conf"].joined(separator: "\n")
+        let escaped = Machines.resolvConf(gateway: gateway, domain: domain).split(separator: "\n").map { $0 + "\\n" }.joined()
+        return ["d /run/replica 0755 root root -", "f+ /run/replica/resolv.conf 0644 root root - \(escaped)",
+                "L+ /etc/resolv.conf - - - - /run/replica/resolv.conf"].joined(separator: "\n")
     }
 
     /// The software TPM of machine `name` (`swtpm socket --tpm2`), as the machine's own uid like
