@@ -56,10 +56,16 @@ public struct RootDirectory: ~Copyable, Sendable {
     }
 
     /// Resolves and reopens the result for reading (`O_RDONLY`), e.g. for ioctls or reading a file.
-    /// FIFOs and devices are refused before anything opens them for I/O.
+    /// FIFOs and devices are refused before anything opens them for I/O. A directory is opened
+    /// for reading at once where openat2 resolves (`O_RDONLY | O_DIRECTORY` opens nothing else):
+    /// one call instead of an `O_PATH` descriptor checked and reopened.
     public func openForReading(
         _ relativePath: String, _ options: ResolveOptions = [], method: ResolveMethod = .automatic
     ) throws(ReplicaError) -> OwnedFD {
+        if options.contains(.directory) && method != .componentWalk && RootDirectory.hasOpenat2,
+           let directory = try? resolveWithOpenat2(relativePath, options, flags: O_RDONLY | O_DIRECTORY) {
+            return directory  // on any failure, the path below gives the full answer
+        }
         let fd = try open(relativePath, options.union(.noSpecialFiles), method: method)
         let status = try fd.status()
         return try fd.reopen(O_RDONLY | (status.kind == .directory ? O_DIRECTORY : 0))
@@ -85,10 +91,12 @@ public struct RootDirectory: ~Copyable, Sendable {
         }
     }
 
-    private func resolveWithOpenat2(_ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) -> OwnedFD {
+    private func resolveWithOpenat2(
+        _ relativePath: String, _ options: ResolveOptions, flags openFlags: Int32 = replica_O_PATH
+    ) throws(ReplicaError) -> OwnedFD {
         var resolve = replica_RESOLVE_IN_ROOT | replica_RESOLVE_NO_MAGICLINKS
         if options.contains(.noSymlinks) { resolve |= replica_RESOLVE_NO_SYMLINKS }
-        var flags = replica_O_PATH | O_CLOEXEC
+        var flags = openFlags | O_CLOEXEC
         if options.contains(.noFollowLast) { flags |= O_NOFOLLOW }
         let root = fd.rawValue
         let target = relativePath.isEmpty ? "." : relativePath
