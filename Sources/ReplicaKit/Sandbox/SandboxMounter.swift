@@ -328,22 +328,28 @@ public enum SandboxMounter {
     }
 
     /// `open_tree(OPEN_TREE_CLONE [| AT_RECURSIVE])`: a detached copy of the source's mount tree,
-    /// made read-only with one `mount_setattr` (covering its submounts) when the bind asks.
+    /// made read-only and/or `nodev` with one `mount_setattr` (covering its submounts) when the bind asks.
     static func cloneTree(_ source: borrowing OwnedFD, _ bind: Bind) throws(ReplicaError) -> OwnedFD {
         let flags = replica_OPEN_TREE_CLONE | replica_OPEN_TREE_CLOEXEC | UInt32(replica_AT_EMPTY_PATH)
             | (bind.recursive ? UInt32(replica_AT_RECURSIVE) : 0)
         let sourceFD = source.rawValue
         let tree = OwnedFD(adopting: try syscall("open_tree", bind.source, bind.target) { replica_open_tree(sourceFD, "", flags) })
-        if bind.readOnly {
-            _ = try syscall("mount_setattr(MOUNT_ATTR_RDONLY)", bind.source, bind.target) {
-                replica_mount_setattr(tree.rawValue, "", UInt32(replica_AT_EMPTY_PATH | replica_AT_RECURSIVE), replica_MOUNT_ATTR_RDONLY, 0, 0)
+        let set = attributes(bindFlags(bind))
+        if set != 0 {
+            _ = try syscall("mount_setattr", bind.source, bind.target) {
+                replica_mount_setattr(tree.rawValue, "", UInt32(replica_AT_EMPTY_PATH | replica_AT_RECURSIVE), set, 0, 0)
             }
         }
         return tree
     }
 
+    /// The flags a bind sets on its mount: read-only, `nodev`.
+    static func bindFlags(_ bind: Bind) -> MountFlags {
+        MountFlags().union(bind.readOnly ? .readOnly : []).union(bind.noDevices ? .noDevices : [])
+    }
+
     /// A bind mount onto the target: a cloned tree attached with `move_mount`, or `mount(MS_BIND)`
-    /// then a read-only remount that keeps the mount's other flags.
+    /// then a remount (read-only, `nodev`) that keeps the mount's other flags.
     static func bindMount(_ source: borrowing OwnedFD, onto target: borrowing OwnedFD, _ bind: Bind, newAPI: Bool) throws(ReplicaError) {
         if newAPI {
             try attach(try cloneTree(source, bind), onto: target, name: bind.target)
@@ -352,11 +358,11 @@ public enum SandboxMounter {
             _ = try syscall("mount(MS_BIND)", bind.source, bind.target) {
                 mount(from, to, nil, UInt(MS_BIND) | (bind.recursive ? UInt(MS_REC) : 0), nil)
             }
-            if bind.readOnly {
+            if bind.readOnly || bind.noDevices {
                 // The new mount sits on the target's dentry; remount it through its path, keeping flags.
                 let entry = try MountInfo.read().last { $0.mountPoint == bind.target }
-                let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY) | (entry.map(lockedFlags) ?? 0)
-                _ = try syscall("mount(MS_REMOUNT|MS_RDONLY)", bind.target) { mount(nil, bind.target, nil, flags, nil) }
+                let flags = UInt(MS_REMOUNT | MS_BIND) | legacyFlags(bindFlags(bind)) | (entry.map(lockedFlags) ?? 0)
+                _ = try syscall("mount(MS_REMOUNT)", bind.target) { mount(nil, bind.target, nil, flags, nil) }
             }
         }
     }

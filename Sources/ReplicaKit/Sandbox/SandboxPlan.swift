@@ -338,6 +338,9 @@ public struct Bind: Equatable, Sendable {
     public var optional: Bool
     /// The source may be a device node (`PrivateDevices=`'s /dev/null …); other binds refuse them.
     public var device: Bool
+    /// `nodev`: a device node in it opens nothing, even one made there by root with `CAP_MKNOD`.
+    /// For the sandboxes Replica runs itself; systemd's `BindPaths=` has no such option.
+    public var noDevices = false
 
     /// A bind of `source` onto `target` (`BindPaths=SOURCE:TARGET`).
     public init(_ source: String, to target: String, readOnly: Bool, recursive: Bool = true, optional: Bool = false, device: Bool = false) {
