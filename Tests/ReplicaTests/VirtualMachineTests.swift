@@ -224,6 +224,87 @@ struct VirtualMachineCommandTests {
     }
 }
 
+/// A template's tarball is unpacked by tar as root (its files keep their owners, device nodes and
+/// file capabilities), in the unpacker's `ParserSandbox`: what its maker could do by taking tar over
+/// is tried from tar's side, each refusal with its control (the same probe, unconfined, does it).
+@Suite(.requiresRoot) struct UnpackerSandboxTests {
+    @Test func aTarballUnpacksWholeAndTheUnpackerReachesNothingElse() throws {
+        try withTemporaryDirectory { folder in
+            // What it is for: a root's odd files come out as the caller's own tar makes them.
+            let made = "\(folder)/made"
+            _ = try Command.check(["sh", "-ec", """
+                mkdir -p \(made)/etc \(made)/usr/bin \(made)/dev \(made)/home/user/.ssh
+                install -m 4755 /bin/true \(made)/usr/bin/su
+                cp /bin/true \(made)/usr/bin/ping && setcap cap_net_raw+ep \(made)/usr/bin/ping
+                mknod \(made)/dev/null c 1 3 && mkfifo \(made)/run.fifo
+                echo key > \(made)/home/user/.ssh/id && chmod 600 \(made)/home/user/.ssh/id && chmod 700 \(made)/home/user/.ssh
+                chown -R 1000:1000 \(made)/home/user && setfattr -n user.origin -v tests \(made)/etc
+                ln -s ../usr/bin/su \(made)/etc/su-link && ln \(made)/usr/bin/su \(made)/usr/bin/su-again
+                setfacl -m u:1001:r \(made)/etc
+                tar -cpf \(folder)/root.tar.gz -z --acls --xattrs --numeric-owner -C \(made) .
+                """])
+            let tarball = "\(folder)/root.tar.gz"
+            let unpacked = "\(folder)/unpacked", control = "\(folder)/control"
+            mkdir(unpacked, 0o755)
+            mkdir(control, 0o755)
+            try ParserSandbox.unpack(tarball, into: unpacked)
+            _ = try Command.check(["tar", "-xpf", tarball, "-C", control] + ParserSandbox.tarKeeps)
+            func listing(_ root: String) throws -> String {
+                try Command.check(["sh", "-c", "cd \(root) && find . -printf '%p %M %U:%G %n %l\\n' | sort && getcap -r . | sort "
+                                   + "&& getfattr -R -d -m user. . 2>/dev/null && getfacl -R -s . 2>/dev/null"])
+            }
+            let ours = try listing(unpacked)
+            #expect(ours == (try listing(control)), "\(ours)")
+            #expect(ours.contains("./usr/bin/su -rwsr-xr-x 0:0 2") && ours.contains("./usr/bin/ping cap_net_raw=ep")
+                    && ours.contains("./dev/null crw-r--r-- 0:0") && ours.contains("./home/user/.ssh/id -rw------- 1000:1000")
+                    && ours.contains("user.origin=\"tests\"") && ours.contains("user:1001:r--"), "\(ours)")
+
+            // Its side: who it is, and what it cannot reach, probed with the very plan tar runs under
+            // (its /dev is empty: what the probe's commands say goes to a file in its private /tmp).
+            let open = "/var/lib/replica-unpack-probe-\(getpid())"  // a host folder anyone may write in
+            mkdir(open, 0o777)
+            chmod(open, 0o777)
+            defer { _ = try? Command.check(["rm", "-rf", open, "\(unpacked)/probe-null"]) }
+            func probe(_ root: String, _ source: String, sink: String) -> [String] { ["/bin/bash", "-c", """
+                grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t ' ' '
+                cat /etc/shadow >\(sink) 2>&1 && echo shadow=read || echo shadow=denied
+                cat \(root)/home/user/.ssh/id >\(sink) 2>&1 && echo others=read || echo others=denied
+                touch \(open)/written 2>>\(sink) && echo host=written || echo host=denied
+                echo >> \(source) 2>>\(sink) && echo tarball=written || echo tarball=denied
+                mknod \(root)/probe-null c 1 3 && { echo x > \(root)/probe-null 2>>\(sink) && echo device=opened || echo device=refused; }
+                rm -f \(root)/probe-null
+                kill -0 1 2>>\(sink) && echo signal=sent || echo signal=refused
+                python3 -c 'import socket; socket.socket(socket.AF_UNIX)' 2>>\(sink) && echo unix=socket || echo unix=refused
+                echo "dev=$(ls -A /dev | wc -l) run=$(ls -A /run | wc -l) etc=$(ls -A /etc | wc -l)"
+                """] }
+            let inside = ParserSandbox.unpacking
+            let seen = try SandboxMounter.run(try ParserSandbox.unpackPlan(tarball, into: unpacked),
+                                              command: probe("\(inside)/root", "\(inside)/source", sink: "/tmp/probe")).output
+            // CAP_CHOWN, CAP_FOWNER, CAP_FSETID, CAP_MKNOD and CAP_SETFCAP (bits 0, 3, 4, 27, 31), and no more.
+            #expect(seen.contains("Uid: 0 0 0 0") && seen.contains("CapEff: 0000000088000019"), "\(seen)")
+            #expect(seen.contains("NoNewPrivs: 1") && seen.contains("Seccomp: 2"), "\(seen)")
+            #expect(seen.contains("shadow=denied") && seen.contains("others=denied") && seen.contains("host=denied")
+                    && seen.contains("tarball=denied") && seen.contains("device=refused") && seen.contains("signal=refused")
+                    && seen.contains("unix=refused") && seen.contains("dev=0 run=0 etc=0"), "\(seen)")
+            #expect(access("\(open)/written", F_OK) != 0 && access("\(unpacked)/probe-null", F_OK) != 0)
+            // The control: the same probe, run by the caller on the same paths, does each of them.
+            let copy = "\(folder)/copy.tar.gz"
+            _ = try Command.check(["cp", tarball, copy])
+            let outside = try Command.run(probe(unpacked, copy, sink: "\(folder)/probe")).output
+            #expect(outside.contains("shadow=read") && outside.contains("others=read") && outside.contains("host=written")
+                    && outside.contains("tarball=written") && outside.contains("device=opened") && outside.contains("signal=sent")
+                    && outside.contains("unix=socket"), "\(outside)")
+
+            // A tarball tar cannot read fails with tar's own words, naming it.
+            _ = try Command.check(["sh", "-c", "head -c 4096 /dev/urandom > \(folder)/junk.tar"])
+            #expect(throws: ReplicaError.self) { try ParserSandbox.unpack("\(folder)/junk.tar", into: control) }
+            do { try ParserSandbox.unpack("\(folder)/junk.tar", into: control) } catch {
+                #expect("\(error)".contains("junk.tar") && "\(error)".contains("tar:"), "\(error)")
+            }
+        }
+    }
+}
+
 @Suite(.requiresBtrfs, .serialized) struct VirtualMachineTests {
     static func machine(_ arguments: [String]) throws -> CommandResult {
         try Command.run([try builtTool("replica-machine")] + arguments)

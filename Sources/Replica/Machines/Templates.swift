@@ -108,7 +108,7 @@ public enum Templates {
             if status.kind == .directory {
                 try Command.check(["cp", "-a", "--reflink=auto", "--", "\(source)/.", "\(path)/\(staging)/"])
             } else {
-                try Command.check(["tar", "-xpf", source, "--numeric-owner", "--xattrs", "-C", "\(path)/\(staging)"])
+                try ParserSandbox.unpack(source, into: "\(path)/\(staging)")
             }
             for needed in ["etc", "usr"] where (try? imported.openat(needed, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == nil {
                 throw ReplicaError("import template", [source], errno: .EINVAL,

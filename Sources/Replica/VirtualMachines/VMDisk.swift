@@ -97,7 +97,7 @@ enum VMDisk {
         if !isFolder {
             rootPath = "\(stagingPath)/.root"
             _ = try syscall("mkdir", rootPath) { mkdir(rootPath, 0o700) }
-            try Command.check(["tar", "-xpf", source, "--numeric-owner", "--xattrs", "-C", rootPath])
+            try ParserSandbox.unpack(source, into: rootPath)
         }
         defer { if !isFolder { _ = try? Command.check(["rm", "-rf", "--one-file-system", "--", rootPath]) } }
         let root = try RootDirectory(rootPath)
