@@ -295,6 +295,13 @@ struct VirtualMachineCommandTests {
                     && outside.contains("tarball=written") && outside.contains("device=opened") && outside.contains("signal=sent")
                     && outside.contains("unix=socket"), "\(outside)")
 
+            // The operator's path may lead through symlinks (a `current` link to the newest image).
+            let again = "\(folder)/again"
+            mkdir(again, 0o755)
+            symlink(tarball, "\(folder)/current.tar.gz")
+            try ParserSandbox.unpack("\(folder)/current.tar.gz", into: again)
+            #expect(access("\(again)/usr/bin/su", X_OK) == 0)
+
             // A tarball tar cannot read fails with tar's own words, naming it.
             _ = try Command.check(["sh", "-c", "head -c 4096 /dev/urandom > \(folder)/junk.tar"])
             #expect(throws: ReplicaError.self) { try ParserSandbox.unpack("\(folder)/junk.tar", into: control) }

@@ -27,7 +27,7 @@ struct ParserSandbox {
         // Address families add up, as in systemd: the empty assignment drops the preset's inet ones.
         let text = "[Sandbox]\nHardening=service\nUser=nobody\nGroup=nogroup\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_UNIX\n"
         var plan = try Self.plan(text, naming: lent)
-        plan.binds += lent.map { Bind($0, to: inside($0), readOnly: false) }
+        for path in lent { plan.binds.append(Bind(try resolvedPath(path), to: inside(path), readOnly: false)) }  // a store reached by a symlink
         return plan
     }
 
@@ -51,14 +51,14 @@ struct ParserSandbox {
 
     /// `command` in the sandbox (`SandboxMounter.run`); fails, with its output, when it did not succeed.
     func run(_ command: [String]) throws(ReplicaError) -> String {
-        try Self.run(command, in: try plan(), naming: lent)
+        try Self.run(command, in: try plan(), naming: lent + command.dropFirst())
     }
 
     /// `command` under `plan`; fails, naming `paths` and with its output, when it did not succeed.
     static func run(_ command: [String], in plan: SandboxPlan, naming paths: [String]) throws(ReplicaError) -> String {
         let result = try SandboxMounter.run(plan, command: command)
         guard result.status.isSuccess else {
-            throw ReplicaError(command[0], paths + Array(command.dropFirst()), errno: .EIO, detail: result.output.trimmed)
+            throw ReplicaError(command[0], paths, errno: .EIO, detail: result.output.trimmed)
         }
         return result.output
     }
@@ -100,12 +100,13 @@ struct ParserSandbox {
         """
 
     /// The unpacker's plan: `tarball` read-only at `unpacking/source`, the folder `root` writable
-    /// and `nodev` at `unpacking/root`, so a device node it makes there opens nothing.
+    /// and `nodev` at `unpacking/root`, so a device node it makes there opens nothing. Both paths
+    /// are the operator's and may be reached through symlinks; what is bound is where they lead.
     static func unpackPlan(_ tarball: String, into root: String) throws(ReplicaError) -> SandboxPlan {
         var plan = try plan(unpackerProfile, naming: [tarball, root])
-        var folder = Bind(root, to: "\(unpacking)/root", readOnly: false)
+        var folder = Bind(try resolvedPath(root), to: "\(unpacking)/root", readOnly: false)
         folder.noDevices = true
-        plan.binds += [Bind(tarball, to: "\(unpacking)/source", readOnly: true), folder]
+        plan.binds += [Bind(try resolvedPath(tarball), to: "\(unpacking)/source", readOnly: true), folder]
         return plan
     }
 
