@@ -948,6 +948,11 @@ enum NetworkNamespaceNames {
                 let store = ["--store", image.mountPoint]
                 #expect(try Self.machine(["template", "import", "tiny", "\(dir)/root.tar"] + store).status == .exited(0))
                 #expect(access("\(image.mountPoint)/templates/tiny/usr/bin", F_OK) == 0)
+                // The operator's path may be a link to the folder (it was taken for a tarball).
+                symlink("\(dir)/root", "\(dir)/current")
+                let linked = try Self.machine(["template", "import", "linked", "\(dir)/current"] + store)
+                #expect(linked.status == .exited(0) && access("\(image.mountPoint)/templates/linked/usr/bin", F_OK) == 0, "\(linked.output)")
+                #expect(try Self.machine(["template", "remove", "linked"] + store).status == .exited(0))
                 let refused = try Self.machine(["template", "import", "junk", "\(dir)/notroot"] + store)
                 #expect(refused.status == .exited(1) && refused.output.contains("not a root file system"))
                 // What every fork would get as it is — a device node, set-ID files, a FIFO — is reported;

@@ -88,7 +88,7 @@ public enum Templates {
             throw ReplicaError("import template", ["\(path)/\(name)"], errno: .EEXIST,
                                hint: "a template of that name exists; remove it first (replica-machine template remove \(name))", reason: .exists)
         }
-        let status = try OwnedFD.open(source, replica_O_PATH | O_NOFOLLOW).status()
+        let status = try OwnedFD.open(source, replica_O_PATH).status()  // the operator's path: a link to a folder is that folder
         let staging = ".importing-\(name)"
         if (try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) != nil {
             try Btrfs.deleteSubvolume(in: folder, named: staging, parentPath: path)
