@@ -47,4 +47,16 @@ check "its veth went with it" bash -c "! ip -o link show | grep -q rv-m-web2"
 check "it is removed" replica-machine remove web2
 check "its address is given back" bash -c "! grep -rq replica-machine-web2 /var/lib/replica/net/leases"
 check "the template is removed" replica-machine template remove debian12
+
+# A tarball of a root (part of the same one), unpacked by tar in its sandbox: every file comes out
+# with the owner, mode and type it had, set-user-ID bits included, as the folder's do.
+tar -C $template -cpf /var/lib/replica-e2e/part.tar --numeric-owner etc usr/bin usr/sbin
+check "a tarball imports" replica-machine template import fromtar /var/lib/replica-e2e/part.tar
+listing() { (cd "$1" && find etc usr/bin usr/sbin -printf '%p %M %U:%G %l\n' | sort); }
+expected=$(listing $template)
+check "the folder's part holds files ($(printf '%s\n' "$expected" | wc -l))" test "$(printf '%s\n' "$expected" | wc -l)" -gt 500
+equal "its files are the folder's, owners, modes and types kept" "$(printf '%s\n' "$expected" | md5sum)" "$(listing /run/replica/store/templates/fromtar | md5sum)"
+check "a set-user-ID file came out set-user-ID" test -u /run/replica/store/templates/fromtar/usr/bin/su
+check "the tarball's template is removed" replica-machine template remove fromtar
+rm -f /var/lib/replica-e2e/part.tar
 finish
