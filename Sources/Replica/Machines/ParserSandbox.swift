@@ -2,10 +2,11 @@ import Glibc
 import ReplicaKit
 
 /// Where a tool that parses what someone else made runs: a guest's file system (`debugfs`), a
-/// downloaded disk image (`qemu-img convert`), a root's tarball (`tar`, `unpack`). If the input was
-/// crafted to take the parser over, it gets this: `nobody`, no capability, `Hardening=service` with
-/// no address family but AF_UNIX, everything read-only, and in `/tmp/guest` (its private /tmp) the
-/// files and folders it was lent — nothing else of the store.
+/// downloaded disk image (`qemu-img convert`), a root's tarball (`tar`: `unpack`, as root, in a
+/// sandbox of its own: `unpackerProfile`). If the input was crafted to take the parser over, it
+/// gets this: `nobody`, no capability, `Hardening=service` with no address family but AF_UNIX,
+/// everything read-only, and in `/tmp/guest` (its private /tmp) the files and folders it was lent —
+/// nothing else of the store.
 struct ParserSandbox {
     /// What it may read and change, each seen as `/tmp/guest/NAME` and `nobody`'s while it runs.
     let lent: [String]
