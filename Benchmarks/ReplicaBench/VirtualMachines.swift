@@ -9,7 +9,7 @@ import ReplicaStore
 /// 1 GiB fresh disk and of a 20 GiB one fragmented by 100,000 scattered writes, against the reflink copy of the disk a
 /// user would make (`cp --reflink=always`, as libvirt's btrfs pools clone; each copy removed before
 /// the next round, whose fork and copy would otherwise pay for its references); fork → READY against a
-/// bare QEMU boot of the same disk, kernel, machine type, devices and acceleration, READY read from
+/// bare QEMU boot of the same disk, kernel, machine type and acceleration (none of our extra devices), READY read from
 /// the same port by a plain listener, taking turns; and fork → READY of the same root imported
 /// `--minimal` (units trimmed, no initrd where its kernel mounts the root itself) against it stock.
 func benchmarkVirtualMachines() throws -> [Comparison] {
