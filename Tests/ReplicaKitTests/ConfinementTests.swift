@@ -237,6 +237,15 @@ func errnoName(_ result: Int) -> String { result < 0 ? Errno.current.name : "ok"
     }
 }
 
+/// The cache key's digest of the group table, written out in the source, is the table's.
+@Suite struct SeccompCacheKeyTests {
+    @Test func theWrittenOutDigestIsTheGroupTables() {
+        let computed = SeccompCache.tableDigest()
+        #expect(SeccompCache.groupsDigest == computed,
+                "the system call groups changed: set SeccompCache.groupsDigest to 0x\(String(computed, radix: 16))")
+    }
+}
+
 /// Compiled filters kept and loaded instead of compiled.
 @Suite(.requiresRoot) struct SeccompCacheTests {
     @Test func aSecondStartLoadsWhatTheFirstCompiled() throws {
