@@ -152,6 +152,8 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
 }
 
 
+if CommandLine.arguments.count == 5 && CommandLine.arguments[1] == filterProbe { runFilterProbe(Array(CommandLine.arguments.dropFirst(2))) }
+
 var uts = utsname()
 uname(&uts)
 let release = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
