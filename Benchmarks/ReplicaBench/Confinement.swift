@@ -48,13 +48,17 @@ func benchmarkConfinement() throws -> [Comparison] {
     // Compile against read + load, each in a fresh process as replica-run starts (a child forked
     // from this one would mostly measure copying the pages it writes to).
     _ = try SeccompCache(directory: "\(dir)/cache").programs(for: plan.confinement)
+    func probe(_ mode: String) throws -> Double {
+        let printed = try Command.check([CommandLine.arguments[0], filterProbe, mode, confinementText, "\(dir)/cache"])
+        guard let nanoseconds = Double(printed.split(separator: "\n").first ?? "") else {
+            throw ReplicaError("filter probe", errno: .EINVAL, hint: printed)
+        }
+        return nanoseconds
+    }
     var compile: [Double] = [], cached: [Double] = []
     for _ in 0..<50 {
-        for (mode, into) in [("compile", 0), ("cached", 1)] {
-            let printed = try Command.check([CommandLine.arguments[0], filterProbe, mode, confinementText, "\(dir)/cache"])
-            guard let nanoseconds = printed.split(separator: "\n").first.flatMap({ Double(String($0)) }) else { throw ReplicaError("filter probe", errno: .EINVAL, hint: printed) }
-            if into == 0 { compile.append(nanoseconds) } else { cached.append(nanoseconds) }
-        }
+        compile.append(try probe("compile"))
+        cached.append(try probe("cached"))
     }
 
     // Per call: getppid a million times before and after the filter, in one child.
