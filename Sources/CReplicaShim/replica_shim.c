@@ -13,6 +13,9 @@
 #include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <stddef.h>
@@ -194,7 +197,14 @@ int replica_btrfs_clone_range(int dst_fd, int src_fd, uint64_t src_offset, uint6
 int replica_fallocate(int fd, int mode, int64_t offset, int64_t length) { return fallocate(fd, mode, offset, length); }
 
 static uint32_t crc32c_table[256];
-static void crc32c_make_table(void) {
+static int crc32c_hardware;
+// Probed at first use with one CPUID. Not __builtin_cpu_supports: that links libgcc's constructor,
+// which runs a dozen CPUIDs at the start of every tool (each one a VM exit under a hypervisor).
+static void crc32c_setup(void) {
+#if defined(__x86_64__)
+    unsigned eax, ebx, ecx, edx;
+    crc32c_hardware = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_SSE4_2);
+#endif
     for (uint32_t n = 0; n < 256; n++) {
         uint32_t c = n;
         for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
@@ -217,11 +227,11 @@ static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *p, size_t len) {
 #endif
 uint32_t replica_crc32c(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) return crc32c_sse42(crc, p, len);
-#endif
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc32c_make_table);
+    pthread_once(&once, crc32c_setup);
+#if defined(__x86_64__)
+    if (crc32c_hardware) return crc32c_sse42(crc, p, len);
+#endif
     for (; len > 0; p++, len--) crc = crc32c_table[(crc ^ *p) & 0xFF] ^ (crc >> 8);
     return crc;
 }
