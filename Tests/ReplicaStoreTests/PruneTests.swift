@@ -196,6 +196,23 @@ func names(in directory: String) throws -> [String] {
             #expect(try names(in: "\(dir)/metrics") == ["replica.prom"], "no temporary file left")
         }
     }
+
+    /// The textfile is shared: lines another writer left, even with `}` before `{`, are dropped and
+    /// the run goes on, keeping the other subvolumes' lines. Before, such a line stopped every run.
+    @Test func linesItCannotReadAreDroppedNotFatal() throws {
+        try withTemporaryDirectory { dir in
+            let path = "\(dir)/replica.prom"
+            let left = "a}b{c\n}{\nreplica_snapshot_count} {subvolume=\"x\"} 3\nno braces 1\n\u{FF}{}\n"
+                + "replica_snapshot_count{subvolume=\"db\"} 7\n"
+            try OwnedFD.open(path, O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(left.utf8))
+            let t1 = UTCTimestamp(secondsSinceEpoch: 1_790_000_000)
+            try MetricsTextfile.update([SnapshotMetrics(subvolume: "web", runAt: t1, succeeded: true, runSeconds: 0.5, snapshots: [])], at: path)
+            let text = String(decoding: try OwnedFD.open(path, O_RDONLY).readAll(), as: UTF8.self)
+            #expect(text.contains("replica_snapshot_count{subvolume=\"db\"} 7\n"), "the other subvolume's line is kept")
+            #expect(text.contains("replica_snapshot_count{subvolume=\"web\"} 0\n"))
+            #expect(!text.contains("a}b{c") && !text.contains("no braces") && !text.contains("subvolume=\"x\""))
+        }
+    }
 }
 
 extension String {

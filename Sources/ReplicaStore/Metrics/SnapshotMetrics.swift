@@ -78,14 +78,17 @@ public enum MetricsTextfile {
         }
     }
 
-    /// `name{labels} value` lines into name → labels → value; comments and anything else dropped.
+    /// `name{labels} value` lines into name → labels → value; comments and anything else dropped
+    /// (a line with `}` before its `{` too: the file is shared, and what another writer left in it
+    /// must not stop a snapshot run). Split on bytes: a metric line is ASCII but for its labels' values.
     static func parse(_ text: String) -> [String: [String: String]] {
         var samples: [String: [String: String]] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            guard let open = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}") else { continue }
-            let name = String(line[..<open])
-            let labels = String(line[line.index(after: open)..<close])
-            let value = line[line.index(after: close)...].trimmingSpaces
+        for line in text.utf8.split(separator: UInt8(ascii: "\n")) where line.first != UInt8(ascii: "#") {
+            guard let open = line.firstIndex(of: UInt8(ascii: "{")), let close = line.lastIndex(of: UInt8(ascii: "}")),
+                  open < close else { continue }
+            let name = String(decoding: line[..<open], as: UTF8.self)
+            let labels = String(decoding: line[line.index(after: open)..<close], as: UTF8.self)
+            let value = String(decoding: line[line.index(after: close)...], as: UTF8.self).trimmingSpaces
             if help.contains(where: { $0.0 == name }) && !value.isEmpty { samples[name, default: [:]][labels] = value }
         }
         return samples
@@ -105,13 +108,4 @@ public enum MetricsTextfile {
         value.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"").replacingAll("\n", with: "\\n")
     }
 
-}
-
-extension StringProtocol {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return String(s)
-    }
 }
