@@ -22,6 +22,14 @@ import Testing
         ])
     }
 
+    /// Values are trimmed of spaces and tabs around them (and of a command output's `\r\n`),
+    /// byte by byte: what is inside, non-ASCII too, stays as written.
+    @Test func valuesAreTrimmedOfWhiteSpaceOnly() throws {
+        let settings = try ProfileParser.parse("[State]\nPath = \t/var/lib/caf\u{e9}\t \n", file: "web.conf")
+        #expect(settings.map(\.value) == ["/var/lib/caf\u{e9}"])
+        #expect(" \t\u{e9}t\u{e9} \r\n".trimmed == "\u{e9}t\u{e9}" && " \t\r\n".trimmed == "" && "a b".trimmed == "a b")
+    }
+
     @Test(arguments: [
         ("Key=Value", 1, "Key", "appears before any [Section]"),
         ("[State]\nno equals sign", 2, nil, "expected Key=Value or [Section]"),

@@ -6,3 +6,14 @@ extension String {
         return out
     }
 }
+
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs, carriage returns and newlines (systemd's
+    /// `strstrip()`). On UTF-8 bytes: no grapheme breaking, and a CRLF's `\r` goes too.
+    public var trimmed: String {
+        let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+        let bytes = Substring(self).utf8
+        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(Substring(bytes[first...last]))
+    }
+}

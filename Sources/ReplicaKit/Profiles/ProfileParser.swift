@@ -117,13 +117,3 @@ public enum ProfileParser {
         return out
     }
 }
-
-extension StringProtocol {
-    /// Without leading and trailing spaces and tabs.
-    public var trimmed: String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
-        return String(s)
-    }
-}

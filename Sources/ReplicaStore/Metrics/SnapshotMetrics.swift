@@ -88,7 +88,7 @@ public enum MetricsTextfile {
                   open < close else { continue }
             let name = String(decoding: line[..<open], as: UTF8.self)
             let labels = String(decoding: line[line.index(after: open)..<close], as: UTF8.self)
-            let value = String(decoding: line[line.index(after: close)...], as: UTF8.self).trimmingSpaces
+            let value = String(decoding: line[line.index(after: close)...], as: UTF8.self).trimmed
             if help.contains(where: { $0.0 == name }) && !value.isEmpty { samples[name, default: [:]][labels] = value }
         }
         return samples

@@ -31,7 +31,7 @@ public enum NomadVolume {
         /// Parses `DHV_PARAMETERS`: a JSON object of strings (Nomad sends `null` for none). Unknown
         /// keys and values that do not fit are refused, naming the key and what it takes.
         public init(json text: String) throws(ReplicaError) {
-            let trimmed = text.trimmingSpaces
+            let trimmed = text.trimmed
             guard !trimmed.isEmpty, trimmed != "null" else { return }
             let parsed: JSON
             do { parsed = try JSON.parse(trimmed) } catch {
@@ -291,13 +291,5 @@ public enum NomadVolume {
                                hint: "a capacity needs btrfs quotas, which are off on this store; enable them "
                                    + "(btrfs quota enable \(store.path)) or leave capacity_min and capacity_max out", reason: .refused)
         }
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces, tabs and newlines.
-    var trimmingSpaces: String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
-        return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
     }
 }
