@@ -75,17 +75,18 @@ public struct OwnedFD: ~Copyable, Sendable {
 
     /// Reads until end of file, refusing more than `limit` bytes.
     public borrowing func readAll(limit: Int = 64 << 20, name: String = "") throws(ReplicaError) -> [UInt8] {
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        let fd = rawValue
-        while true {
-            let n = try syscall("read", name) {
-                chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            }
-            if n == 0 { return data }
-            data.append(contentsOf: chunk[0..<n])
-            if data.count > limit {
-                throw ReplicaError("read", [name], errno: .E2BIG, hint: "more than \(limit) bytes")
+        // Read into a buffer on the stack, neither zeroed nor taken from the heap: most of what is
+        // read is a line of procfs or a profile, and a fresh 64 KiB array cost more than the read.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16384) { (chunk) throws(ReplicaError) -> [UInt8] in
+            var data: [UInt8] = []
+            let fd = rawValue
+            while true {
+                let n = try syscall("read", name) { Glibc.read(fd, chunk.baseAddress, chunk.count) }
+                if n == 0 { return data }
+                data.append(contentsOf: chunk[0..<n])
+                if data.count > limit {
+                    throw ReplicaError("read", [name], errno: .E2BIG, hint: "more than \(limit) bytes")
+                }
             }
         }
     }
