@@ -1,3 +1,4 @@
+// Small String edits the package uses everywhere, without Foundation: replacing a character, trimming.
 extension String {
     /// Every `target` replaced by `replacement` (Foundation's `replacingOccurrences`, for one character).
     public func replacingAll(_ target: Character, with replacement: String) -> String {
