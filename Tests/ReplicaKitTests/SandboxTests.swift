@@ -147,6 +147,35 @@ import Testing
         }
     }
 
+    /// Mount points are opened once, before anything is mounted, and kept for their mounts; one
+    /// that an earlier mount covers must be found again on top of it. Here the host has view/sub,
+    /// and so does the bind put on view: the inner bind must land in the outer one's sub, where
+    /// the service looks, not under it on the host's.
+    @Test(arguments: methods)
+    func aBindInsideAnotherLandsOnTopOfIt(method: MountMethod) throws {
+        try withTemporaryDirectory { dir in
+            for d in ["outer", "outer/sub", "inner", "view", "view/sub"] { mkdir("\(dir)/\(d)", 0o755) }
+            try Self.write("\(dir)/outer/from-outer", "outer\n")
+            try Self.write("\(dir)/inner/from-inner", "inner\n")
+            try Self.write("\(dir)/view/sub/from-host", "host\n")
+            var plan = SandboxPlan()
+            plan.protectSystem = .no
+            plan.binds = [
+                Bind("\(dir)/inner", to: "\(dir)/view/sub", readOnly: true),
+                Bind("\(dir)/outer", to: "\(dir)/view", readOnly: false),
+            ]
+            let seen = try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
+                try SandboxMounter.enterPrivateMountNamespace(method: method)
+                try SandboxMounter.apply(plan, method: method)
+                let view = try DirectoryEntries.names(in: OwnedFD.open("\(dir)/view", O_RDONLY | O_DIRECTORY)).sorted()
+                let sub = try DirectoryEntries.names(in: OwnedFD.open("\(dir)/view/sub", O_RDONLY | O_DIRECTORY)).sorted()
+                return "view=\(view.joined(separator: ",")) sub=\(sub.joined(separator: ","))"
+            }
+            // The outer bind shows (the control); inside it, the inner bind, not the host's folder.
+            #expect(seen == "view=from-outer,sub sub=from-inner", "\(method)")
+        }
+    }
+
     /// As systemd does: missing mount points are made, directories for tmpfs and directory binds,
     /// an empty file for a file bind, also inside a tmpfs of the plan and under a read-only root.
     @Test(arguments: methods)

@@ -92,7 +92,7 @@ public enum MountInfo {
         func invalid(_ why: String) -> ReplicaError {
             ReplicaError("mountinfo", ["\(source):\(number)"], errno: .EINVAL, hint: why)
         }
-        guard let dash = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }) else {
+        guard let dash = fields.firstIndex(where: { $0.count == 1 && $0.first == UInt8(ascii: "-") }) else {
             throw invalid("no \" - \" separator before the filesystem type")
         }
         guard dash >= 6 else { throw invalid("expected 6 fields before \" - \", found \(dash)") }
@@ -100,8 +100,9 @@ public enum MountInfo {
         guard let mountID = Int(ascii: fields[0]), let parentID = Int(ascii: fields[1]) else {
             throw invalid("mount ID and parent ID must be numbers")
         }
-        let device = fields[2].split(separator: UInt8(ascii: ":"))
-        guard device.count == 2, let major = UInt32(ascii: device[0]), let minor = UInt32(ascii: device[1]) else {
+        let device = fields[2]
+        guard let colon = device.firstIndex(of: UInt8(ascii: ":")), let major = UInt32(ascii: device[..<colon]),
+              let minor = UInt32(ascii: device[(colon + 1)...]) else {
             throw invalid("device must be MAJOR:MINOR")
         }
         return MountInfoEntry(

@@ -32,6 +32,15 @@ public struct RootDirectory: ~Copyable, Sendable {
     public func open(
         _ relativePath: String, _ options: ResolveOptions = [], method: ResolveMethod = .automatic
     ) throws(ReplicaError) -> OwnedFD {
+        var kind: FileStatus.Kind?
+        return try open(relativePath, options, method: method, kind: &kind)
+    }
+
+    /// `open`, also giving the type its check found (nil when `options` asked for none), so a
+    /// caller that needs the type does not `fstat` again.
+    public func open(
+        _ relativePath: String, _ options: ResolveOptions = [], method: ResolveMethod = .automatic, kind: inout FileStatus.Kind?
+    ) throws(ReplicaError) -> OwnedFD {
         var options = options
         if relativePath.hasSuffix("/") && !relativePath.allSatisfy({ $0 == "/" }) { options.insert(.directory) }
         let result: OwnedFD
@@ -51,7 +60,7 @@ public struct RootDirectory: ~Copyable, Sendable {
                 result = try resolveByWalking(relativePath, options)
             }
         }
-        try check(result, relativePath, options)
+        kind = try check(result, relativePath, options)
         return result
     }
 
@@ -185,8 +194,11 @@ public struct RootDirectory: ~Copyable, Sendable {
         return UInt(parentStatus.st_ino) != procRootInode
     }
 
-    private func check(_ result: borrowing OwnedFD, _ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) {
-        guard !options.intersection([.directory, .regularFile, .noSpecialFiles]).isEmpty else { return }
+    /// Refuses `result` unless its type is what `options` ask for (one `fstat`, none when they ask
+    /// nothing); returns the type when it looked.
+    @discardableResult
+    func check(_ result: borrowing OwnedFD, _ relativePath: String, _ options: ResolveOptions) throws(ReplicaError) -> FileStatus.Kind? {
+        guard !options.intersection([.directory, .regularFile, .noSpecialFiles]).isEmpty else { return nil }
         let kind = try result.status().kind
         if options.contains(.directory) && kind != .directory {
             throw fail(relativePath, .ENOTDIR, "resolve", hint: "is \(kind); expected a directory")
@@ -198,5 +210,6 @@ public struct RootDirectory: ~Copyable, Sendable {
         if options.contains(.noSpecialFiles) && [.fifo, .socket, .characterDevice, .blockDevice].contains(kind) {
             throw fail(relativePath, .EINVAL, "resolve", hint: "is \(kind); FIFOs, sockets and devices are refused")
         }
+        return kind
     }
 }

@@ -50,7 +50,8 @@ public enum SandboxMounter {
     /// the host's flags unless made read-only: with the new API they are cloned before the root turns
     /// read-only; with `mount(2)` the read-only walk skips the plan's own mounts.
     public static func apply(_ plan: SandboxPlan, method: MountMethod = .automatic) throws(ReplicaError) {
-        try plan.validate()
+        let planned = plan.steps
+        try plan.validate(targets: planned.map(\.target))
         try refuseUnlessPrivate()
         let newAPI = useNewAPI(method)
         let root = MountPoints(directory: try RootDirectory(plan.root))
@@ -61,20 +62,17 @@ public enum SandboxMounter {
         for directory in plan.serviceDirectories { try root.create(directory.path, .directory) }
         let optional = plan.optionalTargets
         var steps: [SandboxPlan.Step] = []
-        for step in plan.steps {
+        for step in planned {
             guard optional.contains(step.target) else { steps.append(step); continue }
             // What a protection covers may be reached through a symlink (/lib/modules is
             // /usr/lib/modules on merged-/usr systems): it then covers the real path, once.
             guard let real = try root.realPath(step.target) else { continue }
             let moved = step.moved(to: real, root: plan.root)
-            if !steps.contains(where: { $0.target == real }) && !plan.steps.contains(where: { $0.target == real && $0 != step }) {
+            if !steps.contains(where: { $0.target == real }) && !planned.contains(where: { $0.target == real && $0 != step }) {
                 steps.append(moved)
             }
         }
-        steps.sort { a, b in
-            let (da, db) = (a.target.split(separator: "/").count, b.target.split(separator: "/").count)
-            return da != db ? da < db : a.target < b.target
-        }
+        steps = SandboxPlan.Step.inMountOrder(steps)  // a moved step may sit at another depth
         // Sources first (cloned before anything turns read-only, so they keep the host's flags),
         // then every missing mount point outside the plan's own tmpfs while the tree is writable.
         var prepared: [Prepared?] = []
@@ -86,13 +84,19 @@ public enum SandboxMounter {
             default: nil
             }
         }
-        for (step, source) in zip(steps, prepared) where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
-            if let kind = mountPointKind(step, source) { _ = try root.open(step.target, [.noSymlinks], creating: kind) }
+        // A mount point opened here is kept for its mount when no mount made before it can cover it
+        // (none of the earlier targets is it or above it); the others are resolved again just before.
+        var opened: [OpenTarget?] = Array(repeating: nil, count: steps.count)
+        for (index, step) in steps.enumerated() where !temporary.contains(where: { step.target.hasPrefix($0 + "/") }) {
+            guard let kind = mountPointKind(step, prepared[index]) else { continue }
+            let target = try root.open(step.target, [.noSymlinks], creating: kind)
+            let covered = steps[..<index].contains { step.target == $0.target || step.target.hasPrefix($0.target + "/") }
+            if !covered { opened[index] = OpenTarget(target) }
         }
         if newAPI && strict { try makeReadOnly(plan.root, newAPI: true, except: []) }
         for (index, step) in steps.enumerated() {
             do throws(ReplicaError) {
-                try mountStep(step, prepared[index], in: root, newAPI: newAPI)
+                try mountStep(step, prepared[index], in: root, opened: opened[index], newAPI: newAPI)
             } catch where error.errno == .ENOENT && optional.contains(step.target) {
                 // What a protection covers may vanish or be unmountable as the kernel sees it (a
                 // deleted file bound there, as /proc/kmsg in a container): skipped, as systemd skips it.
@@ -119,17 +123,20 @@ public enum SandboxMounter {
         }
     }
 
-    /// Makes one step's mount, its target resolved inside the root just before.
-    static func mountStep(_ step: SandboxPlan.Step, _ prepared: Prepared?, in root: borrowing MountPoints, newAPI: Bool) throws(ReplicaError) {
+    /// Makes one step's mount, onto its target as `opened` holds it, or else resolved inside the
+    /// root just before.
+    static func mountStep(
+        _ step: SandboxPlan.Step, _ prepared: Prepared?, in root: borrowing MountPoints, opened: OpenTarget? = nil, newAPI: Bool
+    ) throws(ReplicaError) {
         switch step {
         case .temporary(let tmp):
-            let target = try root.open(tmp.path, [.noSymlinks, .directory], creating: .directory)
+            let target = try root.open(tmp.path, [.noSymlinks, .directory], creating: .directory, opened: opened)
             if newAPI, let tree = prepared { try attach(tree.fd, onto: target, name: tmp.path) }
             else { try mountTemporary(tmp, onto: target, newAPI: false) }
         case .bind(let bind):
             guard let source = prepared else { return }  // an optional source that is missing
             let kind: ResolveOptions = source.isDirectory ? .directory : .regularFile
-            let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular)
+            let target = try root.open(bind.target, [.noSymlinks, kind], creating: source.isDirectory ? .directory : .regular, opened: opened)
             if newAPI { try attach(source.fd, onto: target, name: bind.target) }
             else { try bindMount(source.fd, onto: target, bind, newAPI: false) }
         case .symlink(let path, let destination):
@@ -138,7 +145,7 @@ public enum SandboxMounter {
             let directory = try root.open(parent, [.noSymlinks, .directory])
             _ = try syscall("symlinkat", path) { symlinkat(destination, directory.rawValue, name) }
         case .procfs(let path):
-            let target = try root.open(path, [.noSymlinks, .directory])
+            let target = try root.open(path, [.noSymlinks, .directory], opened: opened)
             if newAPI, let tree = prepared { try attach(tree.fd, onto: target, name: path) }
             else { _ = try syscall("mount(proc)", path) { mount("proc", "/proc/self/fd/\(target.rawValue)", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) } }
         case .inaccessible(let path):
@@ -155,7 +162,15 @@ public enum SandboxMounter {
     struct MountPoints: ~Copyable {
         let directory: RootDirectory
 
-        func open(_ path: String, _ options: ResolveOptions, creating kind: FileStatus.Kind? = nil) throws(ReplicaError) -> OwnedFD {
+        /// `path` resolved inside the root, made first when missing and `kind` says what as; or the
+        /// descriptor `opened` holds for it, checked against `options` like a fresh one.
+        func open(
+            _ path: String, _ options: ResolveOptions, creating kind: FileStatus.Kind? = nil, opened: OpenTarget? = nil
+        ) throws(ReplicaError) -> OwnedFD {
+            if let fd = opened?.fd.take() {
+                try directory.check(fd, path, options)
+                return fd
+            }
             do throws(ReplicaError) { return try directory.open(path, options) } catch where error.errno == .ENOENT && kind != nil {
                 try create(path, kind!)
                 return try directory.open(path, options)
@@ -209,6 +224,12 @@ public enum SandboxMounter {
         }
     }
 
+    /// A mount point opened before anything was mounted, taken by its mount.
+    final class OpenTarget {
+        var fd: OwnedFD?
+        init(_ fd: consuming OwnedFD) { self.fd = .some(fd) }
+    }
+
     /// A step's source, opened before anything is mounted: a detached tree (the new mount API) or
     /// the bind source itself (`mount(2)`).
     final class Prepared {
@@ -230,8 +251,10 @@ public enum SandboxMounter {
             return Prepared(try FilesystemMount.detached(type: "tmpfs", source: "replica-tmp", options: tmp.options,
                                                          attributes: attributes(tmp.flags), name: tmp.path), isDirectory: true)
         case .bind(let bind):
-            guard let source = try openSource(bind, host: host) else { return nil }
-            let isDirectory = try source.status().kind == .directory
+            var kind: FileStatus.Kind?
+            guard let source = try openSource(bind, host: host, kind: &kind) else { return nil }
+            if kind == nil { kind = try source.status().kind }  // device binds ask for no check
+            let isDirectory = kind == .directory
             return Prepared(clone ? try cloneTree(source, bind) : source, isDirectory: isDirectory)
         case .symlink:
             return nil
@@ -245,8 +268,10 @@ public enum SandboxMounter {
     }
 
     /// The bind's source, or nil when it is optional and missing.
-    static func openSource(_ bind: Bind, host: borrowing RootDirectory) throws(ReplicaError) -> OwnedFD? {
-        do throws(ReplicaError) { return try host.open(bind.source, bind.device ? [.noSymlinks] : [.noSymlinks, .noSpecialFiles]) } catch {
+    static func openSource(_ bind: Bind, host: borrowing RootDirectory, kind: inout FileStatus.Kind?) throws(ReplicaError) -> OwnedFD? {
+        do throws(ReplicaError) {
+            return try host.open(bind.source, bind.device ? [.noSymlinks] : [.noSymlinks, .noSpecialFiles], kind: &kind)
+        } catch {
             if bind.optional && error.errno == .ENOENT { return nil }
             throw error
         }

@@ -56,6 +56,13 @@ public struct SandboxPlan: Equatable, Sendable {
         case procfs(String)
 
         /// The same step at another target; a bind of the tree onto itself follows it.
+        /// `steps` in the order they are mounted: parents before children (fewer path components
+        /// first), then by path; each target's depth counted once, not at every comparison.
+        static func inMountOrder(_ steps: [Step]) -> [Step] {
+            let keyed = steps.map { (depth: $0.target.utf8.split(separator: UInt8(ascii: "/")).count, step: $0) }
+            return keyed.sorted { a, b in a.depth != b.depth ? a.depth < b.depth : a.step.target < b.step.target }.map(\.step)
+        }
+
         func moved(to target: String, root: String) -> Step {
             switch self {
             case .temporary(var tmp): tmp.path = target; return .temporary(tmp)
@@ -94,10 +101,7 @@ public struct SandboxPlan: Equatable, Sendable {
             + accessPaths.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: !$0.writable, optional: $0.optional)) }
             + serviceDirectories.map { .bind(Bind(inRoot($0.path), to: $0.path, readOnly: false)) }
         let named = Set(explicit.map(\.target))
-        let all = explicit + protectionSteps.filter { !named.contains($0.target) }
-        // Each target's depth counted once, not at every comparison.
-        let keyed: [(depth: Int, target: String, step: Step)] = all.map { ($0.target.split(separator: "/").count, $0.target, $0) }
-        return keyed.sorted { a, b in a.depth != b.depth ? a.depth < b.depth : a.target < b.target }.map(\.step)
+        return Step.inMountOrder(explicit + protectionSteps.filter { !named.contains($0.target) })
     }
 
     /// Every mount target, in the order they are applied.
@@ -168,7 +172,11 @@ public struct SandboxPlan: Equatable, Sendable {
     func inRoot(_ path: String) -> String { root == "/" ? path : root + path }
 
     /// Refuses what cannot be applied: relative targets, `..` components, the same target twice.
-    public func validate() throws(ReplicaError) {
+    public func validate() throws(ReplicaError) { try validate(targets: targets) }
+
+    /// `validate()` with the targets already worked out (`steps` builds them: the mounter builds
+    /// them once for both).
+    func validate(targets: [String]) throws(ReplicaError) {
         var seen: Set<String> = []
         for target in targets {
             guard target.hasPrefix("/"), !target.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
