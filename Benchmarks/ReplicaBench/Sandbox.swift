@@ -3,8 +3,8 @@ import CReplicaShim
 import Glibc
 import ReplicaKit
 
-/// The DESIGN's reference sandbox: private mount namespace, rslave, recursive read-only root, a
-/// tmpfs and three binds (two read-only, one writable).
+/// The reference sandbox of these figures: private mount namespace, rslave, recursive read-only
+/// root, a tmpfs and three binds (two read-only, one writable).
 func referencePlan(_ dir: String) -> SandboxPlan {
     var plan = SandboxPlan()
     plan.temporaryDirectories = [TemporaryDirectory("\(dir)/view/tmp", mode: 0o1777, size: 1 << 20)]
@@ -37,6 +37,7 @@ func benchmarkSandbox() throws -> [Comparison] {
         inside.append(Double(nanoseconds))
     }
     let setup = inside.sorted()[inside.count / 2]
+    let inC = try sandboxSetupInC(dir)
     // replica-run of /bin/true as a whole process, with a profile giving the same plan; the three
     // commands take turns in each round.
     mkdir("\(dir)/profiles", 0o755)
@@ -66,7 +67,13 @@ func benchmarkSandbox() throws -> [Comparison] {
         }
     }
     let medians = runs.map(median)
-    return [
+    let limits = inC.map { inC in [
+        Comparison(operation: "sandbox setup in-process (ns, ro root, tmpfs, 3 binds)", replica: setup,
+                   tool: "the same system calls in C:", toolTime: inC.sameCalls),
+        Comparison(operation: "sandbox setup in-process (ns, ro root, tmpfs, 3 binds)", replica: setup,
+                   tool: "the mounts alone in C (no checks):", toolTime: inC.mountsOnly),
+    ] } ?? []
+    return limits + [
         Comparison(operation: "replica-run /bin/true (whole process, same mounts)", replica: medians[0],
                    tool: "bwrap, same mounts:", toolTime: medians[1]),
         Comparison(operation: "replica-run /bin/true (whole process, same mounts)", replica: medians[0],
