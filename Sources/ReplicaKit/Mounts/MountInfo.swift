@@ -145,8 +145,17 @@ public enum MountInfo {
 }
 
 private extension FixedWidthInteger {
+    /// A decimal number of ASCII digits only; nil for anything else or one too large.
     init?(ascii: ArraySlice<UInt8>) {
-        guard !ascii.isEmpty, ascii.count <= 20 else { return nil }
-        self.init(String(decoding: ascii, as: UTF8.self))
+        guard !ascii.isEmpty else { return nil }
+        var value: Self = 0
+        for byte in ascii {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (shifted, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carried) = shifted.addingReportingOverflow(Self(byte - UInt8(ascii: "0")))
+            guard !overflowed, !carried else { return nil }
+            value = sum
+        }
+        self = value
     }
 }

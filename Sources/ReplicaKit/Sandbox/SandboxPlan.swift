@@ -174,12 +174,17 @@ public struct SandboxPlan: Equatable, Sendable {
     /// Refuses what cannot be applied: relative targets, `..` components, the same target twice.
     public func validate() throws(ReplicaError) { try validate(targets: targets) }
 
+    /// Whether a path component is `.` or `..` (compared as bytes: no grapheme breaking).
+    static func isDotComponent(_ component: Substring.UTF8View) -> Bool {
+        component.allSatisfy { $0 == UInt8(ascii: ".") } && component.count <= 2
+    }
+
     /// `validate()` with the targets already worked out (`steps` builds them: the mounter builds
     /// them once for both).
     func validate(targets: [String]) throws(ReplicaError) {
         var seen: Set<String> = []
         for target in targets {
-            guard target.hasPrefix("/"), !target.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
+            guard target.hasPrefix("/"), !target.utf8.split(separator: UInt8(ascii: "/")).contains(where: Self.isDotComponent) else {
                 throw ReplicaError("sandbox plan", [target], errno: .EINVAL, hint: "a target is an absolute path without . or ..")
             }
             guard target != "/" else {
