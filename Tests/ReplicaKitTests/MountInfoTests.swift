@@ -36,7 +36,10 @@ import Testing
         ("1 0 0:1 / /x rw tmpfs t rw", "no \" - \" separator"),
         ("1 0 0:1 / - tmpfs t rw", "expected 6 fields"),
         ("x 0 0:1 / /x rw - tmpfs t rw", "must be numbers"),
+        ("-1 0 0:1 / /x rw - tmpfs t rw", "must be numbers"),
+        ("99999999999999999999 0 0:1 / /x rw - tmpfs t rw", "must be numbers"),
         ("1 0 01 / /x rw - tmpfs t rw", "MAJOR:MINOR"),
+        ("1 0 0:4294967296 / /x rw - tmpfs t rw", "MAJOR:MINOR"),
         ("1 0 0:1 / /x rw - tmpfs", "after \" - \""),
     ])
     func malformedLinesNameTheSourceAndLine(line: String, why: String) {
