@@ -55,7 +55,6 @@ public struct SandboxPlan: Equatable, Sendable {
         /// the service sees the kernel's own /proc, not overmounts made on the host's.
         case procfs(String)
 
-        /// The same step at another target; a bind of the tree onto itself follows it.
         /// `steps` in the order they are mounted: parents before children (fewer path components
         /// first), then by path; each target's depth counted once, not at every comparison.
         static func inMountOrder(_ steps: [Step]) -> [Step] {
@@ -63,6 +62,7 @@ public struct SandboxPlan: Equatable, Sendable {
             return keyed.sorted { a, b in a.depth != b.depth ? a.depth < b.depth : a.step.target < b.step.target }.map(\.step)
         }
 
+        /// The same step at another target; a bind of the tree onto itself follows it.
         func moved(to target: String, root: String) -> Step {
             switch self {
             case .temporary(var tmp): tmp.path = target; return .temporary(tmp)
