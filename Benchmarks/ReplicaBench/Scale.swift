@@ -23,6 +23,7 @@ func benchmarkScale() throws {
     try withBenchmarkStore(size: 6 << 30) { store, mountPoint in
         try row("replica-snap run over N services, one process", services) { try snapRun(services: $0, mountPoint: mountPoint) }
         try row("replica-machine list --json with N machines", services) { try machineList(machines: $0, store: store, mountPoint: mountPoint) }
+        try row("list one service's 10 snapshots among N services'", services) { try listOneAmong(services: $0, store: store) }
         let snapshotCounts = [1_000, 10_000, 100_000]
         var made = 0
         try store.ensureSubvolume("history")
@@ -134,6 +135,26 @@ func snapRun(services: Int, mountPoint: String) throws -> Double {
         }
         return time
     }
+}
+
+/// Listing one service's 10 snapshots when `services` services were snapshotted in turn, ten
+/// rounds, as timers do: its snapshots' ids are spread among all the others'. The cost should follow
+/// its own 10, not the store's `services` × 10 (a total that stays flat: growth per item 0.01).
+func listOneAmong(services: Int, store: borrowing Store) throws -> Double {
+    for i in 0..<services { try store.ensureSubvolume("many\(i)") }
+    for round in 0..<10 {
+        for i in 0..<services { try store.snapshot("many\(i)", at: UTCTimestamp(secondsSinceEpoch: 1_700_000_000 + Int64(round) * 3600)) }
+    }
+    let time = try nanosecondsPerOperation(iterations: 5, rounds: 3) { _ in
+        let listed = try store.inventory(of: "many0").snapshots.count
+        precondition(listed == 10)
+    }
+    for i in 0..<services {
+        let failures = try store.delete(try store.snapshots(of: "many\(i)"), of: "many\(i)")
+        precondition(failures.isEmpty)
+        try Btrfs.deleteSubvolume(in: try store.directory("."), named: "many\(i)", parentPath: store.path)
+    }
+    return time
 }
 
 /// `replica-machine list --json` with `machines` machines forked from a small template.

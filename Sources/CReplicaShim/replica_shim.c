@@ -270,14 +270,13 @@ int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
 }
 
 // Calls visit(context, header, item) for each item of tree tree_id whose key lies between min and
-// max (keys compare as (objectid, type, offset) tuples), one TREE_SEARCH_V2 per 64 KiB of items.
-// Stops early when visit returns nonzero. Returns 0, or -1 with errno.
-static int replica_tree_walk(int fd, uint64_t tree_id, struct btrfs_key min, struct btrfs_key max,
+// max (keys compare as (objectid, type, offset) tuples), one TREE_SEARCH_V2 per buffer of items
+// (args, the caller's, with buffer_size bytes after it). Stops early when visit returns nonzero.
+// Returns 0, or -1 with errno.
+static int replica_tree_walk(int fd, struct btrfs_ioctl_search_args_v2 *args, size_t buffer_size, uint64_t tree_id,
+                             struct btrfs_key min, struct btrfs_key max,
                              int (*visit)(void *, const struct btrfs_ioctl_search_header *, const uint8_t *),
                              void *context) {
-    enum { buffer_size = 64 << 10 };
-    struct btrfs_ioctl_search_args_v2 *args = malloc(sizeof *args + buffer_size);
-    if (args == NULL) return -1;
     for (;;) {
         memset(&args->key, 0, sizeof args->key);
         args->key.tree_id = tree_id;
@@ -290,22 +289,14 @@ static int replica_tree_walk(int fd, uint64_t tree_id, struct btrfs_key min, str
         args->key.max_transid = UINT64_MAX;
         args->key.nr_items = UINT32_MAX;
         args->buf_size = buffer_size;
-        if (ioctl(fd, BTRFS_IOC_TREE_SEARCH_V2, args) == -1) {
-            int error = errno;
-            free(args);
-            errno = error;
-            return -1;
-        }
+        if (ioctl(fd, BTRFS_IOC_TREE_SEARCH_V2, args) == -1) return -1;
         if (args->key.nr_items == 0) break;
-        const uint8_t *cursor = args->buf;
+        const uint8_t *cursor = (const uint8_t *)args->buf;
         struct btrfs_ioctl_search_header header;
         for (uint32_t i = 0; i < args->key.nr_items; i++) {
             memcpy(&header, cursor, sizeof header);
             cursor += sizeof header;
-            if (visit(context, &header, cursor) != 0) {
-                free(args);
-                return 0;
-            }
+            if (visit(context, &header, cursor) != 0) return 0;
             cursor += header.len;
         }
         // Go on after the last key returned.
@@ -319,25 +310,24 @@ static int replica_tree_walk(int fd, uint64_t tree_id, struct btrfs_key min, str
         if (min.objectid > max.objectid || (min.objectid == max.objectid && (min.type > max.type ||
             (min.type == max.type && min.offset > max.offset)))) break;
     }
-    free(args);
     return 0;
 }
 
 struct replica_children {
-    uint64_t directory, tree;
     struct replica_child_subvolume *items;
     size_t count, capacity, next;  // next: the first item whose ROOT_ITEM may still come
     int out_of_memory;
 };
 
-// A ROOT_REF (tree, ROOT_REF, child) item: {dirid, sequence, name_len} and the name.
-static int replica_visit_root_ref(void *context, const struct btrfs_ioctl_search_header *header, const uint8_t *item) {
+// A DIR_INDEX (directory, DIR_INDEX, index) item: one entry, {location, transid, data_len, name_len,
+// type} and its name. An entry whose location is a ROOT_ITEM is a subvolume, the location's objectid its id.
+static int replica_visit_dir_index(void *context, const struct btrfs_ioctl_search_header *header, const uint8_t *item) {
     struct replica_children *children = context;
-    struct btrfs_root_ref ref;
-    if (header->type != BTRFS_ROOT_REF_KEY || header->len < sizeof ref) return 0;
-    memcpy(&ref, item, sizeof ref);
-    uint16_t length = le16toh(ref.name_len);
-    if (le64toh(ref.dirid) != children->directory || length > 255 || sizeof ref + length > header->len) return 0;
+    struct btrfs_dir_item entry;
+    if (header->type != BTRFS_DIR_INDEX_KEY || header->len < sizeof entry) return 0;
+    memcpy(&entry, item, sizeof entry);
+    uint16_t length = le16toh(entry.name_len);
+    if (entry.location.type != BTRFS_ROOT_ITEM_KEY || length > 255 || sizeof entry + length > header->len) return 0;
     if (children->count == children->capacity) {
         size_t capacity = children->capacity ? children->capacity * 2 : 64;
         struct replica_child_subvolume *grown = realloc(children->items, capacity * sizeof *grown);
@@ -350,13 +340,12 @@ static int replica_visit_root_ref(void *context, const struct btrfs_ioctl_search
     }
     struct replica_child_subvolume *child = &children->items[children->count++];
     memset(child, 0, sizeof *child);
-    child->info.id = header->offset;
-    child->info.parent_id = children->tree;
-    memcpy(child->name, item + sizeof ref, length);
+    child->info.id = le64toh(entry.location.objectid);
+    memcpy(child->name, item + sizeof entry, length);
     return 0;
 }
 
-// A ROOT_ITEM (id, ROOT_ITEM, transid); items come in key order, as the children do (by id).
+// A ROOT_ITEM (id, ROOT_ITEM, transid); items come in key order, as the children are sorted (by id).
 static int replica_visit_root_item(void *context, const struct btrfs_ioctl_search_header *header, const uint8_t *item) {
     struct replica_children *children = context;
     if (header->type != BTRFS_ROOT_ITEM_KEY) return 0;
@@ -380,6 +369,11 @@ static int replica_visit_root_item(void *context, const struct btrfs_ioctl_searc
     return 0;
 }
 
+static int replica_compare_child_ids(const void *a, const void *b) {
+    uint64_t x = ((const struct replica_child_subvolume *)a)->info.id, y = ((const struct replica_child_subvolume *)b)->info.id;
+    return x < y ? -1 : x > y;
+}
+
 long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume **out) {
     struct stat status;
     if (fstat(dir_fd, &status) == -1) return -1;
@@ -387,21 +381,42 @@ long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume *
     memset(&lookup, 0, sizeof lookup);
     lookup.objectid = BTRFS_FIRST_FREE_OBJECTID;
     if (ioctl(dir_fd, BTRFS_IOC_INO_LOOKUP, &lookup) == -1) return -1;
-    struct replica_children children = {.directory = status.st_ino, .tree = lookup.treeid};
-    struct btrfs_key min = {lookup.treeid, BTRFS_ROOT_REF_KEY, 0}, max = {lookup.treeid, BTRFS_ROOT_REF_KEY, UINT64_MAX};
-    int failed = replica_tree_walk(dir_fd, BTRFS_ROOT_TREE_OBJECTID, min, max, replica_visit_root_ref, &children);
+    enum { buffer_size = 64 << 10 };
+    struct btrfs_ioctl_search_args_v2 *args = malloc(sizeof *args + buffer_size);
+    if (args == NULL) return -1;
+    struct replica_children children = {0};
+    // The directory's own entries, from its subvolume's tree: as many items as it has entries,
+    // however many other subvolumes the filesystem holds.
+    struct btrfs_key min = {status.st_ino, BTRFS_DIR_INDEX_KEY, 0}, max = {status.st_ino, BTRFS_DIR_INDEX_KEY, UINT64_MAX};
+    int failed = replica_tree_walk(dir_fd, args, buffer_size, lookup.treeid, min, max, replica_visit_dir_index, &children);
     if (children.out_of_memory) {
         errno = ENOMEM;
         failed = -1;
     }
     if (failed == 0 && children.count > 0) {
-        // Refs come ordered by the child's id, so one walk over [first, last] finds every ROOT_ITEM.
-        struct btrfs_key first = {children.items[0].info.id, BTRFS_ROOT_ITEM_KEY, 0};
-        struct btrfs_key last = {children.items[children.count - 1].info.id, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
-        failed = replica_tree_walk(dir_fd, BTRFS_ROOT_TREE_OBJECTID, first, last, replica_visit_root_item, &children);
+        qsort(children.items, children.count, sizeof *children.items, replica_compare_child_ids);
+        uint64_t first = children.items[0].info.id, last = children.items[children.count - 1].info.id;
+        for (size_t i = 0; i < children.count; i++) children.items[i].info.parent_id = lookup.treeid;
+        if (last - first < 2 * (uint64_t)children.count + 16) {
+            // Ids close together (one subvolume's snapshots, taken alone): one walk over their range.
+            struct btrfs_key from = {first, BTRFS_ROOT_ITEM_KEY, 0}, to = {last, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
+            failed = replica_tree_walk(dir_fd, args, buffer_size, BTRFS_ROOT_TREE_OBJECTID, from, to,
+                                       replica_visit_root_item, &children);
+        } else {
+            // Spread among other subvolumes' ids (many services snapshotted in turn): one search
+            // each, so the cost follows this directory's entries, not the filesystem's.
+            for (size_t i = 0; i < children.count && failed == 0; i++) {
+                uint64_t id = children.items[i].info.id;
+                struct btrfs_key from = {id, BTRFS_ROOT_ITEM_KEY, 0}, to = {id, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
+                children.next = i;
+                failed = replica_tree_walk(dir_fd, args, 4096, BTRFS_ROOT_TREE_OBJECTID, from, to,
+                                           replica_visit_root_item, &children);
+            }
+        }
     }
+    int error = errno;
+    free(args);
     if (failed != 0) {
-        int error = errno;
         free(children.items);
         errno = error;
         return -1;

@@ -144,6 +144,33 @@ import Testing
         }
     }
 
+    /// Services snapshotted in turn interleave their snapshots' ids, so a folder's subvolumes are
+    /// then spread among every other's: the tree is read by the folder's own entries and ids (one
+    /// search each, past the 2 × entries + 16 ids a single walk covers), never by the filesystem's.
+    @Test func aFolderWhoseIdsAreSpreadAmongOthersIsReadByItsOwnEntries() throws {
+        try Self.withSetup { store, _, _ in
+            let opened = try Store(path: store)
+            for round in 0..<3 {
+                try opened.snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000 + Int64(round) * 60))
+                for other in 0..<12 { try opened.ensureSubvolume("other\(round)x\(other)") }
+                try opened.snapshot("other\(round)x0", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000))
+            }
+            let dir = "\(store)/snapshots/web"
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(store)/other1x1", "\(dir)/web.20270101T000000Z"])
+            mkdir("\(dir)/web.20270102T000000Z", 0o700)
+            let folder = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
+            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir))
+            let ids = children.values.map(\.id).sorted()
+            #expect(children.count == 4 && ids.last! - ids.first! >= 2 * 4 + 16, "the ids are spread: \(ids)")
+            for name in try DirectoryEntries.names(in: folder) where name != "web.20270102T000000Z" {
+                let entry = try OwnedFD.open("\(dir)/\(name)", O_RDONLY | O_DIRECTORY)
+                #expect(children[name] == (try Btrfs.info(entry, path: name)), "\(name)")
+            }
+            #expect(children["web.20270102T000000Z"] == nil, "a plain folder is not a subvolume")
+            #expect(try opened.snapshots(of: "web").count == 3)
+        }
+    }
+
     @Test func profilesDriveThePolicyAndJSONHasASchema() throws {
         try Self.withSetup { store, profiles, metrics in
             let fd = try OwnedFD.open("\(profiles)/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644)

@@ -146,11 +146,12 @@ struct replica_child_subvolume {
     char name[256];
 };
 /// The subvolumes whose entries are in directory dir_fd (on btrfs), each with what
-/// BTRFS_IOC_GET_SUBVOL_INFO reports, read from the root tree by ioctl(BTRFS_IOC_TREE_SEARCH_V2): its
-/// ROOT_REF items naming the directory, then their ROOT_ITEMs, a few calls for any number of
-/// entries where opening each costs four calls and a path lookup (`btrfs subvolume list -o`).
-/// CAP_SYS_ADMIN only (EPERM otherwise). Returns how many, their array malloc'd in *out (free it),
-/// or -1 with errno.
+/// BTRFS_IOC_GET_SUBVOL_INFO reports, read by ioctl(BTRFS_IOC_TREE_SEARCH_V2): the directory's
+/// DIR_INDEX items from its subvolume's tree, then their ROOT_ITEMs from the root tree (one walk over
+/// their ids when these are close together, one search each when other subvolumes' ids lie between).
+/// The cost follows the directory's entries, not the filesystem's subvolumes, where opening each entry
+/// costs four calls and a path lookup (`btrfs subvolume list -o`, one folder). CAP_SYS_ADMIN only
+/// (EPERM otherwise). Returns how many, their array malloc'd in *out (free it), or -1 with errno.
 long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume **out);
 
 // MARK: processes

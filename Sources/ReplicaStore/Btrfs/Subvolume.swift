@@ -155,9 +155,10 @@ public enum Btrfs {
         return SubvolumeInfo(raw)
     }
 
-    /// The subvolumes whose entries are in `directory`, by entry name, read from the root tree in a
-    /// few `BTRFS_IOC_TREE_SEARCH_V2` calls (`btrfs subvolume list -o`, one folder): listing a folder
-    /// of thousands of snapshots without opening each. Needs CAP_SYS_ADMIN, as tree searches do; nil
+    /// The subvolumes whose entries are in `directory`, by entry name, read from the trees by
+    /// `BTRFS_IOC_TREE_SEARCH_V2` (`btrfs subvolume list -o`, one folder): listing a folder of
+    /// thousands of snapshots without opening each, at a cost that follows the folder's entries
+    /// however many subvolumes the filesystem holds. Needs CAP_SYS_ADMIN, as tree searches do; nil
     /// without it (the caller opens each entry instead). The tree is the truth for what an entry is:
     /// a mount over an entry does not change it.
     public static func childSubvolumes(in directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String: SubvolumeInfo]? {
