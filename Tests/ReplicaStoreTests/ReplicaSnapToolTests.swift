@@ -171,6 +171,30 @@ import Testing
         }
     }
 
+    /// btrfs puts a new entry's index item in the tree at the next commit, so for up to the commit
+    /// interval the tree does not know an entry the directory shows: a subvolume made there, or
+    /// moved in (a snapshot of ours cannot be: a read-only subvolume is not renamed, and making one
+    /// commits). Each is still judged for what it is, not taken for a plain entry.
+    @Test func anEntryTheTreeDoesNotShowYetIsJudgedForWhatItIs() throws {
+        try Self.withSetup { store, _, _ in
+            try Command.check(["mount", "-o", "remount,commit=3600", store])  // no periodic commit in between
+            let opened = try Store(path: store)
+            try opened.snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000))
+            let dir = "\(store)/snapshots/web"
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "\(store)/web", "\(store)/aside"])  // commits
+            #expect(rename("\(store)/aside", "\(dir)/web.20270101T000000Z") == 0)
+            try Command.check(["btrfs", "-q", "subvolume", "create", "\(dir)/web.20270102T000000Z"])
+
+            // The control: the tree does not show either yet.
+            let children = try #require(try Btrfs.childSubvolumes(in: try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY), path: dir))
+            #expect(children.keys.sorted() == ["web.20260921T141320Z"], "\(children.keys.sorted())")
+            let inventory = try opened.inventory(of: "web")
+            #expect(inventory.snapshots.map(\.name.description) == ["web.20260921T141320Z"])
+            #expect(inventory.foreign.map(\.name) == ["web.20270101T000000Z", "web.20270102T000000Z"])
+            #expect(inventory.foreign.allSatisfy { $0.reason == "writable, so not a snapshot we took" }, "\(inventory.foreign)")
+        }
+    }
+
     @Test func profilesDriveThePolicyAndJSONHasASchema() throws {
         try Self.withSetup { store, profiles, metrics in
             let fd = try OwnedFD.open("\(profiles)/web.service.conf", O_WRONLY | O_CREAT, mode: 0o644)

@@ -4,6 +4,12 @@ import Glibc
 public enum DirectoryEntries {
     /// The names in the directory `fd` refers to (which must be opened for reading, not `O_PATH`).
     public static func names(in directory: borrowing OwnedFD) throws(ReplicaError) -> [String] {
+        try entries(in: directory).map(\.name)
+    }
+
+    /// The names and `d_ino`s in the directory: the inode each entry names as the directory holds
+    /// it (on btrfs, a subvolume's entry gives the subvolume's id, where `stat` gives 256).
+    public static func entries(in directory: borrowing OwnedFD) throws(ReplicaError) -> [(name: String, inode: UInt64)] {
         let fd = try directory.duplicate().release()  // fdopendir takes ownership of its fd
         guard let stream = fdopendir(fd) else {
             let error = ReplicaError.current("fdopendir", [directory.kernelPath() ?? ""])
@@ -12,7 +18,7 @@ public enum DirectoryEntries {
         }
         defer { closedir(stream) }
         rewinddir(stream)
-        var names: [String] = []
+        var entries: [(name: String, inode: UInt64)] = []
         // readdir returns NULL both at the end and on an error (EBADF for an O_PATH descriptor):
         // errno tells them apart, so a failed listing is never taken for an empty directory.
         while true {
@@ -24,9 +30,9 @@ public enum DirectoryEntries {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name != "." && name != ".." { names.append(name) }
+            if name != "." && name != ".." { entries.append((name, UInt64(entry.pointee.d_ino))) }
         }
-        return names
+        return entries
     }
 }
 

@@ -123,10 +123,12 @@ extension Store {
         let children = try Btrfs.childSubvolumes(in: parent, path: "\(path)/\(Store.snapshotsDirectory)/\(name)")
         var ours: [Snapshot] = []
         var foreign: [ForeignEntry] = []
-        for entry in try DirectoryEntries.names(in: parent) {
+        for (entry, inode) in try DirectoryEntries.entries(in: parent) {
+            // The tree lags the directory until the next commit (btrfs delays index items), so an
+            // entry made or renamed since, or a name reused since, is opened instead.
             let subvolume: () -> Result<SubvolumeInfo, ReplicaError>
-            if let children {
-                subvolume = { children[entry].map { .success($0) } ?? .failure(Self.notOurs(entry, "not a subvolume")) }
+            if let found = children?[entry], found.id == inode {
+                subvolume = { .success(found) }
             } else {
                 subvolume = { Self.open(entry, in: parent) }
             }
