@@ -19,6 +19,36 @@ import Testing
         #expect(try JSON.parse(value.serialized(indent: nil)) == value)
     }
 
+    /// The exact text, pretty and compact: what scripts and the schema see.
+    @Test func writesTheTextExactly() {
+        let value = JSON.object([
+            ("a", .array([.int(-7), .double(2.5), .double(.infinity), .bool(true), .null, .array([]), .object([])])),
+            ("b\"\\", .string("q\"b\\n\nr\rt\t\u{01}\u{1f} é😀")),
+            ("c", .object([("d", .array([.string("")]))])),
+        ])
+        #expect(value.serialized() == """
+            {
+              "a": [
+                -7,
+                2.5,
+                null,
+                true,
+                null,
+                [],
+                {}
+              ],
+              "b\\"\\\\": "q\\"b\\\\n\\nr\\rt\\t\\u0001\\u001f é😀",
+              "c": {
+                "d": [
+                  ""
+                ]
+              }
+            }
+            """)
+        #expect(value.serialized(indent: nil)
+                == #"{"a":[-7,2.5,null,true,null,[],{}],"b\"\\":"q\"b\\n\nr\rt\t\u0001\u001f é😀","c":{"d":[""]}}"#)
+    }
+
     @Test(arguments: ["", "{", "{\"a\":1,}", "[1,]", "{'a':1}", "01", "1.", "-", "tru", "\"\u{01}\"", "\"\\x\"", "\"\\ud800\"",
                       "{\"a\":1}{", "{\"a\":1,\"a\":2}", "NaN", "// c\n1", "\"abc", String(repeating: "[", count: 100) + String(repeating: "]", count: 100)])
     func refusesWhatIsNotJSON(text: String) {

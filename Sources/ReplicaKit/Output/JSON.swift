@@ -18,61 +18,70 @@ public indirect enum JSON: Equatable, Sendable {
 
     public static func == (a: JSON, b: JSON) -> Bool { a.serialized() == b.serialized() }
 
-    /// Compact when `indent` is nil; otherwise pretty-printed with that many spaces.
+    /// Compact when `indent` is nil; otherwise pretty-printed with that many spaces. Written as
+    /// UTF-8 bytes into one buffer (a list of a thousand snapshots is a few hundred kilobytes).
     public func serialized(indent: Int? = 2) -> String {
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(1024)
         write(to: &out, indent: indent, depth: 0)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private func write(to out: inout String, indent: Int?, depth: Int) {
-        let newline = indent == nil ? "" : "\n"
-        let pad = { (d: Int) in indent.map { String(repeating: " ", count: $0 * d) } ?? "" }
+    private func write(to out: inout [UInt8], indent: Int?, depth: Int) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .double(let d): out += d.isFinite ? String(d) : "null"
+        case .null: out += "null".utf8
+        case .bool(let b): out += (b ? "true" : "false").utf8
+        case .int(let i): out += String(i).utf8
+        case .double(let d): out += (d.isFinite ? String(d) : "null").utf8
         case .string(let s): JSON.escape(s, into: &out)
         case .array(let items):
-            guard !items.isEmpty else { out += "[]"; return }
-            out += "[" + newline
+            out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
-                out += pad(depth + 1)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.newline(into: &out, indent: indent, depth: depth + 1)
                 item.write(to: &out, indent: indent, depth: depth + 1)
-                out += (i < items.count - 1 ? "," : "") + newline
             }
-            out += pad(depth) + "]"
+            if !items.isEmpty { JSON.newline(into: &out, indent: indent, depth: depth) }
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            guard !members.isEmpty else { out += "{}"; return }
-            out += "{" + newline
+            out.append(UInt8(ascii: "{"))
             for (i, (key, value)) in members.enumerated() {
-                out += pad(depth + 1)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSON.newline(into: &out, indent: indent, depth: depth + 1)
                 JSON.escape(key, into: &out)
-                out += indent == nil ? ":" : ": "
+                out += (indent == nil ? ":" : ": ").utf8
                 value.write(to: &out, indent: indent, depth: depth + 1)
-                out += (i < members.count - 1 ? "," : "") + newline
             }
-            out += pad(depth) + "}"
+            if !members.isEmpty { JSON.newline(into: &out, indent: indent, depth: depth) }
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    static func escape(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
+    /// A line break and the indentation of `depth`; nothing when compact.
+    private static func newline(into out: inout [UInt8], indent: Int?, depth: Int) {
+        guard let indent else { return }
+        out.append(UInt8(ascii: "\n"))
+        out += repeatElement(UInt8(ascii: " "), count: indent * depth)
+    }
+
+    /// A string in quotes, escaped as RFC 8259 asks; other bytes (valid UTF-8, a String's) as they are.
+    static func escape(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in s.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += #"\""#.utf8
+            case UInt8(ascii: "\\"): out += #"\\"#.utf8
+            case UInt8(ascii: "\n"): out += #"\n"#.utf8
+            case UInt8(ascii: "\r"): out += #"\r"#.utf8
+            case UInt8(ascii: "\t"): out += #"\t"#.utf8
+            case ..<0x20:
+                let digits = Array("0123456789abcdef".utf8)
+                out += #"\u00"#.utf8
+                out += [digits[Int(byte >> 4)], digits[Int(byte & 0x0f)]]
+            default: out.append(byte)
             }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
     }
 }
 
