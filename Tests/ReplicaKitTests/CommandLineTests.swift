@@ -72,4 +72,20 @@ import Testing
         guard let text = Self.shown(["help", "prune"]) else { Issue.record("no help"); return }
         #expect(text.hasPrefix("Prune.") && text.contains("--wait"))
     }
+
+    /// A command's text and its JSON are made only when asked for: `--json` prints no table, and a
+    /// table costs as much as the listing it shows.
+    @Test func anOutputIsMadeOnlyWhenPrinted() {
+        final class Counts { var text = 0, json = 0 }
+        let counts = Counts()
+        func table() -> String { counts.text += 1; return "NAME\nweb" }
+        func members() -> [(String, JSON)] { counts.json += 1; return [("name", .string("web"))] }
+        let output = ToolOutput(table(), members())
+        let lines = ToolOutput(lines: [table()], members())
+        #expect(counts.text == 0 && counts.json == 0)
+        #expect(output.text == "NAME\nweb" && lines.text == "NAME\nweb")
+        #expect(counts.text == 2 && counts.json == 0)
+        #expect(JSON.object(output.members()) == JSON.object([("name", .string("web"))]))
+        #expect(counts.json == 1)
+    }
 }

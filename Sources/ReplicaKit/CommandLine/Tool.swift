@@ -14,8 +14,10 @@ public protocol Tool {
 /// What a command did, for people (`text`) and for programs (the JSON envelope's `members`), and
 /// the code it exits with.
 public struct ToolOutput {
-    /// Printed on standard output without `--json`; nothing when empty.
-    public var text: String
+    /// Printed on standard output without `--json`; nothing when empty. Made only when printed, as
+    /// `members` only for `--json` (a listing's table or JSON costs as much as the listing).
+    public var text: String { render() }
+    private let render: () -> String
     /// The JSON envelope's members after schema, tool, version and action; made only for `--json`
     /// (building JSON a command does not print would cost every start).
     public var members: () -> [(String, JSON)]
@@ -26,15 +28,15 @@ public struct ToolOutput {
     public var exitCode: Int32
 
     /// A command's result.
-    public init(_ text: String, _ members: @autoclosure @escaping () -> [(String, JSON)], warnings: [String] = [],
-                exitCode: Int32 = ExitCode.ok) {
-        (self.text, self.members, self.warnings, self.exitCode) = (text, members, warnings, exitCode)
+    public init(_ text: @autoclosure @escaping () -> String, _ members: @autoclosure @escaping () -> [(String, JSON)],
+                warnings: [String] = [], exitCode: Int32 = ExitCode.ok) {
+        (self.render, self.members, self.warnings, self.exitCode) = (text, members, warnings, exitCode)
     }
 
     /// Lines of text, one per step.
-    public init(lines: [String], _ members: @autoclosure @escaping () -> [(String, JSON)], warnings: [String] = [],
-                exitCode: Int32 = ExitCode.ok) {
-        self.init(lines.joined(separator: "\n"), members(), warnings: warnings, exitCode: exitCode)
+    public init(lines: @autoclosure @escaping () -> [String], _ members: @autoclosure @escaping () -> [(String, JSON)],
+                warnings: [String] = [], exitCode: Int32 = ExitCode.ok) {
+        self.init(lines().joined(separator: "\n"), members(), warnings: warnings, exitCode: exitCode)
     }
 }
 
@@ -67,8 +69,9 @@ extension Tool {
         }
         if asJSON {
             JSONEnvelope.print(tool: spec.name, action: action, output.members())
-        } else if !output.text.isEmpty {
-            print(output.text, terminator: output.text.hasSuffix("\n") ? "" : "\n")
+        } else {
+            let text = output.text
+            if !text.isEmpty { print(text, terminator: text.hasSuffix("\n") ? "" : "\n") }
         }
         for warning in output.warnings { printError("\(spec.name): \(warning)") }
         exit(output.exitCode)
