@@ -106,6 +106,11 @@ import Testing
         #expect(name.description == "web.data.20260329T013005Z")
         #expect(SnapshotName(parsing: name.description) == name)
         #expect(time.description == "2026-03-29T01:30:05Z")
+        // Every field zero-padded, the year to four digits: what the parsers take back.
+        let early = UTCTimestamp(year: 999, month: 1, day: 2, hour: 3, minute: 4, second: 5)!
+        #expect(early.description == "0999-01-02T03:04:05Z" && UTCTimestamp(iso8601: early.description) == early)
+        #expect(SnapshotName(subvolume: "a", time: early).description == "a.09990102T030405Z")
+        #expect(SnapshotName(parsing: "a.09990102T030405Z")?.time == early)
     }
 
     /// `--now` takes exactly what `description` prints: the old parser kept only the digits, so

@@ -57,7 +57,7 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
     /// ISO 8601 with `Z`, e.g. `2026-11-22T02:30:00Z`.
     public var description: String {
         let f = fields
-        return "\(f.year)-\(pad(f.month))-\(pad(f.day))T\(pad(f.hour)):\(pad(f.minute)):\(pad(f.second))Z"
+        return "\(pad(f.year, 4))-\(pad(f.month))-\(pad(f.day))T\(pad(f.hour)):\(pad(f.minute)):\(pad(f.second))Z"
     }
 }
 
