@@ -104,6 +104,13 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
         }
         rows.append(Comparison(operation: "list 1,000 snapshots with info, verified ours", replica: list,
                                tool: "btrfs subvolume list -s -u -q:", toolTime: listCommand))
+        let tool = Command.beside("replica-snap")
+        let linked = linkage(of: tool)  // the package's tools are static; `swift build` alone makes dynamic ones
+        let listTool = try nanosecondsPerOperation(iterations: 5) { _ in
+            _ = try Command.check([tool, "list", "--store", mountPoint, "--json", "svc"])
+        }
+        rows.append(Comparison(operation: "replica-snap list --json, 1,000 snapshots (whole \(linked) process)", replica: listTool,
+                               tool: "btrfs subvolume list -s -u -q:", toolTime: listCommand))
 
         // Deleting: ours by verified ID, then the same count by the btrfs command in one process.
         let snapshots = try store.snapshots(of: "svc")
@@ -124,7 +131,6 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
         // A whole process each, as a timer runs it: with the textfile on the host filesystem (where
         // /var/lib/replica/metrics is in production), without it, and btrfs, taking turns in each
         // round so all three see the same machine.
-        let tool = Command.beside("replica-snap")
         let metrics = "\(mountPoint)/../metrics/replica.prom"
         var timings: [[Double]] = [[], [], []]
         for round in 0..<40 {
@@ -142,7 +148,6 @@ func benchmarkSnapshotSets() throws -> [Comparison] {
             }
         }
         let medians = timings.map(median)
-        let linked = linkage(of: tool)  // the package's tools are static; `swift build` alone makes dynamic ones
         rows.append(Comparison(operation: "replica-snap create (whole \(linked) process, with metrics)", replica: medians[0],
                                tool: "btrfs subvolume snapshot -r:", toolTime: medians[2]))
         rows.append(Comparison(operation: "replica-snap create (whole \(linked) process, no metrics)", replica: medians[1],
