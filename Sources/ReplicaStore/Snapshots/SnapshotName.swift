@@ -55,9 +55,36 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
     }
 
     /// ISO 8601 with `Z`, e.g. `2026-11-22T02:30:00Z`.
-    public var description: String {
+    public var description: String { text(separated: true) }
+
+    /// `2026-11-22T02:30:00Z`, or `20261122T023000Z` unseparated (a snapshot name's), each field
+    /// zero-padded, written into the string's own bytes: a listing writes one or two per snapshot.
+    func text(separated: Bool) -> String {
         let f = fields
-        return "\(pad(f.year, 4))-\(pad(f.month))-\(pad(f.day))T\(pad(f.hour)):\(pad(f.minute)):\(pad(f.second))Z"
+        guard (0...9999).contains(f.year) else {
+            let (date, time) = separated ? ("-", ":") : ("", "")
+            return "\(pad(f.year, 4))\(date)\(pad(f.month))\(date)\(pad(f.day))T\(pad(f.hour))\(time)\(pad(f.minute))\(time)\(pad(f.second))Z"
+        }
+        return String(unsafeUninitializedCapacity: 20) { out in
+            var i = 0
+            func put(_ value: Int, width: Int = 2, then next: UInt8?) {
+                var rest = value
+                for k in (0..<width).reversed() {
+                    out[i + k] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+                i += width
+                if let next { out[i] = next; i += 1 }
+            }
+            let date: UInt8? = separated ? UInt8(ascii: "-") : nil, time: UInt8? = separated ? UInt8(ascii: ":") : nil
+            put(f.year, width: 4, then: date)
+            put(f.month, then: date)
+            put(f.day, then: UInt8(ascii: "T"))
+            put(f.hour, then: time)
+            put(f.minute, then: time)
+            put(f.second, then: UInt8(ascii: "Z"))
+            return i
+        }
     }
 }
 
@@ -69,28 +96,28 @@ func pad(_ value: Int, _ width: Int = 2) -> String {
 /// A snapshot name, `NAME.YYYYMMDDTHHMMSSZ` in UTC: unambiguous across DST and sortable as text.
 public struct SnapshotName: Hashable, Sendable, CustomStringConvertible {
     /// The subvolume it is a snapshot of.
-    public var subvolume: String
+    public var subvolume: String { didSet { description = Self.text(subvolume, time) } }
     /// When it was taken, to the second.
-    public var time: UTCTimestamp
+    public var time: UTCTimestamp { didSet { description = Self.text(subvolume, time) } }
+    /// The name, `web.20261122T023000Z`: made once (a listing prints, sorts and compares names).
+    public private(set) var description: String
 
     /// The name of a snapshot of `subvolume` taken at `time`: `web.20261122T023000Z`.
     public init(subvolume: String, time: UTCTimestamp) {
-        self.subvolume = subvolume
-        self.time = time
+        (self.subvolume, self.time, description) = (subvolume, time, Self.text(subvolume, time))
     }
 
     /// Parses a full name; nil unless every character matches the format (`svc.20261122T023000Z`).
+    /// A name that parses is the one `init(subvolume:time:)` makes, so it is kept as it came.
     public init?(parsing name: String) {
         let utf8 = Array(name.utf8)
         guard utf8.count > 17, utf8[utf8.count - 17] == UInt8(ascii: "."),
               let time = UTCTimestamp(compact: utf8.suffix(16)) else { return nil }
-        self.subvolume = String(decoding: utf8.prefix(utf8.count - 17), as: UTF8.self)
-        self.time = time
+        (subvolume, self.time, description) = (String(decoding: utf8.prefix(utf8.count - 17), as: UTF8.self), time, name)
     }
 
-    public var description: String {
-        let f = time.fields
-        return "\(subvolume).\(pad(f.year, 4))\(pad(f.month))\(pad(f.day))T\(pad(f.hour))\(pad(f.minute))\(pad(f.second))Z"
+    private static func text(_ subvolume: String, _ time: UTCTimestamp) -> String {
+        subvolume + "." + time.text(separated: false)
     }
 }
 
