@@ -160,7 +160,9 @@ public enum Btrfs {
     /// thousands of snapshots without opening each, at a cost that follows the folder's entries
     /// however many subvolumes the filesystem holds. Needs CAP_SYS_ADMIN, as tree searches do; nil
     /// without it (the caller opens each entry instead). The tree is the truth for what an entry is:
-    /// a mount over an entry does not change it.
+    /// a mount over an entry does not change it. It holds the folder's entries as of the last
+    /// commit, though: an entry made or renamed since is missing (or stale) until the next, so a
+    /// caller matches names and `d_ino`s to `DirectoryEntries.entries` and opens what differs.
     public static func childSubvolumes(in directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String: SubvolumeInfo]? {
         var raw: UnsafeMutablePointer<replica_child_subvolume>?
         let count = replica_btrfs_child_subvolumes(directory.rawValue, &raw)
