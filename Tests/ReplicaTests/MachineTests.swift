@@ -702,8 +702,16 @@ enum NetworkNamespaceNames {
                 let state = { (name: String, unit: String) throws -> String in
                     try Self.inside(name, ["sh", "-c", "systemctl is-enabled \(unit) || true"]).split(whereSeparator: \.isNewline).joined()  // exits 1 when masked
                 }
-                let masked = try ["systemd-sysctl.service", "systemd-journal-flush.service"].map { try state("trim", $0) }
-                #expect(masked == ["masked", "masked"], "\(masked)")
+                let masked = try ["systemd-sysctl.service", "systemd-journal-flush.service", "systemd-user-sessions.service"]
+                    .map { try state("trim", $0) }
+                #expect(masked == ["masked", "masked", "masked"], "\(masked)")
+                // With systemd-user-sessions masked nothing removes /run/nologin: its tmpfiles entry goes too,
+                // or every user but root would be kept out. Asked of each guest's systemd-tmpfiles.
+                let nologin = { (name: String) throws -> String in
+                    try Self.inside(name, ["sh", "-c", "systemd-tmpfiles --cat-config | grep -c '^[^#]* /run/nologin ' || true; ls /run/nologin 2>&1 || true"])
+                }
+                #expect(try nologin("trim").hasPrefix("0\nls: cannot access '/run/nologin'"), "trimmed: no entry, no file")
+                #expect(try nologin("stock").hasPrefix("1\nls: cannot access '/run/nologin'"), "the control: the entry, its file removed at boot")
                 #expect(try state("stock", "systemd-sysctl.service") != "masked", "the control: the stock template masks nothing")
                 #expect(try Self.inside("trim", ["sh", "-c", "systemctl is-system-running --wait; systemctl --failed --no-legend | wc -l"])
                     .split(separator: "\n").map(String.init) == ["running", "0"])

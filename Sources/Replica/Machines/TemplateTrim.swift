@@ -3,22 +3,24 @@ import ReplicaKit
 /// What `replica-machine template import --minimal` takes out of a template's boot: the
 /// units and generators a container never needs (systemd-nspawn has made its `/dev`, mounted its
 /// root and given it no console, kernel or disks of its own), masked as `systemctl mask` does — a
-/// link to `/dev/null` in `/etc/systemd/system` (or `system-generators`), which the fork's
-/// operator removes to bring one back — and a journal kept in memory. The rest of the root is
+/// link to `/dev/null` in `/etc/systemd/system` (or `system-generators`, `tmpfiles.d`), which the
+/// fork's operator removes to bring one back — and a journal kept in memory. The rest of the root is
 /// untouched: every package and service of the operator's stays. A VM template's disk is trimmed
 /// the same way through `debugfs` (`guestEdits`), less what its own kernel needs, and boots without
 /// its initrd when its kernel mounts the root by itself (`VMDisk.kernelOnlyDisk`).
 public enum TemplateTrim {
     /// Units masked: kernel settings, remounts and device nodes that are the host's or systemd-nspawn's;
     /// utmp records; users already made in the template; the journal's flush to disk (it stays in
-    /// memory); a random seed (the kernel's is the host's); kernel modules and binfmt; and timers
-    /// that would start the same work in every fork at once (apt, scrubs and trims of the host's disks).
+    /// memory); a random seed (the kernel's is the host's); kernel modules and binfmt; the window
+    /// at boot and shutdown in which only root may log in (`systemd-user-sessions`, with the
+    /// `/run/nologin` it removes: `maskedTmpfiles`); and timers that would start the same work in
+    /// every fork at once (apt, scrubs and trims of the host's disks).
     public static let maskedUnits = [
         "systemd-sysctl.service", "systemd-remount-fs.service", "systemd-tmpfiles-setup-dev.service",
         "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-sysusers.service",
         "systemd-journal-flush.service", "systemd-journal-catalog-update.service", "systemd-random-seed.service",
         "systemd-modules-load.service", "kmod-static-nodes.service", "systemd-binfmt.service", "systemd-pstore.service",
-        "systemd-journald-audit.socket", "proc-sys-fs-binfmt_misc.automount", "sys-kernel-config.mount",
+        "systemd-user-sessions.service", "systemd-journald-audit.socket", "proc-sys-fs-binfmt_misc.automount", "sys-kernel-config.mount",
         "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-fs-fuse-connections.mount",
         "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
     ]
@@ -33,6 +35,15 @@ public enum TemplateTrim {
         "systemd-rc-local-generator", "systemd-run-generator", "systemd-system-update-generator", "systemd-sysv-generator",
         "systemd-veritysetup-generator",
     ]
+
+    /// tmpfiles.d entries masked: `/run/nologin`, made at boot for `systemd-user-sessions` to
+    /// remove once the system is up; with that unit masked, it would keep every user but root out.
+    public static let maskedTmpfiles = ["systemd-nologin.conf"]
+
+    /// Each folder of `/etc` with what is masked in it, `units` the units.
+    static func masked(units: [String]) -> [(folder: String, names: [String])] {
+        [("etc/systemd/system", units), ("etc/systemd/system-generators", maskedGenerators), ("etc/tmpfiles.d", maskedTmpfiles)]
+    }
 
     /// The journal in memory (`Storage=volatile`), bounded: nothing written to `/var/log/journal`.
     public static let journaldDropIn = (path: "etc/systemd/journald.conf.d/50-replica-minimal.conf",
@@ -51,9 +62,10 @@ public enum TemplateTrim {
     /// The trim of a VM template's disk as `debugfs -w` requests (`GuestFileSystem.edit`), which
     /// write the journal's drop-in from `journaldFile` (the path debugfs reads it at).
     static func guestEdits(journaldFile: String) -> [String] {
-        var edits = ["mkdir /etc/systemd/system", "mkdir /etc/systemd/system-generators", "mkdir /etc/systemd/journald.conf.d"]
-        for (folder, names) in [("/etc/systemd/system", maskedVMUnits), ("/etc/systemd/system-generators", maskedGenerators)] {
-            for name in names { edits += ["rm \(folder)/\(name)", "symlink \(folder)/\(name) /dev/null"] }
+        let folders = masked(units: maskedVMUnits)
+        var edits = folders.map { "mkdir /\($0.folder)" } + ["mkdir /etc/systemd/journald.conf.d"]
+        for (folder, names) in folders {
+            for name in names { edits += ["rm /\(folder)/\(name)", "symlink /\(folder)/\(name) /dev/null"] }
         }
         return edits + ["rm /\(journaldDropIn.path)", "write \(journaldFile) /\(journaldDropIn.path)"]
     }
@@ -61,7 +73,7 @@ public enum TemplateTrim {
     /// Trims the root file system `root` (a template being imported): every path resolved inside
     /// it, no symlink of its own followed.
     public static func apply(to root: borrowing RootDirectory) throws(ReplicaError) {
-        for (folder, names) in [("etc/systemd/system", maskedUnits), ("etc/systemd/system-generators", maskedGenerators)] {
+        for (folder, names) in masked(units: maskedUnits) {
             try root.makeDirectories(folder)
             for name in names { try root.replaceSymlink("\(folder)/\(name)", target: "/dev/null") }
         }
