@@ -9,7 +9,9 @@ import ReplicaStore
 /// sysprep with `truncate`, `rm` and a hostname file); the same with the network, `replica-machine
 /// fork --bridge` against that plus the `ip` commands of a veth on a bridge in a namespace; fork to
 /// READY against a bare `systemd-nspawn --template= --boot --notify-ready=yes` (nspawn's own
-/// snapshot of the template, then the same boot); ten machines in parallel.
+/// snapshot of the template, then the same boot); a trimmed template's fork to READY against the
+/// stock one's, and the floor of any trim (the trimmed fork booting to an empty target); ten machines
+/// in parallel.
 func benchmarkMachines() throws -> [Comparison] {
     guard let rootfs = cachedRoot(skipping: "machine figures") else { return [] }
     return try withBenchmarkStore(size: 3 << 30) { store, mountPoint in
@@ -39,7 +41,7 @@ func benchmarkMachines() throws -> [Comparison] {
         // Fork → READY, against a bare nspawn of a plain snapshot and from the same root trimmed
         // (template import --minimal); taking turns.
         _ = try Templates.importTemplate("debian12-minimal", from: rootfs, into: store, minimal: true)
-        var ready: [Double] = [], bare: [Double] = [], boots: [Double] = [], trimmed: [Double] = []
+        var ready: [Double] = [], bare: [Double] = [], boots: [Double] = [], trimmed: [Double] = [], floor: [Double] = []
         for round in 0..<15 {
             // Alternating which goes first, so that neither always boots on a warmer cache.
             if round % 2 == 1 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
@@ -48,6 +50,7 @@ func benchmarkMachines() throws -> [Comparison] {
             boots.append(boot)
             if round % 2 == 0 { bare.append(try bootPlainSnapshot(round, mountPoint: mountPoint)) }
             trimmed.append(try forkAndBoot(100 + round, template: "debian12-minimal", store: store).total)
+            floor.append(try forkAndBoot(200 + round, template: "debian12-minimal", store: store, emptyBoot: true).total)
         }
 
         let ten = try forkAndBootAtOnce(10, template: "debian12", store: store)
@@ -62,6 +65,8 @@ func benchmarkMachines() throws -> [Comparison] {
             Comparison(operation: "fork → READY (replica-machine start --wait)", replica: median(ready),
                        tool: "systemd-nspawn --template= --boot --notify-ready:", toolTime: median(bare)),
             Comparison(operation: "fork → READY, template import --minimal", replica: median(trimmed),
+                       tool: "the same root untrimmed (stock):", toolTime: median(ready)),
+            Comparison(operation: "fork → READY, minimal, nothing to start (any trim's floor)", replica: median(floor),
                        tool: "the same root untrimmed (stock):", toolTime: median(ready)),
         ]
     }
@@ -111,9 +116,18 @@ func forkWithNetwork(store mountPoint: String, bridge: String) throws -> Compari
 }
 
 /// Fork → READY of machine `rROUND` from `template`: `Machines.fork` then `MachineProcess.start --wait`; stopped after.
-func forkAndBoot(_ round: Int, template: String = "debian12", store: borrowing Store) throws -> (total: Double, boot: Double) {
-    let began = monotonicNanoseconds()
+/// `emptyBoot`: the fork's default target made an empty one (untimed), so that its systemd starts
+/// no unit: what is left is systemd-nspawn's setup and the guest manager's own start.
+func forkAndBoot(_ round: Int, template: String = "debian12", store: borrowing Store, emptyBoot: Bool = false) throws -> (total: Double, boot: Double) {
+    var began = monotonicNanoseconds()
     let machine = try Machines.fork("r\(round)", template: template, in: store)
+    if emptyBoot {
+        let edited = monotonicNanoseconds()
+        let root = try RootDirectory(machine.path)
+        try root.replaceFile("etc/systemd/system/empty.target", contents: Array("[Unit]\nDescription=Nothing\n".utf8))
+        try root.replaceSymlink("etc/systemd/system/default.target", target: "empty.target")
+        began += monotonicNanoseconds() - edited
+    }
     let forked = monotonicNanoseconds()
     _ = try MachineProcess.start(machine, wait: .seconds(60))
     let ready = monotonicNanoseconds()
