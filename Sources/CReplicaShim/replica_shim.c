@@ -33,6 +33,8 @@
 #include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -475,6 +477,38 @@ int replica_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 
 int replica_seccomp_load_bpf(const void *filter, unsigned short count) {
     struct sock_fprog program = { .len = count, .filter = (struct sock_filter *)filter };
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program);
+}
+int replica_seccomp_mode(void) { return prctl(PR_GET_SECCOMP, 0, 0, 0, 0); }
+long replica_seccomp_filters_of(pid_t pid, void *buffer, size_t capacity) {
+    if (ptrace(PTRACE_SEIZE, pid, NULL, NULL) != 0) return -1;
+    long result = -1;
+    int status;
+    if (ptrace(PTRACE_INTERRUPT, pid, NULL, NULL) != 0 || waitpid(pid, &status, __WALL) != pid) goto detach;
+    long counts[64];
+    int filters = 0;
+    for (; filters < 64; filters++) {  /* index 0 is the oldest (kernel/seccomp.c, get_nth_filter) */
+        counts[filters] = ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)(long)filters, NULL);
+        if (counts[filters] < 0) {
+            if (errno != ENOENT) goto detach;
+            break;
+        }
+    }
+    size_t used = 0;
+    for (int index = 0; index < filters; index++) {
+        size_t length = (size_t)counts[index] * sizeof(struct sock_filter);
+        if (used + sizeof(uint32_t) + length > capacity) { errno = ENOSPC; goto detach; }
+        uint32_t count = (uint32_t)counts[index];
+        memcpy((char *)buffer + used, &count, sizeof count);
+        used += sizeof count;
+        if (ptrace(PTRACE_SECCOMP_GET_FILTER, pid, (void *)(long)index, (char *)buffer + used) != counts[index]) goto detach;
+        used += length;
+    }
+    result = (long)used;
+detach:;
+    int saved = errno;
+    ptrace(PTRACE_DETACH, pid, NULL, NULL);
+    errno = saved;
+    return result;
 }
 int replica_memfd_cloexec(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 const char *replica_errno_name(int number) { return strerrorname_np(number); }

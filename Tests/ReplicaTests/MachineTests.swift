@@ -680,6 +680,51 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// systemd-nspawn's seccomp filters, loaded ahead by the thread that starts it (`NspawnSeccomp`):
+    /// the guest's init runs under exactly the filters systemd-nspawn loads when it compiles them
+    /// itself (the control: the same command started without them, its systemd-nspawn's environment
+    /// without SYSTEMD_SECCOMP=0), and a call they refuse is refused to a service the guest's own
+    /// systemd starts (keyctl: EPERM; on the host, and from a process entered from it, EINVAL). The
+    /// variable reaches neither guest, whose systemd still filters its services (journald has
+    /// filters of its own over the init's).
+    @Test func aGuestRunsUnderSystemdNspawnsOwnFiltersLoadedAhead() throws {
+        let rootfs = try Self.rootfs()
+        try withBtrfsImage(size: 3 << 30) { image in
+            let store = ["--store", image.mountPoint]
+            defer { for name in ["ahead", "own"] { try? MachineProcess.stop(name); _ = try? Self.machine(["remove", name] + store) } }
+            #expect(try Self.machine(["template", "import", "--minimal", "t", rootfs] + store).status == .exited(0))
+            for name in ["ahead", "own"] { #expect(try Self.machine(["fork", name, "--template", "t"] + store).status == .exited(0)) }
+            let started = try Self.machine(["start", "ahead", "--wait", "60"] + store)
+            #expect(started.status == .exited(0), "\(started.output)")
+            let machine = try Machines.prepareStart("own", in: try Store(path: image.mountPoint))
+            let placement = MachinePlacement.current(for: "own", foreground: false)
+            _ = try MachineProcess.begin("own", command: Machines.spawnCommand(machine, placement: placement),
+                                         in: try placement.prepare("own", limits: machine.limits)).waitReady(timeout: .seconds(60))
+
+            let environment = { (pid: Int32) throws -> [String] in
+                try OwnedFD.open("/proc/\(pid)/environ", O_RDONLY).readAll().split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            }
+            let nspawn = try ["ahead", "own"].map { (name: String) throws -> Int32 in try #require(MachineProcess.running(name)) }
+            #expect(try environment(nspawn[0]).contains("SYSTEMD_SECCOMP=0") && !(try environment(nspawn[1]).contains { $0.hasPrefix("SYSTEMD_SECCOMP") }),
+                    "the filters were loaded ahead for one, compiled by systemd-nspawn for the other")
+            let inits = try ["ahead", "own"].map { (name: String) throws -> Int32 in try #require(try Self.leader(name)) }
+            let (ahead, own) = (try NspawnSeccomp.filters(of: inits[0]), try NspawnSeccomp.filters(of: inits[1]))
+            #expect(!own.isEmpty && ahead == own, "\(ahead.map(\.bpf.count)) bytes of filters against systemd-nspawn's own \(own.map(\.bpf.count))")
+
+            let keyctl = ["perl", "-e", "syscall(250, 0, 0, 0); print $! + 0"]  // keyctl(KEYCTL_GET_KEYRING_ID, 0, 0)
+            #expect(try Command.check(keyctl) == "22", "the control: the host's keyctl says EINVAL")
+            for name in ["ahead", "own"] {
+                #expect(try Self.inside(name, ["systemd-run", "--wait", "--pipe", "--quiet"] + keyctl) == "1", "\(name): a service's keyctl")
+                #expect(try Self.inside(name, keyctl) == "22", "\(name): a process entered from the host is under no filter")
+                let guestInit = try Self.inside(name, ["cat", "/proc/1/environ"])
+                #expect(!guestInit.contains("SYSTEMD_SECCOMP"), "\(name): \(guestInit)")
+                let counts = try Self.inside(name, ["sh", "-c", "grep Seccomp_filters /proc/1/status /proc/$(systemctl show -P MainPID systemd-journald)/status"])
+                let numbers = counts.split(separator: "\n").compactMap { Int($0.split(separator: "\t").last ?? "") }
+                #expect(numbers.count == 2 && numbers[1] > numbers[0] && numbers[0] > 0, "\(name): \(counts)")
+            }
+        }
+    }
+
     /// A trimmed template (`import --minimal`): its guest's own systemd sees the units and
     /// generators masked and its journal in memory, boots with nothing failed, and is READY; the
     /// same root imported stock is the control (nothing masked, the journal on disk). A root whose

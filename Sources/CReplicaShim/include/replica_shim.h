@@ -192,6 +192,14 @@ int replica_set_no_new_privs(void);
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0, {count, filter}): load a compiled classic BPF program of
 /// `count` 8-byte instructions.
 int replica_seccomp_load_bpf(const void *filter, unsigned short count);
+/// prctl(PR_GET_SECCOMP): 0 when the calling thread runs under no seccomp filter, 2 when under one.
+int replica_seccomp_mode(void);
+/// The seccomp filters of process `pid`, oldest first (the order they were loaded in): each as
+/// its instruction count (a native `uint32_t`) then its 8-byte instructions, into `buffer`.
+/// PTRACE_SEIZE + PTRACE_INTERRUPT, PTRACE_SECCOMP_GET_FILTER for each, PTRACE_DETACH; the caller
+/// needs CAP_SYS_ADMIN and no filter of its own. Returns the bytes written, or -1 with errno
+/// (ENOSPC: more than `capacity`).
+long replica_seccomp_filters_of(pid_t pid, void *buffer, size_t capacity);
 /// memfd_create(name, MFD_CLOEXEC).
 int replica_memfd_cloexec(const char *name);
 /// strerrorname_np(3): the symbolic name of an errno value ("EPERM"), or NULL.

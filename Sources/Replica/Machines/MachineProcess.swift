@@ -146,8 +146,9 @@ public enum MachineProcess {
         let group = try placement.prepare(name, limits: machine.limits)
         do throws(ReplicaError) {
             if let vm = machine.vm { return try VirtualMachine.begin(machine, vm, placement: placement, in: group, networkNamespace: networkNamespace) }
-            return try begin(name, command: Machines.spawnCommand(machine, networkNamespace: networkNamespace, placement: placement), in: group,
-                             networkNamespace: networkNamespace)
+            let command = Machines.spawnCommand(machine, networkNamespace: networkNamespace, placement: placement)
+            return try begin(name, command: command, in: group, networkNamespace: networkNamespace,
+                             seccomp: NspawnSeccomp.programs(for: command))
         } catch {
             try? group?.remove()
             throw error
@@ -158,8 +159,9 @@ public enum MachineProcess {
     /// spawn and goes back, so systemd-nspawn starts there and never in the caller's cgroup), and
     /// in the network namespace `networkNamespace` when given (`/run/netns/NAME`, joined by a
     /// thread of its own that spawns it, as `ip netns exec` would: see `Machines.spawnCommand`).
+    /// `seccomp`: systemd-nspawn's filters, loaded by that thread (`NspawnSeccomp`); nil: it loads its own.
     public static func begin(_ name: String, command: [String], in group: ControlGroup?,
-                             networkNamespace: String? = nil) throws(ReplicaError) -> Starting {
+                             networkNamespace: String? = nil, seccomp: [SeccompProgram]? = nil) throws(ReplicaError) -> Starting {
         let socketPath = "\(runDirectory)/\(name).notify"
         let notify = try unixSocket(socketPath, stream: false)
         let log = try openLog(name)
@@ -169,9 +171,11 @@ public enum MachineProcess {
         let output = log.rawValue
         let spawn = { @Sendable () throws(ReplicaError) -> Int32 in
             if let networkNamespace { try SandboxMounter.joinNetworkNamespace("\(SandboxPlan.networkNamespaceDirectory)/\(networkNamespace)") }
-            return try Command.spawn(command, output: output, environment: [("NOTIFY_SOCKET", socketPath)], newSession: true)
+            let loaded = seccomp.map(NspawnSeccomp.load) ?? false
+            return try Command.spawn(command, output: output, environment: [("NOTIFY_SOCKET", socketPath)] + (loaded ? [NspawnSeccomp.environment] : []),
+                                     newSession: true)
         }
-        let pid = networkNamespace == nil ? try spawn() : try DedicatedThread.run(spawn)
+        let pid = networkNamespace == nil && seccomp == nil ? try spawn() : try DedicatedThread.run(spawn)
         try record(name, pid: pid)
         return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
     }

@@ -181,9 +181,13 @@ struct MachineCommand {
         if arguments.flag("foreground") {
             let placement = MachinePlacement.current(for: name, foreground: true)
             let command = Machines.spawnCommand(machine, networkNamespace: namespace, placement: placement)
+            let filters = NspawnSeccomp.programs(for: command)  // taken before this process enters the machine's cgroup
             try placement.prepare(name, limits: machine.limits)?.enter()
             if let namespace { try SandboxMounter.joinNetworkNamespace("\(SandboxPlan.networkNamespaceDirectory)/\(namespace)") }
             try MachineProcess.record(name, pid: getpid())  // the pid systemd-nspawn keeps
+            if let filters, NspawnSeccomp.load(filters) {
+                setenv(NspawnSeccomp.environment.0, NspawnSeccomp.environment.1, 1)
+            }
             let argv = command.map { strdup($0) } + [nil]
             execvp(command[0], argv)
             throw .current("execvp", [command[0]])

@@ -37,9 +37,15 @@ public struct SeccompCache: Sendable {
     /// The filters of `confinement`, from the cache when it holds them, else compiled (and stored).
     public func programs(for confinement: Confinement) throws(ReplicaError) -> (programs: [SeccompProgram], cached: Bool) {
         guard confinement.usesSeccomp else { return ([], false) }
-        let name = "\(Self.key(confinement)).bpf"
+        return try programs(key: Self.key(confinement)) { () throws(ReplicaError) in try confinement.seccompPrograms() }
+    }
+
+    /// The filters kept under `key` (`KEY.bpf`), else those `make` gives, stored under it.
+    public func programs(key: String, make: () throws(ReplicaError) -> [SeccompProgram]) throws(ReplicaError)
+        -> (programs: [SeccompProgram], cached: Bool) {
+        let name = "\(key).bpf"
         if trusted(), let stored = load(name) { return (stored, true) }
-        let programs = try confinement.seccompPrograms()
+        let programs = try make()
         store(programs, as: name)
         return (programs, false)
     }

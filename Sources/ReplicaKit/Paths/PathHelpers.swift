@@ -24,6 +24,17 @@ public func splitPath(_ path: String) -> (directory: String, name: String) {
 }
 
 extension Command {
+    /// The file `posix_spawnp` runs for `program`: the first executable of that name in the folders
+    /// of `PATH` (`/usr/bin:/bin` when unset), as `command -v` finds it; nil when none is.
+    public static func path(of program: String) -> String? {
+        let folders = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        for folder in folders.split(separator: ":", omittingEmptySubsequences: true) {
+            let path = "\(folder)/\(program)"
+            if access(path, X_OK) == 0 { return path }
+        }
+        return nil
+    }
+
     /// The path of a program installed in the same folder as this one (`/proc/self/exe`).
     public static func beside(_ name: String) -> String {
         "\(splitPath(readSymlink("/proc/self/exe") ?? "./\(name)").directory)/\(name)"
