@@ -725,6 +725,27 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// A caller under a seccomp filter of its own neither takes systemd-nspawn's filters (they would
+    /// include its own) nor loads them: it leaves systemd-nspawn to compile them. The control: the
+    /// same call in a child under no filter has them. And the options that decide them count: with
+    /// CAP_SYS_PTRACE dropped, systemd-nspawn refuses ptrace too, and the filters differ.
+    @Test func aCallerUnderAFilterOfItsOwnLeavesSystemdNspawnToCompileItsOwn() throws {
+        let command = ["systemd-nspawn", "--boot", "--drop-capability=CAP_SYS_PTRACE", "--private-network"]
+        let dropped = try #require(NspawnSeccomp.programs(for: command), "taken, or kept from an earlier start")
+        let plain = try #require(NspawnSeccomp.programs(for: ["systemd-nspawn", "--boot", "--private-network"]))
+        let differ = dropped != plain
+        #expect(differ, "the filters without CAP_SYS_PTRACE are other filters")
+        let unfiltered = try ChildProcess.run(timeout: .seconds(60)) { () throws(ReplicaError) -> Bool in
+            NspawnSeccomp.programs(for: command) == dropped
+        }
+        #expect(unfiltered, "the control: a child under no filter has them")
+        let filtered = try ChildProcess.run(timeout: .seconds(60)) { () throws(ReplicaError) -> Bool in
+            try SeccompProgram(default: .allow, rules: []).load()
+            return NspawnSeccomp.programs(for: command) == nil
+        }
+        #expect(filtered, "a child under a filter of its own has none")
+    }
+
     /// A trimmed template (`import --minimal`): its guest's own systemd sees the units and
     /// generators masked and its journal in memory, boots with nothing failed, and is READY; the
     /// same root imported stock is the control (nothing masked, the journal on disk). A root whose
