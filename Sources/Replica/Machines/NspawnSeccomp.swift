@@ -57,10 +57,11 @@ public enum NspawnSeccomp {
     }
 
     /// Starts systemd-nspawn with `options` on the host's `/usr`, reads the filters of its init
-    /// (`/usr/bin/sleep`) once that runs, and ends it.
+    /// (`/usr/bin/sleep`) once that runs, and ends it. Where systemd runs, systemd-nspawn asks it
+    /// for a scope of its own (gone with it); elsewhere it stays in the caller's cgroup (`--keep-unit`).
     static func capture(_ options: [String]) throws(ReplicaError) -> [SeccompProgram] {
-        let command = ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--volatile=yes", "--directory=/",
-                       "--machine=replica-seccomp-\(getpid())", "--console=passive"] + options + ["/usr/bin/sleep", "10"]
+        let command = ["systemd-nspawn", "--quiet", "--register=no", "--volatile=yes", "--directory=/", "--machine=replica-seccomp-\(getpid())",
+                       "--console=passive"] + (Systemd.isBooted ? [] : ["--keep-unit"]) + options + ["/usr/bin/sleep", "10"]
         let nspawn = try Command.spawn(command, newSession: true)
         var ended = false
         defer {
