@@ -675,6 +675,9 @@ enum NetworkNamespaceNames {
                 #expect(MachineProcess.running("y") == nil)
                 // Nothing of the guest outlives it (its init would keep the store mounted in its namespace).
                 #expect(try Command.run(["pgrep", "-f", "^sleep 600$"]).status != .exited(0), "the guest's init survived")
+                // Ended by systemd-nspawn itself (a second SIGTERM), which removes what it made for it:
+                // killed, it left this folder behind.
+                #expect(access("/run/systemd/nspawn/propagate/y", F_OK) != 0, "systemd-nspawn's folder for the machine outlived it")
                 #expect(try Self.machine(["remove", "y"] + store).status == .exited(0))
             }
         }

@@ -249,14 +249,24 @@ public enum MachineProcess {
             usleep(50_000)
         }
         if running(name) != nil {
-            // A guest that ignores the request: its whole tree goes, the container's init first (its
-            // PID namespace, and every process in it, ends with it), then systemd-nspawn.
-            for process in descendants(of: pid) { kill(process, SIGKILL) }
-            kill(pid, SIGKILL)
-            for _ in 0..<100 where running(name) != nil {
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, WNOHANG)
-                usleep(20_000)
+            // A guest that ignores the request: systemd-nspawn ends it at a second SIGTERM ("Send
+            // SIGTERM again to trigger immediate termination") and removes what it made for it
+            // (its /run/systemd/nspawn/propagate/NAME, left behind when it is killed). Failing that,
+            // the whole tree goes, the container's init first (its PID namespace, and every process
+            // in it, ends with it), then systemd-nspawn.
+            let gone = { () -> Bool in  // within 2 s
+                for _ in 0..<100 where running(name) != nil {
+                    var status: Int32 = 0
+                    _ = waitpid(pid, &status, WNOHANG)
+                    usleep(20_000)
+                }
+                return running(name) == nil
+            }
+            kill(pid, SIGTERM)
+            if !gone() {
+                for process in descendants(of: pid) { kill(process, SIGKILL) }
+                kill(pid, SIGKILL)
+                _ = gone()
             }
         }
         unlink(path)
