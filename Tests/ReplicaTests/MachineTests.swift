@@ -767,6 +767,16 @@ enum NetworkNamespaceNames {
                     let started = try Self.machine(["start", name, "--wait", "60"] + store)
                     #expect(started.status == .exited(0), "\(started.output)")
                 }
+                // D-Bus, asked of each guest's systemd before anything connects to its bus: the stock
+                // guest started it at boot (the control), the trimmed one only listens; a client's
+                // first connection starts it.
+                let active = { (name: String, units: String) throws -> String in
+                    try Self.inside(name, ["sh", "-c", "systemctl is-active \(units) || true"]).split(whereSeparator: \.isNewline).joined(separator: " ")
+                }
+                #expect(try active("stock", "dbus.service") == "active")
+                #expect(try active("trim", "dbus.service dbus.socket") == "inactive active")
+                #expect(try Self.inside("trim", ["busctl", "--system", "--no-pager", "list"]).contains("org.freedesktop.systemd1"))
+                #expect(try active("trim", "dbus.service") == "active")
                 // Asked of each guest's own systemd.
                 let state = { (name: String, unit: String) throws -> String in
                     try Self.inside(name, ["sh", "-c", "systemctl is-enabled \(unit) || true"]).split(whereSeparator: \.isNewline).joined()  // exits 1 when masked

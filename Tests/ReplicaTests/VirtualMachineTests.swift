@@ -100,6 +100,7 @@ struct VirtualMachineCommandTests {
         let edits = TemplateTrim.guestEdits(journaldFile: "/tmp/guest/.guest/journald.conf")
         #expect(edits.contains("symlink /etc/systemd/system/systemd-update-utmp.service /dev/null"))
         #expect(edits.contains("symlink /etc/systemd/system-generators/systemd-fstab-generator /dev/null"))
+        #expect(edits.contains("symlink /etc/systemd/system/multi-user.target.wants/dbus.service /dev/null"), "D-Bus on first use")
         #expect(edits.firstIndex(of: "mkdir /etc/tmpfiles.d")! < edits.firstIndex(of: "symlink /etc/tmpfiles.d/systemd-nologin.conf /dev/null")!)
         #expect(!edits.contains { $0.contains("systemd-sysctl.service") || $0.contains("systemd-modules-load.service") })
         #expect(edits.last == "write /tmp/guest/.guest/journald.conf /etc/systemd/journald.conf.d/50-replica-minimal.conf")

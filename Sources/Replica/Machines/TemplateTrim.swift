@@ -4,10 +4,11 @@ import ReplicaKit
 /// units and generators a container never needs (systemd-nspawn has made its `/dev`, mounted its
 /// root and given it no console, kernel or disks of its own), masked as `systemctl mask` does — a
 /// link to `/dev/null` in `/etc/systemd/system` (or `system-generators`, `tmpfiles.d`), which the
-/// fork's operator removes to bring one back — and a journal kept in memory. The rest of the root is
-/// untouched: every package and service of the operator's stays. A VM template's disk is trimmed
-/// the same way through `debugfs` (`guestEdits`), less what its own kernel needs, and boots without
-/// its initrd when its kernel mounts the root by itself (`VMDisk.kernelOnlyDisk`).
+/// fork's operator removes to bring one back — D-Bus started on first use rather than at boot, and
+/// a journal kept in memory. The rest of the root is untouched: every package and service of the
+/// operator's stays. A VM template's disk is trimmed the same way through `debugfs`
+/// (`guestEdits`), less what its own kernel needs, and boots without its initrd when its kernel
+/// mounts the root by itself (`VMDisk.kernelOnlyDisk`).
 public enum TemplateTrim {
     /// Units masked: kernel settings, remounts and device nodes that are the host's or systemd-nspawn's;
     /// utmp records; users already made in the template; the journal's flush to disk (it stays in
@@ -36,13 +37,21 @@ public enum TemplateTrim {
         "systemd-veritysetup-generator",
     ]
 
+    /// Dependencies masked: the bus daemon (`dbus.service`, or `dbus-broker.service` where it is
+    /// the bus) no longer pulled in by `multi-user.target` at boot. Its socket stays in
+    /// `sockets.target` and starts it on the first connection (`systemctl -M`, `busctl`, a service
+    /// that asks), so a boot nobody asks of D-Bus is not held up by it. systemd drops a `.wants/`
+    /// link a `/dev/null` link of the same name in `/etc` masks.
+    public static let deferredUnits = ["dbus.service", "dbus-broker.service"]
+
     /// tmpfiles.d entries masked: `/run/nologin`, made at boot for `systemd-user-sessions` to
     /// remove once the system is up; with that unit masked, it would keep every user but root out.
     public static let maskedTmpfiles = ["systemd-nologin.conf"]
 
     /// Each folder of `/etc` with what is masked in it, `units` the units.
     static func masked(units: [String]) -> [(folder: String, names: [String])] {
-        [("etc/systemd/system", units), ("etc/systemd/system-generators", maskedGenerators), ("etc/tmpfiles.d", maskedTmpfiles)]
+        [("etc/systemd/system", units), ("etc/systemd/system/multi-user.target.wants", deferredUnits),
+         ("etc/systemd/system-generators", maskedGenerators), ("etc/tmpfiles.d", maskedTmpfiles)]
     }
 
     /// The journal in memory (`Storage=volatile`), bounded: nothing written to `/var/log/journal`.
