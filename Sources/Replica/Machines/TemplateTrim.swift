@@ -40,8 +40,8 @@ public enum TemplateTrim {
     /// Dependencies masked: the bus daemon (`dbus.service`, or `dbus-broker.service` where it is
     /// the bus) no longer pulled in by `multi-user.target` at boot. Its socket stays in
     /// `sockets.target` and starts it on the first connection (`systemctl -M`, `busctl`, a service
-    /// that asks), so a boot nobody asks of D-Bus is not held up by it. systemd drops a `.wants/`
-    /// link a `/dev/null` link of the same name in `/etc` masks.
+    /// that asks), so a boot nobody asks of D-Bus is not held up by it. (systemd ignores a
+    /// `.wants/` link that a `/dev/null` link of the same name in `/etc` masks.)
     public static let deferredUnits = ["dbus.service", "dbus-broker.service"]
 
     /// tmpfiles.d entries masked: `/run/nologin`, made at boot for `systemd-user-sessions` to
