@@ -805,6 +805,13 @@ enum NetworkNamespaceNames {
                 let hostile = try Self.machine(["template", "import", "--minimal", "evil", "\(dir)/root"] + store)
                 #expect(hostile.status == .exited(1) && hostile.output.contains("etc/systemd/system"), "\(hostile.output)")
                 #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(dir)/outside", O_RDONLY | O_DIRECTORY)).isEmpty)
+                // The same with the folder of the D-Bus deferral, below a real etc/systemd/system.
+                _ = try Command.check(["rm", "\(dir)/root/etc/systemd/system"])
+                _ = try Command.check(["mkdir", "\(dir)/root/etc/systemd/system"])
+                _ = try Command.check(["ln", "-s", "\(dir)/outside", "\(dir)/root/etc/systemd/system/multi-user.target.wants"])
+                let wants = try Self.machine(["template", "import", "--minimal", "evil", "\(dir)/root"] + store)
+                #expect(wants.status == .exited(1) && wants.output.contains("multi-user.target.wants"), "\(wants.output)")
+                #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(dir)/outside", O_RDONLY | O_DIRECTORY)).isEmpty)
                 #expect(try DirectoryEntries.names(in: try OwnedFD.open("\(image.mountPoint)/templates", O_RDONLY | O_DIRECTORY)).sorted() == ["stock", "trim"])
             }
         }
