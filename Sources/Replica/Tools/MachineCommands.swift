@@ -223,6 +223,7 @@ struct MachineCommand {
     }
 
     func pool() throws(ReplicaError) -> ToolOutput {
+        if arguments.flag("refill") { usleep(MachinePool.refillDelay) }
         let template = arguments.positionals[0]
         let opened = try openStore()
         let recorded = try MachinePool.settings(template, in: opened)
@@ -267,12 +268,13 @@ struct MachineCommand {
                            ("refill", refill.map { .string($0.said) } ?? .null)])
     }
 
-    /// Starts `replica-machine pool TEMPLATE` without waiting for it, outliving this command: where
-    /// systemd runs, as a transient unit of its own (`systemd-run`: the caller's unit or session
-    /// ending does not end it; its output in the journal), else in a session of its own, its output
-    /// in `/run/replica/pools/TEMPLATE.log`. Returns the pid started and where to read what it did.
+    /// Starts `replica-machine pool TEMPLATE --refill` without waiting for it, outliving this
+    /// command: where systemd runs, as a transient unit of its own (`systemd-run`: the caller's unit
+    /// or session ending does not end it; its output in the journal), else in a session of its own,
+    /// its output in `/run/replica/pools/TEMPLATE.log`. Returns the pid started and where to read
+    /// what it did.
     func refillInBackground(_ template: String, store: String) throws(ReplicaError) -> (pid: Int32, said: String) {
-        let pool = [Command.beside("replica-machine"), "pool", template, "--store", store]
+        let pool = [Command.beside("replica-machine"), "pool", template, "--refill", "--store", store]
         if Systemd.isBooted {
             let unit = "replica-pool-fill-\(template)-\(String(UInt32.random(in: .min ... .max), radix: 16))"
             let pid = try Command.spawn(["systemd-run", "--quiet", "--no-block", "--collect", "--unit=\(unit)"] + pool, newSession: true)

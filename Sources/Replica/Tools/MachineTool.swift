@@ -64,7 +64,8 @@ public enum MachineTool: Tool {
                         positionals: [machineName]),
             CommandSpec("list", "The machines, their templates, whether they run, their user ranges and limits.", options: [store]),
             CommandSpec("pool", "A template's warm pool: machines forked and booted ahead of demand. Records --size (and limits), then forks, boots or removes machines until the pool has that many ready.",
-                        options: [store, .option("size", "count", "How many machines the pool keeps booted (0: none; the pool goes).")]
+                        options: [store, .option("size", "count", "How many machines the pool keeps booted (0: none; the pool goes)."),
+                                  .flag("refill", "A claim's refill (what claim starts): begin 0.1 s later, so the machine just claimed runs its first commands alone.")]
                             + network.filter { $0.name != "macvlan" } + limits,
                         positionals: [PositionalSpec("template", "The template.")]),
             CommandSpec("claim", "Hand out a ready machine of a template's pool under this name, its hostname and SSH keys applied in it; a replacement starts booting in the background.",
