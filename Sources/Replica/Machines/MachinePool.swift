@@ -28,8 +28,9 @@ public enum MachinePool {
     public static let logDirectory = "/run/replica/pools"
     /// How long a claim's background refill (`pool --refill`) waits before it forks, in µs: the
     /// machine just claimed runs its first commands without a fork's commit and a boot beside it
-    /// (on two CPUs, claim → a command ran in it fell from a median of 8.3–8.9 ms to 5.8–6.5 ms,
-    /// its 90th percentile from 11.5 ms to 6.6–7.5 ms). The pool is full again that much later.
+    /// (on two CPUs, claim → a command ran in it fell from a median of 6.6–8.9 ms to 5.8–6.5 ms,
+    /// its 90th percentile from 10.8–12.8 ms to 6.6–7.5 ms). The pool is full again that much
+    /// later.
     public static let refillDelay: useconds_t = 100_000
     /// How long `fill` lets its machines take to be READY, together.
     public static let readyTimeout: Duration = .seconds(120)
