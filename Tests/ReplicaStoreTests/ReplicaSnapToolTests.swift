@@ -109,7 +109,7 @@ import Testing
 
             // The tree's children of the folder: exactly its subvolume entries, each as opening it says.
             let folder = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
-            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir))
+            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir)).byName
             let subvolumeEntries = ["hand-made", "web.20261122T001000Z", "web.20261122T001100Z", "web.20261122T001200Z",
                                     "web.20261122T001300Z", "web.20261122T001400Z"]
             #expect(children.keys.sorted() == subvolumeEntries)
@@ -118,7 +118,7 @@ import Testing
                 #expect(children[name] == (try Btrfs.info(opened, path: name)), "\(name)")
             }
             let empty = try OwnedFD.open("\(store)/web", O_RDONLY | O_DIRECTORY)
-            #expect(try Btrfs.childSubvolumes(in: empty, path: "web")?.isEmpty == true)
+            #expect(try Btrfs.childSubvolumes(in: empty, path: "web")?.count == 0)
 
             // The tool as root, and without CAP_SYS_ADMIN (the control: the other way of reading).
             let asRoot = try Self.snap(["list", "--store", store, "--json", "web"])
@@ -159,7 +159,7 @@ import Testing
             try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(store)/other1x1", "\(dir)/web.20270101T000000Z"])
             mkdir("\(dir)/web.20270102T000000Z", 0o700)
             let folder = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
-            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir))
+            let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir)).byName
             let ids = children.values.map(\.id).sorted()
             #expect(children.count == 4 && ids.last! - ids.first! >= 2 * 4 + 16, "the ids are spread: \(ids)")
             for name in try DirectoryEntries.names(in: folder) where name != "web.20270102T000000Z" {
@@ -186,7 +186,7 @@ import Testing
             try Command.check(["btrfs", "-q", "subvolume", "create", "\(dir)/web.20270102T000000Z"])
 
             // The control: the tree does not show either yet.
-            let children = try #require(try Btrfs.childSubvolumes(in: try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY), path: dir))
+            let children = try #require(try Btrfs.childSubvolumes(in: try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY), path: dir)).byName
             #expect(children.keys.sorted() == ["web.20260921T141320Z"], "\(children.keys.sorted())")
             let inventory = try opened.inventory(of: "web")
             #expect(inventory.snapshots.map(\.name.description) == ["web.20260921T141320Z"])

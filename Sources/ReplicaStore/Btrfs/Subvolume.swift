@@ -155,7 +155,7 @@ public enum Btrfs {
         return SubvolumeInfo(raw)
     }
 
-    /// The subvolumes whose entries are in `directory`, by entry name, read from the trees by
+    /// The subvolumes whose entries are in `directory`, read from the trees by
     /// `BTRFS_IOC_TREE_SEARCH_V2` (`btrfs subvolume list -o`, one folder): listing a folder of
     /// thousands of snapshots without opening each, at a cost that follows the folder's entries
     /// however many subvolumes the filesystem holds. Needs CAP_SYS_ADMIN, as tree searches do; nil
@@ -163,7 +163,7 @@ public enum Btrfs {
     /// a mount over an entry does not change it. It holds the folder's entries as of the last
     /// commit, though: an entry made or renamed since is missing (or stale) until the next, so a
     /// caller matches names and `d_ino`s to `DirectoryEntries.entries` and opens what differs.
-    public static func childSubvolumes(in directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> [String: SubvolumeInfo]? {
+    public static func childSubvolumes(in directory: borrowing OwnedFD, path: String) throws(ReplicaError) -> ChildSubvolumes? {
         var raw: UnsafeMutablePointer<replica_child_subvolume>?
         let count = replica_btrfs_child_subvolumes(directory.rawValue, &raw)
         guard count >= 0 else {
@@ -172,14 +172,7 @@ public enum Btrfs {
             throw ReplicaError("list subvolumes", [path], errno: errno,
                                hint: errno == .ENOTSUP || errno.rawValue == ENOTTY ? "not on a btrfs filesystem" : nil)
         }
-        defer { free(raw) }
-        var children: [String: SubvolumeInfo] = [:]
-        children.reserveCapacity(count)
-        for child in UnsafeBufferPointer(start: raw, count: count) {
-            let name = withUnsafeBytes(of: child.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            children[name] = SubvolumeInfo(child.info)
-        }
-        return children
+        return ChildSubvolumes(adopting: raw, count: count)
     }
 
     /// Whether the descriptor is the root of a btrfs subvolume: its inode is 256
@@ -216,5 +209,55 @@ public enum Btrfs {
     public static func setReadOnly(_ subvolume: borrowing OwnedFD, _ readOnly: Bool, path: String) throws(ReplicaError) {
         let fd = subvolume.rawValue
         try btrfs("set read-only", path) { btrfs_util_set_subvolume_read_only_fd(fd, readOnly) }
+    }
+}
+
+/// A folder's subvolume entries as the tree has them (`Btrfs.childSubvolumes`), kept as the C
+/// array it came in, sorted by id: an entry is found by its `d_ino` (a subvolume's entry reports
+/// the subvolume's id) and its name compared in place, so listing 100,000 snapshots makes no
+/// dictionary of names and no string but those of the entries the caller reads anyway.
+public final class ChildSubvolumes {
+    private let items: UnsafeMutablePointer<replica_child_subvolume>?
+    /// How many subvolume entries the tree has for the folder.
+    public let count: Int
+
+    init(adopting items: UnsafeMutablePointer<replica_child_subvolume>?, count: Int) {
+        (self.items, self.count) = (items, count)
+    }
+
+    deinit { free(items) }
+
+    /// The subvolume of the entry `name` whose `d_ino` is `inode`; nil when the tree has no such
+    /// entry (a plain file or folder, or an entry made or renamed since the last commit).
+    public func subvolume(named name: String, inode: UInt64) -> SubvolumeInfo? {
+        guard let items else { return nil }
+        var low = 0, high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if items[middle].info.id < inode { low = middle + 1 } else { high = middle }
+        }
+        guard low < count, items[low].info.id == inode, Self.name(of: &items[low], is: name) else { return nil }
+        return SubvolumeInfo(items[low].info)
+    }
+
+    /// Every entry by name: what a caller that wants them all (a test, a listing) reads.
+    public var byName: [String: SubvolumeInfo] {
+        var all: [String: SubvolumeInfo] = [:]
+        for index in 0..<count { all[Self.name(of: &items![index])] = SubvolumeInfo(items![index].info) }
+        return all
+    }
+
+    private static func name(of item: inout replica_child_subvolume) -> String {
+        withUnsafeBytes(of: &item.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    private static func name(of item: inout replica_child_subvolume, is name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { wanted in
+            withUnsafeBytes(of: &item.name) { stored in
+                wanted.count < stored.count && stored[wanted.count] == 0
+                    && memcmp(stored.baseAddress!, wanted.baseAddress!, wanted.count) == 0
+            }
+        }
     }
 }

@@ -127,7 +127,7 @@ extension Store {
             // The tree lags the directory until the next commit (btrfs delays index items), so an
             // entry made or renamed since, or a name reused since, is opened instead.
             let subvolume: () -> Result<SubvolumeInfo, ReplicaError>
-            if let found = children?[entry], found.id == inode {
+            if let found = children?.subvolume(named: entry, inode: inode) {
                 subvolume = { .success(found) }
             } else {
                 subvolume = { Self.open(entry, in: parent) }
