@@ -133,7 +133,7 @@ struct SnapCommand {
         let metrics = arguments.value("metrics-file") ?? ""
         options.metricsPath = metrics.isEmpty ? nil : metrics
         options.now = try now()
-        let logger = Logger(label: "replica-snap")
+        let logger = ReplicaLogging.logger(identifier: "replica-snap")
         let reports = SnapshotJob.perform(action, targets, options: options, logger: logger)
         return ToolOutput(lines: reports.map { SnapRender.report($0, dryRun: options.dryRun, explain: arguments.flag("explain")) },
                           SnapRender.reports(reports, dryRun: options.dryRun, now: options.now), exitCode: SnapshotJob.exitCode(reports))

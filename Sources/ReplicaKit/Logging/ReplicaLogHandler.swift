@@ -98,15 +98,25 @@ public enum ReplicaLogging {
         return UInt64(st.st_dev) == parts[0] && UInt64(st.st_ino) == parts[1]
     }
 
-    /// Journal when run by systemd (every event from `journalLevel` up), standard error otherwise
-    /// (from `terminalLevel` up: a person reads the tool's own output). `LoggingSystem` may be
-    /// bootstrapped once; a tool calls this first thing.
+    /// A tool's logger: to the journal when run by systemd (every event from `journalLevel` up),
+    /// to standard error otherwise (from `terminalLevel` up: a person reads the tool's own output).
+    /// Made with its handler (`Logger(label:factory:)`), not through `LoggingSystem`: a tool's start
+    /// then never sets up swift-log's global factory (its first use is ~50 µs of runtime type
+    /// lookups), and a program embedding the libraries keeps its own `LoggingSystem` as it is.
+    public static func logger(identifier: String, journalLevel: Logger.Level = .info, terminalLevel: Logger.Level = .warning) -> Logger {
+        Logger(label: identifier) { _ in handler(identifier: identifier, journalLevel: journalLevel, terminalLevel: terminalLevel) }
+    }
+
+    /// `LoggingSystem.bootstrap` with the handler `logger` uses, for a program that logs through
+    /// `Logger(label:)`; `LoggingSystem` may be bootstrapped once, first thing.
     public static func bootstrap(identifier: String, journalLevel: Logger.Level = .info, terminalLevel: Logger.Level = .warning) {
+        LoggingSystem.bootstrap { _ in handler(identifier: identifier, journalLevel: journalLevel, terminalLevel: terminalLevel) }
+    }
+
+    static func handler(identifier: String, journalLevel: Logger.Level, terminalLevel: Logger.Level) -> ReplicaLogHandler {
         let journal = stderrIsJournal
-        LoggingSystem.bootstrap { _ in
-            var handler = ReplicaLogHandler(identifier: identifier, sink: journal ? .journal : .standardError)
-            handler.logLevel = journal ? journalLevel : terminalLevel
-            return handler
-        }
+        var handler = ReplicaLogHandler(identifier: identifier, sink: journal ? .journal : .standardError)
+        handler.logLevel = journal ? journalLevel : terminalLevel
+        return handler
     }
 }

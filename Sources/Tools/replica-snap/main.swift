@@ -4,6 +4,5 @@ import Glibc
 import Replica
 import ReplicaKit
 
-ReplicaLogging.bootstrap(identifier: "replica-snap")
 signal(SIGPIPE, SIG_IGN)  // a closed pipe is an error to report, not a reason to die
 SnapTool.main()
