@@ -68,6 +68,17 @@ public func linkage(of path: String) -> String {
     return "static"
 }
 
+/// Drops the file at `path` from the page cache (written out first with `fsync`, then
+/// `posix_fadvise(POSIX_FADV_DONTNEED)`; pages a process maps stay), so the next start reads it
+/// again as after a reboot: a few pages at a time, as its faults ask.
+public func evictFromPageCache(_ path: String) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+    close(fd)
+}
+
 public struct Comparison {
     public var operation: String
     public var replica: Double
