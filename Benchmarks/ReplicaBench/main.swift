@@ -167,6 +167,7 @@ print("replica-bench: \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) CPUs, Linux \(rele
 Comparison.printHeader()
 let groups = Array(CommandLine.arguments.dropFirst())
 func wanted(_ group: String) -> Bool { groups.isEmpty || groups.contains(group) }
+writeToolsAgainAsInstalled(in: splitPath(Command.beside("replica-bench")).directory)  // the tools it times, as installed
 do {
     if wanted("resolution") { for row in try benchmarkResolution() { row.printRow() } }
     if wanted("generator") { for row in try benchmarkGenerator() { row.printRow() } }
