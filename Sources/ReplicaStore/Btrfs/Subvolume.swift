@@ -247,7 +247,7 @@ public final class ChildSubvolumes {
         return SubvolumeInfo(items[low].info)
     }
 
-    /// Every entry by name: what a caller that wants them all (a test, a listing) reads.
+    /// Every entry by name, for a caller that wants them all at once.
     public var byName: [String: SubvolumeInfo] {
         var all: [String: SubvolumeInfo] = [:]
         for index in 0..<count { all[Self.name(of: &items![index])] = SubvolumeInfo(items![index].info) }
@@ -262,8 +262,7 @@ public final class ChildSubvolumes {
         var name = name
         return name.withUTF8 { wanted in
             withUnsafeBytes(of: &item.name) { stored in
-                wanted.count < stored.count && stored[wanted.count] == 0
-                    && memcmp(stored.baseAddress!, wanted.baseAddress!, wanted.count) == 0
+                wanted.count < stored.count && stored[wanted.count] == 0 && stored.prefix(wanted.count).elementsEqual(wanted)
             }
         }
     }
