@@ -2,6 +2,7 @@ import CReplicaShim
 import Glibc
 import ReplicaKit
 import ReplicaTestSupport
+import Synchronization
 import Testing
 
 @Suite struct ChildProcessTests {
@@ -97,6 +98,32 @@ import Testing
         #expect(throws: ReplicaError("x", errno: .EIO)) {
             try DedicatedThread.run { () throws(ReplicaError) -> Int in throw ReplicaError("x", errno: .EIO) }
         }
+    }
+
+    @Test func mapGivesEveryResultInTheItemsOrder() {
+        let items = Array(0..<1_000)
+        #expect(DedicatedThread.map(items, threads: 8) { $0 * 2 } == items.map { $0 * 2 })
+        #expect(DedicatedThread.map([Int](), threads: 8) { $0 } == [])
+    }
+
+    /// Each of `items` waits, up to `patience`, until all have begun: only threads working at once
+    /// all see the others begin.
+    static func allBeganTogether(threads: Int, patience: Duration) -> [Bool] {
+        let begun = Atomic<Int>(0)
+        return DedicatedThread.map(Array(0..<4), threads: threads) { _ in
+            begun.add(1, ordering: .relaxed)
+            let deadline = ContinuousClock.now + patience
+            while begun.load(ordering: .relaxed) < 4, ContinuousClock.now < deadline { usleep(1_000) }
+            return begun.load(ordering: .relaxed) == 4
+        }
+    }
+
+    @Test func mapWorksOnItemsAtOnceAndOneThreadIsTheCallers() {
+        #expect(Self.allBeganTogether(threads: 4, patience: .seconds(10)) == [true, true, true, true])
+        // The control: one thread works through them in turn, so the first waits in vain.
+        #expect(Self.allBeganTogether(threads: 1, patience: .milliseconds(20)).first == false)
+        let caller = pthread_self()
+        #expect(DedicatedThread.map([1, 2], threads: 1) { _ in pthread_self() } == [caller, caller])
     }
 
     @Test(.requiresRoot)

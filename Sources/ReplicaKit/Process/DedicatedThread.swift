@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// Runs a closure on a new OS thread and waits for it. Namespace changes a thread makes to itself
 /// (`unshare(CLONE_NEWNET)`, `setns`) end with that thread, so they never reach the caller's thread
@@ -30,6 +31,38 @@ public enum DedicatedThread {
             throw ReplicaError("pthread_create", errno: Errno(rawValue: created))
         }
         return Running(thread: thread, outcome: outcome)
+    }
+
+    /// `body` applied to each of `items` by up to `threads` threads of their own, each taking the
+    /// next item not yet taken (none when there is one item or one thread: the caller's thread does
+    /// them all); the results in the items' order. Blocking work on many items, such as one
+    /// snapshot ioctl each, then overlaps in the kernel.
+    public static func map<Item: Sendable, Value: Sendable>(
+        _ items: [Item], threads: Int, _ body: @escaping @Sendable (Item) -> Value
+    ) -> [Value] {
+        let count = min(threads, items.count)
+        guard count > 1 else { return items.map(body) }
+        let next = Atomic<Int>(0), results = Slots<Value>(count: items.count)
+        let take: @Sendable () throws(ReplicaError) -> Void = {
+            while case let index = next.wrappingAdd(1, ordering: .relaxed).oldValue, index < items.count {
+                results.store(body(items[index]), at: index)
+            }
+        }
+        // A thread that cannot be made leaves its share to the others, and to the caller's thread.
+        let running = (1..<count).compactMap { _ in try? start(take) }
+        try? take()
+        for thread in running { _ = try? thread.join() }
+        return results.values()
+    }
+
+    /// One slot per item, each written by the one thread that took the item and read after every
+    /// thread is joined (`pthread_join` orders the two).
+    private final class Slots<Value>: @unchecked Sendable {
+        private let slots: UnsafeMutableBufferPointer<Value?>
+        init(count: Int) { slots = .allocate(capacity: count); slots.initialize(repeating: nil) }
+        func store(_ value: Value, at index: Int) { slots[index] = value }
+        func values() -> [Value] { slots.map { $0! } }
+        deinit { slots.deinitialize(); slots.deallocate() }
     }
 
     /// A closure running on a thread of its own, joined by one owner.
