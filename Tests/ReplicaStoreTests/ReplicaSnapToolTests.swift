@@ -257,6 +257,31 @@ import Testing
         }
     }
 
+    /// One run over many subvolumes works on several at once (`--jobs`) and reads as if it had gone
+    /// one by one: each reported in the order named, a name given twice snapshotted once (the second
+    /// finds the first's snapshot, not its lock), nothing half-made.
+    @Test func aRunOverManySubvolumesReportsEachInTheOrderNamed() throws {
+        try Self.withSetup { store, profiles, metrics in
+            let names = (1...11).map { "app\($0)" }
+            for name in names { try Store(path: store).ensureSubvolume(name) }
+            let common = ["--store", store, "--profiles", profiles, "--metrics-file", metrics, "--preserve", "24h",
+                          "--now", "2026-11-22T00:00:00Z"]
+            let run = try Self.snap(["run", "--jobs", "6"] + common + ["web"] + names + ["web"])
+            #expect(run.status == .exited(0), "\(run.output)")
+            let created = run.output.split(separator: "\n").filter { $0.contains(": created ") }.map { String($0.prefix { $0 != ":" }) }
+            #expect(created == ["web"] + names, "\(run.output)")
+            #expect(run.output.contains("web.20261122T000000Z of this second exists already"), "\(run.output)")
+            for name in ["web"] + names {
+                let inventory = try Store(path: store).inventory(of: name)
+                #expect(inventory.snapshots.map(\.name.description) == ["\(name).20261122T000000Z"] && inventory.foreign.isEmpty)
+            }
+            let figures = String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self)
+            #expect(names.allSatisfy { figures.contains("subvolume=\"\($0)\"") }, "every subvolume's figures in the one update")
+            let none = try Self.snap(["run", "--jobs", "0"] + common + ["web"])
+            #expect(none.status == .exited(2) && none.output.contains("--jobs takes a count of 1 or more"), "\(none.output)")
+        }
+    }
+
     /// Two `replica-snap run` on one subvolume at once, 1,000 times: in each pair exactly one writes.
     @Test func pairedRunsWriteExactlyOnce() throws {
         try Self.withSetup { store, _, metrics in

@@ -42,6 +42,20 @@ import Testing
         #expect(error?.location?.key == "Subvolume" && error?.location?.line == 2)
     }
 
+    /// Which targets of one job share a thread: a subvolume named twice, in the order named (each
+    /// takes its lock), and every target of a run that sends to `[Replication]`, so a run never
+    /// opens many connections to one host at once.
+    @Test func aJobsLanesKeepOneSubvolumeAndAllSendingTogether() throws {
+        let bare = try ["web", "db", "web"].map { name in try SnapshotSettings(profile: .bare(name)) }
+        #expect(SnapshotJob.lanes(.run, bare) == [[0, 2], [1]])
+        var sending = try ["mail", "chat", "wiki"].map { name in
+            try SnapshotSettings(profile: try Self.profile("[Replication]\nTarget=/backup\n", unit: "\(name).service"))
+        }
+        sending.insert(bare[1], at: 1)
+        #expect(SnapshotJob.lanes(.run, sending) == [[0, 2, 3], [1]])
+        #expect(SnapshotJob.lanes(.create, sending) == [[0], [1], [2], [3]], "create sends nothing")
+    }
+
     @Test func flagsOverrideTheProfile() throws {
         let settings = try SnapshotSettings.resolve("web", loader: ProfileLoader(directories: []),
                                                     overrides: [("preserve", "3d"), ("latest", "1")])

@@ -26,9 +26,11 @@ public enum SnapTool: Tool {
         ("min-age", "min_age", "Never delete younger than this, e.g. 30m."),
         ("min-free", "min_free", "Keep this much free (10%, 20G), deleting the oldest deletable first."),
     ]
-    static let pruneOptions = storeOptions + writeOptions + policyFlags.map { OptionSpec.option($0.flag, "value", $0.help) } + [
+    static let pruneOptions = storeOptions + writeOptions + [jobs] + policyFlags.map { OptionSpec.option($0.flag, "value", $0.help) } + [
         .flag("dry-run", "Show what would be done; change nothing, take no lock.", short: "n"), .flag("explain", "Give the reason for every snapshot."),
     ]
+    static let jobs = OptionSpec.option("jobs", "count", "Work on this many subvolumes at once: their snapshots share btrfs's commits "
+                                        + "(those with [Replication] go one at a time).", default: "\(SnapshotJob.Options.defaultThreads)")
     static let names = PositionalSpec("name", "Services (web, web.service) or subvolumes.", many: true)
 
     public static let spec = ToolSpec(
@@ -41,7 +43,7 @@ public enum SnapTool: Tool {
             check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (it cannot judge: a usage error).
             """,
         commands: [
-            CommandSpec("create", "Take a read-only snapshot of each subvolume now.", options: storeOptions + writeOptions, positionals: [names]),
+            CommandSpec("create", "Take a read-only snapshot of each subvolume now.", options: storeOptions + writeOptions + [jobs], positionals: [names]),
             CommandSpec("prune", "Delete the snapshots the policy no longer keeps.", options: pruneOptions, positionals: [names]),
             CommandSpec("run", "Create, then prune (what the timer runs).", options: pruneOptions, positionals: [names]),
             CommandSpec("list", "List snapshots, and what else is in the snapshot directory; without names, of every subvolume.",
@@ -126,13 +128,15 @@ struct SnapCommand {
 
     /// create, prune and run differ only in the action.
     func perform(_ action: SnapshotJob.Action) throws(ReplicaError) -> ToolOutput {
-        let targets = try targets(arguments.positionals, needPolicy: action != .create)
         var options = SnapshotJob.Options()
         options.dryRun = arguments.flag("dry-run")
         options.wait = try arguments.seconds("wait")
+        guard let threads = Int(arguments.value("jobs")!), threads >= 1 else { throw .usage("--jobs takes a count of 1 or more") }
+        options.threads = threads
         let metrics = arguments.value("metrics-file") ?? ""
         options.metricsPath = metrics.isEmpty ? nil : metrics
         options.now = try now()
+        let targets = try targets(arguments.positionals, needPolicy: action != .create)
         let logger = ReplicaLogging.logger(identifier: "replica-snap")
         let reports = SnapshotJob.perform(action, targets, options: options, logger: logger)
         return ToolOutput(lines: reports.map { SnapRender.report($0, dryRun: options.dryRun, explain: arguments.flag("explain")) },

@@ -62,22 +62,33 @@ public enum SnapshotJob {
         public var metricsPath: String? = MetricsTextfile.defaultPath
         /// The time the policy is judged at.
         public var now = UTCTimestamp.now
+        /// How many subvolumes are worked on at once, each on a thread of its own: snapshots taken
+        /// together share btrfs's commits. Those that send to `[Replication]` targets go one at a
+        /// time, on one of them, so a run never opens many connections to one host.
+        public var threads = Options.defaultThreads
+        /// 16: a run over 1,000 subvolumes takes a quarter of the time it takes one by one.
+        public static let defaultThreads = 16
         /// The defaults: a real run, no waiting, the default metrics file, now.
         public init() {}
     }
 
-    /// Runs `action` on the subvolume of each of `targets` in turn, each in its own store, then
-    /// writes their figures to the metrics textfile in one update (one per subvolume would rewrite
-    /// the whole file each time). Never throws; each report says what happened.
+    /// Runs `action` on the subvolume of each of `targets`, each in its own store, up to
+    /// `options.threads` at once, then writes their figures to the metrics textfile in one update
+    /// (one per subvolume would rewrite the whole file each time). Never throws; each report, in
+    /// the order of `targets`, says what happened.
     public static func perform(_ action: Action, _ targets: [SnapshotSettings], options: Options, logger: Logger) -> [SnapshotReport] {
-        let reports = targets.map { settings in
-            do throws(ReplicaError) {
-                return perform(action, settings, store: try Store(path: settings.storePath), options: options, logger: logger)
-            } catch {
-                logger.error("\(error)", metadata: event(.failed, ["subvolume": "\(settings.subvolume)"]))
-                return SnapshotReport(subvolume: settings.subvolume, error: error)
+        let done = DedicatedThread.map(lanes(action, targets), threads: options.threads) { lane in
+            lane.map { index in
+                let settings = targets[index]
+                do throws(ReplicaError) {
+                    return (index, perform(action, settings, store: try Store(path: settings.storePath), options: options, logger: logger))
+                } catch {
+                    logger.error("\(error)", metadata: event(.failed, ["subvolume": "\(settings.subvolume)"]))
+                    return (index, SnapshotReport(subvolume: settings.subvolume, error: error))
+                }
             }
         }
+        let reports = done.joined().sorted { $0.0 < $1.0 }.map(\.1)
         let figures = reports.compactMap(\.metrics)
         if let path = options.metricsPath, !figures.isEmpty {
             do throws(ReplicaError) { try MetricsTextfile.update(figures, at: path) } catch {
@@ -85,6 +96,18 @@ public enum SnapshotJob {
             }
         }
         return reports
+    }
+
+    /// The indices of `targets` split into lanes, each worked through in order by one thread: a
+    /// subvolume named twice stays in one lane (each run takes its lock, and the second finds the
+    /// first's snapshot), and a run's targets that send to `[Replication]` all share one lane.
+    public static func lanes(_ action: Action, _ targets: [SnapshotSettings]) -> [[Int]] {
+        var lanes: [[Int]] = [], laneOf: [String: Int] = [:]
+        for (index, settings) in targets.enumerated() {
+            let key = action == .run && settings.replication != nil ? "" : "\(settings.storePath)\u{0}\(settings.subvolume)"
+            if let lane = laneOf[key] { lanes[lane].append(index) } else { laneOf[key] = lanes.count; lanes.append([index]) }
+        }
+        return lanes
     }
 
     /// Runs `action` on the subvolume of `settings`, gathering its figures for the metrics
