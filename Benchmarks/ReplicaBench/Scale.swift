@@ -21,7 +21,11 @@ func benchmarkScale() throws {
     try row("replica-generator, whole process", services) { try generatorRun(profiles: $0) }
     try row("lease one address with N held", services) { try leaseWithHeld($0) }
     try withBenchmarkStore(size: 6 << 30) { store, mountPoint in
-        try row("replica-snap run over N services, one process", services) { try snapRun(services: $0, mountPoint: mountPoint) }
+        var snapRuns: [String: [Double]] = [:]
+        for size in services {  // the three measured together at each size, on the same filesystem
+            for (name, time) in try snapRun(services: size, mountPoint: mountPoint) { snapRuns[name, default: []].append(time) }
+        }
+        for name in snapRunRows { rows.append((name, services, snapRuns[name]!)); printScaleRow(name, services, snapRuns[name]!) }
         try row("replica-machine list --json with N machines", services) { try machineList(machines: $0, store: store, mountPoint: mountPoint) }
         try row("list one service's 10 snapshots among N services'", services) { try listOneAmong(services: $0, store: store) }
         let snapshotCounts = [1_000, 10_000, 100_000]
@@ -114,26 +118,50 @@ func leaseWithHeld(_ held: Int) throws -> Double {
     }
 }
 
-/// `replica-snap run` over `services` subvolumes with profiles: each snapshot taken, pruned, and
-/// the metrics file updated, in one process as a timer over every service would.
-func snapRun(services: Int, mountPoint: String) throws -> Double {
+/// The rows of `snapRun`: the tool as a timer runs it, the same one subvolume at a time, and the
+/// usual tool's snapshots alone, one `btrfs` process per service as a shell loop runs them.
+let snapRunRows = ["replica-snap run over N services, one process", "  the same with --jobs 1 (one at a time)",
+                   "  btrfs subvolume snapshot -r, N processes (no prune)"]
+
+/// `replica-snap run` over `services` subvolumes with profiles, each snapshot taken, pruned, and
+/// the metrics file updated in one process as a timer over every service would, by default and
+/// with `--jobs 1`; then btrfs's own loop. Each run but the first deletes the one before it's
+/// snapshots; each of the medians of 3 is timed after btrfs's cleaner has removed what the last
+/// run deleted (`btrfs subvolume sync`), as an hourly timer finds it.
+func snapRun(services: Int, mountPoint: String) throws -> [(String, Double)] {
     try withScratchFolder { dir in
         try writeProfiles(services, in: dir)
         let store = try Store(path: mountPoint)
         for i in 0..<services { try store.ensureSubvolume("app\(i)") }
-        var round = 0
-        let time = try nanosecondsPerOperation(iterations: 1, rounds: 3) { _ in
-            round += 1
-            try Command.check([Command.beside("replica-snap"), "run", "--profiles", "\(dir)/profiles", "--store", mountPoint,
-                               "--metrics-file", "\(dir)/replica.prom", "--now", "2026-01-01T00:00:0\(round)Z"]
-                              + (0..<services).map { "app\($0)" })
+        var second = 0  // all in one hour: each run after the first deletes the one before it (Preserve=24h)
+        func timed(_ arguments: [String]) throws -> Double {
+            median(try (0..<3).map { _ in
+                try Command.check(["btrfs", "subvolume", "sync", mountPoint])
+                second += 1
+                let now = UTCTimestamp(secondsSinceEpoch: 1_767_225_600 + Int64(second)).description
+                let start = monotonicNanoseconds()
+                try Command.check([Command.beside("replica-snap"), "run", "--profiles", "\(dir)/profiles", "--store", mountPoint,
+                                   "--metrics-file", "\(dir)/replica.prom", "--now", now] + arguments + (0..<services).map { "app\($0)" })
+                return Double(monotonicNanoseconds() - start)
+            })
         }
+        let byDefault = try timed([]), oneAtATime = try timed(["--jobs", "1"])
+        try Command.check(["btrfs", "subvolume", "sync", mountPoint])
+        mkdir("\(mountPoint)/by-btrfs", 0o755)
+        let start = monotonicNanoseconds()
+        for i in 0..<services {
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(mountPoint)/app\(i)", "\(mountPoint)/by-btrfs/app\(i)"])
+        }
+        let byBtrfs = Double(monotonicNanoseconds() - start)
         for i in 0..<services {
             let snapshots = try store.snapshots(of: "app\(i)")
             _ = try store.delete(snapshots, of: "app\(i)")
+            try Btrfs.deleteSubvolume(in: try store.directory("by-btrfs"), named: "app\(i)", parentPath: "\(mountPoint)/by-btrfs")
             try Btrfs.deleteSubvolume(in: try store.directory("."), named: "app\(i)", parentPath: mountPoint)
         }
-        return time
+        rmdir("\(mountPoint)/by-btrfs")
+        try Command.check(["btrfs", "subvolume", "sync", mountPoint])
+        return zip(snapRunRows, [byDefault, oneAtATime, byBtrfs]).map { ($0, $1) }
     }
 }
 
