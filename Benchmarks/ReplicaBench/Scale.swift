@@ -129,9 +129,9 @@ let snapRunRows = ["replica-snap run over N services, one process", "  the same 
 
 /// `replica-snap run` over `services` subvolumes with profiles, each snapshot taken, pruned, and
 /// the metrics file updated in one process as a timer over every service would, by default and
-/// with `--jobs 1`; then btrfs's own loop. Each run but the first deletes the one before it's
-/// snapshots; each of the medians of 3 is timed after btrfs's cleaner has removed what the last
-/// run deleted (`btrfs subvolume sync`), as an hourly timer finds it.
+/// with `--jobs 1`; then btrfs's own loop. Each run but the first deletes the snapshots the run
+/// before it took; each run is timed after btrfs's cleaner has removed what the last one deleted
+/// (`btrfs subvolume sync`), as an hourly timer finds it; each figure is the median of 3 runs.
 func snapRun(services: Int, mountPoint: String) throws -> [(String, Double)] {
     try withScratchFolder { dir in
         try writeProfiles(services, in: dir)
