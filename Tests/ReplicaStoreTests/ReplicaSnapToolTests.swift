@@ -277,8 +277,18 @@ import Testing
             }
             let figures = String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self)
             #expect(names.allSatisfy { figures.contains("subvolume=\"\($0)\"") }, "every subvolume's figures in the one update")
-            let none = try Self.snap(["run", "--jobs", "0"] + common + ["web"])
+            // A count of no threads is a usage error, and the run it refuses changes nothing.
+            let later = ["run", "--store", store, "--profiles", profiles, "--metrics-file", metrics,
+                         "--preserve-min", "no", "--preserve", "1h", "--now", "2026-11-22T01:00:00Z", "web"]
+            let none = try Self.snap(later + ["--jobs", "0"])
             #expect(none.status == .exited(2) && none.output.contains("--jobs takes a count of 1 or more"), "\(none.output)")
+            #expect(try Store(path: store).snapshots(of: "web").map(\.name.description) == ["web.20261122T000000Z"])
+            #expect(String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self) == figures)
+            // The control: with a count, the same run takes the hour's snapshot and rewrites the figures.
+            let one = try Self.snap(later + ["--jobs", "1"])
+            #expect(one.status == .exited(0), "\(one.output)")
+            #expect(try Store(path: store).snapshots(of: "web").map(\.name.description).contains("web.20261122T010000Z"))
+            #expect(String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self) != figures)
         }
     }
 
