@@ -273,13 +273,14 @@ int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {
 
 // Calls visit(context, header, item) for each item of tree tree_id whose key lies between min and
 // max (keys compare as (objectid, type, offset) tuples), one TREE_SEARCH_V2 per buffer of items
-// (args, the caller's, with buffer_size bytes after it). Stops early when visit returns nonzero.
+// (args, the caller's, with buffer_size bytes after it), at most limit items in all (one search
+// for limit 1: the kernel stops at the first). Stops early when visit returns nonzero.
 // Returns 0, or -1 with errno.
 static int replica_tree_walk(int fd, struct btrfs_ioctl_search_args_v2 *args, size_t buffer_size, uint64_t tree_id,
-                             struct btrfs_key min, struct btrfs_key max,
+                             struct btrfs_key min, struct btrfs_key max, uint32_t limit,
                              int (*visit)(void *, const struct btrfs_ioctl_search_header *, const uint8_t *),
                              void *context) {
-    for (;;) {
+    while (limit > 0) {
         memset(&args->key, 0, sizeof args->key);
         args->key.tree_id = tree_id;
         args->key.min_objectid = min.objectid;
@@ -289,10 +290,11 @@ static int replica_tree_walk(int fd, struct btrfs_ioctl_search_args_v2 *args, si
         args->key.max_type = max.type;
         args->key.max_offset = max.offset;
         args->key.max_transid = UINT64_MAX;
-        args->key.nr_items = UINT32_MAX;
+        args->key.nr_items = limit;
         args->buf_size = buffer_size;
         if (ioctl(fd, BTRFS_IOC_TREE_SEARCH_V2, args) == -1) return -1;
         if (args->key.nr_items == 0) break;
+        if (limit != UINT32_MAX) limit -= args->key.nr_items;
         const uint8_t *cursor = (const uint8_t *)args->buf;
         struct btrfs_ioctl_search_header header;
         for (uint32_t i = 0; i < args->key.nr_items; i++) {
@@ -390,30 +392,27 @@ long replica_btrfs_child_subvolumes(int dir_fd, struct replica_child_subvolume *
     // The directory's own entries, from its subvolume's tree: as many items as it has entries,
     // however many other subvolumes the filesystem holds.
     struct btrfs_key min = {status.st_ino, BTRFS_DIR_INDEX_KEY, 0}, max = {status.st_ino, BTRFS_DIR_INDEX_KEY, UINT64_MAX};
-    int failed = replica_tree_walk(dir_fd, args, buffer_size, lookup.treeid, min, max, replica_visit_dir_index, &children);
+    int failed = replica_tree_walk(dir_fd, args, buffer_size, lookup.treeid, min, max, UINT32_MAX, replica_visit_dir_index, &children);
     if (children.out_of_memory) {
         errno = ENOMEM;
         failed = -1;
     }
     if (failed == 0 && children.count > 0) {
         qsort(children.items, children.count, sizeof *children.items, replica_compare_child_ids);
-        uint64_t first = children.items[0].info.id, last = children.items[children.count - 1].info.id;
         for (size_t i = 0; i < children.count; i++) children.items[i].info.parent_id = lookup.treeid;
-        if (last - first < 2 * (uint64_t)children.count + 16) {
-            // Ids close together (one subvolume's snapshots, taken alone): one walk over their range.
+        // Ids close together (one subvolume's snapshots taken alone, or among a few others'): one
+        // walk over their range, which also copies out the items of the other subvolumes between
+        // them (about half a microsecond each). An id far from its neighbours (among many services
+        // snapshotted in turn) gets a search of its own (a few microseconds), so the cost follows
+        // this directory's entries, not the filesystem's subvolumes.
+        enum { close_together = 8 };
+        for (size_t start = 0, end; start < children.count && failed == 0; start = end) {
+            for (end = start + 1; end < children.count && children.items[end].info.id - children.items[end - 1].info.id <= close_together; end++) {}
+            uint64_t first = children.items[start].info.id, last = children.items[end - 1].info.id;
             struct btrfs_key from = {first, BTRFS_ROOT_ITEM_KEY, 0}, to = {last, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
+            children.next = start;
             failed = replica_tree_walk(dir_fd, args, buffer_size, BTRFS_ROOT_TREE_OBJECTID, from, to,
-                                       replica_visit_root_item, &children);
-        } else {
-            // Spread among other subvolumes' ids (many services snapshotted in turn): one search
-            // each, so the cost follows this directory's entries, not the filesystem's.
-            for (size_t i = 0; i < children.count && failed == 0; i++) {
-                uint64_t id = children.items[i].info.id;
-                struct btrfs_key from = {id, BTRFS_ROOT_ITEM_KEY, 0}, to = {id, BTRFS_ROOT_ITEM_KEY, UINT64_MAX};
-                children.next = i;
-                failed = replica_tree_walk(dir_fd, args, 4096, BTRFS_ROOT_TREE_OBJECTID, from, to,
-                                           replica_visit_root_item, &children);
-            }
+                                       end - start == 1 ? 1 : UINT32_MAX, replica_visit_root_item, &children);
         }
     }
     int error = errno;

@@ -144,30 +144,47 @@ import Testing
         }
     }
 
-    /// Services snapshotted in turn interleave their snapshots' ids, so a folder's subvolumes are
-    /// then spread among every other's: the tree is read by the folder's own entries and ids (one
-    /// search each, past the 2 × entries + 16 ids a single walk covers), never by the filesystem's.
+    /// Services snapshotted in turn interleave their snapshots' ids, so a folder's subvolumes may be
+    /// spread among every other's: ids at most 8 apart are read in one walk over their range, which
+    /// passes over the other subvolumes between them, and an id farther from its neighbours by a
+    /// search of its own; never by the filesystem's whole range. Each must come out as opening it says.
     @Test func aFolderWhoseIdsAreSpreadAmongOthersIsReadByItsOwnEntries() throws {
         try Self.withSetup { store, _, _ in
             let opened = try Store(path: store)
-            for round in 0..<3 {
-                try opened.snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000 + Int64(round) * 60))
+            var minute: Int64 = 0
+            func snapshotWeb() throws {
+                _ = try opened.snapshot("web", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000 + minute * 60))
+                minute += 1
+            }
+            // Two back to back; two each followed by another subvolume's snapshot (walked with
+            // theirs between); two each after a dozen other subvolumes (a search each).
+            try snapshotWeb()
+            try snapshotWeb()
+            try opened.ensureSubvolume("other")
+            for _ in 0..<2 {
+                try snapshotWeb()
+                _ = try opened.snapshot("other", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000 + minute * 60))
+            }
+            for round in 0..<2 {
                 for other in 0..<12 { try opened.ensureSubvolume("other\(round)x\(other)") }
-                try opened.snapshot("other\(round)x0", at: UTCTimestamp(secondsSinceEpoch: 1_790_000_000))
+                try snapshotWeb()
             }
             let dir = "\(store)/snapshots/web"
             try Command.check(["btrfs", "-q", "subvolume", "snapshot", "-r", "\(store)/other1x1", "\(dir)/web.20270101T000000Z"])
             mkdir("\(dir)/web.20270102T000000Z", 0o700)
             let folder = try OwnedFD.open(dir, O_RDONLY | O_DIRECTORY)
             let children = try #require(try Btrfs.childSubvolumes(in: folder, path: dir)).byName
+            // The control: the layout has ids next to each other, ids with another's between, and ids far apart.
             let ids = children.values.map(\.id).sorted()
-            #expect(children.count == 4 && ids.last! - ids.first! >= 2 * 4 + 16, "the ids are spread: \(ids)")
+            let gaps = zip(ids.dropFirst(), ids).map { $0 - $1 }
+            #expect(children.count == 7 && gaps.contains(1) && gaps.contains { $0 > 1 && $0 <= 8 } && gaps.contains { $0 > 8 },
+                    "ids \(ids)")
             for name in try DirectoryEntries.names(in: folder) where name != "web.20270102T000000Z" {
                 let entry = try OwnedFD.open("\(dir)/\(name)", O_RDONLY | O_DIRECTORY)
                 #expect(children[name] == (try Btrfs.info(entry, path: name)), "\(name)")
             }
             #expect(children["web.20270102T000000Z"] == nil, "a plain folder is not a subvolume")
-            #expect(try opened.snapshots(of: "web").count == 3)
+            #expect(try opened.snapshots(of: "web").count == 6)
         }
     }
 

@@ -148,7 +148,7 @@ struct replica_child_subvolume {
 /// The subvolumes whose entries are in directory dir_fd (on btrfs), each with what
 /// BTRFS_IOC_GET_SUBVOL_INFO reports, read by ioctl(BTRFS_IOC_TREE_SEARCH_V2): the directory's
 /// DIR_INDEX items from its subvolume's tree, then their ROOT_ITEMs from the root tree (one walk over
-/// their ids when these are close together, one search each when other subvolumes' ids lie between).
+/// each run of ids at most 8 apart, a search of one item for an id farther from its neighbours).
 /// The cost follows the directory's entries, not the filesystem's subvolumes, where opening each entry
 /// costs four calls and a path lookup (`btrfs subvolume list -o`, one folder). CAP_SYS_ADMIN only
 /// (EPERM otherwise). Returns how many, their array malloc'd in *out (free it), or -1 with errno.
