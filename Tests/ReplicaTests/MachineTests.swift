@@ -513,6 +513,42 @@ enum NetworkNamespaceNames {
     /// address inside; gone at stop but for the lease, made again at start with the same address;
     /// all gone at remove. The machine's root is snapshotted by replica-snap as the state of
     /// replica-machine@NAME; a 64-letter name gets an interface name within 15 bytes.
+    /// Removing a machine or a template commits, as `btrfs subvolume delete --commit-after` does:
+    /// btrfs's cleaner frees the root now, not after the next periodic commit, when its work would
+    /// land on whatever runs then (a claim from a pool waited 20-40 ms behind it). The store commits
+    /// every 300 s here, so within the test only a commit of ours can set the cleaner going.
+    @Test func removingAMachineOrATemplateSetsTheCleanerOnItsRootNow() throws {
+        try withBtrfsImage(size: 512 << 20) { image in
+            let store = ["--store", image.mountPoint]
+            try Command.check(["mount", "-o", "remount,commit=300", image.mountPoint])
+            try withTemporaryDirectory { (root: String) throws in
+                for folder in ["usr", "etc"] { mkdir("\(root)/\(folder)", 0o755) }
+                for name in ["tiny", "other"] { #expect(try Self.machine(["template", "import", name, root] + store).status == .exited(0)) }
+            }
+            for name in ["a", "b"] { #expect(try Self.machine(["fork", name, "--template", "tiny"] + store).status == .exited(0)) }
+            func deletedNotCleaned() throws -> Int {
+                try Command.check(["btrfs", "subvolume", "list", "-d", image.mountPoint]).split(separator: "\n").count
+            }
+            func cleanedWithin(seconds: Int) throws -> Bool {
+                let deadline = ContinuousClock.now + .seconds(seconds)
+                while try deletedNotCleaned() > 0 && ContinuousClock.now < deadline { usleep(50_000) }
+                return try deletedNotCleaned() == 0
+            }
+            // The control: a root deleted without a commit waits for the cleaner.
+            try Command.check(["btrfs", "-q", "subvolume", "delete", "\(image.mountPoint)/machines/b"])
+            usleep(2_000_000)
+            #expect(try deletedNotCleaned() == 1)
+            #expect(try Self.machine(["remove", "a"] + store).status == .exited(0))
+            #expect(try cleanedWithin(seconds: 5), "a machine's root")
+
+            try Command.check(["btrfs", "-q", "subvolume", "delete", "\(image.mountPoint)/templates/other"])
+            usleep(2_000_000)
+            #expect(try deletedNotCleaned() == 1)
+            #expect(try Self.machine(["template", "remove", "tiny"] + store).status == .exited(0))
+            #expect(try cleanedWithin(seconds: 5), "a template's")
+        }
+    }
+
     @Test func aForkKeepsItsLeasedAddressFromSeedToRemove() throws {
         let rootfs = try Self.rootfs()
         let (bridge, subnet) = ("rml\(getpid() % 100_000)", "10.251.\(getpid() % 250).0/24")

@@ -457,7 +457,14 @@ public enum Machines {
             try Btrfs.deleteSubvolume(id: info.id, on: try store.directory(directory), path: machine.path)
         } catch where error.reason == .notFound && removed {
         }
-        if let folder = try? store.directory(directory) { try MachineUsers.release(name, in: folder, folderPath: path) }  // its user range, free again
+        if let folder = try? store.directory(directory) {
+            try MachineUsers.release(name, in: folder, folderPath: path)  // its user range, free again
+            // As `btrfs subvolume delete --commit-after`: the commit sets btrfs's cleaner on the root
+            // now, so its space comes back within a second rather than after the next periodic commit
+            // (up to 30 s), and the cleaner's work does not land on whatever runs then (a claim).
+            // Only once no descriptor into the root is open: until then btrfs keeps it from the cleaner.
+            try Btrfs.sync(folder, path: path)
+        }
         unlink("\(MachineProcess.runDirectory)/\(name).log")
     }
 

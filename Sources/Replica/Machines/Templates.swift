@@ -177,8 +177,8 @@ public enum Templates {
                                    + "or pass --force (they keep their data)", reason: .busy)
         }
         let folder = try store.directory(directory)
-        let fd = try folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        let info = try Btrfs.info(fd, path: "\(store.path)/\(directory)/\(name)")
+        let info = try Btrfs.info(try folder.openat(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW), path: "\(store.path)/\(directory)/\(name)")
         try Btrfs.deleteSubvolume(id: info.id, on: folder, path: "\(store.path)/\(directory)/\(name)")
+        try Btrfs.sync(folder, path: "\(store.path)/\(directory)")  // the cleaner frees it now, as a machine's (Machines.remove)
     }
 }
