@@ -509,10 +509,6 @@ enum NetworkNamespaceNames {
         return found.split(separator: "\n").first.map { String($0.split(separator: "/").last ?? "") }
     }
 
-    /// The network given at fork: made beside the snapshot, its lease in the seed, the same
-    /// address inside; gone at stop but for the lease, made again at start with the same address;
-    /// all gone at remove. The machine's root is snapshotted by replica-snap as the state of
-    /// replica-machine@NAME; a 64-letter name gets an interface name within 15 bytes.
     /// Removing a machine or a template commits, as `btrfs subvolume delete --commit-after` does:
     /// btrfs's cleaner frees the root now, not after the next periodic commit, when its work would
     /// land on whatever runs then (a claim from a pool waited 20-40 ms behind it). The store commits
@@ -549,6 +545,10 @@ enum NetworkNamespaceNames {
         }
     }
 
+    /// The network given at fork: made beside the snapshot, its lease in the seed, the same
+    /// address inside; gone at stop but for the lease, made again at start with the same address;
+    /// all gone at remove. The machine's root is snapshotted by replica-snap as the state of
+    /// replica-machine@NAME; a 64-letter name gets an interface name within 15 bytes.
     @Test func aForkKeepsItsLeasedAddressFromSeedToRemove() throws {
         let rootfs = try Self.rootfs()
         let (bridge, subnet) = ("rml\(getpid() % 100_000)", "10.251.\(getpid() % 250).0/24")
