@@ -113,6 +113,32 @@ import Testing
         #expect(SnapshotName(parsing: "a.09990102T030405Z")?.time == early)
     }
 
+    /// The calendar arithmetic agrees with glibc's `gmtime_r` and `timegm` from year 1 to 9999, on
+    /// leap days and on the seconds around midnight, before 1970 too.
+    @Test func utcFieldsAgreeWithGlibc() {
+        var disagreements: [Int64] = []
+        var seconds: Int64 = -62_135_596_800  // 0001-01-01T00:00:00Z
+        while seconds < 253_402_300_800 {  // 10000-01-01
+            for probe in [seconds, seconds + 86_399, seconds + 86_400] {
+                var t = time_t(probe)
+                var parts = tm()
+                gmtime_r(&t, &parts)
+                let time = UTCTimestamp(secondsSinceEpoch: probe), f = time.fields
+                let expected = (Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+                                Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+                if f != expected || UTCTimestamp(year: f.year, month: f.month, day: f.day, hour: f.hour, minute: f.minute,
+                                                 second: f.second) != time || Int64(timegm(&parts)) != probe {
+                    disagreements.append(probe)
+                }
+            }
+            seconds += 86_400 * 37 + 3_601  // a day in each month and hour over the years
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(5))")
+        #expect(UTCTimestamp(year: 2024, month: 2, day: 29, hour: 0, minute: 0, second: 0) != nil)
+        #expect(UTCTimestamp(year: 2100, month: 2, day: 29, hour: 0, minute: 0, second: 0) == nil)
+        #expect(UTCTimestamp(year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0) != nil)
+    }
+
     /// `--now` takes exactly what `description` prints: the old parser kept only the digits, so
     /// `2026/11/22 02:30:00Z` and `20261122T023000Z------` passed.
     @Test func iso8601ParsesExactlyWhatDescriptionPrints() {

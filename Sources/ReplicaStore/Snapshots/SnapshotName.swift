@@ -16,29 +16,45 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
 
     public static func < (a: UTCTimestamp, b: UTCTimestamp) -> Bool { a.secondsSinceEpoch < b.secondsSinceEpoch }
 
-    /// Broken-down UTC fields, `gmtime_r(3)`.
+    /// Broken-down UTC fields, as `gmtime_r(3)` gives them. Counted here: glibc reads the time-zone
+    /// file on its first conversion, even to UTC, and every snapshot name is one.
     public var fields: (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
-        var t = time_t(secondsSinceEpoch)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        return (Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-                Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+        let seconds = Int(secondsSinceEpoch)
+        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let time = seconds - days * 86_400
+        let date = Self.civil(days: days)
+        return (date.year, date.month, date.day, time / 3600, time / 60 % 60, time % 60)
     }
 
-    /// From UTC fields (`timegm(3)`); nil when a field is out of range (Feb 30, hour 24 …).
+    /// From UTC fields, as `timegm(3)`; nil when a field is out of range (Feb 30, hour 24 …).
     public init?(year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
         guard (1...12).contains(month), (1...31).contains(day), (0...23).contains(hour),
-              (0...59).contains(minute), (0...59).contains(second) else { return nil }
-        var parts = tm()
-        parts.tm_year = Int32(year - 1900)
-        parts.tm_mon = Int32(month - 1)
-        parts.tm_mday = Int32(day)
-        parts.tm_hour = Int32(hour)
-        parts.tm_min = Int32(minute)
-        parts.tm_sec = Int32(second)
-        self.init(secondsSinceEpoch: Int64(timegm(&parts)))
-        let check = fields  // timegm normalizes Feb 30 to Mar 2; such input is not a real date
+              (0...59).contains(minute), (0...59).contains(second), (-1_000_000...1_000_000).contains(year) else { return nil }
+        self.init(secondsSinceEpoch: Int64(Self.days(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second))
+        let check = fields  // Feb 30 counts as Mar 2; such input is not a real date
         guard check.year == year, check.month == month, check.day == day else { return nil }
+    }
+
+    /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
+    /// `days_from_civil`: years counted from March, in 400-year eras).
+    static func days(year: Int, month: Int, day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        return era * 146_097 + yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear - 719_468
+    }
+
+    /// The date `days` days after 1970-01-01 (`civil_from_days`, the inverse of `days`).
+    static func civil(days: Int) -> (year: Int, month: Int, day: Int) {
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let m = (5 * dayOfYear + 2) / 153
+        let month = m < 10 ? m + 3 : m - 9
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, dayOfYear - (153 * m + 2) / 5 + 1)
     }
 
     /// Parses exactly `YYYY-MM-DDTHH:MM:SSZ` (what `description` prints); nil for anything else,
