@@ -274,6 +274,87 @@ import Testing
         }
     }
 
+    /// `create` adds its snapshot to the count kept in the lock file instead of reading every
+    /// snapshot again, but only while the folder is as it was counted: from the careless operator's
+    /// side, a snapshot deleted, renamed or made by hand, the subvolume replaced by hand, or a
+    /// record cut short each give the true count at the next `create`. The positive control: a
+    /// forged count with the stamp left as it is shows in the metrics, so the checks after it
+    /// cannot pass by counting afresh every time.
+    @Test func createCountsAfreshWhenTheFolderChangedBehindIt() throws {
+        try Self.withSetup { store, profiles, metrics in
+            let lock = "\(store)/snapshots/web.lock", folder = "\(store)/snapshots/web"
+            var minute = 0
+            func create(metrics file: String = metrics) throws {
+                minute += 1
+                let r = try Self.snap(["create", "--store", store, "--profiles", profiles, "--metrics-file", file,
+                                       "--now", "2026-11-22T10:\(String(minute).leftPadded(2)):00Z", "web"])
+                #expect(r.status == .exited(0), "\(r.output)")
+            }
+            func shown() throws -> Int? {
+                let text = String(decoding: try OwnedFD.open(metrics, O_RDONLY).readAll(), as: UTF8.self)
+                let line = text.split(separator: "\n").first { $0.hasPrefix("replica_snapshot_count{subvolume=\"web\"} ") }
+                return line.flatMap { Int($0.split(separator: " ").last!) }
+            }
+            func truth() throws -> Int { try Store(path: store).snapshots(of: "web").count }
+            func record() throws -> [Substring] {
+                String(decoding: try OwnedFD.open(lock, O_RDONLY).readAll(), as: UTF8.self).split(separator: " ")
+            }
+            /// The record with its count replaced, everything else (the stamp) as it was.
+            func forge(_ count: Int, cutShort: Bool = false) throws {
+                var fields = try record()
+                #expect(fields.count == 10 && fields[0] == "replica-census", "\(fields)")
+                fields[7] = "\(count)"
+                let text = fields.joined(separator: " ")
+                let fd = try OwnedFD.open(lock, O_WRONLY | O_TRUNC)
+                try fd.writeAll(Array((cutShort ? String(text.dropLast()) : text).utf8))
+            }
+
+            try create()
+            try create(metrics: "")  // one without metrics keeps the count too
+            try create()
+            #expect(try shown() == 3 && truth() == 3)
+            #expect(try record()[7] == "3")
+            // The control: a forged count is believed while the folder is as it was.
+            try forge(40)
+            try create()
+            #expect(try shown() == 41, "the count kept in the lock file is not used")
+
+            // A snapshot deleted by hand.
+            try forge(40)
+            try Command.check(["btrfs", "-q", "subvolume", "delete", "\(folder)/web.20261122T100100Z"])
+            try create()
+            #expect(try shown() == truth() && truth() == 4)
+            // A writable subvolume named like a snapshot, made by hand (not ours).
+            try forge(40)
+            try Command.check(["btrfs", "-q", "subvolume", "snapshot", "\(store)/web", "\(folder)/web.20261122T095900Z"])
+            try create()
+            #expect(try shown() == truth() && truth() == 5)
+            // A snapshot renamed by hand out of the naming scheme.
+            try forge(40)
+            #expect(rename("\(folder)/web.20261122T100200Z", "\(folder)/kept-by-hand") == 0)
+            try create()
+            #expect(try shown() == truth() && truth() == 5)
+            // A record cut short is no record.
+            try forge(40, cutShort: true)
+            try create()
+            #expect(try shown() == truth() && truth() == 6)
+            // `prune`, which reads every snapshot, clears it (a snapshot made writable in place does
+            // not change the folder; the next create counts it out).
+            try Command.check(["btrfs", "property", "set", "\(folder)/web.20261122T100700Z", "ro", "false"])
+            #expect(try Self.snap(["prune", "--store", store, "--profiles", profiles, "--metrics-file", metrics,
+                                   "--preserve-min", "all", "--now", "2026-11-22T11:00:00Z", "web"]).status == .exited(0))
+            #expect(try OwnedFD.open(lock, O_RDONLY).readAll().isEmpty)
+            try create()
+            #expect(try shown() == truth() && truth() == 6)
+            // The subvolume replaced by hand: the old snapshots are no longer its own.
+            try forge(40)
+            try Command.check(["btrfs", "-q", "subvolume", "delete", "\(store)/web"])
+            try Command.check(["btrfs", "-q", "subvolume", "create", "\(store)/web"])
+            try create()
+            #expect(try shown() == truth() && truth() == 1)
+        }
+    }
+
     /// One run over many subvolumes works on several at once (`--jobs`) and reads as if it had gone
     /// one by one: each reported in the order named, a name given twice snapshotted once (the second
     /// finds the first's snapshot, not its lock), nothing half-made.

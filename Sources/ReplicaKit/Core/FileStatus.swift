@@ -41,6 +41,8 @@ public struct FileStatus: Equatable, Sendable {
     public var deviceNumber: UInt64
     /// Bytes allocated on disk (`st_blocks` × 512).
     public var allocated: UInt64
+    /// `st_ctim`: when its inode last changed, since the epoch (the kernel sets it; no call can).
+    public var changed: Duration
 
     /// The facts of a `stat` structure, as `fstat(2)` filled it.
     public init(_ st: stat) {
@@ -63,6 +65,7 @@ public struct FileStatus: Equatable, Sendable {
         size = Int64(st.st_size)
         deviceNumber = UInt64(st.st_rdev)
         allocated = UInt64(st.st_blocks) * 512
+        changed = .seconds(st.st_ctim.tv_sec) + .nanoseconds(st.st_ctim.tv_nsec)
     }
 
     /// `deviceNumber` as `MAJOR:MINOR` (glibc's `major(3)` and `minor(3)` encoding).

@@ -179,23 +179,32 @@ public enum SnapshotJob {
                 }
             }
         }
+        var tally: SnapshotTally?
         do throws(ReplicaError) {
             // A dry run reads only, and read-only work never takes (or waits for) the lock.
             if options.dryRun {
                 try work()
             } else {
                 let lock = try SubvolumeLock.acquire(settings.subvolume, in: store, wait: options.wait)
-                try work()
-                _ = lock.subvolume  // held until here
+                if action == .create {
+                    let before = store.censusStamp(of: settings.subvolume)
+                    try work()
+                    tally = store.tallyAfterCreate(settings.subvolume, created: report.created, before: before, lock: lock,
+                                                   count: options.metricsPath != nil)
+                } else {
+                    try work()
+                    lock.forgetCensus()
+                }
             }
         } catch {
             report.error = error
             log.error("\(error)", metadata: event(error.reason == .lockHeld ? .lockBusy : .failed, [:]))
         }
         if !options.dryRun, options.metricsPath != nil, !report.lockWasBusy {
-            let snapshots = report.remainingSnapshots ?? (try? store.snapshots(of: settings.subvolume)) ?? []
+            let counted = tally ?? report.remainingSnapshots.map(SnapshotTally.init)
+                ?? SnapshotTally((try? store.snapshots(of: settings.subvolume)) ?? [])
             report.metrics = SnapshotMetrics(subvolume: settings.subvolume, runAt: .now, succeeded: report.succeeded,
-                                             runSeconds: monotonicSeconds() - started, snapshots: snapshots)
+                                             runSeconds: monotonicSeconds() - started, tally: counted)
         }
         return report
     }

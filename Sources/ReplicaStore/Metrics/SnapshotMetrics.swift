@@ -20,13 +20,16 @@ public struct SnapshotMetrics: Sendable {
 
     /// The figures of a run of `subvolume` that left `snapshots`.
     public init(subvolume: String, runAt: UTCTimestamp, succeeded: Bool, runSeconds: Double, snapshots: [Snapshot]) {
+        self.init(subvolume: subvolume, runAt: runAt, succeeded: succeeded, runSeconds: runSeconds, tally: SnapshotTally(snapshots))
+    }
+
+    /// The figures of a run of `subvolume` that left snapshots as `tally` counts them.
+    public init(subvolume: String, runAt: UTCTimestamp, succeeded: Bool, runSeconds: Double, tally: SnapshotTally) {
         self.subvolume = subvolume
         self.runAt = runAt
         self.succeeded = succeeded
         self.runSeconds = runSeconds
-        count = snapshots.count
-        oldest = snapshots.map(\.name.time).min()
-        newest = snapshots.map(\.name.time).max()
+        (count, oldest, newest) = (tally.count, tally.oldest, tally.newest)
     }
 }
 
@@ -55,7 +58,7 @@ public enum MetricsTextfile {
         do {
             try createDirectories(directory)
             let root = try RootDirectory(directory)
-            let lock = try root.fd.reopen(O_RDONLY | O_DIRECTORY)
+            let lock = try root.openForReading("", [.directory])
             _ = try lock.lockExclusively(wait: nil, name: directory)
             var samples = (try? root.openForReading(file, [.regularFile, .noSymlinks]).readAll(limit: 16 << 20))
                 .map { parse(String(decoding: $0, as: UTF8.self)) } ?? [:]

@@ -3,11 +3,12 @@ import ReplicaKit
 
 /// One writer per subvolume: an exclusive `flock(2)` on `snapshots/NAME.lock` in the store, a file
 /// that is created once and never deleted (deleting a lock file lets two holders lock two different
-/// inodes). Nothing is written to it: a write would join the store's transaction and lengthen the
-/// snapshot's commit; a contender finds the holder's pid in `/proc/locks`. The lock goes with the
-/// holder's descriptor, so a holder killed with SIGKILL blocks nobody.
+/// inodes). A contender finds the holder's pid in `/proc/locks`, not in the file, which holds only
+/// the count `create` keeps (`SnapshotCensus`), written after the snapshot so that it joins the next
+/// transaction, not the snapshot's commit. The lock goes with the holder's descriptor, so a holder
+/// killed with SIGKILL blocks nobody.
 public struct SubvolumeLock: ~Copyable {
-    private let fd: OwnedFD
+    let fd: OwnedFD
     /// The subvolume locked.
     public let subvolume: String
 
