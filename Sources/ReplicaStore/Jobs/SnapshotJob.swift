@@ -187,10 +187,12 @@ public enum SnapshotJob {
             } else {
                 let lock = try SubvolumeLock.acquire(settings.subvolume, in: store, wait: options.wait)
                 if action == .create {
-                    let before = store.censusStamp(of: settings.subvolume)
+                    let kept = lock.census()
+                    // The folder's stamp before the snapshot: only a kept count needs it.
+                    let before = kept.census == nil ? nil : store.censusStamp(of: settings.subvolume)
                     try work()
-                    tally = store.tallyAfterCreate(settings.subvolume, created: report.created, before: before, lock: lock,
-                                                   count: options.metricsPath != nil)
+                    tally = store.tallyAfterCreate(settings.subvolume, created: report.created, kept: kept, before: before,
+                                                   lock: lock, count: options.metricsPath != nil)
                 } else {
                     try work()
                     lock.forgetCensus()

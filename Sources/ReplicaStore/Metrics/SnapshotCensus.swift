@@ -114,13 +114,15 @@ extension Store {
     }
 
     /// After a `create` under `lock`, which took `created` (nil: that second's snapshot was
-    /// already taken) when the stamp was `before`: the tally, from the census in the lock file when
-    /// it held at `before` and the folder changed by that one snapshot only; else counted afresh
-    /// when `count`, else none. The census is kept for the next `create` whenever a tally is known
-    /// to hold for the folder as it is now.
-    func tallyAfterCreate(_ name: String, created: String?, before: CensusStamp?, lock: borrowing SubvolumeLock,
-                          count: Bool) -> SnapshotTally? {
-        let (kept, length) = lock.census()
+    /// already taken), with the lock file's census `kept` and the stamp `before` the snapshot: the
+    /// tally, from `kept` when it held at `before` and the folder changed by that one snapshot only;
+    /// else counted afresh when `count`, else none. The census is kept for the next `create`
+    /// whenever a tally is known to hold for the folder as it is now; without metrics and without
+    /// a census, nothing is read.
+    func tallyAfterCreate(_ name: String, created: String?, kept: (census: SnapshotCensus?, length: Int), before: CensusStamp?,
+                          lock: borrowing SubvolumeLock, count: Bool) -> SnapshotTally? {
+        let (kept, length) = kept
+        guard count || kept != nil else { return nil }
         guard let after = censusStamp(of: name) else { return count ? (try? snapshots(of: name)).map(SnapshotTally.init) : nil }
         var census: SnapshotCensus?
         if let kept, let before, kept.stamp == before {
