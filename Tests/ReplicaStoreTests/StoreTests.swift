@@ -137,6 +137,8 @@ import Testing
         #expect(UTCTimestamp(year: 2024, month: 2, day: 29, hour: 0, minute: 0, second: 0) != nil)
         #expect(UTCTimestamp(year: 2100, month: 2, day: 29, hour: 0, minute: 0, second: 0) == nil)
         #expect(UTCTimestamp(year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0) != nil)
+        // The ends of the range name a time too (gmtime_r gives up there), without overflowing.
+        #expect(UTCTimestamp(secondsSinceEpoch: .min).fields.second == 52 && UTCTimestamp(secondsSinceEpoch: .max).fields.second == 7)
     }
 
     /// `--now` takes exactly what `description` prints: the old parser kept only the digits, so

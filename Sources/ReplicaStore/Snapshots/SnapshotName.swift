@@ -19,9 +19,9 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
     /// Broken-down UTC fields, as `gmtime_r(3)` gives them. Counted here: glibc reads the time-zone
     /// file on its first conversion, even to UTC, and every snapshot name is one.
     public var fields: (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int) {
-        let seconds = Int(secondsSinceEpoch)
-        let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
-        let time = seconds - days * 86_400
+        let remainder = Int(secondsSinceEpoch) % 86_400  // floored without overflow, before 1970 too
+        let days = Int(secondsSinceEpoch) / 86_400 - (remainder < 0 ? 1 : 0)
+        let time = remainder < 0 ? remainder + 86_400 : remainder
         let date = Self.civil(days: days)
         return (date.year, date.month, date.day, time / 3600, time / 60 % 60, time % 60)
     }
