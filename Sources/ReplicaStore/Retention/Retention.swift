@@ -183,7 +183,7 @@ struct Buckets {
         }
     }
 
-    var monthLabel: String { "\(year)-\(pad(month))" }
+    var monthLabel: String { "\(year)-\(String(month).leftPadded(2))" }
     var quarterLabel: String { "\(year)-Q\((month - 1) / 3 + 1)" }
 }
 

@@ -1,4 +1,5 @@
 import Glibc
+import ReplicaKit
 
 /// A moment in UTC at one-second resolution, as snapshot names carry it.
 public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConvertible {
@@ -79,7 +80,8 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
         let f = fields
         guard (0...9999).contains(f.year) else {
             let (date, time) = separated ? ("-", ":") : ("", "")
-            return "\(pad(f.year, 4))\(date)\(pad(f.month))\(date)\(pad(f.day))T\(pad(f.hour))\(time)\(pad(f.minute))\(time)\(pad(f.second))Z"
+            let two = [f.month, f.day, f.hour, f.minute, f.second].map { String($0).leftPadded(2) }
+            return "\(String(f.year).leftPadded(4))\(date)\(two[0])\(date)\(two[1])T\(two[2])\(time)\(two[3])\(time)\(two[4])Z"
         }
         return String(unsafeUninitializedCapacity: 20) { out in
             var i = 0
@@ -102,11 +104,6 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable, CustomStringConverti
             return i
         }
     }
-}
-
-func pad(_ value: Int, _ width: Int = 2) -> String {
-    let digits = String(value)
-    return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }
 
 /// A snapshot name, `NAME.YYYYMMDDTHHMMSSZ` in UTC: unambiguous across DST and sortable as text.
