@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 import ReplicaKit
 import ReplicaStore
@@ -200,6 +201,44 @@ import Testing
                 let mounts = try MountInfo.read().filter { $0.mountPoint == dir }
                 #expect(mounts.isEmpty)
             }
+        }
+    }
+}
+
+@Suite(.requiresBtrfs) struct PublishTests {
+    /// A fork's systemd fsyncs `/etc/machine-id` early in its first boot, and while the rename that
+    /// named the fork is uncommitted btrfs makes that fsync a whole commit, which the boot waits for.
+    /// So `publish` starts the rename's commit itself: the top-level tree's generation (which a
+    /// commit that changed it sets) passes the one its sync made, with no one else syncing. The
+    /// control is the same steps by hand without that: the rename stays uncommitted, as btrfs
+    /// commits on its own only every 30 s.
+    @Test func publishCommitsTheNewNameWithoutWaitingForIt() throws {
+        try withBtrfsImage { image in
+            let path = image.mountPoint
+            let top = try OwnedFD.open(path, O_RDONLY | O_DIRECTORY)
+            func generation() throws -> UInt64 { try Btrfs.info(OwnedFD.open(path, O_RDONLY | O_DIRECTORY), path: path).generation }
+            func changes(from before: UInt64, within seconds: Int) throws -> Bool {
+                let deadline = ContinuousClock.now + .seconds(seconds)
+                while ContinuousClock.now < deadline {
+                    if try generation() != before { return true }
+                    usleep(10_000)
+                }
+                return false
+            }
+
+            try Btrfs.createSubvolume(in: top, named: ".staging-a", parentPath: path)
+            #expect(replica_syncfs(top.rawValue) == 0)
+            let beforeRename = try generation()
+            #expect(replica_renameat2(top.rawValue, ".staging-a", top.rawValue, "a", replica_RENAME_NOREPLACE) == 0)
+            #expect(try !changes(from: beforeRename, within: 2), "nothing else commits this store")
+
+            try Btrfs.sync(top, path: path)
+            let committed = try generation()
+            try Btrfs.publish("b", staging: ".staging-b", in: top, path: path) { _ in }
+            // Its own sync made one commit; the started one makes the second.
+            #expect(try changes(from: committed + 1, within: 5))
+            #expect(try generation() >= committed + 2)
+            #expect(try Btrfs.isSubvolume(OwnedFD.open("\(path)/b", O_RDONLY | O_DIRECTORY)))
         }
     }
 }

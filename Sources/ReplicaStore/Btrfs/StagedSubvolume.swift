@@ -7,7 +7,10 @@ extension Btrfs {
     /// template, a Nomad volume: `make` creates `staging` in the open `folder` (a fork makes a
     /// snapshot; the other `publish` an empty subvolume), `fill` writes it, the filesystem is synced (`syncfs`),
     /// so nothing appears under `name` that a power loss could take back, and
-    /// `renameat2(RENAME_NOREPLACE)` gives it its name. On any failure the staging subvolume is
+    /// `renameat2(RENAME_NOREPLACE)` gives it its name, whose commit is started without waiting for
+    /// it: while a subvolume's rename is uncommitted, btrfs makes any `fsync` on the filesystem a
+    /// whole commit, and a fork's systemd fsyncs `/etc/machine-id` early in its first boot (a commit
+    /// of 10–18 ms here, which its boot would wait for). On any failure the staging subvolume is
     /// deleted (made writable first, if `fill` made it read-only) before the error is reported, so
     /// nothing partial holds the store's space or a name. A staging subvolume a killed run left is
     /// the caller's to judge before calling (its owner decides whether it goes).
@@ -27,6 +30,7 @@ extension Btrfs {
             _ = try syscall("renameat2(RENAME_NOREPLACE)", "\(path)/\(staging)", "\(path)/\(name)") {
                 replica_renameat2(parent, staging, parent, name, replica_RENAME_NOREPLACE)
             }
+            try? startSync(folder, path: path)  // only sooner: btrfs's periodic commit would do it too
         } catch {
             if let staged = try? folder.openat(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW) {
                 try? setReadOnly(staged, false, path: "\(path)/\(staging)")

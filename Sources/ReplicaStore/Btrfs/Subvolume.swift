@@ -195,6 +195,13 @@ public enum Btrfs {
         try btrfs("sync", path) { btrfs_util_sync_fd(fd) }
     }
 
+    /// Starts committing the current transaction and returns without waiting for it
+    /// (`BTRFS_IOC_START_SYNC`, `btrfs_util_start_sync_fd`).
+    public static func startSync(_ anyDirectory: borrowing OwnedFD, path: String) throws(ReplicaError) {
+        let fd = anyDirectory.rawValue
+        try btrfs("start sync", path) { btrfs_util_start_sync_fd(fd, nil) }
+    }
+
     /// `btrfs subvolume sync PATH ID`: waits (up to `timeout`) until the cleaner has dropped a deleted
     /// subvolume, so the space it held shows as free. Returns whether it is gone.
     public static func waitUntilCleaned(id: UInt64, on anyDirectory: borrowing OwnedFD, path: String,
