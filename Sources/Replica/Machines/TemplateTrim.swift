@@ -14,8 +14,11 @@ public enum TemplateTrim {
     /// utmp records; users already made in the template; the journal's flush to disk (it stays in
     /// memory); a random seed (the kernel's is the host's); kernel modules and binfmt; the window
     /// at boot and shutdown in which only root may log in (`systemd-user-sessions`, with the
-    /// `/run/nologin` it removes: `maskedTmpfiles`); and timers that would start the same work in
-    /// every fork at once (apt, scrubs and trims of the host's disks).
+    /// `/run/nologin` it removes: `maskedTmpfiles`); timers that would start the same work in
+    /// every fork at once (apt, scrubs and trims of the host's disks); and what only an initrd runs,
+    /// the boot's phases measured into a TPM and a disk's repartitioning, none of which a container
+    /// has (each skipped by its conditions, but loaded with all it names at every boot: 4 ms of a
+    /// trimmed fork's 78 here).
     public static let maskedUnits = [
         "systemd-sysctl.service", "systemd-remount-fs.service", "systemd-tmpfiles-setup-dev.service",
         "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-sysusers.service",
@@ -24,6 +27,16 @@ public enum TemplateTrim {
         "systemd-user-sessions.service", "systemd-journald-audit.socket", "proc-sys-fs-binfmt_misc.automount", "sys-kernel-config.mount",
         "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-fs-fuse-connections.mount",
         "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
+    ] + ownKernelUnits
+
+    /// What only a system with a kernel of its own runs at boot: an initrd's units, the boot's
+    /// phases measured into a TPM, the first boot's repartitioning of a disk. Masked in a
+    /// container; kept in a VM, which may boot through an initrd, have a TPM and grow its disk.
+    static let ownKernelUnits = [
+        "initrd.target", "initrd-fs.target", "initrd-root-device.target", "initrd-root-fs.target", "initrd-usr-fs.target",
+        "initrd-switch-root.target", "initrd-cleanup.service", "initrd-parse-etc.service", "initrd-switch-root.service",
+        "initrd-udevadm-cleanup-db.service", "systemd-pcrphase.service", "systemd-pcrphase-initrd.service",
+        "systemd-pcrphase-sysinit.service", "systemd-repart.service",
     ]
 
     /// Generators masked: what they look for (an fstab, disks, encrypted or verity volumes, a
@@ -59,9 +72,9 @@ public enum TemplateTrim {
                                         text: "# replica-machine template import --minimal: the journal in memory.\n[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
 
     /// Of `maskedUnits`, what a VM's trim keeps: a VM has a kernel of its own, whose settings,
-    /// modules and device nodes are its own to make.
-    public static let keptInVMs: Set<String> = ["systemd-sysctl.service", "systemd-modules-load.service", "kmod-static-nodes.service",
-                                                "systemd-tmpfiles-setup-dev.service"]
+    /// modules and device nodes are its own to make, and boots as `ownKernelUnits` says.
+    public static let keptInVMs = Set(["systemd-sysctl.service", "systemd-modules-load.service", "kmod-static-nodes.service",
+                                       "systemd-tmpfiles-setup-dev.service"] + ownKernelUnits)
 
     /// Units masked in a VM template: `maskedUnits` but `keptInVMs`. Its generators are masked
     /// as a container's: its kernel mounts its root (so its `/etc/fstab` is not read) and its
