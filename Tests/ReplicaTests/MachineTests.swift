@@ -512,7 +512,9 @@ enum NetworkNamespaceNames {
     /// Removing a machine or a template commits, as `btrfs subvolume delete --commit-after` does:
     /// btrfs's cleaner frees the root now, not after the next periodic commit, when its work would
     /// land on whatever runs then (a claim from a pool waited 20-40 ms behind it). The store commits
-    /// every 300 s here, so within the test only a commit of ours can set the cleaner going.
+    /// every 300 s here, so within the test only a commit of ours can set the cleaner going. A fork
+    /// starts a commit of its new name without waiting for it, so each control first waits for any
+    /// commit under way (`btrfs filesystem sync`); else its delete may join that commit.
     @Test func removingAMachineOrATemplateSetsTheCleanerOnItsRootNow() throws {
         try withBtrfsImage(size: 512 << 20) { image in
             let store = ["--store", image.mountPoint]
@@ -531,12 +533,14 @@ enum NetworkNamespaceNames {
                 return try deletedNotCleaned() == 0
             }
             // The control: a root deleted without a commit waits for the cleaner.
+            try Command.check(["btrfs", "filesystem", "sync", image.mountPoint])
             try Command.check(["btrfs", "-q", "subvolume", "delete", "\(image.mountPoint)/machines/b"])
             usleep(2_000_000)
             #expect(try deletedNotCleaned() == 1)
             #expect(try Self.machine(["remove", "a"] + store).status == .exited(0))
             #expect(try cleanedWithin(seconds: 5), "a machine's root")
 
+            try Command.check(["btrfs", "filesystem", "sync", image.mountPoint])
             try Command.check(["btrfs", "-q", "subvolume", "delete", "\(image.mountPoint)/templates/other"])
             usleep(2_000_000)
             #expect(try deletedNotCleaned() == 1)
