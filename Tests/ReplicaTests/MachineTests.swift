@@ -1,5 +1,5 @@
 import Glibc
-import Replica
+@testable import Replica
 import ReplicaKit
 import ReplicaNet
 import ReplicaStore
@@ -766,6 +766,39 @@ enum NetworkNamespaceNames {
                 #expect(numbers.count == 2 && numbers[1] > numbers[0] && numbers[0] > 0, "\(name): \(counts)")
             }
         }
+    }
+
+    /// Where no systemd runs, systemd-nspawn (`--keep-unit`) makes `payload` and `supervisor`
+    /// cgroups in the cgroup it starts in, and leaves them. Taking its filters starts it in a cgroup
+    /// of Replica's own, removed after: the caller's cgroup gains nothing, nothing is left below
+    /// `replica.slice`. The control: the same systemd-nspawn started by hand from the same cgroup
+    /// leaves both. The test runs in a fresh cgroup of its own, so what appears in it was made here.
+    @Test func takingSystemdNspawnsFiltersLeavesNoCgroup() throws {
+        try #require(!Systemd.isBooted, "where systemd runs, systemd-nspawn asks it for a scope instead")
+        let here = try ControlGroup.existing("test-\(getpid())")
+        try here.make()
+        defer { try? here.remove() }
+        func madeHere() throws -> [String] {
+            try here.hierarchies.flatMap { hierarchy in
+                try Command.check(["find", "\(hierarchy.path)/\(here.path)", "-mindepth", "1", "-type", "d"]).split(separator: "\n").map(String.init)
+            }
+        }
+        let capture = { () throws(ReplicaError) in try NspawnSeccomp.capture(["--private-network"]) }
+        let programs = try here.whileEntered(capture)
+        #expect(!programs.isEmpty, "its filters were taken")
+        #expect(try madeHere().isEmpty)
+        for hierarchy in here.hierarchies {
+            #expect(access("\(hierarchy.path)/\(ControlGroup.slice)/replica-seccomp-\(getpid())", F_OK) != 0, "\(hierarchy.path)")
+        }
+
+        let byHand = { () throws(ReplicaError) in
+            try Command.run(["systemd-nspawn", "--quiet", "--register=no", "--volatile=yes", "--directory=/", "--machine=replica-control-\(getpid())",
+                             "--console=passive", "--keep-unit", "/usr/bin/true"])
+        }
+        let control = try here.whileEntered(byHand)
+        #expect(control.status == .exited(0), "\(control.output)")
+        let left = Set(try madeHere().map { String($0.split(separator: "/").last ?? "") })
+        #expect(left == ["payload", "supervisor"], "the control: systemd-nspawn by hand leaves its cgroups where it started")
     }
 
     /// A caller under a seccomp filter of its own neither takes systemd-nspawn's filters (they would

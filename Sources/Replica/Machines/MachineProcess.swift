@@ -165,9 +165,6 @@ public enum MachineProcess {
         let socketPath = "\(runDirectory)/\(name).notify"
         let notify = try unixSocket(socketPath, stream: false)
         let log = try openLog(name)
-        let back = group?.current() ?? []
-        try group?.enter()
-        defer { if group != nil { ControlGroup.enter(back) } }
         let output = log.rawValue
         let spawn = { @Sendable () throws(ReplicaError) -> Int32 in
             if let networkNamespace { try SandboxMounter.joinNetworkNamespace("\(SandboxPlan.networkNamespaceDirectory)/\(networkNamespace)") }
@@ -175,7 +172,8 @@ public enum MachineProcess {
             return try Command.spawn(command, output: output, environment: [("NOTIFY_SOCKET", socketPath)] + (loaded ? [NspawnSeccomp.environment] : []),
                                      newSession: true)
         }
-        let pid = networkNamespace == nil && seccomp == nil ? try spawn() : try DedicatedThread.run(spawn)
+        let spawnHere = { () throws(ReplicaError) -> Int32 in networkNamespace == nil && seccomp == nil ? try spawn() : try DedicatedThread.run(spawn) }
+        let pid = if let group { try group.whileEntered(spawnHere) } else { try spawnHere() }
         try record(name, pid: pid)
         return Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
     }

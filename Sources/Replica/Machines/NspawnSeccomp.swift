@@ -58,11 +58,22 @@ public enum NspawnSeccomp {
 
     /// Starts systemd-nspawn with `options` on the host's `/usr`, reads the filters of its init
     /// (`/usr/bin/sleep`) once that runs, and ends it. Where systemd runs, systemd-nspawn asks it
-    /// for a scope of its own (gone with it); elsewhere it stays in the caller's cgroup (`--keep-unit`).
+    /// for a scope of its own (gone with it). Elsewhere it runs in a cgroup of Replica's own
+    /// (`--keep-unit`), removed after: it makes `payload` and `supervisor` cgroups in the one it
+    /// starts in and leaves them, which in the caller's would be left in the caller's.
     static func capture(_ options: [String]) throws(ReplicaError) -> [SeccompProgram] {
-        let command = ["systemd-nspawn", "--quiet", "--register=no", "--volatile=yes", "--directory=/", "--machine=replica-seccomp-\(getpid())",
+        let name = "replica-seccomp-\(getpid())"
+        let command = ["systemd-nspawn", "--quiet", "--register=no", "--volatile=yes", "--directory=/", "--machine=\(name)",
                        "--console=passive"] + (Systemd.isBooted ? [] : ["--keep-unit"]) + options + ["/usr/bin/sleep", "10"]
-        let nspawn = try Command.spawn(command, newSession: true)
+        let group = Systemd.isBooted ? nil : try ControlGroup.existing(name)
+        try group?.remove()  // left by a caller of this pid killed here
+        try group?.make()
+        defer {
+            // Its last processes may take a moment to leave the cgroup after systemd-nspawn.
+            for _ in 0..<50 where (try? group?.remove()) == nil { usleep(20_000) }
+        }
+        let spawn = { () throws(ReplicaError) -> Int32 in try Command.spawn(command, newSession: true) }
+        let nspawn = if let group { try group.whileEntered(spawn) } else { try spawn() }
         var ended = false
         defer {
             // Its init's end ends the container, then systemd-nspawn; told to stop too, should it

@@ -22,54 +22,56 @@ public enum VirtualMachine {
         let socketPath = QEMU.runtimePath(name, "notify")
         let notify = try MachineProcess.unixSocket(socketPath, stream: true)
         let log = try MachineProcess.openLog(name)
-        let back = group?.current() ?? []
-        try group?.enter()
-        defer { if group != nil { ControlGroup.enter(back) } }
-        var started: [Int32] = []
-        do throws(ReplicaError) {
-            if vm.tpm {
-                // Its state file, the machine's uid's, opened here: never a link, made empty at the
-                // machine's first start (a fork makes none).
-                let fork = try RootDirectory(machine.path)
-                if (try? fork.open(VMImage.tpmState, [.regularFile, .noSymlinks])) == nil { try fork.replaceFile(VMImage.tpmState, contents: [], mode: 0o600) }
-                let state = try fork.open(VMImage.tpmState, [.regularFile, .noSymlinks]).reopen(O_RDWR | O_CLOEXEC)
-                let uid = machine.users?.rootUID ?? 0
-                _ = try syscall("fchown", "\(machine.path)/\(VMImage.tpmState)") { fchown(state.rawValue, uid, uid) }
-                let control = try MachineProcess.unixSocket(QEMU.runtimePath(name, "tpm"), stream: true)
-                started.append(try Command.spawn(QEMU.tpmCommand(machine), output: log.rawValue, newSession: true, passing: [control.rawValue, state.rawValue]))
-                // Recorded: a QEMU that never connected to it (it died first) leaves it waiting.
-                try OwnedFD.open(QEMU.runtimePath(name, "tpm.pid"), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: 0o600)
-                    .writeAll(Array("\(started[0])\n".utf8))
-            }
-            unlink(QEMU.runtimePath(name, "qmp"))
-            let spawn = { (tap: Int32?) throws(ReplicaError) -> Int32 in
-                let network = try tap.map { (_) throws(ReplicaError) in
-                    QEMU.GuestNetwork(descriptor: 3, mac: QEMU.GuestNetwork.mac(for: machine.machineID ?? ""),
-                                      addresses: try MachineNetwork.guestAddresses(machine))
+        // Started in its cgroup: QEMU, and swtpm before it.
+        func startHere() throws(ReplicaError) -> Int32 {
+            var started: [Int32] = []
+            do throws(ReplicaError) {
+                if vm.tpm {
+                    // Its state file, the machine's uid's, opened here: never a link, made empty at the
+                    // machine's first start (a fork makes none).
+                    let fork = try RootDirectory(machine.path)
+                    if (try? fork.open(VMImage.tpmState, [.regularFile, .noSymlinks])) == nil { try fork.replaceFile(VMImage.tpmState, contents: [], mode: 0o600) }
+                    let state = try fork.open(VMImage.tpmState, [.regularFile, .noSymlinks]).reopen(O_RDWR | O_CLOEXEC)
+                    let uid = machine.users?.rootUID ?? 0
+                    _ = try syscall("fchown", "\(machine.path)/\(VMImage.tpmState)") { fchown(state.rawValue, uid, uid) }
+                    let control = try MachineProcess.unixSocket(QEMU.runtimePath(name, "tpm"), stream: true)
+                    started.append(try Command.spawn(QEMU.tpmCommand(machine), output: log.rawValue, newSession: true, passing: [control.rawValue, state.rawValue]))
+                    // Recorded: a QEMU that never connected to it (it died first) leaves it waiting.
+                    try OwnedFD.open(QEMU.runtimePath(name, "tpm.pid"), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode: 0o600)
+                        .writeAll(Array("\(started[0])\n".utf8))
                 }
-                return try Command.spawn(QEMU.command(machine, vm, acceleration: acceleration, network: network) + extra, output: log.rawValue,
-                                         newSession: true, passing: tap.map { [$0] } ?? [])
+                unlink(QEMU.runtimePath(name, "qmp"))
+                let spawn = { (tap: Int32?) throws(ReplicaError) -> Int32 in
+                    let network = try tap.map { (_) throws(ReplicaError) in
+                        QEMU.GuestNetwork(descriptor: 3, mac: QEMU.GuestNetwork.mac(for: machine.machineID ?? ""),
+                                          addresses: try MachineNetwork.guestAddresses(machine))
+                    }
+                    return try Command.spawn(QEMU.command(machine, vm, acceleration: acceleration, network: network) + extra, output: log.rawValue,
+                                             newSession: true, passing: tap.map { [$0] } ?? [])
+                }
+                let pid: Int32
+                if let networkNamespace {
+                    // Its tap, in its namespace on the bridge there; once QEMU runs it holds the only descriptor.
+                    let tap = try TapDevice.open(MachineNetwork.guestTap, in: networkNamespace, bridge: MachineNetwork.guestBridge)
+                    pid = try spawn(tap.rawValue)
+                } else {
+                    pid = try spawn(nil)
+                }
+                started.append(pid)
+                if case .scope = placement {
+                    try SystemdManager.startScope("machine-\(name).scope", pids: started, slice: "machine.slice",
+                                                  description: "Replica virtual machine \(name)", properties: machine.limits.unitProperties)
+                }
+                if record { try MachineProcess.record(name, pid: pid) }
+                return pid
+            } catch {
+                for pid in started.reversed() { kill(pid, SIGKILL); var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
+                removeRuntimeFiles(name)
+                throw error
             }
-            let pid: Int32
-            if let networkNamespace {
-                // Its tap, in its namespace on the bridge there; once QEMU runs it holds the only descriptor.
-                let tap = try TapDevice.open(MachineNetwork.guestTap, in: networkNamespace, bridge: MachineNetwork.guestBridge)
-                pid = try spawn(tap.rawValue)
-            } else {
-                pid = try spawn(nil)
-            }
-            started.append(pid)
-            if case .scope = placement {
-                try SystemdManager.startScope("machine-\(name).scope", pids: started, slice: "machine.slice",
-                                              description: "Replica virtual machine \(name)", properties: machine.limits.unitProperties)
-            }
-            if record { try MachineProcess.record(name, pid: pid) }
-            return MachineProcess.Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
-        } catch {
-            for pid in started.reversed() { kill(pid, SIGKILL); var status: Int32 = 0; _ = waitpid(pid, &status, 0) }
-            removeRuntimeFiles(name)
-            throw error
         }
+        let pid = if let group { try group.whileEntered(startHere) } else { try startHere() }
+        return MachineProcess.Starting(name: name, pid: pid, notify: notify, socketPath: socketPath)
     }
 
     /// Runs `machine` under its unit (`replica-machine@NAME.service`, `start --foreground`):

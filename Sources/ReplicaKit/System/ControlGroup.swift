@@ -80,6 +80,15 @@ public struct ControlGroup: Sendable {
         for hierarchy in hierarchies { try Self.write("0", to: "\(hierarchy.path)/\(path)/cgroup.procs") }
     }
 
+    /// Runs `body` with the calling process in it (`enter`), then moves the process back where it
+    /// was: what `body` starts, starts here, and never in the caller's cgroup.
+    public func whileEntered<T>(_ body: () throws(ReplicaError) -> T) throws(ReplicaError) -> T {
+        let back = current()
+        try enter()
+        defer { Self.enter(back) }
+        return try body()
+    }
+
     /// Moves the calling process back to `other` (the cgroup it came from, `ControlGroup.current`).
     public static func enter(_ paths: [(hierarchy: String, path: String)]) {
         for (hierarchy, path) in paths { try? write("0", to: "\(hierarchy)\(path)/cgroup.procs") }
