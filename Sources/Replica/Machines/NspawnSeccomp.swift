@@ -70,7 +70,12 @@ public enum NspawnSeccomp {
         try group?.make()
         defer {
             // Its last processes may take a moment to leave the cgroup after systemd-nspawn.
-            for _ in 0..<50 where (try? group?.remove()) == nil { usleep(20_000) }
+            if let group {
+                for _ in 0..<50 {
+                    guard (try? group.remove()) == nil else { break }
+                    usleep(20_000)
+                }
+            }
         }
         let spawn = { () throws(ReplicaError) -> Int32 in try Command.spawn(command, newSession: true) }
         let nspawn = if let group { try group.whileEntered(spawn) } else { try spawn() }
