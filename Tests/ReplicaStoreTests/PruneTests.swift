@@ -204,6 +204,9 @@ func names(in directory: String) throws -> [String] {
             let path = "\(dir)/replica.prom"
             let left = "a}b{c\n}{\nreplica_snapshot_count} {subvolume=\"x\"} 3\nno braces 1\n\u{FF}{}\n"
                 + "replica_snapshot_count{subvolume=\"db\"} 7\n"
+                + "replica_snapshot_oldest_timestamp_seconds{subvolume=\"db\"} \t5 \r\n"  // CRLF, blanks around the value
+                + "replica_snapshot_newest_timestamp_seconds{subvolume=\"db\"} \t\n"  // no value
+                + "replica_snapshot_last_run_success{subvolume=\"db\"} 1"  // no newline at the end
             try OwnedFD.open(path, O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array(left.utf8))
             let t1 = UTCTimestamp(secondsSinceEpoch: 1_790_000_000)
             try MetricsTextfile.update([SnapshotMetrics(subvolume: "web", runAt: t1, succeeded: true, runSeconds: 0.5, snapshots: [])], at: path)
@@ -211,6 +214,9 @@ func names(in directory: String) throws -> [String] {
             #expect(text.contains("replica_snapshot_count{subvolume=\"db\"} 7\n"), "the other subvolume's line is kept")
             #expect(text.contains("replica_snapshot_count{subvolume=\"web\"} 0\n"))
             #expect(!text.contains("a}b{c") && !text.contains("no braces") && !text.contains("subvolume=\"x\""))
+            #expect(text.contains("replica_snapshot_oldest_timestamp_seconds{subvolume=\"db\"} 5\n"), "the value without the blanks")
+            #expect(text.contains("replica_snapshot_last_run_success{subvolume=\"db\"} 1\n"), "the last line, without its newline")
+            #expect(!text.contains("replica_snapshot_newest_timestamp_seconds{subvolume=\"db\"}"), "a line without a value")
         }
     }
 }
