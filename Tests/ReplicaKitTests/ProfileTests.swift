@@ -30,6 +30,16 @@ import Testing
         #expect(" \t\u{e9}t\u{e9} \r\n".trimmed == "\u{e9}t\u{e9}" && " \t\r\n".trimmed == "" && "a b".trimmed == "a b")
     }
 
+    /// The package's `joined(separator:)` for arrays of strings gives what the standard library's
+    /// (still used for a slice) gives.
+    @Test func joiningArraysOfStringsIsTheStandardLibrarys() {
+        for strings in [[], [""], ["a"], ["", ""], ["a", "", "b"], ["caf\u{e9}", "\u{1F600}", "x y"]] as [[String]] {
+            for separator in ["", "/", ", "] {
+                #expect(strings.joined(separator: separator) == strings[...].joined(separator: separator), "\(strings) with \"\(separator)\"")
+            }
+        }
+    }
+
     @Test(arguments: [
         ("Key=Value", 1, "Key", "appears before any [Section]"),
         ("[State]\nno equals sign", 2, nil, "expected Key=Value or [Section]"),
