@@ -15,29 +15,26 @@ extension RootDirectory {
     /// cost there. A plain rename when the old file is missing or not a regular file, or the file
     /// system cannot swap.
     public func writeFileAtomically(_ relativePath: String, contents: [UInt8], mode: mode_t = 0o644, sync: Bool = true) throws(ReplicaError) {
-        var components = RootDirectory.components(relativePath)
-        guard let name = components.popLast(), name != ".." else {
-            throw ReplicaError("write", [path, relativePath], errno: .EINVAL, hint: "the path must end in a file name")
-        }
-        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
-        let temporary = ".\(name).replica-\(getpid())-\(replica_gettid())"
-        let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
-        do throws(ReplicaError) {
-            try file.writeAll(contents, name: relativePath)
-            if sync { _ = try syscall("fsync", relativePath) { fsync(file.rawValue) } }
-            // Only a regular file is swapped: a rename refuses a directory, a swap would move it aside.
-            var old = stat()
-            if !sync, fstatat(parent.rawValue, name, &old, AT_SYMLINK_NOFOLLOW) == 0, FileStatus(old).kind == .regular,
-               replica_renameat2(parent.rawValue, temporary, parent.rawValue, name, replica_RENAME_EXCHANGE) == 0 {
-                unlinkat(parent.rawValue, temporary, 0)  // now the old file
-                return
+        try inParent(of: relativePath, "write") { (parent, name) throws(ReplicaError) in
+            let temporary = ".\(name).replica-\(getpid())-\(replica_gettid())"
+            let file = try parent.openat(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode)
+            do throws(ReplicaError) {
+                try file.writeAll(contents, name: relativePath)
+                if sync { _ = try syscall("fsync", relativePath) { fsync(file.rawValue) } }
+                // Only a regular file is swapped: a rename refuses a directory, a swap would move it aside.
+                var old = stat()
+                if !sync, fstatat(parent.rawValue, name, &old, AT_SYMLINK_NOFOLLOW) == 0, FileStatus(old).kind == .regular,
+                   replica_renameat2(parent.rawValue, temporary, parent.rawValue, name, replica_RENAME_EXCHANGE) == 0 {
+                    unlinkat(parent.rawValue, temporary, 0)  // now the old file
+                    return
+                }
+                _ = try syscall("renameat", temporary, relativePath) {
+                    renameat(parent.rawValue, temporary, parent.rawValue, name)
+                }
+            } catch {
+                unlinkat(parent.rawValue, temporary, 0)
+                throw error
             }
-            _ = try syscall("renameat", temporary, relativePath) {
-                renameat(parent.rawValue, temporary, parent.rawValue, name)
-            }
-        } catch {
-            unlinkat(parent.rawValue, temporary, 0)
-            throw error
         }
     }
 

@@ -6,12 +6,9 @@ extension RootDirectory {
     /// (`unlinkat(2)` in its parent, resolved inside the root without symlinks): the last component
     /// itself is removed, never followed.
     public func remove(_ relativePath: String, directory: Bool = false) throws(ReplicaError) {
-        var components = RootDirectory.components(relativePath)
-        guard let name = components.popLast(), name != ".." else {
-            throw ReplicaError("remove", [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
+        try inParent(of: relativePath, "remove") { (parent, name) throws(ReplicaError) in
+            _ = try syscall("unlinkat", relativePath) { unlinkat(parent.rawValue, name, directory ? AT_REMOVEDIR : 0) }
         }
-        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
-        _ = try syscall("unlinkat", relativePath) { unlinkat(parent.rawValue, name, directory ? AT_REMOVEDIR : 0) }
     }
 
     /// Replaces the file at `relativePath` inside the root with a new one holding `contents`: the
@@ -42,15 +39,23 @@ extension RootDirectory {
     /// its parent (resolved inside the root without symlinks) under the last name.
     private func replacing(_ relativePath: String, _ operation: String,
                            _ make: (borrowing OwnedFD, String) throws(ReplicaError) -> Void) throws(ReplicaError) {
+        try inParent(of: relativePath, operation) { (parent, name) throws(ReplicaError) in
+            if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
+                throw ReplicaError.current("unlinkat", [path, relativePath])
+            }
+            try make(parent, name)
+        }
+    }
+
+    /// `body` given the folder holding `relativePath`'s last name (resolved inside the root without
+    /// symlinks) and that name; a path that ends in `..` or has no name is refused, for `operation`.
+    func inParent<Value>(of relativePath: String, _ operation: String,
+                         _ body: (borrowing OwnedFD, String) throws(ReplicaError) -> Value) throws(ReplicaError) -> Value {
         var components = RootDirectory.components(relativePath)
         guard let name = components.popLast(), name != ".." else {
             throw ReplicaError(operation, [path, relativePath], errno: .EINVAL, hint: "the path must end in a name")
         }
-        let parent = try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks])
-        if unlinkat(parent.rawValue, name, 0) != 0 && Errno.current != .ENOENT {
-            throw ReplicaError.current("unlinkat", [path, relativePath])
-        }
-        try make(parent, name)
+        return try body(try openForReading(components.joined(separator: "/"), [.directory, .noSymlinks]), name)
     }
 
     /// The names in the directory at `relativePath` inside the root (no symlinks followed).
