@@ -111,16 +111,18 @@ public struct RootDirectory: ~Copyable, Sendable {
         let target = relativePath.isEmpty ? "." : relativePath
         // With "..", RESOLVE_IN_ROOT returns EAGAIN when any rename or mount on the system happened
         // during the lookup (it could have let ".." escape): retry, backing off, for up to a second.
-        let deadline = ContinuousClock.now + .seconds(1)
+        var deadline: ContinuousClock.Instant?  // set at the first retry: most lookups need none
         var attempt = 0
         while true {
             let result = replica_openat2(root, target, UInt64(flags), 0, resolve)
             if result >= 0 { return OwnedFD(adopting: result) }
             let errno = Errno.current
             guard errno == .EAGAIN || errno == .EINTR else { throw fail(relativePath, errno, "openat2") }
+            let until = deadline ?? .now + .seconds(1)
+            deadline = until
             attempt += 1
             if attempt > 64 {
-                guard ContinuousClock.now < deadline else {
+                guard ContinuousClock.now < until else {
                     throw fail(relativePath, .EAGAIN, "openat2", hint: "renames or mounts elsewhere kept interrupting the lookup for a second")
                 }
                 usleep(UInt32(min(attempt, 1000)))
