@@ -119,10 +119,11 @@ public enum SnapshotJob {
         var report = SnapshotReport(subvolume: settings.subvolume)
         var log = logger
         log[metadataKey: "subvolume"] = "\(settings.subvolume)"
-        func work() throws(ReplicaError) {
+        /// `subject`: the subvolume, opened to take its snapshot (none in a dry run or a prune).
+        func work(_ subject: SnapshotSubject?) throws(ReplicaError) {
             if !options.dryRun { try store.requireWritable() }
-            if action != .prune && !options.dryRun {
-                let taken = try store.snapshotUnlessTaken(settings.subvolume, at: options.now, allowNested: settings.allowNested)
+            if let subject {
+                let taken = try store.snapshotUnlessTaken(subject, at: options.now)
                 if taken.created { report.created = taken.name } else { report.alreadyTaken = taken.name }
                 if taken.created {
                     log.info("created snapshot \(taken.name)", metadata: event(.created, ["snapshot": "\(taken.name)"]))
@@ -183,18 +184,19 @@ public enum SnapshotJob {
         do throws(ReplicaError) {
             // A dry run reads only, and read-only work never takes (or waits for) the lock.
             if options.dryRun {
-                try work()
+                try work(nil)
             } else {
                 let lock = try SubvolumeLock.acquire(settings.subvolume, in: store, wait: options.wait)
-                if action == .create {
+                let subject = action == .prune ? nil : try lock.snapshotSubject(in: store, allowNested: settings.allowNested)
+                if let subject, action == .create {
                     let kept = lock.census()
                     // The folder's stamp before the snapshot: only a kept count needs it.
-                    let before = kept.census == nil ? nil : store.censusStamp(of: settings.subvolume)
-                    try work()
-                    tally = store.tallyAfterCreate(settings.subvolume, created: report.created, kept: kept, before: before,
+                    let before = kept.census == nil ? nil : store.censusStamp(of: subject)
+                    try work(subject)
+                    tally = store.tallyAfterCreate(subject, created: report.created, kept: kept, before: before,
                                                    lock: lock, count: options.metricsPath != nil)
                 } else {
-                    try work()
+                    try work(subject)
                     lock.forgetCensus()
                 }
             }

@@ -106,10 +106,9 @@ struct SnapshotCensus: Equatable {
 }
 
 extension Store {
-    /// The stamp of subvolume `name`'s snapshot folder and source now; nil when either cannot be read.
-    func censusStamp(of name: String) -> CensusStamp? {
-        guard let folder = try? directory("\(Store.snapshotsDirectory)/\(name)").status(),
-              let source = try? Btrfs.info(try directory(location(of: name)), path: name).id else { return nil }
+    /// The stamp of the subject's snapshot folder and source now; nil when either cannot be read.
+    func censusStamp(of subject: SnapshotSubject) -> CensusStamp? {
+        guard let folder = try? subject.folder.status(), let source = try? Btrfs.info(subject.source, path: subject.name).id else { return nil }
         return CensusStamp(folder: folder.inode, changed: folder.changed, size: folder.size, source: source)
     }
 
@@ -119,11 +118,12 @@ extension Store {
     /// else counted afresh when `count`, else none. The census is kept for the next `create`
     /// whenever a tally is known to hold for the folder as it is now; without metrics and without
     /// a census, nothing is read.
-    func tallyAfterCreate(_ name: String, created: String?, kept: (census: SnapshotCensus?, length: Int), before: CensusStamp?,
+    func tallyAfterCreate(_ subject: SnapshotSubject, created: String?, kept: (census: SnapshotCensus?, length: Int), before: CensusStamp?,
                           lock: borrowing SubvolumeLock, count: Bool) -> SnapshotTally? {
         let (kept, length) = kept
+        let name = subject.name
         guard count || kept != nil else { return nil }
-        guard let after = censusStamp(of: name) else { return count ? (try? snapshots(of: name)).map(SnapshotTally.init) : nil }
+        guard let after = censusStamp(of: subject) else { return count ? (try? snapshots(of: name)).map(SnapshotTally.init) : nil }
         var census: SnapshotCensus?
         if let kept, let before, kept.stamp == before {
             if let created, let time = SnapshotName(parsing: created)?.time, after.follows(before, adding: created) {
@@ -137,7 +137,7 @@ extension Store {
             let counted = SnapshotTally(snapshots)
             tally = counted
             // Kept only when nothing changed the folder while it was read.
-            if censusStamp(of: name) == after { census = SnapshotCensus(tally: counted, stamp: after) }
+            if censusStamp(of: subject) == after { census = SnapshotCensus(tally: counted, stamp: after) }
         }
         if census != kept { lock.keep(census, replacing: length) }
         return tally

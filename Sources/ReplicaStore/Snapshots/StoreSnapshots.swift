@@ -30,17 +30,67 @@ public struct SnapshotInventory: Sendable {
     public var foreign: [ForeignEntry]
 }
 
+/// A subvolume opened to take its snapshots: its source and its folder `snapshots/NAME/`, each
+/// opened once, so that `create` takes its snapshot and reads the census stamps around it through
+/// the same descriptors (`Store.snapshotSubject`).
+final class SnapshotSubject {
+    /// The subvolume's name.
+    let name: String
+    /// The subvolume itself.
+    let source: OwnedFD
+    /// `snapshots/NAME/`.
+    let folder: OwnedFD
+
+    init(name: String, source: consuming OwnedFD, folder: consuming OwnedFD) {
+        self.name = name
+        self.source = source
+        self.folder = folder
+    }
+}
+
 extension Store {
     /// `snapshots/`, created when missing, opened for reading.
     func makeSnapshotsDirectory() throws(ReplicaError) -> OwnedFD {
-        try makeDirectory(Store.snapshotsDirectory, in: directory("."))
+        try makeDirectory(Store.snapshotsDirectory, in: root.fd)
         return try directory(Store.snapshotsDirectory)
+    }
+
+    /// `snapshots/NAME/`, created when missing in `snapshots` (the store's `snapshots/`, open),
+    /// opened for reading.
+    func snapshotDirectory(for name: String, in snapshots: borrowing OwnedFD) throws(ReplicaError) -> OwnedFD {
+        try makeDirectory(name, in: snapshots)
+        return try directory("\(Store.snapshotsDirectory)/\(name)")
     }
 
     /// `snapshots/NAME/`, created when missing, opened for reading.
     func snapshotDirectory(for name: String) throws(ReplicaError) -> OwnedFD {
-        try makeDirectory(name, in: makeSnapshotsDirectory())
-        return try directory("\(Store.snapshotsDirectory)/\(name)")
+        try snapshotDirectory(for: name, in: makeSnapshotsDirectory())
+    }
+
+    /// Subvolume `name` opened to take its snapshots, refused before its folder is made when it
+    /// cannot be: it must be a subvolume, with no subvolume nested in it unless `allowNested`
+    /// (a snapshot is not recursive: their content would silently be missing).
+    func snapshotSubject(_ name: String, allowNested: Bool = false) throws(ReplicaError) -> SnapshotSubject {
+        try snapshotSubject(name, allowNested: allowNested, in: makeSnapshotsDirectory())
+    }
+
+    /// `snapshotSubject` with the store's `snapshots/` open already (`SubvolumeLock` holds it).
+    func snapshotSubject(_ name: String, allowNested: Bool, in snapshots: borrowing OwnedFD) throws(ReplicaError) -> SnapshotSubject {
+        let source = try directory(location(of: name))
+        guard Btrfs.isSubvolume(source) else {
+            throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
+                             hint: "is a plain directory, not a subvolume; only subvolumes can be snapshotted")
+        }
+        if !allowNested {
+            let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(location(of: name))")
+            if !nested.isEmpty {
+                throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
+                                 hint: "contains nested subvolumes (\(nested.joined(separator: ", "))) that a snapshot "
+                                     + "would not include; give each its own snapshot policy, or allow nested "
+                                     + "subvolumes to appear as empty directories")
+            }
+        }
+        return SnapshotSubject(name: name, source: source, folder: try snapshotDirectory(for: name, in: snapshots))
     }
 
     /// `mkdir PARENT/NAME` unless it exists (then it is opened as a directory by the caller, which
@@ -63,24 +113,16 @@ extension Store {
     /// nested in it is refused unless `allowNested`, because their content would silently be missing.
     @discardableResult
     public func snapshot(_ name: String, at time: UTCTimestamp, allowNested: Bool = false) throws(ReplicaError) -> String {
-        let source = try directory(location(of: name))
-        guard Btrfs.isSubvolume(source) else {
-            throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
-                             hint: "is a plain directory, not a subvolume; only subvolumes can be snapshotted")
-        }
-        if !allowNested {
-            let nested = try Btrfs.nestedSubvolumes(source, path: "\(path)/\(location(of: name))")
-            if !nested.isEmpty {
-                throw ReplicaError("snapshot", ["\(path)/\(location(of: name))"], errno: .EINVAL,
-                                 hint: "contains nested subvolumes (\(nested.joined(separator: ", "))) that a snapshot "
-                                     + "would not include; give each its own snapshot policy, or allow nested "
-                                     + "subvolumes to appear as empty directories")
-            }
-        }
-        let parent = try snapshotDirectory(for: name)
+        try snapshot(snapshotSubject(name, allowNested: allowNested), at: time)
+    }
+
+    /// `snapshot` of a subvolume opened already.
+    @discardableResult
+    func snapshot(_ subject: SnapshotSubject, at time: UTCTimestamp) throws(ReplicaError) -> String {
+        let name = subject.name
         let snapshotName = SnapshotName(subvolume: name, time: time).description
         do throws(ReplicaError) {
-            try Btrfs.snapshot(source, into: parent, named: snapshotName, readOnly: true,
+            try Btrfs.snapshot(subject.source, into: subject.folder, named: snapshotName, readOnly: true,
                                sourcePath: "\(path)/\(location(of: name))", parentPath: "\(path)/\(Store.snapshotsDirectory)/\(name)")
         } catch where error.reason == .exists {
             throw ReplicaError("snapshot", ["\(path)/\(name)", snapshotName], errno: .EEXIST,
@@ -94,8 +136,14 @@ extension Store {
     /// snapshot's name and `created: false`. Something of that name that is not ours still fails.
     public func snapshotUnlessTaken(_ name: String, at time: UTCTimestamp,
                                     allowNested: Bool = false) throws(ReplicaError) -> (name: String, created: Bool) {
+        try snapshotUnlessTaken(snapshotSubject(name, allowNested: allowNested), at: time)
+    }
+
+    /// `snapshotUnlessTaken` of a subvolume opened already.
+    func snapshotUnlessTaken(_ subject: SnapshotSubject, at time: UTCTimestamp) throws(ReplicaError) -> (name: String, created: Bool) {
+        let name = subject.name
         do throws(ReplicaError) {
-            return (try snapshot(name, at: time, allowNested: allowNested), true)
+            return (try snapshot(subject, at: time), true)
         } catch where error.reason == .exists {
             let taken = SnapshotName(subvolume: name, time: time).description
             guard try inventory(of: name).snapshots.contains(where: { $0.name.description == taken }) else {

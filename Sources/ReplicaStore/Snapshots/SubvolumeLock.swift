@@ -11,6 +11,8 @@ public struct SubvolumeLock: ~Copyable {
     let fd: OwnedFD
     /// The subvolume locked.
     public let subvolume: String
+    /// The store's `snapshots/`, which holds the lock file.
+    let snapshots: OwnedFD
 
     /// Takes the lock, waiting up to `wait` (nil: not at all). A held lock throws reason `lockHeld`
     /// (`EWOULDBLOCK`) naming the holder's pid.
@@ -25,7 +27,12 @@ public struct SubvolumeLock: ~Copyable {
             throw ReplicaError("lock", [path], errno: .EWOULDBLOCK,
                                hint: "\(who) is writing snapshots of \(subvolume); wait for it or pass --wait SECONDS", reason: .lockHeld)
         }
-        return SubvolumeLock(fd: fd, subvolume: subvolume)
+        return SubvolumeLock(fd: fd, subvolume: subvolume, snapshots: directory)
+    }
+
+    /// `Store.snapshotSubject` through the `snapshots/` this holds open.
+    func snapshotSubject(in store: borrowing Store, allowNested: Bool) throws(ReplicaError) -> SnapshotSubject {
+        try store.snapshotSubject(subvolume, allowNested: allowNested, in: snapshots)
     }
 
     /// The pid holding a `flock` on the file `fd` is open on: its line in `/proc/locks`
