@@ -23,7 +23,7 @@ extension Array where Element == String {
     /// The strings with `separator` between them: the standard library's `joined(separator:)`,
     /// which this shadows for arrays of strings, compiled here for them. The standard library's is
     /// generic and not specialized for callers outside it: its first call in a process resolves
-    /// the array's associated types at run time, a tenth of a `replica-snap create`'s own work.
+    /// the array's associated types at run time (80–100 µs of a `replica-snap create` here).
     public func joined(separator: String) -> String {
         guard var out = first else { return "" }
         for element in dropFirst() { out += separator; out += element }
