@@ -8,10 +8,12 @@ import Glibc
 public struct ProfileLoader: Sendable {
     /// Lowest priority first.
     public var directories: [String]
-    /// The sections and keys files are read with (a service's profile's, or a set's).
-    public var grammar = ProfileKeys.sections
-    /// True for files named as given (`lab.conf`), false for unit names (`web` → `web.service.conf`).
+    /// True for service-set files, named as given (`lab.conf`); false for services' profiles, named
+    /// by unit (`web` → `web.service.conf`).
     public var plainNames = false
+    /// The sections and keys files are read with: a set's, or a service's profile's. Looked up only
+    /// when a file is read: a name without one (`replica-snap create SUBVOLUME`) never builds the table.
+    public var grammar: [String: [String: ProfileKeys.Key]] { plainNames ? ProfileKeys.setSections : ProfileKeys.sections }
 
     /// `/usr/lib/replica/sets`, `/run/replica/sets`, `/etc/replica/sets`, lowest priority first.
     public static let setDirectories = ["/usr/lib/replica/sets", "/run/replica/sets", "/etc/replica/sets"]
@@ -19,7 +21,6 @@ public struct ProfileLoader: Sendable {
     /// A loader of service-set files (`NAME.conf` and `NAME.conf.d/` in `directories`).
     public static func sets(directories: [String] = setDirectories) -> ProfileLoader {
         var loader = ProfileLoader(directories: directories)
-        loader.grammar = ProfileKeys.setSections
         loader.plainNames = true
         return loader
     }
