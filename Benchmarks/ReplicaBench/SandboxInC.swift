@@ -4,7 +4,7 @@ import ReplicaKit
 
 /// The reference sandbox set up by a C program, compiled with the system's `cc -O2` when the bench
 /// runs, timed the way the in-process figure is (on a fresh thread, unshare to the last mount,
-/// median of 200), in two forms:
+/// median of 40), in two forms:
 /// - `same`: the system calls `SandboxMounter` makes for `referencePlan`, in its order, read off
 ///   `strace -f replica-bench sandbox`: the namespace's identity checked, each source and target
 ///   resolved once with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` and checked with `fstat`,
@@ -12,20 +12,26 @@ import ReplicaKit
 ///   left between the two figures is the Swift around those calls. Keep it in step with the mounter.
 /// - `bare`: the mounts alone — no checks, no mountinfo (so a read-only mount under /dev, /proc or
 ///   /sys would come out writable): the kernel's floor for this sandbox, unsafe as it stands.
-/// Nil when no C compiler is installed.
-func sandboxSetupInC(_ dir: String) throws -> (sameCalls: Double, mountsOnly: Double)? {
-    let source = "\(dir)/sandbox.c", program = "\(dir)/sandbox-in-c"
-    try OwnedFD.open(source, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600).writeAll(Array(sandboxInCSource.utf8))
-    guard (try? Command.check(["cc", "-O2", "-o", program, source, "-lpthread"])) != nil else {
-        print("replica-bench: no C compiler (cc): the sandbox's figure in C is left out")
-        return nil
+struct SandboxInC {
+    let dir: String, program: String
+
+    /// Compiles the program into `dir`; nil when no C compiler is installed.
+    init?(_ dir: String) throws {
+        let source = "\(dir)/sandbox.c"
+        (self.dir, program) = (dir, "\(dir)/sandbox-in-c")
+        try OwnedFD.open(source, O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600).writeAll(Array(sandboxInCSource.utf8))
+        guard (try? Command.check(["cc", "-O2", "-o", program, source, "-lpthread"])) != nil else {
+            print("replica-bench: no C compiler (cc): the sandbox's figure in C is left out")
+            return nil
+        }
     }
-    func run(_ mode: String) throws -> Double {
-        let printed = try Command.check([program, mode, dir])
+
+    /// The median nanoseconds of one block in `form` (`same` or `bare`).
+    func run(_ form: String) throws -> Double {
+        let printed = try Command.check([program, form, dir])
         guard let nanoseconds = Double(printed.trimmed) else { throw ReplicaError("sandbox in C", errno: .EINVAL, hint: printed) }
         return nanoseconds
     }
-    return (try run("same"), try run("bare"))
 }
 
 private let sandboxInCSource = #"""
@@ -149,14 +155,14 @@ int main(int argc, char **argv) {
     if (argc != 3) return 2;
     same = !strcmp(argv[1], "same");
     dir = argv[2];
-    long took[200];
-    for (int i = 0; i < 200; i++) {
+    long took[40];
+    for (int i = 0; i < 40; i++) {
         pthread_t thread;
         if (pthread_create(&thread, NULL, setUp, &took[i])) fail("pthread_create");
         pthread_join(thread, NULL);
     }
-    qsort(took, 200, sizeof *took, compare);
-    printf("%ld\n", took[100]);
+    qsort(took, 40, sizeof *took, compare);
+    printf("%ld\n", took[20]);
     return 0;
 }
 """#
