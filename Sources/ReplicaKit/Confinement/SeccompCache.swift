@@ -3,10 +3,10 @@ import Glibc
 
 /// Compiled seccomp filters, kept so a start loads them instead of compiling them:
 /// `/var/cache/replica/seccomp/KEY.bpf`, KEY a hash of the confinement's settings, the system call
-/// groups and the libseccomp version (a new libseccomp or a new group table compiles anew). The
-/// folder must be root's and writable by no one else, or it is not used; an entry that does not
-/// parse is compiled again and replaced. Writing is best effort: a read-only /var only costs the
-/// compile.
+/// groups, the libseccomp version and how programs are made of filters (a change in any compiles
+/// anew). The folder must be root's and writable by no one else, or it is not used; an entry that
+/// does not parse is compiled again and replaced. Writing is best effort: a read-only /var only
+/// costs the compile.
 public struct SeccompCache: Sendable {
     /// Where compiled programs are kept, one file per key.
     public var directory: String
@@ -19,9 +19,14 @@ public struct SeccompCache: Sendable {
     /// The entry name for `confinement`: FNV-1a (64 bits) of what decides its filters, in hex.
     public static func key(_ confinement: Confinement) -> String {
         let version = seccomp_version().map { "\($0.pointee.major).\($0.pointee.minor).\($0.pointee.micro)" } ?? "?"
-        let text = ([ "libseccomp \(version)", "groups \(groupsDigest)"] + confinement.systemdDirectives).joined(separator: "\n")
+        let text = ([ "libseccomp \(version)", "groups \(groupsDigest)", "programs \(programsRevision)"]
+                    + confinement.systemdDirectives).joined(separator: "\n")
         return String(FNV1a.hash64(text), radix: 16)
     }
+
+    /// Raised when `Confinement.seccompPrograms()` makes other programs of the same filters
+    /// (2: those deciding by number alone merged and compiled as runs).
+    static let programsRevision = 2
 
     /// `tableDigest()` of the group table, written out: a start that finds its filters in the cache
     /// never builds the table (hashing it took a third of a cached start). A unit test fails when

@@ -2,9 +2,10 @@ import CReplicaShim
 import CSeccomp
 import Glibc
 
-/// One seccomp filter, built with libseccomp for the native architecture only (a call of another
-/// ABI — i386 `int 0x80`, x32 — kills the process) and kept as its compiled classic BPF, which is
-/// what is cached and loaded (`seccomp(SECCOMP_SET_MODE_FILTER)`).
+/// One seccomp program, for the native architecture only (a call of another ABI — i386
+/// `int 0x80`, x32 — kills the process), built with libseccomp or, where the call's number alone
+/// decides, by `init(default:calls:)`, and kept as its compiled classic BPF, which is what is
+/// cached and loaded (`seccomp(SECCOMP_SET_MODE_FILTER)`).
 public struct SeccompProgram: Equatable, Sendable {
     /// The compiled program: 8-byte `struct sock_filter` instructions.
     public var bpf: [UInt8]
@@ -64,6 +65,18 @@ public struct SeccompProgram: Equatable, Sendable {
         public init(number: Int32, _ action: Action, _ comparisons: [Comparison] = []) {
             (call, self.action, self.comparisons) = (number, action, comparisons)
         }
+    }
+
+    /// What one filter decides: its rules, and the action for calls none of them names.
+    public struct Filter: Sendable {
+        /// What a call no rule names gets.
+        public var defaultAction: Action
+        /// The rules, in the order libseccomp is given them (of two for one call, the first counts).
+        public var rules: [Rule]
+        /// A filter of these rules over `defaultAction`.
+        public init(default defaultAction: Action, rules: [Rule]) { (self.defaultAction, self.rules) = (defaultAction, rules) }
+        /// No rule compares an argument: the call's number decides.
+        public var byNumberAlone: Bool { rules.allSatisfy(\.comparisons.isEmpty) }
     }
 
     /// `seccomp_init(defaultAction)` + each rule (`seccomp_rule_add_exact_array`; a call this
