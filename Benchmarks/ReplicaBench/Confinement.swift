@@ -47,19 +47,30 @@ func benchmarkConfinement() throws -> [Comparison] {
 
     // Compile against read + load, each in a fresh process as replica-run starts (a child forked
     // from this one would mostly measure copying the pages it writes to).
-    _ = try SeccompCache(directory: "\(dir)/cache").programs(for: plan.confinement)
-    func probe(_ mode: String) throws -> Double {
-        let printed = try Command.check([CommandLine.arguments[0], filterProbe, mode, confinementText, "\(dir)/cache"])
+    // The same for Hardening=service: 14 filters, 7 programs.
+    let hardened = "Hardening=service\nUser=nobody\n"
+    func probe(_ mode: String, _ text: String) throws -> Double {
+        let printed = try Command.check([CommandLine.arguments[0], filterProbe, mode, text, "\(dir)/cache"])
         guard let nanoseconds = Double(printed.split(separator: "\n").first ?? "") else {
             throw ReplicaError("filter probe", errno: .EINVAL, hint: printed)
         }
         return nanoseconds
     }
-    var compile: [Double] = [], cached: [Double] = []
-    for _ in 0..<50 {
-        compile.append(try probe("compile"))
-        cached.append(try probe("cached"))
+    var filterRuns: [String: [Double]] = [:]
+    for text in [confinementText, hardened] {
+        let confinement = try SandboxPlan(profile: Profile(unit: "bench.service", files: [],
+                                                           settings: ProfileParser.parse("[Sandbox]\n" + text, file: "bench"))).confinement
+        _ = try SeccompCache(directory: "\(dir)/cache").programs(for: confinement)
+        _ = try libseccompPrograms(confinement, cache: SeccompCache(directory: "\(dir)/cache"))
     }
+    for _ in 0..<50 {
+        for text in [confinementText, hardened] {
+            for mode in ["compile", "cached", "libseccomp"] where text == confinementText || mode != "compile" {
+                filterRuns[mode + text, default: []].append(try probe(mode, text))
+            }
+        }
+    }
+    func filters(_ mode: String, _ text: String) -> Double { median(filterRuns[mode + text] ?? []) }
 
     // Per call: getppid a million times before and after the filter, in one child.
     let perCall = try ChildProcess.run(timeout: .seconds(60)) { () throws(ReplicaError) -> String in
@@ -82,8 +93,12 @@ func benchmarkConfinement() throws -> [Comparison] {
                    tool: "bwrap, same mounts, same filter:", toolTime: whole[1]),
         Comparison(operation: "replica-run /bin/true, @system-service, no caps, nnp", replica: whole[0],
                    tool: "unshare -m --propagation slave:", toolTime: whole[2]),
-        Comparison(operation: "filters of that profile: read from cache + load", replica: median(cached),
-                   tool: "compiled with libseccomp:", toolTime: median(compile)),
+        Comparison(operation: "filters of that profile: read from cache + load", replica: filters("cached", confinementText),
+                   tool: "compiled, no cache:", toolTime: filters("compile", confinementText)),
+        Comparison(operation: "filters of that profile: read from cache + load", replica: filters("cached", confinementText),
+                   tool: "libseccomp's, one per filter, the same way:", toolTime: filters("libseccomp", confinementText)),
+        Comparison(operation: "filters of Hardening=service: read from cache + load", replica: filters("cached", hardened),
+                   tool: "libseccomp's, one per filter, the same way:", toolTime: filters("libseccomp", hardened)),
         Comparison(operation: "getppid() under the filter (ns per call, \(Int(perCall[1] - perCall[0])) ns added)",
                    replica: perCall[1], tool: "without a filter:", toolTime: perCall[0]),
     ]
@@ -91,8 +106,9 @@ func benchmarkConfinement() throws -> [Comparison] {
 
 /// The argument that makes `replica-bench` the filter probe: `replica-bench --filter-probe MODE
 /// SECTION CACHE` makes the plan of the `[Sandbox]` section given (untimed), then either reads its
-/// filters from the cache folder and loads them (`cached`) or compiles them with libseccomp
-/// (`compile`), and prints the nanoseconds that took.
+/// filters from the cache folder and loads them (`cached`), does the same with libseccomp's
+/// programs of the same filters, one each (`libseccomp`: what Replica loaded before it compiled
+/// runs), or compiles them (`compile`), and prints the nanoseconds that took.
 let filterProbe = "--filter-probe"
 
 /// The filter probe's work, in a fresh process; never returns.
@@ -106,6 +122,8 @@ func runFilterProbe(_ arguments: [String]) -> Never {
             let (filters, cached) = try SeccompCache(directory: arguments[2]).programs(for: plan.confinement)
             precondition(cached, "the probe's filters were not in the cache")
             for filter in filters { try filter.load() }
+        } else if arguments[0] == "libseccomp" {
+            for filter in try libseccompPrograms(plan.confinement, cache: SeccompCache(directory: arguments[2])) { try filter.load() }
         } else {
             _ = try plan.confinement.seccompPrograms()
         }
@@ -115,6 +133,14 @@ func runFilterProbe(_ arguments: [String]) -> Never {
         print("filter probe: \(error)")
         exit(1)
     }
+}
+
+/// `confinement`'s filters as libseccomp compiles them, one program each, kept in `cache` beside
+/// Replica's own (their key's, suffixed).
+func libseccompPrograms(_ confinement: Confinement, cache: SeccompCache) throws -> [SeccompProgram] {
+    try cache.programs(key: SeccompCache.key(confinement) + "-libseccomp") { () throws(ReplicaError) in
+        try confinement.seccompFilters().map { (filter) throws(ReplicaError) in try SeccompProgram(default: filter.defaultAction, rules: filter.rules) }
+    }.programs
 }
 
 /// posix_spawnp with `path` open as descriptor 9 (what `bwrap --seccomp 9` reads), then waits.
