@@ -6,7 +6,7 @@ extension SeccompProgram {
     /// run, where libseccomp makes one per call. `@system-service`'s 298 calls on x86-64 are 27
     /// runs allowed among 27 failed: 62 instructions instead of 383, and the kernel's load
     /// (`seccomp(SECCOMP_SET_MODE_FILTER)`, which converts and compiles each instruction) takes
-    /// half the time. The same checks come first as in libseccomp's programs: another ABI (i386
+    /// a third of the time. The same checks come first as in libseccomp's programs: another ABI (i386
     /// `int 0x80`, x32) kills the process, and a number no call has (-1 included) gets
     /// `defaultAction`. Nil on an architecture other than x86-64 and arm64, or for a table of
     /// more than some 250 runs (a conditional jump reaches 255 instructions): libseccomp compiles
