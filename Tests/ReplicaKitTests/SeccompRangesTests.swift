@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 @testable import ReplicaKit
 import ReplicaTestSupport
@@ -170,3 +171,49 @@ import Testing
 
 
 
+
+/// The kernel's own answer, where two filters answer one call: the merged program gives what
+/// libseccomp's programs, one per filter loaded in systemd's order, give. Each probe call carries
+/// arguments the kernel refuses (EINVAL, EFAULT), so what a filter does not fail changes nothing.
+@Suite(.requiresRoot) struct SeccompMergeKernelTests {
+    /// x86-64 numbers and refused arguments: sethostname, setdomainname, clock_settime,
+    /// settimeofday, init_module, syslog, ioperm, personality, a number no call has, getppid.
+    static let probes: [(String, Int, [Int])] = [
+        ("sethostname", 170, [0, 1 << 20]), ("setdomainname", 171, [0, 1 << 20]), ("clock_settime", 227, [-1, 0]),
+        ("settimeofday", 164, [1, 1]), ("init_module", 175, [0, 0, 0]), ("syslog", 103, [-1, 0, 0]),
+        ("ioperm", 173, [-1, 1, 1]), ("personality", 135, [0x0008]), ("unknown", 1000, []), ("getppid", 110, []),
+    ]
+
+    /// Each probe's outcome (`EPERM`, `ok`, …) in a child that loaded `programs`.
+    static func outcomes(_ programs: [SeccompProgram]) throws -> String {
+        try ChildProcess.run(timeout: .seconds(30)) { () throws(ReplicaError) -> String in
+            _ = replica_set_no_new_privs()
+            for program in programs { try program.load() }
+            return probes.map { name, number, arguments in
+                let a = arguments + Array(repeating: 0, count: 6 - arguments.count)
+                return "\(name)=\(errnoName(replica_raw_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5])))"
+            }.joined(separator: " ")
+        }
+    }
+
+    @Test(arguments: [
+        "ProtectHostname=yes\nSystemCallFilter=~sethostname:ENODATA",
+        "ProtectClock=yes\nSystemCallFilter=@system-service @clock\nSystemCallErrorNumber=EACCES",
+        "Hardening=service\nUser=nobody\nSystemCallFilter=~setdomainname:ENOSPC",
+        "ProtectKernelModules=yes\nProtectKernelLogs=yes\nPrivateDevices=yes\nLockPersonality=yes\nSystemCallFilter=~@module:ENOKEY",
+    ])
+    func theMergedProgramAnswersAsOneProgramPerFilter(text: String) throws {
+        let confinement = try ConfinementParsingTests.confinement("[Sandbox]\n\(text)\n")
+        let each = try confinement.seccompFilters().map { (filter) throws in try SeccompProgram(default: filter.defaultAction, rules: filter.rules) }
+        let merged = try Self.outcomes(try confinement.seccompPrograms())
+        #expect(merged == (try Self.outcomes(each)))
+        // The control: unfiltered, the probes reach the kernel and are refused for their arguments.
+        #expect(try Self.outcomes([]) != merged, "\(merged)")
+    }
+
+    @Test func ofTwoErrnosForOneCallTheLaterFiltersWins() throws {
+        let confinement = try ConfinementParsingTests.confinement("[Sandbox]\nProtectHostname=yes\nSystemCallFilter=~sethostname:ENODATA\n")
+        #expect(try Self.outcomes(try confinement.seccompPrograms()).contains("sethostname=ENODATA"))
+        #expect(try Self.outcomes([]).contains("sethostname=EINVAL"), "the control: the call refused for its length")
+    }
+}
