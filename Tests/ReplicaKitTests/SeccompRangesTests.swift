@@ -82,6 +82,12 @@ import Testing
         return (filter.defaultAction, Dictionary(filter.rules.map { ($0.call, $0.action) }) { first, _ in first })
     }
 
+    /// libseccomp's program of each of `confinement`'s filters, in their order: what was loaded
+    /// before filters were merged.
+    static func onePerFilter(_ confinement: Confinement) throws -> [SeccompProgram] {
+        try confinement.seccompFilters().map { (filter) throws in try SeccompProgram(default: filter.defaultAction, rules: filter.rules) }
+    }
+
     /// The program libseccomp compiles of the same table.
     static func libseccomp(_ defaultAction: SeccompProgram.Action, _ table: [Int32: SeccompProgram.Action]) throws -> SeccompProgram {
         try SeccompProgram(default: defaultAction, rules: table.map { SeccompProgram.Rule(number: $0.key, $0.value) })
@@ -151,7 +157,7 @@ import Testing
     func mergedFiltersAnswerAsOneProgramEach(text: String) throws {
         let confinement = try ConfinementParsingTests.confinement("[Sandbox]\n\(text)\n")
         let filters = confinement.seccompFilters()
-        let each = try filters.map { (filter) throws in try SeccompProgram(default: filter.defaultAction, rules: filter.rules) }
+        let each = try Self.onePerFilter(confinement)
         let merged = try confinement.seccompPrograms()
         // Every call with arguments 0; those the argument filters name also with the values they
         // compare, each set and clear, and all bits.
@@ -204,7 +210,7 @@ import Testing
     ])
     func theMergedProgramAnswersAsOneProgramPerFilter(text: String) throws {
         let confinement = try ConfinementParsingTests.confinement("[Sandbox]\n\(text)\n")
-        let each = try confinement.seccompFilters().map { (filter) throws in try SeccompProgram(default: filter.defaultAction, rules: filter.rules) }
+        let each = try SeccompRangesTests.onePerFilter(confinement)
         let merged = try Self.outcomes(try confinement.seccompPrograms())
         #expect(merged == (try Self.outcomes(each)))
         // The control: unfiltered, the probes reach the kernel and are refused for their arguments.
