@@ -246,6 +246,7 @@ int replica_btrfs_resize(int fd, const char *spec) {
 }
 int replica_ficlone(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
 int replica_syncfs(int fd) { return syncfs(fd); }
+int replica_set_lease(int fd, int type) { return fcntl(fd, F_SETLEASE, type); }
 int64_t replica_seek_data(int fd, int64_t offset, int hole) { return lseek(fd, offset, hole ? SEEK_HOLE : SEEK_DATA); }
 
 int replica_btrfs_subvolume_info(int fd, struct replica_subvolume_info *info) {

@@ -67,4 +67,72 @@ import Testing
             #expect(try Self.entries("\(dir)/target") == ["inside"])
         }
     }
+
+    /// A file rewritten at every run goes into the file the last rewrite swapped out, written over
+    /// in place: the live file's inode is the spare's of before, and the old contents are the spare's.
+    @Test func aRewriteReusesTheFileTheLastOneSwappedOut() throws {
+        try withTemporaryDirectory { dir in
+            let root = try RootDirectory(dir)
+            try root.rewriteFileAtomically("app.prom", contents: Array("one\n".utf8))
+            try root.rewriteFileAtomically("app.prom", contents: Array("two\n".utf8), mode: 0o640)
+            #expect(try Self.entries(dir) == [".app.prom.spare", "app.prom"])
+            #expect(try Self.read("\(dir)/.app.prom.spare") == "one\n")
+            let spare = try FileStatus.of("\(dir)/.app.prom.spare").inode
+            try root.rewriteFileAtomically("app.prom", contents: Array("three, longer\n".utf8), mode: 0o640)
+            #expect(try FileStatus.of("\(dir)/app.prom").inode == spare)
+            #expect(try Self.read("\(dir)/app.prom") == "three, longer\n")
+            #expect(try FileStatus.of("\(dir)/app.prom").mode & 0o777 == 0o640)
+            #expect(try Self.read("\(dir)/.app.prom.spare") == "two\n")
+            try root.rewriteFileAtomically("app.prom", contents: Array("4\n".utf8))  // shorter than the spare's
+            #expect(try Self.read("\(dir)/app.prom") == "4\n")
+            #expect(try Self.entries(dir) == [".app.prom.spare", "app.prom"])
+        }
+    }
+
+    /// A reader that opened the file two rewrites ago holds what is now the spare: the kernel refuses
+    /// the write lease, and the rewrite makes a new file instead, so the reader still reads its
+    /// contents whole. (Without the reader, the test above shows the spare reused.)
+    @Test func aSpareSomeoneStillReadsIsNotWrittenOver() throws {
+        try withTemporaryDirectory { dir in
+            let root = try RootDirectory(dir)
+            try root.rewriteFileAtomically("app.prom", contents: Array("one\n".utf8))
+            let reader = try OwnedFD.open("\(dir)/app.prom", O_RDONLY)
+            let held = try reader.status().inode
+            try root.rewriteFileAtomically("app.prom", contents: Array("two\n".utf8))
+            #expect(try FileStatus.of("\(dir)/.app.prom.spare").inode == held)
+            try root.rewriteFileAtomically("app.prom", contents: Array("three\n".utf8))
+            #expect(String(decoding: try reader.readAll(), as: UTF8.self) == "one\n")
+            #expect(try FileStatus.of("\(dir)/app.prom").inode != held)
+            #expect(try Self.read("\(dir)/app.prom") == "three\n")
+            #expect(try Self.entries(dir) == [".app.prom.spare", "app.prom"])
+        }
+    }
+
+    /// A spare that is a symlink or has a second link is never written through: what it leads to
+    /// keeps its contents, and the file is still replaced.
+    @Test(arguments: [true, false]) func aSpareThatLeadsElsewhereIsNotWritten(symlinked: Bool) throws {
+        try withTemporaryDirectory { dir in
+            try OwnedFD.open("\(dir)/elsewhere", O_WRONLY | O_CREAT, mode: 0o644).writeAll(Array("keep\n".utf8))
+            if symlinked { symlink("\(dir)/elsewhere", "\(dir)/.app.prom.spare") } else { link("\(dir)/elsewhere", "\(dir)/.app.prom.spare") }
+            let root = try RootDirectory(dir)
+            try root.rewriteFileAtomically("app.prom", contents: Array("one\n".utf8))
+            try root.rewriteFileAtomically("app.prom", contents: Array("two\n".utf8))
+            #expect(try Self.read("\(dir)/elsewhere") == "keep\n")
+            #expect(try FileStatus.of("\(dir)/app.prom").kind == .regular)
+            #expect(try Self.read("\(dir)/app.prom") == "two\n")
+        }
+    }
+
+    /// A directory where the file goes is refused, and nothing is swapped aside.
+    @Test func aRewriteOverADirectoryIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            mkdir("\(dir)/app.prom", 0o755)
+            mkdir("\(dir)/app.prom/inside", 0o755)
+            let root = try RootDirectory(dir)
+            let error = #expect(throws: ReplicaError.self) { try root.rewriteFileAtomically("app.prom", contents: [1]) }
+            #expect(error?.operation == "renameat")
+            #expect(try Self.entries(dir) == ["app.prom"])
+            #expect(try Self.entries("\(dir)/app.prom") == ["inside"])
+        }
+    }
 }

@@ -193,7 +193,7 @@ func names(in directory: String) throws -> [String] {
             #expect(text.contains("replica_snapshot_last_run_success{subvolume=\"web\"} 0\n"))
             #expect(text.contains("replica_snapshot_last_success_timestamp_seconds{subvolume=\"db\"} 1790000000\n"))
             #expect(text.components(separatedBy: "# TYPE replica_snapshot_count gauge").count == 2, "one TYPE line per metric")
-            #expect(try names(in: "\(dir)/metrics") == ["replica.prom"], "no temporary file left")
+            #expect(try names(in: "\(dir)/metrics") == [".replica.prom.spare", "replica.prom"], "no temporary file left, one spare")
         }
     }
 

@@ -125,6 +125,9 @@ extern const uint32_t replica_immutable_inode_flag;
 extern const uint32_t replica_nocow_inode_flag;
 /// syncfs(2): flush the filesystem fd is on (a _GNU_SOURCE declaration Glibc's module lacks).
 int replica_syncfs(int fd);
+/// fcntl(F_SETLEASE) (_GNU_SOURCE): F_WRLCK takes a write lease, which the kernel grants only while no
+/// other descriptor has the file open; F_UNLCK gives it up.
+int replica_set_lease(int fd, int type);
 /// lseek(fd, offset, SEEK_DATA or SEEK_HOLE): the next data (hole != 0: hole) at or after offset.
 int64_t replica_seek_data(int fd, int64_t offset, int hole);
 

@@ -34,8 +34,8 @@ public struct SnapshotMetrics: Sendable {
 }
 
 /// `replica.prom`: one file for every subvolume, merged under a lock (each timer instance updates
-/// only its own subvolume's lines) and replaced atomically (temporary file, rename), so the
-/// collector never reads half a file. Not synced: the figures are read again from the store at the
+/// only its own subvolume's lines) and replaced atomically (a spare file written and swapped in,
+/// `RootDirectory.rewriteFileAtomically`), so the collector never reads half a file. Not synced: the figures are read again from the store at the
 /// next run, and a sync would cost a snapshot run more than the snapshot does.
 public enum MetricsTextfile {
     /// `/var/lib/replica/metrics/replica.prom`, where node_exporter's textfile collector can read it.
@@ -76,7 +76,7 @@ public enum MetricsTextfile {
                 if let newest = metrics.newest { mine["replica_snapshot_newest_timestamp_seconds"] = String(newest.secondsSinceEpoch) }
                 for (name, _) in help { samples[name, default: [:]][label] = mine[name] }
             }
-            try root.writeFileAtomically(file, contents: Array(render(samples).utf8), sync: false)
+            try root.rewriteFileAtomically(file, contents: Array(render(samples).utf8))
         }
     }
 
