@@ -49,15 +49,16 @@ public struct SeccompCache: Sendable {
     public func programs(key: String, make: () throws(ReplicaError) -> [SeccompProgram]) throws(ReplicaError)
         -> (programs: [SeccompProgram], cached: Bool) {
         let name = "\(key).bpf"
-        if trusted(), let stored = load(name) { return (stored, true) }
+        if let stored = load(name) { return (stored, true) }
         let programs = try make()
         store(programs, as: name)
         return (programs, false)
     }
 
-    /// The folder exists, is a directory owned by root, and is not writable by group or others.
-    func trusted() -> Bool {
-        guard let status = try? FileStatus.of(directory) else { return false }
+    /// The folder, as opened, is a directory owned by root and not writable by group or others:
+    /// checked on its descriptor (`fstat`), so the folder checked is the folder read.
+    static func trusted(_ folder: borrowing RootDirectory) -> Bool {
+        guard let status = try? folder.fd.status() else { return false }
         return status.kind == .directory && status.owner == 0 && status.mode & 0o022 == 0
     }
 
@@ -85,14 +86,15 @@ public struct SeccompCache: Sendable {
     }
 
     func load(_ name: String) -> [SeccompProgram]? {
-        guard let root = try? RootDirectory(directory), let fd = try? root.openForReading(name, [.regularFile, .noSymlinks]),
+        guard let root = try? RootDirectory(directory), Self.trusted(root),
+              let fd = try? root.openForReading(name, [.regularFile, .noSymlinks]),
               let bytes = try? fd.readAll(limit: 8 << 20, name: name) else { return nil }
         return Self.decode(bytes)
     }
 
     func store(_ programs: [SeccompProgram], as name: String) {
         if (try? FileStatus.of(directory)) == nil { _ = try? createDirectories(directory, mode: 0o700) }
-        guard trusted(), let root = try? RootDirectory(directory) else { return }
+        guard let root = try? RootDirectory(directory), Self.trusted(root) else { return }
         _ = try? root.writeFileAtomically(name, contents: Self.encode(programs), mode: 0o600)
     }
 }
