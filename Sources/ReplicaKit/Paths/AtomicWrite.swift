@@ -9,7 +9,8 @@ extension RootDirectory {
     /// writer killed before its rename leaves its temporary file; folders where that matters clear
     /// them with `removeStaleTemporaries(in:)`. `sync: false` leaves out the `fsync` for a caller
     /// that commits the whole file system next (`syncfs`), as a fork does, or whose file is made
-    /// again at its next run (metrics, name records). Such a file is swapped with the old one
+    /// again at its next run (name records; a file rewritten at every run of a timer is better served
+    /// by `rewriteFileAtomically`). Such a file is swapped with the old one
     /// (`renameat2(RENAME_EXCHANGE)`), which is then unlinked: as atomic for a reader, but without
     /// the write-back ext4 starts when a rename replaces a file (`auto_da_alloc`), a tenth of the
     /// cost there. A plain rename when the old file is missing or not a regular file, or the file

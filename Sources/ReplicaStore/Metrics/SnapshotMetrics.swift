@@ -35,8 +35,9 @@ public struct SnapshotMetrics: Sendable {
 
 /// `replica.prom`: one file for every subvolume, merged under a lock (each timer instance updates
 /// only its own subvolume's lines) and replaced atomically (a spare file written and swapped in,
-/// `RootDirectory.rewriteFileAtomically`), so the collector never reads half a file. Not synced: the figures are read again from the store at the
-/// next run, and a sync would cost a snapshot run more than the snapshot does.
+/// `RootDirectory.rewriteFileAtomically`), so the collector never reads half a file. Not synced:
+/// the figures are read again from the store at the next run, and a sync would cost a snapshot run
+/// more than the snapshot does.
 public enum MetricsTextfile {
     /// `/var/lib/replica/metrics/replica.prom`, where node_exporter's textfile collector can read it.
     public static let defaultPath = "/var/lib/replica/metrics/replica.prom"
