@@ -42,17 +42,7 @@ func benchmarkScale() throws {
                 precondition(listed == count)
             }
         }
-        let instances = (try? OwnedFD.open("/proc/sys/fs/inotify/max_user_instances", O_RDONLY).readLine()) ?? "?"
-        if (Int(instances) ?? 0) < 1024 {
-            // Each guest's systemd takes inotify instances: most of the 50 would fail to boot.
-            print("  50 machines at once: skipped, fs.inotify.max_user_instances is \(instances); the package sets 1048576 "
-                  + "(sysctl -p /usr/lib/sysctl.d/60-replica.conf)")
-        } else if let rootfs = cachedRoot(skipping: "  50 machines at once") {
-            _ = try Templates.importTemplate("debian12", from: rootfs, into: store)
-            let fifty = try forkAndBootAtOnce(50, template: "debian12", store: store)
-            print("  50 machines forked and started at once: all READY in \(formatDuration(fifty.time)), \(fifty.failures) failed "
-                  + "(goal: under 15 s, none; fs.inotify.max_user_instances \(instances), the package's 1048576)")
-        }
+        try printManyMachinesAtOnce(store: store)
         let policy = try RetentionPolicy.parse("preserve 24h 14d 8w 12m *y")
         row("retention plan over N snapshots (decide only)", snapshotCounts) { count in
             let times = (0..<count).map { UTCTimestamp(secondsSinceEpoch: start + Int64($0) * 3600) }
@@ -61,6 +51,22 @@ func benchmarkScale() throws {
                 precondition(Retention.decide(times, policy: policy, now: now).count == count)
             }
         }
+    }
+}
+
+/// 50 machines forked from the end-to-end suite's template and started at once: the time until all
+/// are READY and how many failed (also alone: `replica-bench fifty`, without the scale group's minutes).
+func printManyMachinesAtOnce(store: borrowing Store) throws {
+    let instances = (try? OwnedFD.open("/proc/sys/fs/inotify/max_user_instances", O_RDONLY).readLine()) ?? "?"
+    if (Int(instances) ?? 0) < 1024 {
+        // Each guest's systemd takes inotify instances: most of the 50 would fail to boot.
+        print("  50 machines at once: skipped, fs.inotify.max_user_instances is \(instances); the package sets 1048576 "
+              + "(sysctl -p /usr/lib/sysctl.d/60-replica.conf)")
+    } else if let rootfs = cachedRoot(skipping: "  50 machines at once") {
+        _ = try Templates.importTemplate("debian12", from: rootfs, into: store)
+        let fifty = try forkAndBootAtOnce(50, template: "debian12", store: store)
+        print("  50 machines forked and started at once: all READY in \(formatDuration(fifty.time)), \(fifty.failures) failed "
+              + "(goal: under 15 s, none; fs.inotify.max_user_instances \(instances), the package's 1048576)")
     }
 }
 

@@ -1,6 +1,7 @@
 // replica-bench: Replica's primitives against the command a user would run instead, in one run.
 // Run as root for the btrfs figures: swift run -c release replica-bench [GROUP...]
-// Groups: resolution, snapshots, sandbox, generator, migration, confinement, machines, vms (default: all).
+// Groups: resolution, snapshots, sandbox, generator, migration, confinement, volume, replication, machines, pool, vms
+// (default: all); scale (minutes) and fifty (its 50 machines at once) only when named.
 import BenchmarkSupport
 import CReplicaShim
 import Glibc
@@ -200,6 +201,7 @@ do {
         if wanted("pool") { for row in try benchmarkPool() { row.printRow() } }
         if wanted("vms") { for row in try benchmarkVirtualMachines() { row.printRow() } }
         if groups.contains("scale") { try benchmarkScale() }  // minutes (100,000 snapshots): only when asked
+        if groups.contains("fifty") { try withBenchmarkStore(size: 6 << 30) { store, _ in try printManyMachinesAtOnce(store: store) } }
     } else {
         print("(btrfs and sandbox figures skipped: they need root)")
     }
