@@ -1,3 +1,4 @@
+import CReplicaShim
 import Glibc
 import ReplicaKit
 import ReplicaTestSupport
@@ -133,6 +134,30 @@ import Testing
             #expect(error?.operation == "renameat")
             #expect(try Self.entries(dir) == ["app.prom"])
             #expect(try Self.entries("\(dir)/app.prom") == ["inside"])
+        }
+    }
+
+    /// The lease holds (an open of the file is refused while it is held) and its break signals no
+    /// one: the holder lives on. The kernel's own lease, its owner kept, is the control: the same
+    /// open kills its holder with SIGIO.
+    @Test(arguments: [true, false]) func aBrokenLeaseSignalsNoOne(cleared: Bool) throws {
+        try withTemporaryDirectory { dir in
+            let path = "\(dir)/file"
+            try OwnedFD.open(path, O_WRONLY | O_CREAT, mode: 0o644).writeAll([1])
+            let outcome = try? ChildProcess.run(timeout: .seconds(10)) { () throws(ReplicaError) -> String in
+                signal(SIGIO, SIG_DFL)  // as a tool starts: SIGIO kills, not blocked
+                var io = sigset_t()
+                sigemptyset(&io)
+                sigaddset(&io, SIGIO)
+                sigprocmask(SIG_UNBLOCK, &io, nil)
+                let file = try OwnedFD.open(path, O_WRONLY)
+                guard cleared ? file.takeWriteLease() : replica_set_lease(file.rawValue, Int32(F_WRLCK)) == 0 else { return "no lease" }
+                let reader = Glibc.open(path, O_RDONLY | O_NONBLOCK)  // breaks the lease
+                let refused = reader < 0 && errno == EWOULDBLOCK
+                usleep(100_000)  // time for a signal to arrive
+                return refused ? "refused, alive" : "opened"
+            }
+            #expect(outcome == (cleared ? "refused, alive" : nil))
         }
     }
 }

@@ -46,8 +46,8 @@ extension RootDirectory {
     /// (ext4 `-o discard`), unlinking the old file took 0.3 ms of a 4 ms snapshot run. A reader still
     /// sees the old file or the new one, never a mix: the spare is written only under a write lease
     /// (`fcntl(F_SETLEASE, F_WRLCK)`), which the kernel grants only while no one else has the file
-    /// open, and with mode 0600 meanwhile, so no one else can open it then (a lease's break would
-    /// signal this process). A spare someone still reads, one that is not a plain file of one link,
+    /// open, and with mode 0600 meanwhile, so no one else can open it then (an open that got past the
+    /// mode just before breaks the lease, which signals no one: `takeWriteLease`). A spare someone still reads, one that is not a plain file of one link,
     /// or a filesystem without leases, and the write falls back to a new temporary file. `mode` is
     /// set exactly (`fchmod`, no umask). Not synced: a crash may leave the file half old, half new,
     /// until the next run rewrites it.
@@ -61,7 +61,7 @@ extension RootDirectory {
             guard raw >= 0 else { return false }
             let spare = OwnedFD(adopting: raw)  // closing it gives up the lease too
             guard let status = try? spare.status(), status.kind == .regular, status.linkCount == 1,
-                  fchmod(raw, 0o600) == 0, replica_set_lease(raw, Int32(F_WRLCK)) == 0 else { return false }
+                  fchmod(raw, 0o600) == 0, spare.takeWriteLease() else { return false }
             guard (try? spare.writeAll(contents, name: spareName)) != nil,
                   status.size <= contents.count || ftruncate(raw, off_t(contents.count)) == 0,
                   replica_set_lease(raw, Int32(F_UNLCK)) == 0, fchmod(raw, mode) == 0 else { return false }
@@ -80,5 +80,16 @@ extension RootDirectory {
             guard ids.count == 2, let pid = Int32(ids.first!), Int32(ids.last!) != nil, pid > 0 else { continue }
             if kill(pid, 0) != 0 && Errno.current.rawValue == ESRCH { unlinkat(folder.rawValue, name, 0) }
         }
+    }
+}
+
+extension OwnedFD {
+    /// `fcntl(F_SETLEASE, F_WRLCK)`, then `fcntl(F_SETOWN, 0)`: a write lease, which the kernel grants
+    /// only while no other descriptor has the file open, and whose break signals no one (the lease's
+    /// owner would get `SIGIO`, which kills by default). An open that breaks it waits until it is
+    /// given up (`F_UNLCK`, or this descriptor closed), or fails with `EWOULDBLOCK` if non-blocking.
+    /// False when the kernel refuses it: the file open elsewhere, not this user's, or no leases there.
+    public borrowing func takeWriteLease() -> Bool {
+        replica_set_lease(rawValue, Int32(F_WRLCK)) == 0 && fcntl(rawValue, F_SETOWN, 0) == 0
     }
 }
